@@ -1,0 +1,3 @@
+module github.com/vigil-safeguarding/vigil
+
+go 1.26.8
