@@ -1,0 +1,232 @@
+// Package pki owns the collector's certificate authority: created on first
+// start in the data dir, it signs the server certificate and every enrolled
+// device's client certificate.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
+)
+
+// DeviceCertValidity is long because school devices may stay offline for a
+// whole holiday; revocation is by device state on the collector, which is
+// checked on every connection.
+const DeviceCertValidity = 5 * 365 * 24 * time.Hour
+
+// Authority is a loaded CA plus the server's key pair.
+type Authority struct {
+	CACert     *x509.Certificate
+	caKey      crypto.Signer
+	ServerCert tls.Certificate
+}
+
+// Files in the data dir, all owner-only.
+const (
+	caCertFile     = "ca.pem"
+	caKeyFile      = "ca.key"
+	serverCertFile = "server.pem"
+	serverKeyFile  = "server.key"
+)
+
+// LoadOrCreate loads the CA from dir, creating it and a server certificate
+// for hosts (names or IPs, plus localhost and loopback) on first start.
+func LoadOrCreate(dir string, hosts []string) (*Authority, error) {
+	if _, err := os.Stat(filepath.Join(dir, caKeyFile)); errors.Is(err, os.ErrNotExist) {
+		if err := create(dir, hosts); err != nil {
+			return nil, fmt.Errorf("create certificate authority in %s: %w", dir, err)
+		}
+	}
+	caCert, caKey, err := loadPair(filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	srv, err := tls.LoadX509KeyPair(filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate: %w", err)
+	}
+	// Send the CA after the leaf: agents pin the CA by fingerprint and have
+	// nothing else to verify the chain with.
+	srv.Certificate = append(srv.Certificate, caCert.Raw)
+	return &Authority{CACert: caCert, caKey: caKey, ServerCert: srv}, nil
+}
+
+// Fingerprint of the CA, carried in every enrollment token.
+func (a *Authority) Fingerprint() string { return identity.Fingerprint(a.CACert.Raw) }
+
+// Pool returns a pool holding just the CA.
+func (a *Authority) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(a.CACert)
+	return p
+}
+
+// SignDevice checks a CSR and issues the device's client certificate. The
+// device ID comes from the CSR's key; any subject the CSR asks for is ignored.
+func (a *Authority) SignDevice(csrDER []byte, group string) (deviceID string, certDER []byte, err error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return "", nil, fmt.Errorf("parse certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return "", nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	deviceID, err = identity.DeviceID(csr.PublicKey)
+	if err != nil {
+		return "", nil, err
+	}
+	serial, err := randSerial()
+	if err != nil {
+		return "", nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: deviceID, OrganizationalUnit: []string{group}, Organization: []string{"Vigil device"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(DeviceCertValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	certDER, err = x509.CreateCertificate(rand.Reader, tmpl, a.CACert, csr.PublicKey, a.caKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("sign device certificate: %w", err)
+	}
+	return deviceID, certDER, nil
+}
+
+func create(dir string, hosts []string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := randSerial()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "Vigil collector CA", Organization: []string{"Vigil"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(20 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err = randSerial()
+	if err != nil {
+		return err
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "Vigil collector"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if h, err := os.Hostname(); err == nil {
+		srvTmpl.DNSNames = append(srvTmpl.DNSNames, h)
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, ip)
+		} else if h != "" {
+			srvTmpl.DNSNames = append(srvTmpl.DNSNames, h)
+		}
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	// Keys first, so a crash in between leaves no CA cert without its key
+	// (LoadOrCreate keys off the CA key file).
+	if err := writeKey(filepath.Join(dir, serverKeyFile), srvKey); err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(dir, serverCertFile), "CERTIFICATE", srvDER); err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(dir, caCertFile), "CERTIFICATE", caDER); err != nil {
+		return err
+	}
+	return writeKey(filepath.Join(dir, caKeyFile), caKey)
+}
+
+func randSerial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+func writeKey(path string, k *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "PRIVATE KEY", der)
+}
+
+// writePEM writes one PEM block to path, owner-only, fsynced.
+func writePEM(path, typ string, der []byte) error {
+	return fsutil.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("%s or %s holds no PEM block", certPath, keyPath)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: not a signing key", keyPath)
+	}
+	return cert, signer, nil
+}
