@@ -76,10 +76,10 @@ func (a *Authority) Pool() *x509.CertPool {
 	return p
 }
 
-// SignDevice checks a CSR and issues the device's client certificate. The
-// device ID comes from the CSR's key; any subject the CSR asks for is ignored.
-func (a *Authority) SignDevice(csrDER []byte, group string) (deviceID string, certDER []byte, err error) {
-	csr, err := x509.ParseCertificateRequest(csrDER)
+// CheckCSR parses a device's certificate request, checks its signature and
+// derives the device ID from its key. Any subject it asks for is ignored.
+func CheckCSR(csrDER []byte) (deviceID string, csr *x509.CertificateRequest, err error) {
+	csr, err = x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return "", nil, fmt.Errorf("parse certificate request: %w", err)
 	}
@@ -90,9 +90,14 @@ func (a *Authority) SignDevice(csrDER []byte, group string) (deviceID string, ce
 	if err != nil {
 		return "", nil, err
 	}
+	return deviceID, csr, nil
+}
+
+// SignDevice issues the client certificate for a request CheckCSR accepted.
+func (a *Authority) SignDevice(deviceID string, csr *x509.CertificateRequest, group string) (certDER []byte, err error) {
 	serial, err := randSerial()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -105,9 +110,9 @@ func (a *Authority) SignDevice(csrDER []byte, group string) (deviceID string, ce
 	}
 	certDER, err = x509.CreateCertificate(rand.Reader, tmpl, a.CACert, csr.PublicKey, a.caKey)
 	if err != nil {
-		return "", nil, fmt.Errorf("sign device certificate: %w", err)
+		return nil, fmt.Errorf("sign device certificate: %w", err)
 	}
-	return deviceID, certDER, nil
+	return certDER, nil
 }
 
 func create(dir string, hosts []string) error {
@@ -229,4 +234,12 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 		return nil, nil, fmt.Errorf("%s: not a signing key", keyPath)
 	}
 	return cert, signer, nil
+}
+
+// SelfDeviceID is the collector's own device ID, derived from its CA key the
+// way devices' IDs are derived from theirs, so findings the collector raises
+// itself (identity conflicts, silent agents) fit the same model.
+func (a *Authority) SelfDeviceID() string {
+	id, _ := identity.DeviceID(a.CACert.PublicKey)
+	return id
 }

@@ -1,0 +1,271 @@
+// Package admin is the collector's local control API: HTTP over a Unix
+// socket inside the data dir (owner-only), served while the collector runs
+// and used by the vigil-collector CLI. Only someone who can read the data
+// dir can reach it, which is the same trust as reading the database.
+package admin
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// SocketName is the admin socket's file name inside the data dir.
+const SocketName = "admin.sock"
+
+// Requester pushes a request to a connected agent (the gRPC server).
+type Requester interface {
+	Request(ctx context.Context, deviceID, kind string, params map[string]any) (*vigilv1.RequestResult, error)
+	Connected(deviceID string) bool
+}
+
+// Server serves the admin API.
+type Server struct {
+	Store  *store.Store
+	CA     *pki.Authority
+	Agents Requester
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Group string        `json:"group"`
+	TTL   time.Duration `json:"ttl"`
+	Uses  int           `json:"uses"`
+}
+
+// TokenResponse answers it.
+type TokenResponse struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	Group     string    `json:"group"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Uses      int       `json:"uses"`
+}
+
+// RequestBody is the body of POST /v1/requests.
+type RequestBody struct {
+	Device  string         `json:"device"`
+	Kind    string         `json:"kind"`
+	Params  map[string]any `json:"params"`
+	Timeout time.Duration  `json:"timeout"`
+}
+
+// Listen creates the socket, owner-only, replacing a stale one.
+func Listen(dataDir string) (net.Listener, error) {
+	path := filepath.Join(dataDir, SocketName)
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another collector is already serving %s", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("restrict admin socket: %w", err)
+	}
+	return l, nil
+}
+
+// Handler routes the admin API.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/tokens", s.createToken)
+	mux.HandleFunc("GET /v1/findings", s.listFindings)
+	mux.HandleFunc("GET /v1/devices", s.listDevices)
+	mux.HandleFunc("POST /v1/requests", s.request)
+	return mux
+}
+
+var groupPattern = func(g string) bool {
+	if g == "" || len(g) > 64 {
+		return false
+	}
+	for _, c := range g {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode token request: %v", err)
+		return
+	}
+	if !groupPattern(req.Group) {
+		httpError(w, http.StatusBadRequest, "group %q: use 1-64 of a-z 0-9 - _", req.Group)
+		return
+	}
+	if req.TTL <= 0 {
+		req.TTL = 24 * time.Hour
+	}
+	if req.Uses < 0 {
+		httpError(w, http.StatusBadRequest, "uses must be positive (0 means 1)")
+		return
+	}
+	if req.Uses == 0 {
+		req.Uses = 1
+	}
+	idb, secret := make([]byte, 8), make([]byte, 24)
+	rand.Read(idb)
+	rand.Read(secret)
+	tok := identity.Token{ID: hex.EncodeToString(idb), Secret: secret, CAFingerprint: s.CA.Fingerprint()}
+	now := s.Now()
+	rec := store.Token{ID: tok.ID, SecretHash: identity.SecretHash(secret), Group: req.Group,
+		CreatedAt: now, ExpiresAt: now.Add(req.TTL), MaxUses: req.Uses}
+	if err := s.Store.PutToken(rec); err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	s.Logger.Info("enrollment token created", "token", tok.ID, "group", req.Group, "expires", rec.ExpiresAt, "uses", req.Uses)
+	writeJSON(w, TokenResponse{Token: tok.String(), ID: tok.ID, Group: req.Group, ExpiresAt: rec.ExpiresAt, Uses: req.Uses})
+}
+
+func (s *Server) listFindings(w http.ResponseWriter, r *http.Request) {
+	var q store.Query
+	q.Device = r.URL.Query().Get("device")
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "since: %v (want RFC3339, e.g. 2026-11-23T09:00:00Z)", err)
+			return
+		}
+		q.Since = t
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			httpError(w, http.StatusBadRequest, "limit: want a non-negative integer")
+			return
+		}
+		q.Limit = n
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	err := s.Store.ListFindings(r.Context(), q, func(f *vigilv1.Finding) bool {
+		return enc.Encode(findings.ToJSON(f)) == nil
+	})
+	bw.Flush()
+	if err != nil {
+		s.Logger.Error("list findings", "err", err)
+	}
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	devs := s.Store.Devices()
+	for i := range devs {
+		devs[i].Connected = s.Agents != nil && s.Agents.Connected(devs[i].DeviceID)
+	}
+	writeJSON(w, devs)
+}
+
+func (s *Server) request(w http.ResponseWriter, r *http.Request) {
+	var req RequestBody
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode request: %v", err)
+		return
+	}
+	if req.Timeout <= 0 {
+		req.Timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), req.Timeout)
+	defer cancel()
+	res, err := s.Agents.Request(ctx, req.Device, req.Kind, req.Params)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, "%v", err)
+		return
+	}
+	out := map[string]any{"ok": res.GetOk(), "error": res.GetError()}
+	if res.GetResult() != nil {
+		out["result"] = res.GetResult().AsMap()
+	}
+	writeJSON(w, out)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, format string, a ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, a...)})
+}
+
+// Client talks to a running collector's admin socket.
+type Client struct {
+	http *http.Client
+	sock string
+}
+
+// NewClient returns a client for the collector whose data dir is dataDir.
+func NewClient(dataDir string) *Client {
+	sock := filepath.Join(dataDir, SocketName)
+	return &Client{sock: sock, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}}
+}
+
+// Do sends a request and returns the body for 2xx answers; otherwise the
+// error the server gave.
+func (c *Client) Do(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytesReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://vigil-collector"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || isConnRefused(err) {
+			return nil, fmt.Errorf("the collector is not running (nothing answers on %s): start it with `vigil-collector serve`", c.sock)
+		}
+		return nil, fmt.Errorf("admin socket %s: %w", c.sock, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
+		return nil, fmt.Errorf("collector refused: %s", e.Error)
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,307 @@
+// Package cli is the vigil-collector command line: `serve` runs the
+// collector; the other commands talk to a running one over its admin socket.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/daemon"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
+	"github.com/vigil-safeguarding/vigil/internal/version"
+)
+
+const usage = `vigil-collector: stores findings from Vigil agents
+
+  serve          --data DIR [--grpc-listen ADDR] [--http-listen ADDR] [--retention cat=30d,...]
+  token create   --data DIR --group NAME [--ttl 24h] [--uses N]
+  findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
+  devices list   --data DIR [--json]
+  agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
+  version
+`
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd := args[0]
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" {
+		cmd += " " + args[1]
+		args = args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args[1:], stderr)
+	case "token create":
+		err = tokenCreate(args[1:], stdout)
+	case "findings list":
+		err = findingsList(args[1:], stdout)
+	case "devices list":
+		err = devicesList(args[1:], stdout)
+	case "agent request":
+		err = agentRequest(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-collector %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return fs
+}
+
+func needData(data string) error {
+	if data == "" {
+		return errors.New("--data DIR is required")
+	}
+	return nil
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := newFlags("serve")
+	data := fs.String("data", "", "data directory (CA, keys, Badger store, admin socket)")
+	grpcAddr := fs.String("grpc-listen", "127.0.0.1:7443", "address for agents (gRPC, TLS)")
+	httpAddr := fs.String("http-listen", "127.0.0.1:7080", "address for the web console and health")
+	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the server certificate (first start only)")
+	encrypt := fs.Bool("encrypt", true, "encrypt the store at rest (key in DATA/keys/store.key)")
+	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
+	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
+	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	ret, def, err := ParseRetention(*retention)
+	if err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var extra []string
+	if *names != "" {
+		extra = strings.Split(*names, ",")
+	}
+	return daemon.Serve(ctx, daemon.Config{
+		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra,
+		Encrypt: *encrypt, Retention: ret, DefaultRetention: def, Heartbeat: *heartbeat, Logger: log,
+	})
+}
+
+// ParseRetention reads "cat=30d,other=12h,default=400d".
+func ParseRetention(s string) (map[string]time.Duration, time.Duration, error) {
+	out := map[string]time.Duration{}
+	var def time.Duration
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, 0, fmt.Errorf("--retention: %q is not category=duration", part)
+		}
+		d, err := parseDays(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--retention %s: %w", k, err)
+		}
+		if k == "default" {
+			def = d
+		} else {
+			out[k] = d
+		}
+	}
+	return out, def, nil
+}
+
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("bad day count %q", v)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func tokenCreate(args []string, stdout io.Writer) error {
+	fs := newFlags("token create")
+	data := fs.String("data", "", "collector data directory")
+	group := fs.String("group", "", "device group the token enrolls into")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid")
+	uses := fs.Int("uses", 1, "how many devices may enroll with it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if *group == "" {
+		return errors.New("--group NAME is required")
+	}
+	if *uses < 1 {
+		return errors.New("--uses must be at least 1")
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/tokens", admin.TokenRequest{Group: *group, TTL: *ttl, Uses: *uses})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var resp admin.TokenResponse
+	if err := json.NewDecoder(body).Decode(&resp); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	fmt.Fprintln(stdout, resp.Token)
+	return nil
+}
+
+func findingsList(args []string, stdout io.Writer) error {
+	fs := newFlags("findings list")
+	data := fs.String("data", "", "collector data directory")
+	device := fs.String("device", "", "only this device")
+	since := fs.String("since", "", "only findings observed at or after this RFC3339 time")
+	limit := fs.Int("limit", 0, "at most this many (0: all)")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	q := "?device=" + *device + "&since=" + *since + "&limit=" + strconv.Itoa(*limit)
+	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/findings"+q, nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if *asJSON {
+		_, err = io.Copy(stdout, body)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tDEVICE\tSEQ\tSEVERITY\tCHECK\tRULE\tMESSAGE")
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		var f findings.JSON
+		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Time, f.DeviceID, f.Seq, f.Severity, f.Check, f.RuleID, f.Message)
+	}
+	tw.Flush()
+	return sc.Err()
+}
+
+func devicesList(args []string, stdout io.Writer) error {
+	fs := newFlags("devices list")
+	data := fs.String("data", "", "collector data directory")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/devices", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var devs []store.Device
+	if err := json.NewDecoder(body).Decode(&devs); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, d := range devs {
+			enc.Encode(d)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tGROUP\tHOSTNAME\tCONNECTED\tLAST SEEN\tVERSION\tSPOOL")
+	for _, d := range devs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%d\n", d.DeviceID, d.Group, d.Hostname, d.Connected, d.LastSeen.Format(time.RFC3339), d.AgentVersion, d.SpoolDepth)
+	}
+	return tw.Flush()
+}
+
+type kvFlag map[string]any
+
+func (k kvFlag) String() string { return "" }
+func (k kvFlag) Set(s string) error {
+	key, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q is not key=value", s)
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		k[key] = n
+	} else {
+		k[key] = v
+	}
+	return nil
+}
+
+func agentRequest(args []string, stdout io.Writer) error {
+	fs := newFlags("agent request")
+	data := fs.String("data", "", "collector data directory")
+	device := fs.String("device", "", "device ID")
+	kind := fs.String("kind", "", "request kind (selftest)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the agent")
+	params := kvFlag{}
+	fs.Var(params, "param", "key=value parameter (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/requests",
+		admin.RequestBody{Device: *device, Kind: *kind, Params: params, Timeout: *timeout})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	_, err = io.Copy(stdout, body)
+	return err
+}

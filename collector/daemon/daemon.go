@@ -1,0 +1,204 @@
+// Package daemon wires the collector's parts together for `serve`: CA, store,
+// rules distribution, the gRPC server, the admin socket and the HTTP
+// listener, with an orderly shutdown.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
+	"github.com/vigil-safeguarding/vigil/collector/server"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+)
+
+// Config for Serve.
+type Config struct {
+	DataDir          string
+	GRPCListen       string
+	HTTPListen       string
+	ServerNames      []string // extra names/IPs for the server certificate (first start only)
+	Encrypt          bool
+	Retention        map[string]time.Duration
+	DefaultRetention time.Duration
+	Heartbeat        time.Duration
+	QueueLen         int
+	Logger           *slog.Logger
+	// Ready, if set, is called with the bound addresses once serving.
+	Ready func(grpcAddr, httpAddr string)
+}
+
+// Layout of the data dir.
+const (
+	pkiDir    = "pki"
+	badgerDir = "badger"
+	keyFile   = "keys/store.key"
+	rulesDir  = "rules"
+)
+
+// Serve runs the collector until ctx ends, then shuts down in order: stop
+// taking streams, let in-flight commits finish and be acknowledged, flush
+// device state, close Badger.
+func Serve(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	os.Chmod(cfg.DataDir, 0o700)
+	ca, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, pkiDir), cfg.ServerNames)
+	if err != nil {
+		return err
+	}
+	var key []byte
+	if cfg.Encrypt {
+		if key, err = loadOrCreateKey(filepath.Join(cfg.DataDir, keyFile)); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, badgerDir), store.Options{
+		EncryptionKey: key, Retention: cfg.Retention, DefaultRetention: cfg.DefaultRetention,
+		QueueLen: cfg.QueueLen, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", "err", err)
+		} else {
+			log.Info("store closed cleanly")
+		}
+	}()
+	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log)
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat})
+	gsrv := srv.GRPCServer()
+
+	glis, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
+	}
+	hlis, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		glis.Close()
+		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPListen, err)
+	}
+	alis, err := admin.Listen(cfg.DataDir)
+	if err != nil {
+		glis.Close()
+		hlis.Close()
+		return err
+	}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log}
+	asrv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	hsrv := &http.Server{Handler: httpHandler(st), ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- gsrv.Serve(glis) }()
+	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
+	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
+	go dist.Watch(ctx, func() { srv.PushRules("") })
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := st.FlushDevices(); err != nil {
+					log.Error("flush device state", "err", err)
+				}
+			}
+		}
+	}()
+	log.Info("collector serving", "grpc", glis.Addr().String(), "http", hlis.Addr().String(),
+		"admin", filepath.Join(cfg.DataDir, admin.SocketName), "ca_fingerprint", ca.Fingerprint(), "encrypted", cfg.Encrypt)
+	if cfg.Ready != nil {
+		cfg.Ready(glis.Addr().String(), hlis.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	log.Info("collector stopping")
+	srv.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gsrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		log.Warn("streams did not finish in 15s; closing them")
+		gsrv.Stop()
+	}
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer shutCancel()
+	asrv.Shutdown(shutCtx)
+	hsrv.Shutdown(shutCtx)
+	os.Remove(filepath.Join(cfg.DataDir, admin.SocketName))
+	return serveErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// loadOrCreateKey reads the store's 32-byte AES key, creating it owner-only
+// on first start. Rotation is described in docs/storage.md.
+func loadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) != 32 {
+			return nil, fmt.Errorf("store key %s: want 32 bytes, found %d", path, len(key))
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read store key: %w", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(filepath.Dir(filepath.Dir(path)), badgerDir)); len(entries) > 0 {
+		return nil, fmt.Errorf("store key %s is missing but the store exists: restore the key file (or start with --encrypt=false if the store was created unencrypted)", path)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := fsutil.WriteFileAtomic(path, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write store key: %w", err)
+	}
+	return key, nil
+}
+
+// httpHandler serves health for now; the console (issue 5) mounts here.
+func httpHandler(st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "devices": len(st.Devices())})
+	})
+	return mux
+}

@@ -1,0 +1,218 @@
+// Package server implements the collector's gRPC services: enrollment over
+// server-only TLS and the mTLS stream every enrolled agent keeps open.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// RulesSource hands out the current rules bundle for a device group.
+type RulesSource interface {
+	Bundle(group string) *vigilv1.RulesBundle
+}
+
+// Config for New. Zero limits take the defaults below.
+type Config struct {
+	Store  *store.Store
+	CA     *pki.Authority
+	Rules  RulesSource
+	Logger *slog.Logger
+
+	MaxBatchFindings  int           // default 1000
+	MaxBatchBytes     int           // default 4 MiB
+	MaxStreams        int           // concurrent agent streams, default 20000
+	HeartbeatInterval time.Duration // asked of agents, default 60s
+	// RetryAfter is the delay suggested with RESOURCE_EXHAUSTED.
+	RetryAfter        time.Duration
+	EvidenceRecipient string
+	Now               func() time.Time
+}
+
+// Server is both gRPC services plus the registry of connected agents.
+type Server struct {
+	vigilv1.UnimplementedEnrollmentServer
+	vigilv1.UnimplementedCollectorServer
+
+	cfg      Config
+	log      *slog.Logger
+	shutdown chan struct{}
+	shutOnce sync.Once
+	selfID   string // device ID of the collector itself, for its own findings
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	pending  map[string]chan *vigilv1.RequestResult
+	selfSeq  uint64
+}
+
+// New builds a Server from cfg.
+func New(cfg Config) *Server {
+	if cfg.MaxBatchFindings <= 0 {
+		cfg.MaxBatchFindings = 1000
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 4 << 20
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 20000
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 60 * time.Second
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{}),
+		sessions: map[string]*session{}, pending: map[string]chan *vigilv1.RequestResult{},
+	}
+	if cfg.CA != nil {
+		s.selfID = cfg.CA.SelfDeviceID()
+	}
+	return s
+}
+
+// GRPCServer returns a grpc.Server with both services registered, mTLS
+// optional at the handshake (enrollment has no client certificate yet) and
+// required by Stream.
+func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
+	tlsCfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.cfg.CA.ServerCert},
+		ClientCAs:    s.cfg.CA.Pool(),
+		// A presented certificate must verify; absence is checked per RPC.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	}
+	base := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(s.cfg.MaxBatchBytes + 64<<10),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(64),
+	}
+	g := grpc.NewServer(append(base, opts...)...)
+	vigilv1.RegisterEnrollmentServer(g, s)
+	vigilv1.RegisterCollectorServer(g, s)
+	return g
+}
+
+// Shutdown tells every stream to finish the batch it is committing, send
+// its ack and end; GracefulStop on the grpc.Server then returns.
+func (s *Server) Shutdown() {
+	s.shutOnce.Do(func() { close(s.shutdown) })
+}
+
+// Connected reports whether a device has a live stream.
+func (s *Server) Connected(deviceID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sessions[deviceID]
+	return ok
+}
+
+// PushRules sends the current bundle to every connected agent of group
+// (all groups when empty) whose rules hash differs.
+func (s *Server) PushRules(group string) {
+	s.mu.Lock()
+	var targets []*session
+	for _, ss := range s.sessions {
+		if group == "" || ss.group == group {
+			targets = append(targets, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range targets {
+		ss.pushRulesIfStale(s.cfg.Rules, "")
+	}
+}
+
+// Request pushes a request to a connected agent and waits for its result.
+func (s *Server) Request(ctx context.Context, deviceID, kind string, params map[string]any) (*vigilv1.RequestResult, error) {
+	st, err := structpb.NewStruct(params)
+	if err != nil {
+		return nil, fmt.Errorf("request params: %w", err)
+	}
+	idb := make([]byte, 8)
+	rand.Read(idb)
+	id := hex.EncodeToString(idb)
+	ch := make(chan *vigilv1.RequestResult, 1)
+	s.mu.Lock()
+	ss, ok := s.sessions[deviceID]
+	if ok {
+		s.pending[id] = ch
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("device %s is not connected", deviceID)
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.pending, id)
+		s.mu.Unlock()
+	}()
+	msg := &vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Request{Request: &vigilv1.Request{RequestId: id, Kind: kind, Params: st}}}
+	if err := ss.send(msg); err != nil {
+		return nil, fmt.Errorf("send request to %s: %w", deviceID, err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for %s to answer: %w", deviceID, ctx.Err())
+	}
+}
+
+// peerDevice returns the device ID from the verified client certificate.
+func peerDevice(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return "", status.Error(codes.Unauthenticated, "a client certificate from this collector is required: enroll the device first")
+	}
+	return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
+}
+
+// resourceExhausted is the backpressure answer: the agent waits at least
+// retry (plus its own jitter) before reconnecting.
+func resourceExhausted(msg string, retry time.Duration) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	if d, err := st.WithDetails(retryInfo(retry)); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "collector is shutting down; reconnect later")
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, store.ErrClosed)
+}

@@ -1,0 +1,67 @@
+// Package findings holds helpers around the Finding model shared by agent
+// and collector: severity names and the JSON line form the CLIs print.
+package findings
+
+import (
+	"strings"
+	"time"
+
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+var severityNames = [...]string{"unspecified", "info", "low", "medium", "high", "critical"}
+
+// SeverityName is the lowercase name used in rule files and JSON.
+func SeverityName(s vigilv1.Severity) string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return "unspecified"
+}
+
+// ParseSeverity is the inverse of SeverityName.
+func ParseSeverity(name string) (vigilv1.Severity, bool) {
+	for i, n := range severityNames {
+		if i > 0 && strings.EqualFold(n, name) {
+			return vigilv1.Severity(i), true
+		}
+	}
+	return 0, false
+}
+
+// JSON is a finding as one line of `--json` output. Field names are part
+// of the CLI contract.
+type JSON struct {
+	DeviceID    string                 `json:"device_id"`
+	Seq         uint64                 `json:"seq"`
+	Time        string                 `json:"time"`
+	Group       string                 `json:"group,omitempty"`
+	User        string                 `json:"user,omitempty"`
+	Check       string                 `json:"check"`
+	RuleID      string                 `json:"rule_id"`
+	RuleVersion int32                  `json:"rule_version,omitempty"`
+	Severity    string                 `json:"severity"`
+	Category    string                 `json:"category,omitempty"`
+	Status      string                 `json:"status,omitempty"`
+	Message     string                 `json:"message"`
+	Details     map[string]any         `json:"details,omitempty"`
+	Evidence    []*vigilv1.EvidenceRef `json:"evidence,omitempty"`
+	RulesHash   string                 `json:"rules_hash,omitempty"`
+}
+
+// ToJSON converts a finding for JSON output.
+func ToJSON(f *vigilv1.Finding) JSON {
+	j := JSON{
+		DeviceID: f.GetDeviceId(), Seq: f.GetSeq(), Group: f.GetGroup(), User: f.GetUser(),
+		Check: f.GetCheck(), RuleID: f.GetRuleId(), RuleVersion: f.GetRuleVersion(),
+		Severity: SeverityName(f.GetSeverity()), Category: f.GetCategory(), Status: f.GetStatus(),
+		Message: f.GetMessage(), Evidence: f.GetEvidence(), RulesHash: f.GetRulesHash(),
+	}
+	if f.GetObservedAt() != nil {
+		j.Time = f.GetObservedAt().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	if f.GetDetails() != nil {
+		j.Details = f.GetDetails().AsMap()
+	}
+	return j
+}
