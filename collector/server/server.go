@@ -23,6 +23,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/backoff"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -205,7 +206,7 @@ func peerDevice(ctx context.Context) (string, error) {
 // retry (plus its own jitter) before reconnecting.
 func resourceExhausted(msg string, retry time.Duration) error {
 	st := status.New(codes.ResourceExhausted, msg)
-	if d, err := st.WithDetails(retryInfo(retry)); err == nil {
+	if d, err := st.WithDetails(backoff.RetryInfo(retry)); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -1,4 +1,4 @@
-package server
+package backoff
 
 import (
 	"time"
@@ -8,7 +8,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-func retryInfo(d time.Duration) *errdetails.RetryInfo {
+// RetryInfo is the status detail asking a client to wait d.
+func RetryInfo(d time.Duration) *errdetails.RetryInfo {
 	return &errdetails.RetryInfo{RetryDelay: durationpb.New(d)}
 }
 

@@ -1,0 +1,215 @@
+// Package cli is the vigil-agent command line.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/agent/checks"
+	"github.com/vigil-safeguarding/vigil/agent/control"
+	"github.com/vigil-safeguarding/vigil/agent/daemon"
+	"github.com/vigil-safeguarding/vigil/agent/enroll"
+	"github.com/vigil-safeguarding/vigil/agent/service"
+	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/version"
+	"github.com/vigil-safeguarding/vigil/rules"
+)
+
+const usage = `vigil-agent: Vigil's device agent
+
+  enroll        --collector ADDR --token TOKEN [--state DIR]
+  run           [--state DIR] [--rules DIR]        run in the foreground (or under the service manager)
+  install       [--state DIR]                      install as an auto-started service
+  uninstall | start | stop | status [--state DIR]
+  trigger-test  [--state DIR] [--count N]           emit N selftest findings end to end
+  rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
+  version
+`
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	if cmd == "rules" && len(rest) > 0 {
+		cmd, rest = "rules "+rest[0], rest[1:]
+	}
+	var err error
+	switch cmd {
+	case "enroll":
+		err = enrollCmd(rest, stdout)
+	case "run":
+		err = runCmd(rest, stderr)
+	case "install", "uninstall", "start", "stop", "restart":
+		err = serviceCmd(cmd, rest, stdout)
+	case "status":
+		err = statusCmd(rest, stdout)
+	case "trigger-test":
+		err = triggerCmd(rest, stdout)
+	case "rules check":
+		return rulesCheck(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-agent %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func stateFlag(fs *flag.FlagSet) *string {
+	return fs.String("state", service.DefaultStateDir(), "agent state directory")
+}
+
+func absState(s string) state.Dir {
+	if a, err := filepath.Abs(s); err == nil {
+		return state.Dir(a)
+	}
+	return state.Dir(s)
+}
+
+func enrollCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	addr := fs.String("collector", "", "collector gRPC address host:port")
+	token := fs.String("token", "", "enrollment token from `vigil-collector token create`")
+	st := stateFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *addr == "" || *token == "" {
+		return errors.New("--collector and --token are required")
+	}
+	res, err := enroll.Enroll(context.Background(), absState(*st), *addr, *token)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "enrolled: device %s in group %s\n", res.DeviceID, res.Group)
+	return nil
+}
+
+func runCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	st := stateFlag(fs)
+	rulesDir := fs.String("rules", "", "watch this rules folder instead of the one the collector fills")
+	spoolMax := fs.Int64("spool-max-bytes", 0, "bound on the on-disk spool (default from config, else 64 MiB)")
+	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
+	backoffMax := fs.Duration("backoff-max", 2*time.Minute, "cap on reconnect waits")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	rd := *rulesDir
+	if rd != "" {
+		rd, _ = filepath.Abs(rd)
+	}
+	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax}
+	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
+	if !service.Interactive() {
+		s, err := service.New(string(opts.State), run, log)
+		if err != nil {
+			return err
+		}
+		return s.Run()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx)
+}
+
+func serviceCmd(action string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(action, flag.ContinueOnError)
+	st := stateFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := service.New(string(absState(*st)), nil, slog.Default())
+	if err != nil {
+		return err
+	}
+	if err := service.Control(s, action); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: done\n", action)
+	return nil
+}
+
+func statusCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	st := stateFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir := absState(*st)
+	if s, err := service.New(string(dir), nil, slog.Default()); err == nil {
+		fmt.Fprintf(stdout, "service: %s\n", service.StatusString(s))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out map[string]any
+	if err := control.Call(ctx, dir.ControlSocket(), "GET", "/v1/status", nil, &out); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func triggerCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("trigger-test", flag.ContinueOnError)
+	st := stateFlag(fs)
+	count := fs.Int("count", 1, "how many selftest findings")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var res control.TriggerResult
+	if err := control.Call(ctx, absState(*st).ControlSocket(), "POST", "/v1/trigger-test", map[string]int{"count": *count}, &res); err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+// rulesCheck validates a rules folder: one FILE:LINE:COL line per error,
+// exit 1 on any error.
+func rulesCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: vigil-agent rules check DIR")
+		return 2
+	}
+	set, errs := rules.LoadDir(args[0], checks.Kinds{})
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stdout, e.Error())
+		}
+		fmt.Fprintf(stderr, "%d error(s)\n", len(errs))
+		return 1
+	}
+	fmt.Fprintf(stdout, "ok: %d rules in %d files, bundle %s\n", len(set.Rules), len(set.Files), set.Hash)
+	return 0
+}

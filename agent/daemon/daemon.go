@@ -1,0 +1,162 @@
+// Package daemon wires the agent together for `run` (foreground or as a
+// service): spool, rules engine, uplink and the local control socket.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v3/process"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/agent/control"
+	"github.com/vigil-safeguarding/vigil/agent/engine"
+	"github.com/vigil-safeguarding/vigil/agent/spool"
+	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/agent/uplink"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// Options for Run.
+type Options struct {
+	State state.Dir
+	// RulesDir overrides the state dir's rules folder; pushed bundles are
+	// then not applied.
+	RulesDir string
+	// SpoolMaxBytes overrides the configured spool bound when > 0.
+	SpoolMaxBytes int64
+	Logger        *slog.Logger
+	// BackoffBase/BackoffMax/IdentityRetry tune reconnects (tests).
+	BackoffBase, BackoffMax, IdentityRetry time.Duration
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if err := o.State.Ensure(); err != nil {
+		return err
+	}
+	cfg, err := o.State.LoadConfig()
+	if err != nil {
+		return err
+	}
+	maxBytes := cfg.SpoolMaxBytes
+	if o.SpoolMaxBytes > 0 {
+		maxBytes = o.SpoolMaxBytes
+	}
+	sp, err := spool.Open(o.State.SpoolPath(), spool.Options{MaxBytes: maxBytes, Logger: log, DropReport: dropReport(cfg)})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	defer sp.Close()
+
+	rulesDir, accept := o.State.RulesDir(), true
+	if o.RulesDir != "" {
+		rulesDir, accept = o.RulesDir, false
+	}
+	eng, err := engine.New(engine.Config{
+		DeviceID: cfg.DeviceID, Group: cfg.Group, Role: cfg.Role,
+		RulesDir: rulesDir, GoodDir: o.State.GoodRulesDir(), AcceptBundles: accept,
+		Spool: sp, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	up := uplink.New(uplink.Config{
+		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
+		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
+	})
+	log.Info("agent running", "device", cfg.DeviceID, "group", cfg.Group, "collector", cfg.Collector,
+		"rules", rulesDir, "rules_hash", eng.RulesHash(), "spool", sp.Stats())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("rules engine", eng.Run)
+	run("uplink", up.Run)
+	run("control socket", func(ctx context.Context) error {
+		return control.Serve(ctx, o.State.ControlSocket(), &backend{eng: eng, up: up, sp: sp, cfg: cfg})
+	})
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	log.Info("agent stopped", "spool", sp.Stats())
+	return err
+}
+
+type backend struct {
+	eng *engine.Engine
+	up  *uplink.Uplink
+	sp  *spool.Spool
+	cfg state.Config
+}
+
+func (b *backend) TriggerTest(ctx context.Context, n int, source string) (uint64, uint64, string, error) {
+	return b.eng.TriggerTest(ctx, n, source)
+}
+
+func (b *backend) Status() any {
+	return map[string]any{
+		"device_id": b.cfg.DeviceID, "group": b.cfg.Group, "collector": b.cfg.Collector,
+		"rules_hash": b.eng.RulesHash(), "spool": b.sp.Stats(), "uplink": b.up.Status(),
+	}
+}
+
+// dropReport builds the finding the spool appends when it had to evict:
+// high severity so that it outlives what it reports on.
+func dropReport(cfg state.Config) func(map[uint8]uint64) spool.Item {
+	return func(dropped map[uint8]uint64) spool.Item {
+		var total uint64
+		by := map[string]any{}
+		for sev, n := range dropped {
+			total += n
+			by[findings.SeverityName(vigilv1.Severity(sev))] = n
+		}
+		details, _ := structpb.NewStruct(map[string]any{"dropped": total, "by_severity": by})
+		f := &vigilv1.Finding{
+			DeviceId: cfg.DeviceID, Group: cfg.Group, ObservedAt: timestamppb.Now(),
+			Check: "agent", RuleId: "agent-spool-dropped", RuleVersion: 1, Severity: vigilv1.Severity_SEVERITY_HIGH,
+			Category: "agent", Message: fmt.Sprintf("spool full: dropped %d lower-severity findings while offline", total),
+			Details: details,
+		}
+		b, _ := proto.Marshal(f)
+		return spool.Item{Severity: uint8(vigilv1.Severity_SEVERITY_HIGH), Payload: b}
+	}
+}
+
+// selfUsage reports the agent's own CPU (average since start) and RSS.
+func selfUsage() func() (float64, int64) {
+	p, err := process.NewProcess(int32(os.Getpid()))
+	if err != nil {
+		return nil
+	}
+	return func() (float64, int64) {
+		cpu, _ := p.CPUPercent()
+		var rss int64
+		if mi, err := p.MemoryInfo(); err == nil {
+			rss = int64(mi.RSS)
+		}
+		return cpu, rss
+	}
+}

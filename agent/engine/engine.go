@@ -1,0 +1,387 @@
+// Package engine runs the agent's rules: it keeps the active rule set (and
+// the last good one on disk), schedules checks, and turns their
+// observations into findings in the spool.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/agent/checks"
+	"github.com/vigil-safeguarding/vigil/agent/hostinfo"
+	"github.com/vigil-safeguarding/vigil/agent/spool"
+	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+	"github.com/vigil-safeguarding/vigil/rules"
+)
+
+// Config for New.
+type Config struct {
+	DeviceID string
+	Group    string
+	Role     string
+	// RulesDir is watched; GoodDir keeps a copy of the last set that
+	// validated, used at boot when RulesDir does not.
+	RulesDir string
+	GoodDir  string
+	// AcceptBundles: pushed bundles are written into RulesDir. False when
+	// the operator pointed --rules at a folder of their own.
+	AcceptBundles bool
+	Spool         *spool.Spool
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Engine is safe for concurrent use.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	active  *rules.Set
+	restart chan struct{}
+
+	userMu   sync.Mutex
+	user     string
+	userTime time.Time
+}
+
+// New loads the initial rules: RulesDir, else the last good set, else the
+// embedded defaults. A rules error at boot is itself recorded as a finding.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1)}
+	set, errs := loadDir(cfg.RulesDir)
+	if len(errs) > 0 {
+		e.reportRulesError(context.Background(), errs, "at start")
+		if good, gerrs := loadDir(cfg.GoodDir); len(gerrs) == 0 && good != nil {
+			set = good
+		} else {
+			set = nil
+		}
+	}
+	if set == nil {
+		var derrs rules.Errors
+		set, derrs = rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+		if len(derrs) > 0 {
+			return nil, fmt.Errorf("embedded default rules do not validate: %w", derrs)
+		}
+		e.log.Info("using the embedded default rules", "hash", set.Hash)
+	}
+	e.setActive(set)
+	return e, nil
+}
+
+// loadDir loads dir; a missing or empty dir gives (nil, nil).
+func loadDir(dir string) (*rules.Set, rules.Errors) {
+	if dir == "" {
+		return nil, nil
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+		return nil, nil
+	}
+	set, errs := rules.LoadDir(dir, checks.Kinds{})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if len(set.Files) == 0 {
+		return nil, nil
+	}
+	return set, nil
+}
+
+func (e *Engine) setActive(set *rules.Set) {
+	e.mu.Lock()
+	e.active = set
+	e.mu.Unlock()
+	select {
+	case e.restart <- struct{}{}:
+	default:
+	}
+}
+
+// Rules returns the active set.
+func (e *Engine) Rules() *rules.Set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.active
+}
+
+// RulesHash is the active set's hash, reported in heartbeats.
+func (e *Engine) RulesHash() string { return e.Rules().Hash }
+
+// Reload re-reads RulesDir. An invalid set leaves the active rules in place
+// and is reported as a finding naming file and line.
+func (e *Engine) Reload(ctx context.Context) {
+	set, errs := loadDir(e.cfg.RulesDir)
+	if len(errs) > 0 {
+		e.reportRulesError(ctx, errs, "after a change")
+		return
+	}
+	if set == nil || set.Hash == e.RulesHash() {
+		return
+	}
+	e.apply(set)
+}
+
+func (e *Engine) apply(set *rules.Set) {
+	e.setActive(set)
+	if err := writeTree(e.cfg.GoodDir, set.Files); err != nil {
+		e.log.Error("keep copy of the last good rules", "err", err)
+	}
+	e.log.Info("rules applied", "hash", set.Hash, "rules", len(set.Rules))
+}
+
+// ApplyBundle validates a bundle pushed by the collector and makes it the
+// active set, writing it into the rules dir so it applies at boot offline.
+func (e *Engine) ApplyBundle(ctx context.Context, b *vigilv1.RulesBundle) error {
+	if got := rules.HashFiles(b.GetFiles()); got != b.GetHash() {
+		return fmt.Errorf("rules bundle hash mismatch: announced %s, content %s", b.GetHash(), got)
+	}
+	if b.GetHash() == e.RulesHash() {
+		return nil
+	}
+	if !e.cfg.AcceptBundles {
+		e.log.Info("ignoring pushed rules bundle: running with a local --rules folder", "hash", b.GetHash())
+		return nil
+	}
+	set, errs := rules.LoadFiles(b.GetFiles(), checks.Kinds{})
+	if len(errs) > 0 {
+		e.reportRulesError(ctx, errs, "in the bundle pushed by the collector")
+		return fmt.Errorf("pushed rules bundle does not validate: %w", errs)
+	}
+	if err := writeTree(e.cfg.RulesDir, set.Files); err != nil {
+		return fmt.Errorf("store pushed rules: %w", err)
+	}
+	e.apply(set)
+	return nil
+}
+
+// writeTree replaces dir with files through a sibling temp dir and renames,
+// so a watcher or a crash never sees half a rule set.
+func writeTree(dir string, files map[string][]byte) error {
+	tmp := dir + ".new"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	for name, data := range files {
+		p := filepath.Join(tmp, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(p, data, 0o600); err != nil {
+			return err
+		}
+	}
+	old := dir + ".old"
+	os.RemoveAll(old)
+	if err := os.Rename(dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(old)
+}
+
+// reportRulesError records a finding naming the first error's file and line.
+func (e *Engine) reportRulesError(ctx context.Context, errs rules.Errors, when string) {
+	e.log.Error("rules not applied; keeping the previous rules", "when", when, "errors", errs.Error())
+	list := make([]any, 0, len(errs))
+	for i, er := range errs {
+		if i == 20 {
+			break
+		}
+		list = append(list, er.Error())
+	}
+	first := errs[0]
+	r := &rules.Rule{ID: "agent-rules-invalid", Version: 1, Severity: rules.Medium, Category: "agent", Check: "rules"}
+	_, _, err := e.Emit(ctx, r, checks.Observation{
+		Status:  "fail",
+		Message: fmt.Sprintf("rules %s not applied, previous rules kept: %s", when, first.Error()),
+		Details: map[string]any{"file": first.File, "line": first.Line, "column": first.Col, "errors": list, "error_count": len(errs)},
+	})
+	if err != nil {
+		e.log.Error("record rules error finding", "err", err)
+	}
+}
+
+// Emit is the one path from observation to spool (checks.Emit).
+func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Observation) (first, last uint64, err error) {
+	if len(obs) == 0 {
+		return 0, 0, nil
+	}
+	now := timestamppb.New(e.cfg.Now())
+	user := e.loggedInUser()
+	var hash string
+	if set := e.Rules(); set != nil {
+		hash = set.Hash
+	}
+	items := make([]spool.Item, len(obs))
+	for i, o := range obs {
+		sev := rule.Severity
+		if o.Severity != 0 {
+			sev = o.Severity
+		}
+		f := &vigilv1.Finding{
+			DeviceId: e.cfg.DeviceID, Group: e.cfg.Group, ObservedAt: now, User: user,
+			Check: rule.Check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: vigilv1.Severity(sev),
+			Category: rule.Category, Message: o.Message, Status: o.Status, Evidence: o.Evidence, RulesHash: hash,
+		}
+		if len(o.Details) > 0 {
+			if f.Details, err = structpb.NewStruct(o.Details); err != nil {
+				return 0, 0, fmt.Errorf("finding details for %s: %w", rule.ID, err)
+			}
+		}
+		b, err := proto.Marshal(f)
+		if err != nil {
+			return 0, 0, fmt.Errorf("encode finding: %w", err)
+		}
+		items[i] = spool.Item{Severity: uint8(sev), Payload: b}
+	}
+	return e.cfg.Spool.Append(items)
+}
+
+// loggedInUser is cached: reading utmp for every finding would cost more
+// than the finding.
+func (e *Engine) loggedInUser() string {
+	e.userMu.Lock()
+	defer e.userMu.Unlock()
+	if now := e.cfg.Now(); now.Sub(e.userTime) > 30*time.Second {
+		e.user, e.userTime = hostinfo.LoggedInUser(), now
+	}
+	return e.user
+}
+
+// ErrNoSelfTestRule means trigger-test has no enabled selftest rule to use.
+var ErrNoSelfTestRule = errors.New("no enabled selftest rule applies to this device")
+
+// TriggerTest emits n selftest findings through Emit.
+func (e *Engine) TriggerTest(ctx context.Context, n int, source string) (first, last uint64, nonce string, err error) {
+	if n < 1 || n > 100000 {
+		return 0, 0, "", fmt.Errorf("count %d out of range 1..100000", n)
+	}
+	var rule *rules.Rule
+	for _, r := range e.Rules().Enabled() {
+		if r.Check == "selftest" && r.Applies(e.cfg.Group, e.cfg.Role) {
+			rule = &r
+			break
+		}
+	}
+	if rule == nil {
+		return 0, 0, "", ErrNoSelfTestRule
+	}
+	nb := make([]byte, 8)
+	rand.Read(nb)
+	nonce = hex.EncodeToString(nb)
+	first, last, err = checks.SelfTest{}.Trigger(ctx, rule, e.Emit, n, source, nonce)
+	return first, last, nonce, err
+}
+
+// Run schedules the active rules' checks until ctx ends, restarting them
+// whenever the rule set changes, and watches RulesDir.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.cfg.RulesDir != "" {
+		os.MkdirAll(e.cfg.RulesDir, 0o700)
+		go func() {
+			err := rules.Watch(ctx, e.cfg.RulesDir, 300*time.Millisecond, func() { e.Reload(ctx) })
+			if err != nil && ctx.Err() == nil {
+				e.log.Error("watch rules dir", "dir", e.cfg.RulesDir, "err", err)
+			}
+		}()
+	}
+	for {
+		runCtx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		e.startChecks(runCtx, &wg)
+		select {
+		case <-ctx.Done():
+			cancel()
+			wg.Wait()
+			return nil
+		case <-e.restart:
+			cancel()
+			wg.Wait()
+		}
+	}
+}
+
+func (e *Engine) startChecks(ctx context.Context, wg *sync.WaitGroup) {
+	byRunner := map[string][]*rules.Rule{}
+	for _, r := range e.Rules().Enabled() {
+		if !r.Applies(e.cfg.Group, e.cfg.Role) {
+			continue
+		}
+		c, ok := checks.Get(r.Check)
+		if !ok {
+			continue
+		}
+		switch c := c.(type) {
+		case checks.Runner:
+			byRunner[r.Check] = append(byRunner[r.Check], &r)
+		case checks.Poller:
+			wg.Add(1)
+			go func(r rules.Rule) {
+				defer wg.Done()
+				e.poll(ctx, c, &r)
+			}(r)
+		}
+	}
+	for kind, rs := range byRunner {
+		c, _ := checks.Get(kind)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.(checks.Runner).Run(ctx, rs, e.Emit); err != nil && ctx.Err() == nil {
+				e.log.Error("check stopped", "kind", kind, "err", err)
+			}
+		}()
+	}
+}
+
+// poll runs a Poller on the rule's interval, inside its time windows. The
+// first run waits one interval so that restarts (every rules change) do not
+// make a burst of findings.
+func (e *Engine) poll(ctx context.Context, c checks.Poller, r *rules.Rule) {
+	interval := r.Schedule.Interval
+	if interval <= 0 {
+		interval = c.DefaultInterval()
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !r.ActiveAt(e.cfg.Now()) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, min(interval, 5*time.Minute))
+		err := c.Poll(pctx, r, e.Emit)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("check failed", "rule", r.ID, "err", err)
+			e.Emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check %s failed: %v", r.Check, err)})
+		}
+	}
+}

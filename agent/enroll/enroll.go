@@ -1,0 +1,107 @@
+// Package enroll performs the agent's one-time enrollment: make a key pair,
+// present the token over TLS pinned to the CA fingerprint the token carries,
+// and keep the signed certificate in the state dir.
+package enroll
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigil-safeguarding/vigil/agent/hostinfo"
+	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
+	"github.com/vigil-safeguarding/vigil/internal/version"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// Result of a successful enrollment.
+type Result struct {
+	DeviceID string
+	Group    string
+}
+
+// Enroll enrolls the device in dir with the collector at addr.
+func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, error) {
+	tok, err := identity.ParseToken(token)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := dir.Ensure(); err != nil {
+		return Result{}, err
+	}
+	// A new key for every enrollment: re-enrolling a cloned image must give
+	// it an identity of its own.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Result{}, fmt.Errorf("generate device key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "vigil-agent"}}, key)
+	if err != nil {
+		return Result{}, fmt.Errorf("create certificate request: %w", err)
+	}
+	creds := credentials.NewTLS(&tls.Config{
+		MinVersion:            tls.VersionTLS13,
+		InsecureSkipVerify:    true, // verified by the pin
+		VerifyPeerCertificate: identity.PinnedVerifier(tok.CAFingerprint),
+	})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return Result{}, fmt.Errorf("connect to collector %s: %w", addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hostname, _ := os.Hostname()
+	resp, err := vigilv1.NewEnrollmentClient(conn).Enroll(ctx, &vigilv1.EnrollRequest{
+		Token: token, CsrDer: csr, Hostname: hostname, Os: runtime.GOOS, Arch: runtime.GOARCH,
+		HostFingerprint: hostinfo.Fingerprint(), AgentVersion: version.Version,
+	})
+	if err != nil {
+		if st, ok := status.FromError(err); ok {
+			return Result{}, fmt.Errorf("collector refused enrollment: %s", st.Message())
+		}
+		return Result{}, fmt.Errorf("enroll with %s: %w", addr, err)
+	}
+	if identity.Fingerprint(resp.CaCertDer) != tok.CAFingerprint {
+		return Result{}, errors.New("collector returned a CA that does not match the token's fingerprint")
+	}
+	if want, _ := identity.DeviceID(&key.PublicKey); want != resp.DeviceId {
+		return Result{}, fmt.Errorf("collector assigned device ID %s, expected %s", resp.DeviceId, want)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return Result{}, err
+	}
+	// Key and certs first, config last: config.json is what marks the
+	// state dir as enrolled.
+	if err := dir.WritePEM(dir.KeyPath(), "PRIVATE KEY", keyDER); err != nil {
+		return Result{}, fmt.Errorf("write device key: %w", err)
+	}
+	if err := dir.WritePEM(dir.CertPath(), "CERTIFICATE", resp.ClientCertDer); err != nil {
+		return Result{}, fmt.Errorf("write device certificate: %w", err)
+	}
+	if err := dir.WritePEM(dir.CAPath(), "CERTIFICATE", resp.CaCertDer); err != nil {
+		return Result{}, fmt.Errorf("write CA certificate: %w", err)
+	}
+	cfg, _ := dir.LoadConfig() // keep local settings across re-enrollment
+	cfg.Collector, cfg.DeviceID, cfg.Group = addr, resp.DeviceId, resp.Group
+	cfg.CAFingerprint, cfg.EvidenceRecipient = tok.CAFingerprint, resp.EvidenceRecipient
+	if err := dir.SaveConfig(cfg); err != nil {
+		return Result{}, fmt.Errorf("write agent config: %w", err)
+	}
+	return Result{DeviceID: resp.DeviceId, Group: resp.Group}, nil
+}

@@ -1,0 +1,410 @@
+// Package uplink keeps the agent's stream to the collector: it drains the
+// spool in order, deletes findings only when acknowledged, sends heartbeats,
+// applies pushed rules and answers requests, and reconnects with full-jitter
+// backoff.
+package uplink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/agent/hostinfo"
+	"github.com/vigil-safeguarding/vigil/agent/spool"
+	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/backoff"
+	"github.com/vigil-safeguarding/vigil/internal/version"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// Engine is what the uplink needs from the rules engine.
+type Engine interface {
+	RulesHash() string
+	ApplyBundle(ctx context.Context, b *vigilv1.RulesBundle) error
+	TriggerTest(ctx context.Context, n int, source string) (first, last uint64, nonce string, err error)
+}
+
+// Config for New.
+type Config struct {
+	State  state.Dir
+	Agent  state.Config
+	Spool  *spool.Spool
+	Engine Engine
+	Logger *slog.Logger
+	// Window is how many batches may await their ack at once.
+	Window int
+	// BackoffBase and BackoffMax bound reconnect waits.
+	BackoffBase, BackoffMax time.Duration
+	// IdentityRetry is the wait after the collector says this identity must
+	// re-enroll; the agent keeps spooling meanwhile.
+	IdentityRetry time.Duration
+	// Usage reports the agent's own CPU and RSS for heartbeats.
+	Usage func() (cpuPercent float64, rssBytes int64)
+}
+
+// Status is a snapshot for `vigil-agent status`.
+type Status struct {
+	Connected     bool      `json:"connected"`
+	LastConnected time.Time `json:"last_connected,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	NeedsReenroll bool      `json:"needs_reenroll,omitempty"`
+	AckedTotal    uint64    `json:"acked_total"`
+}
+
+// Uplink is the agent side of the Collector.Stream RPC.
+type Uplink struct {
+	cfg      Config
+	log      *slog.Logger
+	instance string
+
+	mu     sync.Mutex
+	status Status
+}
+
+// New returns an Uplink; Run starts it.
+func New(cfg Config) *Uplink {
+	if cfg.Window <= 0 {
+		cfg.Window = 4
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 500 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 2 * time.Minute
+	}
+	if cfg.IdentityRetry <= 0 {
+		cfg.IdentityRetry = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	return &Uplink{cfg: cfg, log: cfg.Logger, instance: hex.EncodeToString(b)}
+}
+
+// Status returns a snapshot.
+func (u *Uplink) Status() Status {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.status
+}
+
+func (u *Uplink) setStatus(fn func(*Status)) {
+	u.mu.Lock()
+	fn(&u.status)
+	u.mu.Unlock()
+}
+
+// Run connects and reconnects until ctx ends.
+func (u *Uplink) Run(ctx context.Context) error {
+	tlsCfg, err := u.cfg.State.ClientTLS(u.cfg.Agent)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(u.cfg.Agent.Collector,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
+	)
+	if err != nil {
+		return fmt.Errorf("collector address %q: %w", u.cfg.Agent.Collector, err)
+	}
+	defer conn.Close()
+	client := vigilv1.NewCollectorClient(conn)
+	bo := backoff.New(u.cfg.BackoffBase, u.cfg.BackoffMax)
+	for ctx.Err() == nil {
+		started := time.Now()
+		acked, err := u.session(ctx, client)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// A session that got work acknowledged or lasted a while was
+		// healthy: start the backoff over.
+		if acked > 0 || time.Since(started) > time.Minute {
+			bo.Reset()
+		}
+		wait := u.waitAfter(err, bo)
+		u.setStatus(func(s *Status) { s.Connected = false; s.LastError = errString(err) })
+		u.log.Warn("collector stream ended; reconnecting", "err", err, "wait", wait.Round(time.Millisecond), "attempt", bo.Attempt())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+func (u *Uplink) waitAfter(err error, bo *backoff.Backoff) time.Duration {
+	switch status.Code(err) {
+	case codes.ResourceExhausted:
+		floor, _ := backoff.RetryDelay(err)
+		return bo.Next(max(floor, u.cfg.BackoffBase))
+	case codes.FailedPrecondition, codes.AlreadyExists, codes.PermissionDenied, codes.Unauthenticated:
+		// The collector says this identity is not (or no longer) valid
+		// here. Keep spooling and ask again rarely: a technician must
+		// re-enroll, or the other holder of the identity goes away.
+		u.setStatus(func(s *Status) { s.NeedsReenroll = true })
+		return u.cfg.IdentityRetry + bo.Next(0)
+	}
+	return bo.Next(0)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// session runs one stream; it returns how many batches were acknowledged.
+func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (acked int, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Stream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	hostname, _ := os.Hostname()
+	hello := &vigilv1.Hello{
+		AgentVersion: version.Version, RulesHash: u.cfg.Engine.RulesHash(), HostFingerprint: hostinfo.Fingerprint(),
+		Hostname: hostname, Os: runtime.GOOS, Arch: runtime.GOARCH, InstanceId: u.instance,
+	}
+	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}}); err != nil {
+		return 0, recvErr(stream, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return 0, errors.New("collector did not answer hello with welcome")
+	}
+	u.setStatus(func(s *Status) { s.Connected, s.LastConnected, s.LastError, s.NeedsReenroll = true, time.Now(), "", false })
+	u.log.Info("connected to collector", "collector", u.cfg.Agent.Collector, "device", welcome.DeviceId)
+
+	s := &streamState{
+		u: u, stream: stream, welcome: welcome,
+		inflight: map[uint64][]uint64{}, slots: make(chan struct{}, u.cfg.Window),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.receive(ctx) }()
+	go func() { errc <- s.sendLoop(ctx) }()
+	err = <-errc
+	if errors.Is(err, io.EOF) {
+		// A failed Send only says the stream is gone; the reason (and any
+		// retry delay) arrives on the receiving side.
+		select {
+		case rerr := <-errc:
+			err = rerr
+		case <-time.After(2 * time.Second):
+		}
+	}
+	cancel()
+	s.mu.Lock()
+	acked = s.acked
+	s.mu.Unlock()
+	return acked, err
+}
+
+// recvErr prefers the server's status over a local send error (io.EOF).
+func recvErr(stream vigilv1.Collector_StreamClient, sendErr error) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+type streamState struct {
+	u       *Uplink
+	stream  vigilv1.Collector_StreamClient
+	welcome *vigilv1.Welcome
+	sendMu  sync.Mutex
+
+	mu       sync.Mutex
+	inflight map[uint64][]uint64 // batch id -> seqs
+	acked    int
+	slots    chan struct{} // one token per batch awaiting its ack
+}
+
+func (s *streamState) send(m *vigilv1.AgentMessage) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.stream.Send(m)
+}
+
+func (s *streamState) receive(ctx context.Context) error {
+	for {
+		m, err := s.stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch msg := m.Msg.(type) {
+		case *vigilv1.CollectorMessage_Ack:
+			s.mu.Lock()
+			seqs, ok := s.inflight[msg.Ack.BatchId]
+			delete(s.inflight, msg.Ack.BatchId)
+			s.mu.Unlock()
+			if !ok {
+				continue
+			}
+			// Only now, with the collector's word that the batch is durable,
+			// may the findings leave the spool.
+			if err := s.u.cfg.Spool.Delete(seqs); err != nil {
+				return fmt.Errorf("delete acknowledged findings: %w", err)
+			}
+			s.mu.Lock()
+			s.acked++
+			s.mu.Unlock()
+			s.u.setStatus(func(st *Status) { st.AckedTotal += uint64(len(seqs)) })
+			<-s.slots
+		case *vigilv1.CollectorMessage_Rules:
+			if err := s.u.cfg.Engine.ApplyBundle(ctx, msg.Rules); err != nil {
+				s.u.log.Error("pushed rules not applied", "err", err)
+			}
+		case *vigilv1.CollectorMessage_Request:
+			go s.answer(ctx, msg.Request)
+		}
+	}
+}
+
+func (s *streamState) answer(ctx context.Context, req *vigilv1.Request) {
+	res := &vigilv1.RequestResult{RequestId: req.RequestId}
+	switch req.Kind {
+	case "selftest":
+		n := 1
+		if v, ok := req.GetParams().AsMap()["count"].(float64); ok {
+			n = int(v)
+		}
+		first, last, nonce, err := s.u.cfg.Engine.TriggerTest(ctx, n, "collector")
+		if err != nil {
+			res.Error = err.Error()
+		} else {
+			res.Ok = true
+			res.Result, _ = structpb.NewStruct(map[string]any{"first_seq": first, "last_seq": last, "nonce": nonce, "count": n})
+		}
+	default:
+		res.Error = fmt.Sprintf("unknown request kind %q", req.Kind)
+	}
+	if err := s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Result{Result: res}}); err != nil {
+		s.u.log.Warn("send request result", "err", err)
+	}
+}
+
+// sendLoop sends spooled findings in seq order, at most Window batches
+// unacknowledged, plus heartbeats. On reconnect it starts again from the
+// oldest finding still spooled; the collector drops what it already has.
+func (s *streamState) sendLoop(ctx context.Context) error {
+	hbEvery := time.Duration(s.welcome.HeartbeatSeconds) * time.Second
+	if hbEvery <= 0 {
+		hbEvery = time.Minute
+	}
+	hb := time.NewTicker(hbEvery)
+	defer hb.Stop()
+	if err := s.heartbeat(); err != nil {
+		return err
+	}
+	maxN, maxBytes := int(s.welcome.MaxBatchFindings), int(s.welcome.MaxBatchBytes)
+	if maxN <= 0 || maxN > 500 {
+		maxN = 500
+	}
+	// Leave room for the envelope and the seq/device fields added below.
+	maxBytes = maxBytes*3/4 - 4096
+	if maxBytes <= 0 {
+		maxBytes = 1 << 20
+	}
+	var lastSent uint64
+	var batchID uint64
+	notify := s.u.cfg.Spool.Notify()
+	for {
+		// Wait for a free slot in the window.
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		recs, err := s.u.cfg.Spool.ReadAfter(lastSent, maxN, maxBytes)
+		if err != nil {
+			return fmt.Errorf("read spool: %w", err)
+		}
+		if len(recs) == 0 {
+			<-s.slots
+			select {
+			case <-notify:
+			case <-hb.C:
+				if err := s.heartbeat(); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		batchID++
+		batch := &vigilv1.FindingBatch{BatchId: batchID, Findings: make([]*vigilv1.Finding, 0, len(recs))}
+		seqs := make([]uint64, 0, len(recs))
+		for _, r := range recs {
+			f := &vigilv1.Finding{}
+			if err := proto.Unmarshal(r.Payload, f); err != nil {
+				// A record this binary cannot decode would block the queue
+				// forever; drop it loudly rather than stall every later one.
+				s.u.log.Error("dropping undecodable spool record", "seq", r.Seq, "err", err)
+				s.u.cfg.Spool.Delete([]uint64{r.Seq})
+				continue
+			}
+			f.Seq = r.Seq
+			batch.Findings = append(batch.Findings, f)
+			seqs = append(seqs, r.Seq)
+		}
+		lastSent = recs[len(recs)-1].Seq
+		if len(seqs) == 0 {
+			<-s.slots
+			continue
+		}
+		s.mu.Lock()
+		s.inflight[batchID] = seqs
+		s.mu.Unlock()
+		if err := s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Findings{Findings: batch}}); err != nil {
+			return err
+		}
+		select {
+		case <-hb.C:
+			if err := s.heartbeat(); err != nil {
+				return err
+			}
+		default:
+		}
+	}
+}
+
+func (s *streamState) heartbeat() error {
+	st := s.u.cfg.Spool.Stats()
+	hb := &vigilv1.Heartbeat{
+		AgentVersion: version.Version, RulesHash: s.u.cfg.Engine.RulesHash(),
+		SpoolDepth: int64(st.Count), SpoolBytes: st.Bytes, DroppedTotal: st.DroppedTotal,
+		SentAt: timestamppb.Now(),
+	}
+	if s.u.cfg.Usage != nil {
+		hb.CpuPercent, hb.RssBytes = s.u.cfg.Usage()
+	}
+	return s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: hb}})
+}
