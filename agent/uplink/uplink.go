@@ -199,7 +199,9 @@ func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (a
 	if welcome == nil {
 		return 0, errors.New("collector did not answer hello with welcome")
 	}
-	u.setStatus(func(s *Status) { s.Connected, s.LastConnected, s.LastError, s.NeedsReenroll = true, time.Now(), "", false })
+	u.setStatus(func(s *Status) {
+		s.Connected, s.LastConnected, s.LastError, s.NeedsReenroll = true, time.Now(), "", false
+	})
 	u.log.Info("connected to collector", "collector", u.cfg.Agent.Collector, "device", welcome.DeviceId)
 
 	s := &streamState{
