@@ -3,31 +3,15 @@
 package findings
 
 import (
-	"strings"
 	"time"
 
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+	"github.com/vigil-safeguarding/vigil/rules"
 )
 
-var severityNames = [...]string{"unspecified", "info", "low", "medium", "high", "critical"}
-
-// SeverityName is the lowercase name used in rule files and JSON.
-func SeverityName(s vigilv1.Severity) string {
-	if int(s) < len(severityNames) {
-		return severityNames[s]
-	}
-	return "unspecified"
-}
-
-// ParseSeverity is the inverse of SeverityName.
-func ParseSeverity(name string) (vigilv1.Severity, bool) {
-	for i, n := range severityNames {
-		if i > 0 && strings.EqualFold(n, name) {
-			return vigilv1.Severity(i), true
-		}
-	}
-	return 0, false
-}
+// SeverityName is the lowercase name used in rule files and JSON; the proto
+// enum and rules.Severity share their numbering.
+func SeverityName(s vigilv1.Severity) string { return rules.Severity(s).String() }
 
 // JSON is a finding as one line of `--json` output. Field names are part
 // of the CLI contract.
