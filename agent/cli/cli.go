@@ -31,7 +31,7 @@ const usage = `vigil-agent: Vigil's device agent
   run           [--state DIR] [--rules DIR]        run in the foreground (or under the service manager)
   install       [--state DIR]                      install as an auto-started service
   uninstall | start | stop | status [--state DIR]
-  trigger-test  [--state DIR] [--count N]           emit N selftest findings end to end
+  trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   version
 `
@@ -183,13 +183,14 @@ func triggerCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("trigger-test", flag.ContinueOnError)
 	st := stateFlag(fs)
 	count := fs.Int("count", 1, "how many selftest findings")
+	rule := fs.String("rule", "", "selftest rule id (default: the first enabled selftest rule)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var res control.TriggerResult
-	if err := control.Call(ctx, absState(*st).ControlSocket(), "POST", "/v1/trigger-test", map[string]int{"count": *count}, &res); err != nil {
+	if err := control.Call(ctx, absState(*st).ControlSocket(), "POST", "/v1/trigger-test", map[string]any{"count": *count, "rule": *rule}, &res); err != nil {
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(res)

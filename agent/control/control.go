@@ -18,7 +18,7 @@ import (
 
 // Backend is what the running agent offers.
 type Backend interface {
-	TriggerTest(ctx context.Context, n int, source string) (first, last uint64, nonce string, err error)
+	TriggerTest(ctx context.Context, n int, source, ruleID string) (first, last uint64, nonce string, err error)
 	Status() any
 }
 
@@ -47,12 +47,15 @@ func Serve(ctx context.Context, path string, b Backend) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/trigger-test", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Count int }
+		var req struct {
+			Count int
+			Rule  string
+		}
 		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
 			httpError(w, http.StatusBadRequest, err)
 			return
 		}
-		first, last, nonce, err := b.TriggerTest(r.Context(), req.Count, "trigger-test")
+		first, last, nonce, err := b.TriggerTest(r.Context(), req.Count, "trigger-test", req.Rule)
 		if err != nil {
 			httpError(w, http.StatusUnprocessableEntity, err)
 			return

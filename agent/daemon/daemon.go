@@ -112,8 +112,8 @@ type backend struct {
 	cfg state.Config
 }
 
-func (b *backend) TriggerTest(ctx context.Context, n int, source string) (uint64, uint64, string, error) {
-	return b.eng.TriggerTest(ctx, n, source)
+func (b *backend) TriggerTest(ctx context.Context, n int, source, ruleID string) (uint64, uint64, string, error) {
+	return b.eng.TriggerTest(ctx, n, source, ruleID)
 }
 
 func (b *backend) Status() any {

@@ -274,14 +274,16 @@ func (e *Engine) loggedInUser() string {
 // ErrNoSelfTestRule means trigger-test has no enabled selftest rule to use.
 var ErrNoSelfTestRule = errors.New("no enabled selftest rule applies to this device")
 
-// TriggerTest emits n selftest findings through Emit.
-func (e *Engine) TriggerTest(ctx context.Context, n int, source string) (first, last uint64, nonce string, err error) {
+// TriggerTest emits n selftest findings through Emit, from the selftest
+// rule ruleID, or the first enabled one when ruleID is empty (a school can
+// keep a high-severity selftest rule to prove urgent alerts get through).
+func (e *Engine) TriggerTest(ctx context.Context, n int, source, ruleID string) (first, last uint64, nonce string, err error) {
 	if n < 1 || n > 100000 {
 		return 0, 0, "", fmt.Errorf("count %d out of range 1..100000", n)
 	}
 	var rule *rules.Rule
 	for _, r := range e.Rules().Enabled() {
-		if r.Check == "selftest" && r.Applies(e.cfg.Group, e.cfg.Role) {
+		if r.Check == "selftest" && r.Applies(e.cfg.Group, e.cfg.Role) && (ruleID == "" || r.ID == ruleID) {
 			rule = &r
 			break
 		}

@@ -149,6 +149,10 @@ type state struct {
 	count   int64
 	bytes   int64
 	dropped uint64
+	// unreported counts, per severity, evictions no drop report has named
+	// yet: those caused by storing the previous report itself. The next
+	// report includes them, so reports add up to DroppedTotal.
+	unreported [MaxSeverity + 1]uint64
 }
 
 func (st state) stats() Stats {
@@ -464,7 +468,13 @@ func (s *Spool) enforce(w *writer) (map[uint8]uint64, error) {
 	if len(dropped) == 0 || s.report == nil {
 		return dropped, nil
 	}
-	rep := s.report(maps.Clone(dropped))
+	toReport := maps.Clone(dropped)
+	for sev, n := range w.st.unreported {
+		if n > 0 {
+			toReport[uint8(sev)] += n
+		}
+	}
+	rep := s.report(toReport)
 	if rep.Payload == nil {
 		return dropped, nil
 	}
@@ -475,8 +485,14 @@ func (s *Spool) enforce(w *writer) (map[uint8]uint64, error) {
 	if err := w.put(rep); err != nil {
 		return nil, err
 	}
-	if err := w.evict(s.maxBytes, dropped); err != nil {
+	w.st.unreported = [MaxSeverity + 1]uint64{}
+	again := make(map[uint8]uint64)
+	if err := w.evict(s.maxBytes, again); err != nil {
 		return nil, err
+	}
+	for sev, n := range again {
+		dropped[sev] += n
+		w.st.unreported[sev] += n
 	}
 	return dropped, nil
 }
@@ -575,12 +591,15 @@ func (w *writer) writeState() error {
 }
 
 func encodeState(st state) []byte {
-	b := make([]byte, 40)
+	b := make([]byte, 40+8*len(st.unreported))
 	binary.BigEndian.PutUint64(b[0:], schemaVersion)
 	binary.BigEndian.PutUint64(b[8:], st.nextSeq)
 	binary.BigEndian.PutUint64(b[16:], uint64(st.count))
 	binary.BigEndian.PutUint64(b[24:], uint64(st.bytes))
 	binary.BigEndian.PutUint64(b[32:], st.dropped)
+	for i, n := range st.unreported {
+		binary.BigEndian.PutUint64(b[40+8*i:], n)
+	}
 	return b
 }
 
@@ -596,6 +615,12 @@ func decodeState(b []byte) (state, error) {
 		count:   int64(binary.BigEndian.Uint64(b[16:])),
 		bytes:   int64(binary.BigEndian.Uint64(b[24:])),
 		dropped: binary.BigEndian.Uint64(b[32:]),
+	}
+	// Files written before unreported counts existed hold 40 bytes.
+	for i := range st.unreported {
+		if off := 40 + 8*i; len(b) >= off+8 {
+			st.unreported[i] = binary.BigEndian.Uint64(b[off:])
+		}
 	}
 	if st.nextSeq == 0 {
 		st.nextSeq = 1

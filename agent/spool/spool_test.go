@@ -283,6 +283,8 @@ type model struct {
 	dropped uint64
 	report  func(map[uint8]uint64) Item
 	reports []map[uint8]uint64
+	// unreported: evictions caused by storing a report, owed to the next.
+	unreported map[uint8]uint64
 }
 
 func newModel(max int64, report func(map[uint8]uint64) Item) *model {
@@ -330,11 +332,16 @@ func (m *model) append(items []Item) (uint64, uint64) {
 	dropped := map[uint8]uint64{}
 	m.evict(dropped)
 	if len(dropped) > 0 && m.report != nil {
-		m.reports = append(m.reports, maps.Clone(dropped))
-		rep := m.report(maps.Clone(dropped))
+		toReport := maps.Clone(dropped)
+		for sev, n := range m.unreported {
+			toReport[sev] += n
+		}
+		m.reports = append(m.reports, maps.Clone(toReport))
+		rep := m.report(toReport)
 		if rep.Payload != nil && int64(len(rep.Payload))+RecordOverhead <= m.max {
 			m.put(rep)
-			m.evict(dropped)
+			m.unreported = map[uint8]uint64{}
+			m.evict(m.unreported)
 		}
 	}
 	return first, last
@@ -599,7 +606,7 @@ func TestDropReport(t *testing.T) {
 		}
 	})
 
-	t.Run("report_evictions_counted_not_reported", func(t *testing.T) {
+	t.Run("report_evictions_reported_next_time", func(t *testing.T) {
 		var calls []map[uint8]uint64
 		path := filepath.Join(t.TempDir(), "spool.db")
 		opts := Options{
@@ -627,11 +634,19 @@ func TestDropReport(t *testing.T) {
 		if st := s.Stats(); st.DroppedTotal != 2 || st.Bytes != max || st.NextSeq != 8 {
 			t.Fatalf("Stats %+v", st)
 		}
-		// DroppedTotal is persistent.
+		// DroppedTotal and the owed count are persistent.
 		_ = s.Close()
 		s = openT(t, path, opts)
 		if st := s.Stats(); st.DroppedTotal != 2 || st.NextSeq != 8 || st.Count != 5 {
 			t.Fatalf("Stats after reopen %+v", st)
+		}
+		// The next report names the eviction the first report caused, so
+		// reports add up to DroppedTotal.
+		// Another critical evicts one more info finding; its report also
+		// names the one the first report's own storage evicted (seq 2).
+		mustAppend(t, s, Item{Severity: 5, Payload: make([]byte, p)})
+		if len(calls) != 2 || !maps.Equal(calls[1], map[uint8]uint64{1: 2}) {
+			t.Fatalf("calls %v: the second report must include the report-caused eviction", calls)
 		}
 	})
 

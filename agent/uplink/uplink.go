@@ -38,7 +38,7 @@ import (
 type Engine interface {
 	RulesHash() string
 	ApplyBundle(ctx context.Context, b *vigilv1.RulesBundle) error
-	TriggerTest(ctx context.Context, n int, source string) (first, last uint64, nonce string, err error)
+	TriggerTest(ctx context.Context, n int, source, ruleID string) (first, last uint64, nonce string, err error)
 }
 
 // Config for New.
@@ -293,11 +293,13 @@ func (s *streamState) answer(ctx context.Context, req *vigilv1.Request) {
 	res := &vigilv1.RequestResult{RequestId: req.RequestId}
 	switch req.Kind {
 	case "selftest":
+		params := req.GetParams().AsMap()
 		n := 1
-		if v, ok := req.GetParams().AsMap()["count"].(float64); ok {
+		if v, ok := params["count"].(float64); ok {
 			n = int(v)
 		}
-		first, last, nonce, err := s.u.cfg.Engine.TriggerTest(ctx, n, "collector")
+		ruleID, _ := params["rule"].(string)
+		first, last, nonce, err := s.u.cfg.Engine.TriggerTest(ctx, n, "collector", ruleID)
 		if err != nil {
 			res.Error = err.Error()
 		} else {
