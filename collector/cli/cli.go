@@ -33,6 +33,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
+  store rotate-key --data DIR                 (collector stopped) new master key for encryption at rest
   version
 `
 
@@ -59,6 +60,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = devicesList(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
+	case "store rotate-key":
+		err = rotateKey(args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help", "-h", "--help":
@@ -304,4 +307,20 @@ func agentRequest(args []string, stdout io.Writer) error {
 	defer body.Close()
 	_, err = io.Copy(stdout, body)
 	return err
+}
+
+func rotateKey(args []string, stdout io.Writer) error {
+	fs := newFlags("store rotate-key")
+	data := fs.String("data", "", "collector data directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if err := daemon.RotateStoreKey(*data); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "store key rotated; keep a copy of the new keys/store.key away from this server")
+	return nil
 }

@@ -164,6 +164,41 @@ func ignoreClosed(err error) error {
 	return err
 }
 
+// RotateStoreKey replaces the store's master key with a fresh one. The
+// collector must be stopped. The new key is written beside the old one
+// first, so a crash leaves a key that opens the store: the registry is
+// rewritten only once the new key is on disk, and the old key is removed only
+// after that.
+func RotateStoreKey(dataDir string) error {
+	if c, err := net.DialTimeout("unix", filepath.Join(dataDir, admin.SocketName), 200*time.Millisecond); err == nil {
+		c.Close()
+		return errors.New("the collector is running: stop it before rotating the store key")
+	}
+	path := filepath.Join(dataDir, keyFile)
+	oldKey, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read current store key: %w", err)
+	}
+	newKey := make([]byte, 32)
+	if _, err := rand.Read(newKey); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path+".new", newKey, 0o600); err != nil {
+		return fmt.Errorf("write new key: %w", err)
+	}
+	if err := store.RotateKey(filepath.Join(dataDir, badgerDir), oldKey, newKey); err != nil {
+		os.Remove(path + ".new")
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path+".old", oldKey, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		return fmt.Errorf("install new key (the store now needs %s.new): %w", path, err)
+	}
+	return os.Remove(path + ".old")
+}
+
 // loadOrCreateKey reads the store's 32-byte AES key, creating it owner-only
 // on first start. Rotation is described in docs/storage.md.
 func loadOrCreateKey(path string) ([]byte, error) {

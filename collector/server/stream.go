@@ -111,9 +111,11 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 
 	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) {
 		d.LastSeen, d.Connected = s.cfg.Now(), true
-		d.AgentVersion, d.RulesHash = hello.GetAgentVersion(), hello.GetRulesHash()
+		// Same bounds as enrollment and heartbeats: the record is kept in
+		// memory and rewritten on every flush.
+		d.AgentVersion, d.RulesHash = limit(hello.GetAgentVersion(), 64), limit(hello.GetRulesHash(), 80)
 		if hello.GetHostname() != "" {
-			d.Hostname = hello.GetHostname()
+			d.Hostname = limit(hello.GetHostname(), 255)
 		}
 	})
 	welcome := &vigilv1.Welcome{DeviceId: deviceID, Group: dev.Group,

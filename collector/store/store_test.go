@@ -173,3 +173,32 @@ func TestTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestRotateKey(t *testing.T) {
+	dir := t.TempDir()
+	k1, k2 := make([]byte, 32), make([]byte, 32)
+	rand.Read(k1)
+	rand.Read(k2)
+	s := openTest(t, dir, k1)
+	if _, _, err := s.CommitFindings(context.Background(), []*vigilv1.Finding{testFinding(devID(1), 1, "x", time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := RotateKey(dir, k2, k1); err == nil {
+		t.Fatal("rotation with the wrong current key succeeded")
+	}
+	if err := RotateKey(dir, k1, k2); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(dir, Options{EncryptionKey: k1}); err == nil {
+		s.Close()
+		t.Fatal("old key still opens the store after rotation")
+	}
+	s = openTest(t, dir, k2)
+	defer s.Close()
+	n := 0
+	s.ListFindings(context.Background(), Query{}, func(*vigilv1.Finding) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("after rotation %d findings readable, want 1", n)
+	}
+}

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+const (
+	testMaxFindings = 100
+	testMaxBytes    = 64 << 10 // gRPC's receive limit is this plus 64 KiB
+)
+
+func TestStreamHelloWelcomeAckDedupe(t *testing.T) {
+	e := newEnv(t, Config{MaxBatchFindings: testMaxFindings, MaxBatchBytes: testMaxBytes, HeartbeatInterval: 42e9}, store.Options{})
+	d := e.enrollDevice(t)
+
+	conn := d.conn(t)
+	as, w, err := openStream(t, conn, d.hello("inst-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.DeviceId != d.id || w.Group != d.group || w.MaxBatchFindings != testMaxFindings ||
+		w.MaxBatchBytes != testMaxBytes || w.HeartbeatSeconds != 42 {
+		t.Errorf("welcome %v", w)
+	}
+	if !e.srv.Connected(d.id) {
+		t.Error("device not reported connected after welcome")
+	}
+
+	batch := seqRange(1, 10)
+	batch[0].DeviceId = d.id     // naming itself is fine
+	batch[1].Group = "other-grp" // the collector decides the group
+	want := make([]*vigilv1.Finding, len(batch))
+	for i, f := range batch {
+		want[i] = proto.Clone(f).(*vigilv1.Finding)
+		want[i].DeviceId, want[i].Group = d.id, d.group
+	}
+	ack, err := as.sendBatch(7, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Checked the moment the ack arrives: it must follow the commit.
+	got := storedFindings(t, e.st, d.id)
+	if ack.Stored != 10 || ack.Duplicates != 0 {
+		t.Errorf("ack %v, want stored 10", ack)
+	}
+	if len(got) != 10 {
+		t.Fatalf("store holds %d findings when the ack arrives, want 10", len(got))
+	}
+	for _, f := range want {
+		if !proto.Equal(got[f.Seq], f) {
+			t.Errorf("seq %d stored as %v, want %v", f.Seq, got[f.Seq], f)
+		}
+	}
+
+	// Resending the same batch (the agent missed the ack) stores nothing.
+	ack, err = as.sendBatch(8, seqRange(1, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stored != 0 || ack.Duplicates != 10 {
+		t.Errorf("resent batch acked %v, want stored 0 duplicates 10", ack)
+	}
+	// Overlapping batch: only the new ones are stored.
+	ack, err = as.sendBatch(9, seqRange(8, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stored != 2 || ack.Duplicates != 3 {
+		t.Errorf("overlapping batch acked %v, want stored 2 duplicates 3", ack)
+	}
+	if n := len(storedFindings(t, e.st, d.id)); n != 12 {
+		t.Errorf("store holds %d findings, want 12", n)
+	}
+
+	// Again for many batches: whenever an ack arrives, the batch is there.
+	for i := uint64(0); i < 20; i++ {
+		from := 100 + i*50
+		if _, err := as.sendBatch(100+i, seqRange(from, from+49)); err != nil {
+			t.Fatal(err)
+		}
+		got := storedFindings(t, e.st, d.id)
+		for s := from; s < from+50; s++ {
+			if got[s] == nil {
+				t.Fatalf("batch %d acknowledged but seq %d is not in the store yet", 100+i, s)
+			}
+		}
+	}
+
+	// A heartbeat is not acknowledged, and the stream carries on.
+	if err := as.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: &vigilv1.Heartbeat{AgentVersion: "t2", SpoolDepth: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := as.sendBatch(10, seqRange(13, 13)); err != nil || ack.Stored != 1 {
+		t.Fatalf("after heartbeat: ack %v err %v", ack, err)
+	}
+	if dev, _ := e.st.GetDevice(d.id); dev.SpoolDepth != 5 || dev.AgentVersion != "t2" || !dev.Connected {
+		t.Errorf("device after heartbeat: %+v", dev)
+	}
+}
+
+// TestStreamMalformedInput: each bad input ends its own stream with
+// InvalidArgument (ResourceExhausted for gRPC's size limit), stores nothing,
+// and a good client connected all along keeps working.
+func TestStreamMalformedInput(t *testing.T) {
+	e := newEnv(t, Config{MaxBatchFindings: testMaxFindings, MaxBatchBytes: testMaxBytes}, store.Options{})
+	good := e.enrollDevice(t)
+	bad := e.enrollDevice(t)
+	other := e.enrollDevice(t)
+
+	goodStream := good.mustStream(t, "good")
+	goodSeq := uint64(0)
+	goodBatch := func(t *testing.T) {
+		t.Helper()
+		goodSeq++
+		ack, err := goodStream.sendBatch(goodSeq, seqRange(goodSeq, goodSeq))
+		if err != nil || ack.Stored != 1 {
+			t.Fatalf("good client: ack %v, err %v", ack, err)
+		}
+	}
+	goodBatch(t)
+
+	with := func(seq uint64, mod func(f *vigilv1.Finding)) []*vigilv1.Finding {
+		f := mkFinding(seq)
+		mod(f)
+		return []*vigilv1.Finding{mkFinding(seq - 1), f}
+	}
+	bigDetails := func(n int) *structpb.Struct {
+		s, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", n)})
+		return s
+	}
+	cases := []struct {
+		name     string
+		msg      *vigilv1.AgentMessage
+		code     codes.Code
+		contains string
+	}{
+		{"seq 0", batchMsg(1, []*vigilv1.Finding{mkFinding(0)}), codes.InvalidArgument, "seq must be positive"},
+		{"severity 9", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Severity = 9 })), codes.InvalidArgument, "severity"},
+		{"severity unspecified", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Severity = 0 })), codes.InvalidArgument, "severity"},
+		{"another device's id", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.DeviceId = other.id })), codes.InvalidArgument, "not the sender"},
+		{"repeated seq", batchMsg(1, []*vigilv1.Finding{mkFinding(105), mkFinding(105)}), codes.InvalidArgument, "not above"},
+		{"decreasing seq", batchMsg(1, []*vigilv1.Finding{mkFinding(105), mkFinding(106), mkFinding(104)}), codes.InvalidArgument, "not above"},
+		{"too many findings", batchMsg(1, seqRange(101, 101+testMaxFindings)), codes.InvalidArgument, "exceeds the limit"},
+		{"empty batch", batchMsg(1, nil), codes.InvalidArgument, "empty"},
+		{"nil observed_at", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.ObservedAt = nil })), codes.InvalidArgument, "observed_at"},
+		{"no check", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Check = "" })), codes.InvalidArgument, "check"},
+		{"long rule id", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.RuleId = strings.Repeat("r", 200) })), codes.InvalidArgument, "rule_id"},
+		{"long message", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Message = strings.Repeat("m", 5000) })), codes.InvalidArgument, "message"},
+		{"too much evidence", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Evidence = make([]*vigilv1.EvidenceRef, 17) })), codes.InvalidArgument, "evidence"},
+		// Over MaxBatchBytes but under gRPC's receive limit: the collector's
+		// own check.
+		{"batch over MaxBatchBytes", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Details = bigDetails(testMaxBytes + 8<<10) })), codes.InvalidArgument, "bytes exceeds"},
+		// Over gRPC's MaxRecvMsgSize: refused before it is even decoded.
+		{"message over MaxRecvMsgSize", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Details = bigDetails(testMaxBytes + 100<<10) })), codes.ResourceExhausted, ""},
+		{"hello twice", &vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: bad.hello("bad")}}, codes.InvalidArgument, "hello"},
+		{"empty message", &vigilv1.AgentMessage{}, codes.InvalidArgument, "empty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			as := bad.mustStream(t, "bad")
+			if err := as.send(c.msg); err != nil {
+				// The server may end the stream before the client is done
+				// sending (the size limit); the status comes from Recv.
+				t.Logf("send: %v", err)
+			}
+			wantCode(t, c.name, as.expectEnd(), c.code, c.contains)
+			if n := len(storedFindings(t, e.st, bad.id)); n != 0 {
+				t.Errorf("%d findings stored from malformed input", n)
+			}
+			goodBatch(t)
+		})
+	}
+
+	t.Run("batch before hello", func(t *testing.T) {
+		as, _, err := openStreamFirst(t, bad, batchMsg(1, seqRange(1, 1)))
+		if err == nil {
+			err = as.expectEnd()
+		}
+		wantCode(t, "batch before hello", err, codes.InvalidArgument, "hello")
+		goodBatch(t)
+	})
+
+	// After all that the bad device, now behaving, is served normally.
+	as := bad.mustStream(t, "bad")
+	if ack, err := as.sendBatch(1, seqRange(1, 3)); err != nil || ack.Stored != 3 {
+		t.Fatalf("bad device behaving: ack %v, err %v", ack, err)
+	}
+	goodBatch(t)
+	if n := len(storedFindings(t, e.st, good.id)); n != int(goodSeq) {
+		t.Errorf("good device has %d findings, want %d", n, goodSeq)
+	}
+}
+
+// openStreamFirst opens a stream whose first message is m (not hello).
+func openStreamFirst(t *testing.T, d *device, m *vigilv1.AgentMessage) (*agentStream, *vigilv1.Welcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s, err := vigilv1.NewCollectorClient(d.conn(t)).Stream(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	as := &agentStream{s: s, cancel: cancel}
+	if err := as.send(m); err != nil {
+		_, err = as.recv()
+		return nil, nil, err
+	}
+	return as, nil, nil
+}
+
+// TestLargeFindingOnDisk: with the default limits a single finding of
+// 1.5 MiB is valid, and the on-disk store must take it (Badger puts it in
+// the value log). See the note in FuzzIngest about the in-memory store.
+func TestLargeFindingOnDisk(t *testing.T) {
+	e := newEnv(t, Config{}, store.Options{})
+	d := e.enrollDevice(t)
+	as := d.mustStream(t, "large")
+	f := mkFinding(1)
+	f.Details, _ = structpb.NewStruct(map[string]any{"blob": strings.Repeat("A", 3<<19)})
+	ack, err := as.sendBatch(1, []*vigilv1.Finding{f, mkFinding(2)})
+	if err != nil || ack.Stored != 2 {
+		t.Fatalf("ack %v, err %v", ack, err)
+	}
+	got := storedFindings(t, e.st, d.id)
+	if len(got[1].GetDetails().GetFields()["blob"].GetStringValue()) != 3<<19 {
+		t.Error("large finding not stored intact")
+	}
+}
+
+// TestHelloFieldsBounded: what a hello puts in the device record is held to
+// the same bounds as enrollment (hostname) and heartbeats (version, hash).
+func TestHelloFieldsBounded(t *testing.T) {
+	e := newEnv(t, Config{}, store.Options{})
+	d := e.enrollDevice(t)
+	h := d.hello("big")
+	h.AgentVersion = strings.Repeat("v", 100<<10)
+	h.RulesHash = strings.Repeat("h", 100<<10)
+	h.Hostname = strings.Repeat("n", 100<<10)
+	if _, _, err := openStream(t, d.conn(t), h); err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := e.st.GetDevice(d.id)
+	if len(dev.AgentVersion) > 64 || len(dev.RulesHash) > 80 || len(dev.Hostname) > 255 {
+		t.Errorf("hello stored unbounded fields: agent_version %d, rules_hash %d, hostname %d bytes",
+			len(dev.AgentVersion), len(dev.RulesHash), len(dev.Hostname))
+	}
+}
