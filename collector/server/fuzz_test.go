@@ -19,15 +19,10 @@ import (
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
-// fuzzMaxBytes is the fuzzed server's MaxBatchBytes. Not the 4 MiB default:
-//   - in-memory Badger refuses any value over 1 MiB (its ValueThreshold cap),
-//     which the on-disk store (value log) does not, so with the default a
-//     single 1-4 MiB finding passes validation and then fails to commit here
-//     with Unavailable. TestLargeFindingOnDisk covers that size against the
-//     real store.
-//   - inputs of megabytes make the fuzzer crawl (every mutation and every
-//     minimisation copies and decodes them); the validation code is the same
-//     for any limit.
+// fuzzMaxBytes is the fuzzed server's MaxBatchBytes, below the 4 MiB
+// default because inputs of megabytes make the fuzzer crawl (every mutation
+// and minimisation copies and decodes them); the validation code is the
+// same for any limit.
 const fuzzMaxBytes = 64 << 10
 
 // fuzzSeeds are the f.Add seeds; the small ones are also committed under

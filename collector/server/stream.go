@@ -279,10 +279,17 @@ func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.Findin
 // Field limits: generous for real findings, small enough that one agent
 // cannot make the collector hold much.
 const (
-	maxShort    = 128
-	maxMessage  = 4096
-	maxEvidence = 16
+	maxShort        = 128
+	maxMessage      = 4096
+	maxEvidence     = 16
+	maxFindingBytes = 256 << 10
 )
+
+// Observation times outside this range are refused: the time index stores
+// Unix nanoseconds, and a device clock decades off is an error, not data.
+var minObserved = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxClockAhead = 366 * 24 * time.Hour
 
 func (s *Server) validateBatch(device string, b *vigilv1.FindingBatch) error {
 	if len(b.GetFindings()) == 0 {
@@ -291,13 +298,19 @@ func (s *Server) validateBatch(device string, b *vigilv1.FindingBatch) error {
 	if len(b.Findings) > s.cfg.MaxBatchFindings {
 		return fmt.Errorf("batch of %d findings exceeds the limit of %d", len(b.Findings), s.cfg.MaxBatchFindings)
 	}
-	if n := proto.Size(b); n > s.cfg.MaxBatchBytes {
-		return fmt.Errorf("batch of %d bytes exceeds the limit of %d", n, s.cfg.MaxBatchBytes)
-	}
 	var prev uint64
+	total := 0
+	now := s.cfg.Now()
 	for i, f := range b.Findings {
-		if err := validateFinding(device, f); err != nil {
+		if err := validateFinding(device, f, now); err != nil {
 			return fmt.Errorf("finding %d (seq %d): %w", i, f.GetSeq(), err)
+		}
+		n := proto.Size(f)
+		if n > maxFindingBytes {
+			return fmt.Errorf("finding %d (seq %d) is %d bytes, the limit is %d (evidence travels apart)", i, f.Seq, n, maxFindingBytes)
+		}
+		if total += n; total > s.cfg.MaxBatchBytes {
+			return fmt.Errorf("batch of more than %d bytes exceeds the limit", s.cfg.MaxBatchBytes)
 		}
 		if f.Seq <= prev {
 			return fmt.Errorf("finding %d: seq %d not above previous %d", i, f.Seq, prev)
@@ -307,7 +320,7 @@ func (s *Server) validateBatch(device string, b *vigilv1.FindingBatch) error {
 	return nil
 }
 
-func validateFinding(device string, f *vigilv1.Finding) error {
+func validateFinding(device string, f *vigilv1.Finding, now time.Time) error {
 	switch {
 	case f == nil:
 		return errors.New("nil finding")
@@ -319,10 +332,14 @@ func validateFinding(device string, f *vigilv1.Finding) error {
 		return fmt.Errorf("severity %d out of range", f.Severity)
 	case f.ObservedAt == nil || f.ObservedAt.CheckValid() != nil:
 		return errors.New("observed_at missing or invalid")
+	case f.ObservedAt.AsTime().Before(minObserved) || f.ObservedAt.AsTime().After(now.Add(maxClockAhead)):
+		return fmt.Errorf("observed_at %s is outside 2000-01-01 .. a year from now", f.ObservedAt.AsTime().Format(time.RFC3339))
 	case len(f.Evidence) > maxEvidence:
 		return fmt.Errorf("%d evidence references, at most %d", len(f.Evidence), maxEvidence)
 	case len(f.Message) > maxMessage:
 		return fmt.Errorf("message longer than %d bytes", maxMessage)
+	case !utf8.ValidString(f.Message):
+		return errors.New("message is not valid UTF-8")
 	}
 	for name, v := range map[string]string{"check": f.Check, "rule_id": f.RuleId, "category": f.Category, "user": f.User, "status": f.Status, "rules_hash": f.RulesHash} {
 		if len(v) > maxShort {

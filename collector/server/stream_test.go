@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -218,22 +219,28 @@ func openStreamFirst(t *testing.T, d *device, m *vigilv1.AgentMessage) (*agentSt
 	return as, nil, nil
 }
 
-// TestLargeFindingOnDisk: with the default limits a single finding of
-// 1.5 MiB is valid, and the on-disk store must take it (Badger puts it in
-// the value log). See the note in FuzzIngest about the in-memory store.
+// TestLargeFindingOnDisk: a finding just under the per-finding cap (200 KiB
+// of details) is stored intact on disk; one over it is refused by name,
+// since big payloads (screenshots) travel as evidence, apart.
 func TestLargeFindingOnDisk(t *testing.T) {
 	e := newEnv(t, Config{}, store.Options{})
 	d := e.enrollDevice(t)
 	as := d.mustStream(t, "large")
 	f := mkFinding(1)
-	f.Details, _ = structpb.NewStruct(map[string]any{"blob": strings.Repeat("A", 3<<19)})
+	f.Details, _ = structpb.NewStruct(map[string]any{"blob": strings.Repeat("A", 200<<10)})
 	ack, err := as.sendBatch(1, []*vigilv1.Finding{f, mkFinding(2)})
 	if err != nil || ack.Stored != 2 {
 		t.Fatalf("ack %v, err %v", ack, err)
 	}
 	got := storedFindings(t, e.st, d.id)
-	if len(got[1].GetDetails().GetFields()["blob"].GetStringValue()) != 3<<19 {
+	if len(got[1].GetDetails().GetFields()["blob"].GetStringValue()) != 200<<10 {
 		t.Error("large finding not stored intact")
+	}
+	big := mkFinding(3)
+	big.Details, _ = structpb.NewStruct(map[string]any{"blob": strings.Repeat("A", 300<<10)})
+	_, err = as.sendBatch(2, []*vigilv1.Finding{big})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "the limit is 262144") {
+		t.Fatalf("oversized finding: %v", err)
 	}
 }
 

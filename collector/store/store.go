@@ -204,11 +204,28 @@ func (s *Store) committer() {
 
 func (s *Store) commitGroup(group []*commitReq) {
 	results := make([]commitResult, len(group))
+	// Encode first, per request: a finding that cannot be encoded fails
+	// only its own request, not the other agents' batches in the group.
+	vals := make([][][]byte, len(group))
+	for i, req := range group {
+		vals[i] = make([][]byte, len(req.findings))
+		for j, f := range req.findings {
+			v, err := proto.Marshal(f)
+			if err != nil {
+				results[i].err = fmt.Errorf("store: encode finding seq %d: %w", f.Seq, err)
+				break
+			}
+			vals[i][j] = v
+		}
+	}
 	seen := make(map[string]bool, 64)
 	txn := s.db.NewTransaction(true)
 	var err error
 	for i, req := range group {
-		for _, f := range req.findings {
+		if results[i].err != nil {
+			continue
+		}
+		for j, f := range req.findings {
 			key := findingKey(f.DeviceId, f.Seq)
 			if seen[string(key)] {
 				results[i].dups++
@@ -222,13 +239,8 @@ func (s *Store) commitGroup(group []*commitReq) {
 				err = fmt.Errorf("check existing finding: %w", gerr)
 				break
 			}
-			val, merr := proto.Marshal(f)
-			if merr != nil {
-				err = fmt.Errorf("marshal finding: %w", merr)
-				break
-			}
 			ttl := s.retention(f.Category)
-			e1 := badger.NewEntry(key, val)
+			e1 := badger.NewEntry(key, vals[i][j])
 			e2 := badger.NewEntry(timeKey(f), nil)
 			if ttl > 0 {
 				e1, e2 = e1.WithTTL(ttl), e2.WithTTL(ttl)
@@ -249,7 +261,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 		txn.Discard()
 	}
 	for i, req := range group {
-		if err != nil {
+		if err != nil && results[i].err == nil {
 			results[i] = commitResult{err: fmt.Errorf("store: commit findings: %w", err)}
 		}
 		req.done <- results[i]
