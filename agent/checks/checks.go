@@ -21,7 +21,14 @@ import (
 // by adding the rule, device, user, time and sequence number.
 type Observation struct {
 	// Status is "pass" or "fail" for posture checks, empty for events.
-	Status  string
+	// In run mode the engine records a posture observation only when the
+	// status for (rule, Key) changes, and remembers it across restarts.
+	Status string
+	// Key names the subject: for posture, what the status is about (an
+	// adapter, a product; empty for the device as a whole); for events, the
+	// deduplication key (e.g. path and SHA-256): the engine drops an event
+	// whose (rule, Key) was recorded within the rule's dedupe window.
+	Key     string
 	Message string
 	// Severity overrides the rule's severity when set.
 	Severity rules.Severity
@@ -41,17 +48,21 @@ type Check interface {
 	ValidateParams(params *yaml.Node) error
 }
 
-// Poller checks are evaluated on their rule's schedule interval.
+// Poller is implemented by every check: Poll evaluates the rule once
+// (`vigil-agent check --once` and scheduled runs). It must honour ctx: the
+// engine gives each poll a timeout and turns errors, timeouts and panics
+// into findings.
 type Poller interface {
 	Check
 	DefaultInterval() time.Duration
 	Poll(ctx context.Context, rule *rules.Rule, emit Emit) error
 }
 
-// Runner checks watch continuously (OS events) for every enabled rule of
-// their kind; Run returns when ctx ends and is restarted on a rules change.
+// Runner checks also watch continuously (OS events) for every enabled rule
+// of their kind. In run mode the engine calls Run instead of scheduling
+// Poll; Run returns when ctx ends and is restarted on a rules change.
 type Runner interface {
-	Check
+	Poller
 	Run(ctx context.Context, rules []*rules.Rule, emit Emit) error
 }
 
