@@ -16,12 +16,16 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/daemon"
+	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
 	"github.com/vigil-safeguarding/vigil/agent/service"
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/version"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
 )
 
@@ -33,6 +37,7 @@ const usage = `vigil-agent: Vigil's device agent
   uninstall | start | stop | status [--state DIR]
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
+  check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
   version
 `
 
@@ -60,6 +65,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = triggerCmd(rest, stdout)
 	case "rules check":
 		return rulesCheck(rest, stdout, stderr)
+	case "check":
+		err = checkOnce(rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help", "-h", "--help":
@@ -213,4 +220,46 @@ func rulesCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ok: %d rules in %d files, bundle %s\n", len(set.Rules), len(set.Files), set.Hash)
 	return 0
+}
+
+// checkOnce runs every enabled check once and prints one finding per line.
+func checkOnce(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	once := fs.Bool("once", false, "run every enabled check once and exit (required)")
+	rulesDir := fs.String("rules", "", "rules folder (default: the embedded default pack)")
+	group := fs.String("group", "", "device group the rules' scope is evaluated for")
+	role := fs.String("role", "", "user role the rules' scope is evaluated for")
+	asJSON := fs.Bool("json", false, "one JSON object per finding per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*once {
+		return errors.New("only --once is supported: the running agent evaluates rules continuously")
+	}
+	var set *rules.Set
+	var errs rules.Errors
+	if *rulesDir != "" {
+		set, errs = rules.LoadDir(*rulesDir, checks.Kinds{})
+	} else {
+		set, errs = rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("rules do not validate:\n%s", errs.Error())
+	}
+	enc := json.NewEncoder(stdout)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	engine.Once(ctx, set, *group, *role, func(f *vigilv1.Finding) {
+		j := findings.ToJSON(f)
+		if *asJSON {
+			enc.Encode(j)
+			return
+		}
+		status := j.Status
+		if status == "" {
+			status = "event"
+		}
+		fmt.Fprintf(stdout, "%-5s %-8s %-24s %s\n", status, j.Severity, j.RuleID, j.Message)
+	})
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
@@ -64,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 	eng, err := engine.New(engine.Config{
 		DeviceID: cfg.DeviceID, Group: cfg.Group, Role: cfg.Role,
 		RulesDir: rulesDir, GoodDir: o.State.GoodRulesDir(), AcceptBundles: accept,
-		Spool: sp, Logger: log,
+		Spool: sp, PosturePath: o.State.PosturePath(), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,12 @@ type Config struct {
 	// the operator pointed --rules at a folder of their own.
 	AcceptBundles bool
 	Spool         *spool.Spool
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// PosturePath keeps the last status per (rule, subject) across restarts.
+	PosturePath string
+	// DedupeWindow: an event with the same (rule, key) within it is dropped.
+	DedupeWindow time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Engine is safe for concurrent use.
@@ -52,6 +57,7 @@ type Engine struct {
 	mu      sync.Mutex
 	active  *rules.Set
 	restart chan struct{}
+	mem     *memory
 
 	userMu   sync.Mutex
 	user     string
@@ -67,7 +73,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1)}
+	if cfg.DedupeWindow <= 0 {
+		cfg.DedupeWindow = time.Hour
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1), mem: newMemory(cfg.PosturePath, cfg.DedupeWindow)}
 	set, errs := loadDir(cfg.RulesDir)
 	if len(errs) > 0 {
 		e.reportRulesError(context.Background(), errs, "at start")
@@ -215,7 +224,6 @@ func (e *Engine) reportRulesError(ctx context.Context, errs rules.Errors, when s
 	first := errs[0]
 	r := &rules.Rule{ID: "agent-rules-invalid", Version: 1, Severity: rules.Medium, Category: "agent", Check: "rules"}
 	_, _, err := e.Emit(ctx, r, checks.Observation{
-		Status:  "fail",
 		Message: fmt.Sprintf("rules %s not applied, previous rules kept: %s", when, first.Error()),
 		Details: map[string]any{"file": first.File, "line": first.Line, "column": first.Col, "errors": list, "error_count": len(errs)},
 	})
@@ -224,40 +232,83 @@ func (e *Engine) reportRulesError(ctx context.Context, errs rules.Errors, when s
 	}
 }
 
-// Emit is the one path from observation to spool (checks.Emit).
+// Emit is the one path from observation to spool (checks.Emit). Posture
+// observations whose status did not change and events already recorded
+// within the dedupe window are dropped here, so checks simply report what
+// they see.
 func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Observation) (first, last uint64, err error) {
+	obs, changed := e.mem.filter(rule.ID, obs, e.cfg.Now())
 	if len(obs) == 0 {
 		return 0, 0, nil
 	}
-	now := timestamppb.New(e.cfg.Now())
-	user := e.loggedInUser()
 	var hash string
 	if set := e.Rules(); set != nil {
 		hash = set.Hash
 	}
+	meta := FindingMeta{DeviceID: e.cfg.DeviceID, Group: e.cfg.Group, User: e.loggedInUser(), RulesHash: hash, Now: e.cfg.Now()}
 	items := make([]spool.Item, len(obs))
 	for i, o := range obs {
-		sev := rule.Severity
-		if o.Severity != 0 {
-			sev = o.Severity
-		}
-		f := &vigilv1.Finding{
-			DeviceId: e.cfg.DeviceID, Group: e.cfg.Group, ObservedAt: now, User: user,
-			Check: rule.Check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: vigilv1.Severity(sev),
-			Category: rule.Category, Message: o.Message, Status: o.Status, Evidence: o.Evidence, RulesHash: hash,
-		}
-		if len(o.Details) > 0 {
-			if f.Details, err = structpb.NewStruct(o.Details); err != nil {
-				return 0, 0, fmt.Errorf("finding details for %s: %w", rule.ID, err)
-			}
+		f, err := NewFinding(meta, rule, o)
+		if err != nil {
+			return 0, 0, err
 		}
 		b, err := proto.Marshal(f)
 		if err != nil {
 			return 0, 0, fmt.Errorf("encode finding: %w", err)
 		}
-		items[i] = spool.Item{Severity: uint8(sev), Payload: b}
+		items[i] = spool.Item{Severity: uint8(f.Severity), Payload: b}
 	}
-	return e.cfg.Spool.Append(items)
+	if first, last, err = e.cfg.Spool.Append(items); err != nil {
+		return 0, 0, err
+	}
+	if err := e.mem.commit(changed); err != nil {
+		e.log.Warn("posture state not saved; a restart may repeat a status finding", "err", err)
+	}
+	return first, last, nil
+}
+
+// FindingMeta is what a finding takes from the device rather than the check.
+type FindingMeta struct {
+	DeviceID, Group, User, RulesHash string
+	Now                              time.Time
+}
+
+// NewFinding builds the finding for one observation under rule.
+func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigilv1.Finding, error) {
+	sev := rule.Severity
+	if o.Severity != 0 {
+		sev = o.Severity
+	}
+	f := &vigilv1.Finding{
+		DeviceId: meta.DeviceID, Group: meta.Group, ObservedAt: timestamppb.New(meta.Now), User: meta.User,
+		Check: rule.Check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: vigilv1.Severity(sev),
+		Category: rule.Category, Message: o.Message, Status: o.Status, Evidence: o.Evidence, RulesHash: meta.RulesHash,
+	}
+	if len(o.Details) > 0 {
+		d, err := toStruct(o.Details)
+		if err != nil {
+			return nil, fmt.Errorf("finding details for %s: %w", rule.ID, err)
+		}
+		f.Details = d
+	}
+	return f, nil
+}
+
+// toStruct converts details; values structpb cannot take directly (typed
+// slices, structs) go through JSON.
+func toStruct(m map[string]any) (*structpb.Struct, error) {
+	if st, err := structpb.NewStruct(m); err == nil {
+		return st, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(generic)
 }
 
 // loggedInUser is cached: reading utmp for every finding would cost more
@@ -352,16 +403,24 @@ func (e *Engine) startChecks(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.(checks.Runner).Run(ctx, rs, e.Emit); err != nil && ctx.Err() == nil {
-				e.log.Error("check stopped", "kind", kind, "err", err)
-			}
+			e.runRunner(ctx, c.(checks.Runner), rs)
 		}()
 	}
 }
 
-// poll runs a Poller on the rule's interval, inside its time windows. The
-// first run waits one interval so that restarts (every rules change) do not
-// make a burst of findings.
+// PollTimeout bounds one evaluation of a rule.
+const PollTimeout = 60 * time.Second
+
+// pollSlot serialises scheduled polls: at most one check evaluates at a
+// time, so the agent's CPU use stays within one core's share however many
+// rules fire together (event-driven Runners are bounded by their own
+// worker pools).
+var pollSlot = make(chan struct{}, 1)
+
+// poll runs a Poller at start and then on the rule's interval, inside its
+// time windows. Posture transitions are remembered, so a restart repeats
+// nothing but the selftest's liveness finding, which then also marks the
+// agent's start.
 func (e *Engine) poll(ctx context.Context, c checks.Poller, r *rules.Rule) {
 	interval := r.Schedule.Interval
 	if interval <= 0 {
@@ -369,21 +428,82 @@ func (e *Engine) poll(ctx context.Context, c checks.Poller, r *rules.Rule) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	first := true
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
+		first = false
 		if !r.ActiveAt(e.cfg.Now()) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, min(interval, 5*time.Minute))
-		err := c.Poll(pctx, r, e.Emit)
-		cancel()
+		select {
+		case pollSlot <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		err := RunPoll(ctx, c, r, e.Emit)
+		<-pollSlot
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("check failed", "rule", r.ID, "err", err)
-			e.Emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check %s failed: %v", r.Check, err)})
+			e.Emit(ctx, r, ErrorObservation(r, err))
+		}
+	}
+}
+
+// RunPoll evaluates a rule once with PollTimeout, turning a panic into an
+// error: a broken check must never take the agent down.
+func RunPoll(ctx context.Context, c checks.Poller, r *rules.Rule, emit checks.Emit) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, PollTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("check %s panicked: %v", r.Check, p)
+		}
+	}()
+	err = c.Poll(ctx, r, emit)
+	if err == nil && ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("check %s timed out after %v", r.Check, PollTimeout)
+	}
+	return err
+}
+
+// ErrorObservation reports a failed, timed-out or panicked check. Its key
+// makes repeats within the dedupe window collapse into one finding.
+func ErrorObservation(r *rules.Rule, err error) checks.Observation {
+	return checks.Observation{Status: "error", Key: "check-error", Message: fmt.Sprintf("check %s for rule %s failed: %v", r.Check, r.ID, err),
+		Details: map[string]any{"error": err.Error()}}
+}
+
+// runRunner keeps an event-driven check running, restarting it after a
+// failure or panic with a pause, and reporting each failure.
+func (e *Engine) runRunner(ctx context.Context, c checks.Runner, rs []*rules.Rule) {
+	for ctx.Err() == nil {
+		err := func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panicked: %v", p)
+				}
+			}()
+			return c.Run(ctx, rs, e.Emit)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped unexpectedly")
+		}
+		e.log.Error("check stopped; restarting in 30s", "kind", c.Kind(), "err", err)
+		for _, r := range rs {
+			e.Emit(ctx, r, ErrorObservation(r, err))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
 		}
 	}
 }

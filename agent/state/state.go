@@ -29,6 +29,8 @@ func (d Dir) SpoolPath() string     { return filepath.Join(string(d), "spool.db"
 func (d Dir) RulesDir() string      { return filepath.Join(string(d), "rules") }
 func (d Dir) GoodRulesDir() string  { return filepath.Join(string(d), "rules.good") }
 func (d Dir) ControlSocket() string { return filepath.Join(string(d), "control.sock") }
+func (d Dir) PosturePath() string   { return filepath.Join(string(d), "posture.json") }
+func (d Dir) QuarantineDir() string { return filepath.Join(string(d), "quarantine") }
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {

@@ -1,0 +1,7 @@
+// Package all links every check into a binary: import it for its side
+// effect of registering each check kind.
+package all
+
+import (
+	_ "github.com/vigil-safeguarding/vigil/agent/checks" // selftest
+)
