@@ -91,6 +91,13 @@ func TestEnrollFindingsStored(t *testing.T) {
 		t.Errorf("pushed rule not kept in the state dir: %v", err)
 	}
 
+	// Revoking the device ends its stream and refuses it from then on.
+	mustRun(t, "vigil-collector", "devices", "revoke", "--data", c.data, "--device", a.id)
+	waitFor(t, 10*time.Second, "revoked agent refused", func() bool {
+		s := a.status()
+		return !s.Uplink.Connected && strings.Contains(s.Uplink.LastError, "revoked")
+	})
+
 	if err := c.p.stop(); err != nil {
 		t.Fatalf("collector SIGTERM: %v", err)
 	}

@@ -35,6 +35,7 @@ const SocketName = "admin.sock"
 type Requester interface {
 	Request(ctx context.Context, deviceID, kind string, params map[string]any) (*vigilv1.RequestResult, error)
 	Connected(deviceID string) bool
+	Disconnect(deviceID string)
 }
 
 // Server serves the admin API.
@@ -99,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/findings", s.listFindings)
 	mux.HandleFunc("GET /v1/devices", s.listDevices)
 	mux.HandleFunc("POST /v1/requests", s.request)
+	mux.HandleFunc("POST /v1/devices/{id}/revoke", s.revoke)
 	return mux
 }
 
@@ -186,6 +188,25 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 		devs[i].Connected = s.Agents != nil && s.Agents.Connected(devs[i].DeviceID)
 	}
 	writeJSON(w, devs)
+}
+
+// revoke marks a device revoked (a lost or stolen laptop, a decommissioned
+// image) and ends its stream; it must enroll again with a new token.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	dev, ok := s.Store.GetDevice(id)
+	if !ok {
+		httpError(w, http.StatusNotFound, "no device %q", id)
+		return
+	}
+	dev.Revoked = true
+	if err := s.Store.PutDevice(dev); err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	s.Agents.Disconnect(id)
+	s.Logger.Warn("device revoked", "device", id)
+	writeJSON(w, map[string]any{"device_id": id, "revoked": true})
 }
 
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
+  devices revoke --data DIR --device ID       (lost or stolen device: refuse it until re-enrolled)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
   store rotate-key --data DIR                 (collector stopped) new master key for encryption at rest
   version
@@ -58,6 +59,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = findingsList(args[1:], stdout)
 	case "devices list":
 		err = devicesList(args[1:], stdout)
+	case "devices revoke":
+		err = devicesRevoke(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
 	case "store rotate-key":
@@ -322,5 +325,27 @@ func rotateKey(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "store key rotated; keep a copy of the new keys/store.key away from this server")
+	return nil
+}
+
+func devicesRevoke(args []string, stdout io.Writer) error {
+	fs := newFlags("devices revoke")
+	data := fs.String("data", "", "collector data directory")
+	device := fs.String("device", "", "device ID")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if *device == "" {
+		return errors.New("--device ID is required")
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/devices/"+*device+"/revoke", nil)
+	if err != nil {
+		return err
+	}
+	body.Close()
+	fmt.Fprintf(stdout, "device %s revoked\n", *device)
 	return nil
 }

@@ -137,6 +137,16 @@ func (s *Server) Connected(deviceID string) bool {
 	return ok
 }
 
+// Disconnect ends a device's stream, if any (after revocation).
+func (s *Server) Disconnect(deviceID string) {
+	s.mu.Lock()
+	ss := s.sessions[deviceID]
+	s.mu.Unlock()
+	if ss != nil {
+		ss.cancel()
+	}
+}
+
 // PushRules sends the current bundle to every connected agent of group
 // (all groups when empty) whose rules hash differs.
 func (s *Server) PushRules(group string) {
