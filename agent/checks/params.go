@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -27,6 +28,11 @@ func DecodeParams(params *yaml.Node, v any) error {
 		return err
 	}
 	if err := params.Decode(v); err != nil {
+		// An UnmarshalYAML of ours (Duration) already knows its position.
+		var re *rules.Error
+		if errors.As(err, &re) {
+			return re
+		}
 		return posErr(params, "params: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return nil

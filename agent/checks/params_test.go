@@ -61,7 +61,7 @@ func TestDuration(t *testing.T) {
 	}
 	err := DecodeParams(node(t, "\nage: 3 days\n"), &p)
 	var re *rules.Error
-	if !errors.As(err, &re) || re.Line != 2 {
+	if !errors.As(err, &re) || re.Line != 2 || re.Col != 6 {
 		t.Fatalf("bad duration error %v", err)
 	}
 }

@@ -4,4 +4,5 @@ package all
 
 import (
 	_ "github.com/vigil-safeguarding/vigil/agent/checks" // selftest
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/antivirus"
 )
