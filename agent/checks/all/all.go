@@ -5,4 +5,6 @@ package all
 import (
 	_ "github.com/vigil-safeguarding/vigil/agent/checks" // selftest
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/antivirus"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/bluetooth"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/removable"
 )
