@@ -198,6 +198,7 @@ type finding struct {
 	Check    string         `json:"check"`
 	RuleID   string         `json:"rule_id"`
 	Severity string         `json:"severity"`
+	Status   string         `json:"status"`
 	Message  string         `json:"message"`
 	Details  map[string]any `json:"details"`
 }
