@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
+	"github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/daemon"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
@@ -38,6 +39,8 @@ const usage = `vigil-agent: Vigil's device agent
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
+  quarantine list    [--state DIR] [--json]         executables moved aside by a rule with action: quarantine
+  quarantine restore [--state DIR] ID               put one back where it was
   version
 `
 
@@ -48,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
-	if cmd == "rules" && len(rest) > 0 {
+	if (cmd == "rules" || cmd == "quarantine") && len(rest) > 0 {
 		cmd, rest = "rules "+rest[0], rest[1:]
 	}
 	var err error
@@ -67,6 +70,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return rulesCheck(rest, stdout, stderr)
 	case "check":
 		err = checkOnce(rest, stdout)
+	case "quarantine list":
+		err = quarantineList(rest, stdout)
+	case "quarantine restore":
+		err = quarantineRestore(rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help", "-h", "--help":
@@ -230,8 +237,12 @@ func checkOnce(args []string, stdout io.Writer) error {
 	group := fs.String("group", "", "device group the rules' scope is evaluated for")
 	role := fs.String("role", "", "user role the rules' scope is evaluated for")
 	asJSON := fs.Bool("json", false, "one JSON object per finding per line")
+	st := fs.String("state", "", "state dir whose quarantine a rule with action: quarantine may use (default: none, alert only)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *st != "" {
+		executables.SetStateDir(string(absState(*st)))
 	}
 	if !*once {
 		return errors.New("only --once is supported: the running agent evaluates rules continuously")
@@ -261,5 +272,46 @@ func checkOnce(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%-5s %-8s %-24s %s\n", status, j.Severity, j.RuleID, j.Message)
 	})
+	return nil
+}
+
+func quarantineList(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("quarantine list", flag.ContinueOnError)
+	st := stateFlag(fs)
+	asJSON := fs.Bool("json", false, "one JSON object per entry per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	entries, err := executables.NewStore(executables.QuarantineDir(string(absState(*st)))).List()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, e := range entries {
+			enc.Encode(e)
+		}
+		return nil
+	}
+	for _, e := range entries {
+		fmt.Fprintf(stdout, "%s  %s  %s  %s  rule %s\n", e.ID, e.Meta.QuarantinedAt.Format(time.RFC3339), e.Meta.SHA256[:min(12, len(e.Meta.SHA256))], e.Meta.OriginalPath, e.Meta.RuleID)
+	}
+	return nil
+}
+
+func quarantineRestore(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("quarantine restore", flag.ContinueOnError)
+	st := stateFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: vigil-agent quarantine restore [--state DIR] ID")
+	}
+	path, err := executables.NewStore(executables.QuarantineDir(string(absState(*st)))).Restore(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %s\n", path)
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
+	"github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
@@ -58,6 +59,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer sp.Close()
 
+	// Quarantined executables live in the state dir, owner-only.
+	executables.SetStateDir(string(o.State))
 	rulesDir, accept := o.State.RulesDir(), true
 	if o.RulesDir != "" {
 		rulesDir, accept = o.RulesDir, false

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/all" // the default pack names every kind
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"

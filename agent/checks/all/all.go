@@ -6,5 +6,6 @@ import (
 	_ "github.com/vigil-safeguarding/vigil/agent/checks" // selftest
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/antivirus"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/bluetooth"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/removable"
 )
