@@ -71,6 +71,38 @@ func IsRuleFile(name string) bool {
 	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
+// DataKind describes files carried in a bundle beside the rules (keyword
+// libraries and their test cases): which relative paths it owns and how to
+// validate one. The owning package registers it from init, so this package
+// need not import it.
+type DataKind struct {
+	Match    func(path string) bool
+	Validate func(display string, data []byte) Errors
+}
+
+var dataKinds []DataKind
+
+// RegisterData adds a kind of data file to every rule set loaded afterwards.
+func RegisterData(k DataKind) { dataKinds = append(dataKinds, k) }
+
+func dataKind(rel string) (DataKind, bool) {
+	for _, k := range dataKinds {
+		if k.Match(rel) {
+			return k, true
+		}
+	}
+	return DataKind{}, false
+}
+
+// isBundleFile: rule files, and data files of a registered kind.
+func isBundleFile(rel string) bool {
+	if IsRuleFile(rel) {
+		return true
+	}
+	_, ok := dataKind(rel)
+	return ok
+}
+
 // LoadDir loads every *.yaml and *.yml file under dir, recursively, in order
 // of relative path with forward slashes. Entries whose name starts with "."
 // are skipped (editor temporaries, VCS metadata); symbolic links to files are
@@ -129,7 +161,7 @@ func LoadDir(dir string, kinds Kinds) (*Set, Errors) {
 			}
 			return nil
 		}
-		if d.IsDir() || !IsRuleFile(d.Name()) {
+		if d.IsDir() || !isBundleFile(rel) {
 			return nil
 		}
 		count++
@@ -249,8 +281,8 @@ func checkBundleName(name string) string {
 		return "must be a clean relative path with forward slashes"
 	case strings.ContainsAny(name, "\\\x00:"):
 		return "must not contain backslashes, colons or NUL"
-	case !IsRuleFile(name):
-		return "must end in .yaml or .yml"
+	case !isBundleFile(name):
+		return "must end in .yaml or .yml, or be a registered data file"
 	}
 	for _, el := range strings.Split(name, "/") {
 		if strings.HasPrefix(el, ".") {
@@ -289,6 +321,10 @@ func load(files map[string][]byte, pre map[string]Errors, head Errors, display f
 		if !ok {
 			continue
 		}
+		if dk, isData := dataKind(p); isData && !IsRuleFile(p) {
+			errs = append(errs, dk.Validate(display(p), data)...)
+			continue
+		}
 		prs, ferrs := parseFile(display(p), data, kinds)
 		errs = append(errs, ferrs...)
 		for _, pr := range prs {
@@ -304,23 +340,32 @@ func load(files map[string][]byte, pre map[string]Errors, head Errors, display f
 		return nil, errs
 	}
 	sort.Slice(rules, func(i, j int) bool { return rules[i].ID < rules[j].ID })
+	for i := range rules {
+		rules[i].Bundle = files
+	}
 	return &Set{Rules: rules, Files: files, Hash: HashFiles(files)}, nil
 }
 
-//go:embed default
+//go:embed default keywords
 var defaultFS embed.FS
 
-// Defaults returns a fresh copy of the embedded default rule pack (the files
-// under rules/default/), keyed by path relative to that directory.
+// Defaults returns a fresh copy of the embedded default rule pack: the rule
+// files under rules/default/ keyed by path relative to that directory, and
+// the keyword libraries under rules/keywords/ as "keywords/<file>" (kept
+// only when a data kind for them is registered, i.e. in the agent).
 func Defaults() map[string][]byte {
 	out := map[string][]byte{}
-	_ = fs.WalkDir(defaultFS, "default", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !IsRuleFile(p) {
+	_ = fs.WalkDir(defaultFS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		rel := strings.TrimPrefix(p, "default/")
+		if !isBundleFile(rel) {
 			return nil
 		}
 		data, err := defaultFS.ReadFile(p)
 		if err == nil {
-			out[strings.TrimPrefix(p, "default/")] = data
+			out[rel] = data
 		}
 		return nil
 	})

@@ -203,6 +203,9 @@ type Rule struct {
 	Params *yaml.Node
 	// Pos is the position of the rule document (its first key).
 	Pos Pos
+	// Bundle is every file of the set the rule came from (shared, read
+	// only), so a check can read data files such as keyword libraries.
+	Bundle map[string][]byte
 }
 
 // Applies reports whether the rule's scope matches a device group and user

@@ -6,6 +6,7 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,6 +21,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -40,11 +43,13 @@ type Requester interface {
 
 // Server serves the admin API.
 type Server struct {
-	Store  *store.Store
-	CA     *pki.Authority
-	Agents Requester
-	Logger *slog.Logger
-	Now    func() time.Time
+	// EvidenceKey decrypts evidence for an authorised, logged view.
+	EvidenceKey *age.X25519Identity
+	Store       *store.Store
+	CA          *pki.Authority
+	Agents      Requester
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -101,6 +106,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/devices", s.listDevices)
 	mux.HandleFunc("POST /v1/requests", s.request)
 	mux.HandleFunc("POST /v1/devices/{id}/revoke", s.revoke)
+	mux.HandleFunc("GET /v1/evidence/{device}/{id}", s.evidence)
+	mux.HandleFunc("GET /v1/access-log", s.accessLog)
 	return mux
 }
 
@@ -209,6 +216,47 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"device_id": id, "revoked": true})
 }
 
+// evidence decrypts one piece of evidence. The view is logged first (who:
+// the OS user the CLI runs as, with a reason), and nothing is shown if the
+// log cannot be written.
+func (s *Server) evidence(w http.ResponseWriter, r *http.Request) {
+	device, id := r.PathValue("device"), r.PathValue("id")
+	who, reason := r.Header.Get("X-Vigil-User"), r.URL.Query().Get("reason")
+	if who == "" || reason == "" {
+		httpError(w, http.StatusBadRequest, "viewing evidence needs who (X-Vigil-User) and a reason")
+		return
+	}
+	ct, err := s.Store.Evidence(device, id)
+	if errors.Is(err, store.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "no evidence %s for device %s (never stored, or past retention)", id, device)
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now(), Who: who, Action: "view-evidence", DeviceID: device, EvidenceID: id, Reason: reason}); err != nil {
+		httpError(w, http.StatusInternalServerError, "access not logged, so not shown: %v", err)
+		return
+	}
+	plain, err := age.Decrypt(bytes.NewReader(ct), s.EvidenceKey)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "decrypt evidence: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	io.Copy(w, io.LimitReader(plain, 64<<20))
+}
+
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) {
+	entries, err := s.Store.AccessLog()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	writeJSON(w, entries)
+}
+
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 	var req RequestBody
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
@@ -263,6 +311,11 @@ func NewClient(dataDir string) *Client {
 // Do sends a request and returns the body for 2xx answers; otherwise the
 // error the server gave.
 func (c *Client) Do(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
+	return c.DoAs(ctx, "", method, path, body)
+}
+
+// DoAs is Do on behalf of a named person (recorded in the access log).
+func (c *Client) DoAs(ctx context.Context, who, method, path string, body any) (io.ReadCloser, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -274,6 +327,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) (io.Read
 	req, err := http.NewRequestWithContext(ctx, method, "http://vigil-collector"+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if who != "" {
+		req.Header.Set("X-Vigil-User", who)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

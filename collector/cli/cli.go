@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +36,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
   devices list   --data DIR [--json]
   devices revoke --data DIR --device ID       (lost or stolen device: refuse it until re-enrolled)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
+  evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE   (decrypts; the view is logged)
+  access-log     --data DIR [--json]
   store rotate-key --data DIR                 (collector stopped) new master key for encryption at rest
   version
 `
@@ -45,7 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -63,6 +67,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = devicesRevoke(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
+	case "evidence get":
+		err = evidenceGet(args[1:], stdout)
+	case "access-log":
+		err = accessLogCmd(args[1:], stdout)
 	case "store rotate-key":
 		err = rotateKey(args[1:], stdout)
 	case "version", "--version":
@@ -347,5 +355,76 @@ func devicesRevoke(args []string, stdout io.Writer) error {
 	}
 	body.Close()
 	fmt.Fprintf(stdout, "device %s revoked\n", *device)
+	return nil
+}
+
+func evidenceGet(args []string, stdout io.Writer) error {
+	fs := newFlags("evidence get")
+	data := fs.String("data", "", "collector data directory")
+	device := fs.String("device", "", "device ID")
+	id := fs.String("id", "", "evidence ID (from the finding's evidence list)")
+	reason := fs.String("reason", "", "why you are viewing it (recorded in the access log)")
+	out := fs.String("out", "", "file to write the decrypted evidence to (owner-only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if *device == "" || *id == "" || *reason == "" || *out == "" {
+		return errors.New("--device, --id, --reason and --out are required")
+	}
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = "os:" + u.Username
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), who, "GET",
+		"/v1/evidence/"+url.PathEscape(*device)+"/"+url.PathEscape(*id)+"?reason="+url.QueryEscape(*reason), nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	f, err := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d bytes to %s; this view is in the access log\n", n, *out)
+	return nil
+}
+
+func accessLogCmd(args []string, stdout io.Writer) error {
+	fs := newFlags("access-log")
+	data := fs.String("data", "", "collector data directory")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/access-log", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var entries []store.AccessEntry
+	if err := json.NewDecoder(body).Decode(&entries); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, e := range entries {
+		if *asJSON {
+			enc.Encode(e)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s  %-20s %-14s device %s evidence %s  reason: %s\n", e.Time.Format(time.RFC3339), e.Who, e.Action, e.DeviceID, e.EvidenceID, e.Reason)
+	}
 	return nil
 }

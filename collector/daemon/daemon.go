@@ -61,6 +61,10 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	evidenceKey, err := pki.LoadOrCreateEvidenceKey(filepath.Join(cfg.DataDir, pkiDir))
+	if err != nil {
+		return err
+	}
 	var key []byte
 	if cfg.Encrypt {
 		if key, err = loadOrCreateKey(filepath.Join(cfg.DataDir, keyFile)); err != nil {
@@ -85,7 +89,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat})
+	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+		EvidenceRecipient: evidenceKey.Recipient().String()})
 	gsrv := srv.GRPCServer()
 
 	glis, err := net.Listen("tcp", cfg.GRPCListen)
@@ -103,7 +108,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		hlis.Close()
 		return err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey}
 	asrv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	hsrv := &http.Server{Handler: httpHandler(st), ReadHeaderTimeout: 5 * time.Second}
 

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -120,7 +122,7 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 	})
 	welcome := &vigilv1.Welcome{DeviceId: deviceID, Group: dev.Group,
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
-		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second)}
+		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: s.cfg.EvidenceRecipient}
 	if err := ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Welcome{Welcome: welcome}}); err != nil {
 		return err
 	}
@@ -352,7 +354,42 @@ func validateFinding(device string, f *vigilv1.Finding, now time.Time) error {
 	if f.Check == "" {
 		return errors.New("check is required")
 	}
+	return validateEvidence(f)
+}
+
+// validateEvidence: every blob must be announced by an EvidenceRef with
+// its SHA-256 and size, so what is stored is what the finding points at.
+func validateEvidence(f *vigilv1.Finding) error {
+	refs := make(map[string]*vigilv1.EvidenceRef, len(f.Evidence))
+	for _, r := range f.Evidence {
+		if !validEvidenceID(r.GetId()) || len(r.GetMediaType()) > maxShort || len(r.GetSha256()) != 64 {
+			return fmt.Errorf("evidence ref %q malformed", limit(r.GetId(), 40))
+		}
+		refs[r.Id] = r
+	}
+	for _, b := range f.EvidenceData {
+		r, ok := refs[b.GetId()]
+		if !ok {
+			return fmt.Errorf("evidence blob %q has no reference", limit(b.GetId(), 40))
+		}
+		sum := sha256.Sum256(b.Data)
+		if hex.EncodeToString(sum[:]) != r.Sha256 || int64(len(b.Data)) != r.Size {
+			return fmt.Errorf("evidence blob %q does not match its reference (sha256/size)", b.Id)
+		}
+	}
 	return nil
+}
+
+func validEvidenceID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func limit(s string, n int) string {

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -260,5 +263,41 @@ func TestHelloFieldsBounded(t *testing.T) {
 	if len(dev.AgentVersion) > 64 || len(dev.RulesHash) > 80 || len(dev.Hostname) > 255 {
 		t.Errorf("hello stored unbounded fields: agent_version %d, rules_hash %d, hostname %d bytes",
 			len(dev.AgentVersion), len(dev.RulesHash), len(dev.Hostname))
+	}
+}
+
+// TestEvidenceTravelsWithFinding: evidence bytes announced by a matching
+// EvidenceRef are stored apart; a blob whose hash or reference does not
+// match ends the stream with InvalidArgument and stores nothing.
+func TestEvidenceTravelsWithFinding(t *testing.T) {
+	e := newEnv(t, Config{}, store.Options{})
+	d := e.enrollDevice(t)
+	as := d.mustStream(t, "evidence")
+	blob := []byte("age-encrypted-bytes")
+	sum := sha256.Sum256(blob)
+	f := mkFinding(1)
+	f.Evidence = []*vigilv1.EvidenceRef{{Id: "0123abcd", MediaType: "image/png", Sha256: hex.EncodeToString(sum[:]), Size: int64(len(blob))}}
+	f.EvidenceData = []*vigilv1.EvidenceBlob{{Id: "0123abcd", Data: blob}}
+	if ack, err := as.sendBatch(1, []*vigilv1.Finding{f}); err != nil || ack.Stored != 1 {
+		t.Fatalf("ack %v err %v", ack, err)
+	}
+	if got, err := e.st.Evidence(d.id, "0123abcd"); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("stored evidence %q %v", got, err)
+	}
+	for name, mutate := range map[string]func(*vigilv1.Finding){
+		"hash mismatch": func(f *vigilv1.Finding) { f.EvidenceData[0].Data = []byte("tampered-bytes-xxx!") },
+		"no reference":  func(f *vigilv1.Finding) { f.EvidenceData[0].Id = "other" },
+		"bad ref id":    func(f *vigilv1.Finding) { f.Evidence[0].Id = "../x" },
+	} {
+		as := d.mustStream(t, "evidence") // same instance: replaces the previous stream
+		g := proto.Clone(f).(*vigilv1.Finding)
+		g.Seq = 2
+		mutate(g)
+		if _, err := as.sendBatch(1, []*vigilv1.Finding{g}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if n := len(storedFindings(t, e.st, d.id)); n != 1 {
+		t.Fatalf("%d findings stored, want 1", n)
 	}
 }

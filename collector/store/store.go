@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -74,7 +75,11 @@ type Store struct {
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
 	dirty   map[string]bool
+
+	accessSeq atomic.Uint32
 }
+
+func (s *Store) nextAccessSeq() uint32 { return s.accessSeq.Add(1) }
 
 type commitReq struct {
 	findings []*vigilv1.Finding
@@ -207,9 +212,13 @@ func (s *Store) commitGroup(group []*commitReq) {
 	// Encode first, per request: a finding that cannot be encoded fails
 	// only its own request, not the other agents' batches in the group.
 	vals := make([][][]byte, len(group))
+	blobs := make([][][]*vigilv1.EvidenceBlob, len(group))
 	for i, req := range group {
 		vals[i] = make([][]byte, len(req.findings))
+		blobs[i] = make([][]*vigilv1.EvidenceBlob, len(req.findings))
 		for j, f := range req.findings {
+			// Evidence is stored apart from the finding, under its own key.
+			blobs[i][j], f.EvidenceData = f.EvidenceData, nil
 			v, err := proto.Marshal(f)
 			if err != nil {
 				results[i].err = fmt.Errorf("store: encode finding seq %d: %w", f.Seq, err)
@@ -245,7 +254,15 @@ func (s *Store) commitGroup(group []*commitReq) {
 			if ttl > 0 {
 				e1, e2 = e1.WithTTL(ttl), e2.WithTTL(ttl)
 			}
-			if err = setEntries(&txn, s.db, e1, e2); err != nil {
+			entries := []*badger.Entry{e1, e2}
+			for _, b := range blobs[i][j] {
+				e := badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)
+				if ttl > 0 {
+					e = e.WithTTL(ttl)
+				}
+				entries = append(entries, e)
+			}
+			if err = setEntries(&txn, s.db, entries...); err != nil {
 				break
 			}
 			seen[string(key)] = true

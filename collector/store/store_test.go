@@ -202,3 +202,35 @@ func TestRotateKey(t *testing.T) {
 		t.Fatalf("after rotation %d findings readable, want 1", n)
 	}
 }
+
+func TestEvidenceStoredApartAndAccessLog(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	f := testFinding(devID(1), 1, "self_harm", time.Now())
+	f.Evidence = []*vigilv1.EvidenceRef{{Id: "ev1", MediaType: "image/png", Sha256: "x", Size: 3}}
+	f.EvidenceData = []*vigilv1.EvidenceBlob{{Id: "ev1", Data: []byte("abc")}}
+	if _, _, err := s.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Evidence(devID(1), "ev1")
+	if err != nil || string(got) != "abc" {
+		t.Fatalf("evidence %q %v", got, err)
+	}
+	if _, err := s.Evidence(devID(1), "nope"); err != ErrNotFound {
+		t.Fatalf("missing evidence: %v", err)
+	}
+	s.ListFindings(context.Background(), Query{Device: devID(1)}, func(f *vigilv1.Finding) bool {
+		if len(f.EvidenceData) != 0 || len(f.Evidence) != 1 {
+			t.Errorf("stored finding carries evidence bytes or lost its ref: %v", f)
+		}
+		return true
+	})
+	for i := 0; i < 3; i++ {
+		if err := s.LogAccess(AccessEntry{Time: time.Now(), Who: "dsl", Action: "view-evidence", EvidenceID: "ev1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if log, err := s.AccessLog(); err != nil || len(log) != 3 || log[0].Who != "dsl" {
+		t.Fatalf("access log %v %v", log, err)
+	}
+}

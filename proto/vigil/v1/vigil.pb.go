@@ -259,7 +259,8 @@ func (x *EnrollResponse) GetEvidenceRecipient() string {
 }
 
 // EvidenceRef points at evidence stored apart from the finding (a screenshot,
-// encrypted on the device). The finding carries only its hash and size.
+// encrypted on the device to the collector's evidence key). sha256 and size
+// are of the encrypted bytes as stored; media_type is what they decrypt to.
 type EvidenceRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -328,6 +329,61 @@ func (x *EvidenceRef) GetSize() int64 {
 	return 0
 }
 
+// EvidenceBlob carries evidence bytes from the agent, age-encrypted on the
+// device. Only in transit: the collector checks each blob against its
+// EvidenceRef, stores it apart and removes it from the finding.
+type EvidenceBlob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvidenceBlob) Reset() {
+	*x = EvidenceBlob{}
+	mi := &file_vigil_v1_vigil_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvidenceBlob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvidenceBlob) ProtoMessage() {}
+
+func (x *EvidenceBlob) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_vigil_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvidenceBlob.ProtoReflect.Descriptor instead.
+func (*EvidenceBlob) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EvidenceBlob) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EvidenceBlob) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // Finding is the one model every check produces.
 type Finding struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -349,14 +405,16 @@ type Finding struct {
 	// Posture checks report "pass" or "fail"; event checks leave it empty.
 	Status string `protobuf:"bytes,14,opt,name=status,proto3" json:"status,omitempty"`
 	// Hash of the rules bundle the finding was produced under.
-	RulesHash     string `protobuf:"bytes,15,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
+	RulesHash string `protobuf:"bytes,15,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
+	// Evidence bytes travelling with the finding (see EvidenceBlob).
+	EvidenceData  []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[3]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +426,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[3]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +439,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{3}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Finding) GetDeviceId() string {
@@ -489,6 +547,13 @@ func (x *Finding) GetRulesHash() string {
 	return ""
 }
 
+func (x *Finding) GetEvidenceData() []*EvidenceBlob {
+	if x != nil {
+		return x.EvidenceData
+	}
+	return nil
+}
+
 type Hello struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	AgentVersion    string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
@@ -506,7 +571,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[4]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +583,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[4]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +596,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -592,13 +657,15 @@ type Welcome struct {
 	MaxBatchBytes    int32 `protobuf:"varint,4,opt,name=max_batch_bytes,json=maxBatchBytes,proto3" json:"max_batch_bytes,omitempty"`
 	// How often the agent should send a Heartbeat.
 	HeartbeatSeconds int32 `protobuf:"varint,5,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The age X25519 recipient evidence is encrypted to.
+	EvidenceRecipient string `protobuf:"bytes,6,opt,name=evidence_recipient,json=evidenceRecipient,proto3" json:"evidence_recipient,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[5]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +677,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[5]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +690,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Welcome) GetDeviceId() string {
@@ -661,6 +728,13 @@ func (x *Welcome) GetHeartbeatSeconds() int32 {
 	return 0
 }
 
+func (x *Welcome) GetEvidenceRecipient() string {
+	if x != nil {
+		return x.EvidenceRecipient
+	}
+	return ""
+}
+
 type FindingBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the agent, echoed in the Ack.
@@ -672,7 +746,7 @@ type FindingBatch struct {
 
 func (x *FindingBatch) Reset() {
 	*x = FindingBatch{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[6]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +758,7 @@ func (x *FindingBatch) String() string {
 func (*FindingBatch) ProtoMessage() {}
 
 func (x *FindingBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[6]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +771,7 @@ func (x *FindingBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindingBatch.ProtoReflect.Descriptor instead.
 func (*FindingBatch) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FindingBatch) GetBatchId() uint64 {
@@ -730,7 +804,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[7]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +816,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[7]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +829,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Heartbeat) GetAgentVersion() string {
@@ -826,7 +900,7 @@ type RequestResult struct {
 
 func (x *RequestResult) Reset() {
 	*x = RequestResult{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[8]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +912,7 @@ func (x *RequestResult) String() string {
 func (*RequestResult) ProtoMessage() {}
 
 func (x *RequestResult) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[8]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +925,7 @@ func (x *RequestResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestResult.ProtoReflect.Descriptor instead.
 func (*RequestResult) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{8}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestResult) GetRequestId() string {
@@ -897,7 +971,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[9]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +983,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[9]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +996,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{9}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1009,7 +1083,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[10]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1095,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[10]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1108,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{10}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetBatchId() uint64 {
@@ -1071,7 +1145,7 @@ type RulesBundle struct {
 
 func (x *RulesBundle) Reset() {
 	*x = RulesBundle{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[11]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1157,7 @@ func (x *RulesBundle) String() string {
 func (*RulesBundle) ProtoMessage() {}
 
 func (x *RulesBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[11]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1170,7 @@ func (x *RulesBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesBundle.ProtoReflect.Descriptor instead.
 func (*RulesBundle) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{11}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RulesBundle) GetVersion() string {
@@ -1133,7 +1207,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1219,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1232,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{12}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Request) GetRequestId() string {
@@ -1197,7 +1271,7 @@ type CollectorMessage struct {
 
 func (x *CollectorMessage) Reset() {
 	*x = CollectorMessage{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1283,7 @@ func (x *CollectorMessage) String() string {
 func (*CollectorMessage) ProtoMessage() {}
 
 func (x *CollectorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1296,7 @@ func (x *CollectorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectorMessage.ProtoReflect.Descriptor instead.
 func (*CollectorMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{13}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CollectorMessage) GetMsg() isCollectorMessage_Msg {
@@ -1320,7 +1394,10 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"\xf4\x03\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"2\n" +
+	"\fEvidenceBlob\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xb1\x04\n" +
 	"\aFinding\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -1339,7 +1416,8 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\bevidence\x18\r \x03(\v2\x15.vigil.v1.EvidenceRefR\bevidence\x12\x16\n" +
 	"\x06status\x18\x0e \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
-	"rules_hash\x18\x0f \x01(\tR\trulesHash\"\xd7\x01\n" +
+	"rules_hash\x18\x0f \x01(\tR\trulesHash\x12;\n" +
+	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\"\xd7\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1349,13 +1427,14 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02os\x18\x05 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x06 \x01(\tR\x04arch\x12\x1f\n" +
 	"\vinstance_id\x18\a \x01(\tR\n" +
-	"instanceId\"\xbf\x01\n" +
+	"instanceId\"\xee\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12,\n" +
 	"\x12max_batch_findings\x18\x03 \x01(\x05R\x10maxBatchFindings\x12&\n" +
 	"\x0fmax_batch_bytes\x18\x04 \x01(\x05R\rmaxBatchBytes\x12+\n" +
-	"\x11heartbeat_seconds\x18\x05 \x01(\x05R\x10heartbeatSeconds\"X\n" +
+	"\x11heartbeat_seconds\x18\x05 \x01(\x05R\x10heartbeatSeconds\x12-\n" +
+	"\x12evidence_recipient\x18\x06 \x01(\tR\x11evidenceRecipient\"X\n" +
 	"\fFindingBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12-\n" +
 	"\bfindings\x18\x02 \x03(\v2\x11.vigil.v1.FindingR\bfindings\"\xa9\x02\n" +
@@ -1435,54 +1514,56 @@ func file_vigil_v1_vigil_proto_rawDescGZIP() []byte {
 }
 
 var file_vigil_v1_vigil_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_vigil_v1_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_vigil_v1_vigil_proto_goTypes = []any{
 	(Severity)(0),                 // 0: vigil.v1.Severity
 	(*EnrollRequest)(nil),         // 1: vigil.v1.EnrollRequest
 	(*EnrollResponse)(nil),        // 2: vigil.v1.EnrollResponse
 	(*EvidenceRef)(nil),           // 3: vigil.v1.EvidenceRef
-	(*Finding)(nil),               // 4: vigil.v1.Finding
-	(*Hello)(nil),                 // 5: vigil.v1.Hello
-	(*Welcome)(nil),               // 6: vigil.v1.Welcome
-	(*FindingBatch)(nil),          // 7: vigil.v1.FindingBatch
-	(*Heartbeat)(nil),             // 8: vigil.v1.Heartbeat
-	(*RequestResult)(nil),         // 9: vigil.v1.RequestResult
-	(*AgentMessage)(nil),          // 10: vigil.v1.AgentMessage
-	(*Ack)(nil),                   // 11: vigil.v1.Ack
-	(*RulesBundle)(nil),           // 12: vigil.v1.RulesBundle
-	(*Request)(nil),               // 13: vigil.v1.Request
-	(*CollectorMessage)(nil),      // 14: vigil.v1.CollectorMessage
-	nil,                           // 15: vigil.v1.RulesBundle.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 17: google.protobuf.Struct
+	(*EvidenceBlob)(nil),          // 4: vigil.v1.EvidenceBlob
+	(*Finding)(nil),               // 5: vigil.v1.Finding
+	(*Hello)(nil),                 // 6: vigil.v1.Hello
+	(*Welcome)(nil),               // 7: vigil.v1.Welcome
+	(*FindingBatch)(nil),          // 8: vigil.v1.FindingBatch
+	(*Heartbeat)(nil),             // 9: vigil.v1.Heartbeat
+	(*RequestResult)(nil),         // 10: vigil.v1.RequestResult
+	(*AgentMessage)(nil),          // 11: vigil.v1.AgentMessage
+	(*Ack)(nil),                   // 12: vigil.v1.Ack
+	(*RulesBundle)(nil),           // 13: vigil.v1.RulesBundle
+	(*Request)(nil),               // 14: vigil.v1.Request
+	(*CollectorMessage)(nil),      // 15: vigil.v1.CollectorMessage
+	nil,                           // 16: vigil.v1.RulesBundle.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
-	16, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
+	17, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: vigil.v1.Finding.severity:type_name -> vigil.v1.Severity
-	17, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
+	18, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
-	4,  // 4: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	16, // 5: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	17, // 6: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	5,  // 7: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	7,  // 8: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	8,  // 9: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	9,  // 10: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	15, // 11: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	17, // 12: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	6,  // 13: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	11, // 14: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	12, // 15: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	13, // 16: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 17: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	10, // 18: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 19: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	14, // 20: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
+	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
+	17, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	6,  // 8: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 9: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 10: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 11: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	16, // 12: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	18, // 13: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 14: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 15: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	13, // 16: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	14, // 17: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	1,  // 18: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 19: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	2,  // 20: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	15, // 21: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1490,13 +1571,13 @@ func file_vigil_v1_vigil_proto_init() {
 	if File_vigil_v1_vigil_proto != nil {
 		return
 	}
-	file_vigil_v1_vigil_proto_msgTypes[9].OneofWrappers = []any{
+	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Result)(nil),
 	}
-	file_vigil_v1_vigil_proto_msgTypes[13].OneofWrappers = []any{
+	file_vigil_v1_vigil_proto_msgTypes[14].OneofWrappers = []any{
 		(*CollectorMessage_Welcome)(nil),
 		(*CollectorMessage_Ack)(nil),
 		(*CollectorMessage_Rules)(nil),
@@ -1508,7 +1589,7 @@ func file_vigil_v1_vigil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_vigil_proto_rawDesc), len(file_vigil_v1_vigil_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
