@@ -1,0 +1,475 @@
+package match
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Symbols of the normalised stream are runes stored in a uint32 together
+// with two word-boundary flags.
+const (
+	symMask = 0x1FFFFF // the symbol (a rune)
+	fStart  = 1 << 30  // the symbol begins a word
+	fEnd    = 1 << 29  // the symbol ends a word
+
+	// ClassIL is the symbol that stands for the ambiguous class
+	// i, l, 1, |, ! (and their lookalikes) in normalised text.
+	ClassIL = 'I'
+
+	// maxRunSep is the largest number of separator characters allowed
+	// between the single characters of a spaced-out word ("k i l l",
+	// "k. i. l. l"); a wider gap ("k i l l   m e") separates words.
+	maxRunSep = 2
+)
+
+// kind classifies a character of the original text.
+type kind uint8
+
+const (
+	kSep    kind = iota // separator: ends a word
+	kWord               // letter or digit: part of a word
+	kLeet               // @ $ ! | + : a letter inside a word (and $ @ leading one), else a separator
+	kApos               // apostrophe: dropped inside a word, else a separator
+	kIgnore             // combining marks, format characters (zero-width, soft hyphen): dropped, never end a word
+)
+
+type asciiInfo struct {
+	kind         kind
+	loose, exact byte
+}
+
+// asciiTab folds ASCII characters: kind, loose symbol (case, leetspeak, the
+// i/l class) and exact symbol (case only).
+var asciiTab [utf8.RuneSelf]asciiInfo
+
+// leet maps digits and punctuation used as letters to the letter they stand
+// for (before the i/l class is applied).
+var leet = map[byte]byte{
+	'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '8': 'b', '9': 'g',
+	'@': 'a', '$': 's', '!': 'i', '|': 'l', '+': 't',
+}
+
+// Confusables maps Cyrillic, Greek and other letters that look like Latin
+// letters to the Latin letter (applied in loose mode only, before case
+// folding, and again after it). Exported for documentation and tests.
+var Confusables = map[rune]rune{
+	// Cyrillic lower case
+	'а': 'a', 'в': 'b', 'е': 'e', 'һ': 'h', 'і': 'i', 'ј': 'j', 'к': 'k', 'м': 'm',
+	'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c', 'т': 't', 'у': 'y', 'х': 'x', 'ѕ': 's',
+	'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'ӏ': 'l', 'ү': 'y', 'ь': 'b', 'г': 'r',
+	// Cyrillic upper case (lookalikes of Latin capitals)
+	'А': 'a', 'В': 'b', 'Е': 'e', 'Һ': 'h', 'І': 'i', 'Ј': 'j', 'К': 'k', 'М': 'm',
+	'Н': 'h', 'О': 'o', 'Р': 'p', 'С': 'c', 'Т': 't', 'У': 'y', 'Х': 'x', 'Ѕ': 's',
+	'Ԁ': 'd', 'Ԛ': 'q', 'Ԝ': 'w', 'Ӏ': 'l', 'Ү': 'y', 'З': '3',
+	// Greek lower case
+	'α': 'a', 'β': 'b', 'γ': 'y', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'μ': 'u',
+	'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x', 'ω': 'w', 'ϲ': 'c',
+	'ϳ': 'j',
+	// Greek upper case
+	'Α': 'a', 'Β': 'b', 'Ε': 'e', 'Ζ': 'z', 'Η': 'h', 'Ι': 'i', 'Κ': 'k', 'Μ': 'm',
+	'Ν': 'n', 'Ο': 'o', 'Ρ': 'p', 'Τ': 't', 'Υ': 'y', 'Χ': 'x', 'Ϲ': 'c', 'Ϳ': 'j',
+	// Latin and other lookalikes without a compatibility decomposition
+	'ı': 'i', 'ȷ': 'j', 'ɑ': 'a', 'ɡ': 'g', 'ɩ': 'i', 'ʟ': 'l', 'ɪ': 'i', 'ᴏ': 'o',
+	'օ': 'o', 'ս': 'u', 'ց': 'g', 'ℓ': 'l', 'ø': 'o', 'Ø': 'o', 'đ': 'd', 'Đ': 'd',
+	'ł': 'l', 'Ł': 'l', 'ħ': 'h', 'Ħ': 'h', 'ŧ': 't', 'Ŧ': 't', 'ƀ': 'b',
+}
+
+func init() {
+	for b := 0; b < utf8.RuneSelf; b++ {
+		c := byte(b)
+		info := asciiInfo{kind: kSep}
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			lc := c
+			if c >= 'A' && c <= 'Z' {
+				lc = c + 'a' - 'A'
+			}
+			info = asciiInfo{kind: kWord, loose: looseLetter(lc), exact: lc}
+		case c == '@', c == '$', c == '!', c == '|', c == '+':
+			info = asciiInfo{kind: kLeet, loose: looseLetter(c), exact: c}
+		case c == '\'', c == '`':
+			info = asciiInfo{kind: kApos}
+		}
+		asciiTab[b] = info
+	}
+}
+
+// looseLetter applies leetspeak and the i/l class to a lower-case ASCII
+// letter, digit or leet punctuation.
+func looseLetter(c byte) byte {
+	if l, ok := leet[c]; ok {
+		c = l
+	}
+	if c == 'i' || c == 'l' {
+		return ClassIL
+	}
+	return c
+}
+
+// foldRune folds a non-ASCII rune, appending its symbols (loose or exact) to
+// dst. For kLeet the appended symbol is the letter it may stand for.
+func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
+	switch r {
+	case '\u2019', '\u2018', '\u02BC', '\u02BB', '\u2032', '\uFF07':
+		return kApos, dst
+	case utf8.RuneError:
+		return kSep, dst
+	}
+	if unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) {
+		return kIgnore, dst
+	}
+	if !exact {
+		if c, ok := Confusables[r]; ok {
+			return kWord, append(dst, uint32(looseLetter(byte(c))))
+		}
+	}
+	d := norm.NFKD.PropertiesString(s).Decomposition()
+	if d == nil {
+		d = []byte(s) // does not allocate: s is at most 4 bytes and does not escape
+	}
+	if len(d) == 1 {
+		a := asciiTab[d[0]]
+		switch a.kind {
+		case kWord, kLeet:
+			if exact {
+				return a.kind, append(dst, uint32(a.exact))
+			}
+			return a.kind, append(dst, uint32(a.loose))
+		}
+		return a.kind, dst
+	}
+	n0 := len(dst)
+	for len(d) > 0 {
+		c, w := utf8.DecodeRune(d)
+		d = d[w:]
+		if c < utf8.RuneSelf {
+			a := asciiTab[c]
+			if a.kind == kWord {
+				if exact {
+					dst = append(dst, uint32(a.exact))
+				} else {
+					dst = append(dst, uint32(a.loose))
+				}
+			}
+			continue
+		}
+		if !unicode.IsLetter(c) && !unicode.IsNumber(c) && !unicode.Is(unicode.Mc, c) {
+			continue // marks are dropped here: diacritics removal
+		}
+		if !exact {
+			if x, ok := Confusables[c]; ok {
+				dst = append(dst, uint32(looseLetter(byte(x))))
+				continue
+			}
+		}
+		switch c {
+		case 'ß', 'ẞ':
+			dst = append(dst, 's', 's')
+			continue
+		case 'ς':
+			c = 'σ'
+		}
+		c = unicode.ToLower(c)
+		if c < utf8.RuneSelf {
+			if exact {
+				dst = append(dst, uint32(asciiTab[c].exact))
+			} else {
+				dst = append(dst, uint32(asciiTab[c].loose))
+			}
+			continue
+		}
+		if !exact {
+			if x, ok := Confusables[c]; ok {
+				dst = append(dst, uint32(looseLetter(byte(x))))
+				continue
+			}
+		}
+		dst = append(dst, uint32(c))
+	}
+	if len(dst) == n0 {
+		if unicode.IsLetter(r) || unicode.IsNumber(r) {
+			return kIgnore, dst
+		}
+		return kSep, dst
+	}
+	return kWord, dst
+}
+
+// charAt classifies the character at text[i], returning its kind, width and
+// (for kWord and kLeet) its loose symbols in tmp.
+func charAt(text string, i int, tmp []uint32) (kind, int, []uint32) {
+	b := text[i]
+	if b < utf8.RuneSelf {
+		a := &asciiTab[b]
+		return a.kind, 1, append(tmp[:0], uint32(a.loose))
+	}
+	r, w := utf8.DecodeRuneInString(text[i:])
+	k, syms := foldRune(r, text[i:i+w], false, tmp[:0])
+	return k, w, syms
+}
+
+func isLineBreak(r rune) bool {
+	switch r {
+	case '\n', '\r', '\v', '\f', '\u0085', '\u2028', '\u2029':
+		return true
+	}
+	return false
+}
+
+// stream is the normalised form of one text: symbols with word flags, the
+// byte span in the original text of each symbol, and the first symbol of
+// each word.
+type stream struct {
+	sym        []uint32
+	start, end []int32
+	words      []int32
+	tmp        []uint32
+	xa, xb     []uint32 // exact-fold buffers
+}
+
+// normState is the tokeniser's state between characters.
+type normState struct {
+	inTok      bool
+	tokFirst   int // index of the token's first symbol
+	tokChars   int // word characters in the token
+	prevSingle bool
+	sepCount   int  // separators since the previous token
+	sepNL      bool // a line break among them
+	sepBefore  int
+	nlBefore   bool
+}
+
+// normalize fills st with the normalised stream of text. Text longer than
+// MaxText bytes is truncated to MaxText.
+func (st *stream) normalize(text string) {
+	if len(text) > MaxText {
+		text = text[:MaxText]
+	}
+	st.sym, st.start, st.end, st.words = st.sym[:0], st.start[:0], st.end[:0], st.words[:0]
+	if cap(st.sym) < len(text) {
+		n := len(text) + 16
+		st.sym = make([]uint32, 0, n)
+		st.start = make([]int32, 0, n)
+		st.end = make([]int32, 0, n)
+	}
+	var ns normState
+	for i := 0; i < len(text); {
+		b := text[i]
+		if b < utf8.RuneSelf {
+			a := &asciiTab[b]
+			if a.kind == kWord {
+				// Fast path: an ASCII letter or digit.
+				if !ns.inTok {
+					st.beginToken(&ns)
+				}
+				ns.tokChars++
+				s := uint32(a.loose)
+				if n := len(st.sym); n > ns.tokFirst && st.sym[n-1]&symMask == s {
+					st.end[n-1] = int32(i + 1)
+				} else {
+					st.sym = append(st.sym, s)
+					st.start = append(st.start, int32(i))
+					st.end = append(st.end, int32(i+1))
+				}
+				i++
+				continue
+			}
+			if a.kind == kSep {
+				if ns.inTok {
+					st.endToken(&ns)
+				}
+				ns.sepCount++
+				if b == '\n' || b == '\r' || b == '\v' || b == '\f' {
+					ns.sepNL = true
+				}
+				i++
+				continue
+			}
+		}
+		k, w, syms := charAt(text, i, st.tmp)
+		st.tmp = syms
+		switch k {
+		case kWord:
+			st.emit(&ns, syms, i, i+w)
+			i += w
+		case kIgnore:
+			i += w
+		case kSep:
+			if ns.inTok {
+				st.endToken(&ns)
+			}
+			ns.sepCount++
+			if r, _ := utf8.DecodeRuneInString(text[i:]); isLineBreak(r) {
+				ns.sepNL = true
+			}
+			i += w
+		default: // kLeet, kApos: look at the whole run of such characters once
+			j, followed := leetRun(text, i, st)
+			for i < j {
+				k2, w2, syms2 := charAt(text, i, st.tmp)
+				st.tmp = syms2
+				switch {
+				case k2 == kIgnore:
+				case k2 == kApos && ns.inTok && followed:
+				case k2 == kLeet && followed && (ns.inTok || syms2[0] == 's' || syms2[0] == 'a'):
+					st.emit(&ns, syms2, i, i+w2)
+				default:
+					if ns.inTok {
+						st.endToken(&ns)
+					}
+					ns.sepCount++
+				}
+				i += w2
+			}
+		}
+	}
+	if ns.inTok {
+		st.endToken(&ns)
+	}
+}
+
+func (st *stream) beginToken(ns *normState) {
+	ns.inTok = true
+	ns.tokFirst = len(st.sym)
+	ns.tokChars = 0
+	ns.sepBefore, ns.nlBefore = ns.sepCount, ns.sepNL
+	ns.sepCount, ns.sepNL = 0, false
+	st.words = append(st.words, int32(len(st.sym)))
+}
+
+// emit appends the symbols of one word character spanning text[a:b],
+// squashing repeats within the token.
+func (st *stream) emit(ns *normState, syms []uint32, a, b int) {
+	if !ns.inTok {
+		st.beginToken(ns)
+	}
+	ns.tokChars++
+	for _, s := range syms {
+		if n := len(st.sym); n > ns.tokFirst && st.sym[n-1]&symMask == s {
+			st.end[n-1] = int32(b)
+			continue
+		}
+		st.sym = append(st.sym, s)
+		st.start = append(st.start, int32(a))
+		st.end = append(st.end, int32(b))
+	}
+}
+
+// endToken finishes the current token: it joins a single character to a
+// preceding run of single characters ("k i l l") and sets the word flags.
+func (st *stream) endToken(ns *normState) {
+	ns.inTok = false
+	first := ns.tokFirst
+	n := len(st.sym)
+	single := ns.tokChars == 1
+	if n == first { // no symbols (cannot happen for kWord characters, but be safe)
+		st.words = st.words[:len(st.words)-1]
+		ns.prevSingle = false
+		return
+	}
+	if single && ns.prevSingle && first > 0 && ns.sepBefore <= maxRunSep && !ns.nlBefore {
+		// Join to the previous word.
+		st.words = st.words[:len(st.words)-1]
+		st.sym[first-1] &^= fEnd
+		if st.sym[first-1]&symMask == st.sym[first] {
+			st.end[first-1] = st.end[first]
+			copy(st.sym[first:], st.sym[first+1:])
+			copy(st.start[first:], st.start[first+1:])
+			copy(st.end[first:], st.end[first+1:])
+			n--
+			st.sym, st.start, st.end = st.sym[:n], st.start[:n], st.end[:n]
+		}
+	} else {
+		st.sym[first] |= fStart
+	}
+	st.sym[n-1] |= fEnd
+	ns.prevSingle = single
+}
+
+// leetRun returns the end of the run of leet punctuation, apostrophes and
+// ignorable characters starting at text[i], and whether a letter or digit
+// follows it.
+func leetRun(text string, i int, st *stream) (int, bool) {
+	j := i
+	for j < len(text) {
+		k, w, syms := charAt(text, j, st.tmp)
+		st.tmp = syms
+		if k == kWord {
+			return j, true
+		}
+		if k != kLeet && k != kApos && k != kIgnore {
+			return j, false
+		}
+		j += w
+	}
+	return j, false
+}
+
+// wordOf returns the index of the word containing symbol k.
+func (st *stream) wordOf(k int) int {
+	lo, hi := 0, len(st.words)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if int(st.words[m]) <= k {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// wordEnd returns the index one past the last symbol of word w.
+func (st *stream) wordEnd(w int) int {
+	if w+1 < len(st.words) {
+		return int(st.words[w+1])
+	}
+	return len(st.sym)
+}
+
+// exactFold appends the exact-mode symbols of text (letters and digits folded
+// for case, compatibility forms and diacritics only; leet punctuation kept
+// as itself; separators, apostrophes and ignorable characters dropped).
+func exactFold(text string, dst []uint32) []uint32 {
+	for i := 0; i < len(text); {
+		b := text[i]
+		if b < utf8.RuneSelf {
+			a := asciiTab[b]
+			if a.kind == kWord || a.kind == kLeet {
+				dst = append(dst, uint32(a.exact))
+			}
+			i++
+			continue
+		}
+		r, w := utf8.DecodeRuneInString(text[i:])
+		var k kind
+		n0 := len(dst)
+		k, dst = foldRune(r, text[i:i+w], true, dst)
+		if k != kWord && k != kLeet {
+			dst = dst[:n0]
+		}
+		i += w
+	}
+	return dst
+}
+
+// Normalize returns the canonical normalised form of s, as the matcher sees
+// it: words separated by one space, each word case-folded, NFKC-folded,
+// stripped of diacritics, with lookalike letters and leetspeak folded, the
+// i/l class written as ClassIL ('I'), runs of a repeated symbol squashed
+// and spaced-out single characters joined ("K i l l" → "kI").
+func Normalize(s string) string {
+	var st stream
+	st.normalize(s)
+	var sb strings.Builder
+	for k, v := range st.sym {
+		if v&fStart != 0 && k > 0 {
+			sb.WriteByte(' ')
+		}
+		sb.WriteRune(rune(v & symMask))
+	}
+	return sb.String()
+}
