@@ -30,10 +30,18 @@ type Observation struct {
 	// whose (rule, Key) was recorded within the rule's dedupe window.
 	Key     string
 	Message string
-	// Severity overrides the rule's severity when set.
+	// User overrides the device's logged-in user (a session helper knows
+	// exactly whose screen it watches).
+	User string
+	// Severity and Category override the rule's when set (a keyword match
+	// carries its library's category and its term's severity).
 	Severity rules.Severity
+	Category string
 	Details  map[string]any
 	Evidence []*vigilv1.EvidenceRef
+	// EvidenceData holds the encrypted bytes for Evidence, carried in the
+	// spool with the finding and stored apart by the collector.
+	EvidenceData []*vigilv1.EvidenceBlob
 }
 
 // Emit records observations for rule durably (one spool transaction) and

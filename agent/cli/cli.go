@@ -2,6 +2,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,11 +24,13 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
 	"github.com/vigil-safeguarding/vigil/agent/service"
+	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
+	"github.com/vigil-safeguarding/vigil/rules/match"
 )
 
 const usage = `vigil-agent: Vigil's device agent
@@ -39,6 +42,8 @@ const usage = `vigil-agent: Vigil's device agent
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
+  session       [--state DIR] [--display :0]       per-user helper: report this session's screen to the service
+  rules test    DIR                                 match stdin lines against DIR's keyword libraries (JSON per line)
   quarantine list    [--state DIR] [--json]         executables moved aside by a rule with action: quarantine
   quarantine restore [--state DIR] ID               put one back where it was
   version
@@ -68,8 +73,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = triggerCmd(rest, stdout)
 	case "rules check":
 		return rulesCheck(rest, stdout, stderr)
+	case "rules test":
+		return rulesTest(rest, os.Stdin, stdout, stderr)
 	case "check":
 		err = checkOnce(rest, stdout)
+	case "session":
+		err = sessionCmd(rest, stderr)
 	case "quarantine list":
 		err = quarantineList(rest, stdout)
 	case "quarantine restore":
@@ -314,4 +323,74 @@ func quarantineRestore(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "restored %s\n", path)
 	return nil
+}
+
+// sessionCmd is the per-user session helper, started at each login.
+func sessionCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("session", flag.ContinueOnError)
+	st := stateFlag(fs)
+	display := fs.String("display", "", "X display (default $DISPLAY)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return session.RunHelper(ctx, absState(*st).SessionSocket(), *display, log)
+}
+
+// rulesTest matches each stdin line against the keyword libraries under DIR
+// with the agent's own engine, printing exactly one JSON object per line.
+func rulesTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: vigil-agent rules test DIR < lines")
+		return 2
+	}
+	libs, _, errs := match.LoadDir(args[0])
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		return 1
+	}
+	if len(libs) == 0 {
+		fmt.Fprintf(stderr, "no keyword libraries (*.txt) under %s\n", args[0])
+		return 1
+	}
+	m, err := match.Compile(libs...)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	type jm struct {
+		RuleID   string `json:"rule_id"`
+		Category string `json:"category"`
+		Severity string `json:"severity"`
+		Term     string `json:"term"`
+		Start    int    `json:"start"`
+		End      int    `json:"end"`
+	}
+	bw := bufio.NewWriter(stdout)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var buf []match.Match
+	for sc.Scan() {
+		text := sc.Text()
+		buf = m.FindAppend(buf[:0], text)
+		out := make([]jm, 0, len(buf))
+		for _, x := range buf {
+			out = append(out, jm{x.RuleID, x.Category, x.Severity.String(), x.Term, x.Start, x.End})
+		}
+		enc.Encode(struct {
+			Text    string `json:"text"`
+			Matches []jm   `json:"matches"`
+		}{text, out})
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
 }

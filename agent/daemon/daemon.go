@@ -17,8 +17,10 @@ import (
 
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/checks/executables"
+	"github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
+	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/uplink"
@@ -73,9 +75,20 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	screenwatch.Default.SetRecipient(cfg.EvidenceRecipient)
 	up := uplink.New(uplink.Config{
 		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
+		OnWelcome: func(w *vigilv1.Welcome) {
+			if w.EvidenceRecipient == "" || w.EvidenceRecipient == cfg.EvidenceRecipient {
+				return
+			}
+			cfg.EvidenceRecipient = w.EvidenceRecipient
+			screenwatch.Default.SetRecipient(w.EvidenceRecipient)
+			if err := o.State.SaveConfig(cfg); err != nil {
+				log.Error("save evidence recipient", "err", err)
+			}
+		},
 	})
 	log.Info("agent running", "device", cfg.DeviceID, "group", cfg.Group, "collector", cfg.Collector,
 		"rules", rulesDir, "rules_hash", eng.RulesHash(), "spool", sp.Stats())
@@ -83,7 +96,7 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -95,6 +108,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	run("rules engine", eng.Run)
 	run("uplink", up.Run)
+	run("session socket", func(ctx context.Context) error {
+		return session.Serve(ctx, o.State.SessionSocket(), screenwatch.Default, log)
+	})
 	run("control socket", func(ctx context.Context) error {
 		return control.Serve(ctx, o.State.ControlSocket(), &backend{eng: eng, up: up, sp: sp, cfg: cfg})
 	})

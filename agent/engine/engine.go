@@ -275,14 +275,21 @@ type FindingMeta struct {
 
 // NewFinding builds the finding for one observation under rule.
 func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigilv1.Finding, error) {
-	sev := rule.Severity
+	sev, cat := rule.Severity, rule.Category
 	if o.Severity != 0 {
 		sev = o.Severity
+	}
+	if o.Category != "" {
+		cat = o.Category
 	}
 	f := &vigilv1.Finding{
 		DeviceId: meta.DeviceID, Group: meta.Group, ObservedAt: timestamppb.New(meta.Now), User: meta.User,
 		Check: rule.Check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: vigilv1.Severity(sev),
-		Category: rule.Category, Message: o.Message, Status: o.Status, Evidence: o.Evidence, RulesHash: meta.RulesHash,
+		Category: cat, Message: o.Message, Status: o.Status, Evidence: o.Evidence, EvidenceData: o.EvidenceData,
+		RulesHash: meta.RulesHash,
+	}
+	if o.User != "" {
+		f.User = o.User
 	}
 	if len(o.Details) > 0 {
 		d, err := toStruct(o.Details)

@@ -30,6 +30,7 @@ func (d Dir) RulesDir() string      { return filepath.Join(string(d), "rules") }
 func (d Dir) GoodRulesDir() string  { return filepath.Join(string(d), "rules.good") }
 func (d Dir) ControlSocket() string { return filepath.Join(string(d), "control.sock") }
 func (d Dir) PosturePath() string   { return filepath.Join(string(d), "posture.json") }
+func (d Dir) SessionSocket() string { return filepath.Join(string(d), "session.sock") }
 func (d Dir) QuarantineDir() string { return filepath.Join(string(d), "quarantine") }
 
 // Config is what enrollment leaves behind for `run`.

@@ -57,6 +57,8 @@ type Config struct {
 	IdentityRetry time.Duration
 	// Usage reports the agent's own CPU and RSS for heartbeats.
 	Usage func() (cpuPercent float64, rssBytes int64)
+	// OnWelcome sees each Welcome (the evidence recipient may change).
+	OnWelcome func(*vigilv1.Welcome)
 }
 
 // Status is a snapshot for `vigil-agent status`.
@@ -203,6 +205,9 @@ func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (a
 		s.Connected, s.LastConnected, s.LastError, s.NeedsReenroll = true, time.Now(), "", false
 	})
 	u.log.Info("connected to collector", "collector", u.cfg.Agent.Collector, "device", welcome.DeviceId)
+	if u.cfg.OnWelcome != nil {
+		u.cfg.OnWelcome(welcome)
+	}
 
 	s := &streamState{
 		u: u, stream: stream, welcome: welcome,

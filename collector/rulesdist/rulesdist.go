@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
+	_ "github.com/vigil-safeguarding/vigil/rules/match" // keyword libraries travel in bundles
 )
 
 // DefaultGroup names the bundle for groups without their own folder.

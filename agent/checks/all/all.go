@@ -8,4 +8,5 @@ import (
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/bluetooth"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/removable"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
 )

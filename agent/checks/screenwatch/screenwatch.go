@@ -1,0 +1,343 @@
+// Package screenwatch is the `screen` check: the active window's title (and
+// process) from each user's session helper is matched against the rule's
+// keyword libraries; a match becomes a finding with its context and a
+// downscaled screenshot encrypted on the device to the collector's
+// evidence key.
+package screenwatch
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-safeguarding/vigil/agent/checks"
+	"github.com/vigil-safeguarding/vigil/agent/screen"
+	"github.com/vigil-safeguarding/vigil/agent/session"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+	"github.com/vigil-safeguarding/vigil/rules"
+	"github.com/vigil-safeguarding/vigil/rules/match"
+)
+
+// Kind is the rule kind.
+const Kind = "screen"
+
+// Params of a screen rule.
+type Params struct {
+	// Libraries are globs over the bundle's paths (default keywords/*.txt).
+	Libraries []string `yaml:"libraries"`
+	// Screenshot: capture evidence on a match (default true).
+	Screenshot *bool `yaml:"screenshot"`
+	// ScreenshotWidth: evidence is downscaled to at most this many pixels
+	// wide (default 960): enough to read, less to hold.
+	ScreenshotWidth int `yaml:"screenshot_width"`
+	// RepeatAfter: one finding per window and term per this interval; the
+	// repeats in between are counted in the next finding (default 10m).
+	RepeatAfter checks.Duration `yaml:"repeat_after"`
+}
+
+func (p *Params) defaults() {
+	if len(p.Libraries) == 0 {
+		p.Libraries = []string{"keywords/*.txt"}
+	}
+	if p.Screenshot == nil {
+		t := true
+		p.Screenshot = &t
+	}
+	if p.ScreenshotWidth == 0 {
+		p.ScreenshotWidth = 960
+	}
+	if p.RepeatAfter == 0 {
+		p.RepeatAfter = checks.Duration(10 * time.Minute)
+	}
+}
+
+// Check is the screen check; its state lives in the Hub.
+type Check struct{}
+
+func init() { checks.Register(Check{}) }
+
+// Kind implements checks.Check.
+func (Check) Kind() string { return Kind }
+
+// ValidateParams implements checks.Check.
+func (Check) ValidateParams(n *yaml.Node) error {
+	var p Params
+	if err := checks.DecodeParams(n, &p); err != nil {
+		return err
+	}
+	for _, g := range p.Libraries {
+		if _, err := path.Match(g, ""); err != nil {
+			return checks.ParamError(n, "libraries: bad glob %q", g)
+		}
+	}
+	if p.ScreenshotWidth < 0 || p.ScreenshotWidth > 4096 {
+		return checks.ParamError(n, "screenshot_width must be 1..4096")
+	}
+	return nil
+}
+
+// DefaultInterval implements checks.Poller; the check is event-driven.
+func (Check) DefaultInterval() time.Duration { return time.Hour }
+
+// Poll has nothing to sample: observations arrive from session helpers.
+func (Check) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error {
+	_, err := compile(r)
+	return err
+}
+
+// Run makes the rules active in the Hub until ctx ends.
+func (Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+	var active []*activeRule
+	for _, r := range rs {
+		ar, err := compile(r)
+		if err != nil {
+			emit(ctx, r, checks.Observation{Status: "error", Key: "compile", Message: fmt.Sprintf("keyword libraries for %s not usable: %v", r.ID, err)})
+			continue
+		}
+		active = append(active, ar)
+	}
+	Default.activate(active, emit)
+	<-ctx.Done()
+	Default.activate(nil, nil)
+	return nil
+}
+
+type activeRule struct {
+	rule    *rules.Rule
+	params  Params
+	matcher *match.Matcher
+}
+
+// compile loads the rule's libraries from its bundle.
+func compile(r *rules.Rule) (*activeRule, error) {
+	var p Params
+	if err := checks.DecodeParams(r.Params, &p); err != nil {
+		return nil, err
+	}
+	p.defaults()
+	var names []string
+	for name := range r.Bundle {
+		for _, g := range p.Libraries {
+			if ok, _ := path.Match(g, name); ok {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no keyword library in the rules bundle matches %v", p.Libraries)
+	}
+	var libs []*match.Library
+	for _, n := range names {
+		lib, errs := match.ParseLibrary(n, r.Bundle[n])
+		if len(errs) > 0 {
+			return nil, errs
+		}
+		libs = append(libs, lib)
+	}
+	m, err := match.Compile(libs...)
+	if err != nil {
+		return nil, err
+	}
+	return &activeRule{rule: r, params: p, matcher: m}, nil
+}
+
+// Hub receives observations from session helpers (session.Handler).
+type Hub struct {
+	mu        sync.Mutex
+	active    []*activeRule
+	emit      checks.Emit
+	recipient string
+	pending   map[string]*pending
+	seen      map[string]*seenTerm
+	now       func() time.Time
+	// EvidenceWait: a match whose screenshot has not arrived by then is
+	// recorded without it.
+	EvidenceWait time.Duration
+}
+
+type pending struct {
+	rule  *rules.Rule
+	obs   checks.Observation
+	timer *time.Timer
+}
+
+type seenTerm struct {
+	last    time.Time
+	repeats int
+}
+
+// Default is the service's Hub, wired to the session socket by the daemon.
+var Default = NewHub()
+
+// NewHub returns an empty Hub.
+func NewHub() *Hub {
+	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 3 * time.Second}
+}
+
+// SetRecipient sets the collector's evidence recipient (from Welcome).
+func (h *Hub) SetRecipient(r string) {
+	h.mu.Lock()
+	h.recipient = r
+	h.mu.Unlock()
+}
+
+func (h *Hub) activate(a []*activeRule, emit checks.Emit) {
+	h.mu.Lock()
+	h.active, h.emit = a, emit
+	h.mu.Unlock()
+}
+
+const maxSeen = 5000
+
+// Observe matches one window against the active rules. At most one finding
+// per (window, rule, term) per repeat interval; a new match asks the
+// helper for a screenshot when the rule wants one and a recipient is known.
+func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (session.Decision, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.emit == nil || w.Title == "" {
+		return session.Decision{}, nil
+	}
+	now := h.now()
+	for _, ar := range h.active {
+		ms := ar.matcher.Find(w.Title)
+		if len(ms) == 0 {
+			continue
+		}
+		var fresh []match.Match
+		repeats := 0
+		for _, m := range ms {
+			k := fmt.Sprintf("%d\x00%s\x00%s\x00%s", w.ID, p.Username, ar.rule.ID, m.Term)
+			st := h.seen[k]
+			if st != nil && now.Sub(st.last) < time.Duration(ar.params.RepeatAfter) {
+				st.repeats++
+				continue
+			}
+			if st != nil {
+				repeats += st.repeats
+			}
+			if len(h.seen) >= maxSeen {
+				h.pruneSeen(now, time.Duration(ar.params.RepeatAfter))
+			}
+			h.seen[k] = &seenTerm{last: now}
+			fresh = append(fresh, m)
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		obs := observation(p, w, fresh, repeats)
+		if !*ar.params.Screenshot || h.recipient == "" {
+			go h.emit(context.WithoutCancel(ctx), ar.rule, obs)
+			continue
+		}
+		token := randomID()
+		pd := &pending{rule: ar.rule, obs: obs}
+		emit := h.emit
+		pd.timer = time.AfterFunc(h.EvidenceWait, func() {
+			h.mu.Lock()
+			_, still := h.pending[token]
+			delete(h.pending, token)
+			h.mu.Unlock()
+			if still {
+				pd.obs.Details["evidence"] = "screenshot not received in time"
+				emit(context.Background(), pd.rule, pd.obs)
+			}
+		})
+		h.pending[token] = pd
+		// One screenshot per observation is enough: it shows the screen.
+		return session.Decision{Capture: true, Token: token, MaxWidth: ar.params.ScreenshotWidth, Recipient: h.recipient}, nil
+	}
+	return session.Decision{}, nil
+}
+
+func (h *Hub) pruneSeen(now time.Time, keep time.Duration) {
+	for k, st := range h.seen {
+		if now.Sub(st.last) >= keep {
+			delete(h.seen, k)
+		}
+	}
+	for k := range h.seen {
+		if len(h.seen) < maxSeen/2 {
+			break
+		}
+		delete(h.seen, k)
+	}
+}
+
+// Evidence attaches the helper's encrypted screenshot to its pending
+// finding and records it.
+func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, data []byte) error {
+	h.mu.Lock()
+	pd, ok := h.pending[token]
+	delete(h.pending, token)
+	emit := h.emit
+	h.mu.Unlock()
+	if !ok {
+		return errors.New("no screenshot was asked for with this token (or it came too late)")
+	}
+	pd.timer.Stop()
+	sum := sha256.Sum256(data)
+	id := randomID()
+	pd.obs.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: "image/png", Sha256: hex.EncodeToString(sum[:]), Size: int64(len(data))}}
+	pd.obs.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: data}}
+	if emit == nil {
+		return errors.New("screen rules are no longer active")
+	}
+	_, _, err := emit(context.WithoutCancel(ctx), pd.rule, pd.obs)
+	return err
+}
+
+// observation describes the matches: the most severe decides severity and
+// category; every match is listed with its span in the title.
+func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int) checks.Observation {
+	top := ms[0]
+	list := make([]any, 0, len(ms))
+	for _, m := range ms {
+		if m.Severity > top.Severity {
+			top = m
+		}
+		list = append(list, map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": m.Start, "end": m.End, "text": m.Text})
+	}
+	details := map[string]any{
+		"source": "window_title", "title": w.Title, "process": w.Process, "window_class": w.Class, "pid": w.PID,
+		"term": top.Term, "library": top.RuleID, "matches": list, "context": contextWindow(w.Title, top.Start, top.End),
+	}
+	if repeats > 0 {
+		details["repeats_since_last"] = repeats
+	}
+	return checks.Observation{
+		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
+		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+	}
+}
+
+// contextWindow keeps at most 80 bytes either side of the match.
+func contextWindow(s string, start, end int) string {
+	from, to := max(0, start-80), min(len(s), end+80)
+	for from > 0 && !validStart(s[from]) {
+		from--
+	}
+	for to < len(s) && !validStart(s[to]) {
+		to++
+	}
+	return s[from:to]
+}
+
+func validStart(b byte) bool { return b < 0x80 || b >= 0xC0 }
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
