@@ -10,7 +10,7 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 APT_PACKAGES := protobuf-compiler clamav clamav-daemon clamdscan bluez python3-dbusmock dbus-daemon dbus-bin xvfb xauth xdotool x11-utils xterm openbox
 
-.PHONY: build run test deps tools proto proto-check vet unit e2e fuzz-seeds cross bench clean
+.PHONY: build run test deps tools proto proto-check vet unit cross wine-test bench clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vigil-agent ./agent/cmd/vigil-agent
@@ -59,7 +59,12 @@ cross:
 		done; \
 	done
 
-test: deps tools proto-check vet unit cross
+# wine-test runs the Windows builds of the packages whose tests can run
+# under Wine (WMI, SCM and AF_UNIX cannot); see scripts/wine-test.sh.
+wine-test:
+	bash scripts/wine-test.sh
+
+test: deps tools proto-check vet unit cross wine-test
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchtime=3x ./...
