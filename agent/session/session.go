@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -201,6 +202,10 @@ func report(ctx context.Context, hc *http.Client, src screen.Source, w screen.Wi
 		return err
 	}
 	ct, err := screen.Encrypt(d.Recipient, png)
+	img, png = nil, nil
+	// A capture briefly needs ~15 MB (the frame, its copy, the PNG); hand it
+	// back to the OS instead of keeping the helper's RSS at its peak.
+	defer debug.FreeOSMemory()
 	if err != nil {
 		return err
 	}
