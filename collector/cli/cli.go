@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
@@ -31,6 +32,7 @@ import (
 const usage = `vigil-collector: stores findings from Vigil agents
 
   serve          --data DIR [--grpc-listen ADDR] [--http-listen ADDR] [--retention cat=30d,...]
+                 [--smtp HOST:PORT --smtp-from ADDR --notify-severity high --escalate-after 30m --console-url URL]
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
@@ -38,6 +40,9 @@ const usage = `vigil-collector: stores findings from Vigil agents
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE   (decrypts; the view is logged)
   access-log     --data DIR [--json]
+  user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
+                 (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
+  people import  --data DIR [--skip-bad] FILE.csv   (MIS export: username, display_name|name, role pupil|staff|headteacher, year|class)
   store rotate-key --data DIR                 (collector stopped) new master key for encryption at rest
   version
 `
@@ -71,6 +76,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = evidenceGet(args[1:], stdout)
 	case "access-log":
 		err = accessLogCmd(args[1:], stdout)
+	case "user add":
+		err = userAdd(args[1:], stdout)
+	case "people import":
+		err = peopleImport(args[1:], stdout)
 	case "store rotate-key":
 		err = rotateKey(args[1:], stdout)
 	case "version", "--version":
@@ -113,6 +122,11 @@ func serve(args []string, stderr io.Writer) error {
 	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
+	smtpAddr := fs.String("smtp", "", "mail relay HOST:PORT for console notifications (off when empty)")
+	smtpFrom := fs.String("smtp-from", "vigil@localhost", "sender address of notifications")
+	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
+	escalate := fs.Duration("escalate-after", 30*time.Minute, "pass an unacknowledged alert to the next person after this long (0: never)")
+	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default http://<http-listen>)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,6 +151,7 @@ func serve(args []string, stderr io.Writer) error {
 	return daemon.Serve(ctx, daemon.Config{
 		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra,
 		Encrypt: *encrypt, Retention: ret, DefaultRetention: def, Heartbeat: *heartbeat, Logger: log,
+		SMTP: *smtpAddr, SMTPFrom: *smtpFrom, NotifySeverity: *notifySev, EscalateAfter: *escalate, ConsoleURL: *consoleURL,
 	})
 }
 
@@ -426,5 +441,95 @@ func accessLogCmd(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s  %-20s %-14s device %s evidence %s  reason: %s\n", e.Time.Format(time.RFC3339), e.Who, e.Action, e.DeviceID, e.EvidenceID, e.Reason)
 	}
+	return nil
+}
+
+func userAdd(args []string, stdout io.Writer) error {
+	fs := newFlags("user add")
+	data := fs.String("data", "", "collector data directory")
+	username := fs.String("username", "", "sign-in name")
+	role := fs.String("role", "", "dsl, headteacher, technician, governor or admin")
+	pwFile := fs.String("password-file", "", "file holding the password (- for stdin); at least 10 characters")
+	display := fs.String("display-name", "", "name shown in the console and on review forms")
+	email := fs.String("email", "", "address for alert notifications")
+	chair := fs.Bool("chair", false, "this governor is the chair of governors (reviews alerts about the headteacher)")
+	totp := fs.Bool("totp", false, "require an authenticator code at sign-in (prints the otpauth:// URI to enrol)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if *username == "" || *role == "" || *pwFile == "" {
+		return errors.New("--username, --role and --password-file are required")
+	}
+	var pw []byte
+	var err error
+	if *pwFile == "-" {
+		pw, err = io.ReadAll(io.LimitReader(os.Stdin, 4096))
+	} else {
+		pw, err = os.ReadFile(*pwFile)
+	}
+	if err != nil {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(string(pw), "\r\n")
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/users", console.UserAddRequest{
+		Username: *username, DisplayName: *display, Role: *role, Password: password, Email: *email, Chair: *chair, TOTP: *totp})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var resp console.UserAddResponse
+	if err := json.NewDecoder(body).Decode(&resp); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	fmt.Fprintf(stdout, "user %s added (%s)\n", resp.Username, resp.Role)
+	if resp.TOTPURI != "" {
+		fmt.Fprintf(stdout, "enrol this in an authenticator app: %s\n", resp.TOTPURI)
+	}
+	return nil
+}
+
+func peopleImport(args []string, stdout io.Writer) error {
+	fs := newFlags("people import")
+	data := fs.String("data", "", "collector data directory")
+	skipBad := fs.Bool("skip-bad", false, "import the good rows even if some are bad")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// Allow the file before or after the flags.
+	rest := fs.Args()
+	if len(rest) > 1 {
+		file := rest[0]
+		if err := fs.Parse(rest[1:]); err != nil {
+			return err
+		}
+		rest = append([]string{file}, fs.Args()...)
+	}
+	if err := needData(*data); err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return errors.New("name one CSV file")
+	}
+	b, err := os.ReadFile(rest[0])
+	if err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/people/import",
+		console.PeopleImportRequest{CSV: string(b), SkipBad: *skipBad})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var resp console.PeopleImportResponse
+	if err := json.NewDecoder(body).Decode(&resp); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	for _, e := range resp.Errors {
+		fmt.Fprintf(stdout, "%s line %d skipped: %s\n", rest[0], e.Line, e.Error)
+	}
+	fmt.Fprintf(stdout, "%d people imported\n", resp.Imported)
 	return nil
 }

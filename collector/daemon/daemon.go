@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
@@ -36,6 +37,14 @@ type Config struct {
 	Heartbeat        time.Duration
 	QueueLen         int
 	Logger           *slog.Logger
+	// Console e-mail notifications (off when SMTP is empty).
+	SMTP           string
+	SMTPFrom       string
+	NotifySeverity string // default high
+	EscalateAfter  time.Duration
+	// ConsoleURL is the console's address in e-mailed links (default
+	// http://<http-listen>).
+	ConsoleURL string
 	// Ready, if set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -89,6 +98,17 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if err := console.EnsureAdmin(st, cfg.DataDir, log); err != nil {
+		return err
+	}
+	minSev := cfg.NotifySeverity
+	if minSev == "" {
+		minSev = "high"
+	}
+	notifySev, err := console.ParseSeverity(minSev)
+	if err != nil {
+		return fmt.Errorf("--notify-severity: %w", err)
+	}
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String()})
 	gsrv := srv.GRPCServer()
@@ -108,9 +128,20 @@ func Serve(ctx context.Context, cfg Config) error {
 		hlis.Close()
 		return err
 	}
+	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected})
+	if err != nil {
+		glis.Close()
+		hlis.Close()
+		alis.Close()
+		return err
+	}
 	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey}
-	asrv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	hsrv := &http.Server{Handler: httpHandler(st), ReadHeaderTimeout: 5 * time.Second}
+	amux := http.NewServeMux()
+	amux.Handle("/v1/users", cons.AdminHandler())
+	amux.Handle("/v1/people/", cons.AdminHandler())
+	amux.Handle("/", adm.Handler())
+	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second}
+	hsrv := &http.Server{Handler: httpHandler(st, cons.Handler()), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -119,6 +150,24 @@ func Serve(ctx context.Context, cfg Config) error {
 	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
 	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
+	notifyDone := make(chan struct{})
+	if cfg.SMTP != "" {
+		consoleURL := cfg.ConsoleURL
+		if consoleURL == "" {
+			consoleURL = "http://" + hlis.Addr().String()
+		}
+		from := cfg.SMTPFrom
+		if from == "" {
+			from = "vigil@localhost"
+		}
+		go func() {
+			defer close(notifyDone)
+			cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: notifySev,
+				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL})
+		}()
+	} else {
+		close(notifyDone)
+	}
 	go func() {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
@@ -158,6 +207,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	defer shutCancel()
 	asrv.Shutdown(shutCtx)
 	hsrv.Shutdown(shutCtx)
+	cancel()
+	<-notifyDone
 	os.Remove(filepath.Join(cfg.DataDir, admin.SocketName))
 	return serveErr
 }
@@ -233,9 +284,10 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// httpHandler serves health for now; the console (issue 5) mounts here.
-func httpHandler(st *store.Store) http.Handler {
+// httpHandler serves health and the console.
+func httpHandler(st *store.Store, consoleHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", consoleHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "devices": len(st.Devices())})

@@ -45,6 +45,7 @@ type AccessEntry struct {
 	Who        string    `json:"who"`
 	Action     string    `json:"action"`
 	DeviceID   string    `json:"device_id,omitempty"`
+	AlertID    string    `json:"alert_id,omitempty"`
 	EvidenceID string    `json:"evidence_id,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 }

@@ -255,6 +255,14 @@ func (s *Store) commitGroup(group []*commitReq) {
 				e1, e2 = e1.WithTTL(ttl), e2.WithTTL(ttl)
 			}
 			entries := []*badger.Entry{e1, e2}
+			if IsAlert(f) {
+				// Alert index (console.go): listing alerts never scans all findings.
+				e3 := badger.NewEntry(AlertIndexKey(f), nil)
+				if ttl > 0 {
+					e3 = e3.WithTTL(ttl)
+				}
+				entries = append(entries, e3)
+			}
 			for _, b := range blobs[i][j] {
 				e := badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)
 				if ttl > 0 {

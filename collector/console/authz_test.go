@@ -1,0 +1,155 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// TestAuthorizationMatrix runs every role (and no session) against every
+// endpoint of the real handler: allowed ones answer 2xx, anonymous 401,
+// wrong roles 403, and no denial carries data.
+func TestAuthorizationMatrix(t *testing.T) {
+	e := newEnv(t)
+	e.user("dsl", RoleDSL, false, "")
+	e.user("dsl2", RoleDSL, false, "")
+	e.user("head", RoleHeadteacher, false, "")
+	e.user("tech", RoleTechnician, false, "")
+	e.user("gov", RoleGovernor, false, "")
+	e.user("chair", RoleGovernor, true, "")
+	e.user("admin", RoleAdmin, false, "")
+	e.people(store.Person{Username: "pupil1", DisplayName: "Pupil One", Role: "pupil", Year: "Y9"},
+		store.Person{Username: "teacher1", DisplayName: "Teacher One", Role: "staff"},
+		store.Person{Username: "headperson", DisplayName: "The Head", Role: "headteacher"})
+	now := time.Now()
+	// One concluded alert per reviewing route, so each reviewer has one of
+	// its own to open, export and annotate.
+	own := map[string]string{
+		"dsl":   e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "secretterm", now.Add(-3*time.Minute)),
+		"head":  e.alert("teacher1", "extremism", vigilv1.Severity_SEVERITY_HIGH, "secretterm", now.Add(-2*time.Minute)),
+		"chair": e.alert("headperson", "gambling", vigilv1.Severity_SEVERITY_HIGH, "secretterm", now.Add(-time.Minute)),
+	}
+	e.conclude(own["dsl"], "dsl", "dsl2", "kept_on_file")
+	e.conclude(own["head"], "head", "x", "no_concern")
+	e.conclude(own["chair"], "chair", "y", "no_concern")
+	a, _ := e.st.GetAlert(testDevice, 1)
+	evID := a.Finding.Evidence[0].Id
+	if err := e.st.PutExclusion(store.Exclusion{ID: "x1", AlertID: own["dsl"], RuleID: "screen-keywords", Term: "secretterm", Status: "pending", ProposedBy: "dsl", ProposedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	type endpoint struct {
+		method, path string
+		body         any
+		allowed      []string // users allowed; "{alert}" is replaced by their own alert
+	}
+	readers := []string{"dsl", "head", "chair"}
+	exp := now.Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	n := 0
+	endpoints := []endpoint{
+		{"GET", "/api/v1/me", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
+		{"GET", "/api/v1/alerts", nil, readers},
+		{"GET", "/api/v1/alerts?status=concluded&category=self_harm&severity=critical", nil, readers},
+		{"GET", "/api/v1/alerts/{alert}", nil, readers},
+		{"POST", "/api/v1/alerts/{alert}/actions", map[string]string{"action": "note", "text": "matrix note"}, readers},
+		{"GET", "/api/v1/alerts/{alert}/form.pdf", nil, readers},
+		{"GET", "/api/v1/evidence/{alert}/" + evID + "?reason=matrix", nil, []string{"dsl"}},
+		{"GET", "/api/v1/exclusions", nil, []string{"dsl"}},
+		{"POST", "/api/v1/exclusions/x1/approve", map[string]string{"reason": "school project on self-harm awareness", "expires_at": exp}, []string{"dsl"}},
+		{"GET", "/api/v1/access-log", nil, []string{"admin", "head"}},
+		{"GET", "/api/v1/incidents.csv", nil, []string{"dsl", "head"}},
+		{"GET", "/api/v1/devices", nil, []string{"tech", "dsl", "head"}},
+		{"GET", "/api/v1/trends", nil, []string{"gov", "chair", "head", "dsl"}},
+		{"GET", "/api/v1/users", nil, []string{"admin"}},
+		{"POST", "/api/v1/users", "newuser", []string{"admin"}},
+		// Last: it ends the session.
+		{"DELETE", "/api/v1/session", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
+	}
+	users := []string{"", "dsl", "head", "tech", "gov", "chair", "admin"}
+	var table strings.Builder
+	for _, u := range users {
+		c := e.anon()
+		name := "anonymous"
+		if u != "" {
+			c = e.login(u)
+			name = u
+		}
+		for _, ep := range endpoints {
+			allowed := false
+			for _, x := range ep.allowed {
+				allowed = allowed || x == u
+			}
+			alert := own["dsl"]
+			if id, ok := own[u]; ok {
+				alert = id
+			}
+			path := strings.ReplaceAll(ep.path, "{alert}", alert)
+			body := ep.body
+			if body == "newuser" {
+				n++
+				body = map[string]string{"username": fmt.Sprintf("new%d", n), "display_name": "New", "role": "technician", "password": testPassword}
+			}
+			code, b := c.do(ep.method, path, body)
+			want := "2xx"
+			ok := code/100 == 2
+			switch {
+			case u == "":
+				want, ok = "401", code == 401
+			case !allowed:
+				want, ok = "403", code == 403
+			}
+			fmt.Fprintf(&table, "%-9s %-6s %-60.60s %d\n", name, ep.method, path, code)
+			if !ok {
+				t.Errorf("%s %s %s: got %d, want %s: %s", name, ep.method, path, code, want, b)
+				continue
+			}
+			if code/100 != 2 {
+				var m map[string]any
+				if json.Unmarshal(b, &m) != nil || m["error"] == nil || len(m) != 1 {
+					t.Errorf("%s %s %s: denial body must be {\"error\":...} only, got %s", name, ep.method, path, b)
+				}
+				if strings.Contains(string(b), "secretterm") || strings.Contains(string(b), "Pupil One") {
+					t.Errorf("%s %s %s: denial leaks data: %s", name, ep.method, path, b)
+				}
+			}
+		}
+		// The session is gone after DELETE.
+		if u != "" {
+			if code, _ := c.do("GET", "/api/v1/me", nil); code != 401 {
+				t.Errorf("%s: /me after sign-out: %d, want 401", name, code)
+			}
+		}
+	}
+	t.Logf("matrix:\n%s", table.String())
+}
+
+// TestTechnicianNeverSeesSafeguardingContent: the device list carries no
+// alert content.
+func TestTechnicianNeverSeesSafeguardingContent(t *testing.T) {
+	e := newEnv(t)
+	e.user("tech", RoleTechnician, false, "")
+	e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "secretterm", time.Now())
+	if err := e.st.PutDevice(store.Device{DeviceID: testDevice, Group: "pupils", Hostname: "lap-01", OS: "linux", LastSeen: time.Now().Add(-48 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.login("tech")
+	code, b := c.do("GET", "/api/v1/devices", nil)
+	if code != 200 || strings.Contains(string(b), "secretterm") || strings.Contains(string(b), "pupil1") {
+		t.Fatalf("devices: %d %s", code, b)
+	}
+	var devs []DeviceJSON
+	json.Unmarshal(b, &devs)
+	if len(devs) != 1 || !devs[0].Silent || devs[0].Compliance["antivirus"] != "unknown" {
+		t.Errorf("devices: %+v", devs)
+	}
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/alerts/" + AlertID(testDevice, 1), "/api/v1/incidents.csv", "/api/v1/access-log"} {
+		if code, _ := c.do("GET", p, nil); code != 403 {
+			t.Errorf("technician %s: %d, want 403", p, code)
+		}
+	}
+}

@@ -1,0 +1,232 @@
+// Package console is the collector's web console: the JSON API under
+// /api/v1/ (docs/api.md) and the embedded web UI, served from the same
+// binary on --http-listen. Accounts, sessions, roles, the alert queue and
+// triage (the review form of seed 002 Appendix 5), evidence reveal with an
+// access log, routing (seed 002 §5.3), devices, trends and e-mail
+// notifications live here; their records are in collector/store/console.go.
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+)
+
+// Roles.
+const (
+	RoleDSL         = "dsl"
+	RoleHeadteacher = "headteacher"
+	RoleTechnician  = "technician"
+	RoleGovernor    = "governor"
+	RoleAdmin       = "admin"
+)
+
+// Roles lists every console role.
+var Roles = []string{RoleDSL, RoleHeadteacher, RoleTechnician, RoleGovernor, RoleAdmin}
+
+// ValidRole says whether r is a console role.
+func ValidRole(r string) bool {
+	for _, x := range Roles {
+		if r == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Config for New.
+type Config struct {
+	Store *store.Store
+	// EvidenceKey decrypts evidence for a logged reveal by a DSL.
+	EvidenceKey *age.X25519Identity
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// Connected reports whether a device has a live stream (may be nil).
+	Connected func(deviceID string) bool
+	// SessionIdle is how long an unused session lives (default 12 h).
+	SessionIdle time.Duration
+}
+
+// Server serves the console.
+type Server struct {
+	st      *store.Store
+	key     *age.X25519Identity
+	log     *slog.Logger
+	now     func() time.Time
+	conn    func(string) bool
+	idle    time.Duration
+	limiter *rateLimiter
+
+	peopleMu sync.RWMutex
+	people   map[string]store.Person
+
+	// logAccessFn replaces Store.LogAccess in tests.
+	logAccessFn func(store.AccessEntry) error
+
+	totpMu   sync.Mutex
+	totpUsed map[string]int64 // username -> last accepted time step (no replay)
+}
+
+// New returns a console server over st.
+func New(cfg Config) (*Server, error) {
+	s := &Server{st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
+		idle: cfg.SessionIdle, totpUsed: map[string]int64{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.idle <= 0 {
+		s.idle = 12 * time.Hour
+	}
+	s.limiter = newRateLimiter(5, 15*time.Minute)
+	if err := s.ReloadPeople(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReloadPeople refreshes the in-memory copy of the people directory.
+func (s *Server) ReloadPeople() error {
+	list, err := s.st.People()
+	if err != nil {
+		return fmt.Errorf("console: load people: %w", err)
+	}
+	m := make(map[string]store.Person, len(list))
+	for _, p := range list {
+		m[p.Username] = p
+	}
+	s.peopleMu.Lock()
+	s.people = m
+	s.peopleMu.Unlock()
+	return nil
+}
+
+func (s *Server) person(username string) (store.Person, bool) {
+	s.peopleMu.RLock()
+	defer s.peopleMu.RUnlock()
+	p, ok := s.people[NormalizeUsername(username)]
+	return p, ok
+}
+
+// NormalizeUsername maps a device account or directory name to the form
+// used for matching: trimmed, lower case, without a Windows domain prefix.
+func NormalizeUsername(u string) string {
+	u = strings.TrimSpace(u)
+	if i := strings.LastIndexByte(u, '\\'); i >= 0 {
+		u = u[i+1:]
+	}
+	return strings.ToLower(u)
+}
+
+// allow decides whether a signed-in user may use an endpoint.
+type allow func(u *store.User) bool
+
+func roles(rs ...string) allow {
+	return func(u *store.User) bool {
+		for _, r := range rs {
+			if u.Role == r {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// alertReaders: the DSL, the headteacher and the chair of governors (each
+// sees only what is routed to them).
+func alertReaders(u *store.User) bool {
+	return u.Role == RoleDSL || u.Role == RoleHeadteacher || u.Role == RoleGovernor && u.Chair
+}
+
+func anyone(*store.User) bool { return true }
+
+// Handler routes the console: the API and the UI.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/session", s.login)
+	mux.Handle("DELETE /api/v1/session", s.api(anyone, s.logout))
+	mux.Handle("GET /api/v1/me", s.api(anyone, s.me))
+
+	mux.Handle("GET /api/v1/alerts", s.api(alertReaders, s.listAlerts))
+	mux.Handle("GET /api/v1/alerts/{id}", s.api(alertReaders, s.alertDetail))
+	mux.Handle("POST /api/v1/alerts/{id}/actions", s.api(alertReaders, s.alertAction))
+	mux.Handle("GET /api/v1/alerts/{id}/form.pdf", s.api(alertReaders, s.formPDF))
+	mux.Handle("GET /api/v1/evidence/{alert}/{evidence}", s.api(roles(RoleDSL), s.evidence))
+	mux.Handle("GET /api/v1/exclusions", s.api(roles(RoleDSL), s.listExclusions))
+	mux.Handle("POST /api/v1/exclusions/{id}/approve", s.api(roles(RoleDSL), s.approveExclusion))
+	mux.Handle("GET /api/v1/access-log", s.api(roles(RoleAdmin, RoleHeadteacher), s.accessLog))
+	mux.Handle("GET /api/v1/incidents.csv", s.api(roles(RoleDSL, RoleHeadteacher), s.incidentsCSV))
+	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))
+	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
+	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
+	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		jsonError(w, http.StatusNotFound, "no such API endpoint")
+	})
+	mux.Handle("/", staticHandler())
+	return securityHeaders(mux)
+}
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, code int, format string, a ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, a...)})
+}
+
+// decodeBody reads a JSON request body (at most 1 MiB).
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	s.log.Error("console: "+what, "err", err)
+	jsonError(w, http.StatusInternalServerError, "%s failed; see the collector log", what)
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func tsPtr(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	v := ts(t)
+	return &v
+}

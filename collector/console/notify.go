@@ -1,0 +1,276 @@
+package console
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/smtp"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// NotifyConfig configures e-mail notifications.
+type NotifyConfig struct {
+	SMTPAddr string // host:port of the school's mail relay
+	From     string
+	// MinSeverity: alerts at or above it are e-mailed.
+	MinSeverity vigilv1.Severity
+	// EscalateAfter: an alert still "new" this long after an e-mail goes to
+	// the next person (dsl → headteacher → chair).
+	EscalateAfter time.Duration
+	// ConsoleURL is the console's address as recipients reach it.
+	ConsoleURL string
+	// Interval between escalation checks (default 15 s).
+	Interval time.Duration
+	// CatchUp: at start, alerts observed this recently that were never
+	// notified are notified (default 24 h).
+	CatchUp time.Duration
+}
+
+// ParseSeverity reads a severity name.
+func ParseSeverity(s string) (vigilv1.Severity, error) {
+	if v, ok := severities[strings.ToLower(s)]; ok {
+		return v, nil
+	}
+	return 0, fmt.Errorf("severity %q: info, low, medium, high or critical", s)
+}
+
+// nextRoute is the escalation chain.
+func nextRoute(r string) string {
+	switch r {
+	case RouteDSL:
+		return RouteHeadteacher
+	case RouteHeadteacher:
+		return RouteChair
+	}
+	return ""
+}
+
+type alertKey struct {
+	dev string
+	seq uint64
+}
+
+// RunNotifier e-mails new alerts and escalates unacknowledged ones until
+// ctx ends. It follows the alert index as it is written (Badger
+// subscription), so alerts that arrive late from a device that was offline
+// are notified when they arrive.
+func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 15 * time.Second
+	}
+	if cfg.CatchUp <= 0 {
+		cfg.CatchUp = 24 * time.Hour
+	}
+	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
+	keys := make(chan alertKey, 4096)
+	subDone := make(chan struct{})
+	go func() {
+		defer close(subDone)
+		err := s.st.DB().Subscribe(ctx, func(kv *badger.KVList) error {
+			for _, e := range kv.Kv {
+				tail := e.Key[len("ai/"):]
+				if len(tail) < 17 {
+					continue
+				}
+				k := alertKey{string(tail[8 : len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:])}
+				select {
+				case keys <- k:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			return nil
+		}, []pb.Match{{Prefix: []byte("ai/")}})
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("console: notifier subscription ended", "err", err)
+		}
+	}()
+	// Let the subscription register, then catch up on what arrived while
+	// the notifier was not running (duplicates are skipped by GetNotify).
+	time.Sleep(50 * time.Millisecond)
+	var backlog []alertKey
+	_, err := s.st.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
+		backlog = append(backlog, alertKey{a.Finding.DeviceId, a.Finding.Seq})
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("console: notifier catch-up", "err", err)
+	}
+	for i := len(backlog) - 1; i >= 0; i-- {
+		s.notifyNew(ctx, cfg, backlog[i])
+	}
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-subDone
+			return nil
+		case k := <-keys:
+			s.notifyNew(ctx, cfg, k)
+		case <-tick.C:
+			s.escalate(cfg)
+		}
+	}
+}
+
+// recipients are the active users reviewing route, with an address, other
+// than the person the alert is about.
+func (s *Server) recipients(route string, a *store.Alert) []store.User {
+	users, err := s.st.Users()
+	if err != nil {
+		s.log.Error("console: notifier: list users", "err", err)
+		return nil
+	}
+	about := NormalizeUsername(a.Finding.GetUser())
+	var out []store.User
+	for _, u := range users {
+		if u.Disabled || u.Email == "" || u.Username == about || viewerRoute(&u) != route {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func (s *Server) notifyNew(ctx context.Context, cfg NotifyConfig, k alertKey) {
+	if _, err := s.st.GetNotify(k.dev, k.seq); err == nil {
+		return // already notified
+	}
+	var a *store.Alert
+	var err error
+	// The subscription may report the write a moment before it is visible.
+	for i := 0; i < 20; i++ {
+		if a, err = s.st.GetAlert(k.dev, k.seq); !errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		s.log.Warn("console: notifier: read alert", "alert", AlertID(k.dev, k.seq), "err", err)
+		return
+	}
+	if a.Finding.Severity < cfg.MinSeverity || a.State.Status != "new" {
+		return
+	}
+	p, known := s.person(a.Finding.GetUser())
+	route := routeFor(p, known)
+	s.sendChain(cfg, a, route, 0, false)
+}
+
+// sendChain e-mails the first route from r on that has recipients and
+// records it; routes beyond the alert's own become visible to their reviewers.
+func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int, escalation bool) {
+	id := AlertID(a.Finding.DeviceId, a.Finding.Seq)
+	now := s.now().UTC()
+	for ; r != ""; r, level, escalation = nextRoute(r), level+1, true {
+		rcpts := s.recipients(r, a)
+		if len(rcpts) == 0 {
+			s.log.Warn("console: notifier: nobody with an e-mail address reviews this route; trying the next", "alert", id, "route", r)
+			continue
+		}
+		sent := 0
+		for _, u := range rcpts {
+			if err := s.sendMail(cfg, u.Email, id, escalation); err != nil {
+				s.log.Error("console: notification not sent", "alert", id, "to", u.Username, "err", err)
+				continue
+			}
+			sent++
+		}
+		action, detail := "notified", fmt.Sprintf("e-mailed %d of %d %s reviewer(s)", sent, len(rcpts), r)
+		if escalation {
+			action = "escalated"
+			detail = fmt.Sprintf("not acknowledged; e-mailed %d of %d %s reviewer(s)", sent, len(rcpts), r)
+		}
+		own := r
+		_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+			if escalation {
+				st.EscalatedTo = append(st.EscalatedTo, own)
+			}
+			st.History = append(st.History, store.HistoryEntry{Time: now, By: "vigil", Action: action, Detail: detail})
+			return nil
+		})
+		if err != nil {
+			s.log.Error("console: notifier: record", "alert", id, "err", err)
+		}
+		if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: r, Level: level, LastSent: now}); err != nil {
+			s.log.Error("console: notifier: record", "alert", id, "err", err)
+		}
+		s.log.Info("console: alert "+action, "alert", id, "route", r, "recipients", sent)
+		return
+	}
+	s.log.Error("console: alert not notified: nobody left in the chain has an e-mail address", "alert", id)
+	s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
+}
+
+// escalate passes unacknowledged alerts to the next person in the chain.
+func (s *Server) escalate(cfg NotifyConfig) {
+	if cfg.EscalateAfter <= 0 {
+		return
+	}
+	now := s.now()
+	type due struct {
+		k alertKey
+		n store.NotifyState
+	}
+	var list []due
+	err := s.st.PendingNotifies(func(dev string, seq uint64, n store.NotifyState) error {
+		list = append(list, due{alertKey{dev, seq}, n})
+		return nil
+	})
+	if err != nil {
+		s.log.Error("console: notifier: pending", "err", err)
+		return
+	}
+	for _, d := range list {
+		a, err := s.st.GetAlert(d.k.dev, d.k.seq)
+		if err != nil || a.State.Status != "new" {
+			d.n.Done = true // acknowledged (or expired)
+			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			continue
+		}
+		if now.Sub(d.n.LastSent) < cfg.EscalateAfter {
+			continue
+		}
+		next := nextRoute(d.n.Route)
+		if next == "" {
+			s.log.Warn("console: alert still not acknowledged and nobody further to escalate to", "alert", AlertID(d.k.dev, d.k.seq))
+			d.n.Done = true
+			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			continue
+		}
+		s.sendChain(cfg, a, next, d.n.Level+1, true)
+	}
+}
+
+// sendMail sends the notification: a link only, nothing sensitive.
+func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, escalation bool) error {
+	subject := "Vigil: new alert needs review"
+	intro := "A new alert in Vigil needs review."
+	if escalation {
+		subject = "Vigil: alert not yet acknowledged"
+		intro = "An alert in Vigil has not been acknowledged in time and is passed to you."
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\n", cfg.From)
+	fmt.Fprintf(&b, "To: %s\r\n", to)
+	fmt.Fprintf(&b, "Subject: %s\r\n", subject)
+	fmt.Fprintf(&b, "Date: %s\r\n", s.now().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s@vigil>\r\n", randomToken()[:24])
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n")
+	fmt.Fprintf(&b, "%s\r\n\r\n%s/#/alerts/%s\r\n\r\n", intro, cfg.ConsoleURL, alertID)
+	b.WriteString("This message deliberately holds no details. Sign in to the console to see the alert.\r\n")
+	return smtp.SendMail(cfg.SMTPAddr, nil, cfg.From, []string{to}, []byte(b.String()))
+}

@@ -1,0 +1,178 @@
+package console
+
+import (
+	"context"
+	"net"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// smtpServer starts a real SMTP server (aiosmtpd) on loopback that files
+// every message into a Maildir.
+func smtpServer(t *testing.T) (addr, maildir string) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import aiosmtpd").Run(); err != nil {
+		t.Skip("python3-aiosmtpd is not installed (apt-get install python3-aiosmtpd)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	maildir = filepath.Join(t.TempDir(), "mail")
+	cmd := exec.Command("/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", addr, "-c", "aiosmtpd.handlers.Mailbox", maildir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr, maildir
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aiosmtpd did not listen on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type received struct {
+	to, subject, body string
+	raw               string
+}
+
+func mailbox(t *testing.T, dir string) []received {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "new", "*"))
+	var out []received
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		m, err := mail.ReadMessage(strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		body := new(strings.Builder)
+		buf := make([]byte, 4096)
+		for {
+			n, err := m.Body.Read(buf)
+			body.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		out = append(out, received{to: m.Header.Get("To"), subject: m.Header.Get("Subject"), body: body.String(), raw: string(b)})
+	}
+	return out
+}
+
+func waitMail(t *testing.T, dir string, n int, within time.Duration) []received {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := mailbox(t, dir)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages after %v, want %d: %+v", len(got), within, n, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestNotificationsOverSMTP: a new alert at or above the severity e-mails
+// the routed reviewers with a link and nothing sensitive; unacknowledged,
+// it escalates to the headteacher, who may then open it; an acknowledged
+// alert does not escalate; a low alert is not e-mailed.
+func TestNotificationsOverSMTP(t *testing.T) {
+	addr, maildir := smtpServer(t)
+	e := newEnv(t)
+	e.user("dsl1", RoleDSL, false, "dsl1@school.test")
+	e.user("dsl2", RoleDSL, false, "") // no address: skipped
+	e.user("head", RoleHeadteacher, false, "head@school.test")
+	e.people(store.Person{Username: "pupil1", DisplayName: "Alice Pupil", Role: "pupil"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+			EscalateAfter: 1500 * time.Millisecond, ConsoleURL: "https://vigil.school.test/", Interval: 100 * time.Millisecond})
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // let it subscribe
+
+	e.alert("pupil1", "bullying", vigilv1.Severity_SEVERITY_MEDIUM, "below threshold", time.Now())
+	acked := e.alert("pupil1", "drugs", vigilv1.Severity_SEVERITY_HIGH, "acked term", time.Now())
+	id := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", time.Now())
+	msgs := waitMail(t, maildir, 2, 10*time.Second)
+	// Acknowledge one before the escalation time.
+	if code, _ := e.login("dsl1").action(acked, map[string]string{"action": "start_review", "reason": "seen"}); code != 200 {
+		t.Fatal("start_review")
+	}
+	for _, m := range msgs {
+		if m.to != "dsl1@school.test" || m.subject != "Vigil: new alert needs review" {
+			t.Errorf("message: to %q subject %q", m.to, m.subject)
+		}
+	}
+	link := "https://vigil.school.test/#/alerts/" + id
+	found := false
+	for _, m := range msgs {
+		found = found || strings.Contains(m.body, link)
+	}
+	if !found {
+		t.Errorf("no message links %s: %+v", link, msgs)
+	}
+	for _, m := range msgs {
+		for _, secret := range []string{"kill myself", "acked term", "pupil1", "Alice", "self_harm", "drugs", "below threshold"} {
+			if strings.Contains(m.raw, secret) {
+				t.Errorf("message contains %q:\n%s", secret, m.raw)
+			}
+		}
+	}
+	// The headteacher cannot see the pupil alert before escalation.
+	head := e.login("head")
+	if code, _ := head.do("GET", "/api/v1/alerts/"+id, nil); code != 404 {
+		t.Errorf("headteacher before escalation: %d", code)
+	}
+	msgs = waitMail(t, maildir, 3, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // anything else would have arrived by now
+	msgs = mailbox(t, maildir)
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages, want 3 (2 new + 1 escalation): %+v", len(msgs), msgs)
+	}
+	var esc *received
+	for i := range msgs {
+		if msgs[i].to == "head@school.test" {
+			esc = &msgs[i]
+		}
+	}
+	if esc == nil || !strings.Contains(esc.body, link) || strings.Contains(esc.raw, "kill myself") {
+		t.Fatalf("escalation: %+v", esc)
+	}
+	var d alertDetail
+	if code := head.getJSON("/api/v1/alerts/"+id, &d); code != 200 {
+		t.Fatalf("headteacher after escalation: %d", code)
+	}
+	var actions []string
+	for _, h := range d.History {
+		actions = append(actions, h.By+":"+h.Action)
+	}
+	if strings.Join(actions, " ") != "vigil:notified vigil:escalated" {
+		t.Errorf("history %v", actions)
+	}
+}

@@ -1,0 +1,301 @@
+package console
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+)
+
+// RowError names a bad row of an imported CSV by its line number.
+type RowError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+var columnAliases = map[string]string{
+	"username": "username", "user": "username", "user_name": "username", "login": "username", "account": "username",
+	"display_name": "display_name", "name": "display_name", "full_name": "display_name", "displayname": "display_name",
+	"role": "role", "type": "role",
+	"year": "year", "class": "year", "year_group": "year", "form": "year", "group": "year",
+}
+
+func normRole(r string) (string, bool) {
+	switch strings.ToLower(strings.Join(strings.Fields(r), " ")) {
+	case "pupil", "student":
+		return "pupil", true
+	case "staff", "teacher", "teaching staff", "support staff":
+		return "staff", true
+	case "headteacher", "head teacher", "head", "principal":
+		return "headteacher", true
+	}
+	return "", false
+}
+
+// ParsePeopleCSV reads a people directory as a school MIS exports it: a
+// header row naming the columns (username; display_name or name; role
+// pupil/staff/headteacher; year or class), in any order, with extra
+// columns ignored; a UTF-8 BOM, CRLF line ends and ; or tab separators are
+// accepted. Bad rows are reported by line number.
+func ParsePeopleCSV(r io.Reader) ([]store.Person, []RowError, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, nil, err
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	cr := csv.NewReader(bytes.NewReader(data))
+	switch {
+	case bytes.Count(first, []byte(",")) > 0:
+	case bytes.Count(first, []byte(";")) > 0:
+		cr.Comma = ';'
+	case bytes.Count(first, []byte("\t")) > 0:
+		cr.Comma = '\t'
+	}
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.LazyQuotes = true
+	header, err := cr.Read()
+	if err == io.EOF {
+		return nil, nil, errors.New("the file is empty")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("header row: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		k := strings.ToLower(strings.TrimSpace(h))
+		k = strings.NewReplacer(" ", "_", "-", "_").Replace(k)
+		if c, ok := columnAliases[k]; ok {
+			if _, dup := col[c]; !dup {
+				col[c] = i
+			}
+		}
+	}
+	for _, need := range []string{"username", "role"} {
+		if _, ok := col[need]; !ok {
+			return nil, nil, fmt.Errorf("the header row has no %s column (found: %s)", need, strings.Join(header, ", "))
+		}
+	}
+	get := func(rec []string, c string) string {
+		i, ok := col[c]
+		if !ok || i >= len(rec) {
+			return ""
+		}
+		return strings.TrimSpace(rec[i])
+	}
+	var people []store.Person
+	var bad []RowError
+	seen := map[string]int{}
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				bad = append(bad, RowError{Line: pe.Line, Error: pe.Err.Error()})
+				continue
+			}
+			return nil, nil, err
+		}
+		blank := true
+		for _, f := range rec {
+			blank = blank && strings.TrimSpace(f) == ""
+		}
+		if blank {
+			continue
+		}
+		u := NormalizeUsername(get(rec, "username"))
+		role, ok := normRole(get(rec, "role"))
+		switch {
+		case u == "":
+			bad = append(bad, RowError{line, "no username"})
+		case strings.ContainsAny(u, " /\x00") || len(u) > 128:
+			bad = append(bad, RowError{line, fmt.Sprintf("username %q is not an account name", u)})
+		case !ok:
+			bad = append(bad, RowError{line, fmt.Sprintf("role %q: want pupil, staff or headteacher", get(rec, "role"))})
+		case seen[u] != 0:
+			bad = append(bad, RowError{line, fmt.Sprintf("username %s is already on line %d", u, seen[u])})
+		default:
+			seen[u] = line
+			people = append(people, store.Person{Username: u, DisplayName: get(rec, "display_name"), Role: role, Year: get(rec, "year")})
+		}
+	}
+	return people, bad, nil
+}
+
+// Admin socket endpoints (mounted by the daemon beside collector/admin).
+
+// UserAddRequest is the body of POST /v1/users on the admin socket.
+type UserAddRequest struct {
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+	Password    string `json:"password"`
+	Email       string `json:"email"`
+	Chair       bool   `json:"chair"`
+	TOTP        bool   `json:"totp"`
+}
+
+// UserAddResponse answers it.
+type UserAddResponse struct {
+	Username string `json:"username"`
+	Role     string `json:"role"`
+	TOTPURI  string `json:"totp_uri,omitempty"`
+}
+
+// PeopleImportRequest is the body of POST /v1/people/import.
+type PeopleImportRequest struct {
+	CSV     string `json:"csv"`
+	SkipBad bool   `json:"skip_bad"`
+}
+
+// PeopleImportResponse answers it.
+type PeopleImportResponse struct {
+	Imported int        `json:"imported"`
+	Errors   []RowError `json:"errors"`
+}
+
+// AdminHandler serves the console's admin-socket endpoints.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/users", func(w http.ResponseWriter, r *http.Request) {
+		var req UserAddRequest
+		if err := decodeBody(r, &req); err != nil {
+			jsonError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
+		if err != nil {
+			jsonError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if req.TOTP {
+			u.TOTPSecret = NewTOTPSecret()
+		}
+		if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
+			jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
+			return
+		} else if err != nil {
+			s.internal(w, "create user", err)
+			return
+		}
+		s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", "admin socket")
+		resp := UserAddResponse{Username: u.Username, Role: u.Role}
+		if u.TOTPSecret != "" {
+			resp.TOTPURI = TOTPURI(u.TOTPSecret, u.Username)
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	mux.HandleFunc("POST /v1/people/import", func(w http.ResponseWriter, r *http.Request) {
+		var req PeopleImportRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 80<<20))
+		if err := dec.Decode(&req); err != nil {
+			jsonError(w, http.StatusBadRequest, "request body: %v", err)
+			return
+		}
+		people, bad, err := ParsePeopleCSV(strings.NewReader(req.CSV))
+		if err != nil {
+			jsonError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if len(bad) > 0 && !req.SkipBad {
+			var lines []string
+			for i, b := range bad {
+				if i == 50 {
+					lines = append(lines, fmt.Sprintf("... and %d more", len(bad)-50))
+					break
+				}
+				lines = append(lines, fmt.Sprintf("line %d: %s", b.Line, b.Error))
+			}
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+				"error": fmt.Sprintf("%d bad rows, nothing imported (fix them, or import the rest with --skip-bad):\n  %s",
+					len(bad), strings.Join(lines, "\n  ")),
+				"errors": bad,
+			})
+			return
+		}
+		if err := s.st.PutPeople(people); err != nil {
+			s.internal(w, "import people", err)
+			return
+		}
+		if err := s.ReloadPeople(); err != nil {
+			s.internal(w, "import people", err)
+			return
+		}
+		s.log.Info("console: people imported", "count", len(people), "bad_rows", len(bad))
+		if bad == nil {
+			bad = []RowError{}
+		}
+		writeJSON(w, http.StatusOK, PeopleImportResponse{Imported: len(people), Errors: bad})
+	})
+	return mux
+}
+
+// InitialPasswordFile is written (owner-only) in the data dir on first start.
+const InitialPasswordFile = "initial-admin-password"
+
+// EnsureAdmin creates the first admin on first start: if no admin account
+// exists, `admin` with a random 20-character password written to
+// DATA/initial-admin-password (0600).
+func EnsureAdmin(st *store.Store, dataDir string, log *slog.Logger) error {
+	users, err := st.Users()
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if u.Role == RoleAdmin && !u.Disabled {
+			return nil
+		}
+	}
+	pw := randomPassword(20)
+	path := filepath.Join(dataDir, InitialPasswordFile)
+	u, err := NewUser("admin", "Administrator", RoleAdmin, pw, "", false, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("console: write %s: %w", path, err)
+	}
+	if err := st.CreateUser(u); errors.Is(err, store.ErrExists) {
+		// An account named admin exists without the admin role: leave it.
+		os.Remove(path)
+		return errors.New("console: no admin account, and the name admin is taken by another role; add one with `vigil-collector user add --role admin`")
+	} else if err != nil {
+		os.Remove(path)
+		return err
+	}
+	log.Info("console: first admin created; password in " + path)
+	return nil
+}
+
+const passwordAlphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+func randomPassword(n int) string {
+	out := make([]byte, n)
+	buf := make([]byte, 1)
+	for i := 0; i < n; {
+		rand.Read(buf)
+		if int(buf[0]) >= 256-256%len(passwordAlphabet) {
+			continue // reject to keep the choice uniform
+		}
+		out[i] = passwordAlphabet[int(buf[0])%len(passwordAlphabet)]
+		i++
+	}
+	return string(out)
+}

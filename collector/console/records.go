@@ -1,0 +1,419 @@
+package console
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/go-pdf/fpdf"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// evidence decrypts one screenshot for a DSL who gave a reason. The view is
+// logged before anything is decrypted; evidence of an alert that may concern
+// illegal material is never served.
+func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
+	a := s.loadVisible(w, r.PathValue("alert"), v)
+	if a == nil {
+		return
+	}
+	if Illegal(a.Finding) {
+		writeJSON(w, http.StatusForbidden, map[string]string{
+			"error":    "this alert may concern illegal material: its evidence is not shown",
+			"guidance": IllegalGuidance,
+		})
+		return
+	}
+	evID := r.PathValue("evidence")
+	mediaType := ""
+	for _, e := range a.Finding.Evidence {
+		if e.Id == evID {
+			mediaType = e.MediaType
+		}
+	}
+	if mediaType == "" {
+		jsonError(w, http.StatusNotFound, "no such evidence on this alert")
+		return
+	}
+	reason := cleanText(r.URL.Query().Get("reason"), 500)
+	if reason == "" {
+		jsonError(w, http.StatusBadRequest, "revealing evidence needs a reason (it is recorded in the access log)")
+		return
+	}
+	ct, err := s.st.Evidence(a.Finding.DeviceId, evID)
+	if errors.Is(err, store.ErrNotFound) {
+		jsonError(w, http.StatusNotFound, "the evidence is no longer stored (past retention)")
+		return
+	}
+	if err != nil {
+		s.internal(w, "read evidence", err)
+		return
+	}
+	if !s.logAccess(w, v, "view-evidence", a, evID, reason) {
+		return
+	}
+	if s.key == nil {
+		jsonError(w, http.StatusInternalServerError, "this collector has no evidence key")
+		return
+	}
+	plain, err := age.Decrypt(bytes.NewReader(ct), s.key)
+	if err != nil {
+		s.internal(w, "decrypt evidence", err)
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(plain, 64<<20))
+	if err != nil {
+		s.internal(w, "decrypt evidence", err)
+		return
+	}
+	if mediaType != "image/png" {
+		mediaType = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", mediaType)
+	w.Header().Set("Content-Disposition", "inline")
+	w.Write(data)
+}
+
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, v *viewer) {
+	entries, err := s.st.AccessLog()
+	if err != nil {
+		s.internal(w, "read access log", err)
+		return
+	}
+	if entries == nil {
+		entries = []store.AccessEntry{}
+	}
+	// Newest first.
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.After(entries[j].Time) })
+	writeJSON(w, http.StatusOK, entries)
+}
+
+// ConclusionText is the conclusion as the form words it.
+func ConclusionText(st store.AlertState) string {
+	t := ConclusionLabels[st.Conclusion]
+	if st.Conclusion == "other" && st.ConclusionOther != "" {
+		t += ": " + st.ConclusionOther
+	}
+	return t
+}
+
+// pdfCompress is off in tests so the text can be searched.
+var pdfCompress = true
+
+func (s *Server) formPDF(w http.ResponseWriter, r *http.Request, v *viewer) {
+	a := s.loadVisible(w, r.PathValue("id"), v)
+	if a == nil {
+		return
+	}
+	if a.State.Status != "concluded" {
+		jsonError(w, http.StatusConflict, "the review form is exported once the alert is concluded")
+		return
+	}
+	var buf bytes.Buffer
+	if err := s.renderForm(&buf, a); err != nil {
+		s.internal(w, "render review form", err)
+		return
+	}
+	if !s.logAccess(w, v, "export-pdf", a, "", "") {
+		return
+	}
+	w.Header().Set("Content-Type", "application/pdf")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="vigil-review-%s.pdf"`, AlertID(a.Finding.DeviceId, a.Finding.Seq)))
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) userLabel(username string) string {
+	if username == "" {
+		return ""
+	}
+	u, err := s.st.GetUser(username)
+	if err != nil {
+		return username
+	}
+	return fmt.Sprintf("%s (%s, %s)", u.DisplayName, u.Username, roleLabel(u))
+}
+
+func roleLabel(u store.User) string {
+	switch u.Role {
+	case RoleDSL:
+		return "Designated Safeguarding Lead"
+	case RoleHeadteacher:
+		return "Headteacher"
+	case RoleGovernor:
+		if u.Chair {
+			return "Chair of Governors"
+		}
+		return "Governor"
+	}
+	return u.Role
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04 MST")
+}
+
+// renderForm writes the review form of seed 002 Appendix 5 as a PDF.
+func (s *Server) renderForm(out io.Writer, a *store.Alert) error {
+	j := s.alertJSON(a)
+	st := a.State
+	dev, _ := s.st.GetDevice(a.Finding.DeviceId)
+	pdf := fpdf.New("P", "mm", "A4", "")
+	pdf.SetCompression(pdfCompress)
+	pdf.SetTitle("Record of reviewing devices and/or internet sites", true)
+	pdf.SetCreator("Vigil", true)
+	tr := pdf.UnicodeTranslatorFromDescriptor("")
+	pdf.AddPage()
+	pdf.SetFont("Helvetica", "B", 15)
+	pdf.CellFormat(0, 9, tr("Record of reviewing devices and/or internet sites"), "", 1, "L", false, 0, "")
+	pdf.SetFont("Helvetica", "", 9)
+	pdf.CellFormat(0, 5, tr("Form for responding to incidents of misuse (seed 002 Appendix 5). Alert "+j.ID), "", 1, "L", false, 0, "")
+	pdf.Ln(3)
+	section := func(title string) {
+		pdf.Ln(2)
+		pdf.SetFont("Helvetica", "B", 11)
+		pdf.CellFormat(0, 7, tr(title), "B", 1, "L", false, 0, "")
+		pdf.SetFont("Helvetica", "", 10)
+	}
+	row := func(k, val string) {
+		pdf.SetFont("Helvetica", "B", 10)
+		pdf.CellFormat(55, 6, tr(k), "", 0, "L", false, 0, "")
+		pdf.SetFont("Helvetica", "", 10)
+		pdf.MultiCell(0, 6, tr(val), "", "L", false)
+	}
+	person := j.Person
+	if j.PersonName != "" {
+		person = j.PersonName + " (" + j.Person + ", " + j.PersonRole + ")"
+	}
+	section("Individual / group")
+	row("Individual/Group", strings.TrimSpace(person+"  group: "+j.Group))
+	row("Date", fmtTime(a.Finding.GetObservedAt().AsTime()))
+	row("Reason for investigation", st.Reason)
+	section("Details of first reviewing person")
+	row("Name and position", s.userLabel(st.FirstReviewer))
+	row("Signed", fmtTime(st.FirstSignedAt))
+	section("Details of second reviewing person")
+	row("Name and position", s.userLabel(st.SecondReviewer))
+	row("Signed", fmtTime(st.SecondSignedAt))
+	section("Reference details for the device")
+	row("Make and model", strings.TrimSpace(fmt.Sprintf("%s (%s %s)", dev.Hostname, dev.OS, dev.Arch)))
+	row("Device ID", j.DeviceID)
+	row("IP address", "not recorded by Vigil")
+	section("Reason for concern")
+	row("Category / severity", j.Category+" / "+findings.SeverityName(a.Finding.Severity))
+	row("Term", j.Term)
+	row("Context", j.Context)
+	row("Window / process", j.Title+"  ("+j.Process+")")
+	if j.Illegal {
+		row("Illegal material", IllegalGuidance)
+	}
+	section("Conclusion")
+	for _, c := range Conclusions {
+		mark := "[ ]"
+		if c == st.Conclusion {
+			mark = "[X]"
+		}
+		text := ConclusionLabels[c]
+		if c == "other" && st.Conclusion == "other" {
+			text += ": " + st.ConclusionOther
+		}
+		row(mark, text)
+	}
+	row("Concluded", fmtTime(st.ConcludedAt))
+	section("Notes")
+	if len(st.Notes) == 0 {
+		row("", "none")
+	}
+	for _, n := range st.Notes {
+		row(fmtTime(n.Time)+" "+n.By, n.Text)
+	}
+	section("History")
+	pdf.SetFont("Helvetica", "", 8)
+	for _, h := range st.History {
+		pdf.MultiCell(0, 4.5, tr(fmt.Sprintf("%s  %s  %s  %s", fmtTime(h.Time), h.By, h.Action, h.Detail)), "", "L", false)
+	}
+	return pdf.Output(out)
+}
+
+// csvCell defuses spreadsheet formula injection.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	type row struct {
+		a  *store.Alert
+		at time.Time
+	}
+	var rows []row
+	err := s.st.AlertStates(func(dev string, seq uint64, st store.AlertState) error {
+		if st.Status != "concluded" {
+			return nil
+		}
+		a, err := s.st.GetAlert(dev, seq)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if s.visible(&v.User, a) {
+			rows = append(rows, row{a, st.ConcludedAt})
+		}
+		return nil
+	})
+	if err != nil {
+		s.internal(w, "export incidents", err)
+		return
+	}
+	if !s.logAccess(w, v, "export-incidents", nil, "", "") {
+		return
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="vigil-incidents.csv"`)
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"id", "time", "person", "category", "severity", "term", "reason", "first_reviewer", "second_reviewer", "conclusion", "concluded_at"})
+	for _, rw := range rows {
+		j := s.alertJSON(rw.a)
+		st := rw.a.State
+		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, st.FirstReviewer, st.SecondReviewer, ConclusionText(st), ts(st.ConcludedAt)}
+		for i := range rec {
+			rec[i] = csvCell(rec[i])
+		}
+		cw.Write(rec)
+	}
+	cw.Flush()
+}
+
+// DeviceJSON is a device in the fleet list.
+type DeviceJSON struct {
+	DeviceID     string            `json:"device_id"`
+	Group        string            `json:"group"`
+	Hostname     string            `json:"hostname"`
+	OS           string            `json:"os"`
+	LastSeen     string            `json:"last_seen"`
+	AgentVersion string            `json:"agent_version"`
+	RulesHash    string            `json:"rules_hash"`
+	Connected    bool              `json:"connected"`
+	Silent       bool              `json:"silent"`
+	Revoked      bool              `json:"revoked"`
+	Compliance   map[string]string `json:"compliance"`
+}
+
+// SilentAfter: a device not seen for this long is highlighted.
+const SilentAfter = 24 * time.Hour
+
+var postureChecks = []string{"antivirus", "bluetooth", "executables"}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
+	now := s.now()
+	devs := s.st.Devices()
+	out := make([]DeviceJSON, 0, len(devs))
+	for _, d := range devs {
+		connected := s.conn != nil && s.conn(d.DeviceID)
+		j := DeviceJSON{DeviceID: d.DeviceID, Group: d.Group, Hostname: d.Hostname, OS: d.OS, LastSeen: ts(d.LastSeen),
+			AgentVersion: d.AgentVersion, RulesHash: d.RulesHash, Connected: connected, Revoked: d.Revoked,
+			Silent: !connected && now.Sub(d.LastSeen) > SilentAfter, Compliance: map[string]string{}}
+		latest, err := s.st.LatestFindings(d.DeviceID, postureChecks, 5000)
+		if err != nil {
+			s.internal(w, "read device findings", err)
+			return
+		}
+		for _, c := range postureChecks {
+			j.Compliance[c] = compliance(latest[c], now)
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// compliance: a posture finding's pass/fail; an event finding (say, an
+// unapproved executable seen) counts as fail for 7 days, then unknown.
+func compliance(f *vigilv1.Finding, now time.Time) string {
+	if f == nil {
+		return "unknown"
+	}
+	switch st := f.GetStatus(); st {
+	case "pass", "fail":
+		return st
+	}
+	if now.Sub(f.GetObservedAt().AsTime()) < 7*24*time.Hour {
+		return "fail"
+	}
+	return "unknown"
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, v *viewer) {
+	users, err := s.st.Users()
+	if err != nil {
+		s.internal(w, "list users", err)
+		return
+	}
+	out := make([]UserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, userJSON(u))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// UserJSON is an account as the API shows it (never the hash or secret).
+type UserJSON struct {
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+	Email       string `json:"email"`
+	Chair       bool   `json:"chair"`
+	TOTP        bool   `json:"totp"`
+	Created     string `json:"created"`
+	Disabled    bool   `json:"disabled"`
+}
+
+func userJSON(u store.User) UserJSON {
+	return UserJSON{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Email: u.Email, Chair: u.Chair,
+		TOTP: u.TOTPSecret != "", Created: ts(u.Created), Disabled: u.Disabled}
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var req struct {
+		Username    string `json:"username"`
+		DisplayName string `json:"display_name"`
+		Role        string `json:"role"`
+		Password    string `json:"password"`
+		Email       string `json:"email"`
+		Chair       bool   `json:"chair"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
+		jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
+		return
+	} else if err != nil {
+		s.internal(w, "create user", err)
+		return
+	}
+	s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", v.Username)
+	writeJSON(w, http.StatusCreated, userJSON(u))
+}

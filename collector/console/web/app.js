@@ -1,0 +1,1138 @@
+// Vigil console: a single-page app on hash routes, served by the collector
+// from its own binary. No framework, no build step, nothing fetched from
+// outside this origin (CSP default-src 'self'). Everything that comes from a
+// device (window titles, context, names) is untrusted: the DOM is built with
+// text nodes only, never innerHTML.
+
+const API = '/api/v1';
+
+const ROLE_LABELS = {
+  dsl: 'Designated Safeguarding Lead',
+  headteacher: 'Headteacher',
+  technician: 'Technician',
+  governor: 'Governor',
+  admin: 'Administrator',
+};
+
+// What each role may use; the server enforces the same (403 otherwise).
+// The chair of governors also reviews alerts about the headteacher.
+const NAV = [
+  { route: 'alerts', label: 'Alerts', roles: ['dsl', 'headteacher'], chair: true },
+  { route: 'exclusions', label: 'Exclusions', roles: ['dsl'] },
+  { route: 'devices', label: 'Devices', roles: ['dsl', 'headteacher', 'technician'] },
+  { route: 'access-log', label: 'Access log', roles: ['admin', 'headteacher'] },
+  { route: 'trends', label: 'Trends', roles: ['governor', 'headteacher', 'dsl'] },
+  { route: 'users', label: 'Users', roles: ['admin'] },
+];
+
+const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
+const SEVERITY_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
+const STATUSES = { new: 'New', in_review: 'In review', concluded: 'Concluded' };
+const CATEGORIES = [
+  'self_harm', 'grooming', 'extremism', 'sexual_content', 'bullying', 'violence', 'hate',
+  'drugs', 'gambling', 'challenges', 'filter_bypass', 'safeguarding', 'compliance',
+  'unapproved_software', 'selftest', 'agent',
+];
+const CONCLUSIONS = [
+  ['no_concern', 'No concern'],
+  ['kept_on_file', 'Kept on file'],
+  ['parents_informed', 'Parents informed'],
+  ['referred_safeguarding_board', 'Referred to safeguarding board'],
+  ['referred_police', 'Referred to police'],
+  ['other', 'Other'],
+];
+const CONCLUSION_LABEL = Object.fromEntries(CONCLUSIONS);
+
+let session = null; // {username, display_name, role, csrf_token}
+let renderSeq = 0; // bumps on every navigation; stale async renders stop
+let afterLogin = null;
+
+// ---------------------------------------------------------------------------
+// DOM helpers
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const main = () => $('#main');
+
+let idSeq = 0;
+const uid = (p) => `${p}-${++idSeq}`;
+
+function field(label, control, hint) {
+  const id = control.id || (control.id = uid('f'));
+  const hintEl = hint ? h('span', { class: 'hint', id: `${id}-hint` }, hint) : null;
+  if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
+  return h('div', { class: 'field' }, h('label', { for: id }, label, hintEl), control);
+}
+
+function select(name, options, value) {
+  const s = h('select', { name, id: uid(name) });
+  for (const [v, label] of options) {
+    const o = h('option', { value: v }, label);
+    if (v === (value ?? '')) o.selected = true;
+    s.append(o);
+  }
+  return s;
+}
+
+let keepStatus = false;
+
+// announce puts a message in the aria-live status line. keep: the message
+// survives the next navigation (say, "Signed in" before the first page).
+function announce(msg, kind = '', keep = false) {
+  keepStatus = keep;
+  const s = $('#status');
+  s.className = `status ${kind}`.trim();
+  // Clear first so the same message is announced again.
+  s.textContent = '';
+  if (msg) requestAnimationFrame(() => { s.textContent = msg; });
+}
+
+const dateFmt = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short' });
+
+function when(t) {
+  if (!t) return h('span', { class: 'muted' }, '—');
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime()) || d.getFullYear() < 2000) return h('span', { class: 'muted' }, t ? String(t) : '—');
+  return h('time', { datetime: d.toISOString() }, dateFmt.format(d));
+}
+
+function ago(t) {
+  const d = new Date(t);
+  if (!t || Number.isNaN(d.getTime()) || d.getFullYear() < 2000) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+const titleCase = (s) => String(s || '').replace(/[_-]+/g, ' ').replace(/^\w/, (c) => c.toUpperCase());
+
+function sevBadge(sev) {
+  const s = String(sev || 'info').toLowerCase();
+  return h('span', { class: `badge sev-${SEVERITY_RANK[s] === undefined ? 'info' : s}` }, titleCase(s));
+}
+
+function statusBadge(st) {
+  return h('span', { class: `badge st-${st}` }, STATUSES[st] || titleCase(st));
+}
+
+function personLabel(a) {
+  const name = a.person_name || a.person;
+  if (!name) return h('span', { class: 'muted' }, 'Not mapped');
+  return [name, a.person_role ? h('span', { class: 'muted' }, ` (${a.person_role})`) : null];
+}
+
+function shortId(id) {
+  const s = String(id || '');
+  return s.length > 14 ? `${s.slice(0, 12)}…` : s;
+}
+
+// ---------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, path, body) {
+  const opts = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  if (method !== 'GET' && session && session.csrf_token) opts.headers['X-CSRF-Token'] = session.csrf_token;
+  let res;
+  try {
+    res = await fetch(API + path, opts);
+  } catch (e) {
+    throw new ApiError(0, 'The collector could not be reached. Check the connection and try again.');
+  }
+  let data = null;
+  if ((res.headers.get('Content-Type') || '').includes('json')) data = await res.json().catch(() => null);
+  if (!res.ok) {
+    const msg = (data && (data.error || data.message)) || res.statusText || `HTTP ${res.status}`;
+    const err = new ApiError(res.status, msg, data);
+    err.retryAfter = res.headers.get('Retry-After');
+    if (res.status === 401 && path !== '/session') {
+      signedOut('Your session has ended. Please sign in again.');
+    }
+    throw err;
+  }
+  return data;
+}
+
+function signedOut(msg) {
+  const wasIn = session !== null;
+  session = null;
+  renderChrome();
+  if (!location.hash.startsWith('#/login')) afterLogin = location.hash;
+  if (wasIn || !location.hash.startsWith('#/login')) {
+    if (msg) announce(msg, '', true);
+    location.hash = '#/login';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Chrome: nav and account
+
+function mayUse(item) {
+  return !!(session && (item.roles.includes(session.role) || (item.chair && session.role === 'governor' && session.chair)));
+}
+
+function homeRoute() {
+  const item = NAV.find(mayUse);
+  return item ? `#/${item.route}` : '#/me';
+}
+
+function renderChrome(current) {
+  const nav = $('#nav');
+  const list = $('#nav-list');
+  list.replaceChildren();
+  if (!session) {
+    nav.hidden = true;
+    $('#account').hidden = true;
+    return;
+  }
+  for (const item of NAV) {
+    if (!mayUse(item)) continue;
+    const a = h('a', { href: `#/${item.route}`, dataset: { route: item.route } }, item.label);
+    if (item.route === current) a.setAttribute('aria-current', 'page');
+    list.append(h('li', {}, a));
+  }
+  nav.hidden = false;
+  $('#account').hidden = false;
+  $('#account-name').textContent = `${session.display_name || session.username} · ${ROLE_LABELS[session.role] || session.role}`;
+}
+
+// ---------------------------------------------------------------------------
+// Router
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, qs] = raw.split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  return { parts, query: new URLSearchParams(qs || '') };
+}
+
+async function route() {
+  const seq = ++renderSeq;
+  const { parts, query } = parseHash();
+  const top = parts[0] || '';
+  if (!session && top !== 'login') {
+    afterLogin = location.hash || null;
+    location.replace('#/login');
+    return;
+  }
+  if (session && (top === '' || top === 'login')) {
+    location.replace(homeRoute());
+    return;
+  }
+  renderChrome(top);
+  if (keepStatus) keepStatus = false; else announce('');
+  const view = {
+    exclusions: () => viewExclusions(seq),
+    login: viewLogin,
+    alerts: parts[1] ? () => viewAlert(parts[1], seq) : () => viewQueue(query, seq),
+    devices: () => viewDevices(seq),
+    'access-log': () => viewAccessLog(seq),
+    trends: () => viewTrends(seq),
+    users: () => viewUsers(seq),
+    me: () => viewMe(),
+  }[top];
+  if (!view) {
+    page('Page not found', h('p', {}, 'There is no such page. ', h('a', { href: homeRoute() }, 'Go to the start page.')));
+    return;
+  }
+  try {
+    await view();
+  } catch (e) {
+    if (seq !== renderSeq) return;
+    showError(e);
+  }
+}
+
+function isCurrent(seq) {
+  return seq === renderSeq;
+}
+
+// page replaces the main area with a heading and content and moves focus to
+// the heading so screen-reader and keyboard users start at the top.
+function page(title, ...content) {
+  document.title = `${title} · Vigil`;
+  const h1 = h('h1', { tabindex: '-1' }, title);
+  main().replaceChildren(h1, ...content.flat());
+  h1.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
+  return h1;
+}
+
+function loading(what) {
+  main().replaceChildren(h('p', { class: 'loading', role: 'status' }, `Loading ${what}…`));
+}
+
+function showError(e) {
+  if (e instanceof ApiError && e.status === 401) return; // already sent to login
+  if (e instanceof ApiError && e.status === 403) {
+    denied(e);
+    return;
+  }
+  page('Something went wrong', h('div', { class: 'notice denied' }, h('p', {}, e.message || String(e)),
+    h('p', {}, h('a', { href: homeRoute() }, 'Back to the start page'))));
+  announce(e.message || String(e), 'error');
+}
+
+// denied: 403 from the server. Nothing of the requested data is shown.
+function denied(e) {
+  page('Not available for your role',
+    h('div', { class: 'notice denied', id: 'denied' },
+      h('p', {}, `This page is not available for your role (${ROLE_LABELS[session?.role] || session?.role || 'unknown'}). `,
+        'Nothing from it has been loaded.'),
+      e && e.body && e.body.guidance ? h('p', {}, e.body.guidance) : null,
+      h('p', {}, h('a', { href: homeRoute() }, 'Go to your start page'))));
+  announce('Not available for your role.', 'error');
+}
+
+// ---------------------------------------------------------------------------
+// Login
+
+function viewLogin() {
+  document.title = 'Sign in · Vigil';
+  renderChrome();
+  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' });
+  const user = h('input', { type: 'text', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
+  const pass = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
+  const totp = h('input', { type: 'text', name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9 ]*' });
+  const submit = h('button', { type: 'submit' }, 'Sign in');
+  const form = h('form', { class: 'panel', novalidate: true, 'aria-describedby': 'login-error' },
+    field('Username', user),
+    field('Password', pass),
+    field('One-time code', totp, 'Only if your account uses two-step sign-in'),
+    err,
+    h('div', { class: 'actions' }, submit));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    if (!user.value.trim() || !pass.value) {
+      err.textContent = 'Enter your username and password.';
+      (user.value.trim() ? pass : user).focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const body = { username: user.value.trim(), password: pass.value };
+      if (totp.value.trim()) body.totp = totp.value.replace(/\s+/g, '');
+      session = await api('POST', '/session', body);
+      pass.value = '';
+      announce(`Signed in as ${session.display_name || session.username}.`, 'ok', true);
+      const next = afterLogin && !afterLogin.startsWith('#/login') ? afterLogin : homeRoute();
+      afterLogin = null;
+      location.hash = next;
+    } catch (e) {
+      if (e.status === 429) {
+        const s = parseInt(e.retryAfter, 10);
+        err.textContent = `Too many attempts. Try again${s > 0 ? ` in ${s} seconds` : ' later'}.`;
+      } else if (e.status === 401) {
+        err.textContent = e.body && e.body.totp_required
+          ? 'Enter the one-time code from your authenticator app.'
+          : 'Username, password or one-time code not recognised.';
+      } else {
+        err.textContent = e.message;
+      }
+      pass.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  main().replaceChildren(h('div', { class: 'login' }, h('h1', {}, 'Sign in'), form));
+  user.focus();
+}
+
+function viewMe() {
+  page('Signed in', h('p', {}, 'Your role has no pages in this console. Ask an administrator if this is not right.'));
+}
+
+// ---------------------------------------------------------------------------
+// Alerts queue
+
+const FILTERS = ['status', 'category', 'severity', 'group', 'device', 'person', 'from', 'to'];
+
+function dayToRFC3339(day, end) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return '';
+  const d = new Date(`${day}T00:00:00`);
+  if (end) d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}
+
+async function viewQueue(query, seq) {
+  loading('alerts');
+  const sort = query.get('sort') === 'time' ? 'time' : 'severity';
+  const params = new URLSearchParams();
+  for (const k of FILTERS) {
+    const v = (query.get(k) || '').trim();
+    if (!v) continue;
+    if (k === 'from' || k === 'to') params.set(k, dayToRFC3339(v, k === 'to'));
+    else params.set(k, v);
+  }
+  params.set('limit', '100');
+  let data = await api('GET', `/alerts?${params}`);
+  if (!isCurrent(seq)) return;
+  let alerts = data.alerts || [];
+  let next = data.next_cursor || '';
+
+  const form = queueFilters(query, sort);
+  const tableHolder = h('div', { id: 'queue' });
+  const more = h('div', { class: 'more' });
+  const summary = h('p', { class: 'muted', id: 'queue-summary' });
+
+  const draw = () => {
+    tableHolder.replaceChildren(queueTable(alerts, sort));
+    const open = alerts.filter((a) => a.status !== 'concluded').length;
+    summary.textContent = `${alerts.length} alert${alerts.length === 1 ? '' : 's'} shown, ${open} open.`;
+    more.replaceChildren();
+    if (next) {
+      const b = h('button', { type: 'button', class: 'secondary' }, 'Load more alerts');
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        params.set('cursor', next);
+        try {
+          const d = await api('GET', `/alerts?${params}`);
+          alerts = alerts.concat(d.alerts || []);
+          next = d.next_cursor || '';
+          draw();
+          announce(`${(d.alerts || []).length} more alerts loaded.`);
+        } catch (e) {
+          announce(e.message, 'error');
+          b.disabled = false;
+        }
+      });
+      more.append(b);
+    }
+  };
+  page('Alerts',
+    h('section', { class: 'panel', 'aria-labelledby': 'filters-h' }, h('h2', { id: 'filters-h' }, 'Filter and sort'), form),
+    h('div', { class: 'toolbar' }, summary,
+      h('a', { class: 'button secondary', href: `${API}/incidents.csv`, download: 'incidents.csv' }, 'Export incident log (CSV)')),
+    tableHolder, more);
+  draw();
+}
+
+function queueFilters(query, sort) {
+  const cats = new Set(CATEGORIES);
+  if (query.get('category')) cats.add(query.get('category'));
+  const controls = {
+    status: select('status', [['', 'Any status'], ...Object.entries(STATUSES)], query.get('status')),
+    severity: select('severity', [['', 'Any severity'], ...SEVERITIES.map((s) => [s, titleCase(s)])], query.get('severity')),
+    category: select('category', [['', 'Any category'], ...[...cats].map((c) => [c, titleCase(c)])], query.get('category')),
+    group: h('input', { type: 'text', name: 'group', value: query.get('group') || '' }),
+    device: h('input', { type: 'text', name: 'device', value: query.get('device') || '' }),
+    person: h('input', { type: 'text', name: 'person', value: query.get('person') || '' }),
+    from: h('input', { type: 'date', name: 'from', value: query.get('from') || '' }),
+    to: h('input', { type: 'date', name: 'to', value: query.get('to') || '' }),
+    sort: select('sort', [['severity', 'Severity first'], ['time', 'Newest first']], sort),
+  };
+  const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Alert filters' },
+    field('Status', controls.status),
+    field('Severity', controls.severity),
+    field('Category', controls.category),
+    field('Device group', controls.group),
+    field('Device', controls.device),
+    field('Person', controls.person),
+    field('From date', controls.from),
+    field('To date', controls.to),
+    field('Sort by', controls.sort),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit' }, 'Apply filters'),
+      h('a', { class: 'button secondary', href: '#/alerts' }, 'Clear')));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams();
+    for (const [k, c] of Object.entries(controls)) {
+      const v = c.value.trim();
+      if (v && !(k === 'sort' && v === 'severity')) q.set(k, v);
+    }
+    const target = `#/alerts${q.toString() ? `?${q}` : ''}`;
+    if (location.hash === target) route(); else location.hash = target;
+  });
+  return form;
+}
+
+function sortAlerts(alerts, sort) {
+  const byTime = (a, b) => String(b.time).localeCompare(String(a.time)) || (b.seq || 0) - (a.seq || 0);
+  const list = alerts.slice();
+  if (sort === 'time') return list.sort(byTime);
+  return list.sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || byTime(a, b));
+}
+
+function queueTable(alerts, sort) {
+  if (!alerts.length) return h('p', { class: 'panel' }, 'No alerts match these filters.');
+  const cols = ['Severity', 'Term', 'Context', 'Device', 'Person', 'Time', 'Status'];
+  const tbody = h('tbody');
+  let lastSev = null;
+  const sorted = sortAlerts(alerts, sort);
+  const counts = {};
+  for (const a of sorted) counts[a.severity] = (counts[a.severity] || 0) + 1;
+  for (const a of sorted) {
+    if (sort === 'severity' && a.severity !== lastSev) {
+      lastSev = a.severity;
+      tbody.append(h('tr', { class: 'group-row' },
+        h('th', { colspan: cols.length, scope: 'colgroup' }, `${titleCase(a.severity)} (${counts[a.severity]})`)));
+    }
+    const href = `#/alerts/${encodeURIComponent(a.id)}`;
+    tbody.append(h('tr', { class: 'alert-row', dataset: { id: a.id } },
+      h('td', { 'data-label': 'Severity' }, sevBadge(a.severity)),
+      h('td', { 'data-label': 'Term' },
+        h('a', { href, class: 'term' }, a.term || a.title || a.message || 'Alert'),
+        a.illegal ? [' ', h('span', { class: 'badge illegal' }, 'Illegal: refer')] : null,
+        a.category ? h('span', { class: 'hint' }, titleCase(a.category)) : null),
+      h('td', { 'data-label': 'Context', class: 'context' }, a.context || a.title || a.message || ''),
+      h('td', { 'data-label': 'Device' }, h('span', { class: 'mono', title: a.device_id }, shortId(a.device_id)),
+        a.group ? h('span', { class: 'hint' }, a.group) : null),
+      h('td', { 'data-label': 'Person' }, personLabel(a)),
+      h('td', { 'data-label': 'Time' }, when(a.time)),
+      h('td', { 'data-label': 'Status' }, statusBadge(a.status))));
+  }
+  return h('table', { class: 'responsive queue' },
+    h('caption', { class: 'visually-hidden' }, sort === 'severity' ? 'Alerts grouped by severity, newest first in each group' : 'Alerts, newest first'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    tbody);
+}
+
+// ---------------------------------------------------------------------------
+// Alert page
+
+async function viewAlert(id, seq) {
+  loading('the alert');
+  const a = await api('GET', `/alerts/${encodeURIComponent(id)}`);
+  if (!isCurrent(seq)) return;
+  const head = h('div', { class: 'alert-head', id: 'alert-badges' });
+  const triage = h('section', { class: 'panel', id: 'triage', 'aria-labelledby': 'triage-h' });
+  const history = h('section', { class: 'panel', id: 'history', 'aria-labelledby': 'history-h' });
+  const state = { a };
+  // refresh redraws the badges, the form and the history (never the
+  // evidence: a revealed screenshot stays as it is) from the state an
+  // action returned, or from a new read.
+  const refresh = async (msg, returned) => {
+    const fresh = returned && returned.id ? returned : await api('GET', `/alerts/${encodeURIComponent(id)}`);
+    if (!isCurrent(seq)) return;
+    state.a = fresh;
+    drawHead(head, fresh);
+    drawTriage(triage, fresh, refresh);
+    drawHistory(history, fresh);
+    if (msg) announce(msg, 'ok');
+  };
+  drawHead(head, a);
+  drawTriage(triage, a, refresh);
+  drawHistory(history, a);
+  const title = `Alert: ${a.term || a.title || titleCase(a.category) || 'alert'}`;
+  page(title,
+    h('p', {}, h('a', { href: '#/alerts' }, '← Back to the alerts queue')),
+    head,
+    h('div', { class: 'alert-layout' },
+      h('div', {}, seenPanel(a), alertDetails(a)),
+      h('div', {}, triage, history)));
+}
+
+function drawHead(el, a) {
+  el.replaceChildren();
+  append(el, [sevBadge(a.severity), statusBadge(a.status),
+    a.illegal ? h('span', { class: 'badge illegal' }, 'Illegal category') : null,
+    a.category ? h('span', { class: 'muted' }, `Category: ${titleCase(a.category)}`) : null]);
+}
+
+function highlighted(text, term) {
+  const s = String(text || '');
+  const i = term ? s.toLowerCase().indexOf(String(term).toLowerCase()) : -1;
+  if (i < 0) return [s];
+  return [s.slice(0, i), h('mark', {}, s.slice(i, i + term.length)), s.slice(i + term.length)];
+}
+
+function seenPanel(a) {
+  return h('section', { class: 'panel', 'aria-labelledby': 'seen-h' },
+    h('h2', { id: 'seen-h' }, 'What was seen'),
+    h('blockquote', { class: 'context', id: 'alert-context' }, highlighted(a.context || a.title || a.message, a.term)),
+    evidencePanel(a));
+}
+
+function alertDetails(a) {
+  const d = a.device || {};
+  const rows = [
+    ['Term', h('span', { class: 'term' }, a.term || '—')],
+    ['Time', when(a.time)],
+    ['Device', [d.hostname ? `${d.hostname} ` : '', h('span', { class: 'mono' }, a.device_id || '—'),
+      d.os ? h('span', { class: 'hint' }, [d.os, d.arch].filter(Boolean).join(' / ') + (d.agent_version ? ` · agent ${d.agent_version}` : '')) : null,
+      d.last_seen ? h('span', { class: 'hint' }, 'Last seen ', when(d.last_seen)) : null]],
+    ['Group', a.group || '—'],
+    ['Person', personLabel(a)],
+    ['Window title', a.title || '—'],
+    ['Program', a.process || '—'],
+    ['Finding', a.message || '—'],
+    ['Routed to', Array.isArray(a.routed_to) ? a.routed_to.join(', ') || '—' : a.routed_to || '—'],
+  ];
+  return h('section', { class: 'panel', 'aria-labelledby': 'details-h' },
+    h('h2', { id: 'details-h' }, 'Details'),
+    h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+}
+
+function illegalGuidance(text) {
+  return h('div', { class: 'notice illegal', id: 'illegal-guidance' },
+    h('h3', {}, 'Illegal category: preserve and refer'),
+    text ? h('p', {}, text) : null,
+    h('ul', {},
+      h('li', {}, 'Do not view, copy, forward or investigate this material further.'),
+      h('li', {}, 'The evidence is preserved, encrypted and hashed on the collector; nothing here can change it.'),
+      h('li', {}, 'Preserve the device as it is. Refer to the police (or CEOP / IWF), the Safeguarding Hub and the LADO, as the school policy\'s incident flowchart requires (seed 002 Appendix 6).'),
+      h('li', {}, 'Record the referral in the review form below (conclusion: Referred to police).')));
+}
+
+function evidencePanel(a) {
+  const sec = h('div', { id: 'evidence', role: 'group', 'aria-labelledby': 'evidence-h' },
+    h('h3', { id: 'evidence-h' }, 'Evidence'));
+  if (a.illegal) {
+    sec.append(illegalGuidance(a.guidance));
+    return sec;
+  }
+  const items = Array.isArray(a.evidence) ? a.evidence : [];
+  if (!items.length) {
+    sec.append(h('p', { class: 'muted' }, 'No screenshot was captured for this alert.'));
+    return sec;
+  }
+  if (session.role !== 'dsl') {
+    // The server serves evidence to the DSL only; no control that would fail.
+    sec.append(h('p', { class: 'muted' }, `${items.length} screenshot${items.length === 1 ? '' : 's'} held. Only the Designated Safeguarding Lead can reveal evidence; ask them if you need it for this review.`));
+    return sec;
+  }
+  sec.append(h('p', { class: 'hint' },
+    'Screenshots stay blurred and are not downloaded until you reveal them. Revealing asks for a reason; who, when and why are recorded in the access log.'));
+  items.forEach((ev, i) => sec.append(evidenceItem(a, ev, i, items.length)));
+  return sec;
+}
+
+function evidenceItem(a, ev, i, n) {
+  const label = n > 1 ? `Screenshot ${i + 1} of ${n}` : 'Screenshot';
+  const frame = h('div', { class: 'evidence-frame', dataset: { evidence: ev.id } },
+    h('div', { class: 'evidence-placeholder', 'aria-hidden': 'true' }),
+    h('div', { class: 'evidence-overlay' }, h('span', {}, `${label} hidden`)));
+  const controls = h('div', { class: 'actions' });
+  const wrap = h('figure', { class: 'evidence-item' }, frame,
+    h('figcaption', { class: 'hint' }, `${label} · ${ev.media_type || 'image'}${ev.size ? ` · ${Math.round(ev.size / 1024)} KB` : ''}`),
+    controls);
+
+  const revealBtn = h('button', { type: 'button', class: 'reveal' }, 'Reveal evidence');
+  controls.append(revealBtn);
+
+  revealBtn.addEventListener('click', () => {
+    const reason = h('textarea', { name: 'reason', required: true, rows: '2' });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const form = h('form', { class: 'reveal-form', novalidate: true },
+      field('Reason for viewing', reason, 'Required. Recorded in the access log with your name and the time.'),
+      err,
+      h('div', { class: 'actions' },
+        h('button', { type: 'submit' }, 'Reveal and record'),
+        h('button', { type: 'button', class: 'secondary', onclick: () => { controls.replaceChildren(revealBtn); revealBtn.focus(); } }, 'Cancel')));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const why = reason.value.trim();
+      if (!why) {
+        err.textContent = 'Give a reason for viewing this evidence.';
+        reason.setAttribute('aria-invalid', 'true');
+        reason.focus();
+        return;
+      }
+      reveal(a, ev, why, frame, controls, label);
+    });
+    controls.replaceChildren(form);
+    reason.focus();
+  });
+  return wrap;
+}
+
+// reveal loads the image only now, with the reason in the request; the
+// server records the view before it answers.
+function reveal(a, ev, why, frame, controls, label) {
+  const url = `${API}/evidence/${encodeURIComponent(a.id)}/${encodeURIComponent(ev.id)}?reason=${encodeURIComponent(why)}`;
+  controls.replaceChildren(h('p', { class: 'loading' }, 'Loading evidence…'));
+  const img = h('img', { alt: `${label} from ${a.device?.hostname || a.device_id || 'the device'} at the time of the alert` });
+  img.addEventListener('load', () => {
+    frame.replaceChildren(img);
+    const hide = h('button', { type: 'button', class: 'secondary', 'aria-pressed': 'false' }, 'Blur again');
+    hide.addEventListener('click', () => {
+      const blurred = img.classList.toggle('blurred');
+      hide.textContent = blurred ? 'Unblur' : 'Blur again';
+      hide.setAttribute('aria-pressed', String(blurred));
+    });
+    controls.replaceChildren(hide, h('span', { class: 'hint' }, 'Your view has been recorded in the access log.'));
+    announce('Evidence revealed. Your view has been recorded in the access log.', 'ok');
+  }, { once: true });
+  img.addEventListener('error', async () => {
+    // Ask again for the reason the server refused (JSON); a refused view
+    // is not a view, so this does not show anything either.
+    let msg = 'The evidence could not be shown.';
+    let guidance = '';
+    try {
+      const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      if (res.status === 401) { signedOut('Your session has ended. Please sign in again.'); return; }
+      const body = await res.json().catch(() => ({}));
+      if (res.status === 403) msg = body.error || 'Viewing this evidence is not available for your role.';
+      else if (body.error) msg = body.error;
+      guidance = body.guidance || '';
+    } catch { /* keep the generic message */ }
+    controls.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, msg), guidance ? illegalGuidance(guidance) : null);
+    announce(msg, 'error');
+  }, { once: true });
+  img.src = url;
+}
+
+function drawTriage(el, a, refresh) {
+  const r = a.review || {};
+  const me = session.username;
+  const steps = ['new', 'in_review', 'concluded'];
+  const cur = steps.indexOf(a.status);
+  const stepList = h('ol', { class: 'steps', 'aria-label': 'Review progress' },
+    steps.map((s, i) => h('li', { class: i < cur ? 'done' : '', 'aria-current': i === cur ? 'step' : null },
+      STATUSES[s], i < cur ? h('span', { class: 'visually-hidden' }, ' (done)') : null)));
+
+  const reviewer = (n, name, at) => h('div', { class: 'reviewer', id: `reviewer-${n}` },
+    h('h4', {}, `${n === 1 ? 'First' : 'Second'} reviewing person`),
+    name ? [h('p', {}, name), h('p', { class: 'hint' }, 'Signed ', when(at))] : h('p', { class: 'muted' }, 'Not signed yet'));
+
+  const parts = [h('h2', { id: 'triage-h' }, 'Review form'), stepList];
+
+  if (r.reason) parts.push(h('h3', {}, 'Reason for investigation'), h('p', { id: 'review-reason' }, r.reason));
+
+  const act = async (body, btn, ok) => {
+    if (btn) btn.disabled = true;
+    try {
+      const returned = await api('POST', `/alerts/${encodeURIComponent(a.id)}/actions`, body);
+      await refresh(ok, returned);
+      const h2 = $('#triage-h');
+      if (h2) { h2.setAttribute('tabindex', '-1'); h2.focus({ preventScroll: true }); }
+    } catch (e) {
+      if (e.status === 401) return;
+      const msg = e.status === 409 ? `Not possible now: ${e.message}` : e.status === 403 ? 'Not available for your role.' : e.message;
+      announce(msg, 'error');
+      if (btn) btn.disabled = false;
+    }
+  };
+
+  if (a.status === 'new') {
+    const reason = h('textarea', { name: 'reason', required: true, rows: '3' });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit' }, 'Start review');
+    const form = h('form', { id: 'start-review', novalidate: true },
+      field('Reason for investigation', reason, 'Why this alert needs review (seed 002 Appendix 5).'),
+      err, h('div', { class: 'actions' }, btn));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!reason.value.trim()) {
+        err.textContent = 'Give the reason for investigation.';
+        reason.setAttribute('aria-invalid', 'true');
+        reason.focus();
+        return;
+      }
+      act({ action: 'start_review', reason: reason.value.trim() }, btn, 'Review started.');
+    });
+    parts.push(form);
+  }
+
+  if (a.status !== 'new') {
+    parts.push(h('h3', {}, 'Reviewers'),
+      h('div', { class: 'reviewers' }, reviewer(1, r.first_reviewer, r.first_signed_at), reviewer(2, r.second_reviewer, r.second_signed_at)));
+  }
+
+  if (a.status === 'in_review') {
+    const signedByMe = (r.first_reviewer && r.first_reviewer === me) || (r.second_reviewer && r.second_reviewer === me);
+    if (!r.second_reviewer) {
+      const which = r.first_reviewer ? 'second' : 'first';
+      const btn = h('button', { type: 'button', id: 'sign' }, `Sign as ${which} reviewer`);
+      if (signedByMe) {
+        btn.disabled = true;
+        parts.push(h('div', { class: 'actions' }, btn),
+          h('p', { class: 'hint' }, 'You have signed as the first reviewer. The second reviewer must be a different person.'));
+      } else {
+        btn.addEventListener('click', () => act({ action: 'sign' }, btn, `Signed as ${which} reviewer.`));
+        parts.push(h('div', { class: 'actions' }, btn),
+          h('p', { class: 'hint' }, `Signing records your name (${session.display_name || me}) and the time on the review form.`));
+      }
+    }
+
+    const both = !!(r.first_reviewer && r.second_reviewer);
+    const concl = select('conclusion', [['', 'Choose a conclusion'], ...CONCLUSIONS], '');
+    concl.required = true;
+    const other = h('input', { type: 'text', name: 'other' });
+    const otherField = field('Other: describe the conclusion', other);
+    otherField.hidden = true;
+    concl.addEventListener('change', () => { otherField.hidden = concl.value !== 'other'; });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit', disabled: !both }, 'Conclude');
+    const form = h('form', { id: 'conclude', novalidate: true },
+      field('Conclusion', concl, both ? null : 'Available once two different people have signed.'),
+      otherField, err, h('div', { class: 'actions' }, btn));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!concl.value) { err.textContent = 'Choose a conclusion.'; concl.focus(); return; }
+      if (concl.value === 'other' && !other.value.trim()) { err.textContent = 'Describe the other conclusion.'; other.focus(); return; }
+      const body = { action: 'conclude', conclusion: concl.value };
+      if (concl.value === 'other') body.other = other.value.trim();
+      act(body, btn, `Concluded: ${CONCLUSION_LABEL[concl.value]}.`);
+    });
+    parts.push(form);
+  }
+
+  if (a.status === 'concluded') {
+    const c = r.conclusion;
+    parts.push(h('h3', {}, 'Conclusion'),
+      h('p', { id: 'conclusion' }, CONCLUSION_LABEL[c] || titleCase(c) || '—', r.conclusion_other ? `: ${r.conclusion_other}` : ''),
+      h('div', { class: 'actions' },
+        h('a', { class: 'button', id: 'export-pdf', href: `${API}/alerts/${encodeURIComponent(a.id)}/form.pdf`, download: `review-${a.id}.pdf` },
+          'Export PDF')));
+  }
+
+  // Notes: append-only.
+  const notes = Array.isArray(r.notes) ? r.notes : [];
+  parts.push(h('h3', {}, 'Notes'),
+    notes.length ? h('ul', { class: 'notes' }, notes.map((n) => h('li', {}, h('span', { class: 'when' }, when(n.time), ` · ${n.by}`), n.text)))
+      : h('p', { class: 'muted' }, 'No notes yet.'));
+  {
+    const text = h('textarea', { name: 'note', rows: '2' });
+    const btn = h('button', { type: 'submit', class: 'secondary' }, 'Add note');
+    const form = h('form', { id: 'add-note', novalidate: true }, field('New note', text, 'Notes are added to the record; nothing is overwritten.'), h('div', { class: 'actions' }, btn));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!text.value.trim()) { announce('Write the note first.', 'error'); text.focus(); return; }
+      act({ action: 'note', text: text.value.trim() }, btn, 'Note added.');
+    });
+    parts.push(form);
+  }
+
+  if (a.status !== 'concluded') {
+    const fpBtn = h('button', { type: 'button', class: 'secondary', id: 'false-positive', 'aria-expanded': 'false' }, 'Mark false positive');
+    const holder = h('div', {});
+    fpBtn.addEventListener('click', () => {
+      const open = fpBtn.getAttribute('aria-expanded') === 'true';
+      fpBtn.setAttribute('aria-expanded', String(!open));
+      if (open) { holder.replaceChildren(); return; }
+      const reason = h('textarea', { name: 'fp-reason', required: true, rows: '2' });
+      const err = h('p', { class: 'form-error', role: 'alert' });
+      const btn = h('button', { type: 'submit', class: 'danger' }, 'Confirm false positive');
+      const form = h('form', { novalidate: true },
+        field('Why is this a false positive?', reason, 'This proposes an exclusion for the rule; it is applied only when the DSL approves it with a reason and an expiry.'),
+        err, h('div', { class: 'actions' }, btn));
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        if (!reason.value.trim()) { err.textContent = 'Give the reason.'; reason.focus(); return; }
+        act({ action: 'false_positive', reason: reason.value.trim() }, btn, 'Marked as a false positive.');
+      });
+      holder.replaceChildren(form);
+      reason.focus();
+    });
+    parts.push(h('h3', {}, 'False positive'), h('div', { class: 'actions' }, fpBtn), holder);
+  }
+  el.replaceChildren(...parts);
+}
+
+function drawHistory(el, a) {
+  const hist = Array.isArray(a.history) ? a.history : [];
+  el.replaceChildren(h('h2', { id: 'history-h' }, 'History'),
+    h('p', { class: 'hint' }, 'Every change is appended here; nothing is overwritten.'),
+    hist.length ? h('ol', { class: 'history' }, hist.map((e) => h('li', {},
+      h('span', { class: 'when' }, when(e.time), e.by ? ` · ${e.by}` : ''),
+      h('strong', {}, titleCase(e.action)), e.detail ? `: ${e.detail}` : '')))
+      : h('p', { class: 'muted' }, 'No changes yet.'));
+}
+
+// ---------------------------------------------------------------------------
+// Devices
+
+function compliance(v) {
+  if (v && typeof v === 'object') v = v.status ?? v.state ?? v.ok;
+  if (v === true) return h('span', { class: 'badge pass' }, 'OK');
+  if (v === false) return h('span', { class: 'badge fail' }, 'Failing');
+  const s = String(v ?? '').toLowerCase();
+  if (!s || s === 'unknown') return h('span', { class: 'badge unknown' }, 'Unknown');
+  if (['ok', 'pass', 'compliant', 'good'].includes(s)) return h('span', { class: 'badge pass' }, 'OK');
+  if (s === 'fail') return h('span', { class: 'badge fail' }, 'Failing');
+  return h('span', { class: 'badge fail' }, titleCase(s));
+}
+
+async function viewDevices(seq) {
+  loading('devices');
+  const data = await api('GET', '/devices');
+  if (!isCurrent(seq)) return;
+  const devices = Array.isArray(data) ? data : data.devices || [];
+  devices.sort((a, b) => Number(!!b.silent) - Number(!!a.silent) || String(a.hostname || a.device_id).localeCompare(String(b.hostname || b.device_id)));
+  const silent = devices.filter((d) => d.silent).length;
+  const cols = ['Device', 'Group', 'Connection', 'Last seen', 'Agent', 'Rules', 'Antivirus', 'Bluetooth', 'Executables'];
+  const table = devices.length ? h('table', { class: 'responsive devices' },
+    h('caption', { class: 'visually-hidden' }, 'Devices, silent ones first'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, devices.map((d) => {
+      const c = d.compliance || {};
+      return h('tr', { class: d.silent ? 'silent' : '', dataset: { device: d.device_id } },
+        h('td', { 'data-label': 'Device' }, h('strong', {}, d.hostname || 'Unknown host'),
+          h('span', { class: 'hint mono' }, d.device_id), d.os ? h('span', { class: 'hint' }, d.os) : null),
+        h('td', { 'data-label': 'Group' }, d.group || '—'),
+        h('td', { 'data-label': 'Connection' }, d.revoked ? h('span', { class: 'badge offline' }, 'Revoked') : d.silent ? h('span', { class: 'badge silent' }, 'Silent')
+          : d.connected ? h('span', { class: 'badge connected' }, 'Connected') : h('span', { class: 'badge offline' }, 'Offline')),
+        h('td', { 'data-label': 'Last seen' }, when(d.last_seen), h('span', { class: 'hint' }, ago(d.last_seen))),
+        h('td', { 'data-label': 'Agent' }, d.agent_version || '—'),
+        h('td', { 'data-label': 'Rules' }, d.rules_hash ? h('span', { class: 'mono', title: d.rules_hash }, shortId(d.rules_hash)) : '—'),
+        h('td', { 'data-label': 'Antivirus' }, compliance(c.antivirus)),
+        h('td', { 'data-label': 'Bluetooth' }, compliance(c.bluetooth)),
+        h('td', { 'data-label': 'Executables' }, compliance(c.executables)));
+    }))) : h('p', { class: 'panel' }, 'No devices are enrolled yet.');
+  page('Devices',
+    h('p', { id: 'devices-summary' }, `${devices.length} device${devices.length === 1 ? '' : 's'}; `,
+      silent ? h('strong', {}, `${silent} silent (no contact within the expected interval): check these first.`) : 'none silent.'),
+    table);
+}
+
+// ---------------------------------------------------------------------------
+// Access log
+
+async function viewAccessLog(seq) {
+  loading('the access log');
+  const data = await api('GET', '/access-log');
+  if (!isCurrent(seq)) return;
+  const entries = (Array.isArray(data) ? data : data.entries || []).slice()
+    .sort((a, b) => String(b.time).localeCompare(String(a.time)));
+  const cols = ['Time', 'Who', 'Action', 'Alert', 'Evidence', 'Reason'];
+  page('Access log',
+    h('p', {}, 'Every view of evidence or personal data, newest first. The log is append-only.'),
+    entries.length ? h('table', { class: 'responsive access-log' },
+      h('caption', { class: 'visually-hidden' }, 'Access log, newest first'),
+      h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, entries.map((e) => h('tr', {},
+        h('td', { 'data-label': 'Time' }, when(e.time)),
+        h('td', { 'data-label': 'Who' }, e.who || '—'),
+        h('td', { 'data-label': 'Action' }, titleCase(e.action)),
+        h('td', { 'data-label': 'Alert' }, e.alert_id || e.device_id ? h('span', { class: 'mono' }, e.alert_id || e.device_id) : '—'),
+        h('td', { 'data-label': 'Evidence' }, e.evidence_id ? h('span', { class: 'mono', title: e.evidence_id }, shortId(e.evidence_id)) : '—'),
+        h('td', { 'data-label': 'Reason' }, e.reason || '—'))))) : h('p', { class: 'panel' }, 'Nothing has been viewed yet.'));
+}
+
+// ---------------------------------------------------------------------------
+// Trends (aggregates only: counts, no names, no devices)
+
+function countTable(caption, rows, labelHead) {
+  const max = Math.max(1, ...rows.map((r) => r[1]));
+  return h('table', { class: 'responsive trends compact' },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, labelHead), h('th', { scope: 'col' }, 'Count'))),
+    h('tbody', {}, rows.map(([label, n]) => {
+      const bar = n > 0 ? h('span', { class: 'bar', 'aria-hidden': 'true' }) : null;
+      if (bar) bar.style.width = `${Math.max(0.25, (n / max) * 12).toFixed(2)}rem`;
+      return h('tr', {}, h('th', { scope: 'row', 'data-label': labelHead }, label),
+        h('td', { 'data-label': 'Count' }, h('span', { class: 'bar-cell' }, bar, String(n))));
+    })));
+}
+
+async function viewTrends(seq) {
+  loading('trends');
+  const data = await api('GET', '/trends');
+  if (!isCurrent(seq)) return;
+  // {weeks: [{week, start, counts: {category: n}, total}], categories: {…},
+  //  status: {…}, outcomes: {…}, from}; by_category_week/by_outcome accepted too.
+  let weeks = Array.isArray(data.weeks) ? data.weeks : [];
+  if (!weeks.length && Array.isArray(data.by_category_week)) {
+    const m = new Map();
+    for (const r of data.by_category_week) {
+      const w = m.get(r.week) || { week: r.week, counts: {}, total: 0 };
+      w.counts[r.category] = (w.counts[r.category] || 0) + (r.count || 0);
+      w.total += r.count || 0;
+      m.set(r.week, w);
+    }
+    weeks = [...m.values()].sort((a, b) => String(a.week).localeCompare(String(b.week)));
+  }
+  const outcome = data.outcomes || data.by_outcome || {};
+  const cats = [...new Set(weeks.flatMap((w) => Object.keys(w.counts || {})))].sort();
+  const content = [h('p', {}, 'Counts only: alerts by category and week, and concluded reviews by outcome. No names, devices or content are shown here.',
+    data.from ? ` Since ${data.from}.` : '')];
+
+  const total = weeks.reduce((n, w) => n + (w.total || 0), 0);
+  if (total > 0) {
+    content.push(h('section', { class: 'panel', 'aria-labelledby': 'tw-h' }, h('h2', { id: 'tw-h' }, 'Alerts per week'),
+      countTable('Alerts per week (all categories)', weeks.map((w) => [`${w.week}${w.start ? ` (from ${w.start})` : ''}`, w.total || 0]), 'Week')));
+    const byCat = data.categories && typeof data.categories === 'object'
+      ? Object.entries(data.categories)
+      : cats.map((c) => [c, weeks.reduce((n, w) => n + ((w.counts || {})[c] || 0), 0)]);
+    content.push(h('section', { class: 'panel', 'aria-labelledby': 'tc-h' }, h('h2', { id: 'tc-h' }, 'Alerts by category'),
+      countTable('Alerts by category', byCat.sort((a, b) => b[1] - a[1]).map(([c, n]) => [titleCase(c), n]), 'Category')));
+  } else {
+    content.push(h('p', { class: 'panel' }, 'No alerts in the reporting period.'));
+  }
+  if (data.status && typeof data.status === 'object') {
+    content.push(h('section', { class: 'panel', 'aria-labelledby': 'ts-h' }, h('h2', { id: 'ts-h' }, 'Review status'),
+      countTable('Alerts by review status', Object.entries(data.status).map(([k, v]) => [STATUSES[k] || titleCase(k), Number(v) || 0]), 'Status')));
+  }
+  const outRows = Object.entries(outcome).map(([k, v]) => [CONCLUSION_LABEL[k] || titleCase(k), Number(v) || 0]);
+  content.push(h('section', { class: 'panel', 'aria-labelledby': 'to-h' }, h('h2', { id: 'to-h' }, 'Outcomes'),
+    outRows.length ? countTable('Concluded reviews by outcome', outRows, 'Outcome') : h('p', {}, 'No concluded reviews in the reporting period.')));
+  page('Trends', content[0], h('div', { class: 'trend-grid' }, content.slice(1)));
+}
+
+// ---------------------------------------------------------------------------
+// Exclusions (false positives proposed from alerts; the DSL approves each
+// with a reason and an expiry, seed 002 §12.2)
+
+async function viewExclusions(seq) {
+  loading('exclusions');
+  const data = await api('GET', '/exclusions');
+  if (!isCurrent(seq)) return;
+  const list = (Array.isArray(data) ? data : data.exclusions || []).slice()
+    .sort((a, b) => Number(a.status !== 'pending') - Number(b.status !== 'pending') || String(b.proposed_at).localeCompare(String(a.proposed_at)));
+  const items = list.map((x) => {
+    const sec = h('section', { class: 'panel exclusion', 'aria-labelledby': `x-${x.id}` },
+      h('h2', { id: `x-${x.id}` }, `“${x.term || x.rule_id}” `, h('span', { class: `badge ${x.status === 'approved' ? 'pass' : 'unknown'}` }, titleCase(x.status))),
+      h('dl', { class: 'details' },
+        h('dt', {}, 'Rule'), h('dd', {}, x.rule_id || '—', x.library ? ` (${x.library})` : ''),
+        h('dt', {}, 'Category'), h('dd', {}, titleCase(x.category) || '—'),
+        h('dt', {}, 'From alert'), h('dd', {}, x.alert_id ? h('a', { href: `#/alerts/${encodeURIComponent(x.alert_id)}` }, x.alert_id) : '—'),
+        h('dt', {}, 'Proposed'), h('dd', {}, when(x.proposed_at), ` by ${x.proposed_by}: ${x.proposal_reason || ''}`),
+        x.status === 'approved' ? [
+          h('dt', {}, 'Approved'), h('dd', {}, when(x.approved_at), ` by ${x.approved_by}: ${x.approval_reason || ''}`),
+          h('dt', {}, 'Expires'), h('dd', {}, when(x.expires_at))] : null));
+    if (x.status === 'pending') {
+      const reason = h('textarea', { name: 'reason', rows: '2', required: true });
+      const expiry = h('input', { type: 'date', name: 'expires', required: true });
+      const d = new Date(); d.setDate(d.getDate() + 30);
+      expiry.value = d.toISOString().slice(0, 10);
+      const err = h('p', { class: 'form-error', role: 'alert' });
+      const btn = h('button', { type: 'submit' }, 'Approve exclusion');
+      const form = h('form', { novalidate: true },
+        field('Reason for approving', reason, 'Recorded with your name (seed 002 §12.2).'),
+        field('Expires on', expiry, 'The exclusion stops applying after this date.'),
+        err, h('div', { class: 'actions' }, btn));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        err.textContent = '';
+        if (!reason.value.trim() || !expiry.value) { err.textContent = 'Give a reason and an expiry date.'; return; }
+        btn.disabled = true;
+        try {
+          await api('POST', `/exclusions/${encodeURIComponent(x.id)}/approve`, { reason: reason.value.trim(), expires_at: dayToRFC3339(expiry.value, true) });
+          announce('Exclusion approved.', 'ok', true);
+          route();
+        } catch (ex) {
+          err.textContent = ex.message;
+          btn.disabled = false;
+        }
+      });
+      sec.append(form);
+    }
+    return sec;
+  });
+  page('Exclusions',
+    h('p', {}, 'A false positive marked on an alert proposes an exclusion for that term. It applies only once a DSL approves it with a reason and an expiry.'),
+    items.length ? items : h('p', { class: 'panel' }, 'No exclusions have been proposed.'));
+}
+
+// ---------------------------------------------------------------------------
+// Users (admin)
+
+async function viewUsers(seq) {
+  loading('users');
+  const data = await api('GET', '/users');
+  if (!isCurrent(seq)) return;
+  const users = Array.isArray(data) ? data : data.users || [];
+  const cols = ['Username', 'Name', 'Role', 'Two-step sign-in', 'State'];
+  const table = h('table', { class: 'responsive users' },
+    h('caption', { class: 'visually-hidden' }, 'Console accounts'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, users.map((u) => h('tr', {},
+      h('td', { 'data-label': 'Username' }, u.username),
+      h('td', { 'data-label': 'Name' }, u.display_name || '—'),
+      h('td', { 'data-label': 'Role' }, ROLE_LABELS[u.role] || u.role, u.chair ? ' (chair)' : ''),
+      h('td', { 'data-label': 'Two-step sign-in' }, u.totp ? 'On' : 'Off'),
+      h('td', { 'data-label': 'State' }, u.disabled ? 'Disabled' : 'Active')))));
+
+  const username = h('input', { type: 'text', name: 'username', required: true, autocomplete: 'off', autocapitalize: 'none' });
+  const display = h('input', { type: 'text', name: 'display_name' });
+  const role = select('role', Object.entries(ROLE_LABELS), 'dsl');
+  const email = h('input', { type: 'email', name: 'email', autocomplete: 'off' });
+  const chair = h('input', { type: 'checkbox', name: 'chair' });
+  const chairField = h('div', { class: 'field check' }, chair, h('label', { for: chair.id = uid('chair') }, 'Chair of governors',
+    h('span', { class: 'hint' }, 'Reviews alerts about the headteacher (seed 002 §5.3).')));
+  chairField.hidden = true;
+  role.addEventListener('change', () => { chairField.hidden = role.value !== 'governor'; if (chairField.hidden) chair.checked = false; });
+  const password = h('input', { type: 'password', name: 'password', required: true, autocomplete: 'new-password', minlength: '10' });
+  const err = h('p', { class: 'form-error', role: 'alert' });
+  const btn = h('button', { type: 'submit' }, 'Create account');
+  const form = h('form', { novalidate: true },
+    field('Username', username), field('Display name', display), field('Role', role), chairField,
+    field('E-mail for notifications', email, 'Optional. Messages carry a link only, never alert content.'),
+    field('Initial password', password, 'At least 10 characters, not the username.'),
+    err, h('div', { class: 'actions' }, btn));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (!username.value.trim() || password.value.length < 10) {
+      err.textContent = 'Give a username and a password of at least 10 characters.';
+      return;
+    }
+    btn.disabled = true;
+    try {
+      await api('POST', '/users', { username: username.value.trim(), display_name: display.value.trim(), role: role.value,
+        password: password.value, email: email.value.trim(), chair: chair.checked });
+      announce(`Account ${username.value.trim()} created.`, 'ok', true);
+      route();
+    } catch (ex) {
+      err.textContent = ex.message;
+      btn.disabled = false;
+    }
+  });
+  page('Users',
+    h('section', { class: 'panel', 'aria-labelledby': 'ul-h' }, h('h2', { id: 'ul-h' }, 'Accounts'), table),
+    h('section', { class: 'panel', 'aria-labelledby': 'ua-h' }, h('h2', { id: 'ua-h' }, 'Add an account'), form));
+}
+
+// ---------------------------------------------------------------------------
+// Start
+
+async function boot() {
+  $('#logout').addEventListener('click', async () => {
+    try { await api('DELETE', '/session'); } catch { /* signed out either way */ }
+    session = null;
+    afterLogin = null;
+    renderChrome();
+    announce('Signed out.', 'ok', true);
+    location.hash = '#/login';
+  });
+  $('#skip-link').addEventListener('click', (e) => {
+    e.preventDefault();
+    const h1 = $('#main h1');
+    (h1 || main()).focus();
+  });
+  try {
+    const me = await fetch(`${API}/me`, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (me.ok) session = await me.json();
+  } catch { /* not signed in */ }
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+boot();

@@ -1,0 +1,587 @@
+package store
+
+// The console's records: accounts, sessions, the people directory, the alert
+// index and each alert's triage state, proposed exclusions and notification
+// bookkeeping. Key layout (docs/storage.md):
+//
+//	u/<username>                          -> User (JSON)
+//	s/<sha256 hex of session token>       -> Session (JSON), TTL = idle expiry
+//	p/<username>                          -> Person (JSON)
+//	ai/<observed ns:8><device:26><seq:8>  -> empty; one per screen finding (written by commitGroup)
+//	at/<device:26><seq:8>                 -> AlertState (JSON), history append-only
+//	x/<exclusion id>                      -> Exclusion (JSON)
+//	an/<device:26><seq:8>                 -> NotifyState (JSON)
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
+
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+const (
+	pfxUser       = "u/"
+	pfxSession    = "s/"
+	pfxPerson     = "p/"
+	pfxAlertIndex = "ai/"
+	pfxAlertState = "at/"
+	pfxExclusion  = "x/"
+	pfxNotify     = "an/"
+)
+
+// AlertCheck is the check whose findings are safeguarding alerts.
+const AlertCheck = "screen"
+
+// ErrExists is returned when creating a record that is already there.
+var ErrExists = errors.New("store: already exists")
+
+// User is a console account.
+type User struct {
+	Username     string    `json:"username"`
+	DisplayName  string    `json:"display_name"`
+	Role         string    `json:"role"`
+	Email        string    `json:"email,omitempty"`
+	Chair        bool      `json:"chair,omitempty"`
+	PasswordHash []byte    `json:"password_hash"`
+	TOTPSecret   string    `json:"totp_secret,omitempty"`
+	Created      time.Time `json:"created"`
+	Disabled     bool      `json:"disabled,omitempty"`
+}
+
+// CreateUser stores a new account; ErrExists if the username is taken.
+func (s *Store) CreateUser(u User) error {
+	v, _ := json.Marshal(u)
+	return s.retryUpdate(func(txn *badger.Txn) error {
+		key := []byte(pfxUser + u.Username)
+		if _, err := txn.Get(key); err == nil {
+			return ErrExists
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.Set(key, v)
+	})
+}
+
+// PutUser writes (replaces) an account.
+func (s *Store) PutUser(u User) error {
+	v, _ := json.Marshal(u)
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxUser+u.Username), v) })
+}
+
+// GetUser reads an account; ErrNotFound if there is none.
+func (s *Store) GetUser(username string) (User, error) {
+	var u User
+	err := getJSON(s.db, []byte(pfxUser+username), &u)
+	return u, err
+}
+
+// Users lists all accounts, ordered by username.
+func (s *Store) Users() ([]User, error) {
+	var out []User
+	err := scanJSON(s.db, pfxUser, func(_ []byte, v []byte) error {
+		var u User
+		if err := json.Unmarshal(v, &u); err != nil {
+			return err
+		}
+		out = append(out, u)
+		return nil
+	})
+	return out, err
+}
+
+// Session is a signed-in console session, keyed by the token's hash.
+type Session struct {
+	Username string    `json:"username"`
+	CSRF     string    `json:"csrf"`
+	Created  time.Time `json:"created"`
+	Touched  time.Time `json:"touched"`
+}
+
+// PutSession writes a session that expires after idle unless touched again.
+func (s *Store) PutSession(hash string, sess Session, idle time.Duration) error {
+	v, _ := json.Marshal(sess)
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry([]byte(pfxSession+hash), v).WithTTL(idle))
+	})
+}
+
+// GetSession reads a live session; ErrNotFound if unknown or expired.
+func (s *Store) GetSession(hash string) (Session, error) {
+	var sess Session
+	err := getJSON(s.db, []byte(pfxSession+hash), &sess)
+	return sess, err
+}
+
+// DeleteSession ends a session.
+func (s *Store) DeleteSession(hash string) error {
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxSession + hash)) })
+}
+
+// Person maps a device account to someone in the school's MIS.
+type Person struct {
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"` // pupil, staff, headteacher
+	Year        string `json:"year,omitempty"`
+}
+
+// PutPeople writes people records (replacing those with the same username).
+func (s *Store) PutPeople(people []Person) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, p := range people {
+		v, _ := json.Marshal(p)
+		if err := wb.Set([]byte(pfxPerson+p.Username), v); err != nil {
+			return fmt.Errorf("store: put people: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: put people: %w", err)
+	}
+	return nil
+}
+
+// People lists the directory.
+func (s *Store) People() ([]Person, error) {
+	var out []Person
+	err := scanJSON(s.db, pfxPerson, func(_ []byte, v []byte) error {
+		var p Person
+		if err := json.Unmarshal(v, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// Keys shared with commitGroup, exported for tools and benchmarks that
+// write findings in bulk with the same layout.
+
+// FindingKey is f/d/<device><seq>.
+func FindingKey(device string, seq uint64) []byte { return findingKey(device, seq) }
+
+// FindingTimeKey is f/t/<observed ns><device><seq>.
+func FindingTimeKey(f *vigilv1.Finding) []byte { return timeKey(f) }
+
+// AlertIndexKey is ai/<observed ns><device><seq>.
+func AlertIndexKey(f *vigilv1.Finding) []byte {
+	k := make([]byte, 0, len(pfxAlertIndex)+8+len(f.DeviceId)+8)
+	k = append(k, pfxAlertIndex...)
+	k = binary.BigEndian.AppendUint64(k, uint64(f.GetObservedAt().AsTime().UnixNano()))
+	k = append(k, f.DeviceId...)
+	return binary.BigEndian.AppendUint64(k, f.Seq)
+}
+
+// AlertStateKey is at/<device><seq>.
+func AlertStateKey(device string, seq uint64) []byte {
+	k := append([]byte(pfxAlertState), device...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// IsAlert says whether a finding is a safeguarding alert (indexed under ai/).
+func IsAlert(f *vigilv1.Finding) bool { return f.GetCheck() == AlertCheck }
+
+// Note is a free-text note on an alert.
+type Note struct {
+	Time time.Time `json:"time"`
+	By   string    `json:"by"`
+	Text string    `json:"text"`
+}
+
+// HistoryEntry records one change to an alert; history is append-only.
+type HistoryEntry struct {
+	Time   time.Time `json:"time"`
+	By     string    `json:"by"`
+	Action string    `json:"action"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// AlertState is an alert's triage record (the review form, seed 002 App. 5).
+// A missing record means status "new" with no history.
+type AlertState struct {
+	Status          string         `json:"status"` // new, in_review, concluded
+	Reason          string         `json:"reason,omitempty"`
+	FirstReviewer   string         `json:"first_reviewer,omitempty"`
+	FirstSignedAt   time.Time      `json:"first_signed_at,omitzero"`
+	SecondReviewer  string         `json:"second_reviewer,omitempty"`
+	SecondSignedAt  time.Time      `json:"second_signed_at,omitzero"`
+	Conclusion      string         `json:"conclusion,omitempty"`
+	ConclusionOther string         `json:"conclusion_other,omitempty"`
+	ConcludedAt     time.Time      `json:"concluded_at,omitzero"`
+	Notes           []Note         `json:"notes,omitempty"`
+	History         []HistoryEntry `json:"history,omitempty"`
+	// EscalatedTo lists routes ("headteacher", "chair") the alert was
+	// escalated to because nobody acknowledged it in time; they may see it.
+	EscalatedTo []string `json:"escalated_to,omitempty"`
+}
+
+// Alert is one entry of the alert index with its finding and triage state.
+type Alert struct {
+	Finding *vigilv1.Finding
+	State   AlertState // Status "new" if never triaged
+	// Cursor identifies the index entry (opaque; pass back to continue).
+	Cursor []byte
+}
+
+// AlertScan selects index entries for ListAlerts, newest first.
+type AlertScan struct {
+	From, To time.Time // observed within [From, To]; zero = unbounded
+	After    []byte    // a Cursor: continue with entries older than it
+	MaxScan  int       // stop after examining this many entries (0 = no bound)
+	// Deadline, if set, stops the walk once passed (after at least one
+	// entry, so every call makes progress).
+	Deadline time.Time
+}
+
+// ListAlerts walks the alert index newest first in one consistent read,
+// calling fn for each alert until fn returns false. It returns the cursor of
+// the last entry examined when the walk stopped early (fn said stop, or the
+// scan bound was reached), or nil when the index is exhausted.
+func (s *Store) ListAlerts(ctx context.Context, q AlertScan, fn func(*Alert) bool) ([]byte, error) {
+	var next []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxAlertIndex)})
+		defer it.Close()
+		var seek []byte
+		switch {
+		case len(q.After) > 0:
+			seek = append([]byte(pfxAlertIndex), q.After...)
+		case !q.To.IsZero():
+			seek = binary.BigEndian.AppendUint64([]byte(pfxAlertIndex), uint64(q.To.UnixNano()))
+			seek = append(seek, 0xff)
+		default:
+			seek = []byte(pfxAlertIndex + "\xff")
+		}
+		fromNS := int64(-1)
+		if !q.From.IsZero() {
+			fromNS = q.From.UnixNano()
+		}
+		scanned := 0
+		for it.Seek(seek); it.Valid(); it.Next() {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := it.Item().Key()
+			tail := k[len(pfxAlertIndex):]
+			if len(q.After) > 0 && string(tail) == string(q.After) {
+				continue
+			}
+			if len(tail) < 16 {
+				continue
+			}
+			if ns := int64(binary.BigEndian.Uint64(tail[:8])); fromNS >= 0 && ns < fromNS {
+				return nil
+			}
+			cursor := append([]byte(nil), tail...)
+			if q.MaxScan > 0 && scanned >= q.MaxScan ||
+				!q.Deadline.IsZero() && scanned > 0 && scanned%32 == 0 && time.Now().After(q.Deadline) {
+				next = cursorBefore(cursor)
+				return nil
+			}
+			scanned++
+			dev, seq := string(tail[8:len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:])
+			a, err := loadAlert(txn, dev, seq)
+			if errors.Is(err, ErrNotFound) {
+				continue // expired between the keys
+			}
+			if err != nil {
+				return err
+			}
+			a.Cursor = cursor
+			if !fn(a) {
+				next = cursor
+				return nil
+			}
+		}
+		return nil
+	})
+	return next, err
+}
+
+// cursorBefore makes a cursor that resumes at (and including) the entry c:
+// continuing "after" it means starting just above it in reverse order.
+func cursorBefore(c []byte) []byte {
+	// Append a 0x00: the key c+0x00 sorts just after c, so a reverse walk
+	// seeking it lands on c itself first and does not skip it.
+	return append(append([]byte(nil), c...), 0)
+}
+
+// GetAlert reads one alert (a screen finding) with its triage state.
+func (s *Store) GetAlert(device string, seq uint64) (*Alert, error) {
+	var a *Alert
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		a, err = loadAlert(txn, device, seq)
+		return err
+	})
+	return a, err
+}
+
+func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
+	item, err := txn.Get(findingKey(device, seq))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := &vigilv1.Finding{}
+	if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+		return nil, fmt.Errorf("decode stored finding: %w", err)
+	}
+	if !IsAlert(f) {
+		return nil, ErrNotFound
+	}
+	a := &Alert{Finding: f, State: AlertState{Status: "new"}}
+	item, err = txn.Get(AlertStateKey(device, seq))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &a.State) }); err != nil {
+		return nil, fmt.Errorf("decode alert state: %w", err)
+	}
+	return a, nil
+}
+
+// UpdateAlertState changes an alert's triage state in one serialisable
+// transaction: fn gets the current state (Status "new" if none) and may
+// change it or return an error to abort. fn must only append to History.
+func (s *Store) UpdateAlertState(device string, seq uint64, fn func(*AlertState) error) (AlertState, error) {
+	var st AlertState
+	err := s.retryUpdate(func(txn *badger.Txn) error {
+		st = AlertState{Status: "new"}
+		key := AlertStateKey(device, seq)
+		fitem, err := txn.Get(findingKey(device, seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		item, err := txn.Get(key)
+		if err == nil {
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		before := len(st.History)
+		if err := fn(&st); err != nil {
+			return err
+		}
+		if len(st.History) < before {
+			return errors.New("store: alert history is append-only")
+		}
+		v, _ := json.Marshal(st)
+		e := badger.NewEntry(key, v)
+		// The triage record lives as long as the finding it is about.
+		if exp := fitem.ExpiresAt(); exp > 0 {
+			if ttl := time.Until(time.Unix(int64(exp), 0)); ttl > 0 {
+				e = e.WithTTL(ttl)
+			}
+		}
+		return txn.SetEntry(e)
+	})
+	return st, err
+}
+
+// AlertStates calls fn for every alert that has a triage record.
+func (s *Store) AlertStates(fn func(device string, seq uint64, st AlertState) error) error {
+	return scanJSON(s.db, pfxAlertState, func(k, v []byte) error {
+		tail := k[len(pfxAlertState):]
+		if len(tail) < 9 {
+			return nil
+		}
+		var st AlertState
+		if err := json.Unmarshal(v, &st); err != nil {
+			return err
+		}
+		return fn(string(tail[:len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:]), st)
+	})
+}
+
+// Exclusion is a proposed (and later approved) exception for a rule/term
+// (seed 002 §12.2: reason, approver and expiry recorded).
+type Exclusion struct {
+	ID             string    `json:"id"`
+	AlertID        string    `json:"alert_id"`
+	RuleID         string    `json:"rule_id"`
+	Library        string    `json:"library,omitempty"`
+	Term           string    `json:"term,omitempty"`
+	Category       string    `json:"category,omitempty"`
+	Status         string    `json:"status"` // pending, approved
+	ProposedBy     string    `json:"proposed_by"`
+	ProposedAt     time.Time `json:"proposed_at"`
+	ProposalReason string    `json:"proposal_reason"`
+	ApprovedBy     string    `json:"approved_by,omitempty"`
+	ApprovedAt     time.Time `json:"approved_at,omitzero"`
+	ApprovalReason string    `json:"approval_reason,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+}
+
+// PutExclusion writes an exclusion record.
+func (s *Store) PutExclusion(x Exclusion) error {
+	v, _ := json.Marshal(x)
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxExclusion+x.ID), v) })
+}
+
+// UpdateExclusion changes one exclusion atomically.
+func (s *Store) UpdateExclusion(id string, fn func(*Exclusion) error) (Exclusion, error) {
+	var x Exclusion
+	err := s.retryUpdate(func(txn *badger.Txn) error {
+		x = Exclusion{}
+		item, err := txn.Get([]byte(pfxExclusion + id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &x) }); err != nil {
+			return err
+		}
+		if err := fn(&x); err != nil {
+			return err
+		}
+		v, _ := json.Marshal(x)
+		return txn.Set([]byte(pfxExclusion+id), v)
+	})
+	return x, err
+}
+
+// Exclusions lists all exclusions.
+func (s *Store) Exclusions() ([]Exclusion, error) {
+	var out []Exclusion
+	err := scanJSON(s.db, pfxExclusion, func(_ []byte, v []byte) error {
+		var x Exclusion
+		if err := json.Unmarshal(v, &x); err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+// NotifyState tracks the e-mail notification and escalation of one alert.
+type NotifyState struct {
+	Route    string    `json:"route"` // the role currently notified: dsl, headteacher, chair
+	Level    int       `json:"level"`
+	LastSent time.Time `json:"last_sent"`
+	Done     bool      `json:"done,omitempty"`
+}
+
+// NotifyKey is an/<device><seq>.
+func notifyKey(device string, seq uint64) []byte {
+	k := append([]byte(pfxNotify), device...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// PutNotify writes an alert's notification state (kept 90 days).
+func (s *Store) PutNotify(device string, seq uint64, n NotifyState) error {
+	v, _ := json.Marshal(n)
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(notifyKey(device, seq), v).WithTTL(90 * 24 * time.Hour))
+	})
+}
+
+// GetNotify reads it; ErrNotFound if the alert was never notified.
+func (s *Store) GetNotify(device string, seq uint64) (NotifyState, error) {
+	var n NotifyState
+	err := getJSON(s.db, notifyKey(device, seq), &n)
+	return n, err
+}
+
+// PendingNotifies calls fn for each notification not yet done.
+func (s *Store) PendingNotifies(fn func(device string, seq uint64, n NotifyState) error) error {
+	return scanJSON(s.db, pfxNotify, func(k, v []byte) error {
+		tail := k[len(pfxNotify):]
+		if len(tail) < 9 {
+			return nil
+		}
+		var n NotifyState
+		if err := json.Unmarshal(v, &n); err != nil {
+			return err
+		}
+		if n.Done {
+			return nil
+		}
+		return fn(string(tail[:len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:]), n)
+	})
+}
+
+// LatestFindings returns, for each named check, the device's most recent
+// finding of that check, looking back over at most maxScan findings.
+func (s *Store) LatestFindings(device string, checks []string, maxScan int) (map[string]*vigilv1.Finding, error) {
+	out := map[string]*vigilv1.Finding{}
+	want := map[string]bool{}
+	for _, c := range checks {
+		want[c] = true
+	}
+	prefix := []byte(pfxFindingByDevice + device)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix, PrefetchValues: true, PrefetchSize: 50})
+		defer it.Close()
+		n := 0
+		for it.Seek(append(append([]byte(nil), prefix...), 0xff)); it.Valid() && n < maxScan && len(out) < len(want); it.Next() {
+			n++
+			f := &vigilv1.Finding{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+				return err
+			}
+			if want[f.Check] && out[f.Check] == nil {
+				out[f.Check] = f
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func getJSON(db *badger.DB, key []byte, v any) error {
+	return db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	})
+}
+
+func scanJSON(db *badger.DB, prefix string, fn func(k, v []byte) error) error {
+	return db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if err := it.Item().Value(func(v []byte) error { return fn(k, v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// retryUpdate runs fn in an update transaction, retrying on conflicts.
+func (s *Store) retryUpdate(fn func(txn *badger.Txn) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(fn)
+		if errors.Is(err, badger.ErrConflict) && attempt < 20 {
+			continue
+		}
+		return err
+	}
+}
