@@ -42,10 +42,14 @@ for _ in $(seq 100); do
 done
 ./bin/vigil-agent trigger-test --state "$A" --count 1 >/dev/null
 
+pwfile="$C/initial-admin-password"
+login="user admin, password in $pwfile"
+[ -f "$pwfile" ] || login="the admin account created on first start (password file since removed)"
 cat <<MSG
 
 Vigil is running.
-  collector  gRPC $GRPC   HTTP http://$HTTP/healthz   data $C (log $VAR/collector.log)
+  console    http://$HTTP/   log in as $login
+  collector  gRPC $GRPC   data $C (log $VAR/collector.log)
   agent      state $A (log $VAR/agent.log)
 
   See findings:      ./bin/vigil-collector findings list --data $C
@@ -53,7 +57,9 @@ Vigil is running.
   Prove monitoring:  ./bin/vigil-agent trigger-test --state $A --count 5
   Edit rules:        $C/rules/default/*.yaml (pushed to agents on save)
 
-The web console (login) arrives with the console issue; until then the
-HTTP listener serves health only. Press Ctrl-C to stop.
+  Add staff:         ./bin/vigil-collector user add --data $C --username dsl1 --role dsl --password-file FILE
+  Watch a screen:    ./bin/vigil-agent session --state $A   (in a desktop session; alerts appear in the console)
+
+Press Ctrl-C to stop.
 MSG
 wait "${pids[0]}"
