@@ -100,9 +100,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newFlags(name string) *flag.FlagSet {
+// dataFlags starts a command's flags with --data, which every command needs.
+func dataFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return fs
+	return fs, fs.String("data", "", "collector data directory (CA, keys, Badger store, admin socket)")
+}
+
+// parse parses the flags and insists on --data.
+func parse(fs *flag.FlagSet, args []string, data string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return needData(data)
 }
 
 func needData(data string) error {
@@ -113,8 +122,7 @@ func needData(data string) error {
 }
 
 func serve(args []string, stderr io.Writer) error {
-	fs := newFlags("serve")
-	data := fs.String("data", "", "data directory (CA, keys, Badger store, admin socket)")
+	fs, data := dataFlags("serve")
 	grpcAddr := fs.String("grpc-listen", "127.0.0.1:7443", "address for agents (gRPC, TLS)")
 	httpAddr := fs.String("http-listen", "127.0.0.1:7080", "address for the web console and health")
 	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the server certificate (first start only)")
@@ -127,10 +135,7 @@ func serve(args []string, stderr io.Writer) error {
 	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
 	escalate := fs.Duration("escalate-after", 30*time.Minute, "pass an unacknowledged alert to the next person after this long (0: never)")
 	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default http://<http-listen>)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	ret, def, err := ParseRetention(*retention)
@@ -193,15 +198,11 @@ func parseDays(v string) (time.Duration, error) {
 }
 
 func tokenCreate(args []string, stdout io.Writer) error {
-	fs := newFlags("token create")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("token create")
 	group := fs.String("group", "", "device group the token enrolls into")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid")
 	uses := fs.Int("uses", 1, "how many devices may enroll with it")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	if *group == "" {
@@ -224,16 +225,12 @@ func tokenCreate(args []string, stdout io.Writer) error {
 }
 
 func findingsList(args []string, stdout io.Writer) error {
-	fs := newFlags("findings list")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("findings list")
 	device := fs.String("device", "", "only this device")
 	since := fs.String("since", "", "only findings observed at or after this RFC3339 time")
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	q := "?device=" + *device + "&since=" + *since + "&limit=" + strconv.Itoa(*limit)
@@ -262,13 +259,9 @@ func findingsList(args []string, stdout io.Writer) error {
 }
 
 func devicesList(args []string, stdout io.Writer) error {
-	fs := newFlags("devices list")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("devices list")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/devices", nil)
@@ -312,17 +305,13 @@ func (k kvFlag) Set(s string) error {
 }
 
 func agentRequest(args []string, stdout io.Writer) error {
-	fs := newFlags("agent request")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("agent request")
 	device := fs.String("device", "", "device ID")
 	kind := fs.String("kind", "", "request kind (selftest)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the agent")
 	params := kvFlag{}
 	fs.Var(params, "param", "key=value parameter (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/requests",
@@ -336,12 +325,8 @@ func agentRequest(args []string, stdout io.Writer) error {
 }
 
 func rotateKey(args []string, stdout io.Writer) error {
-	fs := newFlags("store rotate-key")
-	data := fs.String("data", "", "collector data directory")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	fs, data := dataFlags("store rotate-key")
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	if err := daemon.RotateStoreKey(*data); err != nil {
@@ -352,13 +337,9 @@ func rotateKey(args []string, stdout io.Writer) error {
 }
 
 func devicesRevoke(args []string, stdout io.Writer) error {
-	fs := newFlags("devices revoke")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("devices revoke")
 	device := fs.String("device", "", "device ID")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	if *device == "" {
@@ -374,16 +355,12 @@ func devicesRevoke(args []string, stdout io.Writer) error {
 }
 
 func evidenceGet(args []string, stdout io.Writer) error {
-	fs := newFlags("evidence get")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("evidence get")
 	device := fs.String("device", "", "device ID")
 	id := fs.String("id", "", "evidence ID (from the finding's evidence list)")
 	reason := fs.String("reason", "", "why you are viewing it (recorded in the access log)")
 	out := fs.String("out", "", "file to write the decrypted evidence to (owner-only)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	if *device == "" || *id == "" || *reason == "" || *out == "" {
@@ -415,13 +392,9 @@ func evidenceGet(args []string, stdout io.Writer) error {
 }
 
 func accessLogCmd(args []string, stdout io.Writer) error {
-	fs := newFlags("access-log")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("access-log")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/access-log", nil)
@@ -445,8 +418,7 @@ func accessLogCmd(args []string, stdout io.Writer) error {
 }
 
 func userAdd(args []string, stdout io.Writer) error {
-	fs := newFlags("user add")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("user add")
 	username := fs.String("username", "", "sign-in name")
 	role := fs.String("role", "", "dsl, headteacher, technician, governor or admin")
 	pwFile := fs.String("password-file", "", "file holding the password (- for stdin); at least 10 characters")
@@ -454,10 +426,7 @@ func userAdd(args []string, stdout io.Writer) error {
 	email := fs.String("email", "", "address for alert notifications")
 	chair := fs.Bool("chair", false, "this governor is the chair of governors (reviews alerts about the headteacher)")
 	totp := fs.Bool("totp", false, "require an authenticator code at sign-in (prints the otpauth:// URI to enrol)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needData(*data); err != nil {
+	if err := parse(fs, args, *data); err != nil {
 		return err
 	}
 	if *username == "" || *role == "" || *pwFile == "" {
@@ -492,8 +461,7 @@ func userAdd(args []string, stdout io.Writer) error {
 }
 
 func peopleImport(args []string, stdout io.Writer) error {
-	fs := newFlags("people import")
-	data := fs.String("data", "", "collector data directory")
+	fs, data := dataFlags("people import")
 	skipBad := fs.Bool("skip-bad", false, "import the good rows even if some are bad")
 	if err := fs.Parse(args); err != nil {
 		return err
