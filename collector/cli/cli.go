@@ -107,11 +107,11 @@ func dataFlags(name string) (*flag.FlagSet, *string) {
 }
 
 // parse parses the flags and insists on --data.
-func parse(fs *flag.FlagSet, args []string, data string) error {
+func parse(fs *flag.FlagSet, args []string, data *string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return needData(data)
+	return needData(*data)
 }
 
 func needData(data string) error {
@@ -135,7 +135,7 @@ func serve(args []string, stderr io.Writer) error {
 	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
 	escalate := fs.Duration("escalate-after", 30*time.Minute, "pass an unacknowledged alert to the next person after this long (0: never)")
 	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default http://<http-listen>)")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	ret, def, err := ParseRetention(*retention)
@@ -202,7 +202,7 @@ func tokenCreate(args []string, stdout io.Writer) error {
 	group := fs.String("group", "", "device group the token enrolls into")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid")
 	uses := fs.Int("uses", 1, "how many devices may enroll with it")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *group == "" {
@@ -230,7 +230,7 @@ func findingsList(args []string, stdout io.Writer) error {
 	since := fs.String("since", "", "only findings observed at or after this RFC3339 time")
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	q := "?device=" + *device + "&since=" + *since + "&limit=" + strconv.Itoa(*limit)
@@ -261,7 +261,7 @@ func findingsList(args []string, stdout io.Writer) error {
 func devicesList(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("devices list")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/devices", nil)
@@ -311,7 +311,7 @@ func agentRequest(args []string, stdout io.Writer) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the agent")
 	params := kvFlag{}
 	fs.Var(params, "param", "key=value parameter (repeatable)")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/requests",
@@ -326,7 +326,7 @@ func agentRequest(args []string, stdout io.Writer) error {
 
 func rotateKey(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("store rotate-key")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if err := daemon.RotateStoreKey(*data); err != nil {
@@ -339,7 +339,7 @@ func rotateKey(args []string, stdout io.Writer) error {
 func devicesRevoke(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("devices revoke")
 	device := fs.String("device", "", "device ID")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *device == "" {
@@ -360,7 +360,7 @@ func evidenceGet(args []string, stdout io.Writer) error {
 	id := fs.String("id", "", "evidence ID (from the finding's evidence list)")
 	reason := fs.String("reason", "", "why you are viewing it (recorded in the access log)")
 	out := fs.String("out", "", "file to write the decrypted evidence to (owner-only)")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *device == "" || *id == "" || *reason == "" || *out == "" {
@@ -394,7 +394,7 @@ func evidenceGet(args []string, stdout io.Writer) error {
 func accessLogCmd(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("access-log")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/access-log", nil)
@@ -426,7 +426,7 @@ func userAdd(args []string, stdout io.Writer) error {
 	email := fs.String("email", "", "address for alert notifications")
 	chair := fs.Bool("chair", false, "this governor is the chair of governors (reviews alerts about the headteacher)")
 	totp := fs.Bool("totp", false, "require an authenticator code at sign-in (prints the otpauth:// URI to enrol)")
-	if err := parse(fs, args, *data); err != nil {
+	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *username == "" || *role == "" || *pwFile == "" {
