@@ -33,6 +33,9 @@ const usage = `vigil-collector: stores findings from Vigil agents
 
   serve          --data DIR [--grpc-listen ADDR] [--http-listen ADDR] [--retention cat=30d,...]
                  [--smtp HOST:PORT --smtp-from ADDR --notify-severity high --escalate-after 30m --console-url URL]
+                 [--working-hours "mon-fri 08:00-17:00" --timezone Europe/London --out-of-hours-users U1,U2]
+                 [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file F [--oidc-redirect-url URL]
+                  [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
@@ -135,8 +138,30 @@ func serve(args []string, stderr io.Writer) error {
 	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
 	escalate := fs.Duration("escalate-after", 30*time.Minute, "pass an unacknowledged alert to the next person after this long (0: never)")
 	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default http://<http-listen>)")
+	workingHours := fs.String("working-hours", "mon-fri 08:00-17:00", `school hours for notifications, e.g. "mon-thu 08:00-17:00, fri 08:00-15:30"`)
+	timezone := fs.String("timezone", "Europe/London", "the school's time zone for --working-hours")
+	oohUsers := fs.String("out-of-hours-users", "", "comma-separated console users on call: outside --working-hours new alerts are e-mailed to them first (off when empty)")
+	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer for console sign-in: https://accounts.google.com or https://login.microsoftonline.com/TENANT/v2.0 (off when empty)")
+	oidcClientID := fs.String("oidc-client-id", "", "OAuth client ID registered with the issuer")
+	oidcSecretFile := fs.String("oidc-client-secret-file", "", "file holding the OAuth client secret")
+	oidcRedirect := fs.String("oidc-redirect-url", "", "callback registered with the issuer (default <console-url>/api/v1/oidc/callback)")
+	oidcName := fs.String("oidc-name", "", `provider name on the login button, "Sign in with NAME" (default Google or Microsoft from the issuer)`)
+	oidcDomain := fs.String("oidc-allowed-domain", "", "only accept ID tokens with this Google Workspace domain (hd) or Entra ID tenant ID (tid)")
 	if err := parse(fs, args, data); err != nil {
 		return err
+	}
+	var oidcSecret string
+	if *oidcIssuer != "" {
+		if *oidcClientID == "" || *oidcSecretFile == "" {
+			return errors.New("--oidc-issuer needs --oidc-client-id and --oidc-client-secret-file")
+		}
+		b, err := os.ReadFile(*oidcSecretFile)
+		if err != nil {
+			return fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		if oidcSecret = strings.TrimSpace(string(b)); oidcSecret == "" {
+			return fmt.Errorf("--oidc-client-secret-file %s is empty", *oidcSecretFile)
+		}
 	}
 	ret, def, err := ParseRetention(*retention)
 	if err != nil {
@@ -157,7 +182,21 @@ func serve(args []string, stderr io.Writer) error {
 		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra,
 		Encrypt: *encrypt, Retention: ret, DefaultRetention: def, Heartbeat: *heartbeat, Logger: log,
 		SMTP: *smtpAddr, SMTPFrom: *smtpFrom, NotifySeverity: *notifySev, EscalateAfter: *escalate, ConsoleURL: *consoleURL,
+		WorkingHours: *workingHours, Timezone: *timezone, OutOfHoursUsers: splitList(*oohUsers),
+		OIDCIssuer: *oidcIssuer, OIDCClientID: *oidcClientID, OIDCClientSecret: oidcSecret, OIDCRedirectURL: *oidcRedirect,
+		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 	})
+}
+
+// splitList reads "a, b,,c" as [a b c].
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // ParseRetention reads "cat=30d,other=12h,default=400d".

@@ -527,6 +527,9 @@ func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *vie
 		if x.Status != "pending" {
 			return conflict("this exclusion is not pending")
 		}
+		if !appliable(*x) {
+			return conflict("this exclusion names no keyword library and term, so agents could not apply it")
+		}
 		x.Status, x.ApprovedBy, x.ApprovedAt, x.ApprovalReason, x.ExpiresAt = "approved", v.Username, now, reason, exp.UTC()
 		return nil
 	})
@@ -540,6 +543,9 @@ func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *vie
 		s.internal(w, "approve exclusion", err)
 	default:
 		s.log.Info("console: exclusion approved", "id", x.ID, "by", v.Username, "rule", x.RuleID, "term", x.Term, "expires", x.ExpiresAt)
+		if s.exclChg != nil {
+			s.exclChg() // rebuild the rules bundles and push them to agents
+		}
 		writeJSON(w, http.StatusOK, x)
 	}
 }

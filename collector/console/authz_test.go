@@ -39,7 +39,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	e.conclude(own["chair"], "chair", "y", "no_concern")
 	a, _ := e.st.GetAlert(testDevice, 1)
 	evID := a.Finding.Evidence[0].Id
-	if err := e.st.PutExclusion(store.Exclusion{ID: "x1", AlertID: own["dsl"], RuleID: "screen-keywords", Term: "secretterm", Status: "pending", ProposedBy: "dsl", ProposedAt: now}); err != nil {
+	if err := e.st.PutDevice(store.Device{DeviceID: testDevice, Group: "pupils", Hostname: "lap-01", OS: "linux", LastSeen: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.PutExclusion(store.Exclusion{ID: "x1", AlertID: own["dsl"], RuleID: "screen-keywords", Library: "keywords-self_harm", Term: "secretterm", Status: "pending", ProposedBy: "dsl", ProposedAt: now}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -64,6 +67,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/access-log", nil, []string{"admin", "head"}},
 		{"GET", "/api/v1/incidents.csv", nil, []string{"dsl", "head"}},
 		{"GET", "/api/v1/devices", nil, []string{"tech", "dsl", "head"}},
+		{"GET", "/api/v1/devices/" + testDevice, nil, []string{"tech", "dsl", "head"}},
 		{"GET", "/api/v1/trends", nil, []string{"gov", "chair", "head", "dsl"}},
 		{"GET", "/api/v1/users", nil, []string{"admin"}},
 		{"POST", "/api/v1/users", "newuser", []string{"admin"}},

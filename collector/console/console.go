@@ -53,6 +53,11 @@ type Config struct {
 	Connected func(deviceID string) bool
 	// SessionIdle is how long an unused session lives (default 12 h).
 	SessionIdle time.Duration
+	// ExclusionsChanged, if set, is called after an exclusion is approved,
+	// so the rules bundles (ExclusionsFile) are rebuilt and pushed.
+	ExclusionsChanged func()
+	// OIDC, if set, offers sign-in with an OpenID Connect provider (oidc.go).
+	OIDC *OIDCConfig
 }
 
 // Server serves the console.
@@ -64,6 +69,8 @@ type Server struct {
 	conn    func(string) bool
 	idle    time.Duration
 	limiter *rateLimiter
+	exclChg func()    // Config.ExclusionsChanged; may be nil
+	oidc    *oidcAuth // nil: OIDC sign-in off
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -78,7 +85,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		idle: cfg.SessionIdle, totpUsed: map[string]int64{}}
+		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -89,6 +96,13 @@ func New(cfg Config) (*Server, error) {
 		s.idle = 12 * time.Hour
 	}
 	s.limiter = newRateLimiter(5, 15*time.Minute)
+	if cfg.OIDC != nil {
+		o, err := newOIDC(*cfg.OIDC, s.now)
+		if err != nil {
+			return nil, err
+		}
+		s.oidc = o
+	}
 	if err := s.ReloadPeople(); err != nil {
 		return nil, err
 	}
@@ -156,6 +170,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/session", s.login)
 	mux.Handle("DELETE /api/v1/session", s.api(anyone, s.logout))
 	mux.Handle("GET /api/v1/me", s.api(anyone, s.me))
+	s.oidcRoutes(mux) // public: GET /api/v1/oidc, /api/v1/oidc/login, /api/v1/oidc/callback
 
 	mux.Handle("GET /api/v1/alerts", s.api(alertReaders, s.listAlerts))
 	mux.Handle("GET /api/v1/alerts/{id}", s.api(alertReaders, s.alertDetail))
@@ -167,6 +182,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/access-log", s.api(roles(RoleAdmin, RoleHeadteacher), s.accessLog))
 	mux.Handle("GET /api/v1/incidents.csv", s.api(roles(RoleDSL, RoleHeadteacher), s.incidentsCSV))
 	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))
+	mux.Handle("GET /api/v1/devices/{id}", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.deviceDetail))
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
 	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))

@@ -32,6 +32,22 @@ type NotifyConfig struct {
 	// CatchUp: at start, alerts observed this recently that were never
 	// notified are notified (default 24 h).
 	CatchUp time.Duration
+	// WorkingHours and OutOfHours: outside the working hours (judged when
+	// the alert is notified), a new alert is e-mailed first to the
+	// OutOfHours users (staff on call, by username) whose role may open it;
+	// if it is not acknowledged within EscalateAfter it goes to its own
+	// route and on up the chain as usual. Off when either is empty.
+	WorkingHours *Schedule
+	OutOfHours   []string
+}
+
+// routeOutOfHours prefixes the route of an alert whose first e-mail went to
+// the on-call users (NotifyState.Route "out_of_hours:dsl"); its next step
+// is the route itself.
+const routeOutOfHours = "out_of_hours:"
+
+func (cfg *NotifyConfig) outOfHours(t time.Time) bool {
+	return cfg.WorkingHours != nil && len(cfg.OutOfHours) > 0 && !cfg.WorkingHours.Working(t)
 }
 
 // ParseSeverity reads a severity name.
@@ -44,6 +60,9 @@ func ParseSeverity(s string) (vigilv1.Severity, error) {
 
 // nextRoute is the escalation chain.
 func nextRoute(r string) string {
+	if own, ok := strings.CutPrefix(r, routeOutOfHours); ok {
+		return own
+	}
 	switch r {
 	case RouteDSL:
 		return RouteHeadteacher
@@ -167,7 +186,57 @@ func (s *Server) notifyNew(ctx context.Context, cfg NotifyConfig, k alertKey) {
 	}
 	p, known := s.person(a.Finding.GetUser())
 	route := routeFor(p, known)
+	if cfg.outOfHours(s.now()) && s.sendOutOfHours(cfg, a, route) {
+		return
+	}
 	s.sendChain(cfg, a, route, 0, false)
+}
+
+// sendOutOfHours e-mails a new alert to the on-call users who review its
+// route (routing, seed 002 §5.3, is kept: an on-call DSL is not sent a staff
+// alert) and records it. It reports false when nobody could be e-mailed;
+// the alert then takes the usual chain at once.
+func (s *Server) sendOutOfHours(cfg NotifyConfig, a *store.Alert, route string) bool {
+	id := AlertID(a.Finding.DeviceId, a.Finding.Seq)
+	oncall := map[string]bool{}
+	for _, u := range cfg.OutOfHours {
+		oncall[NormalizeUsername(u)] = true
+	}
+	var rcpts []store.User
+	for _, u := range s.recipients(route, a) {
+		if oncall[u.Username] {
+			rcpts = append(rcpts, u)
+		}
+	}
+	if len(rcpts) == 0 {
+		s.log.Warn("console: notifier: out of hours, but nobody on call reviews this route with an e-mail address; using the usual chain", "alert", id, "route", route)
+		return false
+	}
+	sent := 0
+	for _, u := range rcpts {
+		if err := s.sendMail(cfg, u.Email, id, mailOutOfHours); err != nil {
+			s.log.Error("console: notification not sent", "alert", id, "to", u.Username, "err", err)
+			continue
+		}
+		sent++
+	}
+	if sent == 0 {
+		return false
+	}
+	now := s.now().UTC()
+	detail := fmt.Sprintf("out of hours: e-mailed %d of %d on-call %s reviewer(s)", sent, len(rcpts), route)
+	_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+		st.History = append(st.History, store.HistoryEntry{Time: now, By: "vigil", Action: "notified", Detail: detail})
+		return nil
+	})
+	if err != nil {
+		s.log.Error("console: notifier: record", "alert", id, "err", err)
+	}
+	if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: routeOutOfHours + route, LastSent: now}); err != nil {
+		s.log.Error("console: notifier: record", "alert", id, "err", err)
+	}
+	s.log.Info("console: alert notified out of hours", "alert", id, "route", route, "recipients", sent)
+	return true
 }
 
 // sendChain e-mails the first route from r on that has recipients and
@@ -183,7 +252,11 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		}
 		sent := 0
 		for _, u := range rcpts {
-			if err := s.sendMail(cfg, u.Email, id, escalation); err != nil {
+			kind := mailNew
+			if escalation {
+				kind = mailEscalation
+			}
+			if err := s.sendMail(cfg, u.Email, id, kind); err != nil {
 				s.log.Error("console: notification not sent", "alert", id, "to", u.Username, "err", err)
 				continue
 			}
@@ -195,8 +268,9 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 			detail = fmt.Sprintf("not acknowledged; e-mailed %d of %d %s reviewer(s)", sent, len(rcpts), r)
 		}
 		own := r
+		p, known := s.person(a.Finding.GetUser())
 		_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
-			if escalation {
+			if escalation && own != routeFor(p, known) { // after an out-of-hours e-mail the first escalation is to the alert's own route
 				st.EscalatedTo = append(st.EscalatedTo, own)
 			}
 			st.History = append(st.History, store.HistoryEntry{Time: now, By: "vigil", Action: action, Detail: detail})
@@ -255,13 +329,23 @@ func (s *Server) escalate(cfg NotifyConfig) {
 	}
 }
 
+// Kinds of notification e-mail.
+const (
+	mailNew = iota
+	mailEscalation
+	mailOutOfHours
+)
+
 // sendMail sends the notification: a link only, nothing sensitive.
-func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, escalation bool) error {
+func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, kind int) error {
 	subject := "Vigil: new alert needs review"
 	intro := "A new alert in Vigil needs review."
-	if escalation {
+	switch kind {
+	case mailEscalation:
 		subject = "Vigil: alert not yet acknowledged"
 		intro = "An alert in Vigil has not been acknowledged in time and is passed to you."
+	case mailOutOfHours:
+		intro = "A new alert in Vigil needs review. It arrived out of school hours and you are on call."
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", cfg.From)

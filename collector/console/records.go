@@ -326,10 +326,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
 	devs := s.st.Devices()
 	out := make([]DeviceJSON, 0, len(devs))
 	for _, d := range devs {
-		connected := s.conn != nil && s.conn(d.DeviceID)
-		j := DeviceJSON{DeviceID: d.DeviceID, Group: d.Group, Hostname: d.Hostname, OS: d.OS, LastSeen: ts(d.LastSeen),
-			AgentVersion: d.AgentVersion, RulesHash: d.RulesHash, Connected: connected, Revoked: d.Revoked,
-			Silent: !connected && now.Sub(d.LastSeen) > SilentAfter, Compliance: map[string]string{}}
+		j := s.deviceJSON(d, now)
 		latest, err := s.st.LatestFindings(d.DeviceID, postureChecks, 5000)
 		if err != nil {
 			s.internal(w, "read device findings", err)
@@ -341,6 +338,14 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
 		out = append(out, j)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// deviceJSON is a device's record without its compliance (filled by the caller).
+func (s *Server) deviceJSON(d store.Device, now time.Time) DeviceJSON {
+	connected := s.conn != nil && s.conn(d.DeviceID)
+	return DeviceJSON{DeviceID: d.DeviceID, Group: d.Group, Hostname: d.Hostname, OS: d.OS, LastSeen: ts(d.LastSeen),
+		AgentVersion: d.AgentVersion, RulesHash: d.RulesHash, Connected: connected, Revoked: d.Revoked,
+		Silent: !connected && now.Sub(d.LastSeen) > SilentAfter, Compliance: map[string]string{}}
 }
 
 // compliance: a posture finding's pass/fail; an event finding (say, an

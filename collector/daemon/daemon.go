@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
@@ -23,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+	"github.com/vigil-safeguarding/vigil/rules/exclusions"
 )
 
 // Config for Serve.
@@ -42,9 +45,22 @@ type Config struct {
 	SMTPFrom       string
 	NotifySeverity string // default high
 	EscalateAfter  time.Duration
+	// WorkingHours ("mon-fri 08:00-17:00") in Timezone (default
+	// Europe/London); outside them new alerts are e-mailed first to the
+	// OutOfHoursUsers (off when that is empty).
+	WorkingHours    string
+	Timezone        string
+	OutOfHoursUsers []string
 	// ConsoleURL is the console's address in e-mailed links (default
 	// http://<http-listen>).
 	ConsoleURL string
+	// OIDC sign-in to the console (off when OIDCIssuer is empty).
+	OIDCIssuer        string
+	OIDCClientID      string
+	OIDCClientSecret  string // read from --oidc-client-secret-file, never a flag value
+	OIDCRedirectURL   string // default <console URL>/api/v1/oidc/callback
+	OIDCName          string // the button reads "Sign in with <name>"
+	OIDCAllowedDomain string // Google hd or Entra ID tid the token must carry
 	// Ready, if set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -109,6 +125,29 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--notify-severity: %w", err)
 	}
+	var hours *console.Schedule
+	if len(cfg.OutOfHoursUsers) > 0 && cfg.WorkingHours == "" {
+		return errors.New("--out-of-hours-users needs --working-hours")
+	}
+	if len(cfg.OutOfHoursUsers) > 0 {
+		tz := cfg.Timezone
+		if tz == "" {
+			tz = "Europe/London"
+		}
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			return fmt.Errorf("--timezone: %w", err)
+		}
+		if hours, err = console.ParseSchedule(cfg.WorkingHours, loc); err != nil {
+			return fmt.Errorf("--working-hours: %w", err)
+		}
+		if cfg.SMTP != "" {
+			log.Info("console: out-of-hours notifications on", "working_hours", hours.String(), "on_call", cfg.OutOfHoursUsers)
+		}
+	}
+	// Approved exclusions travel in every group's rules bundle.
+	dist.SetExtra(exclusionsExtra(st, log))
+	dist.Refresh()
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String()})
 	gsrv := srv.GRPCServer()
@@ -128,7 +167,28 @@ func Serve(ctx context.Context, cfg Config) error {
 		hlis.Close()
 		return err
 	}
-	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected})
+	consoleURL := cfg.ConsoleURL
+	if consoleURL == "" {
+		consoleURL = "http://" + hlis.Addr().String()
+	}
+	var oidcCfg *console.OIDCConfig
+	if cfg.OIDCIssuer != "" {
+		redirect := cfg.OIDCRedirectURL
+		if redirect == "" {
+			redirect = strings.TrimSuffix(consoleURL, "/") + "/api/v1/oidc/callback"
+		}
+		oidcCfg = &console.OIDCConfig{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret,
+			RedirectURL: redirect, Name: cfg.OIDCName, AllowedDomain: cfg.OIDCAllowedDomain}
+		log.Info("console: OIDC sign-in on", "issuer", cfg.OIDCIssuer, "redirect_url", redirect)
+	}
+	exclChanged := make(chan struct{}, 1)
+	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected, OIDC: oidcCfg,
+		ExclusionsChanged: func() {
+			select {
+			case exclChanged <- struct{}{}:
+			default:
+			}
+		}})
 	if err != nil {
 		glis.Close()
 		hlis.Close()
@@ -150,12 +210,25 @@ func Serve(ctx context.Context, cfg Config) error {
 	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
 	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
+	go func() {
+		// An approval changes the exclusions file at once; an expiry is
+		// noticed within a minute (agents also check expiry themselves).
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-exclChanged:
+			case <-t.C:
+			}
+			if dist.Refresh() {
+				srv.PushRules("")
+			}
+		}
+	}()
 	notifyDone := make(chan struct{})
 	if cfg.SMTP != "" {
-		consoleURL := cfg.ConsoleURL
-		if consoleURL == "" {
-			consoleURL = "http://" + hlis.Addr().String()
-		}
 		from := cfg.SMTPFrom
 		if from == "" {
 			from = "vigil@localhost"
@@ -163,7 +236,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		go func() {
 			defer close(notifyDone)
 			cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: notifySev,
-				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL})
+				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL, WorkingHours: hours, OutOfHours: cfg.OutOfHoursUsers})
 		}()
 	} else {
 		close(notifyDone)
@@ -211,6 +284,28 @@ func Serve(ctx context.Context, cfg Config) error {
 	<-notifyDone
 	os.Remove(filepath.Join(cfg.DataDir, admin.SocketName))
 	return serveErr
+}
+
+// exclusionsExtra supplies the approved-exclusions file for every group's
+// rules bundle (none while no exclusion is in force); if the store cannot be
+// read the last good content stays.
+func exclusionsExtra(st *store.Store, log *slog.Logger) func(string) map[string][]byte {
+	var mu sync.Mutex
+	var last []byte
+	return func(string) map[string][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		data, err := console.ExclusionsFile(st, time.Now())
+		if err != nil {
+			log.Error("rules bundles: approved exclusions not refreshed", "err", err)
+			data = last
+		}
+		last = data
+		if data == nil {
+			return nil
+		}
+		return map[string][]byte{exclusions.Path: data}
+	}
 }
 
 func ignoreClosed(err error) error {

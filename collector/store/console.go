@@ -548,6 +548,28 @@ func (s *Store) LatestFindings(device string, checks []string, maxScan int) (map
 	return out, err
 }
 
+// RecentFindings calls fn with the device's findings, newest (highest
+// seq) first, looking at most at maxScan of them, until fn returns false.
+func (s *Store) RecentFindings(device string, maxScan int, fn func(*vigilv1.Finding) bool) error {
+	prefix := []byte(pfxFindingByDevice + device)
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix, PrefetchValues: true, PrefetchSize: 50})
+		defer it.Close()
+		n := 0
+		for it.Seek(append(append([]byte(nil), prefix...), 0xff)); it.Valid() && n < maxScan; it.Next() {
+			n++
+			f := &vigilv1.Finding{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+				return err
+			}
+			if !fn(f) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
 func getJSON(db *badger.DB, key []byte, v any) error {
 	return db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
+	"github.com/vigil-safeguarding/vigil/rules/exclusions"
 	"github.com/vigil-safeguarding/vigil/rules/match"
 )
 
@@ -115,9 +116,16 @@ type activeRule struct {
 	rule    *rules.Rule
 	params  Params
 	matcher *match.Matcher
+	// excluded: the approved exclusions in the bundle (exclusions/*.json),
+	// checked against the clock at every match, so an exclusion stops
+	// applying at its expiry even before the collector sends a new bundle.
+	excluded *exclusions.Set
 }
 
-// compile loads the rule's libraries from its bundle.
+// compile loads the rule's libraries and the approved exclusions from its
+// bundle. An exclusions file that does not parse (the bundle loader has
+// already refused such a bundle, so only a hand-built rule can have one) is
+// ignored: monitoring goes on without exclusions rather than stopping.
 func compile(r *rules.Rule) (*activeRule, error) {
 	var p Params
 	if err := checks.DecodeParams(r.Params, &p); err != nil {
@@ -149,7 +157,23 @@ func compile(r *rules.Rule) (*activeRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &activeRule{rule: r, params: p, matcher: m}, nil
+	excl, _ := exclusions.FromBundle(r.Bundle)
+	return &activeRule{rule: r, params: p, matcher: m, excluded: exclusions.NewSet(excl)}, nil
+}
+
+// find returns the matches of title that no approved exclusion covers at now.
+func (ar *activeRule) find(title string, now time.Time) []match.Match {
+	ms := ar.matcher.Find(title)
+	if ar.excluded.Len() == 0 {
+		return ms
+	}
+	kept := ms[:0:0]
+	for _, m := range ms {
+		if !ar.excluded.Excluded(m.RuleID, m.Term, now) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
 }
 
 // Hub receives observations from session helpers (session.Handler).
@@ -211,7 +235,7 @@ func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (ses
 	}
 	now := h.now()
 	for _, ar := range h.active {
-		ms := ar.matcher.Find(w.Title)
+		ms := ar.find(w.Title, now)
 		if len(ms) == 0 {
 			continue
 		}

@@ -259,7 +259,7 @@ async function route() {
     exclusions: () => viewExclusions(seq),
     login: viewLogin,
     alerts: parts[1] ? () => viewAlert(parts[1], seq) : () => viewQueue(query, seq),
-    devices: () => viewDevices(seq),
+    devices: parts[1] ? () => viewDevice(parts[1], seq) : () => viewDevices(seq),
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
     users: () => viewUsers(seq),
@@ -369,8 +369,42 @@ function viewLogin() {
       submit.disabled = false;
     }
   });
-  main().replaceChildren(h('div', { class: 'login' }, h('h1', {}, 'Sign in'), form));
+  const sso = h('div', { class: 'panel sso', id: 'sso', hidden: true });
+  main().replaceChildren(h('div', { class: 'login' }, h('h1', {}, 'Sign in'), sso, form));
+  const reason = parseHash().query.get('error');
+  if (reason) err.textContent = OIDC_ERRORS[reason] || OIDC_ERRORS.failed;
   user.focus();
+  showSSO(sso);
+}
+
+// Messages for /#/login?error=… after OIDC sign-in (collector/console/oidc.go).
+const OIDC_ERRORS = {
+  'not-registered': 'That account is not registered in Vigil. Ask an administrator to give your Vigil account this e-mail address.',
+  disabled: 'Your Vigil account is disabled. Ask an administrator.',
+  unverified: 'Your identity provider did not confirm your e-mail address.',
+  domain: 'Accounts from that organisation cannot sign in here. Use your school account.',
+  expired: 'The sign-in took too long or was started in another tab or browser. Please try again.',
+  denied: 'Sign-in was cancelled.',
+  unavailable: 'The identity provider cannot be reached. Try again later, or sign in with your Vigil password.',
+  failed: 'Sign-in with the identity provider failed. Try again; if it keeps failing, an administrator can check the collector log.',
+};
+
+// showSSO adds "Sign in with <name>" when GET /api/v1/oidc says it is on.
+// It is a plain link: the browser goes to the provider and comes back.
+async function showSSO(box) {
+  let info;
+  try {
+    const res = await fetch(`${API}/oidc`, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (!res.ok) return;
+    info = await res.json();
+  } catch { return; }
+  if (!info.enabled || !box.isConnected) return;
+  const name = String(info.name || 'single sign-on');
+  const label = /^sign in/i.test(name) ? name : `Sign in with ${name}`;
+  box.replaceChildren(
+    h('a', { class: 'button', id: 'oidc-login', href: `${API}/oidc/login` }, label),
+    h('p', { class: 'hint' }, 'Or sign in below with your Vigil username and password.'));
+  box.hidden = false;
 }
 
 function viewMe() {
@@ -894,7 +928,7 @@ async function viewDevices(seq) {
     h('tbody', {}, devices.map((d) => {
       const c = d.compliance || {};
       return h('tr', { class: d.silent ? 'silent' : '', dataset: { device: d.device_id } },
-        h('td', { 'data-label': 'Device' }, h('strong', {}, d.hostname || 'Unknown host'),
+        h('td', { 'data-label': 'Device' }, h('a', { href: `#/devices/${encodeURIComponent(d.device_id)}` }, h('strong', {}, d.hostname || 'Unknown host')),
           h('span', { class: 'hint mono' }, d.device_id), d.os ? h('span', { class: 'hint' }, d.os) : null),
         h('td', { 'data-label': 'Group' }, d.group || '—'),
         h('td', { 'data-label': 'Connection' }, d.revoked ? h('span', { class: 'badge offline' }, 'Revoked') : d.silent ? h('span', { class: 'badge silent' }, 'Silent')
@@ -910,6 +944,51 @@ async function viewDevices(seq) {
     h('p', { id: 'devices-summary' }, `${devices.length} device${devices.length === 1 ? '' : 's'}; `,
       silent ? h('strong', {}, `${silent} silent (no contact within the expected interval): check these first.`) : 'none silent.'),
     table);
+}
+
+// One device: its record and timeline (the newest findings the server lets
+// this role see; a technician gets no screen findings).
+async function viewDevice(id, seq) {
+  loading('the device');
+  const d = await api('GET', `/devices/${encodeURIComponent(id)}`);
+  if (!isCurrent(seq)) return;
+  const c = d.compliance || {};
+  const connection = d.revoked ? h('span', { class: 'badge offline' }, 'Revoked') : d.silent ? h('span', { class: 'badge silent' }, 'Silent')
+    : d.connected ? h('span', { class: 'badge connected' }, 'Connected') : h('span', { class: 'badge offline' }, 'Offline');
+  const rows = [
+    ['Device ID', h('span', { class: 'mono' }, d.device_id)],
+    ['Group', d.group || '—'],
+    ['System', [d.os, d.arch].filter(Boolean).join(' / ') || '—'],
+    ['Connection', connection],
+    ['Last seen', [when(d.last_seen), h('span', { class: 'hint' }, ago(d.last_seen))]],
+    ['Agent', d.agent_version || '—'],
+    ['Rules', d.rules_hash ? h('span', { class: 'mono' }, d.rules_hash) : '—'],
+    ['Antivirus', compliance(c.antivirus)],
+    ['Bluetooth', compliance(c.bluetooth)],
+    ['Executables', compliance(c.executables)],
+  ];
+  const timeline = d.timeline || [];
+  const cols = ['Time', 'Check', 'Rule', 'Status', 'Severity', 'Message'];
+  const table = timeline.length ? h('table', { class: 'responsive timeline' },
+    h('caption', { class: 'visually-hidden' }, 'Findings, newest first'),
+    h('thead', {}, h('tr', {}, cols.map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, timeline.map((f) => h('tr', {},
+      h('td', { 'data-label': 'Time' }, when(f.time)),
+      h('td', { 'data-label': 'Check' }, f.check || '—'),
+      h('td', { 'data-label': 'Rule' }, h('span', { class: 'mono' }, f.rule_id || '—')),
+      h('td', { 'data-label': 'Status' }, f.status ? titleCase(f.status) : '—'),
+      h('td', { 'data-label': 'Severity' }, sevBadge(f.severity)),
+      h('td', { 'data-label': 'Message' }, f.message || '—',
+        f.alert_id ? [' ', h('a', { href: `#/alerts/${encodeURIComponent(f.alert_id)}` }, 'Open alert')] : null))))) : h('p', { class: 'panel' }, 'No findings from this device yet.');
+  page(d.hostname || 'Device',
+    h('p', {}, h('a', { href: '#/devices' }, '← Back to the devices')),
+    h('section', { class: 'panel', 'aria-labelledby': 'device-h' },
+      h('h2', { id: 'device-h' }, 'Device'),
+      h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+    h('section', { 'aria-labelledby': 'timeline-h' },
+      h('h2', { id: 'timeline-h' }, 'Timeline'),
+      h('p', { class: 'hint' }, `The newest ${timeline.length} finding${timeline.length === 1 ? '' : 's'} you may see, newest first.`),
+      table));
 }
 
 // ---------------------------------------------------------------------------

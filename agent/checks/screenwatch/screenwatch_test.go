@@ -1,0 +1,156 @@
+package screenwatch
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/agent/checks"
+	"github.com/vigil-safeguarding/vigil/agent/screen"
+	"github.com/vigil-safeguarding/vigil/agent/session"
+	"github.com/vigil-safeguarding/vigil/rules"
+	"github.com/vigil-safeguarding/vigil/rules/exclusions"
+)
+
+const testLibrary = `#! rule: keywords-test
+#! category: self_harm
+#! severity: high
+#! name: Test terms
+zorblax                      # excluded by the DSL in the test
+quuxity                      # never excluded
+`
+
+const testRule = `apiVersion: vigil/v1
+id: screen-keywords
+version: 1
+name: Safeguarding keywords on screen
+rationale: test
+severity: high
+category: safeguarding
+check: screen
+params:
+  libraries: ["keywords/*.txt"]
+  screenshot: false
+  repeat_after: 10m
+`
+
+// testBundle is a bundle as the collector sends it, loaded through the
+// agent's own loader (so the exclusions data kind must be registered).
+func testBundle(t *testing.T, excl []exclusions.Exclusion) *rules.Rule {
+	t.Helper()
+	files := map[string][]byte{"screen.yaml": []byte(testRule), "keywords/test.txt": []byte(testLibrary)}
+	if excl != nil {
+		files[exclusions.Path] = exclusions.Marshal(excl)
+	}
+	set, errs := rules.LoadFiles(files, checks.Kinds{})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return &set.Rules[0]
+}
+
+type recorder struct {
+	ch chan checks.Observation
+}
+
+func (r *recorder) emit(ctx context.Context, _ *rules.Rule, obs ...checks.Observation) (uint64, uint64, error) {
+	for _, o := range obs {
+		r.ch <- o
+	}
+	return 1, 1, nil
+}
+
+func (r *recorder) next(t *testing.T, what string) checks.Observation {
+	t.Helper()
+	select {
+	case o := <-r.ch:
+		return o
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: no observation", what)
+	}
+	return checks.Observation{}
+}
+
+func (r *recorder) none(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case o := <-r.ch:
+		t.Fatalf("%s: unexpected observation %q", what, o.Message)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func terms(o checks.Observation) []string {
+	var out []string
+	for _, m := range o.Details["matches"].([]any) {
+		out = append(out, m.(map[string]any)["term"].(string))
+	}
+	return out
+}
+
+// TestApprovedExclusion: a term excluded in the bundle raises nothing until
+// the exclusion expires (checked at match time, without a new bundle); then
+// it is observed again. Other terms, other libraries' terms and the other
+// matches in the same title are unaffected.
+func TestApprovedExclusion(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := t0
+	h := NewHub()
+	h.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	r := testBundle(t, []exclusions.Exclusion{
+		{ID: "x1", LibraryRuleID: "keywords-test", Term: "zorblax", Reason: "pupil's username in a game", ApprovedBy: "dsl1", ApprovedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(time.Hour)},
+		{ID: "x2", LibraryRuleID: "keywords-other", Term: "quuxity", Reason: "another library", ApprovedBy: "dsl1", ApprovedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+	})
+	ar, err := compile(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{ch: make(chan checks.Observation, 16)}
+	h.activate([]*activeRule{ar}, rec.emit)
+	ctx := context.Background()
+	peer := session.Peer{UID: 1000, Username: "pupil1"}
+	observe := func(id uint32, title string) {
+		t.Helper()
+		if _, err := h.Observe(ctx, peer, screen.Window{ID: id, Title: title, Process: "firefox"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	observe(1, "zorblax - Google Search")
+	rec.none(t, "excluded term")
+
+	observe(2, "quuxity - Google Search")
+	if o := rec.next(t, "term excluded only for another library"); o.Details["term"] != "quuxity" {
+		t.Errorf("term %v", o.Details["term"])
+	}
+
+	observe(3, "zorblax and quuxity")
+	if o := rec.next(t, "mixed title"); len(terms(o)) != 1 || terms(o)[0] != "quuxity" {
+		t.Errorf("mixed title matches %v, want only quuxity", terms(o))
+	}
+
+	mu.Lock()
+	clock = t0.Add(time.Hour) // the expiry itself: no longer excluded
+	mu.Unlock()
+	observe(1, "zorblax - Google Search")
+	if o := rec.next(t, "after expiry"); o.Details["term"] != "zorblax" || o.Details["library"] != "keywords-test" {
+		t.Errorf("after expiry: %+v", o.Details)
+	}
+}
+
+// TestNoExclusionsFile: a bundle without exclusions (an older collector)
+// works as before.
+func TestNoExclusionsFile(t *testing.T) {
+	ar, err := compile(testBundle(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ar.excluded.Len() != 0 {
+		t.Fatal("exclusions from nowhere")
+	}
+	if ms := ar.find("zorblax", time.Now()); len(ms) != 1 {
+		t.Errorf("matches %v", ms)
+	}
+}
