@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -37,7 +36,6 @@ const idleBaselineMain = `package main
 import (
 	"os"
 	"os/signal"
-	"syscall"
 )
 
 func main() {
@@ -287,22 +285,7 @@ type idleProc struct {
 
 func idleStart(b *testing.B, bin string, args ...string) *idleProc {
 	b.Helper()
-	p := &idleProc{cmd: exec.Command(bin, args...), log: &syncBuf{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("start %s: %v", bin, err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
+	return sbStart(b, nil, bin, args...) // nil env: inherit this process's
 }
 
 // idleRun runs a CLI command to completion and returns its stdout.
