@@ -184,7 +184,10 @@ type Hub struct {
 	recipient string
 	pending   map[string]*pending
 	seen      map[string]*seenTerm
-	now       func() time.Time
+	// missed holds, per user, the last window reported while no rules were
+	// active (during a rules reload), to be matched once they are.
+	missed map[int]missedWindow
+	now    func() time.Time
 	// EvidenceWait: a match whose screenshot has not arrived by then is
 	// recorded without it.
 	EvidenceWait time.Duration
@@ -216,10 +219,28 @@ func (h *Hub) SetRecipient(r string) {
 	h.mu.Unlock()
 }
 
+type missedWindow struct {
+	peer session.Peer
+	win  screen.Window
+}
+
 func (h *Hub) activate(a []*activeRule, emit checks.Emit) {
 	h.mu.Lock()
 	h.active, h.emit = a, emit
+	var replay []missedWindow
+	if emit != nil {
+		for _, m := range h.missed {
+			replay = append(replay, m)
+		}
+		h.missed = nil
+	}
 	h.mu.Unlock()
+	// A title that arrived while the rules were reloading is matched now;
+	// its screenshot request has no helper waiting, so such a finding is
+	// recorded without one after EvidenceWait.
+	for _, m := range replay {
+		h.Observe(context.Background(), m.peer, m.win)
+	}
 }
 
 const maxSeen = 5000
@@ -230,7 +251,16 @@ const maxSeen = 5000
 func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (session.Decision, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.emit == nil || w.Title == "" {
+	if w.Title == "" {
+		return session.Decision{}, nil
+	}
+	if h.emit == nil {
+		if h.missed == nil {
+			h.missed = map[int]missedWindow{}
+		}
+		if len(h.missed) < 1000 {
+			h.missed[p.UID] = missedWindow{p, w}
+		}
 		return session.Decision{}, nil
 	}
 	now := h.now()

@@ -154,3 +154,48 @@ func TestNoExclusionsFile(t *testing.T) {
 		t.Errorf("matches %v", ms)
 	}
 }
+
+// TestTitleDuringReloadIsMatched: a title reported while no rules are
+// active (the engine restarting checks after a rules change) is matched
+// once the new rules are active, not silently lost.
+func TestTitleDuringReloadIsMatched(t *testing.T) {
+	h := NewHub()
+	h.EvidenceWait = 10 * time.Millisecond
+	r := reloadRule(t)
+	ar, err := compile(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan checks.Observation, 4)
+	emit := func(_ context.Context, _ *rules.Rule, obs ...checks.Observation) (uint64, uint64, error) {
+		for _, o := range obs {
+			got <- o
+		}
+		return 0, 0, nil
+	}
+	if d, _ := h.Observe(context.Background(), session.Peer{UID: 1000, Username: "p"}, screen.Window{ID: 7, Title: "how to kill myself"}); d.Capture {
+		t.Fatal("inactive hub asked for a capture")
+	}
+	h.activate([]*activeRule{ar}, emit)
+	select {
+	case o := <-got:
+		if o.Details["term"] != "kill myself" {
+			t.Fatalf("observation %+v", o)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("title reported during the reload was lost")
+	}
+}
+
+func reloadRule(t *testing.T) *rules.Rule {
+	t.Helper()
+	lib := "#! rule: keywords-test\n#! category: self_harm\n#! severity: critical\nkill myself # test term\n"
+	set, errs := rules.LoadFiles(map[string][]byte{
+		"screen.yaml":    []byte("apiVersion: vigil/v1\nid: s\nname: s\nrationale: r\nseverity: high\ncategory: safeguarding\ncheck: screen\nparams:\n  screenshot: false\n"),
+		"keywords/t.txt": []byte(lib),
+	}, checks.Kinds{})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return &set.Rules[0]
+}
