@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,7 @@ func checkKeys(n *yaml.Node, t reflect.Type) error {
 				for name := range fields {
 					known = append(known, name)
 				}
-				return posErr(k, "unknown param %q (known: %s)", k.Value, strings.Join(sortStrings(known), ", "))
+				return posErr(k, "unknown param %q (known: %s)", k.Value, strings.Join(slices.Sorted(slices.Values(known)), ", "))
 			}
 			if err := checkKeys(val, ft); err != nil {
 				return err
@@ -89,15 +90,6 @@ func posErr(n *yaml.Node, format string, a ...any) error {
 // ParamError returns an error positioned at node n, for checks' own
 // validation of decoded params.
 func ParamError(n *yaml.Node, format string, a ...any) error { return posErr(n, format, a...) }
-
-func sortStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
-}
 
 // Duration is a params duration that also accepts days ("3d"), since
 // rule authors think of signature ages and dedupe windows in days.
