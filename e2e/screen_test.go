@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -35,7 +36,19 @@ func xsession(t *testing.T) (display, win string) {
 	if err := x.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { x.Process.Kill(); x.Wait() })
+	t.Cleanup(func() {
+		// SIGTERM lets Xvfb remove its lock and socket; a killed one leaves
+		// them behind and uses up display numbers for later runs.
+		x.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { x.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			x.Process.Kill()
+			<-done
+		}
+	})
 	t.Setenv("DISPLAY", display)
 	waitFor(t, 10*time.Second, "Xvfb socket", func() bool {
 		_, err := os.Stat("/tmp/.X11-unix/X" + strings.TrimPrefix(display, ":"))

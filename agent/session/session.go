@@ -5,13 +5,13 @@
 // that user's screen and hands what it sees to the service over a Unix
 // socket. The service owns rules, spool and uplink; the helper holds no
 // keys (only the collector's public evidence recipient) and can do nothing
-// but report observations and the evidence the service asked for. The
+// but report observations, the text it read on the screen when the
+// service asked for OCR, and the evidence the service asked for. The
 // service learns who is talking from the socket's peer credentials, never
 // from what the helper claims.
 package session
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"os/user"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -44,13 +43,39 @@ type Decision struct {
 	Token     string `json:"token,omitempty"`
 	MaxWidth  int    `json:"max_width,omitempty"`
 	Recipient string `json:"recipient,omitempty"`
+
+	// OCR settings, repeated in every decision so that the helper, which
+	// holds no rules, always follows the current ones; all zero: no OCR.
+	// OCR asks for one read of the screen's text (tesseract) now, sent
+	// back with /v1/session/ocr. OCREveryMS > 0 asks for a read that often
+	// (the rule's `on: interval`), whatever the titles do.
+	// OCRMinIntervalMS: never two reads closer than this; a read asked for
+	// sooner waits until then (the latest window is read).
+	OCR              bool  `json:"ocr,omitempty"`
+	OCREveryMS       int64 `json:"ocr_every_ms,omitempty"`
+	OCRMinIntervalMS int64 `json:"ocr_min_interval_ms,omitempty"`
+}
+
+// OCRText is what the helper read on the screen, with the window that was
+// active when it grabbed the screen.
+type OCRText struct {
+	Window screen.Window `json:"window"`
+	Text   string        `json:"text"`
 }
 
 // Handler is implemented by the screen check in the service.
 type Handler interface {
 	Observe(ctx context.Context, p Peer, w screen.Window) (Decision, error)
 	Evidence(ctx context.Context, p Peer, token string, data []byte) error
+	// OCR matches the text read on the screen; its Decision can ask for
+	// the screenshot of the frame that was read (Capture) and carries the
+	// OCR settings like Observe's.
+	OCR(ctx context.Context, p Peer, t OCRText) (Decision, error)
 }
+
+// MaxOCRText bounds the text of one OCR report; the helper cuts longer
+// text at a line break.
+const MaxOCRText = 64 << 10
 
 type peerKey struct{}
 
@@ -79,6 +104,26 @@ func Serve(ctx context.Context, path string, h Handler, log *slog.Logger) error 
 			return
 		}
 		d, err := h.Observe(r.Context(), p, win)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(d)
+	})
+	mux.HandleFunc("POST /v1/session/ocr", func(w http.ResponseWriter, r *http.Request) {
+		p := r.Context().Value(peerKey{}).(Peer)
+		var t OCRText
+		// JSON may escape a byte as 6 (\u003c): bound the body, then the text.
+		if err := json.NewDecoder(io.LimitReader(r.Body, 6*MaxOCRText+16<<10)).Decode(&t); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(t.Text) > MaxOCRText {
+			http.Error(w, "ocr text too long", http.StatusBadRequest)
+			return
+		}
+		d, err := h.OCR(r.Context(), p, t)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -135,88 +180,4 @@ func peerOf(c net.Conn) Peer {
 		p.Username = u.Username
 	}
 	return p
-}
-
-// RunHelper is `vigil-agent session`: watch this user's screen and report
-// to the service at sockPath until ctx ends. Title changes are coalesced:
-// while one observation is in flight only the latest window waits, so a
-// page flickering through a thousand titles costs a handful of requests.
-func RunHelper(ctx context.Context, sockPath, display string, log *slog.Logger) error {
-	src, err := screen.Open(display)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sockPath)
-	}}}
-	latest := make(chan screen.Window, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case w := <-latest:
-				if err := report(ctx, hc, src, w); err != nil && ctx.Err() == nil {
-					log.Warn("report to the agent service", "err", err)
-				}
-			}
-		}
-	}()
-	log.Info("session helper watching the screen", "display", display)
-	return src.Watch(ctx, func(w screen.Window) {
-		select {
-		case <-latest:
-		default:
-		}
-		latest <- w
-	})
-}
-
-func report(ctx context.Context, hc *http.Client, src screen.Source, w screen.Window) error {
-	body, _ := json.Marshal(w)
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://vigil-agent/v1/session/observe", bytes.NewReader(body))
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("observe: %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	var d Decision
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		return err
-	}
-	if !d.Capture {
-		return nil
-	}
-	img, err := src.Screenshot(ctx)
-	if err != nil {
-		return fmt.Errorf("screenshot: %w", err)
-	}
-	png, err := screen.EncodePNG(screen.Downscale(img, d.MaxWidth))
-	if err != nil {
-		return err
-	}
-	ct, err := screen.Encrypt(d.Recipient, png)
-	img, png = nil, nil
-	// A capture briefly needs ~15 MB (the frame, its copy, the PNG); hand it
-	// back to the OS instead of keeping the helper's RSS at its peak.
-	defer debug.FreeOSMemory()
-	if err != nil {
-		return err
-	}
-	req, _ = http.NewRequestWithContext(ctx, "POST", "http://vigil-agent/v1/session/evidence/"+d.Token, bytes.NewReader(ct))
-	resp2, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp2.Body.Close()
-	if resp2.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("evidence upload: %s", resp2.Status)
-	}
-	return nil
 }

@@ -2,7 +2,9 @@
 // process) from each user's session helper is matched against the rule's
 // keyword libraries; a match becomes a finding with its context and a
 // downscaled screenshot encrypted on the device to the collector's
-// evidence key.
+// evidence key. A rule can also enable OCR (off by default): the helper
+// then reads the screen's text with tesseract, and each line is matched
+// the same way.
 package screenwatch
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +46,30 @@ type Params struct {
 	// RepeatAfter: one finding per window and term per this interval; the
 	// repeats in between are counted in the next finding (default 10m).
 	RepeatAfter checks.Duration `yaml:"repeat_after"`
+	// OCR: also read the text on the screen (tesseract, run by the session
+	// helper) and match it line by line. Off by default: it costs CPU on
+	// the pupil's device (docs/screen.md) and sees everything on screen.
+	OCR OCRParams `yaml:"ocr"`
 }
+
+// OCRParams configure reading the screen's text.
+type OCRParams struct {
+	Enabled bool `yaml:"enabled"`
+	// On: "title_change" (default) reads after the active window or its
+	// title changes; "interval" reads every Interval whatever the titles.
+	On string `yaml:"on"`
+	// Interval between reads with on: interval (default 60s).
+	Interval checks.Duration `yaml:"interval"`
+	// MinInterval: never two reads on one desktop closer than this
+	// (default 10s): the bound on OCR's CPU cost.
+	MinInterval checks.Duration `yaml:"min_interval"`
+}
+
+// OCR triggers.
+const (
+	OCROnTitleChange = "title_change"
+	OCROnInterval    = "interval"
+)
 
 func (p *Params) defaults() {
 	if len(p.Libraries) == 0 {
@@ -58,6 +84,15 @@ func (p *Params) defaults() {
 	}
 	if p.RepeatAfter == 0 {
 		p.RepeatAfter = checks.Duration(10 * time.Minute)
+	}
+	if p.OCR.On == "" {
+		p.OCR.On = OCROnTitleChange
+	}
+	if p.OCR.Interval == 0 {
+		p.OCR.Interval = checks.Duration(time.Minute)
+	}
+	if p.OCR.MinInterval == 0 {
+		p.OCR.MinInterval = checks.Duration(10 * time.Second)
 	}
 }
 
@@ -82,6 +117,17 @@ func (Check) ValidateParams(n *yaml.Node) error {
 	}
 	if p.ScreenshotWidth < 0 || p.ScreenshotWidth > 4096 {
 		return checks.ParamError(n, "screenshot_width must be 1..4096")
+	}
+	switch p.OCR.On {
+	case "", OCROnTitleChange, OCROnInterval:
+	default:
+		return checks.ParamError(n, "ocr.on must be %s or %s", OCROnTitleChange, OCROnInterval)
+	}
+	if p.OCR.MinInterval != 0 && time.Duration(p.OCR.MinInterval) < time.Second {
+		return checks.ParamError(n, "ocr.min_interval must be at least 1s")
+	}
+	if p.OCR.Interval != 0 && time.Duration(p.OCR.Interval) < time.Second {
+		return checks.ParamError(n, "ocr.interval must be at least 1s")
 	}
 	return nil
 }
@@ -245,27 +291,82 @@ func (h *Hub) activate(a []*activeRule, emit checks.Emit) {
 
 const maxSeen = 5000
 
-// Observe matches one window against the active rules. At most one finding
-// per (window, rule, term) per repeat interval; a new match asks the
-// helper for a screenshot when the rule wants one and a recipient is known.
+// Observe matches one window's title against the active rules. At most
+// one finding per (window, user, rule, term) per repeat interval; a new
+// match asks the helper for a screenshot when the rule wants one and a
+// recipient is known. The decision also carries the OCR settings.
 func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (session.Decision, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if w.Title == "" {
-		return session.Decision{}, nil
-	}
 	if h.emit == nil {
-		if h.missed == nil {
-			h.missed = map[int]missedWindow{}
-		}
-		if len(h.missed) < 1000 {
-			h.missed[p.UID] = missedWindow{p, w}
+		if w.Title != "" {
+			if h.missed == nil {
+				h.missed = map[int]missedWindow{}
+			}
+			if len(h.missed) < 1000 {
+				h.missed[p.UID] = missedWindow{p, w}
+			}
 		}
 		return session.Decision{}, nil
 	}
+	var d session.Decision
+	if w.Title != "" {
+		d = h.matchLocked(ctx, p, w, w.Title, false)
+	}
+	h.ocrSettings(&d, true)
+	return d, nil
+}
+
+// OCR matches the text the helper read on the screen against the rules
+// that have OCR enabled, line by line, with the same deduplication as
+// titles (a term already reported for this window and user, from its
+// title or an earlier read, is a repeat), so a screen read every minute
+// raises one finding per repeat interval. A new match asks for the frame
+// that was read as its screenshot.
+func (h *Hub) OCR(ctx context.Context, p session.Peer, t session.OCRText) (session.Decision, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.emit == nil {
+		// Rules reloading: the next read will see the screen again.
+		return session.Decision{}, nil
+	}
+	d := h.matchLocked(ctx, p, t.Window, t.Text, true)
+	h.ocrSettings(&d, false)
+	return d, nil
+}
+
+// ocrSettings fills d's OCR settings from the active rules that enable
+// OCR: a read now (after a title change, when asked and a rule reads on
+// title changes), the shortest schedule of the rules reading on an
+// interval, and the longest minimum spacing of all of them.
+func (h *Hub) ocrSettings(d *session.Decision, titleChange bool) {
+	for _, ar := range h.active {
+		o := ar.params.OCR
+		if !o.Enabled {
+			continue
+		}
+		d.OCRMinIntervalMS = max(d.OCRMinIntervalMS, time.Duration(o.MinInterval).Milliseconds())
+		switch o.On {
+		case OCROnInterval:
+			if every := time.Duration(o.Interval).Milliseconds(); d.OCREveryMS == 0 || every < d.OCREveryMS {
+				d.OCREveryMS = every
+			}
+		default:
+			d.OCR = d.OCR || titleChange
+		}
+	}
+}
+
+// matchLocked matches text (a window title, or OCR text when ocr) and
+// records new matches; its decision asks for a screenshot when one is
+// wanted. h.mu is held.
+func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, text string, ocr bool) session.Decision {
 	now := h.now()
 	for _, ar := range h.active {
-		ms := ar.find(w.Title, now)
+		if ocr && !ar.params.OCR.Enabled {
+			continue
+		}
+		ms := ar.find(text, now)
 		if len(ms) == 0 {
 			continue
 		}
@@ -290,7 +391,12 @@ func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (ses
 		if len(fresh) == 0 {
 			continue
 		}
-		obs := observation(p, w, fresh, repeats)
+		var obs checks.Observation
+		if ocr {
+			obs = ocrObservation(p, w, text, fresh, repeats)
+		} else {
+			obs = observation(p, w, fresh, repeats)
+		}
 		if !*ar.params.Screenshot || h.recipient == "" {
 			go h.emit(context.WithoutCancel(ctx), ar.rule, obs)
 			continue
@@ -310,9 +416,9 @@ func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (ses
 		})
 		h.pending[token] = pd
 		// One screenshot per observation is enough: it shows the screen.
-		return session.Decision{Capture: true, Token: token, MaxWidth: ar.params.ScreenshotWidth, Recipient: h.recipient}, nil
+		return session.Decision{Capture: true, Token: token, MaxWidth: ar.params.ScreenshotWidth, Recipient: h.recipient}
 	}
-	return session.Decision{}, nil
+	return session.Decision{}
 }
 
 func (h *Hub) pruneSeen(now time.Time, keep time.Duration) {
@@ -374,6 +480,43 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
 	}
+}
+
+// ocrObservation describes matches in OCR text: each with the line it was
+// read in (its context); the window is the one that was active.
+func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Match, repeats int) checks.Observation {
+	top := ms[0]
+	list := make([]any, 0, len(ms))
+	for _, m := range ms {
+		if m.Severity > top.Severity {
+			top = m
+		}
+		line, start, end := lineOf(text, m.Start, m.End)
+		list = append(list, map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": start, "end": end, "text": m.Text, "context": contextWindow(line, start, end)})
+	}
+	line, start, end := lineOf(text, top.Start, top.End)
+	details := map[string]any{
+		"source": "ocr", "title": w.Title, "process": w.Process, "window_class": w.Class, "pid": w.PID,
+		"term": top.Term, "library": top.RuleID, "matches": list, "context": contextWindow(line, start, end),
+	}
+	if repeats > 0 {
+		details["repeats_since_last"] = repeats
+	}
+	return checks.Observation{
+		Message:  fmt.Sprintf("%s term %q in text on the screen (OCR; active window: %s)", top.Category, top.Term, w.Process),
+		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+	}
+}
+
+// lineOf returns the line of text holding [start, end) and the span's
+// offsets in it (the matcher never matches across a line break).
+func lineOf(text string, start, end int) (string, int, int) {
+	from := strings.LastIndexByte(text[:start], '\n') + 1
+	to := len(text)
+	if i := strings.IndexByte(text[end:], '\n'); i >= 0 {
+		to = end + i
+	}
+	return text[from:to], start - from, end - from
 }
 
 // contextWindow keeps at most 80 bytes either side of the match.

@@ -1,0 +1,150 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/agent/screen"
+)
+
+// RunHelper is `vigil-agent session`: watch this user's screen and report
+// to the service at sockPath until ctx ends. Title changes are coalesced:
+// while one observation is in flight only the latest window waits, so a
+// page flickering through a thousand titles costs a handful of requests.
+// When the service's decisions ask for it, the helper also reads the
+// screen's text (OCR, see ocrLoop) in a goroutine of its own, so a read
+// never delays the titles.
+func RunHelper(ctx context.Context, sockPath, display string, log *slog.Logger) error {
+	src, err := screen.Open(display)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	log.Info("session helper watching the screen", "display", display)
+	return runHelper(ctx, src, sockPath, log)
+}
+
+// helper is one running session helper.
+type helper struct {
+	hc  *http.Client
+	src screen.Source
+	log *slog.Logger
+	// shot: one screenshot at a time (evidence and OCR share the Source).
+	shot sync.Mutex
+	// cur is the latest active window, the one an OCR read is filed under.
+	cur atomic.Pointer[screen.Window]
+	ocr *ocrLoop
+}
+
+func runHelper(ctx context.Context, src screen.Source, sockPath string, log *slog.Logger) error {
+	h := &helper{
+		src: src, log: log,
+		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sockPath)
+		}}},
+	}
+	h.ocr = newOCRLoop(h.readScreen, log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { h.ocr.run(ctx) })
+	latest := make(chan screen.Window, 1)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case w := <-latest:
+				if err := h.report(ctx, w); err != nil && ctx.Err() == nil {
+					log.Warn("report to the agent service", "err", err)
+				}
+			}
+		}
+	})
+	return src.Watch(ctx, func(w screen.Window) {
+		h.cur.Store(&w)
+		select {
+		case <-latest:
+		default:
+		}
+		latest <- w
+	})
+}
+
+func (h *helper) report(ctx context.Context, w screen.Window) error {
+	var d Decision
+	if err := h.post(ctx, "/v1/session/observe", w, &d); err != nil {
+		return fmt.Errorf("observe: %w", err)
+	}
+	h.ocr.apply(d)
+	if !d.Capture {
+		return nil
+	}
+	img, err := h.screenshot(ctx)
+	if err != nil {
+		return fmt.Errorf("screenshot: %w", err)
+	}
+	return h.evidence(ctx, img, d)
+}
+
+// post sends v as JSON to the service and decodes its answer into out.
+func (h *helper) post(ctx context.Context, path string, v, out any) error {
+	body, _ := json.Marshal(v)
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://vigil-agent"+path, bytes.NewReader(body))
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (h *helper) screenshot(ctx context.Context) (image.Image, error) {
+	h.shot.Lock()
+	defer h.shot.Unlock()
+	return h.src.Screenshot(ctx)
+}
+
+// evidence downscales, encodes and encrypts img as d asked and uploads it
+// with d's token.
+func (h *helper) evidence(ctx context.Context, img image.Image, d Decision) error {
+	png, err := screen.EncodePNG(screen.Downscale(img, d.MaxWidth))
+	if err != nil {
+		return err
+	}
+	ct, err := screen.Encrypt(d.Recipient, png)
+	img, png = nil, nil
+	// A capture briefly needs ~15 MB (the frame, its copy, the PNG); hand it
+	// back to the OS instead of keeping the helper's RSS at its peak.
+	defer debug.FreeOSMemory()
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://vigil-agent/v1/session/evidence/"+d.Token, bytes.NewReader(ct))
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("evidence upload: %s", resp.Status)
+	}
+	return nil
+}
