@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"image/png"
 	"os"
@@ -22,23 +24,21 @@ func xsession(t *testing.T) (display, win string) {
 	for _, k := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR"} {
 		t.Setenv(k, home)
 	}
-	for n := 140; n < 170; n++ {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
-			continue
-		}
-		display = fmt.Sprintf(":%d", n)
-		break
+	// -displayfd: Xvfb picks a free display itself and reports it, so test
+	// runs in parallel (other packages, other checkouts) cannot collide.
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	x := exec.Command("Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	x := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	x.ExtraFiles = []*os.File{wr}
 	if err := x.Start(); err != nil {
 		t.Fatal(err)
 	}
+	wr.Close()
 	t.Cleanup(func() {
 		// SIGTERM lets Xvfb remove its lock and socket; a killed one leaves
-		// them behind and uses up display numbers for later runs.
+		// them behind.
 		x.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { x.Wait(); close(done) }()
@@ -49,17 +49,38 @@ func xsession(t *testing.T) (display, win string) {
 			<-done
 		}
 	})
+	num := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(rd).ReadString('\n')
+		rd.Close()
+		num <- strings.TrimSpace(line)
+	}()
+	select {
+	case n := <-num:
+		if n == "" {
+			t.Fatal("Xvfb exited without reporting a display")
+		}
+		display = ":" + n
+	case <-time.After(30 * time.Second):
+		t.Fatal("Xvfb did not report a display within 30s")
+	}
 	t.Setenv("DISPLAY", display)
-	waitFor(t, 10*time.Second, "Xvfb socket", func() bool {
-		_, err := os.Stat("/tmp/.X11-unix/X" + strings.TrimPrefix(display, ":"))
-		return err == nil
-	})
 	wm := exec.Command("openbox")
+	wmLog := &syncBuf{}
+	wm.Stdout, wm.Stderr = wmLog, wmLog
 	if err := wm.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { wm.Process.Kill(); wm.Wait() })
-	waitFor(t, 10*time.Second, "window manager", func() bool {
+	t.Cleanup(func() {
+		wm.Process.Kill()
+		wm.Wait()
+		if t.Failed() {
+			t.Logf("openbox:\n%s", wmLog.String())
+		}
+	})
+	// Generous: under a full parallel `go test -race ./...` on two cores the
+	// window manager can take several seconds to claim the screen.
+	waitFor(t, 30*time.Second, "window manager", func() bool {
 		out, _ := exec.Command("xprop", "-root", "_NET_SUPPORTING_WM_CHECK").Output()
 		return strings.Contains(string(out), "window id")
 	})
@@ -68,9 +89,11 @@ func xsession(t *testing.T) (display, win string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { term.Process.Kill(); term.Wait() })
-	out, err := exec.Command("xdotool", "search", "--sync", "--name", "Homework - Notes").Output()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "xdotool", "search", "--sync", "--name", "Homework - Notes").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("xterm window not found: %v", err)
 	}
 	win = strings.Fields(string(out))[0]
 	if err := exec.Command("xdotool", "windowactivate", "--sync", win).Run(); err != nil {
