@@ -102,11 +102,3 @@ func (m *memory) commit(changed map[string]string) error {
 	}
 	return nil
 }
-
-// status returns the recorded posture for (rule, key).
-func (m *memory) status(ruleID, key string) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.posture[ruleID+"\x00"+key]
-	return s, ok
-}

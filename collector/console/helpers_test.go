@@ -157,7 +157,6 @@ type client struct {
 	e    *env
 	hc   *http.Client
 	csrf string
-	ip   string
 }
 
 func (e *env) anon() *client {

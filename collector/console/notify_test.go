@@ -149,7 +149,7 @@ func TestNotificationsOverSMTP(t *testing.T) {
 	if code, _ := head.do("GET", "/api/v1/alerts/"+id, nil); code != 404 {
 		t.Errorf("headteacher before escalation: %d", code)
 	}
-	msgs = waitMail(t, maildir, 3, 10*time.Second)
+	waitMail(t, maildir, 3, 10*time.Second)
 	time.Sleep(500 * time.Millisecond) // anything else would have arrived by now
 	msgs = mailbox(t, maildir)
 	if len(msgs) != 3 {

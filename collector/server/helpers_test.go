@@ -83,11 +83,10 @@ func newEnv(tb testing.TB, cfg Config, sopts store.Options) *testEnv {
 
 // tokenSpec is what `vigil-collector token create` would be asked for.
 type tokenSpec struct {
-	group   string
-	ttl     time.Duration // default 1h; negative makes an expired token
-	uses    int           // default 1
-	caFP    string        // fingerprint put in the token string; default the env's CA
-	created time.Time
+	group string
+	ttl   time.Duration // default 1h; negative makes an expired token
+	uses  int           // default 1
+	caFP  string        // fingerprint put in the token string; default the env's CA
 }
 
 // mintToken mirrors collector/admin createToken: random id and secret, the

@@ -227,7 +227,7 @@ type stream struct {
 	start, end []int32
 	words      []int32
 	tmp        []uint32
-	xa, xb     []uint32 // exact-fold buffers
+	xa         []uint32 // exact-fold buffer
 }
 
 // normState is the tokeniser's state between characters.

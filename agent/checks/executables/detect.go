@@ -236,24 +236,6 @@ func hashReader(r io.Reader, limit int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashFile hashes path if it is at most limit bytes.
-func hashFile(path string, limit int64) (sum string, size int64, tooLarge bool, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, false, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", 0, false, err
-	}
-	if st.Size() > limit {
-		return "", st.Size(), true, nil
-	}
-	sum, err = hashReader(f, limit)
-	return sum, st.Size(), false, err
-}
-
 // appBundleExecutable returns the main executable of a macOS .app bundle
 // directory (CFBundleExecutable from Contents/Info.plist, else the first
 // regular file in Contents/MacOS), or "" if dir is not an app bundle.
