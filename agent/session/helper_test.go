@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/agent/screen"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
 
 // fakeSource is a desktop whose windows the test sets.
@@ -98,22 +100,7 @@ func fakeTesseract(t *testing.T, text string) (runs func() int) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuf = testutil.SyncBuffer
 
 // startHelper serves svc on a socket and runs a helper on src against it.
 func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {

@@ -23,6 +23,8 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
 	"github.com/vigil-safeguarding/vigil/rules"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
 
 // Tests against the real ClamAV (Debian packages clamav, clamav-daemon):
@@ -175,22 +177,7 @@ type clamd struct {
 	once   sync.Once
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // startClamd runs clamd in the foreground on dbDir with a socket of its
 // own and waits (at most 20 s) until it answers VERSION.

@@ -2,13 +2,11 @@ package bluetooth
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,27 +14,13 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
 	"github.com/vigil-safeguarding/vigil/rules"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
 
 const python = "/usr/bin/python3"
 
-// syncBuffer collects a child's output for the failure log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // needTools skips when the D-Bus test tools are missing on a developer
 // machine; in CI (CI set) their absence is a failure.
