@@ -57,7 +57,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, rest := args[0], args[1:]
 	if (cmd == "rules" || cmd == "quarantine") && len(rest) > 0 {
-		cmd, rest = "rules "+rest[0], rest[1:]
+		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	var err error
 	switch cmd {
