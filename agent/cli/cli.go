@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/service"
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -91,14 +92,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "vigil-agent %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	return cliexit.Code(stderr, "vigil-agent", cmd, err)
 }
 
 func stateFlag(fs *flag.FlagSet) *string {

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 )
@@ -93,14 +94,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "vigil-collector %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	return cliexit.Code(stderr, "vigil-collector", cmd, err)
 }
 
 // dataFlags starts a command's flags with --data, which every command needs.
