@@ -171,31 +171,42 @@ type PeopleImportResponse struct {
 	Errors   []RowError `json:"errors"`
 }
 
+// addUser creates the account a UserAddRequest describes, answering the
+// error itself; by names who asked (the log line). TOTP enrolment is only
+// offered where its secret can be shown safely (the admin socket's CLI).
+func (s *Server) addUser(w http.ResponseWriter, r *http.Request, by string, allowTOTP bool) (store.User, bool) {
+	var req UserAddRequest
+	if err := decodeBody(r, &req); err != nil {
+		jsonError(w, http.StatusBadRequest, "%v", err)
+		return store.User{}, false
+	}
+	u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "%v", err)
+		return store.User{}, false
+	}
+	if req.TOTP && allowTOTP {
+		u.TOTPSecret = NewTOTPSecret()
+	}
+	if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
+		jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
+		return store.User{}, false
+	} else if err != nil {
+		s.internal(w, "create user", err)
+		return store.User{}, false
+	}
+	s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", by)
+	return u, true
+}
+
 // AdminHandler serves the console's admin-socket endpoints.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/users", func(w http.ResponseWriter, r *http.Request) {
-		var req UserAddRequest
-		if err := decodeBody(r, &req); err != nil {
-			jsonError(w, http.StatusBadRequest, "%v", err)
+		u, ok := s.addUser(w, r, "admin socket", true)
+		if !ok {
 			return
 		}
-		u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
-		if err != nil {
-			jsonError(w, http.StatusBadRequest, "%v", err)
-			return
-		}
-		if req.TOTP {
-			u.TOTPSecret = NewTOTPSecret()
-		}
-		if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
-			jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
-			return
-		} else if err != nil {
-			s.internal(w, "create user", err)
-			return
-		}
-		s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", "admin socket")
 		resp := UserAddResponse{Username: u.Username, Role: u.Role}
 		if u.TOTPSecret != "" {
 			resp.TOTPURI = TOTPURI(u.TOTPSecret, u.Username)

@@ -395,30 +395,7 @@ func userJSON(u store.User) UserJSON {
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request, v *viewer) {
-	var req struct {
-		Username    string `json:"username"`
-		DisplayName string `json:"display_name"`
-		Role        string `json:"role"`
-		Password    string `json:"password"`
-		Email       string `json:"email"`
-		Chair       bool   `json:"chair"`
+	if u, ok := s.addUser(w, r, v.Username, false); ok {
+		writeJSON(w, http.StatusCreated, userJSON(u))
 	}
-	if err := decodeBody(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
-	if err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
-		jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
-		return
-	} else if err != nil {
-		s.internal(w, "create user", err)
-		return
-	}
-	s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", v.Username)
-	writeJSON(w, http.StatusCreated, userJSON(u))
 }
