@@ -789,17 +789,25 @@ func (x *FindingBatch) GetFindings() []*Finding {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentVersion  string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	RulesHash     string                 `protobuf:"bytes,2,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
-	SpoolDepth    int64                  `protobuf:"varint,3,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
-	SpoolBytes    int64                  `protobuf:"varint,4,opt,name=spool_bytes,json=spoolBytes,proto3" json:"spool_bytes,omitempty"`
-	CpuPercent    float64                `protobuf:"fixed64,5,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
-	RssBytes      int64                  `protobuf:"varint,6,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
-	DroppedTotal  uint64                 `protobuf:"varint,7,opt,name=dropped_total,json=droppedTotal,proto3" json:"dropped_total,omitempty"`
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AgentVersion string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	RulesHash    string                 `protobuf:"bytes,2,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
+	SpoolDepth   int64                  `protobuf:"varint,3,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	SpoolBytes   int64                  `protobuf:"varint,4,opt,name=spool_bytes,json=spoolBytes,proto3" json:"spool_bytes,omitempty"`
+	CpuPercent   float64                `protobuf:"fixed64,5,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
+	RssBytes     int64                  `protobuf:"varint,6,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	DroppedTotal uint64                 `protobuf:"varint,7,opt,name=dropped_total,json=droppedTotal,proto3" json:"dropped_total,omitempty"`
+	SentAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// Findings the collector refused as permanently invalid and the agent set
+	// aside (never retried), since the spool was created.
+	RejectedTotal uint64 `protobuf:"varint,9,opt,name=rejected_total,json=rejectedTotal,proto3" json:"rejected_total,omitempty"`
+	// The agent's last local failure that cost or may cost findings (spool
+	// write failed, disk full, spool recovered from damage), empty when none.
+	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Spool write failures (e.g. disk full) counted in dropped_total.
+	SpoolWriteFailures uint64 `protobuf:"varint,11,opt,name=spool_write_failures,json=spoolWriteFailures,proto3" json:"spool_write_failures,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -886,6 +894,27 @@ func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
 		return x.SentAt
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetRejectedTotal() uint64 {
+	if x != nil {
+		return x.RejectedTotal
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Heartbeat) GetSpoolWriteFailures() uint64 {
+	if x != nil {
+		return x.SpoolWriteFailures
+	}
+	return 0
 }
 
 type RequestResult struct {
@@ -1073,10 +1102,14 @@ func (*AgentMessage_Result) isAgentMessage_Msg() {}
 // Ack says every finding of batch batch_id is durably committed (or was
 // already stored). The agent deletes exactly those from its spool.
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BatchId       uint64                 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Stored        int32                  `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
-	Duplicates    int32                  `protobuf:"varint,3,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	BatchId    uint64                 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Stored     int32                  `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
+	Duplicates int32                  `protobuf:"varint,3,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	// Findings of this batch refused as permanently invalid. The rest of the
+	// batch was stored; the agent must set these aside (count and report them)
+	// and never resend them, so one bad finding cannot block those behind it.
+	Rejected      []*Rejected `protobuf:"bytes,4,rep,name=rejected,proto3" json:"rejected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1165,66 @@ func (x *Ack) GetDuplicates() int32 {
 	return 0
 }
 
+func (x *Ack) GetRejected() []*Rejected {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+// Rejected names one finding of a batch the collector will never accept.
+type Rejected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejected) Reset() {
+	*x = Rejected{}
+	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejected) ProtoMessage() {}
+
+func (x *Rejected) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejected.ProtoReflect.Descriptor instead.
+func (*Rejected) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Rejected) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Rejected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // RulesBundle replaces the agent's whole rule set. hash is HashFiles(files);
 // the agent refuses a bundle whose hash does not match its content.
 type RulesBundle struct {
@@ -1145,7 +1238,7 @@ type RulesBundle struct {
 
 func (x *RulesBundle) Reset() {
 	*x = RulesBundle{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1250,7 @@ func (x *RulesBundle) String() string {
 func (*RulesBundle) ProtoMessage() {}
 
 func (x *RulesBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[12]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1263,7 @@ func (x *RulesBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesBundle.ProtoReflect.Descriptor instead.
 func (*RulesBundle) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{12}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RulesBundle) GetVersion() string {
@@ -1207,7 +1300,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1312,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[13]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1325,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{13}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Request) GetRequestId() string {
@@ -1271,7 +1364,7 @@ type CollectorMessage struct {
 
 func (x *CollectorMessage) Reset() {
 	*x = CollectorMessage{}
-	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1376,7 @@ func (x *CollectorMessage) String() string {
 func (*CollectorMessage) ProtoMessage() {}
 
 func (x *CollectorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_vigil_proto_msgTypes[14]
+	mi := &file_vigil_v1_vigil_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1389,7 @@ func (x *CollectorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectorMessage.ProtoReflect.Descriptor instead.
 func (*CollectorMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{14}
+	return file_vigil_v1_vigil_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CollectorMessage) GetMsg() isCollectorMessage_Msg {
@@ -1437,7 +1530,7 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x12evidence_recipient\x18\x06 \x01(\tR\x11evidenceRecipient\"X\n" +
 	"\fFindingBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12-\n" +
-	"\bfindings\x18\x02 \x03(\v2\x11.vigil.v1.FindingR\bfindings\"\xa9\x02\n" +
+	"\bfindings\x18\x02 \x03(\v2\x11.vigil.v1.FindingR\bfindings\"\xa1\x03\n" +
 	"\tHeartbeat\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1450,7 +1543,12 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"cpuPercent\x12\x1b\n" +
 	"\trss_bytes\x18\x06 \x01(\x03R\brssBytes\x12#\n" +
 	"\rdropped_total\x18\a \x01(\x04R\fdroppedTotal\x123\n" +
-	"\asent_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\x85\x01\n" +
+	"\asent_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12%\n" +
+	"\x0erejected_total\x18\t \x01(\x04R\rrejectedTotal\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\n" +
+	" \x01(\tR\tlastError\x120\n" +
+	"\x14spool_write_failures\x18\v \x01(\x04R\x12spoolWriteFailures\"\x85\x01\n" +
 	"\rRequestResult\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
@@ -1462,13 +1560,17 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\bfindings\x18\x02 \x01(\v2\x16.vigil.v1.FindingBatchH\x00R\bfindings\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x121\n" +
 	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"X\n" +
+	"\x03msg\"\x88\x01\n" +
 	"\x03Ack\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\x05R\x06stored\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x03 \x01(\x05R\n" +
-	"duplicates\"\xad\x01\n" +
+	"duplicates\x12.\n" +
+	"\brejected\x18\x04 \x03(\v2\x12.vigil.v1.RejectedR\brejected\"4\n" +
+	"\bRejected\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xad\x01\n" +
 	"\vRulesBundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x126\n" +
@@ -1514,7 +1616,7 @@ func file_vigil_v1_vigil_proto_rawDescGZIP() []byte {
 }
 
 var file_vigil_v1_vigil_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_vigil_v1_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_vigil_v1_vigil_proto_goTypes = []any{
 	(Severity)(0),                 // 0: vigil.v1.Severity
 	(*EnrollRequest)(nil),         // 1: vigil.v1.EnrollRequest
@@ -1529,41 +1631,43 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	(*RequestResult)(nil),         // 10: vigil.v1.RequestResult
 	(*AgentMessage)(nil),          // 11: vigil.v1.AgentMessage
 	(*Ack)(nil),                   // 12: vigil.v1.Ack
-	(*RulesBundle)(nil),           // 13: vigil.v1.RulesBundle
-	(*Request)(nil),               // 14: vigil.v1.Request
-	(*CollectorMessage)(nil),      // 15: vigil.v1.CollectorMessage
-	nil,                           // 16: vigil.v1.RulesBundle.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
+	(*Rejected)(nil),              // 13: vigil.v1.Rejected
+	(*RulesBundle)(nil),           // 14: vigil.v1.RulesBundle
+	(*Request)(nil),               // 15: vigil.v1.Request
+	(*CollectorMessage)(nil),      // 16: vigil.v1.CollectorMessage
+	nil,                           // 17: vigil.v1.RulesBundle.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
-	17, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
+	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: vigil.v1.Finding.severity:type_name -> vigil.v1.Severity
-	18, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
+	19, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
 	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
 	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	17, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	18, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
 	6,  // 8: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
 	8,  // 9: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
 	9,  // 10: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
 	10, // 11: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	16, // 12: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	18, // 13: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 14: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 15: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	13, // 16: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	14, // 17: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 18: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 19: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 20: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	15, // 21: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	20, // [20:22] is the sub-list for method output_type
-	18, // [18:20] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 12: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 13: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 14: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 15: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 16: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 17: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 18: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	1,  // 19: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 20: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	2,  // 21: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 22: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1577,7 +1681,7 @@ func file_vigil_v1_vigil_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Result)(nil),
 	}
-	file_vigil_v1_vigil_proto_msgTypes[14].OneofWrappers = []any{
+	file_vigil_v1_vigil_proto_msgTypes[15].OneofWrappers = []any{
 		(*CollectorMessage_Welcome)(nil),
 		(*CollectorMessage_Ack)(nil),
 		(*CollectorMessage_Rules)(nil),
@@ -1589,7 +1693,7 @@ func file_vigil_v1_vigil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_vigil_proto_rawDesc), len(file_vigil_v1_vigil_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
