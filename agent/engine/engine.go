@@ -7,22 +7,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
 	"github.com/vigil-safeguarding/vigil/agent/hostinfo"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
@@ -235,8 +236,11 @@ func (e *Engine) reportRulesError(ctx context.Context, errs rules.Errors, when s
 // Emit is the one path from observation to spool (checks.Emit). Posture
 // observations whose status did not change and events already recorded
 // within the dedupe window are dropped here, so checks simply report what
-// they see.
+// they see. Every finding is built by NewFinding, so what is spooled is what
+// the collector accepts; one that still cannot be encoded is replaced by a
+// finding saying so, never dropped.
 func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Observation) (first, last uint64, err error) {
+	obs = validKeys(obs)
 	obs, changed := e.mem.filter(rule.ID, obs, e.cfg.Now())
 	if len(obs) == 0 {
 		return 0, 0, nil
@@ -248,13 +252,17 @@ func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Obser
 	meta := FindingMeta{DeviceID: e.cfg.DeviceID, Group: e.cfg.Group, User: e.loggedInUser(), RulesHash: hash, Now: e.cfg.Now()}
 	items := make([]spool.Item, len(obs))
 	for i, o := range obs {
-		f, err := NewFinding(meta, rule, o)
-		if err != nil {
-			return 0, 0, err
+		f, notes := NewFinding(meta, rule, o)
+		if len(notes) > 0 {
+			e.log.Warn("finding adjusted to the collector's contract before spooling", "rule", rule.ID, "changes", notes)
 		}
 		b, err := proto.Marshal(f)
 		if err != nil {
-			return 0, 0, fmt.Errorf("encode finding: %w", err)
+			e.log.Error("finding does not encode; recording a finding about the failure instead", "rule", rule.ID, "err", err)
+			f = Replacement(meta, rule, f, fmt.Sprintf("the finding could not be encoded: %v", err))
+			if b, err = proto.Marshal(f); err != nil {
+				return 0, 0, fmt.Errorf("encode finding: %w", err)
+			}
 		}
 		items[i] = spool.Item{Severity: uint8(f.Severity), Payload: b}
 	}
@@ -267,14 +275,40 @@ func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Obser
 	return first, last, nil
 }
 
+// validKeys makes observation keys valid UTF-8 (escaped, so distinct keys
+// stay distinct): they are kept in the posture file, which is JSON.
+func validKeys(obs []checks.Observation) []checks.Observation {
+	var out []checks.Observation
+	for i, o := range obs {
+		if utf8.ValidString(o.Key) {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(obs)
+		}
+		out[i].Key = contract.Escape(o.Key)
+	}
+	if out == nil {
+		return obs
+	}
+	return out
+}
+
 // FindingMeta is what a finding takes from the device rather than the check.
 type FindingMeta struct {
 	DeviceID, Group, User, RulesHash string
 	Now                              time.Time
 }
 
-// NewFinding builds the finding for one observation under rule.
-func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigilv1.Finding, error) {
+// NewFinding builds the finding for one observation under rule. It is the
+// one place where what checks read from the OS (paths, titles, user and
+// process names, labels) enters a finding, so it is where every string is
+// made valid UTF-8, with the original bytes kept escaped in the details,
+// and where the finding is fitted to the collector's contract
+// (contract.Sanitize): the agent never spools what the collector would
+// refuse. The notes say what had to change. A finding that cannot be made
+// valid becomes a Replacement saying why.
+func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigilv1.Finding, []string) {
 	sev, cat := rule.Severity, rule.Category
 	if o.Severity != 0 {
 		sev = o.Severity
@@ -292,30 +326,40 @@ func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigi
 		f.User = o.User
 	}
 	if len(o.Details) > 0 {
-		d, err := toStruct(o.Details)
-		if err != nil {
-			return nil, fmt.Errorf("finding details for %s: %w", rule.ID, err)
-		}
-		f.Details = d
+		f.Details = contract.Details(o.Details)
 	}
-	return f, nil
+	notes := contract.Sanitize(f)
+	if err := contract.Validate(f, contract.Options{}); err != nil {
+		notes = append(notes, "replaced: "+err.Error())
+		f = Replacement(meta, rule, f, fmt.Sprintf("the finding could not be made valid: %v", err))
+	}
+	return f, notes
 }
 
-// toStruct converts details; values structpb cannot take directly (typed
-// slices, structs) go through JSON.
-func toStruct(m map[string]any) (*structpb.Struct, error) {
-	if st, err := structpb.NewStruct(m); err == nil {
-		return st, nil
+// Replacement is the finding recorded instead of orig when orig cannot be
+// made valid or encoded: same rule, severity and category, so an alert is
+// not silently downgraded, with why and what is left of the message.
+func Replacement(meta FindingMeta, rule *rules.Rule, orig *vigilv1.Finding, why string) *vigilv1.Finding {
+	msg := contract.Escape(orig.GetMessage())
+	if raw := orig.GetDetails().GetFields()["message"+contract.RawSuffix].GetStringValue(); raw != "" {
+		msg = raw // the message as the check wrote it, before it was made valid
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
+	check := rule.Check
+	if check == "" {
+		check = "agent"
 	}
-	var generic map[string]any
-	if err := json.Unmarshal(b, &generic); err != nil {
-		return nil, err
+	f := &vigilv1.Finding{
+		DeviceId: meta.DeviceID, Group: meta.Group, ObservedAt: timestamppb.New(meta.Now), User: orig.GetUser(),
+		Check: check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: orig.GetSeverity(),
+		Category: orig.GetCategory(), RulesHash: meta.RulesHash, Status: orig.GetStatus(),
+		Message: fmt.Sprintf("a finding of rule %s could not be recorded as observed: %s", rule.ID, why),
+		Details: contract.Details(map[string]any{
+			"finding_invalid":  why,
+			"original_message": contract.Truncate(msg, 1024),
+		}),
 	}
-	return structpb.NewStruct(generic)
+	contract.Sanitize(f)
+	return f
 }
 
 // loggedInUser is cached: reading utmp for every finding would cost more

@@ -32,10 +32,7 @@ func Once(ctx context.Context, set *rules.Set, group, role string, out func(*vig
 		emit := func(_ context.Context, rule *rules.Rule, obs ...checks.Observation) (uint64, uint64, error) {
 			for _, o := range obs {
 				meta.Now = time.Now()
-				f, err := NewFinding(meta, rule, o)
-				if err != nil {
-					return 0, 0, err
-				}
+				f, _ := NewFinding(meta, rule, o)
 				out(f)
 			}
 			return 0, 0, nil

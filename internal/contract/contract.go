@@ -173,7 +173,7 @@ func validateEvidence(f *vigilv1.Finding) error {
 	}
 	refs := make(map[string]*vigilv1.EvidenceRef, len(f.Evidence))
 	for _, r := range f.Evidence {
-		if !ValidEvidenceID(r.GetId()) || len(r.GetMediaType()) > MaxShort || !utf8.ValidString(r.GetMediaType()) || len(r.GetSha256()) != 64 {
+		if !ValidEvidenceID(r.GetId()) || len(r.GetMediaType()) > MaxShort || !utf8.ValidString(r.GetMediaType()) || !isHex64(r.GetSha256()) {
 			return fmt.Errorf("evidence ref %q malformed", cut(r.GetId(), 40))
 		}
 		refs[r.Id] = r
@@ -212,6 +212,14 @@ func ValidEvidenceID(id string) bool {
 		}
 	}
 	return true
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // evidenceDataField is Finding.evidence_data's field number.
