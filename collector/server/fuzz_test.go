@@ -88,8 +88,10 @@ func invalidUTF8Check() []byte {
 }
 
 // FuzzIngest feeds arbitrary agent messages to Server.Ingest. Invariants: no
-// panic; an accepted batch is readable back exactly as acknowledged; a
-// refused one is InvalidArgument (or ResourceExhausted) and stores nothing.
+// panic; an accepted batch is readable back exactly as acknowledged, each
+// finding refused in the ack as a finding-rejected record under its seq; a
+// refused batch is InvalidArgument (or ResourceExhausted) and stores
+// nothing.
 func FuzzIngest(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed.data)
@@ -136,13 +138,24 @@ func FuzzIngest(f *testing.F) {
 			t.Fatalf("%d findings stored, batch had %d", len(got), len(batch.Findings))
 		}
 		det := proto.MarshalOptions{Deterministic: true}
+		refused := map[uint64]bool{}
+		for _, r := range ack.Rejected {
+			refused[r.Seq] = true
+		}
 		for _, want := range batch.Findings {
-			if want.DeviceId != dev.DeviceID || want.Group != dev.Group {
-				t.Fatalf("finding not stamped with the sender: %q/%q", want.DeviceId, want.Group)
-			}
 			g := got[want.Seq]
 			if g == nil {
 				t.Fatalf("seq %d acknowledged but not stored", want.Seq)
+			}
+			if refused[want.Seq] {
+				// Refused on its own: a finding-rejected record holds its seq.
+				if g.RuleId != "finding-rejected" || g.DeviceId != dev.DeviceID {
+					t.Fatalf("refused seq %d stored as %v", want.Seq, g)
+				}
+				continue
+			}
+			if want.DeviceId != dev.DeviceID || want.Group != dev.Group {
+				t.Fatalf("finding not stamped with the sender: %q/%q", want.DeviceId, want.Group)
 			}
 			// Bytes, not proto.Equal: a NaN in details is never Equal.
 			wb, _ := det.Marshal(want)

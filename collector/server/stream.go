@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -254,18 +252,47 @@ func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *v
 }
 
 // Ingest validates a batch from dev and commits it durably, returning the
-// ack to send. Invalid input is refused with InvalidArgument naming the
-// offending finding; overload with RESOURCE_EXHAUSTED and a retry delay.
+// ack to send. A finding that breaks the shared contract (internal/contract)
+// is refused on its own: it is listed in Ack.rejected with the reason, a
+// "finding-rejected" record takes its (device, seq) so a technician sees
+// what was lost, and the rest of the batch is stored, so one bad finding can
+// never block those behind it. A batch that is malformed as a whole (empty,
+// too many findings, seqs not increasing, too large) is refused with
+// InvalidArgument; overload with RESOURCE_EXHAUSTED and a retry delay.
 func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.FindingBatch) (*vigilv1.Ack, error) {
-	if err := s.validateBatch(dev.DeviceID, b); err != nil {
+	for _, f := range b.GetFindings() {
+		if f != nil {
+			// The collector, not the agent, is the authority on which group
+			// a device is in.
+			f.Group = dev.Group
+		}
+	}
+	rejected, err := s.checkBatch(dev.DeviceID, b)
+	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	for _, f := range b.Findings {
-		// The collector, not the agent, is the authority on who and which
-		// group sent it.
-		f.DeviceId, f.Group = dev.DeviceID, dev.Group
+	commit := b.Findings
+	var refused []*vigilv1.Rejected
+	if len(rejected) > 0 {
+		commit = make([]*vigilv1.Finding, len(b.Findings))
+		for i, f := range b.Findings {
+			reason, bad := rejected[i]
+			if !bad {
+				commit[i] = f
+				continue
+			}
+			refused = append(refused, &vigilv1.Rejected{Seq: f.Seq, Reason: reason})
+			commit[i] = rejectedRecord(dev, f, reason, s.cfg.Now())
+			s.log.Debug("finding refused", "device", dev.DeviceID, "seq", f.Seq, "reason", reason)
+		}
+		s.log.Warn("findings refused as permanently invalid; recorded as finding-rejected, rest of the batch stored",
+			"device", dev.DeviceID, "batch", b.BatchId, "refused", len(refused), "first_seq", refused[0].Seq, "first_reason", refused[0].Reason)
 	}
-	stored, dups, err := s.cfg.Store.CommitFindings(ctx, b.Findings)
+	for _, f := range commit {
+		// Nor may an agent speak for another device.
+		f.DeviceId = dev.DeviceID
+	}
+	stored, dups, err := s.cfg.Store.CommitFindings(ctx, commit)
 	switch {
 	case errors.Is(err, store.ErrOverloaded):
 		return nil, resourceExhausted("collector is overloaded; retry later", s.cfg.RetryAfter)
@@ -275,121 +302,96 @@ func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.Findin
 		s.log.Error("commit findings", "device", dev.DeviceID, "err", err)
 		return nil, status.Error(codes.Unavailable, "could not store findings; retry later")
 	}
-	return &vigilv1.Ack{BatchId: b.BatchId, Stored: int32(stored), Duplicates: int32(dups)}, nil
+	return &vigilv1.Ack{BatchId: b.BatchId, Stored: int32(stored), Duplicates: int32(dups), Rejected: refused}, nil
 }
 
-// Field limits: generous for real findings, small enough that one agent
-// cannot make the collector hold much.
-const (
-	maxShort        = 128
-	maxMessage      = 4096
-	maxEvidence     = 16
-	maxFindingBytes = 256 << 10
-)
+// maxReason bounds a rejection reason sent back and recorded.
+const maxReason = 512
 
-// Observation times outside this range are refused: the time index stores
-// Unix nanoseconds, and a device clock decades off is an error, not data.
-var minObserved = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
-const maxClockAhead = 366 * 24 * time.Hour
-
-func (s *Server) validateBatch(device string, b *vigilv1.FindingBatch) error {
+// checkBatch returns an error for a batch malformed as a whole, else the
+// reason for each finding (by index) that is refused on its own.
+func (s *Server) checkBatch(device string, b *vigilv1.FindingBatch) (map[int]string, error) {
 	if len(b.GetFindings()) == 0 {
-		return errors.New("empty finding batch")
+		return nil, errors.New("empty finding batch")
 	}
 	if len(b.Findings) > s.cfg.MaxBatchFindings {
-		return fmt.Errorf("batch of %d findings exceeds the limit of %d", len(b.Findings), s.cfg.MaxBatchFindings)
+		return nil, fmt.Errorf("batch of %d findings exceeds the limit of %d", len(b.Findings), s.cfg.MaxBatchFindings)
+	}
+	var rejected map[int]string
+	refuse := func(i int, err error) {
+		if rejected == nil {
+			rejected = map[int]string{}
+		}
+		rejected[i] = contract.Truncate(contract.ValidString(err.Error()), maxReason)
 	}
 	var prev uint64
 	total := 0
-	now := s.cfg.Now()
+	opts := contract.Options{Device: device, Now: s.cfg.Now()}
 	for i, f := range b.Findings {
-		if err := validateFinding(device, f, now); err != nil {
-			return fmt.Errorf("finding %d (seq %d): %w", i, f.GetSeq(), err)
-		}
-		n := proto.Size(f)
-		if n > maxFindingBytes {
-			return fmt.Errorf("finding %d (seq %d) is %d bytes, the limit is %d (evidence travels apart)", i, f.Seq, n, maxFindingBytes)
-		}
-		if total += n; total > s.cfg.MaxBatchBytes {
-			return fmt.Errorf("batch of more than %d bytes exceeds the limit", s.cfg.MaxBatchBytes)
-		}
-		if f.Seq <= prev {
-			return fmt.Errorf("finding %d: seq %d not above previous %d", i, f.Seq, prev)
+		// Without a usable seq a finding cannot be acknowledged or refused
+		// by name: the batch is broken, not the finding.
+		switch {
+		case f == nil:
+			return nil, fmt.Errorf("finding %d is empty", i)
+		case f.Seq == 0:
+			return nil, fmt.Errorf("finding %d: seq must be positive", i)
+		case f.Seq <= prev:
+			return nil, fmt.Errorf("finding %d: seq %d not above previous %d", i, f.Seq, prev)
 		}
 		prev = f.Seq
+		n := proto.Size(f)
+		total += n
+		if err := contract.Validate(f, opts); err != nil {
+			refuse(i, err)
+			continue
+		}
+		if n > s.cfg.MaxBatchBytes {
+			// Alone over this collector's batch limit: it could never be
+			// sent in a batch that is accepted.
+			refuse(i, fmt.Errorf("finding of %d bytes exceeds this collector's batch limit of %d", n, s.cfg.MaxBatchBytes))
+		}
 	}
-	return nil
+	if total > s.cfg.MaxBatchBytes && len(b.Findings) > 1 {
+		return nil, fmt.Errorf("batch of more than %d bytes exceeds the limit", s.cfg.MaxBatchBytes)
+	}
+	return rejected, nil
 }
 
-func validateFinding(device string, f *vigilv1.Finding, now time.Time) error {
-	switch {
-	case f == nil:
-		return errors.New("nil finding")
-	case f.DeviceId != "" && f.DeviceId != device:
-		return fmt.Errorf("device_id %q is not the sender", limit(f.DeviceId, 40))
-	case f.Seq == 0:
-		return errors.New("seq must be positive")
-	case f.Severity < vigilv1.Severity_SEVERITY_INFO || f.Severity > vigilv1.Severity_SEVERITY_CRITICAL:
-		return fmt.Errorf("severity %d out of range", f.Severity)
-	case f.ObservedAt == nil || f.ObservedAt.CheckValid() != nil:
-		return errors.New("observed_at missing or invalid")
-	case f.ObservedAt.AsTime().Before(minObserved) || f.ObservedAt.AsTime().After(now.Add(maxClockAhead)):
-		return fmt.Errorf("observed_at %s is outside 2000-01-01 .. a year from now", f.ObservedAt.AsTime().Format(time.RFC3339))
-	case len(f.Evidence) > maxEvidence:
-		return fmt.Errorf("%d evidence references, at most %d", len(f.Evidence), maxEvidence)
-	case len(f.Message) > maxMessage:
-		return fmt.Errorf("message longer than %d bytes", maxMessage)
-	case !utf8.ValidString(f.Message):
-		return errors.New("message is not valid UTF-8")
+// rejectedRecord stands in for a refused finding under the same (device,
+// seq): the device's history has no silent gap, a resend of the refused
+// finding is a duplicate, and the alert queue shows that something of this
+// rule, severity and category was seen and could not be kept.
+func rejectedRecord(dev store.Device, f *vigilv1.Finding, reason string, now time.Time) *vigilv1.Finding {
+	at := now
+	if t := f.GetObservedAt(); t.CheckValid() == nil && !t.AsTime().Before(contract.MinObserved) && !t.AsTime().After(now.Add(contract.MaxClockAhead)) {
+		at = t.AsTime()
 	}
-	for name, v := range map[string]string{"check": f.Check, "rule_id": f.RuleId, "category": f.Category, "user": f.User, "status": f.Status, "rules_hash": f.RulesHash} {
-		if len(v) > maxShort {
-			return fmt.Errorf("%s longer than %d bytes", name, maxShort)
-		}
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("%s is not valid UTF-8", name)
-		}
+	sev := f.GetSeverity()
+	if sev < vigilv1.Severity_SEVERITY_INFO || sev > vigilv1.Severity_SEVERITY_CRITICAL {
+		sev = vigilv1.Severity_SEVERITY_MEDIUM
 	}
-	if f.Check == "" {
-		return errors.New("check is required")
+	clean := func(s string, n int) string { return contract.Truncate(contract.ValidString(s), n) }
+	details := map[string]any{
+		"reason": reason, "rejected_seq": f.GetSeq(), "size_bytes": proto.Size(f),
+		"original_check": clean(f.GetCheck(), contract.MaxShort), "original_rule_id": clean(f.GetRuleId(), contract.MaxShort),
+		"original_rule_version": f.GetRuleVersion(), "original_message": clean(f.GetMessage(), 1024),
 	}
-	return validateEvidence(f)
-}
-
-// validateEvidence: every blob must be announced by an EvidenceRef with
-// its SHA-256 and size, so what is stored is what the finding points at.
-func validateEvidence(f *vigilv1.Finding) error {
-	refs := make(map[string]*vigilv1.EvidenceRef, len(f.Evidence))
-	for _, r := range f.Evidence {
-		if !validEvidenceID(r.GetId()) || len(r.GetMediaType()) > maxShort || len(r.GetSha256()) != 64 {
-			return fmt.Errorf("evidence ref %q malformed", limit(r.GetId(), 40))
-		}
-		refs[r.Id] = r
+	if n := len(f.GetEvidenceData()); n > 0 {
+		details["evidence_not_kept"] = n
 	}
-	for _, b := range f.EvidenceData {
-		r, ok := refs[b.GetId()]
-		if !ok {
-			return fmt.Errorf("evidence blob %q has no reference", limit(b.GetId(), 40))
-		}
-		sum := sha256.Sum256(b.Data)
-		if hex.EncodeToString(sum[:]) != r.Sha256 || int64(len(b.Data)) != r.Size {
-			return fmt.Errorf("evidence blob %q does not match its reference (sha256/size)", b.Id)
-		}
+	r := &vigilv1.Finding{
+		DeviceId: dev.DeviceID, Seq: f.GetSeq(), Group: dev.Group, ObservedAt: timestamppb.New(at),
+		User: clean(f.GetUser(), contract.MaxShort), Check: "pipeline", RuleId: "finding-rejected", RuleVersion: 1,
+		Severity: sev, Category: clean(f.GetCategory(), contract.MaxShort), RulesHash: clean(f.GetRulesHash(), contract.MaxShort),
+		Message: clean(fmt.Sprintf("a finding of rule %s (check %s) was refused by the collector and not stored: %s",
+			clean(f.GetRuleId(), 64), clean(f.GetCheck(), 64), reason), contract.MaxMessage),
+		Details: contract.Details(details),
 	}
-	return nil
-}
-
-func validEvidenceID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
+	if r.Category == "" {
+		r.Category = "agent"
 	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	contract.Sanitize(r)
+	return r
 }
 
 func limit(s string, n int) string {

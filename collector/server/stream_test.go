@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -111,14 +110,14 @@ func TestStreamHelloWelcomeAckDedupe(t *testing.T) {
 	}
 }
 
-// TestStreamMalformedInput: each bad input ends its own stream with
-// InvalidArgument (ResourceExhausted for gRPC's size limit), stores nothing,
-// and a good client connected all along keeps working.
+// TestStreamMalformedInput: each input malformed as a whole ends its own
+// stream with InvalidArgument (ResourceExhausted for gRPC's size limit),
+// stores nothing, and a good client connected all along keeps working.
+// Findings that are bad on their own are TestStreamRejectsPerFinding's.
 func TestStreamMalformedInput(t *testing.T) {
 	e := newEnv(t, Config{MaxBatchFindings: testMaxFindings, MaxBatchBytes: testMaxBytes}, store.Options{})
 	good := e.enrollDevice(t)
 	bad := e.enrollDevice(t)
-	other := e.enrollDevice(t)
 
 	goodStream := good.mustStream(t, "good")
 	goodSeq := uint64(0)
@@ -148,18 +147,10 @@ func TestStreamMalformedInput(t *testing.T) {
 		contains string
 	}{
 		{"seq 0", batchMsg(1, []*vigilv1.Finding{mkFinding(0)}), codes.InvalidArgument, "seq must be positive"},
-		{"severity 9", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Severity = 9 })), codes.InvalidArgument, "severity"},
-		{"severity unspecified", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Severity = 0 })), codes.InvalidArgument, "severity"},
-		{"another device's id", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.DeviceId = other.id })), codes.InvalidArgument, "not the sender"},
 		{"repeated seq", batchMsg(1, []*vigilv1.Finding{mkFinding(105), mkFinding(105)}), codes.InvalidArgument, "not above"},
 		{"decreasing seq", batchMsg(1, []*vigilv1.Finding{mkFinding(105), mkFinding(106), mkFinding(104)}), codes.InvalidArgument, "not above"},
 		{"too many findings", batchMsg(1, seqRange(101, 101+testMaxFindings)), codes.InvalidArgument, "exceeds the limit"},
 		{"empty batch", batchMsg(1, nil), codes.InvalidArgument, "empty"},
-		{"nil observed_at", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.ObservedAt = nil })), codes.InvalidArgument, "observed_at"},
-		{"no check", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Check = "" })), codes.InvalidArgument, "check"},
-		{"long rule id", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.RuleId = strings.Repeat("r", 200) })), codes.InvalidArgument, "rule_id"},
-		{"long message", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Message = strings.Repeat("m", 5000) })), codes.InvalidArgument, "message"},
-		{"too much evidence", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Evidence = make([]*vigilv1.EvidenceRef, 17) })), codes.InvalidArgument, "evidence"},
 		// Over MaxBatchBytes but under gRPC's receive limit: the collector's
 		// own check.
 		{"batch over MaxBatchBytes", batchMsg(1, with(101, func(f *vigilv1.Finding) { f.Details = bigDetails(testMaxBytes + 8<<10) })), codes.InvalidArgument, "bytes exceeds"},
@@ -223,8 +214,8 @@ func openStreamFirst(t *testing.T, d *device, m *vigilv1.AgentMessage) (*agentSt
 }
 
 // TestLargeFindingOnDisk: a finding just under the per-finding cap (200 KiB
-// of details) is stored intact on disk; one over it is refused by name,
-// since big payloads (screenshots) travel as evidence, apart.
+// of details) is stored intact on disk; one over it is refused by name in
+// the ack, and the stream goes on.
 func TestLargeFindingOnDisk(t *testing.T) {
 	e := newEnv(t, Config{}, store.Options{})
 	d := e.enrollDevice(t)
@@ -241,9 +232,12 @@ func TestLargeFindingOnDisk(t *testing.T) {
 	}
 	big := mkFinding(3)
 	big.Details, _ = structpb.NewStruct(map[string]any{"blob": strings.Repeat("A", 300<<10)})
-	_, err = as.sendBatch(2, []*vigilv1.Finding{big})
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "the limit is 262144") {
-		t.Fatalf("oversized finding: %v", err)
+	ack, err = as.sendBatch(2, []*vigilv1.Finding{big})
+	if err != nil || len(ack.Rejected) != 1 || ack.Rejected[0].Seq != 3 || !strings.Contains(ack.Rejected[0].Reason, "the limit is 262144") {
+		t.Fatalf("oversized finding: ack %v, err %v", ack, err)
+	}
+	if ack, err := as.sendBatch(3, seqRange(4, 4)); err != nil || ack.Stored != 1 {
+		t.Fatalf("after the refusal: ack %v, err %v", ack, err)
 	}
 }
 
@@ -268,7 +262,8 @@ func TestHelloFieldsBounded(t *testing.T) {
 
 // TestEvidenceTravelsWithFinding: evidence bytes announced by a matching
 // EvidenceRef are stored apart; a blob whose hash or reference does not
-// match ends the stream with InvalidArgument and stores nothing.
+// match is refused by name in the ack, its evidence is not stored, and the
+// stream goes on.
 func TestEvidenceTravelsWithFinding(t *testing.T) {
 	e := newEnv(t, Config{}, store.Options{})
 	d := e.enrollDevice(t)
@@ -284,20 +279,31 @@ func TestEvidenceTravelsWithFinding(t *testing.T) {
 	if got, err := e.st.Evidence(d.id, "0123abcd"); err != nil || !bytes.Equal(got, blob) {
 		t.Fatalf("stored evidence %q %v", got, err)
 	}
+	seq := uint64(1)
 	for name, mutate := range map[string]func(*vigilv1.Finding){
 		"hash mismatch": func(f *vigilv1.Finding) { f.EvidenceData[0].Data = []byte("tampered-bytes-xxx!") },
 		"no reference":  func(f *vigilv1.Finding) { f.EvidenceData[0].Id = "other" },
 		"bad ref id":    func(f *vigilv1.Finding) { f.Evidence[0].Id = "../x" },
 	} {
-		as := d.mustStream(t, "evidence") // same instance: replaces the previous stream
+		seq++
 		g := proto.Clone(f).(*vigilv1.Finding)
-		g.Seq = 2
+		g.Seq = seq
+		g.Evidence[0].Id, g.EvidenceData[0].Id = "ev-"+strings.ReplaceAll(name, " ", "-"), "ev-"+strings.ReplaceAll(name, " ", "-")
 		mutate(g)
-		if _, err := as.sendBatch(1, []*vigilv1.Finding{g}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		ack, err := as.sendBatch(seq, []*vigilv1.Finding{g})
+		if err != nil || len(ack.Rejected) != 1 || ack.Rejected[0].Seq != seq {
+			t.Errorf("%s: ack %v, err %v; want the finding refused in the ack", name, ack, err)
 		}
 	}
-	if n := len(storedFindings(t, e.st, d.id)); n != 1 {
-		t.Fatalf("%d findings stored, want 1", n)
+	got := storedFindings(t, e.st, d.id)
+	for s := uint64(2); s <= seq; s++ {
+		if got[s].GetRuleId() != "finding-rejected" || len(got[s].GetEvidence()) != 0 {
+			t.Errorf("seq %d stored as %v, want a finding-rejected record without evidence", s, got[s])
+		}
+	}
+	for _, id := range []string{"ev-hash-mismatch", "ev-no-reference", "other", "../x"} {
+		if _, err := e.st.Evidence(d.id, id); err == nil {
+			t.Errorf("evidence %q of a refused finding stored", id)
+		}
 	}
 }
