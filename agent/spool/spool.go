@@ -124,6 +124,8 @@ type Stats struct {
 	Bytes        int64  // sum of len(Payload)+RecordOverhead over stored records
 	NextSeq      uint64 // seq the next appended item will get
 	DroppedTotal uint64 // records evicted to honour MaxBytes, over the file's life
+	// RejectedTotal: records set aside (SetAside), over the file's life.
+	RejectedTotal uint64
 }
 
 // Spool is a durable, byte-bounded queue. It is safe for concurrent use.
@@ -142,6 +144,8 @@ type Spool struct {
 
 	mu sync.Mutex
 	st state
+	// rejected is RejectedTotal (setaside.go), guarded by mu.
+	rejected uint64
 }
 
 type state struct {
@@ -205,6 +209,10 @@ func Open(path string, opts Options) (*Spool, error) {
 		notify:   make(chan struct{}, 1),
 	}
 	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	}
+	if err := s.loadRejected(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
@@ -382,7 +390,9 @@ func (s *Spool) Delete(seqs []uint64) error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st.stats()
+	st := s.st.stats()
+	st.RejectedTotal = s.rejected
+	return st
 }
 
 // Notify returns a channel (capacity 1) that receives a coalesced,

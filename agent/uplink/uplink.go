@@ -274,6 +274,11 @@ func (s *streamState) receive(ctx context.Context) error {
 			if !ok {
 				continue
 			}
+			// Findings refused as permanently invalid leave the spool for
+			// good, counted, so they can never block those behind them.
+			if err := s.setAside(seqs, msg.Ack.Rejected); err != nil {
+				return err
+			}
 			// Only now, with the collector's word that the batch is durable,
 			// may the findings leave the spool.
 			if err := s.u.cfg.Spool.Delete(seqs); err != nil {
@@ -292,6 +297,32 @@ func (s *streamState) receive(ctx context.Context) error {
 			go s.answer(ctx, msg.Request)
 		}
 	}
+}
+
+// setAside removes the findings of a batch (seqs) that the collector
+// refused, logging each with the collector's reason. Only seqs of this
+// batch are honoured.
+func (s *streamState) setAside(seqs []uint64, rejected []*vigilv1.Rejected) error {
+	if len(rejected) == 0 {
+		return nil
+	}
+	inBatch := make(map[uint64]bool, len(seqs))
+	for _, seq := range seqs {
+		inBatch[seq] = true
+	}
+	aside := make([]uint64, 0, len(rejected))
+	for _, r := range rejected {
+		if !inBatch[r.GetSeq()] {
+			s.u.log.Warn("collector refused a finding that is not in the acknowledged batch; ignored", "seq", r.GetSeq())
+			continue
+		}
+		aside = append(aside, r.GetSeq())
+		s.u.log.Warn("collector refused a finding as permanently invalid; set aside, not retried", "seq", r.GetSeq(), "reason", r.GetReason())
+	}
+	if _, err := s.u.cfg.Spool.SetAside(aside); err != nil {
+		return fmt.Errorf("set aside refused findings: %w", err)
+	}
+	return nil
 }
 
 func (s *streamState) answer(ctx context.Context, req *vigilv1.Request) {
@@ -333,6 +364,9 @@ func (s *streamState) sendLoop(ctx context.Context) error {
 		return err
 	}
 	maxN, maxBytes := int(s.welcome.MaxBatchFindings), int(s.welcome.MaxBatchBytes)
+	// A record larger than the collector's whole batch limit can never be
+	// accepted (gRPC refuses the message before the collector can name it).
+	limit := maxBytes
 	if maxN <= 0 || maxN > 500 {
 		maxN = 500
 	}
@@ -372,12 +406,22 @@ func (s *streamState) sendLoop(ctx context.Context) error {
 		batch := &vigilv1.FindingBatch{BatchId: batchID, Findings: make([]*vigilv1.Finding, 0, len(recs))}
 		seqs := make([]uint64, 0, len(recs))
 		for _, r := range recs {
+			if limit > 0 && len(r.Payload) > limit {
+				s.u.log.Error("spooled finding larger than the collector accepts; set aside, not sent", "seq", r.Seq, "bytes", len(r.Payload), "limit", limit)
+				if _, err := s.u.cfg.Spool.SetAside([]uint64{r.Seq}); err != nil {
+					return fmt.Errorf("set aside oversized finding: %w", err)
+				}
+				continue
+			}
 			f := &vigilv1.Finding{}
 			if err := proto.Unmarshal(r.Payload, f); err != nil {
 				// A record this binary cannot decode would block the queue
-				// forever; drop it loudly rather than stall every later one.
-				s.u.log.Error("dropping undecodable spool record", "seq", r.Seq, "err", err)
-				s.u.cfg.Spool.Delete([]uint64{r.Seq})
+				// forever: set it aside (counted, reported in heartbeats)
+				// rather than stall every later one.
+				s.u.log.Error("spooled finding cannot be decoded; set aside, not sent", "seq", r.Seq, "err", err)
+				if _, err := s.u.cfg.Spool.SetAside([]uint64{r.Seq}); err != nil {
+					return fmt.Errorf("set aside undecodable finding: %w", err)
+				}
 				continue
 			}
 			f.Seq = r.Seq
@@ -412,6 +456,7 @@ func (s *streamState) heartbeat() error {
 		SpoolDepth: int64(st.Count), SpoolBytes: st.Bytes, DroppedTotal: st.DroppedTotal,
 		SentAt: timestamppb.Now(),
 	}
+	hb.RejectedTotal = st.RejectedTotal
 	if s.u.cfg.Usage != nil {
 		hb.CpuPercent, hb.RssBytes = s.u.cfg.Usage()
 	}
