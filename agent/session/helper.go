@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/agent/screen"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 )
 
 // RunHelper is `vigil-agent session`: watch this user's screen and report
@@ -122,22 +123,38 @@ func (h *helper) screenshot(ctx context.Context) (image.Image, error) {
 	return h.src.Screenshot(ctx)
 }
 
-// evidence downscales, encodes and encrypts img as d asked and uploads it
-// with d's token.
+// evidence fits img to d's width and byte budget (screen.Fit), encrypts it
+// and uploads it with d's token; a screenshot that cannot be fitted or
+// encrypted is reported dropped, with why, so the finding records that
+// instead of waiting for it.
 func (h *helper) evidence(ctx context.Context, img image.Image, d Decision) error {
-	png, err := screen.EncodePNG(screen.Downscale(img, d.MaxWidth))
-	if err != nil {
-		return err
+	budget := d.MaxBytes
+	if budget <= 0 {
+		budget = contract.MaxEvidenceBytes
 	}
-	ct, err := screen.Encrypt(d.Recipient, png)
-	img, png = nil, nil
+	var ct []byte
+	data, mediaType, err := screen.Fit(img, d.MaxWidth, screen.PlainBudget(budget))
+	if err == nil {
+		ct, err = screen.Encrypt(d.Recipient, data)
+	}
+	if err == nil && len(ct) > budget {
+		err = fmt.Errorf("encrypted screenshot of %d bytes exceeds the budget of %d", len(ct), budget)
+	}
+	dropped := ""
+	if err != nil {
+		h.log.Warn("screenshot not attached", "err", err)
+		dropped, ct = err.Error(), nil
+	}
+	img, data = nil, nil
 	// A capture briefly needs ~15 MB (the frame, its copy, the PNG); hand it
 	// back to the OS instead of keeping the helper's RSS at its peak.
 	defer debug.FreeOSMemory()
-	if err != nil {
-		return err
-	}
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://vigil-agent/v1/session/evidence/"+d.Token, bytes.NewReader(ct))
+	if dropped != "" {
+		req.Header.Set(headerDropped, contract.Truncate(dropped, 512))
+	} else {
+		req.Header.Set(headerMediaType, mediaType)
+	}
 	resp, err := h.hc.Do(req)
 	if err != nil {
 		return err

@@ -53,6 +53,7 @@ type fakeService struct {
 	ocrAns   Decision
 	texts    []OCRText
 	evidence [][]byte
+	uploads  []Evidence
 }
 
 func (f *fakeService) Observe(ctx context.Context, p Peer, w screen.Window) (Decision, error) {
@@ -61,10 +62,11 @@ func (f *fakeService) Observe(ctx context.Context, p Peer, w screen.Window) (Dec
 	return f.decision, nil
 }
 
-func (f *fakeService) Evidence(ctx context.Context, p Peer, token string, data []byte) error {
+func (f *fakeService) Evidence(ctx context.Context, p Peer, token string, e Evidence) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.evidence = append(f.evidence, data)
+	f.evidence = append(f.evidence, e.Data)
+	f.uploads = append(f.uploads, e)
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/agent/screen"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 )
 
 // Peer is the verified identity of a connected helper.
@@ -43,6 +44,10 @@ type Decision struct {
 	Token     string `json:"token,omitempty"`
 	MaxWidth  int    `json:"max_width,omitempty"`
 	Recipient string `json:"recipient,omitempty"`
+	// MaxBytes is the evidence budget: the encrypted screenshot must fit
+	// it (the collector refuses more; internal/contract). The helper
+	// shrinks and recompresses to fit, or reports the screenshot dropped.
+	MaxBytes int `json:"max_bytes,omitempty"`
 
 	// OCR settings, repeated in every decision so that the helper, which
 	// holds no rules, always follows the current ones; all zero: no OCR.
@@ -63,10 +68,27 @@ type OCRText struct {
 	Text   string        `json:"text"`
 }
 
+// Evidence is what the helper sends for a Decision's Capture.
+type Evidence struct {
+	// Data is the age-encrypted image, MediaType what it decrypts to
+	// (screen.MediaPNG or screen.MediaJPEG).
+	Data      []byte
+	MediaType string
+	// Dropped, when set, says why there is no screenshot (it did not fit
+	// the budget, could not be taken or encrypted); Data is then empty.
+	Dropped string
+}
+
+// Headers of an evidence upload.
+const (
+	headerMediaType = "Vigil-Media-Type"
+	headerDropped   = "Vigil-Evidence-Dropped"
+)
+
 // Handler is implemented by the screen check in the service.
 type Handler interface {
 	Observe(ctx context.Context, p Peer, w screen.Window) (Decision, error)
-	Evidence(ctx context.Context, p Peer, token string, data []byte) error
+	Evidence(ctx context.Context, p Peer, token string, e Evidence) error
 	// OCR matches the text read on the screen; its Decision can ask for
 	// the screenshot of the frame that was read (Capture) and carries the
 	// OCR settings like Observe's.
@@ -79,8 +101,9 @@ const MaxOCRText = 64 << 10
 
 type peerKey struct{}
 
-// MaxEvidence bounds one uploaded screenshot (encrypted PNG).
-const MaxEvidence = 4 << 20
+// MaxEvidence bounds one uploaded screenshot (encrypted): the collector's
+// budget, so nothing larger is ever spooled.
+const MaxEvidence = contract.MaxEvidenceBytes
 
 // Serve listens on path for session helpers until ctx ends. The socket is
 // connectable by every local user (each user's helper must reach it);
@@ -134,11 +157,20 @@ func Serve(ctx context.Context, path string, h Handler, log *slog.Logger) error 
 	mux.HandleFunc("POST /v1/session/evidence/{token}", func(w http.ResponseWriter, r *http.Request) {
 		p := r.Context().Value(peerKey{}).(Peer)
 		data, err := io.ReadAll(io.LimitReader(r.Body, MaxEvidence+1))
-		if err != nil || len(data) > MaxEvidence {
-			http.Error(w, "evidence too large or unreadable", http.StatusBadRequest)
+		if err != nil {
+			http.Error(w, "evidence unreadable", http.StatusBadRequest)
 			return
 		}
-		if err := h.Evidence(r.Context(), p, r.PathValue("token"), data); err != nil {
+		ev := Evidence{Data: data, MediaType: r.Header.Get(headerMediaType), Dropped: contract.Truncate(r.Header.Get(headerDropped), 512)}
+		if len(data) > MaxEvidence {
+			// The finding goes without it, saying why, rather than waiting
+			// for a screenshot that will not come.
+			ev = Evidence{Dropped: fmt.Sprintf("screenshot of more than %d bytes refused (the evidence budget)", MaxEvidence)}
+			h.Evidence(r.Context(), p, r.PathValue("token"), ev)
+			http.Error(w, ev.Dropped, http.StatusRequestEntityTooLarge)
+			return
+		}
+		if err := h.Evidence(r.Context(), p, r.PathValue("token"), ev); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -76,7 +76,7 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.internal(w, "decrypt evidence", err)
 		return
 	}
-	if mediaType != "image/png" {
+	if mediaType != "image/png" && mediaType != "image/jpeg" { // what the agent sends (agent/screen.Fit)
 		mediaType = "application/octet-stream"
 	}
 	w.Header().Set("Content-Type", mediaType)

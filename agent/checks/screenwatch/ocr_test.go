@@ -169,7 +169,7 @@ func TestOCRAsksForTheFrame(t *testing.T) {
 	if !d.Capture || d.Token == "" || d.MaxWidth != 960 || d.OCR || d.OCRMinIntervalMS != 10000 {
 		t.Fatalf("decision %+v", d)
 	}
-	if err := h.Evidence(context.Background(), peer, d.Token, []byte("ciphertext")); err != nil {
+	if err := h.Evidence(context.Background(), peer, d.Token, session.Evidence{Data: []byte("ciphertext")}); err != nil {
 		t.Fatal(err)
 	}
 	if o := rec.next(t, "finding with evidence"); len(o.Evidence) != 1 || o.Details["source"] != "ocr" {

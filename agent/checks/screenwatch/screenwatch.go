@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/checks"
 	"github.com/vigil-safeguarding/vigil/agent/screen"
 	"github.com/vigil-safeguarding/vigil/agent/session"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
 	"github.com/vigil-safeguarding/vigil/rules/exclusions"
@@ -416,7 +417,7 @@ func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, 
 		})
 		h.pending[token] = pd
 		// One screenshot per observation is enough: it shows the screen.
-		return session.Decision{Capture: true, Token: token, MaxWidth: ar.params.ScreenshotWidth, Recipient: h.recipient}
+		return session.Decision{Capture: true, Token: token, MaxWidth: ar.params.ScreenshotWidth, Recipient: h.recipient, MaxBytes: contract.MaxEvidenceBytes}
 	}
 	return session.Decision{}
 }
@@ -436,8 +437,10 @@ func (h *Hub) pruneSeen(now time.Time, keep time.Duration) {
 }
 
 // Evidence attaches the helper's encrypted screenshot to its pending
-// finding and records it.
-func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, data []byte) error {
+// finding and records it. A screenshot the helper could not fit to the
+// budget, or that breaks it, is left out and the finding says why
+// (evidence_dropped): the alert is what matters.
+func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, ev session.Evidence) error {
 	h.mu.Lock()
 	pd, ok := h.pending[token]
 	delete(h.pending, token)
@@ -447,12 +450,27 @@ func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, data [
 		return errors.New("no screenshot was asked for with this token (or it came too late)")
 	}
 	pd.timer.Stop()
-	sum := sha256.Sum256(data)
-	id := randomID()
-	pd.obs.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: "image/png", Sha256: hex.EncodeToString(sum[:]), Size: int64(len(data))}}
-	pd.obs.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: data}}
 	if emit == nil {
 		return errors.New("screen rules are no longer active")
+	}
+	mediaType := ev.MediaType
+	if mediaType == "" {
+		mediaType = screen.MediaPNG
+	}
+	switch {
+	case ev.Dropped != "":
+		pd.obs.Details[contract.KeyEvidenceDropped] = ev.Dropped
+	case len(ev.Data) == 0:
+		pd.obs.Details[contract.KeyEvidenceDropped] = "the session helper sent an empty screenshot"
+	case len(ev.Data) > contract.MaxEvidenceBytes:
+		pd.obs.Details[contract.KeyEvidenceDropped] = fmt.Sprintf("screenshot of %d bytes exceeds the evidence budget of %d", len(ev.Data), contract.MaxEvidenceBytes)
+	case mediaType != screen.MediaPNG && mediaType != screen.MediaJPEG:
+		pd.obs.Details[contract.KeyEvidenceDropped] = fmt.Sprintf("screenshot of unsupported media type %q", contract.Truncate(mediaType, 64))
+	default:
+		sum := sha256.Sum256(ev.Data)
+		id := randomID()
+		pd.obs.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: mediaType, Sha256: hex.EncodeToString(sum[:]), Size: int64(len(ev.Data))}}
+		pd.obs.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: ev.Data}}
 	}
 	_, _, err := emit(context.WithoutCancel(ctx), pd.rule, pd.obs)
 	return err
