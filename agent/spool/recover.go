@@ -29,7 +29,9 @@ import (
 //   - the file is opened read-only and every bucket, key and value is read
 //     from our own goroutine with SetPanicOnFault, so a panic or a fault in
 //     bbolt becomes an error; every record must authenticate under the key;
-//   - bbolt's own Tx.Check runs over the same (now known readable) pages.
+//   - the page tree is walked from the raw bytes under the rules bbolt's
+//     free-list rebuild enforces (pagewalk.go), since that rebuild cannot
+//     be made safe from outside.
 //
 // A damaged file is renamed to <path>.damaged-<UTC time> for support, the
 // records that authenticate are put into a fresh spool under their own
@@ -203,17 +205,12 @@ func inspect(path string, sl *sealer) (ins inspection) {
 		// from the end.
 		_ = guard("read backwards", func() error { return db.View(func(tx *bolt.Tx) error { return ins.readBack(tx, sl) }) })
 	}
-	if len(problems) == 0 {
-		_ = guard("check", func() error {
-			return db.View(func(tx *bolt.Tx) error {
-				for e := range tx.Check() {
-					if len(problems) < 5 {
-						problems = append(problems, e.Error())
-					}
-				}
-				return nil
-			})
-		})
+	if metaErr == nil {
+		// bbolt's Tx.Check is not used: it rebuilds the free list with the
+		// same unrecoverable walk (see pagewalk.go).
+		if err := walkPages(path); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if len(problems) > 0 {
 		ins.damage = problems[0]
