@@ -36,6 +36,7 @@ const idleBaselineMain = `package main
 import (
 	"os"
 	"os/signal"
+	"syscall"
 )
 
 func main() {

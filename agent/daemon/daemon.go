@@ -4,9 +4,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +57,10 @@ func Run(ctx context.Context, o Options) error {
 	if o.SpoolMaxBytes > 0 {
 		maxBytes = o.SpoolMaxBytes
 	}
-	sp, err := spool.Open(o.State.SpoolPath(), spool.Options{MaxBytes: maxBytes, Logger: log, DropReport: dropReport(cfg)})
+	sp, err := openSpool(ctx, log, o.State.SpoolPath(), spool.Options{
+		MaxBytes: maxBytes, Logger: log, KeyPath: o.State.SpoolKeyPath(),
+		DropReport: dropReport(cfg), WriteFailReport: writeFailReport(cfg), DamageReport: damageReport(cfg),
+	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
@@ -163,6 +168,81 @@ func dropReport(cfg state.Config) func(map[uint8]uint64) spool.Item {
 		b, _ := proto.Marshal(f)
 		return spool.Item{Severity: uint8(vigilv1.Severity_SEVERITY_HIGH), Payload: b}
 	}
+}
+
+// openSpool opens the spool, retrying while the disk refuses (a new spool
+// on a full disk cannot be created): exiting would have the service
+// manager restart the agent in a loop for as long as the disk is full.
+// A spool held by another agent process is an error at once.
+func openSpool(ctx context.Context, log *slog.Logger, path string, opts spool.Options) (*spool.Spool, error) {
+	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+		sp, err := spool.Open(path, opts)
+		if err == nil || errors.Is(err, spool.ErrLocked) {
+			return sp, err
+		}
+		log.Error("cannot open the spool; retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+	}
+}
+
+// writeFailReport builds the finding stored once the spool can write again
+// after Appends failed (disk full, I/O error): the loss is never silent.
+func writeFailReport(cfg state.Config) func(spool.WriteLoss) spool.Item {
+	return func(l spool.WriteLoss) spool.Item {
+		by := map[string]any{}
+		for sev, n := range l.BySeverity {
+			by[findings.SeverityName(vigilv1.Severity(sev))] = n
+		}
+		details, _ := structpb.NewStruct(map[string]any{
+			"lost": l.Lost, "by_severity": by, "first_failure": l.First.UTC().Format(time.RFC3339Nano),
+			"last_failure": l.Last.UTC().Format(time.RFC3339Nano), "error": l.Err, "write_failures_total": l.Total,
+		})
+		f := &vigilv1.Finding{
+			DeviceId: cfg.DeviceID, Group: cfg.Group, ObservedAt: timestamppb.Now(),
+			Check: "agent", RuleId: "agent-spool-write-failed", RuleVersion: 1, Severity: vigilv1.Severity_SEVERITY_HIGH,
+			Category: "agent", Message: fmt.Sprintf("spool could not be written: %d findings lost between %s and %s (%s)",
+				l.Lost, l.First.UTC().Format(time.RFC3339), l.Last.UTC().Format(time.RFC3339), truncate(l.Err, 300)),
+			Details: details,
+		}
+		b, _ := proto.Marshal(f)
+		return spool.Item{Severity: uint8(vigilv1.Severity_SEVERITY_HIGH), Payload: b}
+	}
+}
+
+// damageReport builds the finding a fresh spool starts with after the old
+// one was found damaged and moved aside.
+func damageReport(cfg state.Config) func(spool.Damage) spool.Item {
+	return func(d spool.Damage) spool.Item {
+		lost := "an unknown number of"
+		var lostV any = "unknown"
+		if d.Lost >= 0 {
+			lost, lostV = fmt.Sprint(d.Lost), d.Lost
+		}
+		details, _ := structpb.NewStruct(map[string]any{
+			"quarantined_file": d.Quarantine, "reason": truncate(d.Reason, 1000), "salvaged": d.Salvaged, "lost": lostV,
+			"key_replaced": d.KeyReplaced,
+		})
+		f := &vigilv1.Finding{
+			DeviceId: cfg.DeviceID, Group: cfg.Group, ObservedAt: timestamppb.Now(),
+			Check: "agent", RuleId: "agent-spool-damaged", RuleVersion: 1, Severity: vigilv1.Severity_SEVERITY_HIGH,
+			Category: "agent", Message: fmt.Sprintf("spool was damaged and replaced: %d findings salvaged, %s lost; damaged file kept as %s",
+				d.Salvaged, lost, d.Quarantine),
+			Details: details,
+		}
+		b, _ := proto.Marshal(f)
+		return spool.Item{Severity: uint8(vigilv1.Severity_SEVERITY_HIGH), Payload: b}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // selfUsage reports the agent's own CPU (average since start) and RSS.

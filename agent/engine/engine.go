@@ -77,7 +77,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.DedupeWindow <= 0 {
 		cfg.DedupeWindow = time.Hour
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1), mem: newMemory(cfg.PosturePath, cfg.DedupeWindow)}
+	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1), mem: newMemory(cfg.PosturePath, cfg.DedupeWindow, cfg.Logger)}
 	set, errs := loadDir(cfg.RulesDir)
 	if len(errs) > 0 {
 		e.reportRulesError(context.Background(), errs, "at start")

@@ -2,7 +2,10 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -26,15 +29,41 @@ type memory struct {
 
 const maxEventKeys = 10000
 
-func newMemory(path string, window time.Duration) *memory {
+func newMemory(path string, window time.Duration, log *slog.Logger) *memory {
 	m := &memory{path: path, window: window, posture: map[string]string{}, events: map[string]time.Time{}}
 	if path == "" {
 		return m
 	}
 	b, err := os.ReadFile(path)
-	if err == nil {
-		json.Unmarshal(b, &m.posture)
+	if errors.Is(err, os.ErrNotExist) {
+		return m
 	}
+	if err == nil {
+		var p map[string]string
+		if err = json.Unmarshal(b, &p); err == nil && p == nil {
+			// "null": a nil map would panic at the first commit.
+			err = errors.New("holds no posture map")
+		}
+		if err == nil {
+			for _, v := range p {
+				if v != "pass" && v != "fail" {
+					err = fmt.Errorf("unknown status %q", v)
+					break
+				}
+			}
+		}
+		if err == nil {
+			maps.Copy(m.posture, p)
+			return m
+		}
+	}
+	// Damaged or unreadable: the cost of starting empty is one repeat of
+	// each posture status, never a crash. Keep the file for support.
+	q := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if rerr := os.Rename(path, q); rerr != nil {
+		q = ""
+	}
+	log.Error("posture state unreadable; starting empty (posture statuses will be reported again)", "path", path, "err", err, "moved_to", q)
 	return m
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -172,7 +171,7 @@ func (h *helper) readScreen(ctx context.Context, o *screen.OCR) error {
 	if err != nil {
 		return fmt.Errorf("screenshot: %w", err)
 	}
-	defer debug.FreeOSMemory()
+	defer h.rel.soon()
 	res, err := o.Read(ctx, img)
 	if err != nil {
 		return err

@@ -20,13 +20,19 @@
 //
 // On-disk layout (all integers big-endian so cursors iterate in order):
 //
-//	records      seq(8)            -> severity(1) | payload
+//	records      seq(8)            -> severity(1) | nonce(12) | AES-GCM(payload) (crypt.go)
 //	by_severity  severity(1)|seq(8) -> (empty)          eviction index
 //	meta         "state"           -> version(8) | nextSeq(8) | count(8) | bytes(8) | droppedTotal(8)
+//	meta         "cipher"          -> "aes-256-gcm/1" (all records sealed)
+//	meta         "write_failures"  -> total(8)          (writeloss.go)
+//
+// Open verifies the file first and never panics on a damaged one: it is
+// moved aside, what can be read is kept, and the loss reported (recover.go).
+// A write that fails (disk full, I/O error) loses its items, but they are
+// counted and reported once writes succeed again (writeloss.go).
 package spool
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +40,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -102,6 +109,23 @@ type Options struct {
 
 	// Logger receives warnings about evictions. Discarded if nil.
 	Logger *slog.Logger
+
+	// KeyPath is the file holding the key records are sealed with, created
+	// (0600) at first use. Default: spool.key in the spool's directory.
+	KeyPath string
+
+	// WriteFailReport, if set, builds the item appended (in the first
+	// transaction that commits again) after Appends failed to write, naming
+	// what was lost. Same rules as DropReport.
+	WriteFailReport func(WriteLoss) Item
+
+	// DamageReport, if set, builds the item stored in the fresh spool that
+	// replaces a damaged one. Same rules as DropReport.
+	DamageReport func(Damage) Item
+
+	// RetryInterval is how often, after a failed write, the spool tries to
+	// store the write-failure report on its own. Default 10 s.
+	RetryInterval time.Duration
 }
 
 // Item is one finding to append.
@@ -120,12 +144,19 @@ type Record struct {
 // Stats describes the spool's contents. It is kept in memory and persisted in
 // the meta bucket with every write.
 type Stats struct {
-	Count        int    // records stored
-	Bytes        int64  // sum of len(Payload)+RecordOverhead over stored records
-	NextSeq      uint64 // seq the next appended item will get
-	DroppedTotal uint64 // records evicted to honour MaxBytes, over the file's life
+	Count   int    // records stored
+	Bytes   int64  // sum of len(Payload)+RecordOverhead over stored records
+	NextSeq uint64 // seq the next appended item will get
 	// RejectedTotal: records set aside (SetAside), over the file's life.
 	RejectedTotal uint64
+	DroppedTotal  uint64 // records evicted to honour MaxBytes, or lost to write failures, over the file's life
+
+	// WriteFailures counts items lost because their Append could not be
+	// written (disk full, I/O error); they are included in DroppedTotal.
+	WriteFailures uint64
+	// LastError describes an ongoing write failure or, after Open recovered
+	// from a damaged file, that recovery; empty when none.
+	LastError string
 }
 
 // Spool is a durable, byte-bounded queue. It is safe for concurrent use.
@@ -135,6 +166,8 @@ type Spool struct {
 	report   func(map[uint8]uint64) Item
 	log      *slog.Logger
 	notify   chan struct{}
+	seal     *sealer
+	opts     Options
 
 	// wmu serialises writers (bbolt does too) so that the in-memory state
 	// can be updated in commit order; st is only modified with both wmu and
@@ -146,6 +179,7 @@ type Spool struct {
 	st state
 	// rejected is RejectedTotal (setaside.go), guarded by mu.
 	rejected uint64
+	wl       writeLossState // like st: changed with wmu and mu held
 }
 
 type state struct {
@@ -168,6 +202,13 @@ func (st state) stats() Stats {
 // another process has the file open, Open fails within about half a second
 // with an error wrapping ErrLocked.
 //
+// An existing file is verified first (structure, and every record
+// authenticated under the key). A damaged file, or one the key cannot read,
+// never makes Open panic or fail: it is moved to path.damaged-<time>, a
+// fresh spool is created holding every record that could be read (under
+// their original seqs) and, if opts.DamageReport is set, a report of the
+// loss; Stats.LastError then says so.
+//
 // If the stored data exceeds opts.MaxBytes (for example because MaxBytes was
 // lowered), Open evicts down to the bound under the usual rules.
 func Open(path string, opts Options) (*Spool, error) {
@@ -177,11 +218,23 @@ func Open(path string, opts Options) (*Spool, error) {
 	if opts.MaxBytes < RecordOverhead {
 		return nil, fmt.Errorf("spool: open %s: MaxBytes %d is smaller than the per-record overhead %d", path, opts.MaxBytes, RecordOverhead)
 	}
-	lg := opts.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.KeyPath == "" {
+		opts.KeyPath = filepath.Join(filepath.Dir(path), "spool.key")
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 10 * time.Second
+	}
+	return openVerified(path, opts)
+}
 
+// openFile opens path read-write with key and loads it (init). It is the
+// whole of Open for a file already verified or new; fresh, when set, is the
+// state a recovered spool starts from.
+func openFile(path string, opts Options, key []byte, fresh *freshStart) (*Spool, error) {
+	lg := opts.Logger
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        lockTimeout,
 		NoFreelistSync: true,
@@ -193,6 +246,14 @@ func Open(path string, opts Options) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
+	defer func() {
+		// bbolt panics on some damage; release the file before the
+		// caller's guard turns the panic into an error.
+		if p := recover(); p != nil {
+			closeQuietly(db)
+			panic(p)
+		}
+	}()
 	// The file may predate us with looser permissions; findings are
 	// sensitive, so tighten them.
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -201,14 +262,21 @@ func Open(path string, opts Options) (*Spool, error) {
 		}
 	}
 
+	sl, err := newSealer(key)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("spool: open %s: key: %w", path, err)
+	}
 	s := &Spool{
 		db:       db,
 		maxBytes: opts.MaxBytes,
 		report:   opts.DropReport,
 		log:      lg.With("component", "spool"),
 		notify:   make(chan struct{}, 1),
+		seal:     sl,
+		opts:     opts,
 	}
-	if err := s.init(); err != nil {
+	if err := s.init(fresh); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
@@ -220,9 +288,9 @@ func Open(path string, opts Options) (*Spool, error) {
 }
 
 // init creates the buckets, loads the persisted state and enforces the bound.
-func (s *Spool) init() error {
+func (s *Spool) init(fresh *freshStart) error {
 	var dropped map[uint8]uint64
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	body := func(tx *bolt.Tx) error {
 		rec, err := tx.CreateBucketIfNotExists(bucketRecords)
 		if err != nil {
 			return err
@@ -250,7 +318,18 @@ func (s *Spool) init() error {
 				st.nextSeq = last + 1
 			}
 		}
-		w := &writer{rec: rec, idx: idx, meta: meta, st: st}
+		w := &writer{rec: rec, idx: idx, meta: meta, st: st, seal: s.seal}
+		if err := s.initSealed(w); err != nil {
+			return err
+		}
+		if err := s.initWriteLoss(w); err != nil {
+			return err
+		}
+		if fresh != nil {
+			if err := s.restore(w, fresh); err != nil {
+				return err
+			}
+		}
 		if dropped, err = s.enforce(w); err != nil {
 			return err
 		}
@@ -258,8 +337,26 @@ func (s *Spool) init() error {
 			return err
 		}
 		s.st = w.st
+		s.wl.persisted = w.wlTotal
 		return nil
-	})
+	}
+	// An error from body means the content is not what we wrote (Open
+	// verified the structure already); an error from the commit is the
+	// disk refusing the write.
+	var bodyErr error
+	err := s.db.Update(func(tx *bolt.Tx) error { bodyErr = body(tx); return bodyErr })
+	if bodyErr != nil {
+		return fmt.Errorf("%w: %w", errDamaged, bodyErr)
+	}
+	if err != nil && fresh == nil {
+		// A full disk must not stop the agent: load read-only and let
+		// Appends fail, counted, until space returns.
+		if lerr := s.loadReadOnly(); lerr == nil {
+			s.log.Error("spool: cannot write at open; findings will be counted as lost until writes succeed", "err", err)
+			s.noteWriteFailure(nil, err)
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -301,6 +398,9 @@ func (s *Spool) Append(items []Item) (first, last uint64, err error) {
 		return err
 	})
 	if err != nil {
+		if !errors.Is(err, ErrClosed) {
+			s.noteWriteFailure(items, err)
+		}
 		return 0, 0, fmt.Errorf("spool: append: %w", err)
 	}
 
@@ -338,15 +438,20 @@ func (s *Spool) ReadAfter(after uint64, maxRecords int, maxBytes int) ([]Record,
 			if maxRecords > 0 && len(out) >= maxRecords {
 				break
 			}
-			n := len(v) - 1
+			n := storedPayloadLen(v)
 			if maxBytes > 0 && len(out) > 0 && total+n > maxBytes {
 				break
 			}
-			out = append(out, Record{
-				Seq:      binary.BigEndian.Uint64(k),
-				Severity: v[0],
-				Payload:  bytes.Clone(v[1:]),
-			})
+			seq := binary.BigEndian.Uint64(k)
+			sev, p, err := s.seal.open(seq, v)
+			if err != nil {
+				// Damaged since Open verified it. Skip rather than
+				// block every finding behind it; the next Open
+				// quarantines the file and reports the loss.
+				s.log.Error("spool: unreadable record skipped", "seq", seq, "err", err)
+				continue
+			}
+			out = append(out, Record{Seq: seq, Severity: sev, Payload: p})
 			total += n
 		}
 		return nil
@@ -392,6 +497,7 @@ func (s *Spool) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.st.stats()
 	st.RejectedTotal = s.rejected
+	s.wl.addTo(&st)
 	return st
 }
 
@@ -409,6 +515,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopRetry()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("spool: close: %w", err)
 	}
@@ -435,10 +542,12 @@ func (s *Spool) update(fn func(w *writer) error) (state, error) {
 	defer func() { _ = tx.Rollback() }() // no-op after a successful Commit; also covers panics in fn
 
 	w := &writer{
-		rec:  tx.Bucket(bucketRecords),
-		idx:  tx.Bucket(bucketBySev),
-		meta: tx.Bucket(bucketMeta),
-		st:   s.st,
+		rec:     tx.Bucket(bucketRecords),
+		idx:     tx.Bucket(bucketBySev),
+		meta:    tx.Bucket(bucketMeta),
+		st:      s.st,
+		seal:    s.seal,
+		wlTotal: s.wl.persisted,
 	}
 	if w.rec == nil || w.idx == nil || w.meta == nil {
 		return state{}, errors.New("buckets missing")
@@ -446,11 +555,17 @@ func (s *Spool) update(fn func(w *writer) error) (state, error) {
 	// Records are keyed by an increasing seq, so inserts are appends: pack
 	// leaf pages fully.
 	w.rec.FillPercent = 1.0
+	flushed, err := s.flushWriteLoss(w)
+	if err != nil {
+		return state{}, err
+	}
 	if err := fn(w); err != nil {
-		if errors.Is(err, errNothingToDo) {
+		if errors.Is(err, errNothingToDo) && !flushed {
 			return s.st, nil
 		}
-		return state{}, err
+		if !errors.Is(err, errNothingToDo) {
+			return state{}, err
+		}
 	}
 	if err := w.writeState(); err != nil {
 		return state{}, err
@@ -460,6 +575,7 @@ func (s *Spool) update(fn func(w *writer) error) (state, error) {
 	}
 	s.mu.Lock()
 	s.st = w.st
+	s.writeSucceeded(w, flushed)
 	s.mu.Unlock()
 	return w.st, nil
 }
@@ -512,6 +628,8 @@ func (s *Spool) enforce(w *writer) (map[uint8]uint64, error) {
 type writer struct {
 	rec, idx, meta *bolt.Bucket
 	st             state
+	seal           *sealer
+	wlTotal        uint64 // persisted write-failure total after this transaction
 }
 
 func (w *writer) put(it Item) error {
@@ -520,9 +638,7 @@ func (w *writer) put(it Item) error {
 	if seq == math.MaxUint64 {
 		return errors.New("sequence numbers exhausted")
 	}
-	v := make([]byte, 1+len(it.Payload))
-	v[0] = sev
-	copy(v[1:], it.Payload)
+	v := w.seal.seal(seq, sev, it.Payload)
 	if err := w.rec.Put(seqKey(seq), v); err != nil {
 		return fmt.Errorf("put record %d: %w", seq, err)
 	}
@@ -545,7 +661,7 @@ func (w *writer) remove(seq uint64) (bool, error) {
 	if len(v) < 1 {
 		return false, fmt.Errorf("corrupt record %d", seq)
 	}
-	sev, size := v[0], recordSize(len(v)-1) // read before v is invalidated
+	sev, size := v[0], recordSize(storedPayloadLen(v)) // read before v is invalidated
 	if err := w.rec.Delete(k); err != nil {
 		return false, fmt.Errorf("delete record %d: %w", seq, err)
 	}
@@ -583,7 +699,7 @@ func (w *writer) evict(maxBytes int64, dropped map[uint8]uint64) error {
 		}
 		rk := seqKey(seq)
 		if v := w.rec.Get(rk); v != nil {
-			size := recordSize(len(v) - 1)
+			size := recordSize(storedPayloadLen(v))
 			if err := w.rec.Delete(rk); err != nil {
 				return fmt.Errorf("evict record %d: %w", seq, err)
 			}

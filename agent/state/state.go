@@ -26,6 +26,7 @@ func (d Dir) CertPath() string      { return filepath.Join(string(d), "device.pe
 func (d Dir) CAPath() string        { return filepath.Join(string(d), "ca.pem") }
 func (d Dir) ConfigPath() string    { return filepath.Join(string(d), "config.json") }
 func (d Dir) SpoolPath() string     { return filepath.Join(string(d), "spool.db") }
+func (d Dir) SpoolKeyPath() string  { return filepath.Join(string(d), "spool.key") }
 func (d Dir) RulesDir() string      { return filepath.Join(string(d), "rules") }
 func (d Dir) GoodRulesDir() string  { return filepath.Join(string(d), "rules.good") }
 func (d Dir) ControlSocket() string { return filepath.Join(string(d), "control.sock") }

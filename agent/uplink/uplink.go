@@ -454,6 +454,7 @@ func (s *streamState) heartbeat() error {
 	hb := &vigilv1.Heartbeat{
 		AgentVersion: version.Version, RulesHash: s.u.cfg.Engine.RulesHash(),
 		SpoolDepth: int64(st.Count), SpoolBytes: st.Bytes, DroppedTotal: st.DroppedTotal,
+		SpoolWriteFailures: st.WriteFailures, LastError: st.LastError,
 		SentAt: timestamppb.Now(),
 	}
 	hb.RejectedTotal = st.RejectedTotal

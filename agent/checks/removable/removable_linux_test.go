@@ -220,3 +220,24 @@ func TestRunReportsPresentAtStart(t *testing.T) {
 		t.Errorf("%+v", obs)
 	}
 }
+
+// TestWaitEndsWithContext: Wait blocks in one poll for its whole interval
+// (no wake-ups in between, the idle agent's main cost before) and still
+// returns promptly when its context ends, every time (a wake-up left by
+// one context is drained by the next Wait).
+func TestWaitEndsWithContext(t *testing.T) {
+	src := newLinuxSource("/proc/self/mountinfo", "/sys", "/dev", time.Hour)
+	defer src.Close()
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { src.Wait(ctx); close(done) }()
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Wait did not return within 10 s of its context ending", i)
+		}
+	}
+}
