@@ -20,7 +20,7 @@ import (
 const (
 	pfxEvidence     = "e/"  // e/<device:26><evidence id> -> age ciphertext, write-once
 	pfxEvidenceMeta = "eh/" // eh/<device:26><evidence id> -> <seq:8><sha256:32> of the finding that stored it
-	pfxAccessLog = "l/" // l/<unix ns:8><random:4>     -> AccessEntry (JSON), append-only
+	pfxAccessLog    = "l/"  // l/<unix ns:8><random:4>     -> AccessEntry (JSON), append-only
 )
 
 // ErrNotFound is returned for evidence that is not (or no longer) stored.

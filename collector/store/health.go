@@ -12,9 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +64,12 @@ type DamagedTable struct {
 	FoundAt time.Time `json:"found_at"`
 	// Quarantined is the copy kept for support ("" if the copy failed).
 	Quarantined string `json:"quarantined,omitempty"`
+	// BadBlocks counts blocks that failed; Salvaged the entries of the
+	// intact ones rewritten into sound tables. Removed: the table could not
+	// be opened at all (damaged index) and was taken out of the store.
+	BadBlocks int  `json:"bad_blocks"`
+	Salvaged  int  `json:"rewritten"`
+	Removed   bool `json:"taken_out,omitempty"`
 }
 
 // diskState is the free-space guard. The flags are atomics because every
@@ -273,7 +277,9 @@ func (s *Store) background() {
 		return
 	}
 	s.prealloc()
-	s.VerifyChecksums(context.Background())
+	for _, t := range s.openDamage {
+		s.raiseDamage(context.Background(), t)
+	}
 	disk := time.NewTicker(s.opts.DiskCheckInterval)
 	defer disk.Stop()
 	var verify <-chan time.Time
@@ -295,63 +301,171 @@ func (s *Store) background() {
 	}
 }
 
-var tableFileRE = regexp.MustCompile(`(\d+)\.sst`)
-
-// VerifyChecksums checks every table's block checksums (Badger's
-// VerifyChecksum). A damaged table is logged, reported in Health, copied to
-// the quarantine dir and recorded as a finding under the collector's own
-// device ID; the store keeps serving what is intact. It returns the tables
-// found damaged by this run.
+// VerifyChecksums checks every table's checksums (verifyTables). A damaged
+// table is logged, reported in Health, copied to the quarantine dir and
+// recorded as a finding under the collector's own device ID, once per table.
+// The entries of its intact blocks are rewritten, so they outlive it; the
+// store keeps serving (a read of a damaged block is an error, never
+// garbage). It returns the tables damaged now.
 func (s *Store) VerifyChecksums(ctx context.Context) []DamagedTable {
-	err := s.db.VerifyChecksum()
-	now := time.Now()
-	s.health.mu.Lock()
-	s.health.verified = now
-	s.health.mu.Unlock()
-	if err == nil {
+	damages, err := verifyTables(s.disk.dir, s.bopts)
+	if err != nil {
+		s.log.Error("collector store: checksum verification could not run", "err", err)
 		return nil
 	}
-	t := DamagedTable{Error: err.Error(), FoundAt: now.UTC(), Level: -1}
-	if m := tableFileRE.FindStringSubmatch(err.Error()); m != nil {
-		t.File = m[0]
-		id, _ := strconv.ParseUint(m[1], 10, 64)
-		for _, ti := range s.db.Tables() {
-			if ti.ID == id {
-				t.Level, t.Keys = ti.Level, ti.KeyCount
-				t.First, t.Last = printableKey(ti.Left), printableKey(ti.Right)
-			}
+	fresh := s.recordDamage(damages, time.Now(), false)
+	for _, t := range fresh {
+		s.raiseDamage(ctx, t)
+	}
+	return s.Health().Damaged
+}
+
+// verifyBeforeOpen runs the verification before Badger opens the store:
+// Badger refuses to start over a table whose index is damaged, so such
+// tables are quarantined and taken out; the rest are handled once open.
+func (s *Store) verifyBeforeOpen() []tableDamage {
+	if _, err := os.Stat(filepath.Join(s.disk.dir, badger.ManifestFilename)); err != nil {
+		return nil // a new store
+	}
+	damages, err := verifyTables(s.disk.dir, s.bopts)
+	if err != nil {
+		s.log.Error("collector store: checksum verification at open could not run", "err", err)
+		return nil
+	}
+	var remove []uint64
+	now := time.Now()
+	for i, d := range damages {
+		if !d.unopenable {
+			continue
 		}
-	} else {
-		t.File = "unknown"
+		q, err := s.quarantineCopy(d.file, now)
+		if err != nil {
+			s.log.Error("collector store: could not copy an unreadable table to quarantine; it stays in place", "file", d.file, "err", err)
+			continue
+		}
+		damages[i].quarantined = q
+		remove = append(remove, d.id)
 	}
+	if err := removeTables(s.disk.dir, remove); err != nil {
+		s.log.Error("collector store: could not take unreadable tables out of the store", "err", err)
+	}
+	return damages
+}
+
+// recordDamage reports damaged tables (log, Health), copies new ones to
+// quarantine and rewrites their intact entries. It returns the new ones.
+func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) []DamagedTable {
+	info := map[uint64]badger.TableInfo{}
+	for _, ti := range s.db.Tables() {
+		info[ti.ID] = ti
+	}
+	var fresh []DamagedTable
 	s.health.mu.Lock()
-	if s.health.damaged == nil {
-		s.health.damaged = map[string]DamagedTable{}
-	}
-	_, known := s.health.damaged[t.File]
-	if !known {
-		s.health.damaged[t.File] = t
+	s.health.verified = now
+	prev := s.health.damaged
+	s.health.damaged = map[string]DamagedTable{}
+	for _, d := range damages {
+		if t, known := prev[d.file]; known {
+			s.health.damaged[d.file] = t
+			continue
+		}
+		t := DamagedTable{File: d.file, Error: d.err.Error(), FoundAt: now.UTC(), Level: -1, Quarantined: d.quarantined,
+			BadBlocks: d.badBlocks, Removed: d.unopenable && atOpen && d.quarantined != ""}
+		if ti, ok := info[d.id]; ok {
+			t.Level, t.Keys = ti.Level, ti.KeyCount
+			t.First, t.Last = printableKey(ti.Left), printableKey(ti.Right)
+		}
+		fresh = append(fresh, t)
+		s.health.damaged[d.file] = t
 	}
 	s.health.mu.Unlock()
-	if known {
-		s.log.Error("collector store: table still damaged", "file", t.File, "err", err)
-		return []DamagedTable{t}
-	}
-	if t.File != "unknown" {
-		q, qerr := s.quarantineCopy(t.File, now)
-		if qerr != nil {
-			s.log.Error("collector store: could not copy damaged table to quarantine", "file", t.File, "err", qerr)
+	for i, t := range fresh {
+		d := damages[0]
+		for _, x := range damages {
+			if x.file == t.File {
+				d = x
+			}
 		}
-		t.Quarantined = q
+		if t.Quarantined == "" {
+			q, err := s.quarantineCopy(t.File, now)
+			if err != nil {
+				s.log.Error("collector store: could not copy damaged table to quarantine", "file", t.File, "err", err)
+			}
+			t.Quarantined = q
+		}
+		if !d.unopenable {
+			n, err := s.salvage(d.keys)
+			t.Salvaged = n
+			if err != nil {
+				s.log.Error("collector store: could not rewrite the intact entries of a damaged table", "file", t.File, "err", err)
+			}
+		}
+		fresh[i] = t
 		s.health.mu.Lock()
 		s.health.damaged[t.File] = t
 		s.health.mu.Unlock()
+		s.log.Error("collector store: table failed checksum verification; its intact entries are kept, those in damaged blocks may be lost; the rest of the store is served",
+			"file", t.File, "level", t.Level, "keys", t.Keys, "bad_blocks", t.BadBlocks, "rewritten", t.Salvaged,
+			"taken_out", t.Removed, "first_key", t.First, "last_key", t.Last, "quarantined", t.Quarantined, "err", t.Error)
 	}
-	s.log.Error("collector store: table failed checksum verification; findings in its key range may be unreadable, the rest is served",
-		"file", t.File, "level", t.Level, "keys", t.Keys, "first_key", t.First, "last_key", t.Last,
-		"quarantined", t.Quarantined, "err", err)
-	s.raiseDamage(ctx, t)
-	return []DamagedTable{t}
+	for _, t := range s.health.damagedList() {
+		if _, was := prev[t.File]; was {
+			s.log.Error("collector store: table still damaged", "file", t.File, "quarantined", t.Quarantined)
+		}
+	}
+	return fresh
+}
+
+func (h *healthState) damagedList() []DamagedTable {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]DamagedTable, 0, len(h.damaged))
+	for _, t := range h.damaged {
+		out = append(out, t)
+	}
+	return out
+}
+
+// salvage rewrites the current value of each key (as read through Badger,
+// so value-log pointers resolve) with its TTL, giving it a newer version
+// in a sound table. Device records are left to the in-memory cache, which
+// is marked for a full flush instead (it is newer than any table).
+func (s *Store) salvage(keys [][]byte) (int, error) {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if strings.HasPrefix(string(k), pfxDevice) {
+				continue
+			}
+			item, err := txn.Get(k)
+			if err != nil {
+				continue // deleted, expired, or itself unreadable
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				continue
+			}
+			e := badger.NewEntry(append([]byte(nil), k...), v).WithMeta(item.UserMeta())
+			e.ExpiresAt = item.ExpiresAt()
+			if err := wb.SetEntry(e); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err == nil {
+		err = wb.Flush()
+	}
+	s.devMu.Lock()
+	for id := range s.devices {
+		s.dirtyGen++
+		s.dirty[id] = s.dirtyGen
+	}
+	s.devMu.Unlock()
+	return n, err
 }
 
 // quarantineCopy copies a table file for support; the original stays, as

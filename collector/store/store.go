@@ -92,9 +92,10 @@ type Options struct {
 
 // Store is safe for concurrent use.
 type Store struct {
-	db   *badger.DB
-	opts Options
-	log  *slog.Logger
+	db    *badger.DB
+	bopts badger.Options
+	opts  Options
+	log   *slog.Logger
 
 	queue     chan *commitReq
 	closeOnce sync.Once
@@ -105,7 +106,7 @@ type Store struct {
 
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
-	dirty   map[string]uint64 // device -> generation of its last change
+	dirty   map[string]uint64  // device -> generation of its last change
 
 	accessSeq atomic.Uint32
 
@@ -117,7 +118,7 @@ type Store struct {
 	flushMu    sync.Mutex // one device flush at a time, ordered with PutDevice
 	dirtyGen   uint64
 	selfSeq    atomic.Uint64
-	quarantine string
+	openDamage []DamagedTable // found by the verification at open, raised once serving
 }
 
 func (s *Store) nextAccessSeq() uint32 { return s.accessSeq.Add(1) }
@@ -211,6 +212,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		// would fault (SIGBUS) rather than fail.
 		s.checkDisk()
 	}
+	s.bopts = bopts
+	var damage []tableDamage
+	if !opts.InMemory {
+		// Verify on open, before Badger: it refuses to start over a table
+		// with a damaged index, which would stop monitoring altogether.
+		damage = s.verifyBeforeOpen()
+	}
 	db, err := badger.Open(bopts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger in %s: %w", dir, s.mapWriteErr(err))
@@ -223,6 +231,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.loadDevices(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if !opts.InMemory {
+		s.openDamage = s.recordDamage(damage, time.Now(), true)
 	}
 	go s.committer()
 	go s.tokenWriter()
