@@ -334,6 +334,18 @@ func (s *Store) verifyBeforeOpen() []tableDamage {
 	}
 	var remove []uint64
 	now := time.Now()
+	unopenable := 0
+	for _, d := range damages {
+		if d.unopenable {
+			unopenable++
+		}
+	}
+	if n := countTables(s.disk.dir); unopenable > 1 && unopenable*2 > n {
+		// Most tables unreadable is a wrong key or a wrong directory, not
+		// damage: take nothing out, and let Badger's open say what is wrong.
+		s.log.Error("collector store: most tables fail verification; not taking any out", "unreadable", unopenable, "tables", n)
+		return damages
+	}
 	for i, d := range damages {
 		if !d.unopenable {
 			continue
@@ -578,4 +590,9 @@ func (s *Store) writeSelfFinding(txn **badger.Txn, mk func(*Store) *vigilv1.Find
 	}
 	_, err = s.writeFinding(txn, f, val, nil)
 	return err
+}
+
+func countTables(dir string) int {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	return len(m)
 }

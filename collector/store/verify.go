@@ -50,15 +50,14 @@ func verifyTables(dir string, bopts badger.Options) ([]tableDamage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	var kr *badger.KeyRegistry
-	if len(bopts.EncryptionKey) > 0 {
-		kr, err = badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true,
-			EncryptionKey: bopts.EncryptionKey, EncryptionKeyRotationDuration: bopts.EncryptionKeyRotationDuration})
-		if err != nil {
-			return nil, fmt.Errorf("open key registry: %w", err)
-		}
-		defer kr.Close()
+	// Always through the key registry: with a wrong or missing key it
+	// fails here, and no table is ever judged damaged for want of its key.
+	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true,
+		EncryptionKey: bopts.EncryptionKey, EncryptionKeyRotationDuration: bopts.EncryptionKeyRotationDuration})
+	if err != nil {
+		return nil, fmt.Errorf("open key registry: %w", err)
 	}
+	defer kr.Close()
 	// Encrypted tables keep their index only in a cache.
 	icache, err := ristretto.NewCache(&ristretto.Config[uint64, *fb.TableIndex]{NumCounters: 1000, MaxCost: 8 << 20, BufferItems: 64})
 	if err != nil {
@@ -74,7 +73,7 @@ func verifyTables(dir string, bopts badger.Options) ([]tableDamage, error) {
 	for _, id := range ids {
 		tm := man.Tables[id]
 		var dk *pb.DataKey
-		if kr != nil && tm.KeyID != 0 {
+		if tm.KeyID != 0 {
 			if dk, err = kr.DataKey(tm.KeyID); err != nil {
 				out = append(out, tableDamage{id: id, file: table.IDToFilename(id), err: fmt.Errorf("data key %d: %w", tm.KeyID, err), unopenable: true})
 				continue
