@@ -41,7 +41,15 @@ func smallFS(t *testing.T, size int64) string {
 		t.Skipf("cannot loop-mount here: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		// The kernel can hold the mount busy for a moment after the last
+		// file closes; retry, then detach it lazily.
+		for i := 0; i < 50; i++ {
+			if exec.Command("umount", mnt).Run() == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v %s", mnt, err, out)
 		}
 	})
