@@ -158,3 +158,51 @@ func TestCorruptTableDetectedAndReported(t *testing.T) {
 		}
 	}
 }
+
+// Damage that appears while the collector runs is found by the scheduled
+// verification, without a restart.
+func TestCorruptTableFoundOnSchedule(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "badger")
+	buildCorpus(t, dir, nil)
+	logs := &testutil.SyncBuffer{}
+	s, err := Open(dir, Options{Memory: smallTables, SelfDeviceID: selfID, QuarantineDir: filepath.Join(t.TempDir(), "q"),
+		VerifyInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitUntil(t, 60*time.Second, "verification at open", func() bool { return !s.Health().LastChecksumCheck.IsZero() })
+	if h := s.Health(); !h.OK() {
+		t.Fatalf("pristine store reported damaged: %+v", h)
+	}
+	tables := sstFiles(t, dir)
+	victim := tables[len(tables)/2]
+	f, err := os.OpenFile(victim, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, 1000)
+	b[0] ^= 0xff
+	f.WriteAt(b, 1000)
+	f.Close()
+	waitUntil(t, 60*time.Second, "scheduled verification reports the table", func() bool {
+		h := s.Health()
+		return len(h.Damaged) == 1 && h.Damaged[0].File == filepath.Base(victim) && h.Damaged[0].Quarantined != ""
+	})
+	waitUntil(t, 60*time.Second, "damage finding", func() bool {
+		n := 0
+		s.ListFindings(context.Background(), Query{Device: selfID}, func(f *vigilv1.Finding) bool { n++; return true })
+		return n == 1
+	})
+	// Reported once, however many checks run after.
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(logs.String(), "failed checksum verification"); n != 1 {
+		t.Fatalf("damage logged %d times:\n%s", n, logs.String())
+	}
+	n := 0
+	s.ListFindings(context.Background(), Query{Device: selfID}, func(f *vigilv1.Finding) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("%d damage findings for one table", n)
+	}
+}
