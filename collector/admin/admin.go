@@ -226,9 +226,13 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "viewing evidence needs who (X-Vigil-User) and a reason")
 		return
 	}
-	ct, err := s.Store.Evidence(device, id)
+	ct, err := s.Store.Evidence(device, id, nil)
 	if errors.Is(err, store.ErrNotFound) {
 		httpError(w, http.StatusNotFound, "no evidence %s for device %s (never stored, or past retention)", id, device)
+		return
+	}
+	if errors.Is(err, store.ErrEvidenceMismatch) {
+		httpError(w, http.StatusConflict, "%v", err)
 		return
 	}
 	if err != nil {

@@ -127,6 +127,8 @@ func serve(args []string, stderr io.Writer) error {
 	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
+	diskReserve := fs.Int64("disk-reserve-mb", 256, "stop accepting findings (agents keep them) when the data dir's filesystem has less free space than this; resume when it is back")
+	verifyEvery := fs.Duration("verify-interval", 24*time.Hour, "verify every store table's checksums this often (also at start; negative: only at start)")
 	smtpAddr := fs.String("smtp", "", "mail relay HOST:PORT for console notifications (off when empty)")
 	smtpFrom := fs.String("smtp-from", "vigil@localhost", "sender address of notifications")
 	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
@@ -179,6 +181,7 @@ func serve(args []string, stderr io.Writer) error {
 		WorkingHours: *workingHours, Timezone: *timezone, OutOfHoursUsers: splitList(*oohUsers),
 		OIDCIssuer: *oidcIssuer, OIDCClientID: *oidcClientID, OIDCClientSecret: oidcSecret, OIDCRedirectURL: *oidcRedirect,
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
+		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 	})
 }
 

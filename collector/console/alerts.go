@@ -319,6 +319,10 @@ func (s *Server) logAccess(w http.ResponseWriter, v *viewer, action string, a *s
 		logFn = s.logAccessFn
 	}
 	if err := logFn(e); err != nil {
+		if errors.Is(err, store.ErrDiskFull) {
+			jsonError(w, http.StatusServiceUnavailable, "the collector's disk is full: this view cannot be recorded in the access log, so it is not shown until space is freed")
+			return false
+		}
 		s.log.Error("console: access log", "err", err)
 		jsonError(w, http.StatusInternalServerError, "access not logged, so not shown")
 		return false

@@ -228,6 +228,9 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	if s.diskFull(w, what, err) {
+		return
+	}
 	s.log.Error("console: "+what, "err", err)
 	jsonError(w, http.StatusInternalServerError, "%s failed; see the collector log", what)
 }

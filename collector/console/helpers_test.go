@@ -143,7 +143,7 @@ func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at
 	f := &vigilv1.Finding{DeviceId: testDevice, Seq: seq, Group: "pupils", ObservedAt: timestamppb.New(at), User: user,
 		Check: "screen", RuleId: "screen-keywords", Severity: sev, Category: category,
 		Message: category + " term in the active window title", Details: details,
-		Evidence:     []*vigilv1.EvidenceRef{{Id: evID, MediaType: "image/png", Size: int64(ct.Len())}},
+		Evidence:     []*vigilv1.EvidenceRef{{Id: evID, MediaType: "image/png", Sha256: evidenceSHA(ct.Bytes()), Size: int64(ct.Len())}},
 		EvidenceData: []*vigilv1.EvidenceBlob{{Id: evID, Data: ct.Bytes()}}}
 	if _, _, err := e.st.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
 		e.t.Fatal(err)

@@ -36,9 +36,10 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	evID := r.PathValue("evidence")
 	mediaType := ""
+	var ref *vigilv1.EvidenceRef
 	for _, e := range a.Finding.Evidence {
 		if e.Id == evID {
-			mediaType = e.MediaType
+			mediaType, ref = e.MediaType, e
 		}
 	}
 	if mediaType == "" {
@@ -50,9 +51,14 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
 		jsonError(w, http.StatusBadRequest, "revealing evidence needs a reason (it is recorded in the access log)")
 		return
 	}
-	ct, err := s.st.Evidence(a.Finding.DeviceId, evID)
+	ct, err := s.st.Evidence(a.Finding.DeviceId, evID, ref)
 	if errors.Is(err, store.ErrNotFound) {
 		jsonError(w, http.StatusNotFound, "the evidence is no longer stored (past retention)")
+		return
+	}
+	if errors.Is(err, store.ErrEvidenceMismatch) {
+		s.log.Error("console: evidence refused", "viewer", v.Username, "alert", r.PathValue("alert"), "evidence", evID, "err", err)
+		jsonError(w, http.StatusConflict, "the stored evidence does not match this alert's SHA-256, so it is not shown (the refusal is in the access log)")
 		return
 	}
 	if err != nil {
@@ -82,6 +88,17 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
 	w.Header().Set("Content-Type", mediaType)
 	w.Header().Set("Content-Disposition", "inline")
 	w.Write(data)
+}
+
+// diskFull answers 503 for a write the store refused because its disk is
+// full: the console is read-only until space is freed.
+func (s *Server) diskFull(w http.ResponseWriter, what string, err error) bool {
+	if !errors.Is(err, store.ErrDiskFull) {
+		return false
+	}
+	s.log.Warn("console: "+what, "err", err)
+	jsonError(w, http.StatusServiceUnavailable, "%s refused: the collector's disk is full, so the console is read-only until space is freed", what)
+	return true
 }
 
 func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, v *viewer) {

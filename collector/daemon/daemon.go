@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,11 @@ type Config struct {
 	OIDCRedirectURL   string // default <console URL>/api/v1/oidc/callback
 	OIDCName          string // the button reads "Sign in with <name>"
 	OIDCAllowedDomain string // Google hd or Entra ID tid the token must carry
+	// DiskReserve is the free space below which the store refuses findings
+	// (0: the store's default); VerifyInterval how often it verifies every
+	// table's checksums (0: daily, negative: only at start).
+	DiskReserve    int64
+	VerifyInterval time.Duration
 	// Ready, if set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -71,6 +77,8 @@ const (
 	badgerDir = "badger"
 	keyFile   = "keys/store.key"
 	rulesDir  = "rules"
+	// quarantineDir keeps copies of damaged store tables for support.
+	quarantineDir = "quarantine"
 )
 
 // Serve runs the collector until ctx ends, then shuts down in order: stop
@@ -78,6 +86,11 @@ const (
 // device state, close Badger.
 func Serve(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft heap bound for a school server (Badger's own caches are
+		// bounded by store.DefaultMemory); GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(1 << 30)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -99,6 +112,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	st, err := store.Open(filepath.Join(cfg.DataDir, badgerDir), store.Options{
 		EncryptionKey: key, Retention: cfg.Retention, DefaultRetention: cfg.DefaultRetention,
 		QueueLen: cfg.QueueLen, Logger: log,
+		SelfDeviceID: ca.SelfDeviceID(), QuarantineDir: filepath.Join(cfg.DataDir, quarantineDir),
+		DiskReserve: cfg.DiskReserve, VerifyInterval: cfg.VerifyInterval,
 	})
 	if err != nil {
 		return err
@@ -385,7 +400,18 @@ func httpHandler(st *store.Store, consoleHandler http.Handler) http.Handler {
 	mux.Handle("/", consoleHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "devices": len(st.Devices())})
+		// 200 while findings are accepted (damage is reported but the
+		// intact data is served); 503 while the disk is full.
+		h := st.Health()
+		status, code := "ok", http.StatusOK
+		switch {
+		case h.DiskFull:
+			status, code = "disk_full", http.StatusServiceUnavailable
+		case !h.OK():
+			status = "degraded"
+		}
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(map[string]any{"status": status, "devices": len(st.Devices()), "store": h})
 	})
 	return mux
 }

@@ -296,6 +296,8 @@ func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.Findin
 	switch {
 	case errors.Is(err, store.ErrOverloaded):
 		return nil, resourceExhausted("collector is overloaded; retry later", s.cfg.RetryAfter)
+	case errors.Is(err, store.ErrDiskFull):
+		return nil, resourceExhausted("collector disk is full; keep findings and retry later", s.cfg.RetryAfter)
 	case isClosedErr(err):
 		return nil, errShuttingDown
 	case err != nil:

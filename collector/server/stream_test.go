@@ -276,7 +276,7 @@ func TestEvidenceTravelsWithFinding(t *testing.T) {
 	if ack, err := as.sendBatch(1, []*vigilv1.Finding{f}); err != nil || ack.Stored != 1 {
 		t.Fatalf("ack %v err %v", ack, err)
 	}
-	if got, err := e.st.Evidence(d.id, "0123abcd"); err != nil || !bytes.Equal(got, blob) {
+	if got, err := e.st.Evidence(d.id, "0123abcd", nil); err != nil || !bytes.Equal(got, blob) {
 		t.Fatalf("stored evidence %q %v", got, err)
 	}
 	seq := uint64(1)

@@ -72,7 +72,7 @@ func (s *Store) CreateUser(u User) error {
 // PutUser writes (replaces) an account.
 func (s *Store) PutUser(u User) error {
 	v, _ := json.Marshal(u)
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxUser+u.Username), v) })
+	return s.update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxUser+u.Username), v) })
 }
 
 // GetUser reads an account; ErrNotFound if there is none.
@@ -107,7 +107,7 @@ type Session struct {
 // PutSession writes a session that expires after idle unless touched again.
 func (s *Store) PutSession(hash string, sess Session, idle time.Duration) error {
 	v, _ := json.Marshal(sess)
-	return s.db.Update(func(txn *badger.Txn) error {
+	return s.update(func(txn *badger.Txn) error {
 		return txn.SetEntry(badger.NewEntry([]byte(pfxSession+hash), v).WithTTL(idle))
 	})
 }
@@ -121,7 +121,7 @@ func (s *Store) GetSession(hash string) (Session, error) {
 
 // DeleteSession ends a session.
 func (s *Store) DeleteSession(hash string) error {
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxSession + hash)) })
+	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxSession + hash)) })
 }
 
 // Person maps a device account to someone in the school's MIS.
@@ -134,6 +134,9 @@ type Person struct {
 
 // PutPeople writes people records (replacing those with the same username).
 func (s *Store) PutPeople(people []Person) error {
+	if err := s.writeAllowed(false); err != nil {
+		return err
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, p := range people {
@@ -143,7 +146,7 @@ func (s *Store) PutPeople(people []Person) error {
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("store: put people: %w", err)
+		return fmt.Errorf("store: put people: %w", s.mapWriteErr(err))
 	}
 	return nil
 }
@@ -433,7 +436,7 @@ type Exclusion struct {
 // PutExclusion writes an exclusion record.
 func (s *Store) PutExclusion(x Exclusion) error {
 	v, _ := json.Marshal(x)
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxExclusion+x.ID), v) })
+	return s.update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxExclusion+x.ID), v) })
 }
 
 // UpdateExclusion changes one exclusion atomically.
@@ -490,7 +493,7 @@ func notifyKey(device string, seq uint64) []byte {
 // PutNotify writes an alert's notification state (kept 90 days).
 func (s *Store) PutNotify(device string, seq uint64, n NotifyState) error {
 	v, _ := json.Marshal(n)
-	return s.db.Update(func(txn *badger.Txn) error {
+	return s.update(func(txn *badger.Txn) error {
 		return txn.SetEntry(badger.NewEntry(notifyKey(device, seq), v).WithTTL(90 * 24 * time.Hour))
 	})
 }
@@ -600,7 +603,7 @@ func scanJSON(db *badger.DB, prefix string, fn func(k, v []byte) error) error {
 // retryUpdate runs fn in an update transaction, retrying on conflicts.
 func (s *Store) retryUpdate(fn func(txn *badger.Txn) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.db.Update(fn)
+		err := s.update(fn)
 		if errors.Is(err, badger.ErrConflict) && attempt < 20 {
 			continue
 		}

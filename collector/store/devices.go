@@ -53,10 +53,12 @@ func (s *Store) loadDevices() error {
 
 // PutDevice writes a device record durably (enrollment).
 func (s *Store) PutDevice(d Device) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.devMu.Lock()
 	defer s.devMu.Unlock()
 	v, _ := json.Marshal(d)
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxDevice+d.DeviceID), v) }); err != nil {
+	if err := s.update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxDevice+d.DeviceID), v) }); err != nil {
 		return fmt.Errorf("store: put device %s: %w", d.DeviceID, err)
 	}
 	s.devices[d.DeviceID] = &d
@@ -84,7 +86,8 @@ func (s *Store) UpdateDevice(id string, fn func(*Device)) error {
 		return fmt.Errorf("store: update unknown device %s", id)
 	}
 	fn(d)
-	s.dirty[id] = true
+	s.dirtyGen++
+	s.dirty[id] = s.dirtyGen
 	return nil
 }
 
@@ -100,29 +103,72 @@ func (s *Store) Devices() []Device {
 	return out
 }
 
-// FlushDevices writes changed device records.
+// FlushDevices writes changed device records. After a mass reconnect tens
+// of thousands may have changed, more than one Badger transaction holds, so
+// they are committed in as many transactions as needed. A device stays
+// marked changed until a commit holding its record succeeds (and is not
+// unmarked if it changed again meanwhile), so a failed flush is retried in
+// full by the next one.
 func (s *Store) FlushDevices() error {
-	s.devMu.Lock()
-	batch := map[string][]byte{}
-	for id := range s.dirty {
-		v, _ := json.Marshal(s.devices[id])
-		batch[id] = v
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	type rec struct {
+		id  string
+		gen uint64
+		v   []byte
 	}
-	s.dirty = map[string]bool{}
+	s.devMu.Lock()
+	batch := make([]rec, 0, len(s.dirty))
+	for id, gen := range s.dirty {
+		v, _ := json.Marshal(s.devices[id])
+		batch = append(batch, rec{id, gen, v})
+	}
 	s.devMu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for id, v := range batch {
-			if err := txn.Set([]byte(pfxDevice+id), v); err != nil {
-				return err
+	if err := s.writeAllowed(false); err != nil {
+		return fmt.Errorf("store: flush %d device records: %w", len(batch), err)
+	}
+	written := 0
+	commit := func(txn *badger.Txn, upto int) error {
+		if err := txn.Commit(); err != nil {
+			return err
+		}
+		s.devMu.Lock()
+		for _, r := range batch[written:upto] {
+			if s.dirty[r.id] == r.gen {
+				delete(s.dirty, r.id)
 			}
 		}
+		s.devMu.Unlock()
+		written = upto
 		return nil
-	})
+	}
+	txn := s.db.NewTransaction(true)
+	for i, r := range batch {
+		err := txn.Set([]byte(pfxDevice+r.id), r.v)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = commit(txn, i); err == nil {
+				txn = s.db.NewTransaction(true)
+				err = txn.Set([]byte(pfxDevice+r.id), r.v)
+			}
+		}
+		if err != nil {
+			txn.Discard()
+			return s.flushErr(err, written, len(batch))
+		}
+	}
+	if err := commit(txn, len(batch)); err != nil {
+		return s.flushErr(err, written, len(batch))
+	}
+	return nil
+}
+
+func (s *Store) flushErr(err error, written, total int) error {
 	if errors.Is(err, badger.ErrDBClosed) {
 		return nil
 	}
-	return err
+	return fmt.Errorf("store: flush device records (%d of %d written, the rest kept for the next flush): %w",
+		written, total, s.mapWriteErr(err))
 }

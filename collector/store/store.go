@@ -10,7 +10,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"google.golang.org/protobuf/proto"
 
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -41,6 +44,12 @@ var ErrOverloaded = errors.New("store: commit queue full")
 // ErrClosed is returned for work submitted after Close.
 var ErrClosed = errors.New("store: closed")
 
+// ErrDiskFull means the data dir's filesystem has less free space than the
+// store keeps in reserve, or a write failed for want of space. Nothing was
+// written; callers answer like ErrOverloaded (retry later) so agents keep
+// their spools, and the store resumes by itself once space returns.
+var ErrDiskFull = errors.New("store: disk full: not accepting writes until space is freed")
+
 // Options configure Open.
 type Options struct {
 	// EncryptionKey enables Badger's AES encryption at rest (16, 24 or 32 bytes).
@@ -57,13 +66,36 @@ type Options struct {
 	Logger   *slog.Logger
 	// InMemory is for fuzzing only: no durability.
 	InMemory bool
+
+	// DiskReserve is the free space (bytes) below which findings are no
+	// longer accepted; other writes (console sessions, access log, device
+	// state) go on until half of it is left. It must cover what Badger may
+	// write unasked (a memtable flush, a compaction): default 256 MiB.
+	DiskReserve int64
+	// DiskCheckInterval is how often free space is re-checked while idle
+	// (every commit checks too), so the store resumes by itself when space
+	// returns. Default 2 s.
+	DiskCheckInterval time.Duration
+	// VerifyInterval is how often every table's checksums are verified
+	// after the check at open. Default 24 h; negative turns the schedule off.
+	VerifyInterval time.Duration
+	// QuarantineDir receives copies of damaged table files for support.
+	// Default: <dir>-quarantine.
+	QuarantineDir string
+	// SelfDeviceID is the collector's own device ID: damage and evidence
+	// conflicts are recorded as findings under it. Empty: log and health only.
+	SelfDeviceID string
+	// Memory holds Badger's memory settings; zero fields take the school
+	// server defaults (DefaultMemory).
+	Memory Memory
 }
 
 // Store is safe for concurrent use.
 type Store struct {
-	db   *badger.DB
-	opts Options
-	log  *slog.Logger
+	db    *badger.DB
+	bopts badger.Options
+	opts  Options
+	log   *slog.Logger
 
 	queue     chan *commitReq
 	closeOnce sync.Once
@@ -74,9 +106,19 @@ type Store struct {
 
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
-	dirty   map[string]bool
+	dirty   map[string]uint64  // device -> generation of its last change
 
 	accessSeq atomic.Uint32
+
+	disk       diskState
+	health     healthState
+	tokenReqs  chan *tokenReq
+	bgDone     chan struct{}
+	tokDone    chan struct{}
+	flushMu    sync.Mutex // one device flush at a time, ordered with PutDevice
+	dirtyGen   uint64
+	selfSeq    atomic.Uint64
+	openDamage []DamagedTable // found by the verification at open, raised once serving
 }
 
 func (s *Store) nextAccessSeq() uint32 { return s.accessSeq.Add(1) }
@@ -88,7 +130,25 @@ type commitReq struct {
 
 type commitResult struct {
 	stored, dups int
+	conflicts    []EvidenceConflict
 	err          error
+}
+
+// CommitResult reports what Commit did with a batch.
+type CommitResult struct {
+	Stored, Dups int
+	// EvidenceConflicts lists evidence blobs that were not stored because
+	// another blob with other content is already stored under the same
+	// (device, evidence id): evidence is write-once. Their findings are
+	// stored; a reveal of the refused blob fails its hash check.
+	EvidenceConflicts []EvidenceConflict
+}
+
+// EvidenceConflict names one refused evidence blob.
+type EvidenceConflict struct {
+	DeviceID   string
+	Seq        uint64
+	EvidenceID string
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -102,12 +162,30 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	bopts := badger.DefaultOptions(dir).
+	if opts.DiskReserve <= 0 {
+		opts.DiskReserve = 256 << 20
+	}
+	if opts.DiskCheckInterval <= 0 {
+		opts.DiskCheckInterval = 2 * time.Second
+	}
+	if opts.VerifyInterval == 0 {
+		opts.VerifyInterval = 24 * time.Hour
+	}
+	if opts.QuarantineDir == "" {
+		opts.QuarantineDir = filepath.Clean(dir) + "-quarantine"
+	}
+	opts.Memory = opts.Memory.withDefaults()
+	bopts := opts.Memory.apply(badger.DefaultOptions(dir)).
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithNumVersionsToKeep(1).
 		// Findings are small; keep them in the LSM tree with the keys.
-		WithValueThreshold(4 << 10)
+		WithValueThreshold(4 << 10).
+		// Every block read is checked, so a damaged block is an error,
+		// never garbage decoded as a finding. Whole tables are checked by
+		// verify (at open, then on a schedule) rather than at Badger's
+		// open, which would refuse to start over one bad table.
+		WithChecksumVerificationMode(options.OnBlockRead)
 	if opts.InMemory {
 		bopts = badger.DefaultOptions("").WithInMemory(true).WithLogger(nil)
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -115,30 +193,51 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if len(opts.EncryptionKey) > 0 {
 		bopts = bopts.WithEncryptionKey(opts.EncryptionKey).
-			WithEncryptionKeyRotationDuration(30 * 24 * time.Hour).
-			// Badger requires a block index cache when encryption is on.
-			WithIndexCacheSize(32 << 20)
+			WithEncryptionKeyRotationDuration(30 * 24 * time.Hour)
+	}
+	s := &Store{
+		opts: opts, log: opts.Logger,
+		queue:     make(chan *commitReq, opts.QueueLen),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		bgDone:    make(chan struct{}),
+		tokDone:   make(chan struct{}),
+		devices:   map[string]*Device{},
+		dirty:     map[string]uint64{},
+		tokenReqs: make(chan *tokenReq, 4096),
+	}
+	s.disk.dir = dir
+	if !opts.InMemory {
+		// Refuse to start Badger on a full disk: its first memtable write
+		// would fault (SIGBUS) rather than fail.
+		s.checkDisk()
+	}
+	s.bopts = bopts
+	var damage []tableDamage
+	if !opts.InMemory {
+		// Verify on open, before Badger: it refuses to start over a table
+		// with a damaged index, which would stop monitoring altogether.
+		damage = s.verifyBeforeOpen()
 	}
 	db, err := badger.Open(bopts)
 	if err != nil {
-		return nil, fmt.Errorf("store: open badger in %s: %w", dir, err)
+		return nil, fmt.Errorf("store: open badger in %s: %w", dir, s.mapWriteErr(err))
 	}
+	s.db = db
 	if !opts.InMemory {
 		chmodTree(dir)
-	}
-	s := &Store{
-		db: db, opts: opts, log: opts.Logger,
-		queue:   make(chan *commitReq, opts.QueueLen),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		devices: map[string]*Device{},
-		dirty:   map[string]bool{},
+		s.checkDisk()
 	}
 	if err := s.loadDevices(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if !opts.InMemory {
+		s.openDamage = s.recordDamage(damage, time.Now(), true)
+	}
 	go s.committer()
+	go s.tokenWriter()
+	go s.background()
 	return s, nil
 }
 
@@ -159,29 +258,38 @@ func (s *Store) DB() *badger.DB { return s.db }
 // CommitFindings durably stores findings, skipping any (device_id, seq) that
 // is already stored. It returns once the transaction holding them is synced.
 func (s *Store) CommitFindings(ctx context.Context, findings []*vigilv1.Finding) (stored, dups int, err error) {
+	r, err := s.Commit(ctx, findings)
+	return r.Stored, r.Dups, err
+}
+
+// Commit is CommitFindings with the full report (refused evidence).
+func (s *Store) Commit(ctx context.Context, findings []*vigilv1.Finding) (CommitResult, error) {
 	if len(findings) == 0 {
-		return 0, 0, nil
+		return CommitResult{}, nil
+	}
+	if err := s.writeAllowed(true); err != nil {
+		return CommitResult{}, err
 	}
 	req := &commitReq{findings: findings, done: make(chan commitResult, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return 0, 0, ErrClosed
+		return CommitResult{}, ErrClosed
 	}
 	select {
 	case s.queue <- req:
 	default:
 		s.mu.RUnlock()
-		return 0, 0, ErrOverloaded
+		return CommitResult{}, ErrOverloaded
 	}
 	s.mu.RUnlock()
 	// Once queued the commit happens even if ctx ends: the caller just stops
 	// waiting, and the agent will resend and hit the dedupe path.
 	select {
 	case r := <-req.done:
-		return r.stored, r.dups, r.err
+		return CommitResult{Stored: r.stored, Dups: r.dups, EvidenceConflicts: r.conflicts}, r.err
 	case <-ctx.Done():
-		return 0, 0, ctx.Err()
+		return CommitResult{}, ctx.Err()
 	}
 }
 
@@ -209,6 +317,16 @@ func (s *Store) committer() {
 
 func (s *Store) commitGroup(group []*commitReq) {
 	results := make([]commitResult, len(group))
+	// Re-check space before every commit: Badger's writes go through mmap,
+	// and a write into a page the filesystem cannot back is a SIGBUS, not
+	// an error.
+	s.checkDisk()
+	if err := s.writeAllowed(true); err != nil {
+		for _, req := range group {
+			req.done <- commitResult{err: err}
+		}
+		return
+	}
 	// Encode first, per request: a finding that cannot be encoded fails
 	// only its own request, not the other agents' batches in the group.
 	vals := make([][][]byte, len(group))
@@ -230,6 +348,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 	seen := make(map[string]bool, 64)
 	txn := s.db.NewTransaction(true)
 	var err error
+	var conflicts []EvidenceConflict
 	for i, req := range group {
 		if results[i].err != nil {
 			continue
@@ -248,49 +367,93 @@ func (s *Store) commitGroup(group []*commitReq) {
 				err = fmt.Errorf("check existing finding: %w", gerr)
 				break
 			}
-			ttl := s.retention(f.Category)
-			e1 := badger.NewEntry(key, vals[i][j])
-			e2 := badger.NewEntry(timeKey(f), nil)
-			if ttl > 0 {
-				e1, e2 = e1.WithTTL(ttl), e2.WithTTL(ttl)
-			}
-			entries := []*badger.Entry{e1, e2}
-			if IsAlert(f) {
-				// Alert index (console.go): listing alerts never scans all findings.
-				e3 := badger.NewEntry(AlertIndexKey(f), nil)
-				if ttl > 0 {
-					e3 = e3.WithTTL(ttl)
-				}
-				entries = append(entries, e3)
-			}
-			for _, b := range blobs[i][j] {
-				e := badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)
-				if ttl > 0 {
-					e = e.WithTTL(ttl)
-				}
-				entries = append(entries, e)
-			}
-			if err = setEntries(&txn, s.db, entries...); err != nil {
+			var refused []EvidenceConflict
+			refused, err = s.writeFinding(&txn, f, vals[i][j], blobs[i][j])
+			if err != nil {
 				break
 			}
 			seen[string(key)] = true
 			results[i].stored++
+			results[i].conflicts = append(results[i].conflicts, refused...)
+			conflicts = append(conflicts, refused...)
 		}
 		if err != nil {
 			break
 		}
+	}
+	if err == nil && len(conflicts) > 0 {
+		// The report shares the transaction: it is durable exactly when
+		// the findings whose evidence was refused are.
+		err = s.writeSelfFinding(&txn, evidenceConflictFinding(conflicts))
 	}
 	if err == nil {
 		err = txn.Commit()
 	} else {
 		txn.Discard()
 	}
+	if err != nil {
+		err = s.mapWriteErr(err)
+	} else {
+		for _, c := range conflicts {
+			s.log.Warn("evidence refused: another blob with other content is already stored under this id (evidence is write-once)",
+				"device", c.DeviceID, "seq", c.Seq, "evidence_id", c.EvidenceID)
+		}
+		s.health.addConflicts(len(conflicts))
+	}
 	for i, req := range group {
 		if err != nil && results[i].err == nil {
-			results[i] = commitResult{err: fmt.Errorf("store: commit findings: %w", err)}
+			if errors.Is(err, ErrDiskFull) {
+				results[i] = commitResult{err: err}
+			} else {
+				results[i] = commitResult{err: fmt.Errorf("store: commit findings: %w", err)}
+			}
 		}
 		req.done <- results[i]
 	}
+}
+
+// writeFinding adds one new finding with its index keys and evidence to
+// *txn. Evidence is write-once per (device, id): a blob identical to the one
+// stored is a no-op, one with other content is refused (returned), and the
+// finding is stored without it.
+func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, blobs []*vigilv1.EvidenceBlob) ([]EvidenceConflict, error) {
+	ttl := s.retention(f.Category)
+	withTTL := func(e *badger.Entry) *badger.Entry {
+		if ttl > 0 {
+			return e.WithTTL(ttl)
+		}
+		return e
+	}
+	entries := []*badger.Entry{withTTL(badger.NewEntry(findingKey(f.DeviceId, f.Seq), val)), withTTL(badger.NewEntry(timeKey(f), nil))}
+	if IsAlert(f) {
+		// Alert index (console.go): listing alerts never scans all findings.
+		entries = append(entries, withTTL(badger.NewEntry(AlertIndexKey(f), nil)))
+	}
+	var refused []EvidenceConflict
+	for _, b := range blobs {
+		same, exists, err := sameEvidence(*txn, f.DeviceId, b)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			if !same {
+				refused = append(refused, EvidenceConflict{DeviceID: f.DeviceId, Seq: f.Seq, EvidenceID: b.Id})
+			}
+			continue
+		}
+		// Record the hash the finding announced (the server checked the
+		// blob against it), so a later reveal checks the same thing.
+		sum := sha256.Sum256(b.Data)
+		for _, r := range f.Evidence {
+			if h, err := hex.DecodeString(r.GetSha256()); r.GetId() == b.Id && err == nil && len(h) == sha256.Size {
+				copy(sum[:], h)
+			}
+		}
+		entries = append(entries,
+			withTTL(badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)),
+			withTTL(badger.NewEntry(evidenceMetaKey(f.DeviceId, b.Id), encodeEvidenceMeta(f.Seq, sum))))
+	}
+	return refused, setEntries(txn, s.db, entries...)
 }
 
 // setEntries adds entries to *txn, committing and starting a new transaction
@@ -420,6 +583,9 @@ func (s *Store) Close() error {
 		close(s.queue)
 		s.mu.Unlock()
 		<-s.done
+		close(s.closing)
+		<-s.bgDone
+		<-s.tokDone
 		if ferr := s.FlushDevices(); ferr != nil {
 			s.log.Error("flush device state at close", "err", ferr)
 		}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -207,16 +209,16 @@ func TestEvidenceStoredApartAndAccessLog(t *testing.T) {
 	s := openTest(t, t.TempDir(), nil)
 	defer s.Close()
 	f := testFinding(devID(1), 1, "self_harm", time.Now())
-	f.Evidence = []*vigilv1.EvidenceRef{{Id: "ev1", MediaType: "image/png", Sha256: "x", Size: 3}}
+	f.Evidence = []*vigilv1.EvidenceRef{{Id: "ev1", MediaType: "image/png", Sha256: sha256Hex([]byte("abc")), Size: 3}}
 	f.EvidenceData = []*vigilv1.EvidenceBlob{{Id: "ev1", Data: []byte("abc")}}
 	if _, _, err := s.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Evidence(devID(1), "ev1")
+	got, err := s.Evidence(devID(1), "ev1", f.Evidence[0])
 	if err != nil || string(got) != "abc" {
 		t.Fatalf("evidence %q %v", got, err)
 	}
-	if _, err := s.Evidence(devID(1), "nope"); err != ErrNotFound {
+	if _, err := s.Evidence(devID(1), "nope", nil); err != ErrNotFound {
 		t.Fatalf("missing evidence: %v", err)
 	}
 	s.ListFindings(context.Background(), Query{Device: devID(1)}, func(f *vigilv1.Finding) bool {
@@ -233,4 +235,9 @@ func TestEvidenceStoredApartAndAccessLog(t *testing.T) {
 	if log, err := s.AccessLog(); err != nil || len(log) != 3 || log[0].Who != "dsl" {
 		t.Fatalf("access log %v %v", log, err)
 	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
