@@ -302,7 +302,7 @@ func TestEvidenceTravelsWithFinding(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"ev-hash-mismatch", "ev-no-reference", "other", "../x"} {
-		if _, err := e.st.Evidence(d.id, id); err == nil {
+		if _, err := e.st.Evidence(d.id, id, nil); err == nil {
 			t.Errorf("evidence %q of a refused finding stored", id)
 		}
 	}
