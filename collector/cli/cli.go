@@ -40,7 +40,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
-  devices revoke --data DIR --device ID       (lost or stolen device: refuse it until re-enrolled)
+  devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
+  devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE   (decrypts; the view is logged)
   access-log     --data DIR [--json]
@@ -74,6 +75,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = devicesList(args[1:], stdout)
 	case "devices revoke":
 		err = devicesRevoke(args[1:], stdout)
+	case "devices unrevoke":
+		err = devicesUnrevoke(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
 	case "evidence get":
@@ -372,19 +375,49 @@ func rotateKey(args []string, stdout io.Writer) error {
 func devicesRevoke(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("devices revoke")
 	device := fs.String("device", "", "device ID")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *device == "" {
 		return errors.New("--device ID is required")
 	}
-	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/devices/"+*device+"/revoke", nil)
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/devices/"+url.PathEscape(*device)+"/revoke",
+		admin.RevokeRequest{Reason: *reason})
 	if err != nil {
 		return err
 	}
 	body.Close()
-	fmt.Fprintf(stdout, "device %s revoked\n", *device)
+	fmt.Fprintf(stdout, "device %s revoked: its key is refused until `devices unrevoke`\n", *device)
 	return nil
+}
+
+func devicesUnrevoke(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("devices unrevoke")
+	device := fs.String("device", "", "device ID")
+	reason := fs.String("reason", "", "why the revocation is lifted (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *device == "" || *reason == "" {
+		return errors.New("--device ID and --reason TEXT are required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/devices/"+url.PathEscape(*device)+"/unrevoke",
+		admin.RevokeRequest{Reason: *reason})
+	if err != nil {
+		return err
+	}
+	body.Close()
+	fmt.Fprintf(stdout, "revocation of device %s lifted; this is in the access log\n", *device)
+	return nil
+}
+
+// osUser names the person running the CLI for the access log.
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return "os:" + u.Username
+	}
+	return "unknown"
 }
 
 func evidenceGet(args []string, stdout io.Writer) error {
@@ -399,11 +432,7 @@ func evidenceGet(args []string, stdout io.Writer) error {
 	if *device == "" || *id == "" || *reason == "" || *out == "" {
 		return errors.New("--device, --id, --reason and --out are required")
 	}
-	who := "unknown"
-	if u, err := user.Current(); err == nil {
-		who = "os:" + u.Username
-	}
-	body, err := admin.NewClient(*data).DoAs(context.Background(), who, "GET",
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "GET",
 		"/v1/evidence/"+url.PathEscape(*device)+"/"+url.PathEscape(*id)+"?reason="+url.QueryEscape(*reason), nil)
 	if err != nil {
 		return err

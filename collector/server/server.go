@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/backoff"
@@ -47,6 +48,16 @@ type Config struct {
 	RetryAfter        time.Duration
 	EvidenceRecipient string
 	Now               func() time.Time
+
+	// Failed enrollments per source address: EnrollFailBurst at once, then
+	// EnrollFailuresPerMinute (defaults 20 and 6). Refusals are logged in
+	// aggregate once per RefusalLogInterval (default 10s).
+	EnrollFailBurst         int
+	EnrollFailuresPerMinute float64
+	RefusalLogInterval      time.Duration
+
+	// Metrics, when set, counts enrollments, batches and refusals.
+	Metrics *metrics.Metrics
 }
 
 // Server is both gRPC services plus the registry of connected agents.
@@ -59,6 +70,9 @@ type Server struct {
 	shutdown chan struct{}
 	shutOnce sync.Once
 	selfID   string // device ID of the collector itself, for its own findings
+
+	enrollFails *failLimiter
+	refusals    *refusalLog
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -89,9 +103,20 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EnrollFailBurst <= 0 {
+		cfg.EnrollFailBurst = 20
+	}
+	if cfg.EnrollFailuresPerMinute <= 0 {
+		cfg.EnrollFailuresPerMinute = 6
+	}
+	if cfg.RefusalLogInterval <= 0 {
+		cfg.RefusalLogInterval = 10 * time.Second
+	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{}),
 		sessions: map[string]*session{}, pending: map[string]chan *vigilv1.RequestResult{},
+		enrollFails: newFailLimiter(cfg.EnrollFailuresPerMinute, cfg.EnrollFailBurst, cfg.Now),
+		refusals:    newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	if cfg.CA != nil {
 		s.selfID = cfg.CA.SelfDeviceID()
