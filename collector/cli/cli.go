@@ -37,6 +37,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--working-hours "mon-fri 08:00-17:00" --timezone Europe/London --out-of-hours-users U1,U2]
                  [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file F [--oidc-redirect-url URL]
                   [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
+                 [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
@@ -144,8 +145,22 @@ func serve(args []string, stderr io.Writer) error {
 	oidcRedirect := fs.String("oidc-redirect-url", "", "callback registered with the issuer (default <console-url>/api/v1/oidc/callback)")
 	oidcName := fs.String("oidc-name", "", `provider name on the login button, "Sign in with NAME" (default Google or Microsoft from the issuer)`)
 	oidcDomain := fs.String("oidc-allowed-domain", "", "only accept ID tokens with this Google Workspace domain (hd) or Entra ID tenant ID (tid)")
+	maxConns := fs.Int("max-agent-conns", 0, "cap on connections to the agent port (0: the file descriptor limit less a reserve for the store)")
+	maxUnauth := fs.Int("max-unauth-conns", 0, "cap on agent-port connections without a client certificate (0: min(2048, cap/4))")
+	maxUnauthSrc := fs.Int("max-unauth-per-source", 0, "cap on those per source address (0: 128)")
+	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
+	}
+	var metricsToken string
+	if *metricsTokenFile != "" {
+		b, err := os.ReadFile(*metricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
+		if metricsToken = strings.TrimSpace(string(b)); metricsToken == "" {
+			return fmt.Errorf("--metrics-token-file %s is empty", *metricsTokenFile)
+		}
 	}
 	var oidcSecret string
 	if *oidcIssuer != "" {
@@ -182,6 +197,7 @@ func serve(args []string, stderr io.Writer) error {
 		WorkingHours: *workingHours, Timezone: *timezone, OutOfHoursUsers: splitList(*oohUsers),
 		OIDCIssuer: *oidcIssuer, OIDCClientID: *oidcClientID, OIDCClientSecret: oidcSecret, OIDCRedirectURL: *oidcRedirect,
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
+		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
 	})
 }
 
