@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -14,7 +15,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,4 +300,84 @@ func (c *collector) accessLog(t *testing.T) []map[string]any {
 		entries = append(entries, e)
 	}
 	return entries
+}
+
+const collectorProcEnv = "VIGIL_TEST_COLLECTOR_DIR"
+
+// TestCollectorProcess is not a test of its own: it is the collector
+// process startCollectorProcess runs, under its own descriptor limit.
+func TestCollectorProcess(t *testing.T) {
+	dir := os.Getenv(collectorProcEnv)
+	if dir == "" {
+		t.Skip("helper process of startCollectorProcess")
+	}
+	limit, _ := strconv.ParseUint(os.Getenv("VIGIL_TEST_FDLIMIT"), 10, 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
+		t.Fatal(err)
+	}
+	hs, _ := time.ParseDuration(os.Getenv("VIGIL_TEST_HANDSHAKE"))
+	life, _ := time.ParseDuration(os.Getenv("VIGIL_TEST_UNAUTH_LIFETIME"))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err := daemon.Serve(ctx, daemon.Config{DataDir: dir, GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+		HandshakeTimeout: hs, UnauthLifetime: life,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Ready:  func(g, h string) { fmt.Printf("READY %s %s\n", g, h) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startCollectorProcess runs the collector in a child process (this test
+// binary, as TestCollectorProcess) whose descriptor limit is fdLimit, so a
+// test can exhaust descriptors from outside it, as an attacker would.
+func startCollectorProcess(t *testing.T, fdLimit int, handshake, unauthLifetime time.Duration) *collector {
+	t.Helper()
+	c := &collector{dir: t.TempDir(), logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCollectorProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), collectorProcEnv+"="+c.dir, fmt.Sprintf("VIGIL_TEST_FDLIMIT=%d", fdLimit),
+		"VIGIL_TEST_HANDSHAKE="+handshake.String(), "VIGIL_TEST_UNAUTH_LIFETIME="+unauthLifetime.String())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = c.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "READY" {
+				ready <- [2]string{f[1], f[2]}
+			}
+		}
+	}()
+	go func() { c.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-c.done:
+			if err != nil {
+				t.Errorf("collector process: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Error("collector process did not stop within 60s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("collector log:\n%s", c.logs.String())
+		}
+	})
+	select {
+	case a := <-ready:
+		c.grpcAddr, c.httpAddr = a[0], a[1]
+	case err := <-c.done:
+		t.Fatalf("collector process ended: %v\n%s", err, c.logs.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("collector process not ready within 90s\n%s", c.logs.String())
+	}
+	c.caFP = c.fingerprint(t)
+	return c
 }
