@@ -106,6 +106,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/devices", s.listDevices)
 	mux.HandleFunc("POST /v1/requests", s.request)
 	mux.HandleFunc("POST /v1/devices/{id}/revoke", s.revoke)
+	mux.HandleFunc("POST /v1/devices/{id}/unrevoke", s.unrevoke)
 	mux.HandleFunc("GET /v1/evidence/{device}/{id}", s.evidence)
 	mux.HandleFunc("GET /v1/access-log", s.accessLog)
 	return mux
@@ -197,23 +198,91 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, devs)
 }
 
-// revoke marks a device revoked (a lost or stolen laptop, a decommissioned
-// image) and ends its stream; it must enroll again with a new token.
+// RevokeRequest is the optional body of POST /v1/devices/{id}/revoke and
+// the required body of .../unrevoke.
+type RevokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+// revoke marks a device's key revoked (a lost or stolen laptop, a
+// decommissioned image) and ends its stream. The key stays refused, for
+// streams and for enrollment with any token, until someone unrevokes it.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	dev, ok := s.Store.GetDevice(id)
-	if !ok {
+	var req RevokeRequest
+	if err := decodeOptional(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode revoke request: %v", err)
+		return
+	}
+	if _, ok := s.Store.GetDevice(id); !ok {
 		httpError(w, http.StatusNotFound, "no device %q", id)
 		return
 	}
-	dev.Revoked = true
-	if err := s.Store.PutDevice(dev); err != nil {
+	who := whoOf(r)
+	now := s.Now()
+	if err := s.Store.Revoke(store.Revocation{DeviceID: id, RevokedAt: now, Who: who, Reason: req.Reason}); err != nil {
 		httpError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
 	s.Agents.Disconnect(id)
-	s.Logger.Warn("device revoked", "device", id)
+	if err := s.Store.LogAccess(store.AccessEntry{Time: now, Who: who, Action: "revoke-device", DeviceID: id, Reason: req.Reason}); err != nil {
+		// The revocation stands (refusing it would be worse); say the log failed.
+		s.Logger.Error("device revoked but the access log entry was not written", "device", id, "err", err)
+	}
+	s.Logger.Warn("device revoked", "device", id, "by", who, "reason", req.Reason)
 	writeJSON(w, map[string]any{"device_id": id, "revoked": true})
+}
+
+// unrevoke lifts a revocation. It needs who and why, and is written to the
+// access log before it takes effect: nothing is lifted if the log cannot be
+// written.
+func (s *Server) unrevoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req RevokeRequest
+	if err := decodeOptional(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode unrevoke request: %v", err)
+		return
+	}
+	who := whoOf(r)
+	if req.Reason == "" || who == "" {
+		httpError(w, http.StatusBadRequest, "lifting a revocation needs who (X-Vigil-User) and a reason")
+		return
+	}
+	if _, revoked, err := s.Store.Revoked(id); err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	} else if dev, ok := s.Store.GetDevice(id); !revoked && !(ok && dev.Revoked) {
+		httpError(w, http.StatusNotFound, "device %q is not revoked", id)
+		return
+	}
+	now := s.Now()
+	if err := s.Store.LogAccess(store.AccessEntry{Time: now, Who: who, Action: "unrevoke-device", DeviceID: id, Reason: req.Reason}); err != nil {
+		httpError(w, http.StatusInternalServerError, "access not logged, so the revocation stays: %v", err)
+		return
+	}
+	prev, err := s.Store.Unrevoke(id)
+	if errors.Is(err, store.ErrNotRevoked) {
+		httpError(w, http.StatusNotFound, "device %q is not revoked", id)
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	s.Logger.Warn("device revocation lifted", "device", id, "by", who, "reason", req.Reason,
+		"revoked_at", prev.RevokedAt, "revoked_by", prev.Who)
+	writeJSON(w, map[string]any{"device_id": id, "revoked": false})
+}
+
+func whoOf(r *http.Request) string { return r.Header.Get("X-Vigil-User") }
+
+// decodeOptional reads a small JSON body, accepting an empty one.
+func decodeOptional(r *http.Request, v any) error {
+	err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(v)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // evidence decrypts one piece of evidence. The view is logged first (who:

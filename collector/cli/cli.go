@@ -37,10 +37,12 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--working-hours "mon-fri 08:00-17:00" --timezone Europe/London --out-of-hours-users U1,U2]
                  [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file F [--oidc-redirect-url URL]
                   [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
+                 [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
-  devices revoke --data DIR --device ID       (lost or stolen device: refuse it until re-enrolled)
+  devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
+  devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE   (decrypts; the view is logged)
   access-log     --data DIR [--json]
@@ -74,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = devicesList(args[1:], stdout)
 	case "devices revoke":
 		err = devicesRevoke(args[1:], stdout)
+	case "devices unrevoke":
+		err = devicesUnrevoke(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
 	case "evidence get":
@@ -143,8 +147,22 @@ func serve(args []string, stderr io.Writer) error {
 	oidcRedirect := fs.String("oidc-redirect-url", "", "callback registered with the issuer (default <console-url>/api/v1/oidc/callback)")
 	oidcName := fs.String("oidc-name", "", `provider name on the login button, "Sign in with NAME" (default Google or Microsoft from the issuer)`)
 	oidcDomain := fs.String("oidc-allowed-domain", "", "only accept ID tokens with this Google Workspace domain (hd) or Entra ID tenant ID (tid)")
+	maxConns := fs.Int("max-agent-conns", 0, "cap on connections to the agent port (0: the file descriptor limit less a reserve for the store)")
+	maxUnauth := fs.Int("max-unauth-conns", 0, "cap on agent-port connections without a client certificate (0: min(2048, cap/4))")
+	maxUnauthSrc := fs.Int("max-unauth-per-source", 0, "cap on those per source address (0: 128)")
+	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
+	}
+	var metricsToken string
+	if *metricsTokenFile != "" {
+		b, err := os.ReadFile(*metricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
+		if metricsToken = strings.TrimSpace(string(b)); metricsToken == "" {
+			return fmt.Errorf("--metrics-token-file %s is empty", *metricsTokenFile)
+		}
 	}
 	var oidcSecret string
 	if *oidcIssuer != "" {
@@ -182,6 +200,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCIssuer: *oidcIssuer, OIDCClientID: *oidcClientID, OIDCClientSecret: oidcSecret, OIDCRedirectURL: *oidcRedirect,
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
+		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
 	})
 }
 
@@ -375,19 +394,49 @@ func rotateKey(args []string, stdout io.Writer) error {
 func devicesRevoke(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("devices revoke")
 	device := fs.String("device", "", "device ID")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *device == "" {
 		return errors.New("--device ID is required")
 	}
-	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/devices/"+*device+"/revoke", nil)
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/devices/"+url.PathEscape(*device)+"/revoke",
+		admin.RevokeRequest{Reason: *reason})
 	if err != nil {
 		return err
 	}
 	body.Close()
-	fmt.Fprintf(stdout, "device %s revoked\n", *device)
+	fmt.Fprintf(stdout, "device %s revoked: its key is refused until `devices unrevoke`\n", *device)
 	return nil
+}
+
+func devicesUnrevoke(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("devices unrevoke")
+	device := fs.String("device", "", "device ID")
+	reason := fs.String("reason", "", "why the revocation is lifted (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *device == "" || *reason == "" {
+		return errors.New("--device ID and --reason TEXT are required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/devices/"+url.PathEscape(*device)+"/unrevoke",
+		admin.RevokeRequest{Reason: *reason})
+	if err != nil {
+		return err
+	}
+	body.Close()
+	fmt.Fprintf(stdout, "revocation of device %s lifted; this is in the access log\n", *device)
+	return nil
+}
+
+// osUser names the person running the CLI for the access log.
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return "os:" + u.Username
+	}
+	return "unknown"
 }
 
 func evidenceGet(args []string, stdout io.Writer) error {
@@ -402,11 +451,7 @@ func evidenceGet(args []string, stdout io.Writer) error {
 	if *device == "" || *id == "" || *reason == "" || *out == "" {
 		return errors.New("--device, --id, --reason and --out are required")
 	}
-	who := "unknown"
-	if u, err := user.Current(); err == nil {
-		who = "os:" + u.Username
-	}
-	body, err := admin.NewClient(*data).DoAs(context.Background(), who, "GET",
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "GET",
 		"/v1/evidence/"+url.PathEscape(*device)+"/"+url.PathEscape(*id)+"?reason="+url.QueryEscape(*reason), nil)
 	if err != nil {
 		return err

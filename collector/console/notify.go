@@ -39,6 +39,9 @@ type NotifyConfig struct {
 	// route and on up the chain as usual. Off when either is empty.
 	WorkingHours *Schedule
 	OutOfHours   []string
+	// OnFailure, if set, is told of each alert e-mail not sent ("send") and
+	// each alert nobody could be e-mailed about ("no_recipient"), for /metrics.
+	OnFailure func(reason string)
 }
 
 // routeOutOfHours prefixes the route of an alert whose first e-mail went to
@@ -286,6 +289,9 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		return
 	}
 	s.log.Error("console: alert not notified: nobody left in the chain has an e-mail address", "alert", id)
+	if cfg.OnFailure != nil {
+		cfg.OnFailure("no_recipient")
+	}
 	s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
 }
 
@@ -337,7 +343,12 @@ const (
 )
 
 // sendMail sends the notification: a link only, nothing sensitive.
-func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, kind int) error {
+func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, kind int) (err error) {
+	defer func() {
+		if err != nil && cfg.OnFailure != nil {
+			cfg.OnFailure("send")
+		}
+	}()
 	subject := "Vigil: new alert needs review"
 	intro := "A new alert in Vigil needs review."
 	switch kind {

@@ -19,8 +19,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/metrics"
+	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
@@ -67,8 +71,60 @@ type Config struct {
 	// table's checksums (0: daily, negative: only at start).
 	DiskReserve    int64
 	VerifyInterval time.Duration
+	// Connection limits on the agent port (zero: derived from the file
+	// descriptor limit, see fdlimit.go): MaxConns in all; MaxUnauthConns and
+	// MaxUnauthPerSource for connections without a verified client
+	// certificate (enrollment, or a TLS handshake still running), each of
+	// which is closed UnauthLifetime after it was accepted (default 60s).
+	MaxConns           int
+	MaxUnauthConns     int
+	MaxUnauthPerSource int
+	UnauthLifetime     time.Duration
+	// HandshakeTimeout (default 10s) bounds a new agent connection's TLS
+	// handshake; IdleTimeout (default 2m) closes one with no RPC running.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	// HTTP bounds the console listener (zero fields take the defaults).
+	HTTP HTTPLimits
+	// MetricsToken, when set, is the bearer token GET /metrics requires.
+	MetricsToken string
 	// Ready, if set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
+}
+
+// HTTPLimits are the console listener's timeouts and caps. Every slow
+// client is cut off by one of them: 100 connections sending a body a byte
+// at a time were held for 40 s before these existed.
+type HTTPLimits struct {
+	ReadHeaderTimeout time.Duration // default 5s
+	ReadTimeout       time.Duration // whole request including body, default 30s
+	WriteTimeout      time.Duration // default 60s (evidence reveals and CSV exports fit easily)
+	IdleTimeout       time.Duration // keep-alive between requests, default 60s
+	MaxHeaderBytes    int           // default 64 KiB
+	MaxConns          int           // default from the file descriptor limit (at most 1024)
+	MaxConnsPerSource int           // default 256
+}
+
+func (h HTTPLimits) withDefaults(plan fdPlan) HTTPLimits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&h.ReadHeaderTimeout, 5*time.Second)
+	def(&h.ReadTimeout, 30*time.Second)
+	def(&h.WriteTimeout, 60*time.Second)
+	def(&h.IdleTimeout, 60*time.Second)
+	if h.MaxHeaderBytes <= 0 {
+		h.MaxHeaderBytes = 64 << 10
+	}
+	if h.MaxConns <= 0 {
+		h.MaxConns = plan.http
+	}
+	if h.MaxConnsPerSource <= 0 {
+		h.MaxConnsPerSource = min(256, h.MaxConns)
+	}
+	return h
 }
 
 // Layout of the data dir.
@@ -95,6 +151,12 @@ func Serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	os.Chmod(cfg.DataDir, 0o700)
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		log.Warn("could not read the file descriptor limit; assuming 1024", "err", err)
+		fdLimit = 1024
+	}
+	plan := newFDPlan(fdLimit)
 	ca, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, pkiDir), cfg.ServerNames)
 	if err != nil {
 		return err
@@ -163,18 +225,59 @@ func Serve(ctx context.Context, cfg Config) error {
 	// Approved exclusions travel in every group's rules bundle.
 	dist.SetExtra(exclusionsExtra(st, log))
 	dist.Refresh()
+	met := metrics.New(prometheus.NewRegistry())
+	grpcCap, dynamicCap := cfg.MaxConns, cfg.MaxConns <= 0
+	if dynamicCap {
+		// +3 for the listeners and admin socket about to open.
+		grpcCap = plan.grpcConns(max(0, openFDs()) + 3)
+	}
+	maxUnauth := cfg.MaxUnauthConns
+	if maxUnauth <= 0 {
+		maxUnauth = min(2048, max(16, grpcCap/4))
+	}
+	perSource := cfg.MaxUnauthPerSource
+	if perSource <= 0 {
+		perSource = min(128, maxUnauth)
+	}
+	lifetime := cfg.UnauthLifetime
+	if lifetime <= 0 {
+		lifetime = time.Minute
+	}
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
-		EvidenceRecipient: evidenceKey.Recipient().String()})
+		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
+		MaxStreams: streams(grpcCap, maxUnauth), HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
 	gsrv := srv.GRPCServer()
 
-	glis, err := net.Listen("tcp", cfg.GRPCListen)
+	rawG, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
 	}
-	hlis, err := net.Listen("tcp", cfg.HTTPListen)
+	glis := netlimit.Wrap(rawG, netlimit.Config{MaxConns: grpcCap, MaxUnauth: maxUnauth, MaxUnauthPerSource: perSource,
+		UnauthLifetime: lifetime, OnRefuse: func(reason string) { met.RefusedConnection("grpc", reason) }})
+	httpLimits := cfg.HTTP.withDefaults(plan)
+	rawH, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
 		glis.Close()
 		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPListen, err)
+	}
+	// HTTP has no connection-level authentication: every connection counts
+	// against the per-source cap, and the server's timeouts end idle ones.
+	hlis := netlimit.Wrap(rawH, netlimit.Config{MaxConns: httpLimits.MaxConns, MaxUnauthPerSource: httpLimits.MaxConnsPerSource,
+		OnRefuse: func(reason string) { met.RefusedConnection("http", reason) }})
+	log.Info("connection limits", "plan", plan.String(), "agent_connections", grpcCap, "streams", streams(grpcCap, maxUnauth),
+		"unauthenticated", maxUnauth, "unauthenticated_per_source", perSource, "console_connections", httpLimits.MaxConns)
+	for _, c := range []prometheus.Collector{
+		metrics.NewStoreCollector(st.Stats),
+		metrics.NewFleetCollector(metrics.FleetSource{Devices: st.Devices, ConnectedByGroup: srv.ConnectedByGroup, Now: time.Now}),
+		metrics.NewConnCollector(
+			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns},
+			metrics.ConnSource{Name: "http", Stats: hlis.Stats, Limit: hlis.MaxConns}),
+	} {
+		if err := met.Register(c); err != nil {
+			glis.Close()
+			hlis.Close()
+			return fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	alis, err := admin.Listen(cfg.DataDir)
 	if err != nil {
@@ -215,8 +318,14 @@ func Serve(ctx context.Context, cfg Config) error {
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())
 	amux.Handle("/", adm.Handler())
-	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second}
-	hsrv := &http.Server{Handler: httpHandler(st, cons.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	hsrv := &http.Server{Handler: httpHandler(st, cons.Handler(), met.Handler(cfg.MetricsToken)),
+		ReadHeaderTimeout: httpLimits.ReadHeaderTimeout, ReadTimeout: httpLimits.ReadTimeout,
+		WriteTimeout: httpLimits.WriteTimeout, IdleTimeout: httpLimits.IdleTimeout, MaxHeaderBytes: httpLimits.MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if cfg.MetricsToken == "" {
+		log.Info("metrics: GET /metrics is open on the HTTP listener (aggregates only, no personal data); --metrics-token-file requires a bearer token")
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -225,6 +334,9 @@ func Serve(ctx context.Context, cfg Config) error {
 	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
 	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
+	if dynamicCap && openFDs() >= 0 {
+		go followStoreFDs(ctx, plan, glis, hlis, log)
+	}
 	go func() {
 		// An approval changes the exclusions file at once; an expiry is
 		// noticed within a minute (agents also check expiry themselves).
@@ -251,7 +363,8 @@ func Serve(ctx context.Context, cfg Config) error {
 		go func() {
 			defer close(notifyDone)
 			cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: notifySev,
-				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL, WorkingHours: hours, OutOfHours: cfg.OutOfHoursUsers})
+				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL, WorkingHours: hours, OutOfHours: cfg.OutOfHoursUsers,
+				OnFailure: met.NotificationFailed})
 		}()
 	} else {
 		close(notifyDone)
@@ -394,10 +507,37 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// httpHandler serves health and the console.
-func httpHandler(st *store.Store, consoleHandler http.Handler) http.Handler {
+// followStoreFDs keeps the agent listener's cap below what the store and
+// the rest of the process leave free: Badger opens a file per table, so its
+// share grows with the store.
+func followStoreFDs(ctx context.Context, plan fdPlan, glis, hlis *netlimit.Listener, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fds := openFDs()
+		if fds < 0 {
+			return
+		}
+		g, _ := glis.Stats()
+		h, _ := hlis.Stats()
+		want := plan.grpcConns(max(0, fds-g-h))
+		if old := glis.MaxConns(); want != old {
+			glis.SetMaxConns(want)
+			log.Debug("agent connection cap follows the store's file descriptors", "open_fds", fds, "cap", want, "was", old)
+		}
+	}
+}
+
+// httpHandler serves health, metrics and the console.
+func httpHandler(st *store.Store, consoleHandler, metricsHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", consoleHandler)
+	mux.Handle("GET /metrics", metricsHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// 200 while findings are accepted (damage is reported but the

@@ -66,7 +66,10 @@ func newEnv(tb testing.TB, cfg Config, sopts store.Options) *testEnv {
 			tb.Errorf("close store: %v", err)
 		}
 	})
-	cfg.Store, cfg.CA, cfg.Logger = st, ca, quietLog
+	if cfg.Logger == nil {
+		cfg.Logger = quietLog
+	}
+	cfg.Store, cfg.CA = st, ca
 	srv := New(cfg)
 	g := srv.GRPCServer(grpc.WaitForHandlers(true))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

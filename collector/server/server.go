@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/vigil-safeguarding/vigil/collector/metrics"
+	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/backoff"
@@ -43,10 +46,26 @@ type Config struct {
 	MaxBatchBytes     int           // default 4 MiB
 	MaxStreams        int           // concurrent agent streams, default 20000
 	HeartbeatInterval time.Duration // asked of agents, default 60s
+	// HandshakeTimeout bounds the TLS handshake and HTTP/2 preface of a new
+	// connection (default 10s); IdleTimeout closes a connection with no
+	// RPC in progress (default 2m). Agents always have their stream open,
+	// so only enrollment leftovers and refused agents are closed by it.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
 	// RetryAfter is the delay suggested with RESOURCE_EXHAUSTED.
 	RetryAfter        time.Duration
 	EvidenceRecipient string
 	Now               func() time.Time
+
+	// Failed enrollments per source address: EnrollFailBurst at once, then
+	// EnrollFailuresPerMinute (defaults 20 and 6). Refusals are logged in
+	// aggregate once per RefusalLogInterval (default 10s).
+	EnrollFailBurst         int
+	EnrollFailuresPerMinute float64
+	RefusalLogInterval      time.Duration
+
+	// Metrics, when set, counts enrollments, batches and refusals.
+	Metrics *metrics.Metrics
 }
 
 // Server is both gRPC services plus the registry of connected agents.
@@ -59,6 +78,9 @@ type Server struct {
 	shutdown chan struct{}
 	shutOnce sync.Once
 	selfID   string // device ID of the collector itself, for its own findings
+
+	enrollFails *failLimiter
+	refusals    *refusalLog
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -80,6 +102,12 @@ func New(cfg Config) *Server {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 60 * time.Second
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 2 * time.Second
 	}
@@ -89,9 +117,20 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EnrollFailBurst <= 0 {
+		cfg.EnrollFailBurst = 20
+	}
+	if cfg.EnrollFailuresPerMinute <= 0 {
+		cfg.EnrollFailuresPerMinute = 6
+	}
+	if cfg.RefusalLogInterval <= 0 {
+		cfg.RefusalLogInterval = 10 * time.Second
+	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{}),
 		sessions: map[string]*session{}, pending: map[string]chan *vigilv1.RequestResult{},
+		enrollFails: newFailLimiter(cfg.EnrollFailuresPerMinute, cfg.EnrollFailBurst, cfg.Now),
+		refusals:    newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	if cfg.CA != nil {
 		s.selfID = cfg.CA.SelfDeviceID()
@@ -101,7 +140,9 @@ func New(cfg Config) *Server {
 
 // GRPCServer returns a grpc.Server with both services registered, mTLS
 // optional at the handshake (enrollment has no client certificate yet) and
-// required by Stream.
+// required by Stream. Served on a netlimit.Listener, a connection that
+// presents a verified client certificate is marked authenticated, so the
+// listener's caps on unauthenticated connections apply to the rest.
 func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	tlsCfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -111,16 +152,54 @@ func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		ClientAuth: tls.VerifyClientCertIfGiven,
 	}
 	base := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(markAuthenticated{credentials.NewTLS(tlsCfg)}),
+		// Covers the TLS handshake and the HTTP/2 preface: a client that
+		// connects and says nothing is closed after this.
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(s.cfg.MaxBatchBytes + 64<<10),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: s.cfg.IdleTimeout,
+			Time:              30 * time.Second, Timeout: 10 * time.Second,
+		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(64),
+		grpc.StreamInterceptor(s.observeStream),
 	}
 	g := grpc.NewServer(append(base, opts...)...)
 	vigilv1.RegisterEnrollmentServer(g, s)
 	vigilv1.RegisterCollectorServer(g, s)
 	return g
+}
+
+// markAuthenticated tells the listener (netlimit) that a connection has
+// shown a client certificate that verified against the collector's CA.
+type markAuthenticated struct {
+	credentials.TransportCredentials
+}
+
+func (m markAuthenticated) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := m.TransportCredentials.ServerHandshake(raw)
+	if err == nil {
+		if ti, ok := info.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
+			netlimit.Authenticated(raw)
+		}
+	}
+	return conn, info, err
+}
+
+func (m markAuthenticated) Clone() credentials.TransportCredentials {
+	return markAuthenticated{m.TransportCredentials.Clone()}
+}
+
+// ConnectedByGroup counts live streams per device group (for /metrics).
+func (s *Server) ConnectedByGroup() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, ss := range s.sessions {
+		out[ss.group]++
+	}
+	return out
 }
 
 // Shutdown tells every stream to finish the batch it is committing, send

@@ -230,6 +230,8 @@ func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *v
 			d.AgentVersion, d.RulesHash = limit(hb.GetAgentVersion(), 64), limit(hb.GetRulesHash(), 80)
 			d.SpoolDepth, d.SpoolBytes, d.DroppedTotal = hb.GetSpoolDepth(), hb.GetSpoolBytes(), hb.GetDroppedTotal()
 			d.CPUPercent, d.RSSBytes = hb.GetCpuPercent(), hb.GetRssBytes()
+			d.RejectedTotal, d.SpoolWriteFailures = hb.GetRejectedTotal(), hb.GetSpoolWriteFailures()
+			d.LastError = limit(hb.GetLastError(), maxLastError)
 		})
 		ss.pushRulesIfStale(s.cfg.Rules, hb.GetRulesHash())
 		return nil

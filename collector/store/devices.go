@@ -31,7 +31,12 @@ type Device struct {
 	DroppedTotal    uint64    `json:"dropped_total"`
 	CPUPercent      float64   `json:"cpu_percent"`
 	RSSBytes        int64     `json:"rss_bytes"`
-	Connected       bool      `json:"connected"`
+	// From heartbeats: findings the collector refused that the agent set
+	// aside, the agent's spool write failures, and its last local failure.
+	RejectedTotal      uint64 `json:"rejected_total"`
+	SpoolWriteFailures uint64 `json:"spool_write_failures"`
+	LastError          string `json:"last_error,omitempty"`
+	Connected          bool   `json:"connected"`
 }
 
 func (s *Store) loadDevices() error {
