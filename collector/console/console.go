@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
 // Roles.
@@ -117,7 +118,17 @@ func (s *Server) ReloadPeople() error {
 	}
 	m := make(map[string]store.Person, len(list))
 	for _, p := range list {
-		m[p.Username] = p
+		// Keyed by the canonical identity, not the stored name: records
+		// imported before personid existed were stored in older forms.
+		k := personid.Canonical(p.Username)
+		if k == "" {
+			continue
+		}
+		if prev, dup := m[k]; dup {
+			s.log.Warn("console: people directory has two records for one person; keeping the first", "kept", prev.Username, "ignored", p.Username)
+			continue
+		}
+		m[k] = p
 	}
 	s.peopleMu.Lock()
 	s.people = m
@@ -128,18 +139,8 @@ func (s *Server) ReloadPeople() error {
 func (s *Server) person(username string) (store.Person, bool) {
 	s.peopleMu.RLock()
 	defer s.peopleMu.RUnlock()
-	p, ok := s.people[NormalizeUsername(username)]
+	p, ok := s.people[personid.Canonical(username)]
 	return p, ok
-}
-
-// NormalizeUsername maps a device account or directory name to the form
-// used for matching: trimmed, lower case, without a Windows domain prefix.
-func NormalizeUsername(u string) string {
-	u = strings.TrimSpace(u)
-	if i := strings.LastIndexByte(u, '\\'); i >= 0 {
-		u = u[i+1:]
-	}
-	return strings.ToLower(u)
 }
 
 // allow decides whether a signed-in user may use an endpoint.
