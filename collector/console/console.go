@@ -59,6 +59,11 @@ type Config struct {
 	ExclusionsChanged func()
 	// OIDC, if set, offers sign-in with an OpenID Connect provider (oidc.go).
 	OIDC *OIDCConfig
+	// PasswordWorkers and PasswordQueue bound password hashing (auth.go,
+	// hashPool): how many hashes run at once (default 1, 2 above four
+	// cores) and how many sign-ins may wait for one (default 8); beyond
+	// that sign-ins are refused with 429 until a worker is free.
+	PasswordWorkers, PasswordQueue int
 }
 
 // Server serves the console.
@@ -81,6 +86,14 @@ type Server struct {
 
 	totpMu   sync.Mutex
 	totpUsed map[string]int64 // username -> last accepted time step (no replay)
+
+	pool   *hashPool
+	hasher passwordHasher // bcrypt; tests count and hold hashes here
+	dummy  []byte         // compared against for unknown names (login)
+
+	shedMu     sync.Mutex
+	shedLogged time.Time // logShed
+	shedLast   uint64
 }
 
 // New returns a console server over st.
@@ -97,6 +110,18 @@ func New(cfg Config) (*Server, error) {
 		s.idle = 12 * time.Hour
 	}
 	s.limiter = newRateLimiter(5, 15*time.Minute)
+	if cfg.PasswordWorkers <= 0 {
+		cfg.PasswordWorkers = defaultHashWorkers()
+	}
+	if cfg.PasswordQueue <= 0 {
+		cfg.PasswordQueue = 8
+	}
+	s.pool, s.hasher = newHashPool(cfg.PasswordWorkers, cfg.PasswordQueue), bcryptHasher{}
+	dummy, err := s.hasher.Hash("vigil-no-such-user")
+	if err != nil {
+		return nil, fmt.Errorf("console: hash the unknown-user password: %w", err)
+	}
+	s.dummy = dummy
 	if cfg.OIDC != nil {
 		o, err := newOIDC(*cfg.OIDC, s.now)
 		if err != nil {

@@ -197,9 +197,16 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request, by string, allo
 		jsonError(w, http.StatusBadRequest, "%v", err)
 		return store.User{}, false
 	}
-	u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
+	u, err := newUserUnhashed(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, "%v", err)
+		return store.User{}, false
+	}
+	if !s.hash(w, r, func() { u.PasswordHash, err = s.hasher.Hash(req.Password) }) {
+		return store.User{}, false
+	}
+	if err != nil {
+		s.internal(w, "hash password", err)
 		return store.User{}, false
 	}
 	if req.TOTP && allowTOTP {
