@@ -87,9 +87,10 @@ type Server struct {
 	totpMu   sync.Mutex
 	totpUsed map[string]int64 // username -> last accepted time step (no replay)
 
-	pool   *hashPool
-	hasher passwordHasher // bcrypt; tests count and hold hashes here
-	dummy  []byte         // compared against for unknown names (login)
+	pool      *hashPool
+	hasher    passwordHasher // bcrypt; tests count and hold hashes here
+	dummyOnce sync.Once
+	dummy     []byte // see dummyHash
 
 	shedMu     sync.Mutex
 	shedLogged time.Time // logShed
@@ -117,11 +118,6 @@ func New(cfg Config) (*Server, error) {
 		cfg.PasswordQueue = 8
 	}
 	s.pool, s.hasher = newHashPool(cfg.PasswordWorkers, cfg.PasswordQueue), bcryptHasher{}
-	dummy, err := s.hasher.Hash("vigil-no-such-user")
-	if err != nil {
-		return nil, fmt.Errorf("console: hash the unknown-user password: %w", err)
-	}
-	s.dummy = dummy
 	if cfg.OIDC != nil {
 		o, err := newOIDC(*cfg.OIDC, s.now)
 		if err != nil {
