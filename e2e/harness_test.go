@@ -318,8 +318,16 @@ func (a *agent) status() agentStatus {
 	return s
 }
 
+// minWait is the least any waitFor waits before failing. The suite runs
+// beside other work on 2-core CI machines, where starting a collector or an
+// agent can take many seconds; a bound is a liveness check ("it happened
+// at all"), never a latency figure (those are benchmarks), so a short d is
+// raised to this. A passing wait returns as soon as cond holds.
+const minWait = 60 * time.Second
+
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	d = max(d, minWait)
 	deadline := time.Now().Add(d)
 	for {
 		if cond() {

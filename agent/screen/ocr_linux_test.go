@@ -26,10 +26,10 @@ func TestOCRX11(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*liveness)
 	defer cancel()
 	var r OCRResult
-	for i := 0; i < 10; i++ { // until the xterm has drawn
+	for deadline := time.Now().Add(liveness); time.Now().Before(deadline); { // until the xterm has drawn
 		img, err := src.Screenshot(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func TestOCRX11(t *testing.T) {
 			t.Logf("read %q: cpu %v wall %v prep %v", strings.TrimSpace(r.Text), r.CPU, r.Wall, r.Prep)
 			return
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("tesseract read %q, want the xterm's text", r.Text)
+	t.Fatalf("tesseract read %q within %v, want the xterm's text", r.Text, liveness)
 }

@@ -108,7 +108,9 @@ func TestOCRTimeoutAndFailure(t *testing.T) {
 	if _, err := o.ReadPNG(context.Background(), []byte("x")); err == nil || !strings.Contains(err.Error(), "deadline") {
 		t.Errorf("err %v, want a timeout", err)
 	}
-	if d := time.Since(t0); d > 3*time.Second {
+	// Well under the fake's 30 s, so the process was killed at the
+	// timeout, yet loose enough for a loaded machine.
+	if d := time.Since(t0); d > 20*time.Second {
 		t.Errorf("timeout took %v", d)
 	}
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
+	"github.com/vigil-safeguarding/vigil/internal/personid"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -125,7 +126,7 @@ func (s *Server) alertJSON(a *store.Alert) AlertJSON {
 	p, known := s.person(f.GetUser())
 	j := AlertJSON{
 		ID: AlertID(f.DeviceId, f.Seq), DeviceID: f.DeviceId, Seq: f.Seq, Time: ts(f.GetObservedAt().AsTime()),
-		Group: f.Group, Person: NormalizeUsername(f.User), PersonName: p.DisplayName, PersonRole: p.Role,
+		Group: f.Group, Person: personid.Canonical(f.User), PersonName: p.DisplayName, PersonRole: p.Role,
 		Category: f.Category, Severity: findings.SeverityName(f.Severity),
 		Term: detailString(f, "term"), Context: detailString(f, "context"), Message: f.Message,
 		Title: detailString(f, "title"), Process: detailString(f, "process"),
@@ -140,10 +141,26 @@ func (s *Server) alertJSON(a *store.Alert) AlertJSON {
 	return j
 }
 
+// isSubject reports whether the person a finding's user names is the
+// console user u: the same canonical identity (personid) as u's username
+// or as u's e-mail address. The e-mail counts because the console account
+// is often named differently from the device account (`jsmith` against
+// `SCHOOL\john.smith`), while the school's directory gives both the same
+// address (and OIDC sign-in matches accounts by it). Matching more
+// spellings can only hide more from the subject, never show them more.
+func isSubject(u *store.User, findingUser string) bool {
+	p := personid.Canonical(findingUser)
+	if p == "" {
+		return false
+	}
+	return p == personid.Canonical(u.Username) || u.Email != "" && p == personid.Canonical(u.Email)
+}
+
 // visible: the alert is routed (or escalated) to the viewer's route, and is
-// not about the viewer.
+// not about the viewer. Every path that shows an alert or its evidence
+// (list, detail, actions, evidence, PDF, CSV, device timeline) asks here.
 func (s *Server) visible(u *store.User, a *store.Alert) bool {
-	if p := NormalizeUsername(a.Finding.GetUser()); p != "" && p == u.Username {
+	if isSubject(u, a.Finding.GetUser()) {
 		return false
 	}
 	vr := viewerRoute(u)
@@ -230,7 +247,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 		limit = n
 	}
 	status, category, group, device := q.Get("status"), q.Get("category"), q.Get("group"), q.Get("device")
-	person := NormalizeUsername(q.Get("person"))
+	person := personid.Canonical(q.Get("person"))
 	switch status {
 	case "", "new", "in_review", "concluded":
 	default:
@@ -250,7 +267,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 		f := a.Finding
 		if status != "" && a.State.Status != status || category != "" && f.Category != category ||
 			sev != 0 && f.Severity != sev || group != "" && f.Group != group || device != "" && f.DeviceId != device ||
-			person != "" && NormalizeUsername(f.User) != person || !s.visible(&v.User, a) {
+			person != "" && personid.Canonical(f.User) != person || !s.visible(&v.User, a) {
 			return true
 		}
 		out = append(out, s.alertJSON(a))

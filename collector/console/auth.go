@@ -16,9 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -43,12 +45,114 @@ func HashPassword(pw string) ([]byte, error) {
 	return bcrypt.GenerateFromPassword([]byte(pw), BcryptCost)
 }
 
-// dummyHash is compared against for unknown users so that an unknown name
-// takes as long as a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("vigil-no-such-user"), BcryptCost)
-	return h
-})
+// passwordHasher is the CPU-heavy work hashPool bounds. It is a seam so
+// tests can count (and hold) every hash the console computes.
+type passwordHasher interface {
+	Compare(hash, password []byte) error
+	Hash(password string) ([]byte, error)
+}
+
+type bcryptHasher struct{}
+
+func (bcryptHasher) Compare(hash, password []byte) error {
+	return bcrypt.CompareHashAndPassword(hash, password)
+}
+func (bcryptHasher) Hash(password string) ([]byte, error) { return HashPassword(password) }
+
+// errHashBusy: the password-hashing pool and its queue are full.
+var errHashBusy = errors.New("the console is busy checking other passwords")
+
+// hashPool bounds the CPU that password hashing takes. One bcrypt at cost
+// 12 is a quarter of a second of a core, and a school server has two to
+// four: without a bound, 300 sign-ins with made-up names took every core
+// and the agents' acks slowed from 0.2 s to 18.8 s (issue 8 item 5). At
+// most workers hashes run at once and at most queue more wait; the rest
+// are refused at once (429), which costs the server nothing.
+type hashPool struct {
+	admit chan struct{} // cap workers+queue: running or waiting
+	run   chan struct{} // cap workers: running
+	shed  atomic.Uint64
+}
+
+func newHashPool(workers, queue int) *hashPool {
+	return &hashPool{admit: make(chan struct{}, workers+queue), run: make(chan struct{}, workers)}
+}
+
+// do runs fn when a worker is free; errHashBusy when the queue is full, or
+// ctx's error when the caller gave up while waiting.
+func (p *hashPool) do(ctx context.Context, fn func()) error {
+	select {
+	case p.admit <- struct{}{}:
+	default:
+		p.shed.Add(1)
+		return errHashBusy
+	}
+	defer func() { <-p.admit }()
+	select {
+	case p.run <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.run }()
+	fn()
+	return nil
+}
+
+// admitted is how many calls are running or waiting (tests wait on it).
+func (p *hashPool) admitted() int { return len(p.admit) }
+
+// defaultHashWorkers leaves most cores to ingest: one hash at a time on a
+// machine of up to four cores, two above.
+func defaultHashWorkers() int {
+	if runtime.GOMAXPROCS(0) > 4 {
+		return 2
+	}
+	return 1
+}
+
+// hash runs a password hash or comparison in the pool, answering the
+// request itself when it cannot (429 when busy); it reports whether fn ran.
+func (s *Server) hash(w http.ResponseWriter, r *http.Request, fn func()) bool {
+	err := s.pool.do(r.Context(), fn)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errHashBusy):
+		s.logShed()
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": err.Error() + "; try again in a moment", "busy": true})
+	default:
+		// The client went away while queued: nobody reads an answer.
+		jsonError(w, http.StatusServiceUnavailable, "request cancelled")
+	}
+	return false
+}
+
+// dummyHash is what unknown names are compared against. It is made at the
+// first unknown name, inside the pool like every hash (not in New: every
+// collector start would pay a bcrypt for it), and with bcrypt directly, not
+// the test seam, so held test hashers see only comparisons.
+func (s *Server) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("vigil-no-such-user"), BcryptCost)
+	})
+	return s.dummy
+}
+
+// logShed logs refusals by the hash pool at most once a minute, with their
+// count, so a spray of sign-ins cannot flood the log.
+func (s *Server) logShed() {
+	now := s.now()
+	s.shedMu.Lock()
+	defer s.shedMu.Unlock()
+	if now.Sub(s.shedLogged) < time.Minute {
+		return
+	}
+	total := s.pool.shed.Load()
+	s.log.Warn("console: sign-ins refused while password hashing was busy (possible password spray)",
+		"refused", total-s.shedLast, "refused_total", total)
+	s.shedLogged, s.shedLast = now, total
+}
 
 // ValidUsername: 1-64 of a-z 0-9 . _ @ -, starting with a letter or digit.
 func ValidUsername(u string) bool {
@@ -66,6 +170,19 @@ func ValidUsername(u string) bool {
 
 // NewUser validates and builds an account record (hashing the password).
 func NewUser(username, displayName, role, password, email string, chair bool, now time.Time) (store.User, error) {
+	u, err := newUserUnhashed(username, displayName, role, password, email, chair, now)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.PasswordHash, err = HashPassword(password); err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+// newUserUnhashed is NewUser without the hash, for callers that hash in
+// the pool.
+func newUserUnhashed(username, displayName, role, password, email string, chair bool, now time.Time) (store.User, error) {
 	username = strings.ToLower(strings.TrimSpace(username))
 	if !ValidUsername(username) {
 		return store.User{}, fmt.Errorf("username %q: use 1-64 of a-z 0-9 . _ @ - (starting with a letter or digit)", username)
@@ -85,15 +202,14 @@ func NewUser(username, displayName, role, password, email string, chair bool, no
 	if email != "" && (!strings.Contains(email, "@") || strings.ContainsAny(email, "\r\n<>, ")) {
 		return store.User{}, fmt.Errorf("email %q is not an address", email)
 	}
+	if len(password) > 72 {
+		return store.User{}, errors.New("password longer than 72 bytes")
+	}
 	if displayName == "" {
 		displayName = username
 	}
-	h, err := HashPassword(password)
-	if err != nil {
-		return store.User{}, err
-	}
 	return store.User{Username: username, DisplayName: strings.TrimSpace(displayName), Role: role, Email: email,
-		Chair: chair, PasswordHash: h, Created: now.UTC()}, nil
+		Chair: chair, Created: now.UTC()}, nil
 }
 
 func randomToken() string {
@@ -216,32 +332,44 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	username := strings.ToLower(strings.TrimSpace(req.Username))
 	key := username + "|" + clientIP(r)
 	now := s.now()
-	if wait := s.limiter.blocked(key, now); wait > 0 {
+	// The attempt is counted before the password is checked, under the
+	// lock of the check: when the check came first and the failure was
+	// recorded after bcrypt, 60 parallel guesses all passed a 5-attempt
+	// limit (issue 8 item 5). It stays counted as a failure unless the
+	// password turns out right or is never checked.
+	res, wait := s.limiter.reserve(key, now)
+	if wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
 		jsonError(w, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
 		return
 	}
 	u, err := s.st.GetUser(username)
-	if err != nil || u.Disabled || !ValidUsername(username) {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
-		s.limiter.fail(key, now)
-		s.log.Warn("console: failed sign-in", "username", username, "ip", clientIP(r))
-		jsonError(w, http.StatusUnauthorized, "wrong username or password")
+	known := err == nil && !u.Disabled && ValidUsername(username)
+	var wrong bool
+	if !s.hash(w, r, func() {
+		if known {
+			wrong = s.hasher.Compare(u.PasswordHash, []byte(req.Password)) != nil
+		} else {
+			// An unknown name costs what a wrong password costs, in
+			// the same pool, so timing does not tell which names exist.
+			s.hasher.Compare(s.dummyHash(), []byte(req.Password))
+		}
+	}) {
+		res.release()
 		return
 	}
-	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(req.Password)) != nil {
-		s.limiter.fail(key, now)
+	if !known || wrong {
 		s.log.Warn("console: failed sign-in", "username", username, "ip", clientIP(r))
 		jsonError(w, http.StatusUnauthorized, "wrong username or password")
 		return
 	}
 	if u.TOTPSecret != "" {
 		if strings.TrimSpace(req.TOTP) == "" {
+			res.release() // the right password, asked for the second factor
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "enter the code from your authenticator app", "totp_required": true})
 			return
 		}
 		if !s.checkTOTP(u, strings.TrimSpace(req.TOTP), now) {
-			s.limiter.fail(key, now)
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "wrong or reused authenticator code", "totp_required": true})
 			return
 		}
@@ -273,22 +401,29 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request, v *viewer) {
 	writeJSON(w, http.StatusOK, meResponse{Username: v.Username, DisplayName: v.DisplayName, Role: v.Role, Chair: v.Chair, CSRFToken: v.csrf})
 }
 
-// rateLimiter counts failed sign-ins per username+IP in a sliding window.
+// rateLimiter counts sign-in attempts per username+IP in a sliding
+// window: failed ones, and ones still being checked.
 type rateLimiter struct {
 	mu     sync.Mutex
 	max    int
 	window time.Duration
-	fails  map[string][]time.Time
+	fails  map[string][]attempt
+	nextID uint64
+}
+
+type attempt struct {
+	at time.Time
+	id uint64
 }
 
 func newRateLimiter(max int, window time.Duration) *rateLimiter {
-	return &rateLimiter{max: max, window: window, fails: map[string][]time.Time{}}
+	return &rateLimiter{max: max, window: window, fails: map[string][]attempt{}}
 }
 
-func (l *rateLimiter) prune(key string, now time.Time) []time.Time {
+func (l *rateLimiter) prune(key string, now time.Time) []attempt {
 	list := l.fails[key]
 	i := 0
-	for i < len(list) && now.Sub(list[i]) >= l.window {
+	for i < len(list) && now.Sub(list[i].at) >= l.window {
 		i++
 	}
 	list = list[i:]
@@ -300,18 +435,21 @@ func (l *rateLimiter) prune(key string, now time.Time) []time.Time {
 	return list
 }
 
-// blocked returns how long key must wait, or 0.
-func (l *rateLimiter) blocked(key string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	list := l.prune(key, now)
-	if len(list) < l.max {
-		return 0
-	}
-	return list[len(list)-l.max].Add(l.window).Sub(now)
+// reservation is an attempt counted against its key before its password
+// was checked.
+type reservation struct {
+	l   *rateLimiter
+	key string
+	id  uint64
 }
 
-func (l *rateLimiter) fail(key string, now time.Time) {
+// reserve counts an attempt against key, in the same critical section as
+// the check of the limit, so at most max attempts per window are ever
+// checked however many arrive at once. It returns how long key must wait
+// (and no reservation) when the limit is reached. The attempt counts as a
+// failure until it is released (it was not a guess) or the key is reset
+// (the password was right).
+func (l *rateLimiter) reserve(key string, now time.Time) (reservation, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.fails) > 100_000 { // bound memory under a spray of names
@@ -319,7 +457,35 @@ func (l *rateLimiter) fail(key string, now time.Time) {
 			l.prune(k, now)
 		}
 	}
-	l.fails[key] = append(l.prune(key, now), now)
+	list := l.prune(key, now)
+	if len(list) >= l.max {
+		return reservation{}, max(list[len(list)-l.max].at.Add(l.window).Sub(now), time.Second)
+	}
+	l.nextID++
+	l.fails[key] = append(list, attempt{at: now, id: l.nextID})
+	return reservation{l: l, key: key, id: l.nextID}, 0
+}
+
+// release uncounts an attempt whose password was never checked, or was
+// right but needs its second factor.
+func (r reservation) release() {
+	if r.l == nil {
+		return
+	}
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	list := r.l.fails[r.key]
+	for i, a := range list {
+		if a.id == r.id {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.l.fails, r.key)
+	} else {
+		r.l.fails[r.key] = list
+	}
 }
 
 func (l *rateLimiter) reset(key string) {

@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
 // Roles.
@@ -58,6 +59,11 @@ type Config struct {
 	ExclusionsChanged func()
 	// OIDC, if set, offers sign-in with an OpenID Connect provider (oidc.go).
 	OIDC *OIDCConfig
+	// PasswordWorkers and PasswordQueue bound password hashing (auth.go,
+	// hashPool): how many hashes run at once (default 1, 2 above four
+	// cores) and how many sign-ins may wait for one (default 8); beyond
+	// that sign-ins are refused with 429 until a worker is free.
+	PasswordWorkers, PasswordQueue int
 }
 
 // Server serves the console.
@@ -80,6 +86,15 @@ type Server struct {
 
 	totpMu   sync.Mutex
 	totpUsed map[string]int64 // username -> last accepted time step (no replay)
+
+	pool      *hashPool
+	hasher    passwordHasher // bcrypt; tests count and hold hashes here
+	dummyOnce sync.Once
+	dummy     []byte // see dummyHash
+
+	shedMu     sync.Mutex
+	shedLogged time.Time // logShed
+	shedLast   uint64
 }
 
 // New returns a console server over st.
@@ -96,6 +111,13 @@ func New(cfg Config) (*Server, error) {
 		s.idle = 12 * time.Hour
 	}
 	s.limiter = newRateLimiter(5, 15*time.Minute)
+	if cfg.PasswordWorkers <= 0 {
+		cfg.PasswordWorkers = defaultHashWorkers()
+	}
+	if cfg.PasswordQueue <= 0 {
+		cfg.PasswordQueue = 8
+	}
+	s.pool, s.hasher = newHashPool(cfg.PasswordWorkers, cfg.PasswordQueue), bcryptHasher{}
 	if cfg.OIDC != nil {
 		o, err := newOIDC(*cfg.OIDC, s.now)
 		if err != nil {
@@ -117,7 +139,17 @@ func (s *Server) ReloadPeople() error {
 	}
 	m := make(map[string]store.Person, len(list))
 	for _, p := range list {
-		m[p.Username] = p
+		// Keyed by the canonical identity, not the stored name: records
+		// imported before personid existed were stored in older forms.
+		k := personid.Canonical(p.Username)
+		if k == "" {
+			continue
+		}
+		if prev, dup := m[k]; dup {
+			s.log.Warn("console: people directory has two records for one person; keeping the first", "kept", prev.Username, "ignored", p.Username)
+			continue
+		}
+		m[k] = p
 	}
 	s.peopleMu.Lock()
 	s.people = m
@@ -128,18 +160,8 @@ func (s *Server) ReloadPeople() error {
 func (s *Server) person(username string) (store.Person, bool) {
 	s.peopleMu.RLock()
 	defer s.peopleMu.RUnlock()
-	p, ok := s.people[NormalizeUsername(username)]
+	p, ok := s.people[personid.Canonical(username)]
 	return p, ok
-}
-
-// NormalizeUsername maps a device account or directory name to the form
-// used for matching: trimmed, lower case, without a Windows domain prefix.
-func NormalizeUsername(u string) string {
-	u = strings.TrimSpace(u)
-	if i := strings.LastIndexByte(u, '\\'); i >= 0 {
-		u = u[i+1:]
-	}
-	return strings.ToLower(u)
 }
 
 // allow decides whether a signed-in user may use an endpoint.

@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4/pb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/personid"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -152,10 +153,9 @@ func (s *Server) recipients(route string, a *store.Alert) []store.User {
 		s.log.Error("console: notifier: list users", "err", err)
 		return nil
 	}
-	about := NormalizeUsername(a.Finding.GetUser())
 	var out []store.User
 	for _, u := range users {
-		if u.Disabled || u.Email == "" || u.Username == about || viewerRoute(&u) != route {
+		if u.Disabled || u.Email == "" || isSubject(&u, a.Finding.GetUser()) || viewerRoute(&u) != route {
 			continue
 		}
 		out = append(out, u)
@@ -203,11 +203,11 @@ func (s *Server) sendOutOfHours(cfg NotifyConfig, a *store.Alert, route string) 
 	id := AlertID(a.Finding.DeviceId, a.Finding.Seq)
 	oncall := map[string]bool{}
 	for _, u := range cfg.OutOfHours {
-		oncall[NormalizeUsername(u)] = true
+		oncall[personid.Canonical(u)] = true
 	}
 	var rcpts []store.User
 	for _, u := range s.recipients(route, a) {
-		if oncall[u.Username] {
+		if oncall[personid.Canonical(u.Username)] {
 			rcpts = append(rcpts, u)
 		}
 	}

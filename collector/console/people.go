@@ -14,9 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
 // RowError names a bad row of an imported CSV by its line number.
@@ -30,6 +32,7 @@ var columnAliases = map[string]string{
 	"display_name": "display_name", "name": "display_name", "full_name": "display_name", "displayname": "display_name",
 	"role": "role", "type": "role",
 	"year": "year", "class": "year", "year_group": "year", "form": "year", "group": "year",
+	"email": "email", "e_mail": "email", "email_address": "email", "mail": "email", "upn": "email", "user_principal_name": "email",
 }
 
 func normRole(r string) (string, bool) {
@@ -46,9 +49,13 @@ func normRole(r string) (string, bool) {
 
 // ParsePeopleCSV reads a people directory as a school MIS exports it: a
 // header row naming the columns (username; display_name or name; role
-// pupil/staff/headteacher; year or class), in any order, with extra
-// columns ignored; a UTF-8 BOM, CRLF line ends and ; or tab separators are
-// accepted. Bad rows are reported by line number.
+// pupil/staff/headteacher; year or class; email or upn, used for a row
+// without a username), in any order, with extra columns ignored; a UTF-8
+// BOM, CRLF line ends and ; or tab separators are accepted. People are
+// stored under their canonical identity (personid), so `SCHOOL\jsmith` and
+// `jsmith@school.example` in one file are one person twice (a bad row), and
+// routing finds the record whatever form a device reports. Bad rows are
+// reported by line number.
 func ParsePeopleCSV(r io.Reader) ([]store.Person, []RowError, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if err != nil {
@@ -84,10 +91,13 @@ func ParsePeopleCSV(r io.Reader) ([]store.Person, []RowError, error) {
 			}
 		}
 	}
-	for _, need := range []string{"username", "role"} {
-		if _, ok := col[need]; !ok {
-			return nil, nil, fmt.Errorf("the header row has no %s column (found: %s)", need, strings.Join(header, ", "))
-		}
+	_, hasUser := col["username"]
+	_, hasEmail := col["email"]
+	if !hasUser && !hasEmail {
+		return nil, nil, fmt.Errorf("the header row has no username (or email) column (found: %s)", strings.Join(header, ", "))
+	}
+	if _, ok := col["role"]; !ok {
+		return nil, nil, fmt.Errorf("the header row has no role column (found: %s)", strings.Join(header, ", "))
 	}
 	get := func(rec []string, c string) string {
 		i, ok := col[c]
@@ -120,17 +130,22 @@ func ParsePeopleCSV(r io.Reader) ([]store.Person, []RowError, error) {
 		if blank {
 			continue
 		}
-		u := NormalizeUsername(get(rec, "username"))
+		raw := get(rec, "username")
+		if raw == "" {
+			raw = get(rec, "email")
+		}
+		u := personid.Canonical(raw)
 		role, ok := normRole(get(rec, "role"))
 		switch {
 		case u == "":
 			bad = append(bad, RowError{line, "no username"})
-		case strings.ContainsAny(u, " /\x00") || len(u) > 128:
-			bad = append(bad, RowError{line, fmt.Sprintf("username %q is not an account name", u)})
+		case strings.IndexFunc(raw, notInAccountName) >= 0 || len(u) > 128:
+			// A space inside is a name in the wrong column, not a login.
+			bad = append(bad, RowError{line, fmt.Sprintf("username %q is not an account name", raw)})
 		case !ok:
 			bad = append(bad, RowError{line, fmt.Sprintf("role %q: want pupil, staff or headteacher", get(rec, "role"))})
 		case seen[u] != 0:
-			bad = append(bad, RowError{line, fmt.Sprintf("username %s is already on line %d", u, seen[u])})
+			bad = append(bad, RowError{line, fmt.Sprintf("username %s is already on line %d (both are %s)", raw, seen[u], u)})
 		default:
 			seen[u] = line
 			people = append(people, store.Person{Username: u, DisplayName: get(rec, "display_name"), Role: role, Year: get(rec, "year")})
@@ -138,6 +153,8 @@ func ParsePeopleCSV(r io.Reader) ([]store.Person, []RowError, error) {
 	}
 	return people, bad, nil
 }
+
+func notInAccountName(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // Admin socket endpoints (mounted by the daemon beside collector/admin).
 
@@ -180,9 +197,16 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request, by string, allo
 		jsonError(w, http.StatusBadRequest, "%v", err)
 		return store.User{}, false
 	}
-	u, err := NewUser(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
+	u, err := newUserUnhashed(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, "%v", err)
+		return store.User{}, false
+	}
+	if !s.hash(w, r, func() { u.PasswordHash, err = s.hasher.Hash(req.Password) }) {
+		return store.User{}, false
+	}
+	if err != nil {
+		s.internal(w, "hash password", err)
 		return store.User{}, false
 	}
 	if req.TOTP && allowTOTP {

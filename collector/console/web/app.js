@@ -354,7 +354,9 @@ function viewLogin() {
       afterLogin = null;
       location.hash = next;
     } catch (e) {
-      if (e.status === 429) {
+      if (e.status === 429 && e.body && e.body.busy) {
+        err.textContent = 'The console is busy signing others in. Try again in a moment.';
+      } else if (e.status === 429) {
         const s = parseInt(e.retryAfter, 10);
         err.textContent = `Too many attempts. Try again${s > 0 ? ` in ${s} seconds` : ' later'}.`;
       } else if (e.status === 401) {
