@@ -45,7 +45,7 @@ func TestEvidenceReuseRefusedAndRevealVerified(t *testing.T) {
 	e.mu.Unlock()
 	f := &vigilv1.Finding{DeviceId: testDevice, Seq: seq, Group: "pupils", ObservedAt: timestamppb.Now(), User: "pupil1",
 		Check: "screen", RuleId: "screen-keywords", Severity: vigilv1.Severity_SEVERITY_HIGH, Category: "self_harm",
-		Message: "self_harm term in the active window title",
+		Message:      "self_harm term in the active window title",
 		Evidence:     []*vigilv1.EvidenceRef{{Id: ev, MediaType: "image/png", Sha256: evidenceSHA(ct.Bytes()), Size: int64(ct.Len())}},
 		EvidenceData: []*vigilv1.EvidenceBlob{{Id: ev, Data: ct.Bytes()}}}
 	r, err := e.st.Commit(context.Background(), []*vigilv1.Finding{f})
