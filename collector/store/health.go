@@ -409,7 +409,7 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 			t.Quarantined = q
 		}
 		if !d.unopenable {
-			n, err := s.salvage(d.keys)
+			n, err := s.salvage(d.keys, !atOpen)
 			t.Salvaged, d.salvaged = n, err == nil
 			if err != nil {
 				s.log.Error("collector store: could not rewrite the intact entries of a damaged table", "file", t.File, "err", err)
@@ -461,17 +461,34 @@ func (h *healthState) damagedList() []DamagedTable {
 	return out
 }
 
+// immutablePrefixes are the records that are written once and never
+// changed (findings, their indexes, evidence, the access log): rewriting
+// them while serving cannot undo a concurrent change.
+var immutablePrefixes = []string{pfxFindingByDevice, pfxFindingByTime, pfxAlertIndex, pfxEvidence, pfxEvidenceMeta, pfxAccessLog}
+
+func immutableKey(k []byte) bool {
+	for _, p := range immutablePrefixes {
+		if strings.HasPrefix(string(k), p) {
+			return true
+		}
+	}
+	return false
+}
+
 // salvage rewrites the current value of each key (as read through Badger,
 // so value-log pointers resolve) with its TTL, giving it a newer version
 // in a sound table. Device records are left to the in-memory cache, which
-// is marked for a full flush instead (it is newer than any table).
-func (s *Store) salvage(keys [][]byte) (int, error) {
+// is marked for a full flush instead (it is newer than any table). While
+// serving (live) only immutable records are rewritten: a triage state read
+// here and written back after a DSL changed it would undo the change; the
+// rest are rewritten at the next start, before anything is served.
+func (s *Store) salvage(keys [][]byte, live bool) (int, error) {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, k := range keys {
-			if strings.HasPrefix(string(k), pfxDevice) {
+			if strings.HasPrefix(string(k), pfxDevice) || live && !immutableKey(k) {
 				continue
 			}
 			item, err := txn.Get(k)
