@@ -74,6 +74,10 @@ type healthz struct {
 		DiskFull      bool   `json:"disk_full"`
 		WritesRefused bool   `json:"writes_refused"`
 		Reason        string `json:"reason"`
+		Damaged       []struct {
+			File        string `json:"file"`
+			Quarantined string `json:"quarantined"`
+		} `json:"damaged"`
 	} `json:"store"`
 }
 
