@@ -14,7 +14,8 @@ import (
 // store-damaged finding, keeps the intact findings, and goes on accepting
 // new ones from the real agent.
 func TestCollectorCorruptTableReported(t *testing.T) {
-	c := newCollector(t)
+	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t)}
+	startCollector(c)
 	a := enrollAgent(t, c, "pupils")
 	a.start()
 	first, err := a.trigger(300, "")
@@ -40,7 +41,7 @@ func TestCollectorCorruptTableReported(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.start()
+	startCollector(c)
 	var h healthz
 	waitFor(t, 30*time.Second, "/healthz reports the damaged table", func() bool {
 		var code int
