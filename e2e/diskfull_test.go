@@ -68,12 +68,29 @@ func fillFS(t *testing.T, path string) {
 	}
 }
 
+// startCollector starts c with extra flags, waiting generously: the first
+// start creates the console admin (bcrypt under the race detector), and a
+// start after damage verifies every table first.
+func startCollector(c *collector, extra ...string) {
+	c.t.Helper()
+	args := append([]string{"serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web, "--heartbeat", "2s"}, extra...)
+	c.p = start(c.t, "vigil-collector", args...)
+	waitFor(c.t, 90*time.Second, "collector admin socket", func() bool {
+		_, _, code := run(c.t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
+		return code == 0
+	})
+}
+
 type healthz struct {
 	Status string `json:"status"`
 	Store  struct {
 		DiskFull      bool   `json:"disk_full"`
 		WritesRefused bool   `json:"writes_refused"`
 		Reason        string `json:"reason"`
+		Damaged       []struct {
+			File        string `json:"file"`
+			Quarantined string `json:"quarantined"`
+		} `json:"damaged"`
 	} `json:"store"`
 }
 
@@ -98,12 +115,7 @@ func getHealth(t *testing.T, web string) (int, healthz) {
 func TestCollectorDiskFullAndBack(t *testing.T) {
 	mnt := loopFS(t, 384<<20)
 	c := &collector{t: t, data: filepath.Join(mnt, "collector"), grpc: freePort(t), web: freePort(t)}
-	c.p = start(t, "vigil-collector", "serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web,
-		"--heartbeat", "2s", "--disk-reserve-mb", "16")
-	waitFor(t, 20*time.Second, "collector admin socket", func() bool {
-		_, _, code := run(t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
-		return code == 0
-	})
+	startCollector(c, "--disk-reserve-mb", "16")
 	a := enrollAgent(t, c, "pupils")
 	a.start()
 	first, err := a.trigger(100, "")

@@ -377,7 +377,9 @@ func Serve(ctx context.Context, cfg Config) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := st.FlushDevices(); err != nil {
+				// A full disk is logged once by the store, not every 5 s;
+				// the records stay marked and are written once space returns.
+				if err := st.FlushDevices(); err != nil && !errors.Is(err, store.ErrDiskFull) {
 					log.Error("flush device state", "err", err)
 				}
 			}

@@ -149,9 +149,31 @@ func TestCorruptTableDetectedAndReported(t *testing.T) {
 				} else if lost := total - readable; lost > 100*dt.BadBlocks || dt.Salvaged == 0 {
 					t.Fatalf("%d findings unreadable for %d bad blocks (%d entries rewritten)", lost, dt.BadBlocks, dt.Salvaged)
 				}
-				// New findings are still accepted and a restart is clean.
+				// New findings are still accepted and a restart is clean:
+				// the damaged table is out, nothing is reported twice.
 				if _, _, err := s.CommitFindings(context.Background(), []*vigilv1.Finding{testFinding(devID(99), 1, "x", time.Now())}); err != nil {
 					t.Fatalf("commit after damage: %v", err)
+				}
+				if !dt.Removed {
+					t.Fatalf("damaged table left in the store: %+v", dt)
+				}
+				s.Close()
+				s, err = Open(dir, Options{EncryptionKey: key, Memory: smallTables, SelfDeviceID: selfID, QuarantineDir: qdir,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					t.Fatalf("reopen: %v", err)
+				}
+				if h := s.Health(); len(h.Damaged) != 0 {
+					t.Fatalf("after restart: %+v", h.Damaged)
+				}
+				again := 0
+				for d := 0; d < devices; d++ {
+					s.ListFindings(context.Background(), Query{Device: devID(d)}, func(*vigilv1.Finding) bool { again++; return true })
+				}
+				n := 0
+				s.ListFindings(context.Background(), Query{Device: selfID}, func(*vigilv1.Finding) bool { n++; return true })
+				if again != readable || n != 1 {
+					t.Fatalf("after restart %d findings readable (was %d), %d damage findings", again, readable, n)
 				}
 				t.Logf("%d of %d findings readable; bad blocks %d, rewritten %d, taken out %v", readable, total, dt.BadBlocks, dt.Salvaged, dt.Removed)
 			})

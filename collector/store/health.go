@@ -347,6 +347,7 @@ func (s *Store) verifyBeforeOpen() []tableDamage {
 		return damages
 	}
 	for i, d := range damages {
+		damages[i].reported = s.quarantined(d.file) != ""
 		if !d.unopenable {
 			continue
 		}
@@ -372,6 +373,7 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 		info[ti.ID] = ti
 	}
 	var fresh []DamagedTable
+	reported := map[string]bool{}
 	s.health.mu.Lock()
 	s.health.verified = now
 	prev := s.health.damaged
@@ -381,6 +383,7 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 			s.health.damaged[d.file] = t
 			continue
 		}
+		reported[d.file] = d.reported || !atOpen && s.quarantined(d.file) != ""
 		t := DamagedTable{File: d.file, Error: d.err.Error(), FoundAt: now.UTC(), Level: -1, Quarantined: d.quarantined,
 			BadBlocks: d.badBlocks, Removed: d.unopenable && atOpen && d.quarantined != ""}
 		if ti, ok := info[d.id]; ok {
@@ -392,10 +395,10 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 	}
 	s.health.mu.Unlock()
 	for i, t := range fresh {
-		d := damages[0]
-		for _, x := range damages {
-			if x.file == t.File {
-				d = x
+		var d *tableDamage
+		for j := range damages {
+			if damages[j].file == t.File {
+				d = &damages[j]
 			}
 		}
 		if t.Quarantined == "" {
@@ -406,8 +409,8 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 			t.Quarantined = q
 		}
 		if !d.unopenable {
-			n, err := s.salvage(d.keys)
-			t.Salvaged = n
+			n, err := s.salvage(d.keys, !atOpen)
+			t.Salvaged, d.salvaged = n, err == nil
 			if err != nil {
 				s.log.Error("collector store: could not rewrite the intact entries of a damaged table", "file", t.File, "err", err)
 			}
@@ -425,7 +428,27 @@ func (s *Store) recordDamage(damages []tableDamage, now time.Time, atOpen bool) 
 			s.log.Error("collector store: table still damaged", "file", t.File, "quarantined", t.Quarantined)
 		}
 	}
-	return fresh
+	// Raise each table once, ever: a copy in quarantine means an earlier
+	// run reported it.
+	raise := fresh[:0:0]
+	for _, t := range fresh {
+		if !reported[t.File] {
+			raise = append(raise, t)
+		}
+	}
+	return raise
+}
+
+// markRemoved records that damaged tables were taken out of the store.
+func (h *healthState) markRemoved(files []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range files {
+		if t, ok := h.damaged[f]; ok {
+			t.Removed = true
+			h.damaged[f] = t
+		}
+	}
 }
 
 func (h *healthState) damagedList() []DamagedTable {
@@ -438,17 +461,34 @@ func (h *healthState) damagedList() []DamagedTable {
 	return out
 }
 
+// immutablePrefixes are the records that are written once and never
+// changed (findings, their indexes, evidence, the access log): rewriting
+// them while serving cannot undo a concurrent change.
+var immutablePrefixes = []string{pfxFindingByDevice, pfxFindingByTime, pfxAlertIndex, pfxEvidence, pfxEvidenceMeta, pfxAccessLog}
+
+func immutableKey(k []byte) bool {
+	for _, p := range immutablePrefixes {
+		if strings.HasPrefix(string(k), p) {
+			return true
+		}
+	}
+	return false
+}
+
 // salvage rewrites the current value of each key (as read through Badger,
 // so value-log pointers resolve) with its TTL, giving it a newer version
 // in a sound table. Device records are left to the in-memory cache, which
-// is marked for a full flush instead (it is newer than any table).
-func (s *Store) salvage(keys [][]byte) (int, error) {
+// is marked for a full flush instead (it is newer than any table). While
+// serving (live) only immutable records are rewritten: a triage state read
+// here and written back after a DSL changed it would undo the change; the
+// rest are rewritten at the next start, before anything is served.
+func (s *Store) salvage(keys [][]byte, live bool) (int, error) {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, k := range keys {
-			if strings.HasPrefix(string(k), pfxDevice) {
+			if strings.HasPrefix(string(k), pfxDevice) || live && !immutableKey(k) {
 				continue
 			}
 			item, err := txn.Get(k)
@@ -490,6 +530,10 @@ func (s *Store) quarantineCopy(name string, now time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if q := s.quarantined(name); q != "" {
+		src.Close()
+		return q, nil // copied (and reported) by an earlier run
+	}
 	defer src.Close()
 	dst := filepath.Join(s.opts.QuarantineDir, now.UTC().Format("20060102T150405Z")+"-"+name)
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -505,6 +549,16 @@ func (s *Store) quarantineCopy(name string, now time.Time) (string, error) {
 		return "", err
 	}
 	return dst, nil
+}
+
+// quarantined returns an earlier copy of table name in the quarantine dir,
+// if any: Badger never reuses a table ID, so the name identifies it.
+func (s *Store) quarantined(name string) string {
+	m, _ := filepath.Glob(filepath.Join(s.opts.QuarantineDir, "*-"+name))
+	if len(m) == 0 {
+		return ""
+	}
+	return m[0]
 }
 
 // printableKey shows a key's prefix and device ID, not its binary tail.

@@ -234,6 +234,30 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if !opts.InMemory {
 		s.openDamage = s.recordDamage(damage, time.Now(), true)
+		var ids []uint64
+		var files []string
+		for _, d := range damage {
+			if d.salvaged {
+				ids, files = append(ids, d.id), append(files, d.file)
+			}
+		}
+		if len(ids) > 0 {
+			// Their intact entries now live in sound tables: take the
+			// damaged tables out (Badger must be closed for that), so no
+			// read or compaction meets their bad blocks again.
+			if err := db.Close(); err != nil {
+				return nil, fmt.Errorf("store: close badger to take damaged tables out: %w", err)
+			}
+			if err := removeTables(dir, ids); err != nil {
+				s.log.Error("collector store: could not take damaged tables out of the store", "err", err)
+			} else {
+				s.health.markRemoved(files)
+			}
+			if db, err = badger.Open(bopts); err != nil {
+				return nil, fmt.Errorf("store: reopen badger in %s: %w", dir, err)
+			}
+			s.db = db
+		}
 	}
 	go s.committer()
 	go s.tokenWriter()

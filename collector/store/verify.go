@@ -33,6 +33,8 @@ type tableDamage struct {
 	keys        [][]byte
 	badBlocks   int
 	quarantined string
+	reported    bool // an earlier run quarantined and reported it
+	salvaged    bool // its intact entries were rewritten into sound tables
 }
 
 // verifyTables checks every table the manifest lists, one by one, so that
