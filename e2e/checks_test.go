@@ -99,8 +99,11 @@ func TestBluetoothTransitionsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := at.Sub(off); d > 2*time.Second {
-		t.Errorf("fail→pass observed %v after the power-off, want within 2s", d)
+	// The rule polls every 5 min: a pass within a minute came from the
+	// D-Bus signal. How fast is a latency figure, logged, not asserted (a
+	// loaded CI machine is slow).
+	if d := at.Sub(off); d > time.Minute {
+		t.Errorf("fail→pass observed %v after the power-off, want well before the 5 min poll", d)
 	} else {
 		t.Logf("fail→pass observed %v after the power-off", d.Round(time.Millisecond))
 	}

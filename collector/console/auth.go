@@ -67,7 +67,7 @@ var errHashBusy = errors.New("the console is busy checking other passwords")
 // four: without a bound, 300 sign-ins with made-up names took every core
 // and the agents' acks slowed from 0.2 s to 18.8 s (issue 8 item 5). At
 // most workers hashes run at once and at most queue more wait; the rest
-// are refused at once (429), which costs the server nothing.
+// are refused at once (429), which costs the server next to nothing.
 type hashPool struct {
 	admit chan struct{} // cap workers+queue: running or waiting
 	run   chan struct{} // cap workers: running

@@ -116,20 +116,28 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 			s.log.Error("console: notifier subscription ended", "err", err)
 		}
 	}()
-	// Let the subscription register, then catch up on what arrived while
-	// the notifier was not running (duplicates are skipped by GetNotify).
-	time.Sleep(50 * time.Millisecond)
-	var backlog []alertKey
-	_, err := s.st.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
-		backlog = append(backlog, alertKey{a.Finding.DeviceId, a.Finding.Seq})
-		return true
-	})
-	if err != nil && ctx.Err() == nil {
-		s.log.Error("console: notifier catch-up", "err", err)
+	// Catch up on what arrived while the notifier was not running
+	// (duplicates are skipped by GetNotify).
+	catchUp := func() {
+		var backlog []alertKey
+		_, err := s.st.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
+			backlog = append(backlog, alertKey{a.Finding.DeviceId, a.Finding.Seq})
+			return true
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("console: notifier catch-up", "err", err)
+		}
+		for i := len(backlog) - 1; i >= 0; i-- {
+			s.notifyNew(ctx, cfg, backlog[i])
+		}
 	}
-	for i := len(backlog) - 1; i >= 0; i-- {
-		s.notifyNew(ctx, cfg, backlog[i])
-	}
+	time.Sleep(50 * time.Millisecond) // usually enough for the subscription to register
+	catchUp()
+	// Badger does not say when the subscription is registered, and on a
+	// loaded machine it can take longer than the pause above: an alert
+	// written after the catch-up but before registration would never be
+	// e-mailed. So catch up again at every tick of the first minute.
+	started := time.Now()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -140,6 +148,9 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 		case k := <-keys:
 			s.notifyNew(ctx, cfg, k)
 		case <-tick.C:
+			if time.Since(started) < time.Minute {
+				catchUp()
+			}
 			s.escalate(cfg)
 		}
 	}

@@ -77,7 +77,6 @@ func TestOutOfHoursChain(t *testing.T) {
 			WorkingHours: hours, OutOfHours: []string{"OnCall"}})
 	}()
 	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // let it subscribe
 
 	count := func(msgs []received) map[string]int {
 		m := map[string]int{}

@@ -105,7 +105,9 @@ func TestBackpressure(t *testing.T) {
 		as := devs[i].mustStream(t, "flood-retry")
 		from := uint64((r.failedAt-1)*batchSize + 1)
 		var err error
-		for attempt := 0; attempt < 20; attempt++ {
+		// Until accepted, however long a loaded machine keeps the
+		// collector busy (was 20 tries 20 ms apart).
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 			if _, err = as.sendBatch(uint64(r.failedAt), seqRange(from, from+batchSize-1)); err == nil {
 				break
 			}
