@@ -236,6 +236,10 @@ type Hub struct {
 	missed map[int]missedWindow
 	now    func() time.Time
 	// EvidenceWait: a match whose screenshot has not arrived by then is
+	// recorded without it. The helper reports a screenshot it cannot fit
+	// at once, so this only bounds a helper that hangs or dies; it is
+	// generous because fitting a photograph on a loaded machine can take
+	// seconds.
 	// recorded without it.
 	EvidenceWait time.Duration
 }
@@ -256,7 +260,7 @@ var Default = NewHub()
 
 // NewHub returns an empty Hub.
 func NewHub() *Hub {
-	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 3 * time.Second}
+	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 10 * time.Second}
 }
 
 // SetRecipient sets the collector's evidence recipient (from Welcome).
