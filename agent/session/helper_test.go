@@ -54,11 +54,13 @@ type fakeService struct {
 	texts    []OCRText
 	evidence [][]byte
 	uploads  []Evidence
+	windows  []screen.Window
 }
 
 func (f *fakeService) Observe(ctx context.Context, p Peer, w screen.Window) (Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.windows = append(f.windows, w)
 	return f.decision, nil
 }
 

@@ -498,6 +498,7 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
@@ -524,9 +525,22 @@ func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Mat
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in text on the screen (OCR; active window: %s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+	}
+}
+
+// keepRaw records the helper's escaped originals of a title or process
+// name that were not valid UTF-8 (JSON on the session socket replaced
+// their bad bytes).
+func keepRaw(details map[string]any, w screen.Window) {
+	if w.TitleRaw != "" {
+		details["title"+contract.RawSuffix] = w.TitleRaw
+	}
+	if w.ProcessRaw != "" {
+		details["process"+contract.RawSuffix] = w.ProcessRaw
 	}
 }
 
