@@ -151,7 +151,8 @@ func TestRefusedFindingDoesNotBlockEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _, err := sp.Append([]spool.Item{{Severity: 5, Payload: oldScreenshotFinding(t, cfg)}})
+	// And a record no agent can decode (a damaged or foreign payload).
+	first, last, err := sp.Append([]spool.Item{{Severity: 5, Payload: oldScreenshotFinding(t, cfg)}, {Severity: 3, Payload: []byte("\xff\xff not a finding")}})
 	sp.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -172,15 +173,21 @@ func TestRefusedFindingDoesNotBlockEndToEnd(t *testing.T) {
 			rec = &f
 		}
 	}
-	if rec == nil || rec.RuleID != "finding-rejected" || rec.Check != "pipeline" || rec.Severity != "critical" ||
+	// A refused safeguarding alert stays an alert (check screen).
+	if rec == nil || rec.RuleID != "finding-rejected" || rec.Check != "screen" || rec.Severity != "critical" ||
 		!strings.Contains(fmt.Sprint(rec.Details["reason"]), "evidence of more than 524288 bytes") ||
 		rec.Details["original_rule_id"] != "screen-keywords" {
 		t.Fatalf("seq %d at the collector: %+v, want a finding-rejected record", first, rec)
 	}
-	waitFor(t, 30*time.Second, "the refused finding counted and out of the spool", func() bool {
+	waitFor(t, 30*time.Second, "the refused and the undecodable finding counted and out of the spool", func() bool {
 		st := a.spoolStats()
-		return st.RejectedTotal == 1 && st.Count == 0
+		return st.RejectedTotal == 2 && st.Count == 0
 	})
+	for _, f := range c.findings(a.id) {
+		if f.Seq == last {
+			t.Errorf("the undecodable record reached the collector: %+v", f)
+		}
+	}
 	if !strings.Contains(a.p.log.String(), "set aside, not retried") {
 		t.Errorf("agent did not log the refusal")
 	}
@@ -189,8 +196,8 @@ func TestRefusedFindingDoesNotBlockEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.start()
-	if st := a.spoolStats(); st.RejectedTotal != 1 {
-		t.Errorf("after a restart rejected_total = %d, want 1", st.RejectedTotal)
+	if st := a.spoolStats(); st.RejectedTotal != 2 {
+		t.Errorf("after a restart rejected_total = %d, want 2", st.RejectedTotal)
 	}
 }
 
