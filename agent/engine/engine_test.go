@@ -116,7 +116,7 @@ func TestEventDedupeWindow(t *testing.T) {
 	if len(fs) != 4 {
 		t.Fatalf("%d findings, want 2 keyed (window) + 2 unkeyed", len(fs))
 	}
-	// Typed slices in details survive (through the JSON fallback).
+	// Typed slices in details survive (contract.Details converts them).
 	if v := fs[0].Details.Fields["paths"].GetListValue().GetValues(); len(v) != 2 {
 		t.Fatalf("details: %v", fs[0].Details)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"image/png"
 )
 
 // Media types of fitted evidence.
@@ -35,14 +36,21 @@ var jpegQualities = []int{80, 60, 40}
 // ErrTooLarge.
 func Fit(img image.Image, maxWidth, maxBytes int) ([]byte, string, error) {
 	scaled := Downscale(img, maxWidth)
-	png, err := EncodePNG(scaled)
-	if err != nil {
-		return nil, "", err
+	if maxBytes <= 0 {
+		png, err := EncodePNG(scaled)
+		return png, MediaPNG, err
 	}
-	if maxBytes <= 0 || len(png) <= maxBytes {
-		return png, MediaPNG, nil
+	// The PNG attempt stops as soon as it is over budget: a photograph
+	// would otherwise cost a whole PNG encoding of megabytes.
+	out := &budgetBuf{max: maxBytes}
+	err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(out, scaled)
+	switch {
+	case err == nil:
+		return out.buf.Bytes(), MediaPNG, nil
+	case !errors.Is(err, errOverBudget):
+		return nil, "", fmt.Errorf("screen: encode png: %w", err)
 	}
-	smallest, w := len(png), scaled.Bounds().Dx()
+	smallest, w := out.buf.Len()+out.refused, scaled.Bounds().Dx()
 	for {
 		for _, q := range jpegQualities {
 			b, err := encodeJPEG(scaled, q)
@@ -60,6 +68,23 @@ func Fit(img image.Image, maxWidth, maxBytes int) ([]byte, string, error) {
 		w = max(minFitWidth, w*3/4)
 		scaled = Downscale(scaled, w)
 	}
+}
+
+var errOverBudget = errors.New("over budget")
+
+// budgetBuf is a buffer that refuses writes past max.
+type budgetBuf struct {
+	buf     bytes.Buffer
+	max     int
+	refused int
+}
+
+func (c *budgetBuf) Write(p []byte) (int, error) {
+	if c.buf.Len()+len(p) > c.max {
+		c.refused += len(p)
+		return 0, errOverBudget
+	}
+	return c.buf.Write(p)
 }
 
 func encodeJPEG(img image.Image, quality int) ([]byte, error) {

@@ -118,3 +118,44 @@ func TestFitShrinksThenGivesUp(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// BenchmarkEvidence compares the evidence encoding of a 1280x800 screen at
+// 960 pixels: the old path (PNG whatever the content) against Fit, for a
+// screen of text and one showing a photograph. Report Fit as a ratio of the
+// PNG baseline of the same image in the same run.
+func BenchmarkEvidence(b *testing.B) {
+	text := image.NewRGBA(image.Rect(0, 0, 1280, 800))
+	for y := 0; y < 800; y++ {
+		for x := 0; x < 1280; x++ {
+			c := color.RGBA{250, 250, 250, 255}
+			if y%20 < 12 && x%9 < 5 && (x/9+y/20)%7 != 0 {
+				c = color.RGBA{20, 20, 20, 255}
+			}
+			text.SetRGBA(x, y, c)
+		}
+	}
+	budget := PlainBudget(contract.MaxEvidenceBytes)
+	for _, c := range []struct {
+		name string
+		img  image.Image
+	}{{"text", text}, {"photo", photo(1280, 800, 40)}} {
+		b.Run(c.name+"/png-baseline", func(b *testing.B) {
+			for b.Loop() {
+				out, err := EncodePNG(Downscale(c.img, 960))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(len(out)), "bytes")
+			}
+		})
+		b.Run(c.name+"/fit", func(b *testing.B) {
+			for b.Loop() {
+				out, _, err := Fit(c.img, 960, budget)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(len(out)), "bytes")
+			}
+		})
+	}
+}

@@ -49,8 +49,11 @@ import (
 	"image"
 	"image/draw"
 	"image/png"
+	"unicode/utf8"
 
 	"filippo.io/age"
+
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 )
 
 // ErrUnavailable is wrapped by the error Open returns when screen monitoring
@@ -66,6 +69,23 @@ type Window struct {
 	PID     int    // process ID (_NET_WM_PID on X11), 0 if unknown
 	Process string // executable name (/proc/PID/comm on Linux) when PID is known
 	ID      uint32 // platform window ID (X11 window, Windows HWND), 0 if none or unknown
+	// TitleRaw and ProcessRaw keep, escaped (contract.Escape), a title or
+	// process name that was not valid UTF-8: the session socket speaks
+	// JSON, which would replace those bytes before the service sees them.
+	// Set by the session helper (Window.KeepRaw).
+	TitleRaw   string `json:",omitempty"`
+	ProcessRaw string `json:",omitempty"`
+}
+
+// KeepRaw fills TitleRaw and ProcessRaw for strings that are not valid
+// UTF-8, so the original bytes survive the trip to the service.
+func (w *Window) KeepRaw() {
+	if !utf8.ValidString(w.Title) {
+		w.TitleRaw = contract.Truncate(contract.Escape(w.Title), 16<<10)
+	}
+	if !utf8.ValidString(w.Process) {
+		w.ProcessRaw = contract.Truncate(contract.Escape(w.Process), 1024)
+	}
 }
 
 // Source watches the active window of one user's desktop session.

@@ -94,3 +94,24 @@ func TestHelperReportsScreenshotDropped(t *testing.T) {
 		t.Fatalf("upload: %d bytes, dropped %q", len(ev.Data), ev.Dropped)
 	}
 }
+
+// TestHelperKeepsRawTitle: a title (or process name) that is not valid
+// UTF-8 reaches the service with its original bytes escaped beside it; the
+// socket's JSON alone would have replaced them.
+func TestHelperKeepsRawTitle(t *testing.T) {
+	svc := &fakeService{}
+	src := &fakeSource{wins: make(chan screen.Window, 1)}
+	startHelper(t, svc, src)
+	src.wins <- screen.Window{ID: 1, Title: "how to kill myself \xff", Process: "fire\xfefox"}
+	waitLong(t, "the observation at the service", func() bool {
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		return len(svc.windows) > 0
+	})
+	svc.mu.Lock()
+	w := svc.windows[0]
+	svc.mu.Unlock()
+	if w.TitleRaw != `how to kill myself \xff` || w.ProcessRaw != `fire\xfefox` || w.Title != "how to kill myself \uFFFD" {
+		t.Errorf("observed %+v", w)
+	}
+}

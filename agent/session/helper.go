@@ -123,6 +123,7 @@ func runHelper(ctx context.Context, src screen.Source, sockPath string, log *slo
 }
 
 func (h *helper) report(ctx context.Context, w screen.Window) error {
+	w.KeepRaw()
 	var d Decision
 	if err := h.post(ctx, "/v1/session/observe", w, &d); err != nil {
 		return fmt.Errorf("observe: %w", err)

@@ -56,12 +56,14 @@ type fakeService struct {
 	evidence [][]byte
 	uploads  []Evidence
 	observed []string // titles answered, in order
+	windows  []screen.Window
 }
 
 func (f *fakeService) Observe(ctx context.Context, p Peer, w screen.Window) (Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.observed = append(f.observed, w.Title)
+	f.windows = append(f.windows, w)
 	return f.decision, nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/internal/backoff"
+	"github.com/vigil-safeguarding/vigil/internal/contract"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -186,6 +187,9 @@ func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (a
 		return 0, err
 	}
 	hostname, _ := os.Hostname()
+	// A host name is bytes to the OS; one that is not UTF-8 would make
+	// every hello fail to encode and the device fall silent.
+	hostname = contract.Truncate(contract.ValidString(hostname), 255)
 	hello := &vigilv1.Hello{
 		AgentVersion: version.Version, RulesHash: u.cfg.Engine.RulesHash(), HostFingerprint: hostinfo.Fingerprint(),
 		Hostname: hostname, Os: runtime.GOOS, Arch: runtime.GOARCH, InstanceId: u.instance,
@@ -345,6 +349,7 @@ func (s *streamState) answer(ctx context.Context, req *vigilv1.Request) {
 	default:
 		res.Error = fmt.Sprintf("unknown request kind %q", req.Kind)
 	}
+	res.Error = contract.Truncate(contract.ValidString(res.Error), contract.MaxMessage)
 	if err := s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Result{Result: res}}); err != nil {
 		s.u.log.Warn("send request result", "err", err)
 	}

@@ -113,15 +113,18 @@ func TestStreamRejectsPerFinding(t *testing.T) {
 	if ack, err := as.sendBatch(batch, seqRange(seq+1, seq+3)); err != nil || ack.Stored != 3 || len(ack.Rejected) != 0 {
 		t.Fatalf("after the refusals: ack %v, err %v", ack, err)
 	}
-	// The severity of what was refused is kept, so a refused urgent alert
-	// still reaches the alert queue as urgent.
+	// A refused safeguarding alert stays an alert, as urgent as it was,
+	// with who, when and which term: it still reaches the DSL's queue.
 	f := screenshotFinding(seq+4, 1400<<10)
-	f.Severity, f.Category = vigilv1.Severity_SEVERITY_CRITICAL, "self_harm"
+	f.Check, f.Severity, f.Category = store.AlertCheck, vigilv1.Severity_SEVERITY_CRITICAL, "self_harm"
+	f.Details, _ = structpb.NewStruct(map[string]any{"term": "kill myself", "title": "how to kill myself - Search", "process": "firefox"})
 	batch++
 	if ack, err := as.sendBatch(batch, []*vigilv1.Finding{f}); err != nil || len(ack.Rejected) != 1 {
 		t.Fatalf("critical screenshot: ack %v, err %v", ack, err)
 	}
-	if r := storedFindings(t, e.st, d.id)[seq+4]; r.Severity != vigilv1.Severity_SEVERITY_CRITICAL || r.Category != "self_harm" || r.User != "pupil.2031" {
+	r := storedFindings(t, e.st, d.id)[seq+4]
+	if !store.IsAlert(r) || r.RuleId != "finding-rejected" || r.Severity != vigilv1.Severity_SEVERITY_CRITICAL ||
+		r.Category != "self_harm" || r.User != "pupil.2031" || r.GetDetails().AsMap()["term"] != "kill myself" {
 		t.Errorf("refused critical alert recorded as %v", r)
 	}
 }

@@ -361,6 +361,10 @@ func (s *Server) checkBatch(device string, b *vigilv1.FindingBatch) (map[int]str
 	return rejected, nil
 }
 
+// alertDetails are the details of a screen alert the console shows, kept
+// in the record of a refused one.
+var alertDetails = []string{"source", "term", "library", "title", "process", "context"}
+
 // rejectedRecord stands in for a refused finding under the same (device,
 // seq): the device's history has no silent gap, a resend of the refused
 // finding is a duplicate, and the alert queue shows that something of this
@@ -383,9 +387,20 @@ func rejectedRecord(dev store.Device, f *vigilv1.Finding, reason string, now tim
 	if n := len(f.GetEvidenceData()); n > 0 {
 		details["evidence_not_kept"] = n
 	}
+	check := "pipeline"
+	if f.GetCheck() == store.AlertCheck {
+		// A refused safeguarding alert stays an alert: the DSL's queue
+		// shows who, when and which term, with why it could not be kept.
+		check = store.AlertCheck
+		for _, k := range alertDetails {
+			if v := f.GetDetails().GetFields()[k].GetStringValue(); v != "" {
+				details[k] = clean(v, 1024)
+			}
+		}
+	}
 	r := &vigilv1.Finding{
 		DeviceId: dev.DeviceID, Seq: f.GetSeq(), Group: dev.Group, ObservedAt: timestamppb.New(at),
-		User: clean(f.GetUser(), contract.MaxShort), Check: "pipeline", RuleId: "finding-rejected", RuleVersion: 1,
+		User: clean(f.GetUser(), contract.MaxShort), Check: check, RuleId: "finding-rejected", RuleVersion: 1,
 		Severity: sev, Category: clean(f.GetCategory(), contract.MaxShort), RulesHash: clean(f.GetRulesHash(), contract.MaxShort),
 		Message: clean(fmt.Sprintf("a finding of rule %s (check %s) was refused by the collector and not stored: %s",
 			clean(f.GetRuleId(), 64), clean(f.GetCheck(), 64), reason), contract.MaxMessage),

@@ -69,3 +69,15 @@ func TestEvidenceWithinBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestRawTitleKept: the helper's escaped original of a title that was not
+// valid UTF-8 goes into the finding's details.
+func TestRawTitleKept(t *testing.T) {
+	h, rec := ocrHub(t, "")
+	peer := session.Peer{UID: 1000, Username: "p"}
+	h.Observe(context.Background(), peer, screen.Window{ID: 1, Title: "how to kill myself \uFFFD", TitleRaw: `how to kill myself \xff`, ProcessRaw: `x\xfe`})
+	o := rec.next(t, "finding")
+	if o.Details["title_raw"] != `how to kill myself \xff` || o.Details["process_raw"] != `x\xfe` {
+		t.Errorf("details %v", o.Details)
+	}
+}

@@ -236,6 +236,10 @@ type Hub struct {
 	missed map[int]missedWindow
 	now    func() time.Time
 	// EvidenceWait: a match whose screenshot has not arrived by then is
+	// recorded without it. The helper reports a screenshot it cannot fit
+	// at once, so this only bounds a helper that hangs or dies; it is
+	// generous because fitting a photograph on a loaded machine can take
+	// seconds.
 	// recorded without it.
 	EvidenceWait time.Duration
 }
@@ -256,7 +260,7 @@ var Default = NewHub()
 
 // NewHub returns an empty Hub.
 func NewHub() *Hub {
-	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 3 * time.Second}
+	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 10 * time.Second}
 }
 
 // SetRecipient sets the collector's evidence recipient (from Welcome).
@@ -494,6 +498,7 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
@@ -520,9 +525,22 @@ func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Mat
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in text on the screen (OCR; active window: %s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+	}
+}
+
+// keepRaw records the helper's escaped originals of a title or process
+// name that were not valid UTF-8 (JSON on the session socket replaced
+// their bad bytes).
+func keepRaw(details map[string]any, w screen.Window) {
+	if w.TitleRaw != "" {
+		details["title"+contract.RawSuffix] = w.TitleRaw
+	}
+	if w.ProcessRaw != "" {
+		details["process"+contract.RawSuffix] = w.ProcessRaw
 	}
 }
 
