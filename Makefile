@@ -74,14 +74,9 @@ bench:
 # real runs): -short makes BenchmarkAlertList fill 20,000 findings instead
 # of 1,000,000, and the knobs below shorten the e2e cost windows (idle and
 # screen monitoring 5 s instead of 180/120 s, OCR 2 frames instead of 20).
-# BENCH_SMOKE_SKIP: the idle baseline program that BenchmarkAgentIdle and
-# BenchmarkScreenMonitoringCost generate does not compile ("undefined:
-# syscall"; issue 8, fixed on branch h8-agentdisk); remove the skip when that
-# is merged.
 BENCH_SMOKE_ENV := VIGIL_IDLE_SECONDS=5 VIGIL_SCREEN_SECONDS=5 VIGIL_OCR_FRAMES=2
-BENCH_SMOKE_SKIP := ^(BenchmarkAgentIdle|BenchmarkScreenMonitoringCost)$$
 bench-smoke:
-	$(BENCH_SMOKE_ENV) $(GO) test -short -count=1 -run='^$$' -bench=. -benchtime=1x -skip='$(BENCH_SMOKE_SKIP)' -timeout=20m ./...
+	$(BENCH_SMOKE_ENV) $(GO) test -short -count=1 -run='^$$' -bench=. -benchtime=1x -timeout=20m ./...
 
 clean:
 	rm -rf bin dist

@@ -147,7 +147,7 @@ func TestRefusedFindingDoesNotBlockEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spool.Open(state.Dir(a.state).SpoolPath(), spool.Options{})
+	sp, err := spool.Open(state.Dir(a.state).SpoolPath(), spool.Options{KeyPath: state.Dir(a.state).SpoolKeyPath()})
 	if err != nil {
 		t.Fatal(err)
 	}
