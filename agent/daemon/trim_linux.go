@@ -25,7 +25,8 @@ import (
 // rodata, libc) MADV_DONTNEED only drops the page table entries: the pages
 // stay in the page cache and what the agent still runs faults back in
 // cheaply. Mappings that were ever written (data, RELRO after relocation)
-// are never touched: for them DONTNEED would discard content.
+// are never touched (any anonymous page in them: for those DONTNEED would
+// discard content).
 func trimMemory(log *slog.Logger) {
 	debug.FreeOSMemory()
 	f, err := os.Open("/proc/self/smaps")
@@ -37,7 +38,7 @@ func trimMemory(log *slog.Logger) {
 	type mapping struct {
 		start, end uint64
 		eligible   bool
-		dirty      bool
+		dirty      bool // holds anonymous (copied-on-write) pages
 	}
 	var cur *mapping
 	var all []mapping
@@ -51,9 +52,11 @@ func trimMemory(log *slog.Logger) {
 	for sc.Scan() {
 		line := sc.Bytes()
 		if i := bytes.IndexByte(line, ':'); i > 0 && !bytes.ContainsRune(line[:i], '-') {
-			// "Private_Dirty:   12 kB" and the like.
+			// "Anonymous:   12 kB": pages copied on write (relocations),
+			// which DONTNEED would discard. Dirty file pages (a binary
+			// just written, not yet flushed) are page cache: safe.
 			k := string(line[:i])
-			if cur != nil && (k == "Private_Dirty" || k == "Shared_Dirty" || k == "Anonymous" || k == "Swap") {
+			if cur != nil && (k == "Anonymous" || k == "Swap") {
 				if v := strings.Fields(string(line[i+1:])); len(v) > 0 && v[0] != "0" {
 					cur.dirty = true
 				}
