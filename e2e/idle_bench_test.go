@@ -30,8 +30,8 @@ const (
 	// memory trims (+10 s, +60 s). Periodic work slower than the window
 	// (the executables rescan every 10 min) is in it only when the window
 	// is that long: VIGIL_IDLE_SECONDS=600 measures it amortized.
-	idleSettle     = 75 * time.Second
-	idleTrigger    = 30 * time.Second
+	idleSettle  = 75 * time.Second
+	idleTrigger = 30 * time.Second
 )
 
 // idleBaselineMain is the baseline: a Go process that does nothing but
