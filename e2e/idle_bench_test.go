@@ -21,12 +21,17 @@ import (
 // VIGIL_IDLE_SECONDS, and both default to 180.
 var idleSeconds = flag.Int("idle-seconds", 0, "BenchmarkAgentIdle measurement window in seconds (default $VIGIL_IDLE_SECONDS, else 180)")
 
-// Goals for an idle agent with only the default selftest rule.
+// Goals for an idle agent with the full default rule pack (issue 8).
 const (
-	idleGoalRSSMB  = 30.0
-	idleGoalCPUPct = 0.5
-	idleSettle     = 10 * time.Second
-	idleTrigger    = 30 * time.Second
+	idleGoalRSSMB  = 20.0
+	idleGoalCPUPct = 0.1
+	// The window opens after start-up work: the first process and
+	// software scan (+10 s), the first polls of every check and the
+	// memory trims (+10 s, +60 s). Periodic work slower than the window
+	// (the executables rescan every 10 min) is in it only when the window
+	// is that long: VIGIL_IDLE_SECONDS=600 measures it amortized.
+	idleSettle  = 75 * time.Second
+	idleTrigger = 30 * time.Second
 )
 
 // idleBaselineMain is the baseline: a Go process that does nothing but
@@ -47,7 +52,8 @@ func main() {
 `
 
 // BenchmarkAgentIdle measures what an enrolled, connected agent costs while
-// idle with only the default selftest rule, next to a do-nothing Go process
+// idle with the full default rule pack (selftest, antivirus, Bluetooth,
+// executables, removable media, screen keywords), next to a do-nothing Go process
 // measured the same way in the same run. The harness's binaries are built
 // with -race, which inflates CPU and RSS several times over, so this builds
 // its own release-style copies.
@@ -63,7 +69,11 @@ func BenchmarkAgentIdle(b *testing.B) {
 	b.StopTimer()
 	window := idleWindow(b)
 
+	isolate := idleCanIsolate()
 	bin := b.TempDir()
+	if isolate {
+		bin = idleDirOutsideTmp(b)
+	}
 	idleBuild(b, "..", filepath.Join(bin, "vigil-agent"), "./agent/cmd/vigil-agent")
 	idleBuild(b, "..", filepath.Join(bin, "vigil-collector"), "./collector/cmd/vigil-collector")
 	baseSrc := b.TempDir()
@@ -79,6 +89,9 @@ func BenchmarkAgentIdle(b *testing.B) {
 
 	// Collector, enrolment, agent: as in the harness, without -race.
 	data, state := filepath.Join(b.TempDir(), "collector"), filepath.Join(b.TempDir(), "agent")
+	if isolate {
+		state = filepath.Join(idleDirOutsideTmp(b), "agent")
+	}
 	grpcAddr := idleFreePort(b)
 	coll := idleStart(b, collBin, "serve", "--data", data, "--grpc-listen", grpcAddr,
 		"--http-listen", idleFreePort(b), "--heartbeat", "30s")
@@ -93,7 +106,22 @@ func BenchmarkAgentIdle(b *testing.B) {
 	if _, err := idleRun(agentBin, "enroll", "--collector", grpcAddr, "--token", strings.TrimSpace(tok), "--state", state); err != nil {
 		b.Fatal(err)
 	}
-	agent := idleStart(b, agentBin, "run", "--state", state)
+	var agent *idleProc
+	if isolate {
+		// The default pack watches /tmp, /var/tmp and /dev/shm for
+		// executables and the mount table for removable media. On a shared
+		// build machine other processes create thousands of files there
+		// and mount file systems all the time; a school laptop at rest
+		// does not. So the agent gets a mount namespace of its own with
+		// empty temp dirs: what it does then is its idle cost. (unshare
+		// execs in place: the PID sampled is the agent's.)
+		agent = idleStart(b, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+			`mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /dev/shm && exec "$0" "$@"`,
+			agentBin, "run", "--state", state)
+	} else {
+		b.Log("not root or no unshare: the agent sees this machine's temp-file and mount activity")
+		agent = idleStart(b, agentBin, "run", "--state", state)
+	}
 	base := idleStart(b, filepath.Join(bin, "idle-baseline"))
 	idlePoll(b, 30*time.Second, "agent connected to the collector", func() bool {
 		out, err := idleRun(agentBin, "status", "--state", state)
@@ -203,6 +231,34 @@ func idleWindow(b *testing.B) time.Duration {
 		}
 	}
 	return time.Duration(secs) * time.Second
+}
+
+// idleCanIsolate: a private mount namespace needs root and unshare(1).
+func idleCanIsolate() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	_, err := exec.LookPath("unshare")
+	return err == nil
+}
+
+// idleDirOutsideTmp is a temp dir the isolated agent can still see: not
+// under /tmp, which its namespace replaces.
+func idleDirOutsideTmp(b *testing.B) string {
+	b.Helper()
+	base, err := os.UserCacheDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(base, "vigil-idle-bench-*")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // idleBuild builds a release-style binary (no -race, stripped).

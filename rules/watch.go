@@ -16,9 +16,15 @@ import (
 // DefaultDebounce is the quiet period Watch uses when given debounce <= 0.
 const DefaultDebounce = 300 * time.Millisecond
 
-// pollInterval is how often Watch checks that the directory still exists
-// (and, while it is missing, whether it has been re-created).
+// pollInterval is how often Watch checks, while the directory is missing,
+// whether it has been re-created.
 const pollInterval = time.Second
+
+// watchingPoll is how often Watch checks that the watched directory is still
+// the same one. Removal and rename of the directory itself arrive as events;
+// this only catches what inotify cannot see (a parent renamed), and a
+// 1-second stat woke an idle agent for nothing.
+const watchingPoll = 10 * time.Second
 
 // Watch watches dir recursively (adding watches for new subdirectories,
 // skipping those whose name starts with ".") and calls onChange once per
@@ -113,7 +119,7 @@ func watchOnce(ctx context.Context, root string, debounce time.Duration, onChang
 	if owed {
 		mark()
 	}
-	poll := time.NewTicker(pollInterval)
+	poll := time.NewTicker(watchingPoll)
 	defer poll.Stop()
 
 	for {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -43,9 +44,16 @@ type Options struct {
 	BackoffBase, BackoffMax, IdentityRetry time.Duration
 }
 
+// maxProcs bounds the agent's Ps. Scheduled checks run one at a time
+// (engine.pollSlot) and event checks have small pools, so more Ps buy
+// nothing but per-P caches; and setting it stops the runtime from re-reading
+// the cgroup CPU limit every second, which woke an idle agent for nothing.
+const maxProcs = 2
+
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	log := o.Logger
+	runtime.GOMAXPROCS(max(1, min(runtime.GOMAXPROCS(0), maxProcs)))
 	if err := o.State.Ensure(); err != nil {
 		return err
 	}
@@ -119,6 +127,7 @@ func Run(ctx context.Context, o Options) error {
 	run("control socket", func(ctx context.Context) error {
 		return control.Serve(ctx, o.State.ControlSocket(), &backend{eng: eng, up: up, sp: sp, cfg: cfg})
 	})
+	run("memory trim", func(ctx context.Context) error { trimLoop(ctx, log); return nil })
 	select {
 	case <-ctx.Done():
 		err = nil
@@ -167,6 +176,30 @@ func dropReport(cfg state.Config) func(map[uint8]uint64) spool.Item {
 		}
 		b, _ := proto.Marshal(f)
 		return spool.Item{Severity: uint8(vigilv1.Severity_SEVERITY_HIGH), Payload: b}
+	}
+}
+
+// trimLoop gives memory left over from start-up and from bursts back to the
+// OS (trimMemory): soon after start, once the first polls are done, then
+// every 10 minutes. Never on a finding's path.
+func trimLoop(ctx context.Context, log *slog.Logger) {
+	for _, d := range []time.Duration{10 * time.Second, 50 * time.Second} {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+			trimMemory(log)
+		}
+	}
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			trimMemory(log)
+		}
 	}
 }
 
