@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
+	"github.com/vigil-safeguarding/vigil/internal/backoff"
 
 )
 
@@ -286,5 +290,71 @@ func TestConsoleSlowClients(t *testing.T) {
 		if d > 20*time.Second {
 			t.Errorf("%s connection held %s", kind, d)
 		}
+	}
+}
+
+// TestAtCapacityRefusesWithStatus: at its limits the collector refuses
+// newcomers (RESOURCE_EXHAUSTED with a retry delay once streams are full, a
+// reset once connections are) and keeps serving the agents it has; never a
+// crash, and room is reused when agents leave.
+func TestAtCapacityRefusesWithStatus(t *testing.T) {
+	// 12 connections: streams = 12 - min(4, 12/10) = 11.
+	c := startCollector(t, daemon.Config{MaxConns: 12, MaxUnauthConns: 4})
+	const n = 14
+	var agents []*agent
+	for i := 0; i < n; i++ {
+		agents = append(agents, c.mustEnroll(t, "year-7", fmt.Sprintf("host-cap-%d", i)))
+	}
+	type live struct {
+		s    *stream
+		conn io.Closer
+	}
+	var held []live
+	var exhausted, reset int
+	for i, a := range agents {
+		conn := c.dial(t, &a.cert)
+		s, err := a.openStreamOn(t, conn, "cap")
+		switch {
+		case err == nil:
+			held = append(held, live{s, conn})
+		case status.Code(err) == codes.ResourceExhausted:
+			if d, ok := backoff.RetryDelay(err); !ok || d <= 0 {
+				t.Errorf("agent %d: RESOURCE_EXHAUSTED without a retry delay: %v", i, err)
+			}
+			exhausted++
+		case status.Code(err) == codes.Unavailable:
+			reset++
+			conn.Close()
+		default:
+			t.Fatalf("agent %d: %v", i, err)
+		}
+	}
+	t.Logf("%d streams, %d told RESOURCE_EXHAUSTED, %d connections reset", len(held), exhausted, reset)
+	if len(held) != 11 || exhausted == 0 || reset == 0 {
+		t.Errorf("%d streams (want 11), %d exhausted, %d reset: want both kinds of refusal", len(held), exhausted, reset)
+	}
+	for i, h := range held {
+		if ack, err := h.s.batch(1, findings(1, 5)); err != nil || ack.Stored != 5 {
+			t.Fatalf("held stream %d at capacity: ack %v err %v", i, ack, err)
+		}
+	}
+	// Agents leave; their places are reused.
+	for _, h := range held[:3] {
+		h.s.cancel()
+		h.conn.Close()
+	}
+	last := agents[n-1]
+	waitFor(t, "a place freed for a waiting agent", 30*time.Second, func() bool {
+		conn := c.dial(t, &last.cert)
+		s, err := last.openStreamOn(t, conn, "cap")
+		if err != nil {
+			conn.Close()
+			return false
+		}
+		ack, err := s.batch(1, findings(1, 5))
+		return err == nil && ack.Stored == 5
+	})
+	if code, _, err := c.get("/healthz", 10*time.Second); err != nil || code != 200 {
+		t.Errorf("/healthz at capacity: %d %v", code, err)
 	}
 }

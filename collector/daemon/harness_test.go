@@ -203,9 +203,14 @@ type stream struct {
 
 func (a *agent) openStream(t *testing.T, instance string) (*stream, error) {
 	t.Helper()
+	return a.openStreamOn(t, a.c.dial(t, &a.cert), instance)
+}
+
+func (a *agent) openStreamOn(t *testing.T, conn *grpc.ClientConn, instance string) (*stream, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s, err := vigilv1.NewCollectorClient(a.c.dial(t, &a.cert)).Stream(ctx)
+	s, err := vigilv1.NewCollectorClient(conn).Stream(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
