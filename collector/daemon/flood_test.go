@@ -18,7 +18,6 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
 	"github.com/vigil-safeguarding/vigil/internal/backoff"
-
 )
 
 // floodStats is what the flooding process reports.
