@@ -89,7 +89,7 @@ func NewFleetCollector(src FleetSource) prometheus.Collector {
 		src:        src,
 		connected:  g("vigil_connected_agents", "Agents with a live stream, per group."),
 		devices:    g("vigil_devices", "Enrolled devices per group, by state (active, revoked).", "state"),
-		notSeen:    g("vigil_devices_not_seen", "Active devices not heard from (stream, batch or heartbeat) within the window.", "window"),
+		notSeen:    g("vigil_devices_not_seen", "Active devices whose last stream start or heartbeat is older than the window.", "window"),
 		spool:      g("vigil_agent_spool_findings", "Findings waiting in agents' spools (sum over the group, from heartbeats)."),
 		spoolMax:   g("vigil_agent_spool_findings_max", "The largest single agent spool in the group (from heartbeats)."),
 		spoolBytes: g("vigil_agent_spool_bytes", "Bytes in agents' spools (sum over the group, from heartbeats)."),
