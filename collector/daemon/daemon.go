@@ -239,7 +239,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		metrics.NewStoreCollector(st.Stats),
 		metrics.NewFleetCollector(metrics.FleetSource{Devices: st.Devices, ConnectedByGroup: srv.ConnectedByGroup, Now: time.Now}),
 		metrics.NewConnCollector(
-			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns},
+			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns, OldestUnauthenticated: glis.OldestUnauthenticated},
 			metrics.ConnSource{Name: "http", Stats: hlis.Stats, Limit: hlis.MaxConns}),
 	} {
 		if err := met.Register(c); err != nil {

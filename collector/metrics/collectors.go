@@ -183,11 +183,14 @@ type ConnSource struct {
 	Name  string // grpc, http
 	Stats func() (open, unauthenticated int)
 	Limit func() int
+	// OldestUnauthenticated, if set, is the age of the oldest connection
+	// not yet authenticated.
+	OldestUnauthenticated func() time.Duration
 }
 
 type connCollector struct {
-	srcs        []ConnSource
-	open, limit *prometheus.Desc
+	srcs                []ConnSource
+	open, limit, oldest *prometheus.Desc
 }
 
 // NewConnCollector reports the connections each listener holds and its cap.
@@ -198,10 +201,17 @@ func NewConnCollector(srcs ...ConnSource) prometheus.Collector {
 			[]string{"listener", "state"}, nil),
 		limit: prometheus.NewDesc("vigil_connection_limit", "A listener's total connection cap (from the file descriptor limit minus the store's reserve).",
 			[]string{"listener"}, nil),
+		oldest: prometheus.NewDesc("vigil_oldest_unauthenticated_connection_seconds",
+			"Age of the oldest connection held without a verified client certificate; stays below the unauthenticated lifetime (60 s).",
+			[]string{"listener"}, nil),
 	}
 }
 
-func (c *connCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.open; ch <- c.limit }
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.limit
+	ch <- c.oldest
+}
 
 func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.srcs {
@@ -209,5 +219,8 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(open-unauth), s.Name, "authenticated")
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(unauth), s.Name, "unauthenticated")
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(s.Limit()), s.Name)
+		if s.OldestUnauthenticated != nil {
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, s.OldestUnauthenticated().Seconds(), s.Name)
+		}
 	}
 }
