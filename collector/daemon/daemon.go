@@ -226,34 +226,18 @@ func Serve(ctx context.Context, cfg Config) error {
 	dist.SetExtra(exclusionsExtra(st, log))
 	dist.Refresh()
 	met := metrics.New(prometheus.NewRegistry())
-	grpcCap, dynamicCap := cfg.MaxConns, cfg.MaxConns <= 0
-	if dynamicCap {
-		// +3 for the listeners and admin socket about to open.
-		grpcCap = plan.grpcConns(max(0, openFDs()) + 3)
-	}
-	maxUnauth := cfg.MaxUnauthConns
-	if maxUnauth <= 0 {
-		maxUnauth = min(2048, max(16, grpcCap/4))
-	}
-	perSource := cfg.MaxUnauthPerSource
-	if perSource <= 0 {
-		perSource = min(128, maxUnauth)
-	}
-	lifetime := cfg.UnauthLifetime
-	if lifetime <= 0 {
-		lifetime = time.Minute
-	}
+	lim := agentLimitsFor(cfg, plan)
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
-		MaxStreams: streams(grpcCap, maxUnauth), HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
+		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
 	gsrv := srv.GRPCServer()
 
 	rawG, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
 	}
-	glis := netlimit.Wrap(rawG, netlimit.Config{MaxConns: grpcCap, MaxUnauth: maxUnauth, MaxUnauthPerSource: perSource,
-		UnauthLifetime: lifetime, OnRefuse: func(reason string) { met.RefusedConnection("grpc", reason) }})
+	glis := netlimit.Wrap(rawG, netlimit.Config{MaxConns: lim.conns, MaxUnauth: lim.unauth, MaxUnauthPerSource: lim.perSource,
+		UnauthLifetime: lim.lifetime, OnRefuse: func(reason string) { met.RefusedConnection("grpc", reason) }})
 	httpLimits := cfg.HTTP.withDefaults(plan)
 	rawH, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
@@ -264,13 +248,13 @@ func Serve(ctx context.Context, cfg Config) error {
 	// against the per-source cap, and the server's timeouts end idle ones.
 	hlis := netlimit.Wrap(rawH, netlimit.Config{MaxConns: httpLimits.MaxConns, MaxUnauthPerSource: httpLimits.MaxConnsPerSource,
 		OnRefuse: func(reason string) { met.RefusedConnection("http", reason) }})
-	log.Info("connection limits", "plan", plan.String(), "agent_connections", grpcCap, "streams", streams(grpcCap, maxUnauth),
-		"unauthenticated", maxUnauth, "unauthenticated_per_source", perSource, "console_connections", httpLimits.MaxConns)
+	log.Info("connection limits", "plan", plan.String(), "agent_connections", lim.conns, "streams", lim.streams,
+		"unauthenticated", lim.unauth, "unauthenticated_per_source", lim.perSource, "console_connections", httpLimits.MaxConns)
 	for _, c := range []prometheus.Collector{
 		metrics.NewStoreCollector(st.Stats),
 		metrics.NewFleetCollector(metrics.FleetSource{Devices: st.Devices, ConnectedByGroup: srv.ConnectedByGroup, Now: time.Now}),
 		metrics.NewConnCollector(
-			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns},
+			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns, OldestUnauthenticated: glis.OldestUnauthenticated},
 			metrics.ConnSource{Name: "http", Stats: hlis.Stats, Limit: hlis.MaxConns}),
 	} {
 		if err := met.Register(c); err != nil {
@@ -334,7 +318,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
 	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
-	if dynamicCap && openFDs() >= 0 {
+	if lim.dynamic && openFDs() >= 0 {
 		go followStoreFDs(ctx, plan, glis, hlis, log)
 	}
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 )
 
 // fdPlan divides the process's file descriptor limit. The store must
@@ -60,4 +61,32 @@ func openFDs() int {
 
 func (p fdPlan) String() string {
 	return fmt.Sprintf("fd limit %d: %d reserved for the store and files, %d for the console", p.limit, p.reserve, p.http)
+}
+
+// agentLimits are the agent port's caps (netlimit) and the stream limit.
+type agentLimits struct {
+	conns, unauth, perSource, streams int
+	lifetime                          time.Duration
+	dynamic                           bool // conns follows the store's descriptors
+}
+
+// agentLimitsFor takes what cfg sets and derives the rest from the plan.
+func agentLimitsFor(cfg Config, plan fdPlan) agentLimits {
+	l := agentLimits{conns: cfg.MaxConns, unauth: cfg.MaxUnauthConns, perSource: cfg.MaxUnauthPerSource,
+		lifetime: cfg.UnauthLifetime, dynamic: cfg.MaxConns <= 0}
+	if l.dynamic {
+		// +3 for the listeners and admin socket about to open.
+		l.conns = plan.grpcConns(max(0, openFDs()) + 3)
+	}
+	if l.unauth <= 0 {
+		l.unauth = min(2048, max(16, l.conns/4))
+	}
+	if l.perSource <= 0 {
+		l.perSource = min(128, l.unauth)
+	}
+	if l.lifetime <= 0 {
+		l.lifetime = time.Minute
+	}
+	l.streams = streams(l.conns, l.unauth)
+	return l
 }

@@ -99,6 +99,20 @@ func (c *collector) cli(t *testing.T, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// cliWithin is cli bounded in time: an admin socket nobody accepts on
+// would otherwise hang the command.
+func (c *collector) cliWithin(t *testing.T, d time.Duration, args ...string) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { _, err := c.cli(t, args...); errc <- err }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("vigil-collector %s: no answer within %s", strings.Join(args, " "), d)
+	}
+}
+
 func (c *collector) token(t *testing.T, group string) string {
 	t.Helper()
 	out, err := c.cli(t, "token", "create", "--group", group)
@@ -203,9 +217,14 @@ type stream struct {
 
 func (a *agent) openStream(t *testing.T, instance string) (*stream, error) {
 	t.Helper()
+	return a.openStreamOn(t, a.c.dial(t, &a.cert), instance)
+}
+
+func (a *agent) openStreamOn(t *testing.T, conn *grpc.ClientConn, instance string) (*stream, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s, err := vigilv1.NewCollectorClient(a.c.dial(t, &a.cert)).Stream(ctx)
+	s, err := vigilv1.NewCollectorClient(conn).Stream(ctx)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -69,13 +69,14 @@ type fleetCollector struct {
 	connected, devices, notSeen          *prometheus.Desc
 	spool, spoolMax, spoolBytes, withErr *prometheus.Desc
 	dropped, rejected, writeFailures     *prometheus.Desc
+	windows                              []window
 }
 
-// notSeenWindows are the "not seen for" thresholds of vigil_devices_not_seen.
-var notSeenWindows = []struct {
+// window is a "not seen for" threshold of vigil_devices_not_seen.
+type window struct {
 	label string
 	d     time.Duration
-}{{"15m", 15 * time.Minute}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}}
+}
 
 // NewFleetCollector reports the fleet per device group: connections,
 // devices not heard from, and the agent-side figures from heartbeats
@@ -86,10 +87,11 @@ func NewFleetCollector(src FleetSource) prometheus.Collector {
 		return prometheus.NewDesc(name, help, append([]string{"group"}, extra...), nil)
 	}
 	return &fleetCollector{
+		windows:    []window{{"15m", 15 * time.Minute}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}},
 		src:        src,
 		connected:  g("vigil_connected_agents", "Agents with a live stream, per group."),
 		devices:    g("vigil_devices", "Enrolled devices per group, by state (active, revoked).", "state"),
-		notSeen:    g("vigil_devices_not_seen", "Active devices not heard from (stream, batch or heartbeat) within the window.", "window"),
+		notSeen:    g("vigil_devices_not_seen", "Active devices whose last stream start or heartbeat is older than the window.", "window"),
 		spool:      g("vigil_agent_spool_findings", "Findings waiting in agents' spools (sum over the group, from heartbeats)."),
 		spoolMax:   g("vigil_agent_spool_findings_max", "The largest single agent spool in the group (from heartbeats)."),
 		spoolBytes: g("vigil_agent_spool_bytes", "Bytes in agents' spools (sum over the group, from heartbeats)."),
@@ -112,7 +114,7 @@ func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 type groupFigures struct {
 	active, revoked                int
-	notSeen                        [3]int
+	notSeen                        []int
 	spool, spoolMax, spoolBytes    int64
 	withErr                        int
 	dropped, rejected, writeFailed uint64
@@ -124,7 +126,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range c.src.Devices() {
 		g := groups[d.Group]
 		if g == nil {
-			g = &groupFigures{}
+			g = &groupFigures{notSeen: make([]int, len(c.windows))}
 			groups[d.Group] = g
 		}
 		if d.Revoked {
@@ -132,7 +134,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		g.active++
-		for i, w := range notSeenWindows {
+		for i, w := range c.windows {
 			if now.Sub(d.LastSeen) > w.d {
 				g.notSeen[i]++
 			}
@@ -150,7 +152,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	connected := c.src.ConnectedByGroup()
 	for grp := range connected {
 		if groups[grp] == nil {
-			groups[grp] = &groupFigures{}
+			groups[grp] = &groupFigures{notSeen: make([]int, len(c.windows))}
 		}
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -163,7 +165,7 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.connected, float64(connected[grp]), grp)
 		gauge(c.devices, float64(g.active), grp, "active")
 		gauge(c.devices, float64(g.revoked), grp, "revoked")
-		for i, w := range notSeenWindows {
+		for i, w := range c.windows {
 			gauge(c.notSeen, float64(g.notSeen[i]), grp, w.label)
 		}
 		gauge(c.spool, float64(g.spool), grp)
@@ -181,11 +183,14 @@ type ConnSource struct {
 	Name  string // grpc, http
 	Stats func() (open, unauthenticated int)
 	Limit func() int
+	// OldestUnauthenticated, if set, is the age of the oldest connection
+	// not yet authenticated.
+	OldestUnauthenticated func() time.Duration
 }
 
 type connCollector struct {
-	srcs        []ConnSource
-	open, limit *prometheus.Desc
+	srcs                []ConnSource
+	open, limit, oldest *prometheus.Desc
 }
 
 // NewConnCollector reports the connections each listener holds and its cap.
@@ -196,10 +201,17 @@ func NewConnCollector(srcs ...ConnSource) prometheus.Collector {
 			[]string{"listener", "state"}, nil),
 		limit: prometheus.NewDesc("vigil_connection_limit", "A listener's total connection cap (from the file descriptor limit minus the store's reserve).",
 			[]string{"listener"}, nil),
+		oldest: prometheus.NewDesc("vigil_oldest_unauthenticated_connection_seconds",
+			"Age of the oldest connection held without a verified client certificate; stays below the unauthenticated lifetime (60 s).",
+			[]string{"listener"}, nil),
 	}
 }
 
-func (c *connCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.open; ch <- c.limit }
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.limit
+	ch <- c.oldest
+}
 
 func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.srcs {
@@ -207,5 +219,8 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(open-unauth), s.Name, "authenticated")
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(unauth), s.Name, "unauthenticated")
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(s.Limit()), s.Name)
+		if s.OldestUnauthenticated != nil {
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, s.OldestUnauthenticated().Seconds(), s.Name)
+		}
 	}
 }

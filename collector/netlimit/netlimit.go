@@ -90,6 +90,18 @@ func (l *Listener) Stats() (open, unauthenticated int) {
 	return l.open, l.unauth
 }
 
+// OldestUnauthenticated is how long the oldest connection still without
+// authentication has been held (0 when there is none). It should never
+// much exceed Config.UnauthLifetime.
+func (l *Listener) OldestUnauthenticated() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f := l.oldest.Front(); f != nil {
+		return time.Since(f.Value.(*Conn).accepted)
+	}
+	return 0
+}
+
 // Accept returns the next connection within the limits, closing the ones
 // over them.
 func (l *Listener) Accept() (net.Conn, error) {
@@ -99,7 +111,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		src := addrOf(c.RemoteAddr())
-		lc := &Conn{Conn: c, l: l, src: src}
+		lc := &Conn{Conn: c, l: l, src: src, accepted: time.Now()}
 		reason, victim := l.admit(lc)
 		if reason != "" {
 			reset(c)
@@ -176,11 +188,12 @@ func (l *Listener) closed(c *Conn, wasUnauth bool) {
 // Conn is a connection accepted by a Listener.
 type Conn struct {
 	net.Conn
-	l     *Listener
-	src   netip.Addr
-	tmu   sync.Mutex
-	timer *time.Timer
-	elem  *list.Element // in l.oldest while unauthenticated; guarded by l.mu
+	l        *Listener
+	src      netip.Addr
+	accepted time.Time
+	tmu      sync.Mutex
+	timer    *time.Timer
+	elem     *list.Element // in l.oldest while unauthenticated; guarded by l.mu
 
 	// state: 0 unauthenticated, 1 authenticated, 2 closed.
 	state     atomic.Int32

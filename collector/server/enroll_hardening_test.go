@@ -145,7 +145,7 @@ func dialFrom(tb testing.TB, addr, src string, e *testEnv) *grpc.ClientConn {
 // are unaffected, and the log gets a handful of lines with counts.
 func TestEnrollFailureRateLimit(t *testing.T) {
 	var logBuf testutil.SyncBuffer
-	const burst, perMinute, attempts = 5, 60, 600
+	const burst, perMinute, attempts = 5, 60, 3000
 	e := newEnv(t, Config{Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
 		EnrollFailBurst: burst, EnrollFailuresPerMinute: perMinute, RefusalLogInterval: 500 * time.Millisecond}, store.Options{})
 	attacker := dialFrom(t, e.addr, "127.0.0.1", e)
