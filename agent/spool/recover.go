@@ -60,6 +60,12 @@ type inspection struct {
 	bad      int64  // records that did not authenticate
 	st       *state // decoded state, when readable
 	wlTotal  uint64
+	sealed   bool // the file's records are sealed (raw salvage possible)
+	// rawSalvaged: records found by scanning pages beyond the tree;
+	// metaDamaged: a meta page was bad, so the state read may be older
+	// than the file's last transaction.
+	rawSalvaged int
+	metaDamaged bool
 }
 
 // freshStart is what a recovered spool starts from.
@@ -186,7 +192,12 @@ func inspect(path string, sl *sealer) (ins inspection) {
 	}
 	if err != nil {
 		if isDamage(err) {
-			ins.damage = err.Error()
+			// bbolt cannot read it at all: what authenticates in its
+			// pages is all that can be saved (some may be acknowledged
+			// ones; the collector drops those as duplicates).
+			ins.damage, ins.metaDamaged = err.Error(), true
+			ins.salvaged = rawSalvage(path, sl, 0)
+			ins.rawSalvaged = len(ins.salvaged)
 		} else {
 			ins.err = err
 		}
@@ -226,6 +237,16 @@ func inspect(path string, sl *sealer) (ins inspection) {
 			ins.damage += fmt.Sprintf(" (and %d more)", len(problems)-1)
 		}
 		_ = read(true)
+		if sealed := ins.sealed; sealed {
+			var top uint64
+			if n := len(ins.salvaged); n > 0 {
+				top = ins.salvaged[n-1].Seq
+			}
+			more := rawSalvage(path, sl, top)
+			ins.salvaged = append(ins.salvaged, more...)
+			ins.rawSalvaged = len(more)
+		}
+		ins.metaDamaged = metaErr != nil
 	}
 	return ins
 }
@@ -257,6 +278,7 @@ func (ins *inspection) read(tx *bolt.Tx, sl *sealer) error {
 		ins.wlTotal = binary.BigEndian.Uint64(v)
 	}
 	sealed := meta.Get(keyCipher) != nil
+	ins.sealed = sealed
 	if sealed && string(meta.Get(keyCipher)) != cipherName {
 		problems = append(problems, fmt.Errorf("unknown record cipher %q", meta.Get(keyCipher)))
 	}
@@ -417,6 +439,9 @@ func recoverSpool(path string, opts Options, key []byte, ins inspection, keyRepl
 	}
 	d := Damage{Quarantine: q, Reason: ins.damage, Salvaged: len(ins.salvaged), Lost: -1, KeyReplaced: keyReplaced}
 	switch {
+	case ins.metaDamaged:
+		// The state read may predate the last transactions: how many
+		// records those held cannot be known.
 	case ins.st != nil:
 		d.Lost = max(ins.st.count-int64(len(ins.salvaged)), ins.bad)
 	case ins.complete:
