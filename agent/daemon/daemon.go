@@ -250,7 +250,7 @@ func writeFailReport(cfg state.Config) func(spool.WriteLoss) spool.Item {
 // one was found damaged and moved aside.
 func damageReport(cfg state.Config) func(spool.Damage) spool.Item {
 	return func(d spool.Damage) spool.Item {
-		lost := "an unknown number of"
+		lost := "an unknown number"
 		var lostV any = "unknown"
 		if d.Lost >= 0 {
 			lost, lostV = fmt.Sprint(d.Lost), d.Lost

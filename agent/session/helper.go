@@ -50,8 +50,10 @@ type helper struct {
 }
 
 // releaseAfter is how long the helper must go without a capture before
-// the capture buffers are handed back to the OS.
-const releaseAfter = 5 * time.Second
+// the capture buffers are handed back to the OS: long enough that a burst
+// of captures (a pupil typing a search) keeps its buffers, short enough
+// that an isolated capture does not keep the helper's RSS at its peak.
+const releaseAfter = time.Second
 
 // releaser hands freed capture memory back to the OS off the capture path.
 // A capture briefly needs ~15 MB (the frame, its copy, the PNG). Calling

@@ -55,10 +55,17 @@ type inspection struct {
 	locked   bool
 	err      error // could not even look (permissions, I/O): not damage
 	salvaged []Record
+	keep     bool   // keep the records read (else only verify)
 	complete bool   // every record was visited
 	bad      int64  // records that did not authenticate
 	st       *state // decoded state, when readable
 	wlTotal  uint64
+	sealed   bool // the file's records are sealed (raw salvage possible)
+	// rawSalvaged: records found by scanning pages beyond the tree;
+	// metaDamaged: a meta page was bad, so the state read may be older
+	// than the file's last transaction.
+	rawSalvaged int
+	metaDamaged bool
 }
 
 // freshStart is what a recovered spool starts from.
@@ -185,7 +192,12 @@ func inspect(path string, sl *sealer) (ins inspection) {
 	}
 	if err != nil {
 		if isDamage(err) {
-			ins.damage = err.Error()
+			// bbolt cannot read it at all: what authenticates in its
+			// pages is all that can be saved (some may be acknowledged
+			// ones; the collector drops those as duplicates).
+			ins.damage, ins.metaDamaged = err.Error(), true
+			ins.salvaged = rawSalvage(path, sl, 0)
+			ins.rawSalvaged = len(ins.salvaged)
 		} else {
 			ins.err = err
 		}
@@ -197,13 +209,20 @@ func inspect(path string, sl *sealer) (ins inspection) {
 	if metaErr != nil {
 		problems = append(problems, metaErr.Error())
 	}
-	if err := guard("read", func() error { return db.View(func(tx *bolt.Tx) error { return ins.read(tx, sl) }) }); err != nil {
-		problems = append(problems, err.Error())
+	// The first pass only verifies: an intact spool of up to 64 MiB is not
+	// held in memory. The records are kept in a second pass, when needed.
+	read := func(keep bool) error {
+		ins.keep, ins.salvaged, ins.bad, ins.complete = keep, nil, 0, false
+		err := guard("read", func() error { return db.View(func(tx *bolt.Tx) error { return ins.read(tx, sl) }) })
+		if !ins.complete && keep {
+			// Something stopped the forward walk: read what lies beyond
+			// it from the end.
+			_ = guard("read backwards", func() error { return db.View(func(tx *bolt.Tx) error { return ins.readBack(tx, sl) }) })
+		}
+		return err
 	}
-	if !ins.complete {
-		// Something stopped the forward walk: read what lies beyond it
-		// from the end.
-		_ = guard("read backwards", func() error { return db.View(func(tx *bolt.Tx) error { return ins.readBack(tx, sl) }) })
+	if err := read(false); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if metaErr == nil {
 		// bbolt's Tx.Check is not used: it rebuilds the free list with the
@@ -217,6 +236,17 @@ func inspect(path string, sl *sealer) (ins inspection) {
 		if len(problems) > 1 {
 			ins.damage += fmt.Sprintf(" (and %d more)", len(problems)-1)
 		}
+		_ = read(true)
+		if sealed := ins.sealed; sealed {
+			var top uint64
+			if n := len(ins.salvaged); n > 0 {
+				top = ins.salvaged[n-1].Seq
+			}
+			more := rawSalvage(path, sl, top)
+			ins.salvaged = append(ins.salvaged, more...)
+			ins.rawSalvaged = len(more)
+		}
+		ins.metaDamaged = metaErr != nil
 	}
 	return ins
 }
@@ -248,6 +278,7 @@ func (ins *inspection) read(tx *bolt.Tx, sl *sealer) error {
 		ins.wlTotal = binary.BigEndian.Uint64(v)
 	}
 	sealed := meta.Get(keyCipher) != nil
+	ins.sealed = sealed
 	if sealed && string(meta.Get(keyCipher)) != cipherName {
 		problems = append(problems, fmt.Errorf("unknown record cipher %q", meta.Get(keyCipher)))
 	}
@@ -261,7 +292,6 @@ func (ins *inspection) read(tx *bolt.Tx, sl *sealer) error {
 	}
 
 	var count, size int64
-	sevOf := map[uint64]uint8{}
 	c := rec.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		r, err := salvage(k, v, sealed, sl)
@@ -270,10 +300,11 @@ func (ins *inspection) read(tx *bolt.Tx, sl *sealer) error {
 			problems = append(problems, err)
 			continue
 		}
-		ins.salvaged = append(ins.salvaged, r)
+		if ins.keep {
+			ins.salvaged = append(ins.salvaged, r)
+		}
 		count++
 		size += recordSize(len(r.Payload))
-		sevOf[r.Seq] = r.Severity
 	}
 	ins.complete = true
 
@@ -285,8 +316,8 @@ func (ins *inspection) read(tx *bolt.Tx, sl *sealer) error {
 			problems = append(problems, fmt.Errorf("corrupt index entry %x", k))
 			continue
 		}
-		if sev, ok := sevOf[binary.BigEndian.Uint64(k[1:])]; ok && sev != k[0] {
-			problems = append(problems, fmt.Errorf("index entry %x names severity %d, record has %d", k, k[0], sev))
+		if v := rec.Get(k[1:]); len(v) > 0 && v[0] != k[0] {
+			problems = append(problems, fmt.Errorf("index entry %x names severity %d, record has %d", k, k[0], v[0]))
 		}
 	}
 	switch {
@@ -408,6 +439,9 @@ func recoverSpool(path string, opts Options, key []byte, ins inspection, keyRepl
 	}
 	d := Damage{Quarantine: q, Reason: ins.damage, Salvaged: len(ins.salvaged), Lost: -1, KeyReplaced: keyReplaced}
 	switch {
+	case ins.metaDamaged:
+		// The state read may predate the last transactions: how many
+		// records those held cannot be known.
 	case ins.st != nil:
 		d.Lost = max(ins.st.count-int64(len(ins.salvaged)), ins.bad)
 	case ins.complete:
