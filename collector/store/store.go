@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,9 @@ type Store struct {
 	dirtyGen   uint64
 	selfSeq    atomic.Uint64
 	openDamage []DamagedTable // found by the verification at open, raised once serving
+
+	// beforeCommit, when set (tests only), runs before each group commit.
+	beforeCommit func(group []*commitReq)
 }
 
 func (s *Store) nextAccessSeq() uint32 { return s.accessSeq.Add(1) }
@@ -335,8 +339,38 @@ func (s *Store) committer() {
 				break gather
 			}
 		}
-		s.commitGroup(group)
+		s.commitGroupSafe(group)
 	}
+}
+
+// ErrCommitFailed means a group commit failed inside the database; nothing
+// of it was acknowledged, so agents resend.
+var ErrCommitFailed = errors.New("store: commit failed")
+
+// commitGroupSafe runs commitGroup so that a panic inside Badger fails only
+// this group's requests, which are then not acknowledged and are resent by
+// their agents, instead of ending the collector and every agent's stream.
+// Seen at the file-descriptor limit: Badger could not open its next
+// memtable and then dereferenced nil in Txn.Get under commitGroup.
+func (s *Store) commitGroupSafe(group []*commitReq) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		s.log.Error("collector store: commit failed inside the database; findings not acknowledged, agents will resend",
+			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		for _, req := range group {
+			select { // done has room for one answer; skip those already answered
+			case req.done <- commitResult{err: fmt.Errorf("%w: %v", ErrCommitFailed, r)}:
+			default:
+			}
+		}
+	}()
+	if s.beforeCommit != nil {
+		s.beforeCommit(group)
+	}
+	s.commitGroup(group)
 }
 
 func (s *Store) commitGroup(group []*commitReq) {
