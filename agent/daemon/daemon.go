@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
+	"github.com/vigil-safeguarding/vigil/agent/enroll"
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
@@ -39,6 +40,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// BackoffBase/BackoffMax/IdentityRetry tune reconnects (tests).
 	BackoffBase, BackoffMax, IdentityRetry time.Duration
+	// Enroll, when set, enrolls an unenrolled state dir from a package's
+	// enrollment configuration before starting (waiting for the collector).
+	Enroll *enroll.BootstrapOptions
 }
 
 // Run runs the agent until ctx ends.
@@ -46,6 +50,14 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	if err := o.State.Ensure(); err != nil {
 		return err
+	}
+	if o.Enroll != nil {
+		if err := enroll.EnsureEnrolled(ctx, o.State, *o.Enroll); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	cfg, err := o.State.LoadConfig()
 	if err != nil {

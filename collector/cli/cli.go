@@ -38,6 +38,11 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file F [--oidc-redirect-url URL]
                   [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
+  token list     --data DIR [--json]
+  token revoke   --data DIR --id ID          (no further enrollments with it; enrolled devices keep working)
+  package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT
+                 [--arch amd64|arm64] [--out FILE] [--agent-binary FILE] [--version X.Y.Z] [--uses 2000] [--ttl 8760h]
+                 (an agent package pre-configured for the group: address, CA pin, a new group token)
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   devices revoke --data DIR --device ID       (lost or stolen device: refuse it until re-enrolled)
@@ -58,7 +63,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" && cmd != "package" {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -68,6 +73,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "token create":
 		err = tokenCreate(args[1:], stdout)
+	case "token list":
+		err = tokenList(args[1:], stdout)
+	case "token revoke":
+		err = tokenRevoke(args[1:], stdout)
+	case "package":
+		err = packageCmd(args[1:], stdout)
 	case "findings list":
 		err = findingsList(args[1:], stdout)
 	case "devices list":
