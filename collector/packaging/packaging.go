@@ -147,7 +147,7 @@ func (s Spec) version() (string, error) {
 	if v == "" {
 		v = BinaryVersion(s.AgentBinary)
 	}
-	if v == "" || v == "dev" {
+	if (v == "" || v == "dev") && s.FallbackVersion != "" {
 		v = s.FallbackVersion
 	}
 	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
@@ -165,9 +165,10 @@ func (s Spec) version() (string, error) {
 		}
 		return m[1] + "." + m[2] + "." + m[3], nil
 	}
-	if v == "" || v[0] < '0' || v[0] > '9' {
-		v = "0.0.0+" + strings.TrimLeft(v, "+")
-		v = strings.TrimSuffix(v, "+")
+	// A bare commit hash may start with a digit; without X.Y.Z first it
+	// would sort as a huge version and block every later upgrade.
+	if !versionRE.MatchString(v) {
+		v = strings.TrimSuffix("0.0.0+"+strings.TrimLeft(v, "+"), "+")
 	}
 	return v, nil
 }
