@@ -93,7 +93,7 @@ func WriteBootstrap(path string, b Bootstrap) error {
 	if err := fsutil.WriteFileAtomic(path, append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write enrollment configuration: %w", err)
 	}
-	return nil
+	return restrictFile(path)
 }
 
 // Enrolled reports whether dir already holds a device identity. Once it
