@@ -728,6 +728,9 @@ func TestMSIUnderWine(t *testing.T) {
 		svc["Start"] != "0x2" || svc["ObjectName"] != "LocalSystem" {
 		t.Errorf("service registration: %v", svc)
 	}
+	// sc.exe failure (restart on failure) runs with its result ignored;
+	// whether Wine's sc.exe implements it is only reported.
+	t.Logf("service recovery actions set under Wine: %v", svc["FailureActions"] != "")
 	if cfg := w.regQuery(cfgKey); cfg["Collector"] != c.grpc || cfg["Group"] != "pupils" || cfg["Version"] != "1.0.0" {
 		t.Errorf("HKLM\\SOFTWARE\\Vigil\\Agent: %v", cfg)
 	}
@@ -812,4 +815,57 @@ func startPatiently(c *collector) {
 		_, _, code := run(c.t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
 		return code == 0
 	})
+}
+
+// TestTokenListRevokeAndEnrollFromConfig: a token written with
+// `enroll --later` enrolls with plain `vigil-agent enroll`; `token revoke`
+// stops further enrollments with a token (the package's token is retired)
+// while the device enrolled with it keeps working.
+func TestTokenListRevokeAndEnrollFromConfig(t *testing.T) {
+	c := newPkgCollector(t)
+	tok := c.token("pupils", "--uses", "5", "--ttl", "8760h")
+	id := strings.Split(tok, ".")[1]
+	conf := filepath.Join(t.TempDir(), "enroll.conf")
+	mustRun(t, "vigil-agent", "enroll", "--later", "--collector", c.grpc, "--token", tok, "--group", "pupils", "--enroll-config", conf)
+	if st, err := os.Stat(conf); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("enroll --later wrote %v %v", st, err)
+	}
+	a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent")}
+	out := mustRun(t, "vigil-agent", "enroll", "--enroll-config", conf, "--state", a.state)
+	if !strings.Contains(out, "in group pupils") {
+		t.Fatalf("enroll from the configuration: %q", out)
+	}
+	a.id = strings.Fields(out)[2]
+
+	list := mustRun(t, "vigil-collector", "token", "list", "--data", c.data, "--json")
+	if !strings.Contains(list, `"id":"`+id+`"`) || !strings.Contains(list, `"state":"active"`) || !strings.Contains(list, `"uses":1`) {
+		t.Fatalf("token list:\n%s", list)
+	}
+	mustRun(t, "vigil-collector", "token", "revoke", "--data", c.data, "--id", id)
+	if list := mustRun(t, "vigil-collector", "token", "list", "--data", c.data, "--json"); !strings.Contains(list, `"state":"expired"`) {
+		t.Errorf("revoked token still listed as usable:\n%s", list)
+	}
+	_, errOut, code := run(t, "vigil-agent", "enroll", "--enroll-config", conf, "--state", filepath.Join(t.TempDir(), "other"))
+	if code == 0 || !strings.Contains(errOut, "expired") {
+		t.Errorf("enrollment with a revoked token: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := run(t, "vigil-collector", "token", "revoke", "--data", c.data, "--id", "0000000000000000"); code == 0 || !strings.Contains(errOut, "no token") {
+		t.Errorf("revoking an unknown token: exit %d: %s", code, errOut)
+	}
+	// The device enrolled before the revocation still delivers findings.
+	a.start()
+	if _, err := a.trigger(1, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "a finding from the device enrolled before the revocation", func() bool {
+		return len(c.findings(a.id)) > 0
+	})
+	// Running with the configuration does not enroll the device again.
+	if err := a.p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	a.start("--enroll-config", conf)
+	if got := readAgentConfig(t, filepath.Join(a.state, "config.json")); got.DeviceID != a.id {
+		t.Errorf("run re-enrolled: %s -> %s", a.id, got.DeviceID)
+	}
 }
