@@ -27,13 +27,18 @@ const versionVar = "github.com/vigil-safeguarding/vigil/internal/version.Version
 // run inside the Debian root and under Wine) stamped with version.
 func buildAgent(t *testing.T, goos, version string) string {
 	t.Helper()
-	name := "vigil-agent-" + version
+	return buildAgentArch(t, goos, "amd64", version)
+}
+
+func buildAgentArch(t *testing.T, goos, goarch, version string) string {
+	t.Helper()
+	name := "vigil-agent-" + goarch + "-" + version
 	if goos == "windows" {
 		name += ".exe"
 	}
 	out := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command("go", "build", "-ldflags", "-s -w -X "+versionVar+"="+version, "-o", out, "../agent/cmd/vigil-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build agent %s/%s: %v\n%s", goos, version, err, b)
 	}
@@ -867,5 +872,48 @@ func TestTokenListRevokeAndEnrollFromConfig(t *testing.T) {
 	a.start("--enroll-config", conf)
 	if got := readAgentConfig(t, filepath.Join(a.state, "config.json")); got.DeviceID != a.id {
 		t.Errorf("run re-enrolled: %s -> %s", a.id, got.DeviceID)
+	}
+}
+
+// TestPackageArm64AndRefusals: arm64 packages carry the right architecture;
+// a wrong binary, an unknown format or pkg are refused before any token is
+// made (so no unused credential is left behind).
+func TestPackageArm64AndRefusals(t *testing.T) {
+	needTools(t, "dpkg-deb", "rpm")
+	c := newPkgCollector(t)
+	arm := buildAgentArch(t, "linux", "arm64", "1.2.0")
+	deb := buildPackage(t, c, "deb", "pupils", arm, "--arch", "arm64")
+	if got := strings.TrimSpace(mustSh(t, nil, "dpkg-deb", "-f", deb, "Architecture")); got != "arm64" {
+		t.Errorf("arm64 deb Architecture %q", got)
+	}
+	home := t.TempDir()
+	rpmPkg := buildPackage(t, c, "rpm", "pupils", arm, "--arch", "arm64")
+	if got := mustSh(t, append(os.Environ(), "HOME="+home), "rpm", "-qp", "--qf", "%{ARCH}", rpmPkg); got != "aarch64" {
+		t.Errorf("arm64 rpm arch %q", got)
+	}
+	tokens := func() int {
+		return strings.Count(mustRun(t, "vigil-collector", "token", "list", "--data", c.data, "--json"), `"id"`)
+	}
+	n := tokens()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--format", "deb", "--arch", "amd64", "--agent-binary", arm}, "built for linux/arm64"},
+		{[]string{"--format", "msi", "--agent-binary", arm, "--version", "1.0.0"}, "needs windows/amd64"},
+		{[]string{"--format", "pkg", "--agent-binary", arm}, "pkgbuild"},
+		{[]string{"--format", "zip", "--agent-binary", arm}, "want deb, rpm or msi"},
+		{[]string{"--format", "deb", "--agent-binary", filepath.Join(t.TempDir(), "missing")}, "not a Go executable"},
+		{[]string{"--format", "deb", "--agent-binary", arm, "--arch", "arm64", "--group", "Year 7"}, "use 1-64 of a-z"},
+	} {
+		args := append([]string{"package", "--data", c.data, "--group", "pupils", "--collector-address", c.grpc,
+			"--out", filepath.Join(t.TempDir(), "x")}, tc.args...)
+		_, errOut, code := run(t, "vigil-collector", args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("package %v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if got := tokens(); got != n {
+		t.Errorf("refused builds left %d tokens behind", got-n)
 	}
 }

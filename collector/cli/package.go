@@ -110,6 +110,9 @@ func packageCmd(args []string, stdout io.Writer) error {
 	if err := spec.Check(); err != nil {
 		return err
 	}
+	if err := packaging.CheckBinary(spec); err != nil {
+		return err
+	}
 	// The package holds a credential (the token), so it is written
 	// owner-only like the collector's other secrets.
 	path := *out

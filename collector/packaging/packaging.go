@@ -261,7 +261,7 @@ func Build(ctx context.Context, s Spec, w io.Writer) error {
 	if s.Token == "" {
 		return errors.New("no enrollment token")
 	}
-	if err := checkBinary(s); err != nil {
+	if err := CheckBinary(s); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "vigil-package-")
@@ -277,9 +277,9 @@ func Build(ctx context.Context, s Spec, w io.Writer) error {
 	}
 }
 
-// checkBinary refuses an agent built for the wrong OS or CPU: a package that
+// CheckBinary refuses an agent built for the wrong OS or CPU: a package that
 // installs cleanly and then cannot run is the worst failure for a fleet.
-func checkBinary(s Spec) error {
+func CheckBinary(s Spec) error {
 	bi, err := buildinfo.ReadFile(s.AgentBinary)
 	if err != nil {
 		return fmt.Errorf("agent binary %s: not a Go executable: %w", s.AgentBinary, err)

@@ -111,11 +111,11 @@ func TestCheckBinaryRefusesWrongPlatform(t *testing.T) {
 	}
 	s := spec(MSI)
 	s.AgentBinary = exe
-	if err := checkBinary(s); err == nil || !strings.Contains(err.Error(), "windows/amd64") {
+	if err := CheckBinary(s); err == nil || !strings.Contains(err.Error(), "windows/amd64") {
 		t.Errorf("a %s binary for an MSI: %v", "host", err)
 	}
 	s.AgentBinary = "/etc/hostname"
-	if err := checkBinary(s); err == nil {
+	if err := CheckBinary(s); err == nil {
 		t.Error("accepted a file that is not a Go executable")
 	}
 }
