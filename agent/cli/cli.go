@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
@@ -37,7 +38,12 @@ import (
 const usage = `vigil-agent: Vigil's device agent
 
   enroll        --collector ADDR --token TOKEN [--state DIR]
-  run           [--state DIR] [--rules DIR]        run in the foreground (or under the service manager)
+  enroll        [--state DIR] [--enroll-config F]  enroll now from a package's enrollment configuration
+  enroll --later --collector ADDR --token TOKEN [--group NAME] [--enroll-config F]
+                                                    only write the configuration; the service enrolls at start
+  run           [--state DIR] [--rules DIR] [--enroll-config F]
+                                                    run in the foreground (or under the service manager);
+                                                    enrolls first from F when not enrolled yet
   install       [--state DIR]                      install as an auto-started service
   uninstall | start | stop | status [--state DIR]
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
@@ -111,8 +117,29 @@ func enrollCmd(args []string, stdout io.Writer) error {
 	addr := fs.String("collector", "", "collector gRPC address host:port")
 	token := fs.String("token", "", "enrollment token from `vigil-collector token create`")
 	st := stateFlag(fs)
+	bootPath := fs.String("enroll-config", enroll.DefaultBootstrapPath(), "enrollment configuration a package installed")
+	later := fs.Bool("later", false, "write --collector/--token to --enroll-config for the service instead of enrolling now (MSI, scripted installs)")
+	group := fs.String("group", "", "with --later: the group the token is for (informational)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *later {
+		b := enroll.Bootstrap{Collector: *addr, Token: *token, Group: *group}
+		if tok, err := identity.ParseToken(*token); err == nil {
+			b.CAFingerprint = tok.CAFingerprint
+		}
+		if err := enroll.WriteBootstrap(*bootPath, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enrollment configuration written to %s; the service enrolls at its next start\n", *bootPath)
+		return nil
+	}
+	if *addr == "" && *token == "" {
+		b, err := enroll.LoadBootstrap(*bootPath)
+		if err != nil {
+			return fmt.Errorf("%w (or give --collector and --token)", err)
+		}
+		*addr, *token = b.Collector, b.Token
 	}
 	if *addr == "" || *token == "" {
 		return errors.New("--collector and --token are required")
@@ -132,6 +159,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	spoolMax := fs.Int64("spool-max-bytes", 0, "bound on the on-disk spool (default from config, else 64 MiB)")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	backoffMax := fs.Duration("backoff-max", 2*time.Minute, "cap on reconnect waits")
+	bootPath := fs.String("enroll-config", enroll.DefaultBootstrapPath(), "enrollment configuration to enroll from at first start (ignored once enrolled)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,7 +172,8 @@ func runCmd(args []string, stderr io.Writer) error {
 	if rd != "" {
 		rd, _ = filepath.Abs(rd)
 	}
-	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax}
+	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax,
+		Enroll: &enroll.BootstrapOptions{Path: *bootPath, BackoffMax: *backoffMax, Logger: log}}
 	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
 	if !service.Interactive() {
 		s, err := service.New(string(opts.State), run, log)

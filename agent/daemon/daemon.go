@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
+	"github.com/vigil-safeguarding/vigil/agent/enroll"
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
@@ -42,6 +43,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// BackoffBase/BackoffMax/IdentityRetry tune reconnects (tests).
 	BackoffBase, BackoffMax, IdentityRetry time.Duration
+	// Enroll, when set, enrolls an unenrolled state dir from a package's
+	// enrollment configuration before starting (waiting for the collector).
+	Enroll *enroll.BootstrapOptions
 }
 
 // maxProcs bounds the agent's Ps. Scheduled checks run one at a time
@@ -56,6 +60,14 @@ func Run(ctx context.Context, o Options) error {
 	runtime.GOMAXPROCS(max(1, min(runtime.GOMAXPROCS(0), maxProcs)))
 	if err := o.State.Ensure(); err != nil {
 		return err
+	}
+	if o.Enroll != nil {
+		if err := enroll.EnsureEnrolled(ctx, o.State, *o.Enroll); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	cfg, err := o.State.LoadConfig()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -27,6 +28,10 @@ import (
 	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
+
+// ErrUnreachable means no collector answered at the address (down, wrong
+// network, DNS not up yet), as opposed to one that refused the token.
+var ErrUnreachable = errors.New("collector unreachable")
 
 // Result of a successful enrollment.
 type Result struct {
@@ -72,6 +77,11 @@ func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, err
 	})
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
+			// gRPC reports a collector it cannot reach as a status too; that
+			// is not a refusal, and callers retry it quietly.
+			if c := st.Code(); c == codes.Unavailable || c == codes.DeadlineExceeded {
+				return Result{}, fmt.Errorf("%w: %s: %s", ErrUnreachable, addr, st.Message())
+			}
 			return Result{}, fmt.Errorf("collector refused enrollment: %s", st.Message())
 		}
 		return Result{}, fmt.Errorf("enroll with %s: %w", addr, err)

@@ -102,6 +102,8 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/tokens", s.createToken)
+	mux.HandleFunc("GET /v1/tokens", s.listTokens)
+	mux.HandleFunc("POST /v1/tokens/{id}/revoke", s.revokeToken)
 	mux.HandleFunc("GET /v1/findings", s.listFindings)
 	mux.HandleFunc("GET /v1/devices", s.listDevices)
 	mux.HandleFunc("POST /v1/requests", s.request)
@@ -157,6 +159,71 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Logger.Info("enrollment token created", "token", tok.ID, "group", req.Group, "expires", rec.ExpiresAt, "uses", req.Uses)
 	writeJSON(w, TokenResponse{Token: tok.String(), ID: tok.ID, Group: req.Group, ExpiresAt: rec.ExpiresAt, Uses: req.Uses})
+}
+
+// TokenInfo describes a stored token (never its secret).
+type TokenInfo struct {
+	ID        string    `json:"id"`
+	Group     string    `json:"group"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int       `json:"max_uses"`
+	Uses      int       `json:"uses"`
+	// State is active, expired (or revoked) or used-up.
+	State string `json:"state"`
+}
+
+func (s *Server) tokenInfo(t store.Token) TokenInfo {
+	st := "active"
+	switch {
+	case !s.Now().Before(t.ExpiresAt):
+		st = "expired"
+	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
+		st = "used-up"
+	}
+	return TokenInfo{ID: t.ID, Group: t.Group, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses, State: st}
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	toks, err := s.Store.Tokens()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	out := make([]TokenInfo, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, s.tokenInfo(t))
+	}
+	writeJSON(w, out)
+}
+
+// revokeToken ends a token now (a package left on a USB stick, a token
+// pasted in a ticket). It is done through the store's own expiry, which
+// every enrollment already checks, so a revoked token is refused as
+// expired; devices already enrolled with it are unaffected.
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	toks, err := s.Store.Tokens()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	for _, t := range toks {
+		if t.ID != id {
+			continue
+		}
+		if now := s.Now(); now.Before(t.ExpiresAt) {
+			t.ExpiresAt = now
+		}
+		if err := s.Store.PutToken(t); err != nil {
+			httpError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		s.Logger.Warn("enrollment token revoked", "token", id, "group", t.Group, "uses", t.Uses)
+		writeJSON(w, s.tokenInfo(t))
+		return
+	}
+	httpError(w, http.StatusNotFound, "no token %q (see `vigil-collector token list`)", id)
 }
 
 func (s *Server) listFindings(w http.ResponseWriter, r *http.Request) {

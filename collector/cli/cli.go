@@ -39,6 +39,11 @@ const usage = `vigil-collector: stores findings from Vigil agents
                   [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
                  [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
+  token list     --data DIR [--json]
+  token revoke   --data DIR --id ID          (no further enrollments with it; enrolled devices keep working)
+  package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT
+                 [--arch amd64|arm64] [--out FILE] [--agent-binary FILE] [--version X.Y.Z] [--uses 2000] [--ttl 8760h]
+                 (an agent package pre-configured for the group: address, CA pin, a new group token)
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
@@ -60,7 +65,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" && cmd != "package" {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -70,6 +75,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "token create":
 		err = tokenCreate(args[1:], stdout)
+	case "token list":
+		err = tokenList(args[1:], stdout)
+	case "token revoke":
+		err = tokenRevoke(args[1:], stdout)
+	case "package":
+		err = packageCmd(args[1:], stdout)
 	case "findings list":
 		err = findingsList(args[1:], stdout)
 	case "devices list":
