@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -232,6 +233,11 @@ func (a *agent) openStreamOn(t *testing.T, conn *grpc.ClientConn, instance strin
 	st := &stream{s: s, cancel: cancel}
 	hello := &vigilv1.Hello{AgentVersion: "test", RulesHash: "r0", HostFingerprint: a.hostFP, Hostname: "pc-" + a.hostFP, InstanceId: instance}
 	if err := s.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}}); err != nil {
+		// io.EOF means the server already ended the stream (a refusal
+		// before reading hello); its status comes from Recv.
+		if errors.Is(err, io.EOF) {
+			_, err = s.Recv()
+		}
 		cancel()
 		return nil, err
 	}
