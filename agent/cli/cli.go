@@ -37,13 +37,13 @@ import (
 const usage = `vigil-agent: Vigil's device agent
 
   enroll        --collector ADDR --token TOKEN [--state DIR]
-  run           [--state DIR] [--rules DIR]        run in the foreground (or under the service manager)
+  run           [--state DIR] [--rules DIR] [--session-socket PATH]   run in the foreground (or under the service manager)
   install       [--state DIR]                      install as an auto-started service
   uninstall | start | stop | status [--state DIR]
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
-  session       [--state DIR] [--display :0]       per-user helper: report this session's screen to the service
+  session       [--display :0] [--session-socket PATH]   per-user helper: report this session's screen to the service
   rules test    DIR                                 match stdin lines against DIR's keyword libraries (JSON per line)
   quarantine list    [--state DIR] [--json]         executables moved aside by a rule with action: quarantine
   quarantine restore [--state DIR] ID               put one back where it was
@@ -132,6 +132,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	spoolMax := fs.Int64("spool-max-bytes", 0, "bound on the on-disk spool (default from config, else 64 MiB)")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	backoffMax := fs.Duration("backoff-max", 2*time.Minute, "cap on reconnect waits")
+	sock := sessionSocketFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,7 +145,8 @@ func runCmd(args []string, stderr io.Writer) error {
 	if rd != "" {
 		rd, _ = filepath.Abs(rd)
 	}
-	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax}
+	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax,
+		SessionSocket: session.ResolveSocket(*sock)}
 	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
 	if !service.Interactive() {
 		s, err := service.New(string(opts.State), run, log)
@@ -319,18 +321,37 @@ func quarantineRestore(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// sessionCmd is the per-user session helper, started at each login.
+func sessionSocketFlag(fs *flag.FlagSet) *string {
+	return fs.String("session-socket", "", "where session helpers reach the service (default $"+session.SocketEnv+", else "+session.DefaultSocket()+")")
+}
+
+// sessionCmd is the per-user session helper, started at each login as the
+// logged-in user: it needs nothing from the (owner-only) state dir.
 func sessionCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("session", flag.ContinueOnError)
-	st := stateFlag(fs)
+	st := fs.String("state", "", "legacy: a state dir other than the default makes the helper use DIR/session.sock (root only)")
 	display := fs.String("display", "", "X display (default $DISPLAY)")
+	sock := sessionSocketFlag(fs)
+	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	path := session.ResolveSocket(*sock)
+	// Before the runtime directory existed, autostart entries said
+	// `--state /var/lib/vigil-agent`: that (the default) means the default
+	// endpoint; another dir is a root-run test setup, where the service
+	// links the socket into the state dir.
+	if *sock == "" && os.Getenv(session.SocketEnv) == "" && *st != "" && absState(*st) != absState(service.DefaultStateDir()) {
+		path = absState(*st).SessionSocket()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return session.RunHelper(ctx, absState(*st).SessionSocket(), *display, log)
+	return session.RunHelper(ctx, path, *display, log)
 }
 
 // rulesTest matches each stdin line against the keyword libraries under DIR

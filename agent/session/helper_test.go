@@ -113,21 +113,28 @@ func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { Serve(ctx, sock, svc, log) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	wg.Go(func() { NewServer(svc, NewProbe(), log).ListenAndServe(ctx, sock) })
 	for i := 0; i < 100; i++ {
 		if _, err := os.Stat(sock); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	wg.Go(func() { runHelper(ctx, src, sock, log) })
+	// Root is admitted for any display; other users need a session on it.
+	wg.Go(func() { runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log) })
 	return logs
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
