@@ -92,7 +92,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 	if _, err := idleRun(agentBin, "enroll", "--collector", grpcAddr, "--token", strings.TrimSpace(tok), "--state", state); err != nil {
 		b.Fatal(err)
 	}
-	agent := idleStart(b, agentBin, "run", "--state", state)
+	agent := idleStart(b, agentBin, "run", "--state", state, "--session-socket", filepath.Join(filepath.Dir(state), "run", "session.sock"))
 	base := idleStart(b, filepath.Join(bin, "idle-baseline"))
 	idlePoll(b, 30*time.Second, "agent connected to the collector", func() bool {
 		out, err := idleRun(agentBin, "status", "--state", state)
