@@ -77,9 +77,7 @@ func runHelper(ctx context.Context, src screen.Source, o HelperOptions, log *slo
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = 30 * time.Second
 	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return dial(ctx, o.Socket)
-	}}
+	tr := transport(o.Socket)
 	h := &helper{
 		src: src, log: log, opts: o,
 		hc:     &http.Client{Timeout: 10 * time.Second, Transport: tr},
@@ -116,6 +114,12 @@ func runHelper(ctx context.Context, src screen.Source, o HelperOptions, log *slo
 		h.cur.Store(&w)
 		h.offer(w)
 	})
+}
+
+func transport(sock string) *http.Transport {
+	return &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dial(ctx, sock)
+	}}
 }
 
 // offer makes w the window waiting to be reported, replacing an older one.

@@ -108,7 +108,7 @@ func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 	old := ocrSettle
 	ocrSettle = 50 * time.Millisecond
 	t.Cleanup(func() { ocrSettle = old })
-	sock := filepath.Join(t.TempDir(), "s.sock")
+	sock := testEndpoint(t)
 	logs := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -121,12 +121,6 @@ func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 		}
 	})
 	wg.Go(func() { NewServer(svc, NewProbe(), log).ListenAndServe(ctx, sock) })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	// Root is admitted for any display; other users need a session on it.
 	wg.Go(func() { runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log) })
 	return logs

@@ -125,4 +125,3 @@ const MaxOCRText = 64 << 10
 
 // MaxEvidence bounds one uploaded screenshot (encrypted PNG).
 const MaxEvidence = 4 << 20
-
