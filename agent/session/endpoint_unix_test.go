@@ -11,3 +11,5 @@ import (
 func testEndpoint(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "run", "s.sock")
 }
+
+func skipUnderWine(*testing.T) {}

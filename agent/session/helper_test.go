@@ -105,6 +105,7 @@ type syncBuf = testutil.SyncBuffer
 // startHelper serves svc on a socket and runs a helper on src against it.
 func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 	t.Helper()
+	skipUnderWine(t)
 	old := ocrSettle
 	ocrSettle = 50 * time.Millisecond
 	t.Cleanup(func() { ocrSettle = old })

@@ -66,6 +66,7 @@ func TestVerify(t *testing.T) {
 // says so once, retries with backoff, and attaches (saying so) when the
 // service appears; the window it has is reported then.
 func TestHelperUnreachableLogsOnce(t *testing.T) {
+	skipUnderWine(t)
 	sock := testEndpoint(t)
 	logs := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -115,6 +116,7 @@ func (r *recordingService) titles() string {
 
 // TestNotAttachedRefused: a process that has not said hello cannot report.
 func TestNotAttachedRefused(t *testing.T) {
+	skipUnderWine(t)
 	sock := testEndpoint(t)
 	svc := &recordingService{}
 	logs := &syncBuf{}
