@@ -165,7 +165,7 @@ func newCollector(t *testing.T) *collector {
 func (c *collector) start() {
 	c.t.Helper()
 	c.p = start(c.t, "vigil-collector", "serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web, "--heartbeat", "2s")
-	waitFor(c.t, 20*time.Second, "collector admin socket", func() bool {
+	waitFor(c.t, 60*time.Second, "collector admin socket", func() bool {
 		_, _, code := run(c.t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
 		return code == 0
 	})

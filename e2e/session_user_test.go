@@ -335,3 +335,67 @@ func TestSessionHelperAsRealUser(t *testing.T) {
 		t.Errorf("the refused helper logged its refusal %d times, want once", n)
 	}
 }
+
+// TestSessionHelperMissing: a user's graphical session with no helper
+// attached is reported (check session, rule session-helper-missing,
+// status fail, that user) once the grace period has passed, and passes
+// again when the user's helper attaches.
+func TestSessionHelperMissing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a user and runs processes as them")
+	}
+	need(t, "useradd", "userdel", "Xvfb", "openbox", "xterm", "xdotool", "xprop")
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rulesDir := t.TempDir()
+	rule := `apiVersion: vigil/v1
+id: session-helper-missing
+version: 1
+name: Session helper attached to every graphical session
+rationale: test copy of the default rule with a short grace period
+severity: medium
+category: tamper
+check: session
+scope:
+  groups: [pupils]
+params:
+  grace: 2s
+  every: 500ms
+`
+	if err := os.WriteFile(filepath.Join(rulesDir, "session.yaml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := makeUser(t, "vigiltest3")
+	c := newCollector(t)
+	a := enrollAgent(t, c, "pupils")
+	a.start("--rules", rulesDir)
+	d, _ := userDesktop(t, u, "Homework - Notes")
+	status := func(want string) func() bool {
+		return func() bool {
+			out := mustRun(t, "vigil-collector", "findings", "list", "--data", c.data, "--device", a.id, "--json")
+			for _, line := range strings.Split(out, "\n") {
+				var f struct {
+					Check, Status, User string
+					RuleID              string `json:"rule_id"`
+				}
+				if json.Unmarshal([]byte(line), &f) == nil && f.Check == "session" && f.RuleID == "session-helper-missing" &&
+					f.Status == want && f.User == u.name {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitFor(t, 60*time.Second, "session-helper-missing fail for "+u.name, status("fail"))
+	// The harness's socket is under the test's 0700 temp dirs: open the
+	// path to the user (the service makes the socket's own dir 0755).
+	for dir := filepath.Dir(filepath.Dir(a.sock)); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := append(autostartArgs(t), "--session-socket", a.sock)
+	startAs(t, u, []string{"DISPLAY=" + d}, "helper "+u.name, filepath.Join(binDir, "vigil-agent"), args...)
+	waitFor(t, 60*time.Second, "session-helper-missing pass for "+u.name, status("pass"))
+}
