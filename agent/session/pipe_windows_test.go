@@ -128,4 +128,3 @@ func (r *peerRecorder) last() Peer {
 	defer r.mu.Unlock()
 	return r.p
 }
-

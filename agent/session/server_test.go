@@ -123,7 +123,9 @@ func TestNotAttachedRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { NewServer(svc, staticProbe{}, slog.New(slog.NewTextHandler(logs, nil))).ListenAndServe(ctx, sock) })
+	wg.Go(func() {
+		NewServer(svc, staticProbe{}, slog.New(slog.NewTextHandler(logs, nil))).ListenAndServe(ctx, sock)
+	})
 	h := &helper{hc: newTestClient(sock)}
 	var d Decision
 	var err error
