@@ -166,7 +166,8 @@ func (m *Monitor) step(ctx context.Context, tr *tracker, r *rules.Rule, p Params
 }
 
 // tracker remembers, per user, since when they have had a graphical
-// session without a helper, and whom it has reported.
+// session without a helper, and whom it has reported failing (to clear
+// them when their session ends).
 type tracker struct {
 	missing map[string]time.Time
 	failing map[string]string // key -> username, reported as failing
@@ -208,13 +209,14 @@ func (tr *tracker) update(now time.Time, grace time.Duration, sessions []session
 	sort.Strings(keys)
 	for _, k := range keys {
 		u := users[k]
+		// The status is reported at every step; the engine records only
+		// changes (and remembers them across restarts, so a helper that is
+		// attached after a restart clears a failure recorded before it).
 		if helped[k] {
 			delete(tr.missing, k)
-			if name, ok := tr.failing[k]; ok {
-				delete(tr.failing, k)
-				obs = append(obs, checks.Observation{Status: "pass", Key: "user:" + name, User: name,
-					Message: fmt.Sprintf("a session helper is attached for %s's graphical session again", name)})
-			}
+			delete(tr.failing, k)
+			obs = append(obs, checks.Observation{Status: "pass", Key: "user:" + u.username, User: u.username,
+				Message: fmt.Sprintf("a session helper is attached for %s's graphical session", u.username)})
 			continue
 		}
 		since, ok := tr.missing[k]
@@ -222,14 +224,14 @@ func (tr *tracker) update(now time.Time, grace time.Duration, sessions []session
 			tr.missing[k] = now
 			continue
 		}
-		if _, done := tr.failing[k]; done || now.Sub(since) < grace {
+		if now.Sub(since) < grace {
 			continue
 		}
 		tr.failing[k] = u.username
 		sort.Strings(u.displays)
 		obs = append(obs, checks.Observation{Status: "fail", Key: "user:" + u.username, User: u.username,
-			Message: fmt.Sprintf("%s has a graphical session (%s) with no Vigil session helper attached for %s: the screen is not monitored (helper stopped, removed from autostart, or never started)",
-				u.username, strings.Join(u.displays, ", "), now.Sub(since).Round(time.Second)),
+			Message: fmt.Sprintf("%s has a graphical session (%s) with no Vigil session helper attached for more than %s: the screen is not monitored (helper stopped, removed from autostart, or never started)",
+				u.username, strings.Join(u.displays, ", "), grace),
 			Details: map[string]any{"user": u.username, "uid": u.uid, "displays": anySlice(u.displays),
 				"missing_since": since.UTC().Format(time.RFC3339), "grace_seconds": grace.Seconds()}})
 	}

@@ -3,6 +3,7 @@ package sessionwatch
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,45 +68,48 @@ func TestHelperMissing(t *testing.T) {
 		return got.take()
 	}
 
-	if o := step(0); len(o) != 0 {
-		t.Fatalf("reported at first sight: %+v", o)
+	// What the engine would record: the status per key when it changes.
+	recorded := map[string]string{}
+	changes := func(o []checks.Observation) []string {
+		var out []string
+		for _, x := range o {
+			if recorded[x.Key] != x.Status {
+				recorded[x.Key] = x.Status
+				out = append(out, x.User+":"+x.Status)
+			}
+		}
+		return out
 	}
-	if o := step(2 * time.Minute); len(o) != 0 {
-		t.Fatalf("reported within the 3m grace: %+v", o)
+	expect := func(what string, advance time.Duration, want ...string) {
+		t.Helper()
+		got := changes(step(advance))
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: recorded %v, want %v", what, got, want)
+		}
 	}
-	o := step(time.Minute + time.Second)
-	if len(o) != 1 || o[0].Status != "fail" || o[0].User != "pupil1" || o[0].Key != "user:pupil1" {
-		t.Fatalf("after the grace: %+v, want one fail for pupil1", o)
-	}
-	if o := step(time.Minute); len(o) != 0 {
-		t.Fatalf("failing reported twice: %+v", o)
-	}
+
+	expect("first sight", 0, "pupil2:pass")
+	expect("within the 3m grace", 2*time.Minute)
+	expect("after the grace", time.Minute+time.Second, "pupil1:fail")
+	expect("still failing", time.Minute)
 
 	d.mu.Lock()
 	d.attached = append(d.attached, session.Attached{Peer: session.Peer{UID: 1001, Username: "pupil1", Display: ":1"}})
 	d.mu.Unlock()
-	if o := step(15 * time.Second); len(o) != 1 || o[0].Status != "pass" || o[0].User != "pupil1" {
-		t.Fatalf("helper attached: %+v, want one pass for pupil1", o)
-	}
+	expect("helper attached", 15*time.Second, "pupil1:pass")
 
-	// The helper is killed: again after the grace period, not at once.
+	// The helper is killed: reported again after the grace period, not at once.
 	d.mu.Lock()
 	d.attached = d.attached[:1]
 	d.mu.Unlock()
-	if o := step(15 * time.Second); len(o) != 0 {
-		t.Fatalf("reported at once after the helper went: %+v", o)
-	}
-	if o := step(3*time.Minute + time.Second); len(o) != 1 || o[0].Status != "fail" {
-		t.Fatalf("helper gone past the grace: %+v", o)
-	}
+	expect("helper just gone", 15*time.Second)
+	expect("helper gone past the grace", 3*time.Minute+time.Second, "pupil1:fail")
 
 	// Logout: the finding clears.
 	d.mu.Lock()
 	d.sessions = d.sessions[1:]
 	d.mu.Unlock()
-	if o := step(15 * time.Second); len(o) != 1 || o[0].Status != "pass" || o[0].User != "pupil1" {
-		t.Fatalf("session ended: %+v", o)
-	}
+	expect("session ended", 15*time.Second, "pupil1:pass")
 }
 
 // TestHelperOfAnotherUserDoesNotCount: a helper attached for one user
