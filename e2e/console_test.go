@@ -100,7 +100,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// A real agent raises a screen alert with an encrypted screenshot.
 	a := enrollAgent(t, c, "pupils")
 	a.start()
-	helper := start(t, "vigil-agent", "session", "--state", a.state, "--display", display)
+	helper := start(t, "vigil-agent", "session", "--session-socket", a.sock, "--display", display)
 	waitFor(t, 10*time.Second, "session helper connected", func() bool {
 		return strings.Contains(helper.log.String(), "watching the screen")
 	})

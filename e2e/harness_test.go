@@ -240,14 +240,17 @@ func (c *collector) devices() []device {
 type agent struct {
 	t     *testing.T
 	state string
-	id    string
-	args  []string
-	p     *proc
+	// sock: this agent's session socket (each agent its own, so agents
+	// of parallel tests never share the default path).
+	sock string
+	id   string
+	args []string
+	p    *proc
 }
 
 func enrollAgent(t *testing.T, c *collector, group string) *agent {
 	t.Helper()
-	a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent")}
+	a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent"), sock: filepath.Join(t.TempDir(), "run", "session.sock")}
 	out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", c.token(group), "--state", a.state)
 	// "enrolled: device ID in group G"
 	fields := strings.Fields(out)
@@ -260,7 +263,7 @@ func enrollAgent(t *testing.T, c *collector, group string) *agent {
 
 func (a *agent) start(extra ...string) {
 	a.t.Helper()
-	args := append([]string{"run", "--state", a.state, "--backoff-max", "2s", "--log-level", "debug"}, extra...)
+	args := append([]string{"run", "--state", a.state, "--session-socket", a.sock, "--backoff-max", "2s", "--log-level", "debug"}, extra...)
 	a.args = extra
 	a.p = start(a.t, "vigil-agent", args...)
 	waitFor(a.t, 60*time.Second, "agent control socket", func() bool {

@@ -117,10 +117,10 @@ func BenchmarkAgentIdle(b *testing.B) {
 		// execs in place: the PID sampled is the agent's.)
 		agent = idleStart(b, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
 			`mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /dev/shm && exec "$0" "$@"`,
-			agentBin, "run", "--state", state)
+			agentBin, "run", "--state", state, "--session-socket", filepath.Join(filepath.Dir(state), "run", "session.sock"))
 	} else {
 		b.Log("not root or no unshare: the agent sees this machine's temp-file and mount activity")
-		agent = idleStart(b, agentBin, "run", "--state", state)
+		agent = idleStart(b, agentBin, "run", "--state", state, "--session-socket", filepath.Join(filepath.Dir(state), "run", "session.sock"))
 	}
 	base := idleStart(b, filepath.Join(bin, "idle-baseline"))
 	idlePoll(b, 30*time.Second, "agent connected to the collector", func() bool {

@@ -171,7 +171,7 @@ func TestScreenOCREndToEnd(t *testing.T) {
 	a := enrollAgent(t, c, "pupils")
 	a.start("--rules", ocrRulesDir(t, "  ocr:\n    enabled: true\n    on: title_change\n    min_interval: 2s\n"))
 	waitFor(t, 60*time.Second, "agent connected (evidence recipient known)", func() bool { return a.status().Uplink.Connected })
-	helper := start(t, "vigil-agent", "session", "--state", a.state, "--display", display)
+	helper := start(t, "vigil-agent", "session", "--session-socket", a.sock, "--display", display)
 	waitFor(t, 60*time.Second, "session helper connected", func() bool {
 		return strings.Contains(helper.log.String(), "watching the screen")
 	})
@@ -236,7 +236,7 @@ func TestScreenOCROffByDefault(t *testing.T) {
 	c := newCollector(t)
 	a := enrollAgent(t, c, "pupils")
 	a.start("--rules", ocrRulesDir(t, ""))
-	helper := start(t, "vigil-agent", "session", "--state", a.state, "--display", display)
+	helper := start(t, "vigil-agent", "session", "--session-socket", a.sock, "--display", display)
 	waitFor(t, 60*time.Second, "session helper connected", func() bool {
 		return strings.Contains(helper.log.String(), "watching the screen")
 	})

@@ -344,14 +344,15 @@ func sbSetup(b *testing.B, bins sbBins, screenshot bool) *sbEnv {
 	} else {
 		b.Fatalf("enroll output %q", out)
 	}
-	e.agent = idleStart(b, bins.agent, "run", "--state", e.state, "--rules", rulesDir)
+	sock := filepath.Join(filepath.Dir(e.state), "run", "session.sock")
+	e.agent = idleStart(b, bins.agent, "run", "--state", e.state, "--session-socket", sock, "--rules", rulesDir)
 	// Connected means the collector's Welcome, with the evidence recipient
 	// that screenshots are encrypted to, has arrived.
 	idlePoll(b, 30*time.Second, "agent connected to the collector", func() bool {
 		out, err := idleRun(bins.agent, "status", "--state", e.state)
 		return err == nil && strings.Contains(out, `"connected": true`)
 	})
-	e.helper = sbStart(b, e.desk.env, bins.agent, "session", "--state", e.state, "--display", e.desk.display)
+	e.helper = sbStart(b, e.desk.env, bins.agent, "session", "--session-socket", sock, "--display", e.desk.display)
 	b.Cleanup(func() {
 		if b.Failed() {
 			b.Logf("--- session helper log ---\n%s", tail(e.helper.log.String(), 4000))

@@ -135,7 +135,7 @@ func TestScreenKeywordEndToEnd(t *testing.T) {
 	c := newCollector(t)
 	a := enrollAgent(t, c, "pupils")
 	a.start()
-	helper := start(t, "vigil-agent", "session", "--state", a.state, "--display", display)
+	helper := start(t, "vigil-agent", "session", "--session-socket", a.sock, "--display", display)
 	_ = helper
 	waitFor(t, 10*time.Second, "session helper connected", func() bool {
 		return strings.Contains(helper.log.String(), "watching the screen")

@@ -41,7 +41,7 @@ const usage = `vigil-agent: Vigil's device agent
   enroll        [--state DIR] [--enroll-config F]  enroll now from a package's enrollment configuration
   enroll --later --collector ADDR --token TOKEN [--group NAME] [--enroll-config F]
                                                     only write the configuration; the service enrolls at start
-  run           [--state DIR] [--rules DIR] [--enroll-config F]
+  run           [--state DIR] [--rules DIR] [--enroll-config F] [--session-socket PATH]
                                                     run in the foreground (or under the service manager);
                                                     enrolls first from F when not enrolled yet
   install       [--state DIR]                      install as an auto-started service
@@ -49,7 +49,7 @@ const usage = `vigil-agent: Vigil's device agent
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
-  session       [--state DIR] [--display :0]       per-user helper: report this session's screen to the service
+  session       [--display :0] [--session-socket PATH]   per-user helper: report this session's screen to the service
   rules test    DIR                                 match stdin lines against DIR's keyword libraries (JSON per line)
   quarantine list    [--state DIR] [--json]         executables moved aside by a rule with action: quarantine
   quarantine restore [--state DIR] ID               put one back where it was
@@ -160,6 +160,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	backoffMax := fs.Duration("backoff-max", 2*time.Minute, "cap on reconnect waits")
 	bootPath := fs.String("enroll-config", enroll.DefaultBootstrapPath(), "enrollment configuration to enroll from at first start (ignored once enrolled)")
+	sock := sessionSocketFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,7 +174,8 @@ func runCmd(args []string, stderr io.Writer) error {
 		rd, _ = filepath.Abs(rd)
 	}
 	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax,
-		Enroll: &enroll.BootstrapOptions{Path: *bootPath, BackoffMax: *backoffMax, Logger: log}}
+		Enroll:        &enroll.BootstrapOptions{Path: *bootPath, BackoffMax: *backoffMax, Logger: log},
+		SessionSocket: session.ResolveSocket(*sock)}
 	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
 	if !service.Interactive() {
 		s, err := service.New(string(opts.State), run, log)
@@ -348,18 +350,37 @@ func quarantineRestore(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// sessionCmd is the per-user session helper, started at each login.
+func sessionSocketFlag(fs *flag.FlagSet) *string {
+	return fs.String("session-socket", "", "where session helpers reach the service (default $"+session.SocketEnv+", else "+session.DefaultSocket()+")")
+}
+
+// sessionCmd is the per-user session helper, started at each login as the
+// logged-in user: it needs nothing from the (owner-only) state dir.
 func sessionCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("session", flag.ContinueOnError)
-	st := stateFlag(fs)
+	st := fs.String("state", "", "legacy: a state dir other than the default makes the helper use DIR/session.sock (root only)")
 	display := fs.String("display", "", "X display (default $DISPLAY)")
+	sock := sessionSocketFlag(fs)
+	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	path := session.ResolveSocket(*sock)
+	// Before the runtime directory existed, autostart entries said
+	// `--state /var/lib/vigil-agent`: that (the default) means the default
+	// endpoint; another dir is a root-run test setup, where the service
+	// links the socket into the state dir.
+	if *sock == "" && os.Getenv(session.SocketEnv) == "" && *st != "" && absState(*st) != absState(service.DefaultStateDir()) {
+		path = absState(*st).SessionSocket()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return session.RunHelper(ctx, absState(*st).SessionSocket(), *display, log)
+	return session.RunHelper(ctx, path, *display, log)
 }
 
 // rulesTest matches each stdin line against the keyword libraries under DIR

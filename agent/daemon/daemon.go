@@ -24,7 +24,6 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
-	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/uplink"
@@ -41,6 +40,10 @@ type Options struct {
 	// SpoolMaxBytes overrides the configured spool bound when > 0.
 	SpoolMaxBytes int64
 	Logger        *slog.Logger
+	// SessionSocket is where session helpers reach the service (default
+	// session.DefaultSocket(): /run/vigil-agent/session.sock, a named pipe
+	// on Windows).
+	SessionSocket string
 	// BackoffBase/BackoffMax/IdentityRetry tune reconnects (tests).
 	BackoffBase, BackoffMax, IdentityRetry time.Duration
 	// Enroll, when set, enrolls an unenrolled state dir from a package's
@@ -134,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 	run("rules engine", eng.Run)
 	run("uplink", up.Run)
 	run("session socket", func(ctx context.Context) error {
-		return session.Serve(ctx, o.State.SessionSocket(), screenwatch.Default, log)
+		return serveSessions(ctx, o.State, o.SessionSocket, log)
 	})
 	run("control socket", func(ctx context.Context) error {
 		return control.Serve(ctx, o.State.ControlSocket(), &backend{eng: eng, up: up, sp: sp, cfg: cfg})

@@ -124,18 +124,25 @@ type syncBuf = testutil.SyncBuffer
 // startHelper serves svc on a socket and runs a helper on src against it.
 func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 	t.Helper()
+	skipUnderWine(t)
 	old := ocrSettle
 	ocrSettle = 50 * time.Millisecond
 	t.Cleanup(func() { ocrSettle = old })
-	sock := filepath.Join(t.TempDir(), "s.sock")
+	sock := testEndpoint(t)
 	logs := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Go(func() { Serve(ctx, sock, svc, log) })
-	eventually(t, "the service socket", func() bool { _, err := os.Stat(sock); return err == nil })
-	wg.Go(func() { runHelper(ctx, src, sock, log) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	wg.Go(func() { NewServer(svc, NewProbe(), log).ListenAndServe(ctx, sock) })
+	// Root is admitted for any display; other users need a session on it.
+	wg.Go(func() { runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log) })
 	return logs
 }
 

@@ -1,4 +1,4 @@
-//go:build !linux && !darwin
+//go:build !linux && !darwin && !windows
 
 package session
 
@@ -7,9 +7,10 @@ import (
 	"net"
 )
 
-// Windows AF_UNIX sockets carry no peer credentials; there the helper's
-// requests are attributed to an unknown user (UID -1). Named pipes with
-// GetNamedPipeClientProcessId are the planned replacement.
+// Other Unix systems: no peer credentials are read, so helpers are
+// refused (a report nobody can attribute is not taken).
 func peerCredentials(*net.UnixConn) (int, int, error) {
-	return 0, 0, errors.New("peer credentials not available on this OS")
+	return 0, 0, errors.New("peer credentials not implemented on this OS")
 }
+
+func loginUID(int) int { return -1 }

@@ -7,33 +7,79 @@
 // keys (only the collector's public evidence recipient) and can do nothing
 // but report observations, the text it read on the screen when the
 // service asked for OCR, and the evidence the service asked for. The
-// service learns who is talking from the socket's peer credentials, never
-// from what the helper claims.
+// service learns who is talking from the OS (the socket's peer
+// credentials, the named pipe client's process token), never from what
+// the helper claims, and admits a helper only for a graphical session of
+// that same user (see Server and docs/screen.md).
 package session
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"os/user"
-	"strconv"
-	"time"
 
 	"github.com/vigil-safeguarding/vigil/agent/screen"
 	"github.com/vigil-safeguarding/vigil/internal/contract"
 )
 
-// Peer is the verified identity of a connected helper.
+// Peer is the verified identity of a connected helper: what the OS says
+// about the process at the other end of the connection, never what the
+// helper says about itself.
 type Peer struct {
-	UID      int    // -1 where the OS gives no peer credentials
+	UID      int    // -1 where the OS has no numeric user ids (Windows)
+	SID      string // Windows: the process token's user SID
 	PID      int    // 0 when unknown
-	Username string // looked up from UID
+	Username string // looked up from UID / SID
+	// LoginUID (Linux): the audit login uid of the process (set by
+	// pam_loginuid at login, unchangeable by the user); -1 when unset.
+	LoginUID int
+	// OSSession is the session the OS itself places the process in, where
+	// it has one a process cannot leave (Windows: the terminal session id
+	// from the process token); empty elsewhere.
+	OSSession string
+	// Display is the graphical session the helper was admitted for (the X
+	// display ":0", "console" on macOS, the session id on Windows). Set
+	// once the helper has said hello and the claim was verified.
+	Display string
+}
+
+// owns reports whether s is a session of p's user.
+func (p Peer) owns(s GraphicalSession) bool {
+	if s.SID != "" || p.SID != "" {
+		return s.SID != "" && s.SID == p.SID
+	}
+	return s.UID == p.UID && p.UID >= 0
+}
+
+// key names p's user for per-user bookkeeping.
+func (p Peer) key() string {
+	if p.SID != "" {
+		return p.SID
+	}
+	return fmt.Sprint(p.UID)
+}
+
+// GraphicalSession is one user's desktop on this machine.
+type GraphicalSession struct {
+	UID      int    // -1 on Windows
+	SID      string // Windows
+	Username string
+	// Display: ":N" for X11, "console" for the macOS console user, the
+	// terminal session id on Windows.
+	Display string
+}
+
+// Key names the session's user, as Peer's key does.
+func (s GraphicalSession) Key() string {
+	if s.SID != "" {
+		return s.SID
+	}
+	return fmt.Sprint(s.UID)
+}
+
+// SessionProbe lists the graphical sessions on this machine. The real
+// implementation is NewProbe (per OS).
+type SessionProbe interface {
+	GraphicalSessions(ctx context.Context) ([]GraphicalSession, error)
 }
 
 // Decision is the service's answer to an observation.
@@ -99,117 +145,6 @@ type Handler interface {
 // text at a line break.
 const MaxOCRText = 64 << 10
 
-type peerKey struct{}
-
 // MaxEvidence bounds one uploaded screenshot (encrypted): the collector's
 // budget, so nothing larger is ever spooled.
 const MaxEvidence = contract.MaxEvidenceBytes
-
-// Serve listens on path for session helpers until ctx ends. The socket is
-// connectable by every local user (each user's helper must reach it);
-// every request is attributed by peer credentials.
-func Serve(ctx context.Context, path string, h Handler, log *slog.Logger) error {
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listen on session socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		l.Close()
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/session/observe", func(w http.ResponseWriter, r *http.Request) {
-		p := r.Context().Value(peerKey{}).(Peer)
-		var win screen.Window
-		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&win); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		d, err := h.Observe(r.Context(), p, win)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(d)
-	})
-	mux.HandleFunc("POST /v1/session/ocr", func(w http.ResponseWriter, r *http.Request) {
-		p := r.Context().Value(peerKey{}).(Peer)
-		var t OCRText
-		// JSON may escape a byte as 6 (\u003c): bound the body, then the text.
-		if err := json.NewDecoder(io.LimitReader(r.Body, 6*MaxOCRText+16<<10)).Decode(&t); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if len(t.Text) > MaxOCRText {
-			http.Error(w, "ocr text too long", http.StatusBadRequest)
-			return
-		}
-		d, err := h.OCR(r.Context(), p, t)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(d)
-	})
-	mux.HandleFunc("POST /v1/session/evidence/{token}", func(w http.ResponseWriter, r *http.Request) {
-		p := r.Context().Value(peerKey{}).(Peer)
-		data, err := io.ReadAll(io.LimitReader(r.Body, MaxEvidence+1))
-		if err != nil {
-			http.Error(w, "evidence unreadable", http.StatusBadRequest)
-			return
-		}
-		ev := Evidence{Data: data, MediaType: r.Header.Get(headerMediaType), Dropped: contract.Truncate(r.Header.Get(headerDropped), 512)}
-		if len(data) > MaxEvidence {
-			// The finding goes without it, saying why, rather than waiting
-			// for a screenshot that will not come.
-			ev = Evidence{Dropped: fmt.Sprintf("screenshot of more than %d bytes refused (the evidence budget)", MaxEvidence)}
-			h.Evidence(r.Context(), p, r.PathValue("token"), ev)
-			http.Error(w, ev.Dropped, http.StatusRequestEntityTooLarge)
-			return
-		}
-		if err := h.Evidence(r.Context(), p, r.PathValue("token"), ev); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, peerOf(c))
-		},
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		os.Remove(path)
-	}()
-	log.Info("session socket ready", "path", path)
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func peerOf(c net.Conn) Peer {
-	p := Peer{UID: -1}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return p
-	}
-	uid, pid, err := peerCredentials(uc)
-	if err != nil {
-		return p
-	}
-	p.UID, p.PID = uid, pid
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		p.Username = u.Username
-	}
-	return p
-}

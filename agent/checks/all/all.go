@@ -9,4 +9,5 @@ import (
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/removable"
 	_ "github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
+	_ "github.com/vigil-safeguarding/vigil/agent/checks/sessionwatch"
 )
