@@ -157,7 +157,7 @@ func (c *collector) consoleTLS() (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, errors.New("no CA in pki/ca.pem")
 	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
 }
 
 // agent is a device enrolled over the real Enrollment service, holding its
