@@ -143,7 +143,7 @@ func serve(args []string, stderr io.Writer) error {
 	httpKey := fs.String("http-key", "", "PEM private key for --http-cert")
 	httpTLS := fs.Bool("http-tls", true, "serve the console over HTTPS; false only on a loopback --http-listen behind a TLS proxy on the same host")
 	trustedProxy := fs.String("trusted-proxy", "", "comma-separated CIDR ranges of reverse proxies whose X-Forwarded-For/X-Forwarded-Proto are believed (none when empty)")
-	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the server certificate (first start only)")
+	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the agent-port certificate (first start only) and the console certificate (every start)")
 	encrypt := fs.Bool("encrypt", true, "encrypt the store at rest (key in DATA/keys/store.key)")
 	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
