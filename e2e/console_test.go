@@ -3,7 +3,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"os/user"
@@ -125,7 +129,7 @@ func TestConsoleBrowser(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
 	cmd.Env = append(os.Environ(),
-		"BASE_URL=http://"+c.web, "ALERT_TERM=kill myself", "SCREENSHOT_DIR="+shots, "TMPDIR="+tmp,
+		"BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "ALERT_TERM=kill myself", "SCREENSHOT_DIR="+shots, "TMPDIR="+tmp,
 		"DSL1_USER=dsl1", "DSL1_PASS="+pw["dsl1"], "DSL2_USER=dsl2", "DSL2_PASS="+pw["dsl2"],
 		"TECH_USER=tech1", "TECH_PASS="+pw["tech1"], "ADMIN_USER=admin1", "ADMIN_PASS="+pw["admin1"],
 		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=330000")
@@ -162,4 +166,25 @@ func TestConsoleBrowser(t *testing.T) {
 	if !sawReveal {
 		t.Errorf("dsl1's reveal of evidence %s is not in the access log", evidence)
 	}
+}
+
+// consoleSPKI is the base64 SHA-256 of the console certificate's public
+// key, which Chromium's --ignore-certificate-errors-spki-list accepts: the
+// browser trusts exactly the collector's console key, not any certificate.
+func consoleSPKI(t *testing.T, c *collector) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.data, "pki", "console.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("pki/console.pem holds no PEM block")
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }

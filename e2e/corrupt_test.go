@@ -45,7 +45,7 @@ func TestCollectorCorruptTableReported(t *testing.T) {
 	var h healthz
 	waitFor(t, 30*time.Second, "/healthz reports the damaged table", func() bool {
 		var code int
-		code, h = getHealth(t, c.web)
+		code, h = getHealth(t, c)
 		return code == 200 && h.Status == "degraded" && len(h.Store.Damaged) == 1 && h.Store.Damaged[0].File == filepath.Base(victim)
 	})
 	if _, err := os.Stat(h.Store.Damaged[0].Quarantined); err != nil {

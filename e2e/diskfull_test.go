@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,9 +93,9 @@ type healthz struct {
 	} `json:"store"`
 }
 
-func getHealth(t *testing.T, web string) (int, healthz) {
+func getHealth(t *testing.T, c *collector) (int, healthz) {
 	var h healthz
-	resp, err := http.Get("http://" + web + "/healthz")
+	resp, err := c.https().Get(c.url("/healthz"))
 	if err != nil {
 		return 0, h
 	}
@@ -127,7 +126,7 @@ func TestCollectorDiskFullAndBack(t *testing.T) {
 	fill := filepath.Join(mnt, "fill")
 	fillFS(t, fill)
 	waitFor(t, 60*time.Second, "/healthz says the disk is full", func() bool {
-		code, h := getHealth(t, c.web)
+		code, h := getHealth(t, c)
 		if code == 503 && h.Status == "disk_full" && !h.Store.WritesRefused {
 			fillFS(t, fill) // take what Badger freed since, too
 		}
@@ -152,7 +151,7 @@ func TestCollectorDiskFullAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]string{"username": "admin", "password": strings.TrimSpace(string(pw))})
-	resp, err := http.Post("http://"+c.web+"/api/v1/session", "application/json", bytes.NewReader(body))
+	resp, err := c.https().Post(c.url("/api/v1/session"), "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +170,7 @@ func TestCollectorDiskFullAndBack(t *testing.T) {
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "/healthz ok again", func() bool { code, h := getHealth(t, c.web); return code == 200 && h.Status == "ok" })
+	waitFor(t, 60*time.Second, "/healthz ok again", func() bool { code, h := getHealth(t, c); return code == 200 && h.Status == "ok" })
 	waitFor(t, 90*time.Second, "spooled findings delivered", func() bool {
 		return len(triggered(c.findings(a.id), second.Nonce)) == 200
 	})

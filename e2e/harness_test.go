@@ -7,9 +7,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +173,25 @@ func (c *collector) start() {
 		return code == 0
 	})
 }
+
+// https is a client for the console (HTTPS) that trusts the collector's CA
+// (DATA/pki/ca.pem) and nothing else, as a technician's browser would.
+func (c *collector) https() *http.Client {
+	c.t.Helper()
+	pem, err := os.ReadFile(filepath.Join(c.data, "pki", "ca.pem"))
+	if err != nil {
+		c.t.Fatalf("read the collector CA: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		c.t.Fatal("no certificate in pki/ca.pem")
+	}
+	return &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// url is the console URL of path.
+func (c *collector) url(path string) string { return "https://" + c.web + path }
 
 func (c *collector) token(group string, extra ...string) string {
 	c.t.Helper()

@@ -42,13 +42,20 @@ for _ in $(seq 100); do
 done
 ./bin/vigil-agent trigger-test --state "$A" --count 1 >/dev/null
 
+# The console is HTTPS with a certificate from the collector's own CA; the
+# browser will not know that CA, so give what to compare before trusting it.
+fp=$(grep -o ' sha256_fingerprint=[^ ]*' "$VAR/collector.log" | tail -1 | cut -d= -f2 || true)
+
 pwfile="$C/initial-admin-password"
 login="user admin, password in $pwfile"
 [ -f "$pwfile" ] || login="the admin account created on first start (password file since removed)"
 cat <<MSG
 
 Vigil is running.
-  console    http://$HTTP/   log in as $login
+  console    https://$HTTP/   log in as $login
+             certificate SHA-256 $fp
+             (issued by the collector's CA $C/pki/ca.pem: import that to trust it,
+              or check the fingerprint in the browser's warning before accepting)
   collector  gRPC $GRPC   data $C (log $VAR/collector.log)
   agent      state $A (log $VAR/agent.log)
 

@@ -38,6 +38,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file F [--oidc-redirect-url URL]
                   [--oidc-name NAME] [--oidc-allowed-domain DOMAIN|TENANT]]   (sign-in with Google / Entra ID)
                  [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
+                 [--http-cert F --http-key F] [--trusted-proxy CIDR,...] [--http-tls=false (loopback only)]
+                 (the console is HTTPS; by default with a certificate from the collector's CA)
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID          (no further enrollments with it; enrolled devices keep working)
@@ -136,8 +138,12 @@ func needData(data string) error {
 func serve(args []string, stderr io.Writer) error {
 	fs, data := dataFlags("serve")
 	grpcAddr := fs.String("grpc-listen", "127.0.0.1:7443", "address for agents (gRPC, TLS)")
-	httpAddr := fs.String("http-listen", "127.0.0.1:7080", "address for the web console and health")
-	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the server certificate (first start only)")
+	httpAddr := fs.String("http-listen", "127.0.0.1:7080", "address for the web console and health (HTTPS)")
+	httpCert := fs.String("http-cert", "", "PEM certificate (chain) for the console's HTTPS; with --http-key (default: one issued by the collector's CA, DATA/pki/console.pem)")
+	httpKey := fs.String("http-key", "", "PEM private key for --http-cert")
+	httpTLS := fs.Bool("http-tls", true, "serve the console over HTTPS; false only on a loopback --http-listen behind a TLS proxy on the same host")
+	trustedProxy := fs.String("trusted-proxy", "", "comma-separated CIDR ranges of reverse proxies whose X-Forwarded-For/X-Forwarded-Proto are believed (none when empty)")
+	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the agent-port certificate (first start only) and the console certificate (every start)")
 	encrypt := fs.Bool("encrypt", true, "encrypt the store at rest (key in DATA/keys/store.key)")
 	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
@@ -148,7 +154,7 @@ func serve(args []string, stderr io.Writer) error {
 	smtpFrom := fs.String("smtp-from", "vigil@localhost", "sender address of notifications")
 	notifySev := fs.String("notify-severity", "high", "e-mail alerts at or above this severity")
 	escalate := fs.Duration("escalate-after", 30*time.Minute, "pass an unacknowledged alert to the next person after this long (0: never)")
-	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default http://<http-listen>)")
+	consoleURL := fs.String("console-url", "", "the console's address in e-mailed links (default https://<http-listen>)")
 	workingHours := fs.String("working-hours", "mon-fri 08:00-17:00", `school hours for notifications, e.g. "mon-thu 08:00-17:00, fri 08:00-15:30"`)
 	timezone := fs.String("timezone", "Europe/London", "the school's time zone for --working-hours")
 	oohUsers := fs.String("out-of-hours-users", "", "comma-separated console users on call: outside --working-hours new alerts are e-mailed to them first (off when empty)")
@@ -192,6 +198,10 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := console.ParseTrustedProxies(*trustedProxy)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxy: %w", err)
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -212,6 +222,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
+		HTTPCertFile: *httpCert, HTTPKeyFile: *httpKey, HTTPPlain: !*httpTLS, TrustedProxies: proxies,
 	})
 }
 

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -311,13 +310,12 @@ type meResponse struct {
 	CSRFToken   string `json:"csrf_token"`
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientIP is the address a request is attributed to; every use goes
+// through here so the trusted-proxy rule (proxy.go) holds for all of them.
+func (s *Server) clientIP(r *http.Request) string { return s.proxies.ClientIP(r) }
+
+// secure: the browser reached the console over HTTPS, so cookies are Secure.
+func (s *Server) secure(r *http.Request) bool { return s.proxies.Secure(r) }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
@@ -330,7 +328,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.ToLower(strings.TrimSpace(req.Username))
-	key := username + "|" + clientIP(r)
+	key := username + "|" + s.clientIP(r)
 	now := s.now()
 	// The attempt is counted before the password is checked, under the
 	// lock of the check: when the check came first and the failure was
@@ -359,7 +357,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !known || wrong {
-		s.log.Warn("console: failed sign-in", "username", username, "ip", clientIP(r))
+		s.log.Warn("console: failed sign-in", "username", username, "ip", s.clientIP(r))
 		jsonError(w, http.StatusUnauthorized, "wrong username or password")
 		return
 	}
@@ -382,7 +380,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
 	s.log.Info("console: signed in", "username", u.Username, "role", u.Role)
 	writeJSON(w, http.StatusOK, meResponse{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Chair: u.Chair, CSRFToken: csrf})
 }
@@ -393,7 +391,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
 	w.WriteHeader(http.StatusNoContent)
 }
 

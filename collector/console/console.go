@@ -64,6 +64,9 @@ type Config struct {
 	// cores) and how many sign-ins may wait for one (default 8); beyond
 	// that sign-ins are refused with 429 until a worker is free.
 	PasswordWorkers, PasswordQueue int
+	// Proxies are the reverse proxies whose forwarded headers decide the
+	// client address and whether the browser used HTTPS (proxy.go).
+	Proxies TrustedProxies
 }
 
 // Server serves the console.
@@ -75,6 +78,7 @@ type Server struct {
 	conn    func(string) bool
 	idle    time.Duration
 	limiter *rateLimiter
+	proxies TrustedProxies
 	exclChg func()    // Config.ExclusionsChanged; may be nil
 	oidc    *oidcAuth // nil: OIDC sign-in off
 
@@ -99,7 +103,7 @@ type Server struct {
 
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
-	s := &Server{st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
+	s := &Server{proxies: cfg.Proxies, st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged}
 	if s.log == nil {
 		s.log = slog.Default()

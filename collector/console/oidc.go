@@ -211,7 +211,7 @@ func (s *Server) oidcInfo(w http.ResponseWriter, r *http.Request) {
 
 // oidcFail sends the browser back to the login page with a reason code.
 func (s *Server) oidcFail(w http.ResponseWriter, r *http.Request, code string, msg string, args ...any) {
-	s.log.Warn("console: OIDC sign-in refused: "+msg, append(args, "reason", code, "ip", clientIP(r))...)
+	s.log.Warn("console: OIDC sign-in refused: "+msg, append(args, "reason", code, "ip", s.clientIP(r))...)
 	http.Redirect(w, r, "/#/login?error="+code, http.StatusFound)
 }
 
@@ -229,7 +229,7 @@ func (s *Server) oidcLogin(w http.ResponseWriter, r *http.Request) {
 		Expires: s.now().Add(oidcFlowTTL).Unix()}
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: s.oidc.seal(f), Path: oidcCookiePath,
 		MaxAge: int(oidcFlowTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: r.TLS != nil || s.oidc.secure})
+		Secure: s.secure(r) || s.oidc.secure})
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)}
 	if d := s.oidc.cfg.AllowedDomain; strings.Contains(d, ".") {
 		opts = append(opts, oauth2.SetAuthURLParam("hd", d)) // Google: offer only that domain's accounts
@@ -262,7 +262,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// The flow cookie is used once, whatever happens next.
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: oidcCookiePath, MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.oidc.secure})
+		SameSite: http.SameSiteLaxMode, Secure: s.secure(r) || s.oidc.secure})
 	q := r.URL.Query()
 	c, err := r.Cookie(oidcCookie)
 	if err != nil {
@@ -394,6 +394,6 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u store.Us
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.oidc != nil && s.oidc.secure})
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r) || s.oidc != nil && s.oidc.secure})
 	return nil
 }

@@ -86,6 +86,15 @@ type Config struct {
 	IdleTimeout      time.Duration
 	// HTTP bounds the console listener (zero fields take the defaults).
 	HTTP HTTPLimits
+	// The console is served over HTTPS with HTTPCertFile/HTTPKeyFile, or
+	// when those are empty with a certificate the collector's CA issues
+	// for ServerNames, the listen host and loopback (console.pem in the
+	// pki dir). HTTPPlain serves plain HTTP instead, only on a loopback
+	// listen address (a TLS-terminating proxy on the same host).
+	HTTPCertFile, HTTPKeyFile string
+	HTTPPlain                 bool
+	// TrustedProxies whose X-Forwarded-For/-Proto are believed.
+	TrustedProxies console.TrustedProxies
 	// MetricsToken, when set, is the bearer token GET /metrics requires.
 	MetricsToken string
 	// Ready, if set, is called with the bound addresses once serving.
@@ -269,9 +278,20 @@ func Serve(ctx context.Context, cfg Config) error {
 		hlis.Close()
 		return err
 	}
+	tlsCfg, err := consoleTLS(cfg, ca, hlis.Addr(), log)
+	if err != nil {
+		glis.Close()
+		hlis.Close()
+		alis.Close()
+		return err
+	}
+	scheme := "https"
+	if tlsCfg == nil {
+		scheme = "http"
+	}
 	consoleURL := cfg.ConsoleURL
 	if consoleURL == "" {
-		consoleURL = "http://" + hlis.Addr().String()
+		consoleURL = scheme + "://" + hlis.Addr().String()
 	}
 	var oidcCfg *console.OIDCConfig
 	if cfg.OIDCIssuer != "" {
@@ -285,6 +305,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	exclChanged := make(chan struct{}, 1)
 	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected, OIDC: oidcCfg,
+		Proxies: cfg.TrustedProxies,
 		ExclusionsChanged: func() {
 			select {
 			case exclChanged <- struct{}{}:
@@ -303,7 +324,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	amux.Handle("/v1/people/", cons.AdminHandler())
 	amux.Handle("/", adm.Handler())
 	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
-	hsrv := &http.Server{Handler: httpHandler(st, cons.Handler(), met.Handler(cfg.MetricsToken)),
+	hsrv := &http.Server{Handler: cfg.TrustedProxies.HSTS(httpHandler(st, cons.Handler(), met.Handler(cfg.MetricsToken))),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: httpLimits.ReadHeaderTimeout, ReadTimeout: httpLimits.ReadTimeout,
 		WriteTimeout: httpLimits.WriteTimeout, IdleTimeout: httpLimits.IdleTimeout, MaxHeaderBytes: httpLimits.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -316,7 +338,16 @@ func Serve(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 3)
 	go func() { errc <- gsrv.Serve(glis) }()
 	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
-	go func() { errc <- ignoreClosed(hsrv.Serve(hlis)) }()
+	go func() {
+		if tlsCfg == nil {
+			errc <- ignoreClosed(hsrv.Serve(hlis))
+			return
+		}
+		// ServeTLS (not a tls.Listener under Serve) so HTTP/2 is set up,
+		// and the TLS handshake is bounded by the server's timeouts. The
+		// netlimit listener below it still counts raw connections.
+		errc <- ignoreClosed(hsrv.ServeTLS(hlis, "", ""))
+	}()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
 	if lim.dynamic && openFDs() >= 0 {
 		go followStoreFDs(ctx, plan, glis, hlis, log)
@@ -369,7 +400,7 @@ func Serve(ctx context.Context, cfg Config) error {
 			}
 		}
 	}()
-	log.Info("collector serving", "grpc", glis.Addr().String(), "http", hlis.Addr().String(),
+	log.Info("collector serving", "grpc", glis.Addr().String(), "http", hlis.Addr().String(), "console_url", consoleURL,
 		"admin", filepath.Join(cfg.DataDir, admin.SocketName), "ca_fingerprint", ca.Fingerprint(), "encrypted", cfg.Encrypt)
 	if cfg.Ready != nil {
 		cfg.Ready(glis.Addr().String(), hlis.Addr().String())

@@ -257,15 +257,29 @@ func TestConsoleSlowClients(t *testing.T) {
 	}
 	results := make(chan result, n)
 	start := time.Now()
+	tlsCfg, err := c.consoleTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < n; i++ {
-		kind := [...]string{"slow-header", "slow-body", "idle"}[i%3]
+		// no-handshake: a TCP connection that never starts TLS.
+		kind := [...]string{"slow-header", "slow-body", "idle", "no-handshake"}[i%4]
 		go func() {
-			conn, err := net.DialTimeout("tcp", c.httpAddr, 10*time.Second)
+			raw, err := net.DialTimeout("tcp", c.httpAddr, 10*time.Second)
 			if err != nil {
 				results <- result{kind, 0, err}
 				return
 			}
-			defer conn.Close()
+			defer raw.Close()
+			conn := raw
+			if kind != "no-handshake" {
+				tc := tls.Client(raw, tlsCfg)
+				if err := tc.Handshake(); err != nil {
+					results <- result{kind, 0, err}
+					return
+				}
+				conn = tc
+			}
 			t0 := time.Now()
 			closed := make(chan struct{})
 			go func() { io.Copy(io.Discard, conn); close(closed) }()

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,14 +125,18 @@ func (c *collector) token(t *testing.T, group string) string {
 }
 
 func (c *collector) get(path string, timeout time.Duration, header ...string) (int, string, error) {
-	req, err := http.NewRequest("GET", "http://"+c.httpAddr+path, nil)
+	req, err := http.NewRequest("GET", "https://"+c.httpAddr+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	cl := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	tlsCfg, err := c.consoleTLS()
+	if err != nil {
+		return 0, "", err
+	}
+	cl := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsCfg}}
 	resp, err := cl.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -139,6 +144,20 @@ func (c *collector) get(path string, timeout time.Duration, header ...string) (i
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// consoleTLS trusts the collector's CA (DATA/pki/ca.pem) and nothing else,
+// as a technician's browser would once told to.
+func (c *collector) consoleTLS() (*tls.Config, error) {
+	pem, err := os.ReadFile(filepath.Join(c.dir, "pki", "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no CA in pki/ca.pem")
+	}
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
 }
 
 // agent is a device enrolled over the real Enrollment service, holding its

@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
@@ -242,4 +244,124 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 func (a *Authority) SelfDeviceID() string {
 	id, _ := identity.DeviceID(a.CACert.PublicKey)
 	return id
+}
+
+// Console certificate files, beside the agent-port server certificate: the
+// console may listen on other names than the agent port and its
+// certificate is reissued when they change, which must not touch the
+// certificate agents already know.
+const (
+	consoleCertFile = "console.pem"
+	consoleKeyFile  = "console.key"
+)
+
+// consoleRenewBefore: a console certificate this close to expiry is
+// reissued at start.
+const consoleRenewBefore = 30 * 24 * time.Hour
+
+// ConsoleCertificate returns the console's HTTPS certificate, issued by this
+// CA for hosts (names or IPs; localhost and loopback are always added). The
+// one on disk in dir is kept while it covers every host and is not near
+// expiry, so its fingerprint stays what technicians were told; otherwise a
+// new one is issued and saved. issued says which happened.
+func (a *Authority) ConsoleCertificate(dir string, hosts []string) (cert tls.Certificate, issued bool, err error) {
+	dns, ips := splitHosts(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...))
+	certPath, keyPath := filepath.Join(dir, consoleCertFile), filepath.Join(dir, consoleKeyFile)
+	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil && covers(leaf, dns, ips) &&
+			time.Until(leaf.NotAfter) > consoleRenewBefore && leaf.CheckSignatureFrom(a.CACert) == nil {
+			c.Leaf = leaf
+			c.Certificate = append(c.Certificate, a.CACert.Raw)
+			return c, false, nil
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	serial, err := randSerial()
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "Vigil console", Organization: []string{"Vigil"}},
+		NotBefore:    now.Add(-time.Hour),
+		// Browsers refuse server certificates valid for more than 398 days
+		// only when they chain to a public root; a private CA's may be
+		// longer, but a year keeps a stale name from lingering.
+		NotAfter:    now.Add(397 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    dns,
+		IPAddresses: ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.CACert, &key.PublicKey, a.caKey)
+	if err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("issue console certificate: %w", err)
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("write console key: %w", err)
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("write console certificate: %w", err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der, a.CACert.Raw}, PrivateKey: key, Leaf: leaf}, true, nil
+}
+
+// splitHosts sorts hosts into DNS names and IPs, dropping duplicates and
+// empty or unspecified (0.0.0.0, ::) entries.
+func splitHosts(hosts []string) (dns []string, ips []net.IP) {
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		h = strings.TrimSpace(strings.Trim(h, "[]"))
+		if h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			if ip.IsUnspecified() || seen[ip.String()] {
+				continue
+			}
+			seen[ip.String()] = true
+			ips = append(ips, ip)
+			continue
+		}
+		h = strings.ToLower(h)
+		if !seen[h] {
+			seen[h] = true
+			dns = append(dns, h)
+		}
+	}
+	return dns, ips
+}
+
+// covers reports whether cert is valid for every name and IP.
+func covers(cert *x509.Certificate, dns []string, ips []net.IP) bool {
+	for _, d := range dns {
+		if cert.VerifyHostname(d) != nil {
+			return false
+		}
+	}
+	for _, ip := range ips {
+		if cert.VerifyHostname(ip.String()) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// CertFingerprint is the SHA-256 of a certificate in the form browsers show
+// it (upper-case hex pairs joined by colons), for a technician to compare.
+func CertFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	var b strings.Builder
+	for i, x := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", x)
+	}
+	return b.String()
 }

@@ -3,11 +3,15 @@
 // collector and agent, makes the agent raise a screen alert under Xvfb,
 // creates the accounts and runs this script; it can also be run by hand:
 //
-//   BASE_URL=http://127.0.0.1:8080 DSL1_USER=dsl1 DSL1_PASS=... DSL2_USER=dsl2 DSL2_PASS=... \
+//   BASE_URL=https://127.0.0.1:7080 CONSOLE_SPKI=... DSL1_USER=dsl1 DSL1_PASS=... DSL2_USER=dsl2 DSL2_PASS=... \
 //   TECH_USER=tech1 TECH_PASS=... ALERT_TERM="kill myself" SCREENSHOT_DIR=/tmp/shots node console.test.mjs
 //
 // Optional: ADMIN_USER/ADMIN_PASS (access log page), GOV_USER/GOV_PASS
 // (trends page), CHROMIUM (default /usr/bin/chromium), SLOWMO.
+// CONSOLE_SPKI: base64 SHA-256 of the console certificate's public key;
+// Chromium then accepts that one key for the HTTPS console (it cannot be
+// told to trust the collector's CA without an NSS database tool), and every
+// other certificate error still fails.
 // Exit status 0 when every step passed; 1 with the failing step otherwise.
 
 import { chromium } from 'playwright-core';
@@ -56,7 +60,8 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage', '--lang=en-GB'],
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage', '--lang=en-GB',
+    ...(env.CONSOLE_SPKI ? [`--ignore-certificate-errors-spki-list=${env.CONSOLE_SPKI}`] : [])],
   viewport: { width: 1280, height: 800 },
   acceptDownloads: true,
   locale: 'en-GB',
@@ -165,6 +170,11 @@ try {
 
   step(`sign in as ${env.DSL1_USER} (dsl)`);
   await login(env.DSL1_USER, env.DSL1_PASS);
+  if (BASE.startsWith('https:')) {
+    const sc = (await context.cookies(BASE)).find((c) => c.name === 'vigil_session');
+    assert(sc && sc.secure && sc.httpOnly && sc.sameSite === 'Strict',
+      `session cookie over HTTPS: ${JSON.stringify(sc)}, want Secure, HttpOnly, SameSite=Strict`);
+  }
   await page.waitForURL(/#\/alerts/);
   let nav = await navNames();
   assert(nav.includes('Alerts') && nav.includes('Devices'), `dsl nav: ${nav}`);
