@@ -2,52 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
-
-// mountTmpfs mounts a tmpfs of the given size on a new temp dir (root only).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the filesystem refuses another byte.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for n := len(buf); n > 0; {
-		if _, err := f.Write(buf[:n]); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
-			}
-			n /= 2
-		}
-	}
-}
 
 type spoolStatus struct {
 	Spool struct {
@@ -80,7 +42,7 @@ func (a *agent) spoolStatus() spoolStatus {
 // the lost findings were counted nowhere.
 func TestAgentDiskFull(t *testing.T) {
 	c := newCollector(t)
-	mnt := mountTmpfs(t, "8m")
+	mnt := testutil.Tmpfs(t, "8m")
 	a := &agent{t: t, state: filepath.Join(mnt, "agent")}
 	out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", c.token("pupils"), "--state", a.state)
 	a.id = strings.Fields(out)[2]
@@ -99,7 +61,7 @@ func TestAgentDiskFull(t *testing.T) {
 		return countSeqs(c.findings(a.id), before.FirstSeq, before.LastSeq) == 20
 	})
 
-	fillDisk(t, filepath.Join(mnt, "filler"))
+	testutil.FillToLastByte(t, filepath.Join(mnt, "filler"))
 	var lostByTrigger, failed int
 	var stored []triggerResult
 	for i := 0; i < 20 && failed < 5; i++ {

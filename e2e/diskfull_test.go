@@ -3,69 +3,14 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
-
-// loopFS mounts a fresh ext4 filesystem of size bytes over a sparse image.
-func loopFS(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to loop-mount a small filesystem")
-	}
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o700)
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(size)
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-m", "0", "-F", img).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.ext4 unavailable: %v %s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount here: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		for i := 0; i < 50; i++ {
-			if exec.Command("umount", mnt).Run() == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		exec.Command("umount", "-l", mnt).Run()
-	})
-	return mnt
-}
-
-// fillFS appends to path until the filesystem refuses even one byte.
-func fillFS(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512, 1} {
-		buf := make([]byte, chunk)
-		for {
-			if _, err := f.Write(buf); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("fill: %v", err)
-				}
-				break
-			}
-		}
-	}
-}
 
 // startCollector starts c with extra flags, waiting generously: the first
 // start creates the console admin (bcrypt under the race detector), and a
@@ -112,7 +57,7 @@ func getHealth(t *testing.T, c *collector) (int, healthz) {
 // writes with 503; when the file is removed it resumes without a restart
 // and every finding arrives.
 func TestCollectorDiskFullAndBack(t *testing.T) {
-	mnt := loopFS(t, 384<<20)
+	mnt := testutil.LoopExt4(t, 384<<20)
 	c := &collector{t: t, data: filepath.Join(mnt, "collector"), grpc: freePort(t), web: freePort(t)}
 	startCollector(c, "--disk-reserve-mb", "16")
 	a := enrollAgent(t, c, "pupils")
@@ -124,11 +69,11 @@ func TestCollectorDiskFullAndBack(t *testing.T) {
 	waitFor(t, 60*time.Second, "first findings stored", func() bool { return len(triggered(c.findings(a.id), first.Nonce)) == 100 })
 
 	fill := filepath.Join(mnt, "fill")
-	fillFS(t, fill)
+	testutil.FillToLastByte(t, fill)
 	waitFor(t, 60*time.Second, "/healthz says the disk is full", func() bool {
 		code, h := getHealth(t, c)
 		if code == 503 && h.Status == "disk_full" && !h.Store.WritesRefused {
-			fillFS(t, fill) // take what Badger freed since, too
+			testutil.FillToLastByte(t, fill) // take what Badger freed since, too
 		}
 		return code == 503 && h.Status == "disk_full" && h.Store.WritesRefused && h.Store.Reason != ""
 	})

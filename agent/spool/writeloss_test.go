@@ -3,53 +3,15 @@ package spool
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-safeguarding/vigil/internal/testutil"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new temp dir (root only).
-func mountTmpfs(t testing.TB, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the filesystem refuses another byte.
-func fillDisk(t testing.TB, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for n := len(buf); n > 0; {
-		if _, err := f.Write(buf[:n]); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
-			}
-			n /= 2
-		}
-	}
-}
 
 func writeLossReport(l WriteLoss) Item {
 	b, _ := json.Marshal(l)
@@ -62,7 +24,7 @@ func writeLossReport(l WriteLoss) Item {
 // resumes by itself: the retry stores a report naming the loss, new Appends
 // succeed, and nothing stored before the failure is lost.
 func TestDiskFullCountedAndReported(t *testing.T) {
-	dir := mountTmpfs(t, "2m")
+	dir := testutil.Tmpfs(t, "2m")
 	path := filepath.Join(dir, "spool.db")
 	s := openT(t, path, Options{WriteFailReport: writeLossReport, RetryInterval: 50 * time.Millisecond})
 	before := map[uint64]string{}
@@ -72,7 +34,7 @@ func TestDiskFullCountedAndReported(t *testing.T) {
 		before[seq] = p
 	}
 
-	fillDisk(t, filepath.Join(dir, "filler"))
+	testutil.FillToLastByte(t, filepath.Join(dir, "filler"))
 	big := strings.Repeat("z", 3000)
 	var lost uint64
 	var failed int

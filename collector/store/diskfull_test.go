@@ -6,81 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/internal/testutil"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
-
-// smallFS mounts a fresh ext4 filesystem of size bytes (a loop device over
-// a sparse image) and returns its mount point; unmounted at cleanup.
-func smallFS(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to loop-mount a small filesystem")
-	}
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o700)
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(size)
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-m", "0", "-F", img).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.ext4 unavailable: %v %s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount here: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		// The kernel can hold the mount busy for a moment after the last
-		// file closes; retry, then detach it lazily.
-		for i := 0; i < 50; i++ {
-			if exec.Command("umount", mnt).Run() == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
-// fillToLastByte writes path until the filesystem refuses even one byte.
-func fillToLastByte(t *testing.T, path string) int64 {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var n int64
-	for _, chunk := range []int{1 << 20, 64 << 10, 4 << 10, 512, 1} {
-		buf := make([]byte, chunk)
-		for {
-			w, err := f.Write(buf)
-			n += int64(w)
-			if err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("fill: %v", err)
-				}
-				break
-			}
-		}
-	}
-	f.Sync()
-	return n
-}
 
 // waitUntil polls cond for up to d (generous: the machine is shared).
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -101,7 +35,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // says why once, and resumes by itself when the file is removed; every
 // acknowledged finding is there after a restart.
 func TestDiskFullRefusesThenResumes(t *testing.T) {
-	mnt := smallFS(t, 64<<20)
+	mnt := testutil.LoopExt4(t, 64<<20)
 	dir := filepath.Join(mnt, "badger")
 	logs := &testutil.SyncBuffer{}
 	opts := Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), DiskReserve: 8 << 20, DiskCheckInterval: 50 * time.Millisecond,
@@ -158,7 +92,7 @@ func TestDiskFullRefusesThenResumes(t *testing.T) {
 	waitUntil(t, 60*time.Second, "first findings stored", func() bool { return count() >= 2000 })
 
 	fill := filepath.Join(mnt, "fill")
-	n := fillToLastByte(t, fill)
+	n := testutil.FillToLastByte(t, fill)
 	t.Logf("filled %d bytes; %d findings acknowledged so far", n, count())
 	waitUntil(t, 30*time.Second, "findings refused", func() bool {
 		mu.Lock()
@@ -168,7 +102,7 @@ func TestDiskFullRefusesThenResumes(t *testing.T) {
 	// Badger may free some of its own space (a flushed memtable's log);
 	// take that too, until every write is refused.
 	waitUntil(t, 30*time.Second, "all writes refused", func() bool {
-		fillToLastByte(t, fill)
+		testutil.FillToLastByte(t, fill)
 		s.checkDisk()
 		return s.Health().WritesRefused
 	})
