@@ -104,18 +104,8 @@ var (
 
 // Check validates a spec before anything is built (or a token spent).
 func (s Spec) Check() error {
-	switch s.Format {
-	case Deb, RPM, MSI:
-	case "pkg":
-		return errors.New("--format pkg: macOS flat packages cannot be built here (no pkgbuild/productbuild, xar or mkbom on Linux); see installer/README.md")
-	default:
-		return fmt.Errorf("--format %q: want deb, rpm or msi", s.Format)
-	}
-	if s.Arch != "amd64" && s.Arch != "arm64" {
-		return fmt.Errorf("--arch %q: want amd64 or arm64", s.Arch)
-	}
-	if s.Format == MSI && s.Arch != "amd64" {
-		return errors.New("--arch arm64: wixl builds x86/x64 MSIs only; Windows on Arm runs the amd64 MSI under emulation")
+	if err := s.checkFormat(); err != nil {
+		return err
 	}
 	if !groupRE.MatchString(s.Group) {
 		return fmt.Errorf("--group %q: use 1-64 of a-z 0-9 - _", s.Group)
@@ -136,6 +126,24 @@ func (s Spec) Check() error {
 	}
 	if _, err := s.version(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkFormat checks format and arch (enough to look for the binary).
+func (s Spec) checkFormat() error {
+	switch s.Format {
+	case Deb, RPM, MSI:
+	case "pkg":
+		return errors.New("--format pkg: macOS flat packages cannot be built here (no pkgbuild/productbuild, xar or mkbom on Linux); see installer/README.md")
+	default:
+		return fmt.Errorf("--format %q: want deb, rpm or msi", s.Format)
+	}
+	if s.Arch != "amd64" && s.Arch != "arm64" {
+		return fmt.Errorf("--arch %q: want amd64 or arm64", s.Arch)
+	}
+	if s.Format == MSI && s.Arch != "amd64" {
+		return errors.New("--arch arm64: wixl builds x86/x64 MSIs only; Windows on Arm runs the amd64 MSI under emulation")
 	}
 	return nil
 }
@@ -249,8 +257,8 @@ func FindAgentBinary(exe, goos, goarch, hostOS, hostArch string) (string, error)
 			return filepath.Clean(c), nil
 		}
 	}
-	return "", fmt.Errorf("no vigil-agent for %s/%s found (looked in %s): build it with `make cross` or pass --agent-binary FILE",
-		goos, goarch, strings.Join(cands, ", "))
+	return "", fmt.Errorf("%w for %s/%s (looked in %s): build it with `make cross` or pass --agent-binary FILE",
+		ErrNoAgentBinary, goos, goarch, strings.Join(cands, ", "))
 }
 
 // Build writes the package for s to w.
