@@ -84,10 +84,10 @@ func AgentBinaryFor(s Spec, agentDir string) (string, error) {
 // fails to deliver what was written to w.
 func Make(ctx context.Context, req Request, toks Tokens, w io.Writer) (Made, error) {
 	s := req.Spec
+	if err := s.checkRequest(); err != nil {
+		return Made{}, kindError{err, ErrBadSpec}
+	}
 	if s.AgentBinary == "" {
-		if err := s.checkFormat(); err != nil {
-			return Made{}, kindError{err, ErrBadSpec}
-		}
 		bin, err := AgentBinaryFor(s, req.AgentDir)
 		if err != nil {
 			return Made{}, err

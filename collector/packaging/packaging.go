@@ -104,17 +104,8 @@ var (
 
 // Check validates a spec before anything is built (or a token spent).
 func (s Spec) Check() error {
-	if err := s.checkFormat(); err != nil {
+	if err := s.checkRequest(); err != nil {
 		return err
-	}
-	if !groupRE.MatchString(s.Group) {
-		return fmt.Errorf("--group %q: use 1-64 of a-z 0-9 - _", s.Group)
-	}
-	if _, port, err := net.SplitHostPort(s.Collector); err != nil || port == "" {
-		return fmt.Errorf("--collector-address %q: want HOST:PORT as devices reach the collector (e.g. vigil.school.lan:7443)", s.Collector)
-	}
-	if strings.ContainsAny(s.Collector, "\"'`$\\ \t\r\n") {
-		return fmt.Errorf("--collector-address %q contains characters no host name has", s.Collector)
 	}
 	if s.Token != "" {
 		if _, err := identity.ParseToken(s.Token); err != nil {
@@ -130,8 +121,9 @@ func (s Spec) Check() error {
 	return nil
 }
 
-// checkFormat checks format and arch (enough to look for the binary).
-func (s Spec) checkFormat() error {
+// checkRequest checks what the requester chose (format, arch, group,
+// address): all that can be checked before the agent binary is found.
+func (s Spec) checkRequest() error {
 	switch s.Format {
 	case Deb, RPM, MSI:
 	case "pkg":
@@ -144,6 +136,15 @@ func (s Spec) checkFormat() error {
 	}
 	if s.Format == MSI && s.Arch != "amd64" {
 		return errors.New("--arch arm64: wixl builds x86/x64 MSIs only; Windows on Arm runs the amd64 MSI under emulation")
+	}
+	if !groupRE.MatchString(s.Group) {
+		return fmt.Errorf("--group %q: use 1-64 of a-z 0-9 - _", s.Group)
+	}
+	if _, port, err := net.SplitHostPort(s.Collector); err != nil || port == "" {
+		return fmt.Errorf("--collector-address %q: want HOST:PORT as devices reach the collector (e.g. vigil.school.lan:7443)", s.Collector)
+	}
+	if strings.ContainsAny(s.Collector, "\"'`$\\ \t\r\n") {
+		return fmt.Errorf("--collector-address %q contains characters no host name has", s.Collector)
 	}
 	return nil
 }
