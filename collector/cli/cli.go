@@ -40,6 +40,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
                  [--http-cert F --http-key F] [--trusted-proxy CIDR,...] [--http-tls=false (loopback only)]
                  (the console is HTTPS; by default with a certificate from the collector's CA)
+                 [--agent-address HOST:PORT] [--agent-dir DIR]   (console Deploy page: packages' collector address, agent builds)
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
