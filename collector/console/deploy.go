@@ -136,6 +136,9 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 		jsonError(w, http.StatusBadRequest, "collector_address is required: this collector was started without --agent-address or --server-names, so it does not know the name devices reach it by")
 		return
 	}
+	// Building takes seconds and packages are megabytes; a school link may
+	// be slower than the server's general write timeout allows.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(15 * time.Minute))
 	f, err := os.CreateTemp("", "vigil-console-package-*")
 	if err != nil {
 		s.internal(w, "create package file", err)
@@ -186,9 +189,6 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 		return
 	}
 	s.log.Info("console: agent package downloaded", "by", v.Username, "group", req.Group, "format", req.Format, "arch", req.Arch, "token", made.Token.ID)
-	// Packages are megabytes; a school link may be slower than the
-	// server's general write timeout allows.
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(15 * time.Minute))
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", `attachment; filename="`+safeFileName(made.FileName)+`"`)
