@@ -847,7 +847,7 @@ func TestTokenListRevokeAndEnrollFromConfig(t *testing.T) {
 		t.Fatalf("token list:\n%s", list)
 	}
 	mustRun(t, "vigil-collector", "token", "revoke", "--data", c.data, "--id", id)
-	if list := mustRun(t, "vigil-collector", "token", "list", "--data", c.data, "--json"); !strings.Contains(list, `"state":"expired"`) {
+	if list := mustRun(t, "vigil-collector", "token", "list", "--data", c.data, "--json"); !strings.Contains(list, `"state":"revoked"`) {
 		t.Errorf("revoked token still listed as usable:\n%s", list)
 	}
 	_, errOut, code := run(t, "vigil-agent", "enroll", "--enroll-config", conf, "--state", filepath.Join(t.TempDir(), "other"))

@@ -8,8 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +24,8 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
-	"github.com/vigil-safeguarding/vigil/internal/identity"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -50,6 +48,9 @@ type Server struct {
 	Agents      Requester
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Tokens is the token policy shared with the console (default: one
+	// over Store and CA).
+	Tokens *tokens.Service
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -60,13 +61,7 @@ type TokenRequest struct {
 }
 
 // TokenResponse answers it.
-type TokenResponse struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	Group     string    `json:"group"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Uses      int       `json:"uses"`
-}
+type TokenResponse = tokens.Issued
 
 // RequestBody is the body of POST /v1/requests.
 type RequestBody struct {
@@ -114,16 +109,12 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-var groupPattern = func(g string) bool {
-	if g == "" || len(g) > 64 {
-		return false
+// tokenService is the one place token policy lives (collector/tokens).
+func (s *Server) tokenService() *tokens.Service {
+	if s.Tokens != nil {
+		return s.Tokens
 	}
-	for _, c := range g {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return &tokens.Service{Store: s.Store, CAFingerprint: s.CA.Fingerprint(), Logger: s.Logger, Now: s.Now}
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -132,98 +123,52 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "decode token request: %v", err)
 		return
 	}
-	if !groupPattern(req.Group) {
-		httpError(w, http.StatusBadRequest, "group %q: use 1-64 of a-z 0-9 - _", req.Group)
+	tok, err := s.tokenService().Create(r.Context(), req.Group, req.TTL, req.Uses)
+	if errors.Is(err, tokens.ErrBadRequest) {
+		httpError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if req.TTL <= 0 {
-		req.TTL = 24 * time.Hour
-	}
-	if req.Uses < 0 {
-		httpError(w, http.StatusBadRequest, "uses must be positive (0 means 1)")
-		return
-	}
-	if req.Uses == 0 {
-		req.Uses = 1
-	}
-	idb, secret := make([]byte, 8), make([]byte, 24)
-	rand.Read(idb)
-	rand.Read(secret)
-	tok := identity.Token{ID: hex.EncodeToString(idb), Secret: secret, CAFingerprint: s.CA.Fingerprint()}
-	now := s.Now()
-	rec := store.Token{ID: tok.ID, SecretHash: identity.SecretHash(secret), Group: req.Group,
-		CreatedAt: now, ExpiresAt: now.Add(req.TTL), MaxUses: req.Uses}
-	if err := s.Store.PutToken(rec); err != nil {
-		httpError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	s.Logger.Info("enrollment token created", "token", tok.ID, "group", req.Group, "expires", rec.ExpiresAt, "uses", req.Uses)
-	writeJSON(w, TokenResponse{Token: tok.String(), ID: tok.ID, Group: req.Group, ExpiresAt: rec.ExpiresAt, Uses: req.Uses})
-}
-
-// TokenInfo describes a stored token (never its secret).
-type TokenInfo struct {
-	ID        string    `json:"id"`
-	Group     string    `json:"group"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	MaxUses   int       `json:"max_uses"`
-	Uses      int       `json:"uses"`
-	// State is active, expired (or revoked) or used-up.
-	State string `json:"state"`
-}
-
-func (s *Server) tokenInfo(t store.Token) TokenInfo {
-	st := "active"
-	switch {
-	case !s.Now().Before(t.ExpiresAt):
-		st = "expired"
-	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
-		st = "used-up"
-	}
-	return TokenInfo{ID: t.ID, Group: t.Group, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses, State: st}
-}
-
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	toks, err := s.Store.Tokens()
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
-	out := make([]TokenInfo, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, s.tokenInfo(t))
+	writeJSON(w, tok)
+}
+
+// TokenInfo describes a stored token (never its secret).
+type TokenInfo = tokens.Info
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	out, err := s.tokenService().List(r.Context())
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
 	}
 	writeJSON(w, out)
 }
 
-// revokeToken ends a token now (a package left on a USB stick, a token
-// pasted in a ticket). It is done through the store's own expiry, which
-// every enrollment already checks, so a revoked token is refused as
-// expired; devices already enrolled with it are unaffected.
+// revokeToken ends a token now; see tokens.Service.Revoke.
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	toks, err := s.Store.Tokens()
+	var req RevokeRequest
+	if err := decodeOptional(r, &req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode revoke request: %v", err)
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	info, err := s.tokenService().Revoke(r.Context(), id, who, req.Reason)
+	if errors.Is(err, tokens.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "no token %q (see `vigil-collector token list`)", id)
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
-	for _, t := range toks {
-		if t.ID != id {
-			continue
-		}
-		if now := s.Now(); now.Before(t.ExpiresAt) {
-			t.ExpiresAt = now
-		}
-		if err := s.Store.PutToken(t); err != nil {
-			httpError(w, http.StatusInternalServerError, "%v", err)
-			return
-		}
-		s.Logger.Warn("enrollment token revoked", "token", id, "group", t.Group, "uses", t.Uses)
-		writeJSON(w, s.tokenInfo(t))
-		return
-	}
-	httpError(w, http.StatusNotFound, "no token %q (see `vigil-collector token list`)", id)
+	writeJSON(w, info)
 }
 
 func (s *Server) listFindings(w http.ResponseWriter, r *http.Request) {

@@ -40,9 +40,10 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--max-agent-conns N --max-unauth-conns N --max-unauth-per-source N] [--metrics-token-file F]
                  [--http-cert F --http-key F] [--trusted-proxy CIDR,...] [--http-tls=false (loopback only)]
                  (the console is HTTPS; by default with a certificate from the collector's CA)
+                 [--agent-address HOST:PORT] [--agent-dir DIR]   (console Deploy page: packages' collector address, agent builds)
   token create   --data DIR --group NAME [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
-  token revoke   --data DIR --id ID          (no further enrollments with it; enrolled devices keep working)
+  token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
   package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT
                  [--arch amd64|arm64] [--out FILE] [--agent-binary FILE] [--version X.Y.Z] [--uses 2000] [--ttl 8760h]
                  (an agent package pre-configured for the group: address, CA pin, a new group token)
@@ -144,6 +145,8 @@ func serve(args []string, stderr io.Writer) error {
 	httpTLS := fs.Bool("http-tls", true, "serve the console over HTTPS; false only on a loopback --http-listen behind a TLS proxy on the same host")
 	trustedProxy := fs.String("trusted-proxy", "", "comma-separated CIDR ranges of reverse proxies whose X-Forwarded-For/X-Forwarded-Proto are believed (none when empty)")
 	names := fs.String("server-names", "", "comma-separated extra DNS names/IPs for the agent-port certificate (first start only) and the console certificate (every start)")
+	agentAddr := fs.String("agent-address", "", "HOST:PORT devices reach gRPC at, for packages downloaded from the console (default: first --server-names entry with the gRPC port)")
+	agentDir := fs.String("agent-dir", "", "directory of agent builds (OS-ARCH/vigil-agent[.exe], as `make cross` writes dist/) for console package downloads (default: dist/ next to this collector)")
 	encrypt := fs.Bool("encrypt", true, "encrypt the store at rest (key in DATA/keys/store.key)")
 	retention := fs.String("retention", "selftest=30d,default=400d", "retention per finding category; 'default' for the rest, 0 keeps forever")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat interval asked of agents")
@@ -214,7 +217,7 @@ func serve(args []string, stderr io.Writer) error {
 		extra = strings.Split(*names, ",")
 	}
 	return daemon.Serve(ctx, daemon.Config{
-		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra,
+		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra, AgentAddress: *agentAddr, AgentDir: *agentDir,
 		Encrypt: *encrypt, Retention: ret, DefaultRetention: def, Heartbeat: *heartbeat, Logger: log,
 		SMTP: *smtpAddr, SMTPFrom: *smtpFrom, NotifySeverity: *notifySev, EscalateAfter: *escalate, ConsoleURL: *consoleURL,
 		WorkingHours: *workingHours, Timezone: *timezone, OutOfHoursUsers: splitList(*oohUsers),

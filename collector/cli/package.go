@@ -6,14 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/packaging"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 )
 
@@ -51,25 +52,46 @@ func tokenList(args []string, stdout io.Writer) error {
 func tokenRevoke(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("token revoke")
 	id := fs.String("id", "", "token ID (first column of `token list`; the part after vgl1.)")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *id == "" {
 		return errors.New("--id ID is required")
 	}
-	if err := revokeToken(*data, *id); err != nil {
+	if _, err := (adminTokens{admin.NewClient(*data)}).Revoke(context.Background(), *id, osUser(), *reason); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "token %s revoked: no device can enroll with it now; enrolled devices are unaffected\n", *id)
 	return nil
 }
 
-func revokeToken(data, id string) error {
-	body, err := admin.NewClient(data).Do(context.Background(), "POST", "/v1/tokens/"+id+"/revoke", nil)
+// adminTokens is packaging.Tokens over the running collector's admin
+// socket: the CLI cannot open the store while the collector holds it.
+type adminTokens struct{ c *admin.Client }
+
+func (a adminTokens) Create(ctx context.Context, group string, ttl time.Duration, uses int) (tokens.Issued, error) {
+	var tok tokens.Issued
+	body, err := a.c.Do(ctx, "POST", "/v1/tokens", admin.TokenRequest{Group: group, TTL: ttl, Uses: uses})
 	if err != nil {
-		return err
+		return tok, err
 	}
-	return body.Close()
+	defer body.Close()
+	if err := json.NewDecoder(body).Decode(&tok); err != nil {
+		return tok, fmt.Errorf("decode token answer: %w", err)
+	}
+	return tok, nil
+}
+
+func (a adminTokens) Revoke(ctx context.Context, id, who, reason string) (tokens.Info, error) {
+	var info tokens.Info
+	body, err := a.c.DoAs(ctx, who, "POST", "/v1/tokens/"+url.PathEscape(id)+"/revoke", admin.RevokeRequest{Reason: reason})
+	if err != nil {
+		return info, err
+	}
+	defer body.Close()
+	json.NewDecoder(body).Decode(&info)
+	return info, nil
 }
 
 // packageCmd builds an agent package for one device group. The token is
@@ -84,8 +106,8 @@ func packageCmd(args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "output file (default vigil-agent-GROUP_VERSION_ARCH.deb etc. in the current directory)")
 	bin := fs.String("agent-binary", "", "vigil-agent built for the target (default: dist/OS-ARCH/vigil-agent[.exe] next to this collector, see `make cross`)")
 	pkgVersion := fs.String("version", "", "package version (default: the agent binary's; MSIs need X.Y.Z)")
-	uses := fs.Int("uses", 2000, "how many devices may enroll with the package's token")
-	ttl := fs.Duration("ttl", 365*24*time.Hour, "how long the package's token can enroll devices")
+	uses := fs.Int("uses", packaging.DefaultTokenUses, "how many devices may enroll with the package's token")
+	ttl := fs.Duration("ttl", packaging.DefaultTokenTTL, "how long the package's token can enroll devices")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
@@ -97,29 +119,9 @@ func packageCmd(args []string, stdout io.Writer) error {
 	}
 	spec := packaging.Spec{Format: packaging.Format(*format), Arch: *arch, Version: *pkgVersion, Group: *group, Collector: *addr, AgentBinary: *bin,
 		FallbackVersion: version.Version}
-	if spec.AgentBinary == "" && (spec.Format == packaging.Deb || spec.Format == packaging.RPM || spec.Format == packaging.MSI) {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		if spec.AgentBinary, err = packaging.FindAgentBinary(exe, spec.Format.GOOS(), *arch, runtime.GOOS, runtime.GOARCH); err != nil {
-			return err
-		}
-	}
-	// Everything that can be checked is checked before a token is made.
-	if err := spec.Check(); err != nil {
-		return err
-	}
-	if err := packaging.CheckBinary(spec); err != nil {
-		return err
-	}
 	// The package holds a credential (the token), so it is written
 	// owner-only like the collector's other secrets.
-	path := *out
-	if path == "" {
-		path = spec.FileName()
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".vigil-package-*")
+	f, err := os.CreateTemp(filepath.Dir(*out), ".vigil-package-*")
 	if err != nil {
 		return fmt.Errorf("create output: %w", err)
 	}
@@ -127,32 +129,27 @@ func packageCmd(args []string, stdout io.Writer) error {
 	defer f.Close()
 
 	ctx := context.Background()
-	body, err := admin.NewClient(*data).Do(ctx, "POST", "/v1/tokens", admin.TokenRequest{Group: *group, TTL: *ttl, Uses: *uses})
+	toks := adminTokens{admin.NewClient(*data)}
+	made, err := packaging.Make(ctx, packaging.Request{Spec: spec, TTL: *ttl, Uses: *uses, Who: osUser()}, toks, f)
 	if err != nil {
 		return err
 	}
-	var tok admin.TokenResponse
-	err = json.NewDecoder(body).Decode(&tok)
-	body.Close()
-	if err != nil {
-		return fmt.Errorf("decode token answer: %w", err)
+	tok, path := made.Token, *out
+	if path == "" {
+		path = made.FileName
 	}
-	spec.Token = tok.Token
-	err = packaging.Build(ctx, spec, f)
-	if err == nil {
-		err = f.Close()
-	}
+	err = f.Close()
 	if err == nil {
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		if rerr := revokeToken(*data, tok.ID); rerr != nil {
+		if _, rerr := toks.Revoke(ctx, tok.ID, osUser(), "package not written"); rerr != nil {
 			err = fmt.Errorf("%w (and revoking its unused token %s failed: %v)", err, tok.ID, rerr)
 		}
 		return err
 	}
 	st, _ := os.Stat(path)
-	fmt.Fprintf(stdout, "wrote %s (%d bytes): group %s, collector %s, agent %s\n", path, st.Size(), *group, *addr, spec.AgentBinary)
+	fmt.Fprintf(stdout, "wrote %s (%d bytes): group %s, collector %s\n", path, st.Size(), *group, *addr)
 	fmt.Fprintf(stdout, "token %s: %d uses, expires %s; retire this package with `vigil-collector token revoke --data %s --id %s`\n",
 		tok.ID, tok.Uses, tok.ExpiresAt.Format(time.RFC3339), *data, tok.ID)
 	return nil

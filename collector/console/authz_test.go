@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -46,6 +48,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("matrix CA"))},
+		DefaultCollector: "vigil.school.lan:7443"}
+	mtok, err := e.srv.deploy.Tokens.Create(t.Context(), "pupils", time.Hour, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	type endpoint struct {
 		method, path string
 		body         any
@@ -71,6 +80,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/trends", nil, []string{"gov", "chair", "head", "dsl"}},
 		{"GET", "/api/v1/users", nil, []string{"admin"}},
 		{"POST", "/api/v1/users", "newuser", []string{"admin"}},
+		{"GET", "/api/v1/deploy", nil, []string{"tech", "admin"}},
+		{"GET", "/api/v1/tokens", nil, []string{"tech", "admin"}},
+		{"POST", "/api/v1/tokens/" + mtok.ID + "/revoke", map[string]string{"reason": "matrix"}, []string{"tech", "admin"}},
 		// Last: it ends the session.
 		{"DELETE", "/api/v1/session", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
 	}

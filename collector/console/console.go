@@ -67,6 +67,8 @@ type Config struct {
 	// Proxies are the reverse proxies whose forwarded headers decide the
 	// client address and whether the browser used HTTPS (proxy.go).
 	Proxies TrustedProxies
+	// Deploy, if set, serves the technician's Deploy page API (deploy.go).
+	Deploy *DeployConfig
 }
 
 // Server serves the console.
@@ -79,8 +81,9 @@ type Server struct {
 	idle    time.Duration
 	limiter *rateLimiter
 	proxies TrustedProxies
-	exclChg func()    // Config.ExclusionsChanged; may be nil
-	oidc    *oidcAuth // nil: OIDC sign-in off
+	exclChg func()        // Config.ExclusionsChanged; may be nil
+	oidc    *oidcAuth     // nil: OIDC sign-in off
+	deploy  *DeployConfig // nil: no token or package endpoints
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -104,7 +107,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged}
+		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -212,6 +215,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
 	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))
+	s.deployRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})

@@ -29,16 +29,24 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	"github.com/vigil-safeguarding/vigil/rules/exclusions"
 )
 
 // Config for Serve.
 type Config struct {
-	DataDir          string
-	GRPCListen       string
-	HTTPListen       string
-	ServerNames      []string // extra names/IPs for the server certificate (first start only)
+	DataDir     string
+	GRPCListen  string
+	HTTPListen  string
+	ServerNames []string // extra names/IPs for the server certificate (first start only)
+	// AgentAddress is the HOST:PORT devices reach gRPC at, baked into
+	// packages downloaded from the console (default: the first
+	// ServerNames entry with the gRPC port; else the console asks).
+	AgentAddress string
+	// AgentDir holds agent builds as OS-ARCH/vigil-agent[.exe] for console
+	// package downloads (default: dist/OS-ARCH next to the collector).
+	AgentDir         string
 	Encrypt          bool
 	Retention        map[string]time.Duration
 	DefaultRetention time.Duration
@@ -304,8 +312,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		log.Info("console: OIDC sign-in on", "issuer", cfg.OIDCIssuer, "redirect_url", redirect)
 	}
 	exclChanged := make(chan struct{}, 1)
+	toks := &tokens.Service{Store: st, CAFingerprint: ca.Fingerprint(), Logger: log}
+	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
+		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, rawG.Addr())}
 	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies,
+		Proxies: cfg.TrustedProxies, Deploy: deploy,
 		ExclusionsChanged: func() {
 			select {
 			case exclChanged <- struct{}{}:
@@ -318,7 +329,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		alis.Close()
 		return err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())
@@ -571,4 +582,25 @@ func httpHandler(st *store.Store, consoleHandler, metricsHandler http.Handler) h
 		json.NewEncoder(w).Encode(map[string]any{"status": status, "devices": len(st.Devices()), "store": h})
 	})
 	return mux
+}
+
+// agentAddress is the collector address console-built packages carry by
+// default: the configured one, else the first server name with the port
+// gRPC listens on, else the listen host if it names one device can reach
+// (not a wildcard or loopback); "" makes the console ask for it.
+func agentAddress(configured string, names []string, grpc net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(grpc.String())
+	if err != nil {
+		return ""
+	}
+	if len(names) > 0 && strings.TrimSpace(names[0]) != "" {
+		return net.JoinHostPort(strings.TrimSpace(names[0]), port)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || ip.IsLoopback() {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
 }

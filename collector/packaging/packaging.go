@@ -104,6 +104,26 @@ var (
 
 // Check validates a spec before anything is built (or a token spent).
 func (s Spec) Check() error {
+	if err := s.checkRequest(); err != nil {
+		return err
+	}
+	if s.Token != "" {
+		if _, err := identity.ParseToken(s.Token); err != nil {
+			return err
+		}
+	}
+	if s.AgentBinary == "" {
+		return errors.New("no agent binary given")
+	}
+	if _, err := s.version(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkRequest checks what the requester chose (format, arch, group,
+// address): all that can be checked before the agent binary is found.
+func (s Spec) checkRequest() error {
 	switch s.Format {
 	case Deb, RPM, MSI:
 	case "pkg":
@@ -125,17 +145,6 @@ func (s Spec) Check() error {
 	}
 	if strings.ContainsAny(s.Collector, "\"'`$\\ \t\r\n") {
 		return fmt.Errorf("--collector-address %q contains characters no host name has", s.Collector)
-	}
-	if s.Token != "" {
-		if _, err := identity.ParseToken(s.Token); err != nil {
-			return err
-		}
-	}
-	if s.AgentBinary == "" {
-		return errors.New("no agent binary given")
-	}
-	if _, err := s.version(); err != nil {
-		return err
 	}
 	return nil
 }
@@ -249,8 +258,8 @@ func FindAgentBinary(exe, goos, goarch, hostOS, hostArch string) (string, error)
 			return filepath.Clean(c), nil
 		}
 	}
-	return "", fmt.Errorf("no vigil-agent for %s/%s found (looked in %s): build it with `make cross` or pass --agent-binary FILE",
-		goos, goarch, strings.Join(cands, ", "))
+	return "", fmt.Errorf("%w for %s/%s (looked in %s): build it with `make cross` or pass --agent-binary FILE",
+		ErrNoAgentBinary, goos, goarch, strings.Join(cands, ", "))
 }
 
 // Build writes the package for s to w.

@@ -166,6 +166,8 @@ type AccessEntry struct {
 	AlertID    string    `json:"alert_id,omitempty"`
 	EvidenceID string    `json:"evidence_id,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
+	// Detail names what else the action touched (a group, a token ID).
+	Detail string `json:"detail,omitempty"`
 }
 
 // LogAccess appends to the access log; callers must not show the data if

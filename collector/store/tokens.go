@@ -20,6 +20,11 @@ type Token struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 	MaxUses    int       `json:"max_uses"`
 	Uses       int       `json:"uses"`
+	// Revocation (collector/tokens.Service.Revoke); ExpiresAt is moved to
+	// the revocation time too, which is what enrollment checks.
+	RevokedAt    time.Time `json:"revoked_at,omitempty"`
+	RevokedBy    string    `json:"revoked_by,omitempty"`
+	RevokeReason string    `json:"revoke_reason,omitempty"`
 }
 
 // Token refusal reasons, worded for the technician who typed the token.

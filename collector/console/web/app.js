@@ -23,6 +23,7 @@ const NAV = [
   { route: 'access-log', label: 'Access log', roles: ['admin', 'headteacher'] },
   { route: 'trends', label: 'Trends', roles: ['governor', 'headteacher', 'dsl'] },
   { route: 'users', label: 'Users', roles: ['admin'] },
+  { route: 'deploy', label: 'Deploy', roles: ['technician', 'admin'] },
 ];
 
 const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
@@ -263,6 +264,7 @@ async function route() {
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
     users: () => viewUsers(seq),
+    deploy: () => viewDeploy(seq),
     me: () => viewMe(),
   }[top];
   if (!view) {
@@ -1014,7 +1016,7 @@ async function viewAccessLog(seq) {
         h('td', { 'data-label': 'Action' }, titleCase(e.action)),
         h('td', { 'data-label': 'Alert' }, e.alert_id || e.device_id ? h('span', { class: 'mono' }, e.alert_id || e.device_id) : '—'),
         h('td', { 'data-label': 'Evidence' }, e.evidence_id ? h('span', { class: 'mono', title: e.evidence_id }, shortId(e.evidence_id)) : '—'),
-        h('td', { 'data-label': 'Reason' }, e.reason || '—'))))) : h('p', { class: 'panel' }, 'Nothing has been viewed yet.'));
+        h('td', { 'data-label': 'Reason' }, [e.reason, e.detail].filter(Boolean).join(' — ') || '—'))))) : h('p', { class: 'panel' }, 'Nothing has been viewed yet.'));
 }
 
 // ---------------------------------------------------------------------------
@@ -1189,6 +1191,105 @@ async function viewUsers(seq) {
   page('Users',
     h('section', { class: 'panel', 'aria-labelledby': 'ul-h' }, h('h2', { id: 'ul-h' }, 'Accounts'), table),
     h('section', { class: 'panel', 'aria-labelledby': 'ua-h' }, h('h2', { id: 'ua-h' }, 'Add an account'), form));
+}
+
+// ---------------------------------------------------------------------------
+// Deploy (technicians): per-group agent packages and their enrollment tokens
+
+// downloadPackage POSTs the request and saves the answer as the file the
+// server names (Content-Disposition); errors come back as JSON.
+async function downloadPackage(body) {
+  let res;
+  try {
+    res = await fetch(API + '/packages', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token }, body: JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, 'The collector could not be reached. Check the connection and try again.');
+  }
+  if (!res.ok) {
+    const data = await res.json().catch(() => null);
+    if (res.status === 401) signedOut('Your session has ended. Please sign in again.');
+    throw new ApiError(res.status, (data && data.error) || res.statusText || `HTTP ${res.status}`, data);
+  }
+  const m = /filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') || '');
+  const blob = await res.blob();
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: m ? m[1] : 'vigil-agent-package' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  return { name: m ? m[1] : 'package', token: res.headers.get('X-Vigil-Token-Id'), size: blob.size };
+}
+
+async function viewDeploy(seq) {
+  loading('deployment');
+  const [info, toks] = await Promise.all([api('GET', '/deploy'), api('GET', '/tokens')]);
+  if (!isCurrent(seq)) return;
+  const group = h('input', { type: 'text', name: 'group', required: true, pattern: '[a-z0-9_-]{1,64}', autocomplete: 'off', autocapitalize: 'none' });
+  const format = select('format', (info.formats || ['deb', 'rpm', 'msi']).map((f) => [f, { deb: 'deb (Debian, Ubuntu)', rpm: 'rpm (Fedora, RHEL)', msi: 'MSI (Windows: Intune, GPO)' }[f] || f]), 'msi');
+  const arch = select('arch', (info.arches || ['amd64', 'arm64']).map((a) => [a, a]), 'amd64');
+  const addr = h('input', { type: 'text', name: 'collector_address', autocomplete: 'off', placeholder: info.default_collector || 'vigil.school.lan:7443',
+    required: !info.default_collector });
+  const err = h('p', { class: 'form-error', role: 'alert' });
+  const btn = h('button', { type: 'submit' }, 'Download');
+  const form = h('form', { novalidate: true },
+    field('Device group', group, 'a-z, 0-9, - and _; devices enroll into this group.'),
+    field('Format', format), field('Architecture', arch, 'MSIs are amd64 only (Windows on Arm runs them).'),
+    field('Collector address', addr, info.default_collector ? `HOST:PORT devices reach; empty uses ${info.default_collector}.`
+      : 'HOST:PORT devices reach (this collector was started without --agent-address).'),
+    err, h('div', { class: 'actions' }, btn));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (!/^[a-z0-9_-]{1,64}$/.test(group.value.trim())) {
+      err.textContent = 'Give a device group of 1-64 of a-z, 0-9, - and _.';
+      return;
+    }
+    btn.disabled = true;
+    announce('Building the package…');
+    try {
+      const got = await downloadPackage({ group: group.value.trim(), format: format.value, arch: arch.value, collector_address: addr.value.trim() });
+      announce(`Downloaded ${got.name} (${Math.round(got.size / 1024)} KiB) with a new token ${got.token}.`, 'ok', true);
+      route();
+    } catch (ex) {
+      err.textContent = ex.message;
+      announce(ex.message, 'error');
+      btn.disabled = false;
+    }
+  });
+
+  const list = (Array.isArray(toks) ? toks : []).slice().sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+  const cols = ['Token', 'Group', 'State', 'Uses left', 'Expires', ''];
+  const table = list.length ? h('table', { class: 'responsive tokens' },
+    h('caption', { class: 'visually-hidden' }, 'Enrollment tokens, newest first'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, list.map((t) => {
+      const revoke = t.state === 'active' ? h('button', { type: 'button', class: 'secondary', onclick: async () => {
+        const why = window.prompt(`Why revoke token ${t.id} (group ${t.group})? Devices already enrolled keep working.`);
+        if (!why || !why.trim()) return;
+        try {
+          await api('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`, { reason: why.trim() });
+          announce(`Token ${t.id} revoked.`, 'ok', true);
+          route();
+        } catch (ex) {
+          announce(ex.message, 'error');
+        }
+      } }, 'Revoke', h('span', { class: 'visually-hidden' }, ` token ${t.id}`)) : null;
+      return h('tr', {},
+        h('td', { 'data-label': 'Token' }, h('span', { class: 'mono' }, t.id)),
+        h('td', { 'data-label': 'Group' }, t.group),
+        h('td', { 'data-label': 'State' }, titleCase(t.state)),
+        h('td', { 'data-label': 'Uses left' }, `${t.uses_left} of ${t.max_uses}`),
+        h('td', { 'data-label': 'Expires' }, when(t.expires_at)),
+        h('td', {}, revoke));
+    }))) : h('p', {}, 'No enrollment tokens yet.');
+  page('Deploy',
+    h('section', { class: 'panel', 'aria-labelledby': 'dp-h' }, h('h2', { id: 'dp-h' }, 'Agent package for a group'),
+      h('p', {}, 'Each download carries a new enrollment token for the group (2000 uses, one year) and the collector\'s CA pin; ',
+        'install it silently (msiexec /i FILE /qn, dpkg -i, dnf install). Downloads are recorded in the access log.'), form),
+    h('section', { class: 'panel', 'aria-labelledby': 'tk-h' }, h('h2', { id: 'tk-h' }, 'Enrollment tokens'),
+      h('p', {}, 'Revoke the token of a package that went astray: no new device can enroll with it.'), table));
 }
 
 // ---------------------------------------------------------------------------
