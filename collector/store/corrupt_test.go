@@ -108,7 +108,9 @@ func TestCorruptTableDetectedAndReported(t *testing.T) {
 				if err != nil {
 					t.Fatalf("open refused over one damaged table (monitoring would stop): %v", err)
 				}
-				defer s.Close()
+				// s is reopened below: close whichever is open at the end
+				// (Windows cannot remove the temp dir under an open store).
+				defer func() { s.Close() }()
 				deadline := time.Now().Add(60 * time.Second)
 				for s.Health().LastChecksumCheck.IsZero() && time.Now().Before(deadline) {
 					time.Sleep(10 * time.Millisecond)
