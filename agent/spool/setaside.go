@@ -24,17 +24,9 @@ func (s *Spool) SetAside(seqs []uint64) (int, error) {
 	n := 0
 	var total uint64
 	_, err := s.update(func(w *writer) error {
-		for _, seq := range seqs {
-			ok, err := w.remove(seq)
-			if err != nil {
-				return err
-			}
-			if ok {
-				n++
-			}
-		}
-		if n == 0 {
-			return errNothingToDo
+		var err error
+		if n, err = w.removeSeqs(seqs); err != nil {
+			return err
 		}
 		total = readRejected(w.meta) + uint64(n)
 		v := make([]byte, 8)

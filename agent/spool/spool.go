@@ -470,20 +470,8 @@ func (s *Spool) Delete(seqs []uint64) error {
 		return nil
 	}
 	_, err := s.update(func(w *writer) error {
-		n := 0
-		for _, seq := range seqs {
-			ok, err := w.remove(seq)
-			if err != nil {
-				return err
-			}
-			if ok {
-				n++
-			}
-		}
-		if n == 0 {
-			return errNothingToDo
-		}
-		return nil
+		_, err := w.removeSeqs(seqs)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("spool: delete: %w", err)
@@ -652,6 +640,25 @@ func (w *writer) put(it Item) error {
 }
 
 // remove deletes seq if stored and reports whether it was.
+// removeSeqs removes the stored records among seqs and returns how many;
+// errNothingToDo (roll back, no fsync) when none was stored.
+func (w *writer) removeSeqs(seqs []uint64) (int, error) {
+	n := 0
+	for _, seq := range seqs {
+		ok, err := w.remove(seq)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, errNothingToDo
+	}
+	return n, nil
+}
+
 func (w *writer) remove(seq uint64) (bool, error) {
 	k := seqKey(seq)
 	v := w.rec.Get(k)
