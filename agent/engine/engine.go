@@ -329,7 +329,7 @@ func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigi
 		f.Details = contract.Details(o.Details)
 	}
 	notes := contract.Sanitize(f)
-	if err := contract.Validate(f, contract.Options{}); err != nil {
+	if err := contract.Validate(f, contract.Options{EvidenceHashed: true}); err != nil {
 		notes = append(notes, "replaced: "+err.Error())
 		f = Replacement(meta, rule, f, fmt.Sprintf("the finding could not be made valid: %v", err))
 	}

@@ -69,6 +69,12 @@ type Options struct {
 	// The agent leaves it zero: its own clock is the one being judged, so
 	// only the collector can tell it is wrong.
 	Now time.Time
+	// EvidenceHashed says the caller has just checked every blob against
+	// its reference (Sanitize does), so Validate checks the references but
+	// does not hash up to MaxEvidenceBytes again: on the agent a screenshot
+	// is hashed once when it is attached and once by Sanitize, not a third
+	// time here.
+	EvidenceHashed bool
 }
 
 // Validate reports the first reason the collector would refuse f. It does
@@ -107,7 +113,7 @@ func Validate(f *vigilv1.Finding, o Options) error {
 	if err := validValue(structpb.NewStructValue(f.Details), "details", 0); err != nil {
 		return err
 	}
-	if err := validateEvidence(f); err != nil {
+	if err := validateEvidence(f, !o.EvidenceHashed); err != nil {
 		return err
 	}
 	if n := BodySize(f); n > MaxBodyBytes {
@@ -166,8 +172,9 @@ func validValue(v *structpb.Value, path string, depth int) error {
 
 // validateEvidence: every blob must be announced by an EvidenceRef with its
 // SHA-256 and size, so what is stored is what the finding points at, and the
-// blobs together stay within MaxEvidenceBytes.
-func validateEvidence(f *vigilv1.Finding) error {
+// blobs together stay within MaxEvidenceBytes. hash false skips comparing
+// the blobs' SHA-256 (sizes are still compared) for a caller that just did.
+func validateEvidence(f *vigilv1.Finding, hash bool) error {
 	if len(f.Evidence) > MaxEvidenceRefs {
 		return fmt.Errorf("%d evidence references, at most %d", len(f.Evidence), MaxEvidenceRefs)
 	}
@@ -192,8 +199,13 @@ func validateEvidence(f *vigilv1.Finding) error {
 		if !ok {
 			return fmt.Errorf("evidence blob %q has no reference", cut(b.GetId(), 40))
 		}
-		sum := sha256.Sum256(b.Data)
-		if hex.EncodeToString(sum[:]) != r.Sha256 || int64(len(b.Data)) != r.Size {
+		if int64(len(b.Data)) != r.Size {
+			return fmt.Errorf("evidence blob %q does not match its reference (sha256/size)", b.Id)
+		}
+		if !hash {
+			continue
+		}
+		if sum := sha256.Sum256(b.Data); hex.EncodeToString(sum[:]) != r.Sha256 {
 			return fmt.Errorf("evidence blob %q does not match its reference (sha256/size)", b.Id)
 		}
 	}

@@ -359,3 +359,26 @@ func TestDeepDetailsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// EvidenceHashed skips only the re-hash: a blob whose bytes changed after
+// its reference was made is still refused without it, and a size or
+// reference mismatch is refused with it.
+func TestValidateEvidenceHashed(t *testing.T) {
+	f := base()
+	evidence(f, 1000)
+	if err := Validate(f, Options{EvidenceHashed: true}); err != nil {
+		t.Fatalf("valid evidence refused: %v", err)
+	}
+	f.EvidenceData[0].Data[0] ^= 1
+	if err := Validate(f, Options{}); err == nil {
+		t.Fatal("changed evidence bytes accepted without EvidenceHashed")
+	}
+	f.EvidenceData[0].Data = f.EvidenceData[0].Data[1:]
+	if err := Validate(f, Options{EvidenceHashed: true}); err == nil {
+		t.Fatal("evidence of the wrong size accepted with EvidenceHashed")
+	}
+	f.EvidenceData[0].Id = "other"
+	if err := Validate(f, Options{EvidenceHashed: true}); err == nil {
+		t.Fatal("evidence without a reference accepted with EvidenceHashed")
+	}
+}

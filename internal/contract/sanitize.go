@@ -380,7 +380,7 @@ func (s *sanitizer) evidence() {
 			s.note("evidence media type was not valid UTF-8")
 		}
 	}
-	err := validateEvidence(f)
+	err := validateEvidence(f, true)
 	if err == nil {
 		return
 	}
