@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/peer"
 )
 
@@ -21,15 +22,10 @@ import (
 // guessing tokens is.
 type failLimiter struct {
 	mu      sync.Mutex
-	rate    float64 // tokens per second
-	burst   float64
+	rate    rate.Limit
+	burst   int
 	now     func() time.Time
-	buckets map[netip.Addr]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	buckets map[netip.Addr]*rate.Limiter
 }
 
 // maxTrackedSources bounds the limiter's memory under a spoofed-source or
@@ -37,15 +33,7 @@ type bucket struct {
 const maxTrackedSources = 65536
 
 func newFailLimiter(perMinute float64, burst int, now func() time.Time) *failLimiter {
-	return &failLimiter{rate: perMinute / 60, burst: float64(burst), now: now, buckets: map[netip.Addr]*bucket{}}
-}
-
-func (l *failLimiter) refill(b *bucket, now time.Time) {
-	b.tokens += now.Sub(b.last).Seconds() * l.rate
-	if b.tokens > l.burst {
-		b.tokens = l.burst
-	}
-	b.last = now
+	return &failLimiter{rate: rate.Limit(perMinute / 60), burst: burst, now: now, buckets: map[netip.Addr]*rate.Limiter{}}
 }
 
 // wait returns how long src must wait before its next attempt (0: may try).
@@ -56,15 +44,15 @@ func (l *failLimiter) wait(src netip.Addr) time.Duration {
 	if !ok {
 		return 0
 	}
-	now := l.now()
-	l.refill(b, now)
-	if b.tokens >= 1 {
+	tokens := b.TokensAt(l.now())
+	if tokens >= 1 {
 		return 0
 	}
-	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return time.Duration((1 - tokens) / float64(l.rate) * float64(time.Second))
 }
 
-// failed spends one token of src.
+// failed spends one token of src, going into debt when it has none, so a
+// source that keeps failing keeps waiting.
 func (l *failLimiter) failed(src netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -74,17 +62,15 @@ func (l *failLimiter) failed(src netip.Addr) {
 		if len(l.buckets) >= maxTrackedSources {
 			l.prune(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[src] = b
 	}
-	l.refill(b, now)
-	b.tokens--
+	b.ReserveN(now, 1)
 }
 
 func (l *failLimiter) prune(now time.Time) {
 	for a, b := range l.buckets {
-		l.refill(b, now)
-		if b.tokens >= l.burst {
+		if b.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, a)
 		}
 	}
