@@ -37,7 +37,7 @@ tools:
 proto: deps tools
 	protoc -I proto --go_out=. --go_opt=module=github.com/vigil-safeguarding/vigil \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/vigil-safeguarding/vigil \
-		proto/vigil/v1/vigil.proto
+		proto/vigil/v1/*.proto
 
 # proto-check fails when the committed generated code differs from what the
 # pinned generators produce.
