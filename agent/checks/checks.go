@@ -1,14 +1,14 @@
-// Package checks is the registry of rule kinds the agent can evaluate. Each
-// check lives in its own file (platform parts in _linux.go, _windows.go,
-// _darwin.go) and registers itself from init, like node_exporter's
-// collectors.
+// Package checks defines what a rule kind (a check) is and the Registry of
+// the kinds an agent evaluates. Each check lives in its own package
+// (platform parts in _linux.go, _windows.go, _darwin.go), like
+// node_exporter's collectors, and is constructed with its dependencies by
+// agent/checks/all.
 package checks
 
 import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -74,54 +74,72 @@ type Runner interface {
 	Run(ctx context.Context, rules []*rules.Rule, emit Emit) error
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Check{}
-)
+// Registry holds the check kinds one agent can evaluate. The daemon (and
+// the CLI) builds it with every check constructed from its dependencies
+// (agent/checks/all), so nothing is registered from init or kept in package
+// globals, and a test builds one with just the checks it needs.
+type Registry struct {
+	kinds map[string]Check
+}
 
-// Register adds a check; registering a kind twice is a programming error.
-func Register(c Check) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := registry[c.Kind()]; dup {
-		panic(fmt.Sprintf("checks: kind %q registered twice", c.Kind()))
+// NewRegistry returns a registry of cs; two checks of one kind is an error
+// (the second would silently shadow the first).
+func NewRegistry(cs ...Check) (*Registry, error) {
+	r := &Registry{kinds: make(map[string]Check, len(cs))}
+	for _, c := range cs {
+		if _, dup := r.kinds[c.Kind()]; dup {
+			return nil, fmt.Errorf("checks: kind %q given twice", c.Kind())
+		}
+		r.kinds[c.Kind()] = c
 	}
-	registry[c.Kind()] = c
+	return r, nil
+}
+
+// MustRegistry is NewRegistry for fixed lists (tests and the wiring in
+// agent/checks/all), where a duplicate is a programming error.
+func MustRegistry(cs ...Check) *Registry {
+	r, err := NewRegistry(cs...)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }
 
 // Get returns the check for kind.
-func Get(kind string) (Check, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	c, ok := registry[kind]
+func (r *Registry) Get(kind string) (Check, bool) {
+	c, ok := r.kinds[kind]
 	return c, ok
 }
 
-// KindNames lists the registered kinds, sorted.
-func KindNames() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for k := range registry {
+// KindNames lists the kinds, sorted.
+func (r *Registry) KindNames() []string {
+	out := make([]string, 0, len(r.kinds))
+	for k := range r.kinds {
 		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// Kinds adapts the registry to the rules package's validator.
-type Kinds struct{}
+// All returns the checks, sorted by kind (to build a registry with more).
+func (r *Registry) All() []Check {
+	out := make([]Check, 0, len(r.kinds))
+	for _, k := range r.KindNames() {
+		out = append(out, r.kinds[k])
+	}
+	return out
+}
 
 // Known implements rules.Kinds.
-func (Kinds) Known(kind string) bool { _, ok := Get(kind); return ok }
+func (r *Registry) Known(kind string) bool { _, ok := r.Get(kind); return ok }
 
 // ValidateParams implements rules.Kinds.
-func (Kinds) ValidateParams(kind string, params *yaml.Node) error {
-	c, ok := Get(kind)
+func (r *Registry) ValidateParams(kind string, params *yaml.Node) error {
+	c, ok := r.Get(kind)
 	if !ok {
 		return fmt.Errorf("unknown check kind %q", kind)
 	}
 	return c.ValidateParams(params)
 }
 
-var _ rules.Kinds = Kinds{}
+var _ rules.Kinds = (*Registry)(nil)

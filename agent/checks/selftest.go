@@ -15,8 +15,6 @@ import (
 // monitoring works end to end.
 type SelfTest struct{}
 
-func init() { Register(SelfTest{}) }
-
 // Kind implements Check.
 func (SelfTest) Kind() string { return "selftest" }
 

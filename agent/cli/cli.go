@@ -16,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vigil-safeguarding/vigil/agent/checks"
-	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
+	"github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/checks/executables"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/daemon"
@@ -251,7 +250,7 @@ func rulesCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: vigil-agent rules check DIR")
 		return 2
 	}
-	set, errs := rules.LoadDir(args[0], checks.Kinds{})
+	set, errs := rules.LoadDir(args[0], all.New(all.Deps{}).Registry)
 	if len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(stdout, e.Error())
@@ -275,18 +274,20 @@ func checkOnce(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *st != "" {
-		executables.SetStateDir(string(absState(*st)))
-	}
 	if !*once {
 		return errors.New("only --once is supported: the running agent evaluates rules continuously")
 	}
+	deps := all.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	if *st != "" {
+		deps.StateDir = string(absState(*st))
+	}
+	kinds := all.New(deps).Registry
 	var set *rules.Set
 	var errs rules.Errors
 	if *rulesDir != "" {
-		set, errs = rules.LoadDir(*rulesDir, checks.Kinds{})
+		set, errs = rules.LoadDir(*rulesDir, kinds)
 	} else {
-		set, errs = rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+		set, errs = rules.LoadFiles(rules.Defaults(), kinds)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("rules do not validate:\n%s", errs.Error())
@@ -294,7 +295,7 @@ func checkOnce(args []string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	engine.Once(ctx, set, *group, *role, func(f *vigilv1.Finding) {
+	engine.Once(ctx, kinds, set, *group, *role, func(f *vigilv1.Finding) {
 		j := findings.ToJSON(f)
 		if *asJSON {
 			enc.Encode(j)

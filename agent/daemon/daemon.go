@@ -18,9 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
-	"github.com/vigil-safeguarding/vigil/agent/checks/executables"
-	"github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
+	"github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
@@ -89,8 +87,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer sp.Close()
 
-	// Quarantined executables live in the state dir, owner-only.
-	executables.SetStateDir(string(o.State))
+	// Every check is constructed here with what it needs: quarantined
+	// executables live in the state dir, owner-only; the screen and session
+	// checks get the state the session server feeds.
+	chk := all.New(all.Deps{StateDir: string(o.State), Logger: log})
 	rulesDir, accept := o.State.RulesDir(), true
 	if o.RulesDir != "" {
 		rulesDir, accept = o.RulesDir, false
@@ -98,21 +98,28 @@ func Run(ctx context.Context, o Options) error {
 	eng, err := engine.New(engine.Config{
 		DeviceID: cfg.DeviceID, Group: cfg.Group, Role: cfg.Role,
 		RulesDir: rulesDir, GoodDir: o.State.GoodRulesDir(), AcceptBundles: accept,
-		Spool: sp, PosturePath: o.State.PosturePath(), Logger: log,
+		Spool: sp, PosturePath: o.State.PosturePath(), Checks: chk.Registry, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	screenwatch.Default.SetRecipient(cfg.EvidenceRecipient)
+	chk.Screen.SetRecipient(cfg.EvidenceRecipient)
 	up := uplink.New(uplink.Config{
 		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
+		LastLocalError: func() string {
+			if f := eng.EmitFailures(); f.Total > 0 {
+				return fmt.Sprintf("%d findings not recorded (%d failed writes), last for rule %s at %s: %s",
+					f.Findings, f.Total, f.LastRule, f.Last.UTC().Format(time.RFC3339), f.LastError)
+			}
+			return ""
+		},
 		OnWelcome: func(w *vigilv1.Welcome) {
 			if w.EvidenceRecipient == "" || w.EvidenceRecipient == cfg.EvidenceRecipient {
 				return
 			}
 			cfg.EvidenceRecipient = w.EvidenceRecipient
-			screenwatch.Default.SetRecipient(w.EvidenceRecipient)
+			chk.Screen.SetRecipient(w.EvidenceRecipient)
 			if err := o.State.SaveConfig(cfg); err != nil {
 				log.Error("save evidence recipient", "err", err)
 			}
@@ -137,7 +144,7 @@ func Run(ctx context.Context, o Options) error {
 	run("rules engine", eng.Run)
 	run("uplink", up.Run)
 	run("session socket", func(ctx context.Context) error {
-		return serveSessions(ctx, o.State, o.SessionSocket, log)
+		return serveSessions(ctx, o.State, o.SessionSocket, chk, log)
 	})
 	run("control socket", func(ctx context.Context) error {
 		return control.Serve(ctx, o.State.ControlSocket(), &backend{eng: eng, up: up, sp: sp, cfg: cfg})
@@ -169,6 +176,7 @@ func (b *backend) Status() any {
 	return map[string]any{
 		"device_id": b.cfg.DeviceID, "group": b.cfg.Group, "collector": b.cfg.Collector,
 		"rules_hash": b.eng.RulesHash(), "spool": b.sp.Stats(), "uplink": b.up.Status(),
+		"emit_failures": b.eng.EmitFailures(),
 	}
 }
 

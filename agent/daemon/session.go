@@ -10,8 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/vigil-safeguarding/vigil/agent/checks/screenwatch"
-	"github.com/vigil-safeguarding/vigil/agent/checks/sessionwatch"
+	"github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 )
@@ -19,7 +18,7 @@ import (
 // serveSessions runs the session endpoint helpers report to: at path
 // (default session.DefaultSocket()), outside the owner-only state dir, and
 // watched by the `session` check for sessions without a helper.
-func serveSessions(ctx context.Context, st state.Dir, path string, log *slog.Logger) error {
+func serveSessions(ctx context.Context, st state.Dir, path string, chk *all.Checks, log *slog.Logger) error {
 	if path == "" {
 		path = session.DefaultSocket()
 	}
@@ -34,8 +33,8 @@ func serveSessions(ctx context.Context, st state.Dir, path string, log *slog.Log
 			return fmt.Errorf("session socket %s must not be in the state dir: users' helpers would need to traverse it", abs)
 		}
 	}
-	srv := session.NewServer(screenwatch.Default, session.NewProbe(), log)
-	sessionwatch.Default.Use(srv, log)
+	srv := session.NewServer(chk.Screen, session.NewProbe(), log)
+	chk.Sessions.Use(srv, log)
 	if runtime.GOOS != "windows" {
 		// Root-run helpers started with the old `--state DIR` find the
 		// socket through this link; users cannot (the state dir is 0700).

@@ -46,8 +46,11 @@ type Config struct {
 	PosturePath string
 	// DedupeWindow: an event with the same (rule, key) within it is dropped.
 	DedupeWindow time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Checks are the kinds this agent evaluates (agent/checks/all.New);
+	// rules naming another kind do not validate.
+	Checks *checks.Registry
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Engine is safe for concurrent use.
@@ -63,11 +66,28 @@ type Engine struct {
 	userMu   sync.Mutex
 	user     string
 	userTime time.Time
+
+	emitMu   sync.Mutex
+	emitFail EmitFailures
+}
+
+// EmitFailures counts the Emits that could not record their findings (the
+// spool refused them: disk full, I/O error), for `vigil-agent status` and
+// the heartbeat: a finding that is not recorded is never silently gone.
+type EmitFailures struct {
+	Total     uint64    `json:"total"`
+	Findings  uint64    `json:"findings"`
+	LastError string    `json:"last_error,omitempty"`
+	LastRule  string    `json:"last_rule,omitempty"`
+	Last      time.Time `json:"last,omitzero"`
 }
 
 // New loads the initial rules: RulesDir, else the last good set, else the
 // embedded defaults. A rules error at boot is itself recorded as a finding.
 func New(cfg Config) (*Engine, error) {
+	if cfg.Checks == nil {
+		return nil, errors.New("engine: no check registry")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -78,10 +98,10 @@ func New(cfg Config) (*Engine, error) {
 		cfg.DedupeWindow = time.Hour
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, restart: make(chan struct{}, 1), mem: newMemory(cfg.PosturePath, cfg.DedupeWindow, cfg.Logger)}
-	set, errs := loadDir(cfg.RulesDir)
+	set, errs := e.loadDir(cfg.RulesDir)
 	if len(errs) > 0 {
 		e.reportRulesError(context.Background(), errs, "at start")
-		if good, gerrs := loadDir(cfg.GoodDir); len(gerrs) == 0 && good != nil {
+		if good, gerrs := e.loadDir(cfg.GoodDir); len(gerrs) == 0 && good != nil {
 			set = good
 		} else {
 			set = nil
@@ -89,7 +109,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if set == nil {
 		var derrs rules.Errors
-		set, derrs = rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+		set, derrs = rules.LoadFiles(rules.Defaults(), cfg.Checks)
 		if len(derrs) > 0 {
 			return nil, fmt.Errorf("embedded default rules do not validate: %w", derrs)
 		}
@@ -100,14 +120,14 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // loadDir loads dir; a missing or empty dir gives (nil, nil).
-func loadDir(dir string) (*rules.Set, rules.Errors) {
+func (e *Engine) loadDir(dir string) (*rules.Set, rules.Errors) {
 	if dir == "" {
 		return nil, nil
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
 		return nil, nil
 	}
-	set, errs := rules.LoadDir(dir, checks.Kinds{})
+	set, errs := rules.LoadDir(dir, e.cfg.Checks)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -140,7 +160,7 @@ func (e *Engine) RulesHash() string { return e.Rules().Hash }
 // Reload re-reads RulesDir. An invalid set leaves the active rules in place
 // and is reported as a finding naming file and line.
 func (e *Engine) Reload(ctx context.Context) {
-	set, errs := loadDir(e.cfg.RulesDir)
+	set, errs := e.loadDir(e.cfg.RulesDir)
 	if len(errs) > 0 {
 		e.reportRulesError(ctx, errs, "after a change")
 		return
@@ -172,7 +192,7 @@ func (e *Engine) ApplyBundle(ctx context.Context, b *vigilv1.RulesBundle) error 
 		e.log.Info("ignoring pushed rules bundle: running with a local --rules folder", "hash", b.GetHash())
 		return nil
 	}
-	set, errs := rules.LoadFiles(b.GetFiles(), checks.Kinds{})
+	set, errs := rules.LoadFiles(b.GetFiles(), e.cfg.Checks)
 	if len(errs) > 0 {
 		e.reportRulesError(ctx, errs, "in the bundle pushed by the collector")
 		return fmt.Errorf("pushed rules bundle does not validate: %w", errs)
@@ -239,7 +259,37 @@ func (e *Engine) reportRulesError(ctx context.Context, errs rules.Errors, when s
 // they see. Every finding is built by NewFinding, so what is spooled is what
 // the collector accepts; one that still cannot be encoded is replaced by a
 // finding saying so, never dropped.
+//
+// A failure is logged and counted here (EmitFailures), the one place every
+// check's findings pass, and returned so the check can retry.
 func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Observation) (first, last uint64, err error) {
+	first, last, err = e.emit(ctx, rule, obs...)
+	if err != nil {
+		e.emitFailed(rule, len(obs), err)
+	}
+	return first, last, err
+}
+
+func (e *Engine) emitFailed(rule *rules.Rule, n int, err error) {
+	e.emitMu.Lock()
+	e.emitFail.Total++
+	e.emitFail.Findings += uint64(n)
+	e.emitFail.LastError = contract.Truncate(err.Error(), 512)
+	e.emitFail.LastRule = rule.ID
+	e.emitFail.Last = e.cfg.Now()
+	total := e.emitFail.Total
+	e.emitMu.Unlock()
+	e.log.Error("findings not recorded", "rule", rule.ID, "findings", n, "emit_failures_total", total, "err", err)
+}
+
+// EmitFailures returns the count of failed Emits since start.
+func (e *Engine) EmitFailures() EmitFailures {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	return e.emitFail
+}
+
+func (e *Engine) emit(ctx context.Context, rule *rules.Rule, obs ...checks.Observation) (first, last uint64, err error) {
 	obs = validKeys(obs)
 	obs, changed := e.mem.filter(rule.ID, obs, e.cfg.Now())
 	if len(obs) == 0 {
@@ -434,7 +484,7 @@ func (e *Engine) startChecks(ctx context.Context, wg *sync.WaitGroup) {
 		if !r.Applies(e.cfg.Group, e.cfg.Role) {
 			continue
 		}
-		c, ok := checks.Get(r.Check)
+		c, ok := e.cfg.Checks.Get(r.Check)
 		if !ok {
 			continue
 		}
@@ -450,7 +500,7 @@ func (e *Engine) startChecks(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	for kind, rs := range byRunner {
-		c, _ := checks.Get(kind)
+		c, _ := e.cfg.Checks.Get(kind)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -501,7 +551,9 @@ func (e *Engine) poll(ctx context.Context, c checks.Poller, r *rules.Rule) {
 		<-pollSlot
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("check failed", "rule", r.ID, "err", err)
-			e.Emit(ctx, r, ErrorObservation(r, err))
+			// A failure to record it is logged and counted by Emit; the next
+			// poll fails and tries again.
+			_, _, _ = e.Emit(ctx, r, ErrorObservation(r, err))
 		}
 	}
 }
@@ -550,7 +602,9 @@ func (e *Engine) runRunner(ctx context.Context, c checks.Runner, rs []*rules.Rul
 		}
 		e.log.Error("check stopped; restarting in 30s", "kind", c.Kind(), "err", err)
 		for _, r := range rs {
-			e.Emit(ctx, r, ErrorObservation(r, err))
+			// Logged and counted by Emit when it fails; the restart after the
+			// pause reports the next failure again.
+			_, _, _ = e.Emit(ctx, r, ErrorObservation(r, err))
 		}
 		select {
 		case <-ctx.Done():

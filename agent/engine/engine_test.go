@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-safeguarding/vigil/agent/checks"
-	_ "github.com/vigil-safeguarding/vigil/agent/checks/all" // the default pack names every kind
+	"github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
@@ -31,7 +31,9 @@ func (scripted) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error
 	return pollFn(ctx, r, emit)
 }
 
-func init() { checks.Register(scripted{}) }
+// testKinds: every kind the agent constructs (the default pack names them
+// all) and the scripted one.
+var testKinds = checks.MustRegistry(append(all.New(all.Deps{}).Registry.All(), scripted{})...)
 
 func newTestEngine(t *testing.T, dir string) (*Engine, *spool.Spool) {
 	t.Helper()
@@ -40,7 +42,7 @@ func newTestEngine(t *testing.T, dir string) (*Engine, *spool.Spool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	e, err := New(Config{DeviceID: "dev", Group: "pupils", Spool: sp, PosturePath: filepath.Join(dir, "posture.json"), DedupeWindow: time.Minute})
+	e, err := New(Config{DeviceID: "dev", Group: "pupils", Spool: sp, PosturePath: filepath.Join(dir, "posture.json"), DedupeWindow: time.Minute, Checks: testKinds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestOnceReportsEveryObservation(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("apiVersion: vigil/v1\nid: a\nname: a\nrationale: r\nseverity: high\ncategory: c\ncheck: scripted\nscope:\n  groups: [pupils]\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("apiVersion: vigil/v1\nid: b\nname: b\nrationale: r\nseverity: low\ncategory: c\ncheck: scripted\n"), 0o600)
-	set, errs := rules.LoadDir(dir, checks.Kinds{})
+	set, errs := rules.LoadDir(dir, testKinds)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -154,13 +156,32 @@ func TestOnceReportsEveryObservation(t *testing.T) {
 		return err
 	}
 	var got []*vigilv1.Finding
-	Once(context.Background(), set, "pupils", "pupil", func(f *vigilv1.Finding) { got = append(got, f) })
+	Once(context.Background(), testKinds, set, "pupils", "pupil", func(f *vigilv1.Finding) { got = append(got, f) })
 	if len(got) != 3 || got[0].RuleId != "a" || got[1].Status != "pass" || got[2].RuleId != "b" || got[2].Status != "error" {
 		t.Fatalf("once: %v", got)
 	}
 	got = nil
-	Once(context.Background(), set, "staff", "staff", func(f *vigilv1.Finding) { got = append(got, f) })
+	Once(context.Background(), testKinds, set, "staff", "staff", func(f *vigilv1.Finding) { got = append(got, f) })
 	if len(got) != 1 || got[0].RuleId != "b" {
 		t.Fatalf("scope not applied: %v", got)
+	}
+}
+
+// TestEmitFailureCounted: a finding the spool refuses is not silently gone:
+// Emit returns the error, and EmitFailures (agent status, heartbeat) counts
+// it with the rule and the error.
+func TestEmitFailureCounted(t *testing.T) {
+	e, sp := newTestEngine(t, t.TempDir())
+	if got := e.EmitFailures(); got.Total != 0 {
+		t.Fatalf("fresh engine reports failures: %+v", got)
+	}
+	sp.Close() // every Append now fails, as on a dead disk
+	_, _, err := e.Emit(context.Background(), rule, checks.Observation{Message: "unapproved executable", Key: "a"}, checks.Observation{Message: "second", Key: "b"})
+	if err == nil {
+		t.Fatal("Emit on a closed spool succeeded")
+	}
+	got := e.EmitFailures()
+	if got.Total != 1 || got.Findings != 2 || got.LastRule != rule.ID || got.LastError == "" || got.Last.IsZero() {
+		t.Fatalf("failures %+v", got)
 	}
 }

@@ -12,16 +12,17 @@ import (
 
 // Once evaluates every enabled rule of set that applies to group and role,
 // once, without spool or collector, passing each finding to out: the
-// technician's `vigil-agent check --once`. Every observation is reported
+// technician's `vigil-agent check --once`. kinds are the constructed
+// checks (agent/checks/all.New). Every observation is reported
 // (no transition filtering); a failing, timed-out or panicking check becomes
 // a finding with status "error".
-func Once(ctx context.Context, set *rules.Set, group, role string, out func(*vigilv1.Finding)) {
+func Once(ctx context.Context, kinds *checks.Registry, set *rules.Set, group, role string, out func(*vigilv1.Finding)) {
 	meta := FindingMeta{Group: group, User: hostinfo.LoggedInUser(), RulesHash: set.Hash}
 	for _, r := range set.Enabled() {
 		if !r.Applies(group, role) {
 			continue
 		}
-		c, ok := checks.Get(r.Check)
+		c, ok := kinds.Get(r.Check)
 		if !ok {
 			continue
 		}

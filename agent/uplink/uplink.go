@@ -58,6 +58,10 @@ type Config struct {
 	IdentityRetry time.Duration
 	// Usage reports the agent's own CPU and RSS for heartbeats.
 	Usage func() (cpuPercent float64, rssBytes int64)
+	// LastLocalError, when set, reports a local failure outside the spool
+	// (findings the engine could not record) for the heartbeat's last_error
+	// when the spool has none of its own.
+	LastLocalError func() string
 	// OnWelcome sees each Welcome (the evidence recipient may change).
 	OnWelcome func(*vigilv1.Welcome)
 }
@@ -463,6 +467,9 @@ func (s *streamState) heartbeat() error {
 		SentAt: timestamppb.Now(),
 	}
 	hb.RejectedTotal = st.RejectedTotal
+	if hb.LastError == "" && s.u.cfg.LastLocalError != nil {
+		hb.LastError = s.u.cfg.LastLocalError()
+	}
 	if s.u.cfg.Usage != nil {
 		hb.CpuPercent, hb.RssBytes = s.u.cfg.Usage()
 	}

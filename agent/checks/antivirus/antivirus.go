@@ -26,8 +26,6 @@ import (
 	"github.com/vigil-safeguarding/vigil/rules"
 )
 
-func init() { checks.Register(Check{}) }
-
 // Check is the antivirus rule kind. It is a posture check: each poll emits
 // exactly one observation per rule, Status "pass" or "fail", Key "" (the
 // device as a whole), with every product seen in Details.

@@ -51,9 +51,9 @@ func paramsNode(t *testing.T, src string) *yaml.Node {
 }
 
 func TestKindRegistered(t *testing.T) {
-	c, ok := checks.Get("antivirus")
+	c, ok := checks.MustRegistry(Check{}).Get("antivirus")
 	if !ok {
-		t.Fatal("antivirus kind not registered")
+		t.Fatal("antivirus kind not in a registry holding the check")
 	}
 	p, ok := c.(checks.Poller)
 	if !ok || p.DefaultInterval() != time.Hour {
@@ -136,7 +136,7 @@ params:
   products: [ClamAV]
   clamd_socket: relative.sock
 `
-	_, errs := rules.LoadFiles(map[string][]byte{"av.yaml": []byte(src)}, checks.Kinds{})
+	_, errs := rules.LoadFiles(map[string][]byte{"av.yaml": []byte(src)}, checks.MustRegistry(Check{}))
 	if len(errs) != 1 || errs[0].Error() != `av.yaml:11:17: clamd_socket "relative.sock" must be an absolute socket path or tcp://host:port` {
 		t.Errorf("errors: %v", errs)
 	}
@@ -146,7 +146,7 @@ params:
 // kind registered: the equivalent of `vigil-agent rules check rules/default`
 // once the agent imports this package.
 func TestDefaultRulePack(t *testing.T) {
-	set, errs := rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+	set, errs := rules.LoadFiles(rules.Defaults(), checks.MustRegistry(Check{}))
 	if errs != nil {
 		// Sibling checks' default rules may be present without their
 		// packages linked into this test binary; only our own file
@@ -156,7 +156,7 @@ func TestDefaultRulePack(t *testing.T) {
 				t.Errorf("antivirus.yaml: %v", e)
 			}
 		}
-		set, errs = rules.LoadFiles(map[string][]byte{"antivirus.yaml": rules.Defaults()["antivirus.yaml"]}, checks.Kinds{})
+		set, errs = rules.LoadFiles(map[string][]byte{"antivirus.yaml": rules.Defaults()["antivirus.yaml"]}, checks.MustRegistry(Check{}))
 		if errs != nil {
 			t.Fatal(errs)
 		}

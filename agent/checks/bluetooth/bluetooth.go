@@ -15,6 +15,7 @@ package bluetooth
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -25,9 +26,13 @@ import (
 )
 
 // Check implements checks.Runner for the "bluetooth" kind.
-type Check struct{}
+type Check struct {
+	log *slog.Logger
+}
 
-func init() { checks.Register(Check{}) }
+// New returns the check; log receives what cannot be recorded as a finding
+// (a failed Emit).
+func New(log *slog.Logger) Check { return Check{log: log} }
 
 var _ checks.Runner = Check{}
 
@@ -191,7 +196,14 @@ func (Check) Poll(ctx context.Context, rule *rules.Rule, emit checks.Emit) error
 // that rule (the engine records posture transitions per (rule, Key)); an
 // adapter that disappears gets a final pass.
 func (c Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
-	return run(ctx, rs, emit, readAdapters, watchChanges, c.DefaultInterval())
+	return run(ctx, rs, emit, readAdapters, watchChanges, c.DefaultInterval(), c.logger())
+}
+
+func (c Check) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.Default()
+	}
+	return c.log
 }
 
 type (
@@ -203,7 +215,7 @@ type (
 // one read.
 const debounce = 50 * time.Millisecond
 
-func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, read readFunc, watch watchFunc, defInterval time.Duration) error {
+func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, read readFunc, watch watchFunc, defInterval time.Duration, log *slog.Logger) error {
 	type ruleState struct {
 		rule   *rules.Rule
 		params Params
@@ -216,8 +228,11 @@ func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, read readFunc,
 		p, err := parseParams(r.Params)
 		if err != nil {
 			// Validated at load; a bad rule here is skipped, not fatal to the others.
-			if _, _, eerr := emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check bluetooth: %v", err)}); eerr != nil && ctx.Err() != nil {
-				return nil
+			if _, _, eerr := emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check bluetooth: %v", err)}); eerr != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				log.Error("bluetooth: record that a rule's params are unusable", "rule", r.ID, "params_err", err, "err", eerr)
 			}
 			continue
 		}
@@ -263,8 +278,13 @@ func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, read readFunc,
 			if err != nil {
 				msg := fmt.Sprintf("check bluetooth failed: %v", err)
 				if msg != st.errMsg {
+					if _, _, eerr := emit(ctx, st.rule, checks.Observation{Status: "error", Message: msg}); eerr != nil {
+						// Not recorded: errMsg stays as it was, so the next
+						// round tries again.
+						log.Error("bluetooth: record a read failure", "rule", st.rule.ID, "read_err", err, "err", eerr)
+						continue
+					}
 					st.errMsg = msg
-					emit(ctx, st.rule, checks.Observation{Status: "error", Message: msg})
 				}
 				continue
 			}
@@ -302,7 +322,9 @@ func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, read readFunc,
 				continue
 			}
 			if _, _, err := emit(ctx, st.rule, out...); err != nil {
-				continue // not recorded: leave last as is so the next round retries
+				// Not recorded: leave last as is so the next round retries.
+				log.Error("bluetooth: record adapter state; retrying next round", "rule", st.rule.ID, "findings", len(out), "err", err)
+				continue
 			}
 			for _, o := range out {
 				st.last[o.Key] = o

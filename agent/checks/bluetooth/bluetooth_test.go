@@ -3,6 +3,7 @@ package bluetooth
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,7 @@ func loadRule(t *testing.T, id string) *rules.Rule {
 	if !ok {
 		t.Fatal("rules/default/bluetooth.yaml is not in the default pack")
 	}
-	set, errs := rules.LoadFiles(map[string][]byte{"bluetooth.yaml": data}, checks.Kinds{})
+	set, errs := rules.LoadFiles(map[string][]byte{"bluetooth.yaml": data}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		t.Fatalf("default bluetooth rules: %v", errs)
 	}
@@ -89,7 +90,7 @@ func loadRule(t *testing.T, id string) *rules.Rule {
 
 func TestDefaultPack(t *testing.T) {
 	data := rules.Defaults()["bluetooth.yaml"]
-	set, errs := rules.LoadFiles(map[string][]byte{"bluetooth.yaml": data}, checks.Kinds{})
+	set, errs := rules.LoadFiles(map[string][]byte{"bluetooth.yaml": data}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -146,7 +147,7 @@ func TestParamsErrors(t *testing.T) {
 	}
 	// Through the rules loader the error carries file:line:col.
 	src := "apiVersion: vigil/v1\nid: bt\nname: n\nrationale: r\nseverity: medium\ncategory: compliance\ncheck: bluetooth\nparams:\n  allow_powered: yes please\n"
-	_, errs := rules.LoadFiles(map[string][]byte{"bt.yaml": []byte(src)}, checks.Kinds{})
+	_, errs := rules.LoadFiles(map[string][]byte{"bt.yaml": []byte(src)}, checks.MustRegistry(Check{}))
 	if len(errs) != 1 || errs[0].Error() != "bt.yaml:9:18: allow_powered must be true or false" {
 		t.Errorf("loader error: %v", errs)
 	}
@@ -347,7 +348,7 @@ func TestRunTransitions(t *testing.T) {
 	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []*rules.Rule{rule}, rec.emit, read, watch, time.Hour) }()
+	go func() { done <- run(ctx, []*rules.Rule{rule}, rec.emit, read, watch, time.Hour, slog.Default()) }()
 	<-ready
 	rec.waitFor(t, 2*time.Second, "initial fail", func(o checks.Observation) bool { return o.Key == "hci0" && o.Status == "fail" })
 	set(cur, nil) // same state: nothing new
@@ -382,4 +383,57 @@ func TestRunTransitions(t *testing.T) {
 	if fails != 1 || errs != 1 {
 		t.Errorf("want 1 fail and 1 error, got %d and %d: %+v", fails, errs, rec.all())
 	}
+}
+
+// TestRunRetriesFailedEmit: a read failure whose finding could not be
+// recorded (Emit failed: disk full) is reported again on the next round
+// instead of being remembered as reported and lost.
+func TestRunRetriesFailedEmit(t *testing.T) {
+	read := func(context.Context) (snapshot, error) { return snapshot{}, errors.New("bus down") }
+	var notifyMu sync.Mutex
+	var notify func()
+	ready := make(chan struct{})
+	watch := func(ctx context.Context, n func()) {
+		notifyMu.Lock()
+		notify = n
+		notifyMu.Unlock()
+		close(ready)
+		<-ctx.Done()
+	}
+	rule := loadRule(t, "bluetooth-pupils")
+	rec := newRecorder()
+	var mu sync.Mutex
+	calls := 0
+	emit := func(ctx context.Context, r *rules.Rule, obs ...checks.Observation) (uint64, uint64, error) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			return 0, 0, errors.New("spool: disk full")
+		}
+		return rec.emit(ctx, r, obs...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []*rules.Rule{rule}, emit, read, watch, time.Hour, slog.Default()) }()
+	<-ready
+	// The first round's emit fails; a change notification starts a second.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if n >= 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	notifyMu.Lock()
+	notify()
+	notifyMu.Unlock()
+	rec.waitFor(t, 30*time.Second, "error finding after the failed emit", func(o checks.Observation) bool { return o.Status == "error" })
+	cancel()
+	<-done
 }

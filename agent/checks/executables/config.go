@@ -2,6 +2,7 @@ package executables
 
 import (
 	"fmt"
+	"log/slog"
 	"path"
 	"regexp"
 	"runtime"
@@ -136,7 +137,10 @@ var (
 
 // config is a rule's validated params with defaults applied.
 type config struct {
-	rule             *rules.Rule
+	rule *rules.Rule
+	// quarantine and log come from the Check (see Check.compile).
+	quarantine       *Store
+	log              *slog.Logger
 	paths            []string // globs, for this OS
 	recursive        bool
 	maxDepth         int

@@ -80,14 +80,14 @@ deny:
 // The default pack's executables rule loads with the registry (this
 // package registered) and is valid for every OS.
 func TestDefaultPackLoads(t *testing.T) {
-	_, errs := rules.LoadFiles(rules.Defaults(), checks.Kinds{})
+	_, errs := rules.LoadFiles(rules.Defaults(), checks.MustRegistry(Check{}))
 	for _, e := range errs {
 		if strings.Contains(e.File, "executables") {
 			t.Errorf("%v", e)
 		}
 	}
 	files := map[string][]byte{"executables.yaml": rules.Defaults()["executables.yaml"]}
-	set, errs := rules.LoadFiles(files, checks.Kinds{})
+	set, errs := rules.LoadFiles(files, checks.MustRegistry(Check{}))
 	if errs != nil {
 		t.Fatal(errs)
 	}

@@ -79,7 +79,7 @@ func TestInspectDMGAndHashLimit(t *testing.T) {
 		t.Fatalf("too large: %+v %v", fi, err)
 	}
 	r := testRule(t, "processes: false\nsoftware: false\nmax_hash_bytes: 1000\n")
-	c, _ := compile(r)
+	c, _ := testCheck.compile(r)
 	s := newSink()
 	if err := reportFile(t.Context(), c, fi, "scan", s.emit, &fileState{}); err != nil {
 		t.Fatal(err)

@@ -27,37 +27,44 @@ const Kind = "executables"
 const DefaultInterval = 10 * time.Minute
 
 // Check implements checks.Runner.
-type Check struct{}
-
-func init() { checks.Register(Check{}) }
-
-var (
-	_ checks.Runner = Check{}
-
-	stateMu  sync.Mutex
-	stateDir string
-)
-
-// SetStateDir tells the check the agent's state folder; quarantined files
-// go to QuarantineDir(dir). The daemon calls it before running rules.
-// Without it, action: quarantine degrades to an alert that says so.
-func SetStateDir(dir string) {
-	stateMu.Lock()
-	stateDir = dir
-	stateMu.Unlock()
+type Check struct {
+	// quarantine is where action: quarantine moves files; nil (a zero
+	// Check, or no state folder) degrades quarantine to an alert that says
+	// so.
+	quarantine *Store
+	log        *slog.Logger
 }
+
+// Options for New.
+type Options struct {
+	// StateDir is the agent's state folder; quarantined files go to
+	// QuarantineDir(StateDir), owner-only. Empty: no quarantine.
+	StateDir string
+	Logger   *slog.Logger
+}
+
+// New returns the check with its quarantine store in o.StateDir.
+func New(o Options) Check {
+	c := Check{log: o.Logger}
+	if o.StateDir != "" {
+		c.quarantine = NewStore(QuarantineDir(o.StateDir))
+	}
+	return c
+}
+
+var _ checks.Runner = Check{}
 
 // QuarantineDir is the quarantine folder under an agent state folder.
 func QuarantineDir(stateDir string) string { return filepath.Join(stateDir, "quarantine") }
 
-// QuarantineStore is the store in the folder set by SetStateDir, or nil.
-func QuarantineStore() *Store {
-	stateMu.Lock()
-	defer stateMu.Unlock()
-	if stateDir == "" {
-		return nil
+// Quarantine is the check's quarantine store, or nil.
+func (c Check) Quarantine() *Store { return c.quarantine }
+
+func (c Check) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.Default()
 	}
-	return NewStore(QuarantineDir(stateDir))
+	return c.log
 }
 
 // Kind implements checks.Check.
@@ -72,20 +79,20 @@ func (Check) ValidateParams(params *yaml.Node) error {
 // DefaultInterval implements checks.Poller.
 func (Check) DefaultInterval() time.Duration { return DefaultInterval }
 
-func compile(r *rules.Rule) (*config, error) {
+func (ch Check) compile(r *rules.Rule) (*config, error) {
 	c, err := parseConfig(r.Params, currentOS)
 	if err != nil {
 		return nil, fmt.Errorf("rule %s: %w", r.ID, err)
 	}
-	c.rule = r
+	c.rule, c.quarantine, c.log = r, ch.quarantine, ch.logger()
 	return c, nil
 }
 
 // Poll scans once: running processes, installed software and the top level
 // of the watched folders (at most MaxPollFiles files in all). Actions
 // (quarantine, kill) apply as in Run.
-func (Check) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error {
-	c, err := compile(r)
+func (ch Check) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error {
+	c, err := ch.compile(r)
 	if err != nil {
 		return err
 	}
@@ -109,10 +116,10 @@ var startDelay = 10 * time.Second
 
 // Run watches the rules' folders with fsnotify and scans processes and
 // installed software on each rule's interval (default 10m), until ctx ends.
-func (Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+func (ch Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
 	var cfgs []*config
 	for _, r := range rs {
-		c, err := compile(r)
+		c, err := ch.compile(r)
 		if err != nil {
 			return err
 		}
@@ -173,7 +180,7 @@ func periodicScan(ctx context.Context, c *config, emit checks.Emit) {
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			slog.Warn("executables scan", "rule", c.rule.ID, "err", err)
+			c.log.Warn("executables scan", "rule", c.rule.ID, "err", err)
 		}
 	}
 }

@@ -16,13 +16,17 @@ import (
 	"github.com/vigil-safeguarding/vigil/rules"
 )
 
+// testCheck is the check as the daemon builds it, quarantining under a
+// temp state folder.
+var testCheck Check
+
 func TestMain(m *testing.M) {
-	// Tests quarantine under a temp folder; the daemon calls SetStateDir.
+	// Tests quarantine under a temp folder; the daemon passes its state dir.
 	dir, err := os.MkdirTemp("", "vigil-quarantine-test")
 	if err != nil {
 		panic(err)
 	}
-	SetStateDir(dir)
+	testCheck = New(Options{StateDir: dir})
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -36,7 +40,7 @@ func testRule(t testing.TB, params string) *rules.Rule {
 	for _, line := range strings.Split(strings.TrimRight(params, "\n"), "\n") {
 		b.WriteString("  " + line + "\n")
 	}
-	rs, errs := rules.ParseFile("test.yaml", []byte(b.String()), checks.Kinds{})
+	rs, errs := rules.ParseFile("test.yaml", []byte(b.String()), checks.MustRegistry(Check{}))
 	if errs != nil {
 		t.Fatalf("rule: %v\n%s", errs, b.String())
 	}
@@ -97,7 +101,7 @@ func startRun(t testing.TB, r ...*rules.Rule) *sink {
 	ready := make(chan struct{})
 	testHookWatching = func() { close(ready) }
 	done := make(chan error, 1)
-	go func() { done <- Check{}.Run(ctx, r, s.emit) }()
+	go func() { done <- testCheck.Run(ctx, r, s.emit) }()
 	select {
 	case <-ready:
 	case err := <-done:

@@ -14,7 +14,7 @@ deny:
   - {sha256: `+h2+`, reason: bad build}
   - {name: "evil*", signer: "Evil Corp*", reason: evil}
 `)
-	c, err := compile(r)
+	c, err := testCheck.compile(r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ deny:
 func TestProcessScanFindsDenied(t *testing.T) {
 	cmd := startDenied(t)
 	s := newSink()
-	if err := (Check{}).Poll(context.Background(), testRule(t, procRule), s.emit); err != nil {
+	if err := testCheck.Poll(context.Background(), testRule(t, procRule), s.emit); err != nil {
 		t.Fatal(err)
 	}
 	obs := s.all()
@@ -72,7 +72,7 @@ func TestProcessScanKills(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	s := newSink()
-	if err := (Check{}).Poll(context.Background(), testRule(t, procRule+"kill: true\n"), s.emit); err != nil {
+	if err := testCheck.Poll(context.Background(), testRule(t, procRule+"kill: true\n"), s.emit); err != nil {
 		t.Fatal(err)
 	}
 	if obs := s.all(); len(obs) != 1 || obs[0].Details["action_taken"] != "killed" {

@@ -94,7 +94,7 @@ func reportFile(ctx context.Context, c *config, fi *fileInfo, source string, emi
 	}
 	taken := "alert"
 	if action == "quarantine" {
-		switch store := QuarantineStore(); {
+		switch store := c.quarantine; {
 		case st.quarantineID != "":
 			taken = "quarantined"
 			details["quarantine_id"] = st.quarantineID

@@ -139,7 +139,7 @@ deny:
   - {signer: "Psiphon Inc*", category: filter_bypass, reason: Psiphon proxy}
 `)
 	s := newSink()
-	if err := (Check{}).Poll(context.Background(), r, s.emit); err != nil {
+	if err := testCheck.Poll(context.Background(), r, s.emit); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}

@@ -77,7 +77,7 @@ type seenKey struct {
 
 func newMonitor(cfgs []*config, emit checks.Emit) *monitor {
 	m := &monitor{
-		cfgs: cfgs, emit: emit, log: slog.Default(),
+		cfgs: cfgs, emit: emit, log: cfgs[0].log,
 		dirs: map[string][]dirRule{}, pending: map[string]time.Time{}, dirty: map[string]bool{},
 		bundles: map[string]int{}, seen: map[string]seenKey{},
 		work: make(chan string, 256), retry: make(chan string, 64), kick: make(chan struct{}, 1),

@@ -112,7 +112,7 @@ func TestWatchQuarantine(t *testing.T) {
 	if _, err := os.Lstat(p); !os.IsNotExist(err) {
 		t.Errorf("still at source: %v", err)
 	}
-	store := QuarantineStore()
+	store := testCheck.Quarantine()
 	ents, err := store.List()
 	if err != nil {
 		t.Fatal(err)

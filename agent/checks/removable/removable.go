@@ -14,7 +14,9 @@ package removable
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,9 +27,20 @@ import (
 )
 
 // Check implements checks.Runner for the "removable" kind.
-type Check struct{}
+type Check struct {
+	log *slog.Logger
+}
 
-func init() { checks.Register(Check{}) }
+// New returns the check; log receives what cannot be recorded as a finding
+// (a failed Emit, retried).
+func New(log *slog.Logger) Check { return Check{log: log} }
+
+func (c Check) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.Default()
+	}
+	return c.log
+}
 
 var _ checks.Runner = Check{}
 
@@ -308,26 +321,39 @@ func poll(ctx context.Context, rule *rules.Rule, p Params, src source, emit chec
 // reported as present (the engine's dedupe window absorbs restarts: keys
 // are stable); later mounts as inserted; unmounts as removed when a rule
 // asks for it.
-func (Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+func (c Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
 	src, err := newSource()
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	return run(ctx, rs, emit, src)
+	return run(ctx, rs, emit, src, c.logger())
 }
 
-func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, src source) error {
+// emitRetry is how soon Run tries again to record observations whose Emit
+// failed (the spool's disk was full), when no mount change comes first.
+var emitRetry = 30 * time.Second
+
+// maxUnsent bounds the observations a rule keeps for a retry; an insertion
+// storm during a long spool outage keeps the newest.
+const maxUnsent = 256
+
+func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, src source, log *slog.Logger) error {
 	type ruleState struct {
 		rule   *rules.Rule
 		params Params
 		errMsg string
+		// unsent: observations an Emit failed to record, tried again with
+		// the next round's (an insertion seen once is never seen again).
+		unsent []checks.Observation
 	}
 	var states []*ruleState
 	for _, r := range rs {
 		p, err := parseParams(r.Params)
 		if err != nil {
-			emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check removable: %v", err)})
+			if _, _, eerr := emit(ctx, r, checks.Observation{Status: "error", Message: fmt.Sprintf("check removable: %v", err)}); eerr != nil && ctx.Err() == nil {
+				log.Error("removable: record that a rule's params are unusable", "rule", r.ID, "params_err", err, "err", eerr)
+			}
 			continue
 		}
 		states = append(states, &ruleState{rule: r, params: p})
@@ -347,8 +373,12 @@ func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, src source) er
 			msg := fmt.Sprintf("check removable failed: %v", err)
 			for _, st := range states {
 				if st.errMsg != msg && st.rule.ActiveAt(now) {
+					if _, _, eerr := emit(ctx, st.rule, checks.Observation{Status: "error", Message: msg}); eerr != nil {
+						// errMsg unchanged: the next round reports it again.
+						log.Error("removable: record a listing failure", "rule", st.rule.ID, "list_err", err, "err", eerr)
+						continue
+					}
 					st.errMsg = msg
-					emit(ctx, st.rule, checks.Observation{Status: "error", Message: msg})
 				}
 			}
 		} else {
@@ -386,13 +416,32 @@ func run(ctx context.Context, rs []*rules.Rule, emit checks.Emit, src source) er
 						obs = append(obs, observe(m, "removed"))
 					}
 				}
+				if len(st.unsent) > 0 {
+					obs = append(st.unsent, obs...)
+					st.unsent = nil
+				}
 				if len(obs) > 0 {
-					emit(ctx, st.rule, obs...)
+					if _, _, eerr := emit(ctx, st.rule, obs...); eerr != nil && ctx.Err() == nil {
+						log.Error("removable: record media findings; retrying", "rule", st.rule.ID, "findings", len(obs), "retry_in", emitRetry, "err", eerr)
+						st.unsent = obs[max(0, len(obs)-maxUnsent):]
+					}
 				}
 			}
 			prev = cur
 		}
-		src.Wait(ctx)
+		wait(ctx, src, slices.ContainsFunc(states, func(st *ruleState) bool { return len(st.unsent) > 0 }))
 	}
 	return nil
+}
+
+// wait waits for the next mount change, or at most emitRetry when findings
+// wait for a retry.
+func wait(ctx context.Context, src source, retry bool) {
+	if !retry {
+		src.Wait(ctx)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, emitRetry)
+	defer cancel()
+	src.Wait(wctx)
 }

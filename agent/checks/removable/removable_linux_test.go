@@ -2,6 +2,7 @@ package removable
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -183,7 +184,7 @@ func TestLinuxRunInsertion(t *testing.T) {
 	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []*rules.Rule{open, allow}, rec.emit, src) }()
+	go func() { done <- run(ctx, []*rules.Rule{open, allow}, rec.emit, src, slog.Default()) }()
 	defer func() {
 		cancel()
 		select {
@@ -240,7 +241,7 @@ func TestRunReportsPresentAtStart(t *testing.T) {
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	run(ctx, []*rules.Rule{ruleFrom(t, "r", "  allow: []\n")}, rec.emit, src)
+	run(ctx, []*rules.Rule{ruleFrom(t, "r", "  allow: []\n")}, rec.emit, src, slog.Default())
 	src.Close()
 	obs := rec.list("")
 	if len(obs) != 1 || obs[0].Details["event"] != "present" || obs[0].Key != stickKey {

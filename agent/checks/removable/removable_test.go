@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -57,7 +59,7 @@ func (r *recorder) list(rule string) []checks.Observation {
 func ruleFrom(t *testing.T, id, params string) *rules.Rule {
 	t.Helper()
 	src := "apiVersion: vigil/v1\nid: " + id + "\nname: n\nrationale: r\nseverity: low\ncategory: compliance\ncheck: removable\nparams:\n" + params
-	set, errs := rules.LoadFiles(map[string][]byte{id + ".yaml": []byte(src)}, checks.Kinds{})
+	set, errs := rules.LoadFiles(map[string][]byte{id + ".yaml": []byte(src)}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -69,7 +71,7 @@ func TestDefaultPack(t *testing.T) {
 	if !ok {
 		t.Fatal("rules/default/removable.yaml missing from the default pack")
 	}
-	set, errs := rules.LoadFiles(map[string][]byte{"removable.yaml": data}, checks.Kinds{})
+	set, errs := rules.LoadFiles(map[string][]byte{"removable.yaml": data}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -246,5 +248,75 @@ func TestHumanSize(t *testing.T) {
 		if got := humanSize(n); got != want {
 			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// scriptedSource lists what media holds; Wait returns at a change or when
+// ctx ends.
+type scriptedSource struct {
+	mu      sync.Mutex
+	media   []Medium
+	changed chan struct{}
+}
+
+func (s *scriptedSource) List(context.Context) ([]Medium, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Medium(nil), s.media...), nil
+}
+
+func (s *scriptedSource) Wait(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.changed:
+	}
+}
+
+func (s *scriptedSource) Close() {}
+
+// TestRunRetriesFailedEmit: an insertion whose finding the engine could not
+// record (Emit failed: the spool's disk was full) is recorded by a retry,
+// not lost: the stick is never "inserted" again while it stays mounted.
+func TestRunRetriesFailedEmit(t *testing.T) {
+	old := emitRetry
+	emitRetry = 50 * time.Millisecond
+	defer func() { emitRetry = old }()
+	src := &scriptedSource{changed: make(chan struct{}, 1)}
+	rec := newRecorder()
+	var mu sync.Mutex
+	failing := true
+	listed := make(chan struct{}, 16)
+	emit := func(ctx context.Context, r *rules.Rule, obs ...checks.Observation) (uint64, uint64, error) {
+		mu.Lock()
+		f := failing
+		failing = false
+		mu.Unlock()
+		if f {
+			listed <- struct{}{}
+			return 0, 0, errors.New("spool: no space left on device")
+		}
+		return rec.emit(ctx, r, obs...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []*rules.Rule{ruleFrom(t, "r", "  allow: []\n")}, emit, src, slog.Default()) }()
+	defer func() { cancel(); <-done }()
+	src.mu.Lock()
+	src.media = []Medium{{Device: "sdb1", Vendor: "SanDisk", Model: "Ultra", Serial: "4C530001", MountPoint: "/media/pupil/KEYS", Bus: "usb"}}
+	src.mu.Unlock()
+	// Run may have listed the empty table first; a change makes it list again.
+	src.changed <- struct{}{}
+	select {
+	case <-listed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first emit never happened")
+	}
+	select {
+	case got := <-rec.ch:
+		if got.obs.Details["event"] == nil || !strings.Contains(got.obs.Message, "SanDisk") {
+			t.Errorf("retried observation: %+v", got.obs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the observation whose emit failed was never recorded")
 	}
 }

@@ -19,7 +19,7 @@ const ocrLibrary = "#! rule: keywords-test\n#! category: self_harm\n#! severity:
 func ocrRule(t *testing.T, extra string) (*rules.Rule, error) {
 	t.Helper()
 	y := "apiVersion: vigil/v1\nid: s\nname: s\nrationale: r\nseverity: high\ncategory: safeguarding\ncheck: screen\nparams:\n  screenshot: false\n" + extra
-	set, errs := rules.LoadFiles(map[string][]byte{"screen.yaml": []byte(y), "keywords/t.txt": []byte(ocrLibrary)}, checks.Kinds{})
+	set, errs := rules.LoadFiles(map[string][]byte{"screen.yaml": []byte(y), "keywords/t.txt": []byte(ocrLibrary)}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"sort"
 	"strings"
@@ -97,10 +98,15 @@ func (p *Params) defaults() {
 	}
 }
 
-// Check is the screen check; its state lives in the Hub.
-type Check struct{}
+// Check is the screen check; its state lives in the Hub the daemon
+// constructs and hands to the session server.
+type Check struct {
+	hub *Hub
+}
 
-func init() { checks.Register(Check{}) }
+// New returns the check feeding h. A zero Check validates rules and polls
+// (compiles them) but matches nothing: no helper reports to it.
+func New(h *Hub) Check { return Check{hub: h} }
 
 // Kind implements checks.Check.
 func (Check) Kind() string { return Kind }
@@ -143,19 +149,23 @@ func (Check) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error {
 }
 
 // Run makes the rules active in the Hub until ctx ends.
-func (Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+func (c Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+	h := c.hub
+	if h == nil {
+		h = NewHub()
+	}
 	var active []*activeRule
 	for _, r := range rs {
 		ar, err := compile(r)
 		if err != nil {
-			emit(ctx, r, checks.Observation{Status: "error", Key: "compile", Message: fmt.Sprintf("keyword libraries for %s not usable: %v", r.ID, err)})
+			h.record(ctx, emit, r, checks.Observation{Status: "error", Key: "compile", Message: fmt.Sprintf("keyword libraries for %s not usable: %v", r.ID, err)})
 			continue
 		}
 		active = append(active, ar)
 	}
-	Default.activate(active, emit)
+	h.activate(active, emit)
 	<-ctx.Done()
-	Default.activate(nil, nil)
+	h.activate(nil, nil)
 	return nil
 }
 
@@ -242,6 +252,7 @@ type Hub struct {
 	// seconds.
 	// recorded without it.
 	EvidenceWait time.Duration
+	log          *slog.Logger
 }
 
 type pending struct {
@@ -255,12 +266,29 @@ type seenTerm struct {
 	repeats int
 }
 
-// Default is the service's Hub, wired to the session socket by the daemon.
-var Default = NewHub()
+// HubOption configures NewHub.
+type HubOption func(*Hub)
+
+// WithLogger sets where the Hub logs what it could not record (default
+// slog.Default()).
+func WithLogger(l *slog.Logger) HubOption { return func(h *Hub) { h.log = l } }
 
 // NewHub returns an empty Hub.
-func NewHub() *Hub {
-	return &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 10 * time.Second}
+func NewHub(opts ...HubOption) *Hub {
+	h := &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 10 * time.Second, log: slog.Default()}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// record emits obs and logs a failure: a match found while the spool cannot
+// take it is reported (the engine counts every failed Emit), never dropped
+// unseen.
+func (h *Hub) record(ctx context.Context, emit checks.Emit, r *rules.Rule, obs checks.Observation) {
+	if _, _, err := emit(ctx, r, obs); err != nil {
+		h.log.Error("screen: record finding", "rule", r.ID, "message", obs.Message, "err", err)
+	}
 }
 
 // SetRecipient sets the collector's evidence recipient (from Welcome).
@@ -403,7 +431,7 @@ func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, 
 			obs = observation(p, w, fresh, repeats)
 		}
 		if !*ar.params.Screenshot || h.recipient == "" {
-			go h.emit(context.WithoutCancel(ctx), ar.rule, obs)
+			go h.record(context.WithoutCancel(ctx), h.emit, ar.rule, obs)
 			continue
 		}
 		token := randomID()
@@ -416,7 +444,7 @@ func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, 
 			h.mu.Unlock()
 			if still {
 				pd.obs.Details["evidence"] = "screenshot not received in time"
-				emit(context.Background(), pd.rule, pd.obs)
+				h.record(context.Background(), emit, pd.rule, pd.obs)
 			}
 		})
 		h.pending[token] = pd
@@ -476,8 +504,11 @@ func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, ev ses
 		pd.obs.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: mediaType, Sha256: hex.EncodeToString(sum[:]), Size: int64(len(ev.Data))}}
 		pd.obs.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: ev.Data}}
 	}
-	_, _, err := emit(context.WithoutCancel(ctx), pd.rule, pd.obs)
-	return err
+	if _, _, err := emit(context.WithoutCancel(ctx), pd.rule, pd.obs); err != nil {
+		h.log.Error("screen: record finding with its screenshot", "rule", pd.rule.ID, "message", pd.obs.Message, "err", err)
+		return fmt.Errorf("record finding: %w", err)
+	}
+	return nil
 }
 
 // observation describes the matches: the most severe decides severity and

@@ -43,7 +43,7 @@ func testBundle(t *testing.T, excl []exclusions.Exclusion) *rules.Rule {
 	if excl != nil {
 		files[exclusions.Path] = exclusions.Marshal(excl)
 	}
-	set, errs := rules.LoadFiles(files, checks.Kinds{})
+	set, errs := rules.LoadFiles(files, checks.MustRegistry(Check{}))
 	if errs != nil {
 		t.Fatal(errs)
 	}
@@ -193,7 +193,7 @@ func reloadRule(t *testing.T) *rules.Rule {
 	set, errs := rules.LoadFiles(map[string][]byte{
 		"screen.yaml":    []byte("apiVersion: vigil/v1\nid: s\nname: s\nrationale: r\nseverity: high\ncategory: safeguarding\ncheck: screen\nparams:\n  screenshot: false\n"),
 		"keywords/t.txt": []byte(lib),
-	}, checks.Kinds{})
+	}, checks.MustRegistry(Check{}))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

@@ -60,11 +60,6 @@ type Monitor struct {
 	now func() time.Time
 }
 
-// Default is the service's Monitor, wired to the session server by the
-// daemon (the check registry holds kinds, not instances, so the running
-// check finds its source here, as screenwatch finds its Hub).
-var Default = NewMonitor()
-
 // NewMonitor returns a Monitor with no source: until Use, the check
 // reports nothing (`check --once`, where no helpers can attach).
 func NewMonitor() *Monitor { return &Monitor{now: time.Now, log: slog.Default()} }
@@ -82,10 +77,15 @@ func (m *Monitor) source() (Helpers, *slog.Logger) {
 	return m.src, m.log
 }
 
-// Check is the session check; its source lives in the Monitor.
-type Check struct{}
+// Check is the session check; its source lives in the Monitor the daemon
+// constructs and connects to the session server (Monitor.Use).
+type Check struct {
+	mon *Monitor
+}
 
-func init() { checks.Register(Check{}) }
+// New returns the check watching m. A zero Check (validation, `check
+// --once`) has no helpers to watch and reports nothing.
+func New(m *Monitor) Check { return Check{mon: m} }
 
 var _ checks.Runner = Check{}
 
@@ -117,16 +117,23 @@ func (Check) Poll(ctx context.Context, r *rules.Rule, emit checks.Emit) error {
 }
 
 // Run compares sessions and helpers every rule's Every until ctx ends.
-func (Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+func (c Check) Run(ctx context.Context, rs []*rules.Rule, emit checks.Emit) error {
+	m := c.mon
+	if m == nil {
+		m = NewMonitor()
+	}
 	var wg sync.WaitGroup
 	for _, r := range rs {
 		var p Params
 		if err := checks.DecodeParams(r.Params, &p); err != nil {
-			emit(ctx, r, checks.Observation{Status: "error", Key: "params", Message: err.Error()})
+			if _, _, eerr := emit(ctx, r, checks.Observation{Status: "error", Key: "params", Message: err.Error()}); eerr != nil && ctx.Err() == nil {
+				_, log := m.source()
+				log.Error("session check: record that a rule's params are unusable", "rule", r.ID, "params_err", err, "err", eerr)
+			}
 			continue
 		}
 		p.defaults()
-		wg.Go(func() { Default.watch(ctx, r, p, emit) })
+		wg.Go(func() { m.watch(ctx, r, p, emit) })
 	}
 	wg.Wait()
 	return nil
