@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/console"
@@ -31,6 +32,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules/exclusions"
 )
 
@@ -156,72 +158,53 @@ const (
 
 // Serve runs the collector until ctx ends, then shuts down in order: stop
 // taking streams, let in-flight commits finish and be acknowledged, flush
-// device state, close Badger.
+// device state, close Badger. It checks the configuration before touching
+// the data dir (validate), opens and wires every part (build), then runs
+// the listeners and background loops (run).
 func Serve(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	set, err := validate(cfg)
+	if err != nil {
+		return err
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft heap bound for a school server (Badger's own caches are
 		// bounded by store.DefaultMemory); GOMEMLIMIT overrides it.
 		debug.SetMemoryLimit(1 << 30)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	os.Chmod(cfg.DataDir, 0o700)
-	fdLimit, err := raiseFileLimit()
-	if err != nil {
-		log.Warn("could not read the file descriptor limit; assuming 1024", "err", err)
-		fdLimit = 1024
-	}
-	plan := newFDPlan(fdLimit)
-	ca, err := pki.LoadOrCreate(filepath.Join(cfg.DataDir, pkiDir), cfg.ServerNames)
+	c, err := build(cfg, set)
 	if err != nil {
 		return err
 	}
-	evidenceKey, err := pki.LoadOrCreateEvidenceKey(filepath.Join(cfg.DataDir, pkiDir))
-	if err != nil {
-		return err
-	}
-	var key []byte
-	if cfg.Encrypt {
-		if key, err = loadOrCreateKey(filepath.Join(cfg.DataDir, keyFile)); err != nil {
-			return err
-		}
-	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, badgerDir), store.Options{
-		EncryptionKey: key, Retention: cfg.Retention, DefaultRetention: cfg.DefaultRetention,
-		QueueLen: cfg.QueueLen, Logger: log,
-		SelfDeviceID: ca.SelfDeviceID(), QuarantineDir: filepath.Join(cfg.DataDir, quarantineDir),
-		DiskReserve: cfg.DiskReserve, VerifyInterval: cfg.VerifyInterval,
-	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("close store", "err", err)
-		} else {
-			log.Info("store closed cleanly")
-		}
-	}()
-	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log)
-	if err != nil {
-		return err
-	}
-	if err := console.EnsureAdmin(st, cfg.DataDir, log); err != nil {
-		return err
+	defer c.close()
+	return c.run(ctx)
+}
+
+// settings are what validate derives from the flags.
+type settings struct {
+	notifySev vigilv1.Severity
+	hours     *console.Schedule // nil: no out-of-hours routing
+}
+
+// validate checks the parts of cfg that need no data dir or listener, so
+// a mistyped flag is reported before anything is opened or created.
+func validate(cfg Config) (settings, error) {
+	var set settings
+	if cfg.DataDir == "" {
+		return set, errors.New("no data dir")
 	}
 	minSev := cfg.NotifySeverity
 	if minSev == "" {
 		minSev = "high"
 	}
-	notifySev, err := console.ParseSeverity(minSev)
-	if err != nil {
-		return fmt.Errorf("--notify-severity: %w", err)
+	var err error
+	if set.notifySev, err = console.ParseSeverity(minSev); err != nil {
+		return set, fmt.Errorf("--notify-severity: %w", err)
 	}
-	var hours *console.Schedule
 	if len(cfg.OutOfHoursUsers) > 0 && cfg.WorkingHours == "" {
-		return errors.New("--out-of-hours-users needs --working-hours")
+		return set, errors.New("--out-of-hours-users needs --working-hours")
 	}
 	if len(cfg.OutOfHoursUsers) > 0 {
 		tz := cfg.Timezone
@@ -230,112 +213,170 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 		loc, err := time.LoadLocation(tz)
 		if err != nil {
-			return fmt.Errorf("--timezone: %w", err)
+			return set, fmt.Errorf("--timezone: %w", err)
 		}
-		if hours, err = console.ParseSchedule(cfg.WorkingHours, loc); err != nil {
-			return fmt.Errorf("--working-hours: %w", err)
+		if set.hours, err = console.ParseSchedule(cfg.WorkingHours, loc); err != nil {
+			return set, fmt.Errorf("--working-hours: %w", err)
 		}
-		if cfg.SMTP != "" {
-			log.Info("console: out-of-hours notifications on", "working_hours", hours.String(), "on_call", cfg.OutOfHoursUsers)
+	}
+	return set, nil
+}
+
+// collector holds the parts build wired together, for run and close.
+type collector struct {
+	cfg  Config
+	set  settings
+	log  *slog.Logger
+	plan fdPlan
+	lim  agentLimits
+
+	ca    *pki.Authority
+	st    *store.Store
+	dist  *rulesdist.Distributor
+	met   *metrics.Metrics
+	srv   *server.Server
+	cons  *console.Server
+	gsrv  *grpc.Server
+	glis  *netlimit.Listener
+	hlis  *netlimit.Listener
+	alis  net.Listener
+	asrv  *http.Server
+	hsrv  *http.Server
+	tls   bool
+	url   string
+	exclC chan struct{}
+
+	// closers undo what build opened, last first.
+	closers []func()
+}
+
+func (c *collector) onClose(f func()) { c.closers = append(c.closers, f) }
+
+// close releases what build opened (listeners, then the store), last
+// opened first.
+func (c *collector) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+	c.closers = nil
+}
+
+// build opens the CA, the store and the listeners and wires the servers.
+// On error everything opened so far is closed again.
+func build(cfg Config, set settings) (_ *collector, err error) {
+	log := cfg.Logger
+	c := &collector{cfg: cfg, set: set, log: log, exclC: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			c.close()
 		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	os.Chmod(cfg.DataDir, 0o700)
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		log.Warn("could not read the file descriptor limit; assuming 1024", "err", err)
+		fdLimit = 1024
+	}
+	c.plan = newFDPlan(fdLimit)
+	if c.ca, err = pki.LoadOrCreate(filepath.Join(cfg.DataDir, pkiDir), cfg.ServerNames); err != nil {
+		return nil, err
+	}
+	evidenceKey, err := pki.LoadOrCreateEvidenceKey(filepath.Join(cfg.DataDir, pkiDir))
+	if err != nil {
+		return nil, err
+	}
+	var key []byte
+	if cfg.Encrypt {
+		if key, err = loadOrCreateKey(filepath.Join(cfg.DataDir, keyFile)); err != nil {
+			return nil, err
+		}
+	}
+	c.st, err = store.Open(filepath.Join(cfg.DataDir, badgerDir), store.Options{
+		EncryptionKey: key, Retention: cfg.Retention, DefaultRetention: cfg.DefaultRetention,
+		QueueLen: cfg.QueueLen, Logger: log,
+		SelfDeviceID: c.ca.SelfDeviceID(), QuarantineDir: filepath.Join(cfg.DataDir, quarantineDir),
+		DiskReserve: cfg.DiskReserve, VerifyInterval: cfg.VerifyInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := c.st
+	c.onClose(func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", "err", err)
+		} else {
+			log.Info("store closed cleanly")
+		}
+	})
+	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log); err != nil {
+		return nil, err
+	}
+	if err := console.EnsureAdmin(st, cfg.DataDir, log); err != nil {
+		return nil, err
+	}
+	if set.hours != nil && cfg.SMTP != "" {
+		log.Info("console: out-of-hours notifications on", "working_hours", set.hours.String(), "on_call", cfg.OutOfHoursUsers)
 	}
 	// Approved exclusions travel in every group's rules bundle.
-	dist.SetExtra(exclusionsExtra(st, log))
-	dist.Refresh()
-	met := metrics.New(prometheus.NewRegistry())
-	lim := agentLimitsFor(cfg, plan)
-	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
-		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
-		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
-	gsrv := srv.GRPCServer()
-
-	rawG, err := net.Listen("tcp", cfg.GRPCListen)
+	c.dist.SetExtra(exclusionsExtra(st, log))
+	c.dist.Refresh()
+	c.met = metrics.New(prometheus.NewRegistry())
+	c.lim = agentLimitsFor(cfg, c.plan)
+	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
+		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
+	c.gsrv = c.srv.GRPCServer()
+	if err := c.listen(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := consoleTLS(cfg, c.ca, c.hlis.Addr(), log)
 	if err != nil {
-		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
+		return nil, err
 	}
-	glis := netlimit.Wrap(rawG, netlimit.Config{MaxConns: lim.conns, MaxUnauth: lim.unauth, MaxUnauthPerSource: lim.perSource,
-		UnauthLifetime: lim.lifetime, OnRefuse: func(reason string) { met.RefusedConnection("grpc", reason) }})
-	httpLimits := cfg.HTTP.withDefaults(plan)
-	rawH, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		glis.Close()
-		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPListen, err)
-	}
-	// HTTP has no connection-level authentication: every connection counts
-	// against the per-source cap, and the server's timeouts end idle ones.
-	hlis := netlimit.Wrap(rawH, netlimit.Config{MaxConns: httpLimits.MaxConns, MaxUnauthPerSource: httpLimits.MaxConnsPerSource,
-		OnRefuse: func(reason string) { met.RefusedConnection("http", reason) }})
-	log.Info("connection limits", "plan", plan.String(), "agent_connections", lim.conns, "streams", lim.streams,
-		"unauthenticated", lim.unauth, "unauthenticated_per_source", lim.perSource, "console_connections", httpLimits.MaxConns)
-	for _, c := range []prometheus.Collector{
-		metrics.NewStoreCollector(st.Stats),
-		metrics.NewFleetCollector(metrics.FleetSource{Devices: st.Devices, ConnectedByGroup: srv.ConnectedByGroup, Now: time.Now}),
-		metrics.NewConnCollector(
-			metrics.ConnSource{Name: "grpc", Stats: glis.Stats, Limit: glis.MaxConns, OldestUnauthenticated: glis.OldestUnauthenticated},
-			metrics.ConnSource{Name: "http", Stats: hlis.Stats, Limit: hlis.MaxConns}),
-	} {
-		if err := met.Register(c); err != nil {
-			glis.Close()
-			hlis.Close()
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	alis, err := admin.Listen(cfg.DataDir)
-	if err != nil {
-		glis.Close()
-		hlis.Close()
-		return err
-	}
-	tlsCfg, err := consoleTLS(cfg, ca, hlis.Addr(), log)
-	if err != nil {
-		glis.Close()
-		hlis.Close()
-		alis.Close()
-		return err
-	}
+	c.tls = tlsCfg != nil
 	scheme := "https"
 	if tlsCfg == nil {
 		scheme = "http"
 	}
-	consoleURL := cfg.ConsoleURL
-	if consoleURL == "" {
-		consoleURL = scheme + "://" + hlis.Addr().String()
+	c.url = cfg.ConsoleURL
+	if c.url == "" {
+		c.url = scheme + "://" + c.hlis.Addr().String()
 	}
 	var oidcCfg *console.OIDCConfig
 	if cfg.OIDCIssuer != "" {
 		redirect := cfg.OIDCRedirectURL
 		if redirect == "" {
-			redirect = strings.TrimSuffix(consoleURL, "/") + "/api/v1/oidc/callback"
+			redirect = strings.TrimSuffix(c.url, "/") + "/api/v1/oidc/callback"
 		}
 		oidcCfg = &console.OIDCConfig{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret,
 			RedirectURL: redirect, Name: cfg.OIDCName, AllowedDomain: cfg.OIDCAllowedDomain}
 		log.Info("console: OIDC sign-in on", "issuer", cfg.OIDCIssuer, "redirect_url", redirect)
 	}
-	exclChanged := make(chan struct{}, 1)
-	toks := &tokens.Service{Store: st, CAFingerprint: ca.Fingerprint(), Logger: log}
+	toks := &tokens.Service{Store: st, CAFingerprint: c.ca.Fingerprint(), Logger: log}
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
-		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, rawG.Addr())}
-	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected, OIDC: oidcCfg,
+		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
+	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy,
 		ExclusionsChanged: func() {
 			select {
-			case exclChanged <- struct{}{}:
+			case c.exclC <- struct{}{}:
 			default:
 			}
 		}})
 	if err != nil {
-		glis.Close()
-		hlis.Close()
-		alis.Close()
-		return err
+		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
+	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
 	amux := http.NewServeMux()
-	amux.Handle("/v1/users", cons.AdminHandler())
-	amux.Handle("/v1/people/", cons.AdminHandler())
+	amux.Handle("/v1/users", c.cons.AdminHandler())
+	amux.Handle("/v1/people/", c.cons.AdminHandler())
 	amux.Handle("/", adm.Handler())
-	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
-	hsrv := &http.Server{Handler: cfg.TrustedProxies.HSTS(httpHandler(st, cons.Handler(), met.Handler(cfg.MetricsToken))),
+	c.asrv = &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	httpLimits := cfg.HTTP.withDefaults(c.plan)
+	c.hsrv = &http.Server{Handler: cfg.TrustedProxies.HSTS(httpHandler(st, c.cons.Handler(), c.met.Handler(cfg.MetricsToken))),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: httpLimits.ReadHeaderTimeout, ReadTimeout: httpLimits.ReadTimeout,
 		WriteTimeout: httpLimits.WriteTimeout, IdleTimeout: httpLimits.IdleTimeout, MaxHeaderBytes: httpLimits.MaxHeaderBytes,
@@ -343,27 +384,97 @@ func Serve(ctx context.Context, cfg Config) error {
 	if cfg.MetricsToken == "" {
 		log.Info("metrics: GET /metrics is open on the HTTP listener (aggregates only, no personal data); --metrics-token-file requires a bearer token")
 	}
+	return c, nil
+}
 
+// listen opens the agent, console and admin listeners with their
+// connection limits, and registers the metrics that read them.
+func (c *collector) listen() error {
+	cfg, lim, met := c.cfg, c.lim, c.met
+	rawG, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
+	}
+	c.glis = netlimit.Wrap(rawG, netlimit.Config{MaxConns: lim.conns, MaxUnauth: lim.unauth, MaxUnauthPerSource: lim.perSource,
+		UnauthLifetime: lim.lifetime, OnRefuse: func(reason string) { met.RefusedConnection("grpc", reason) }})
+	c.onClose(func() { c.glis.Close() })
+	httpLimits := cfg.HTTP.withDefaults(c.plan)
+	rawH, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPListen, err)
+	}
+	// HTTP has no connection-level authentication: every connection counts
+	// against the per-source cap, and the server's timeouts end idle ones.
+	c.hlis = netlimit.Wrap(rawH, netlimit.Config{MaxConns: httpLimits.MaxConns, MaxUnauthPerSource: httpLimits.MaxConnsPerSource,
+		OnRefuse: func(reason string) { met.RefusedConnection("http", reason) }})
+	c.onClose(func() { c.hlis.Close() })
+	c.log.Info("connection limits", "plan", c.plan.String(), "agent_connections", lim.conns, "streams", lim.streams,
+		"unauthenticated", lim.unauth, "unauthenticated_per_source", lim.perSource, "console_connections", httpLimits.MaxConns)
+	for _, col := range []prometheus.Collector{
+		metrics.NewStoreCollector(c.st.Stats),
+		metrics.NewFleetCollector(metrics.FleetSource{Devices: c.st.Devices, ConnectedByGroup: c.srv.ConnectedByGroup, Now: time.Now}),
+		metrics.NewConnCollector(
+			metrics.ConnSource{Name: "grpc", Stats: c.glis.Stats, Limit: c.glis.MaxConns, OldestUnauthenticated: c.glis.OldestUnauthenticated},
+			metrics.ConnSource{Name: "http", Stats: c.hlis.Stats, Limit: c.hlis.MaxConns}),
+	} {
+		if err := met.Register(col); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	if c.alis, err = admin.Listen(cfg.DataDir); err != nil {
+		return err
+	}
+	c.onClose(func() {
+		c.alis.Close()
+		os.Remove(filepath.Join(cfg.DataDir, admin.SocketName))
+	})
+	return nil
+}
+
+// Restart pauses of the background loops that are retried after a failure.
+var (
+	rulesWatchRetry = 30 * time.Second
+	notifierRetry   = 30 * time.Second
+)
+
+// run serves until ctx ends or a listener fails, then shuts down in order.
+// Every background loop runs under a supervisor (loops.go): a listener's
+// failure stops the collector; a failed rules watch or notifier is logged
+// and restarted, so a DSL's rule change or an e-mail is delayed, never
+// silently lost.
+func (c *collector) run(ctx context.Context) error {
+	log, cfg := c.log, c.cfg
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
-	go func() { errc <- gsrv.Serve(glis) }()
-	go func() { errc <- ignoreClosed(asrv.Serve(alis)) }()
-	go func() {
-		if tlsCfg == nil {
-			errc <- ignoreClosed(hsrv.Serve(hlis))
-			return
+	sup := newSupervisor(ctx, log)
+	sup.fatal("gRPC server", func(context.Context) error { return c.gsrv.Serve(c.glis) })
+	sup.fatal("admin socket", func(context.Context) error { return ignoreClosed(c.asrv.Serve(c.alis)) })
+	sup.fatal("console HTTP server", func(context.Context) error {
+		if !c.tls {
+			return ignoreClosed(c.hsrv.Serve(c.hlis))
 		}
 		// ServeTLS (not a tls.Listener under Serve) so HTTP/2 is set up,
 		// and the TLS handshake is bounded by the server's timeouts. The
 		// netlimit listener below it still counts raw connections.
-		errc <- ignoreClosed(hsrv.ServeTLS(hlis, "", ""))
-	}()
-	go dist.Watch(ctx, func() { srv.PushRules("") })
-	if lim.dynamic && openFDs() >= 0 {
-		go followStoreFDs(ctx, plan, glis, hlis, log)
+		return ignoreClosed(c.hsrv.ServeTLS(c.hlis, "", ""))
+	})
+	restarted := false
+	sup.retried("rules folder watch", rulesWatchRetry, func(ctx context.Context) error {
+		if restarted {
+			// The watch was down: a change made meanwhile was missed.
+			if err := c.dist.Reload(); err != nil {
+				log.Error("reload rules", "err", err)
+			} else {
+				c.srv.PushRules("")
+			}
+		}
+		restarted = true
+		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
+	})
+	if c.lim.dynamic && openFDs() >= 0 {
+		sup.loop("connection cap", func(ctx context.Context) error { followStoreFDs(ctx, c.plan, c.glis, c.hlis, log); return nil })
 	}
-	go func() {
+	sup.loop("exclusions refresh", func(ctx context.Context) error {
 		// An approval changes the exclusions file at once; an expiry is
 		// noticed within a minute (agents also check expiry themselves).
 		t := time.NewTicker(time.Minute)
@@ -371,74 +482,65 @@ func Serve(ctx context.Context, cfg Config) error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
-			case <-exclChanged:
+				return nil
+			case <-c.exclC:
 			case <-t.C:
 			}
-			if dist.Refresh() {
-				srv.PushRules("")
+			if c.dist.Refresh() {
+				c.srv.PushRules("")
 			}
 		}
-	}()
-	notifyDone := make(chan struct{})
+	})
 	if cfg.SMTP != "" {
 		from := cfg.SMTPFrom
 		if from == "" {
 			from = "vigil@localhost"
 		}
-		go func() {
-			defer close(notifyDone)
-			cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: notifySev,
-				EscalateAfter: cfg.EscalateAfter, ConsoleURL: consoleURL, WorkingHours: hours, OutOfHours: cfg.OutOfHoursUsers,
-				OnFailure: met.NotificationFailed})
-		}()
-	} else {
-		close(notifyDone)
+		sup.retried("e-mail notifier", notifierRetry, func(ctx context.Context) error {
+			return c.cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev,
+				EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url, WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers,
+				OnFailure: c.met.NotificationFailed})
+		})
 	}
-	go func() {
+	sup.loop("device state flush", func(ctx context.Context) error {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-t.C:
 				// A full disk is logged once by the store, not every 5 s;
 				// the records stay marked and are written once space returns.
-				if err := st.FlushDevices(); err != nil && !errors.Is(err, store.ErrDiskFull) {
+				if err := c.st.FlushDevices(); err != nil && !errors.Is(err, store.ErrDiskFull) {
 					log.Error("flush device state", "err", err)
 				}
 			}
 		}
-	}()
-	log.Info("collector serving", "grpc", glis.Addr().String(), "http", hlis.Addr().String(), "console_url", consoleURL,
-		"admin", filepath.Join(cfg.DataDir, admin.SocketName), "ca_fingerprint", ca.Fingerprint(), "encrypted", cfg.Encrypt)
+	})
+	log.Info("collector serving", "grpc", c.glis.Addr().String(), "http", c.hlis.Addr().String(), "console_url", c.url,
+		"admin", filepath.Join(cfg.DataDir, admin.SocketName), "ca_fingerprint", c.ca.Fingerprint(), "encrypted", cfg.Encrypt)
 	if cfg.Ready != nil {
-		cfg.Ready(glis.Addr().String(), hlis.Addr().String())
+		cfg.Ready(c.glis.Addr().String(), c.hlis.Addr().String())
 	}
 
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
+	serveErr := sup.wait()
 	log.Info("collector stopping")
-	srv.Shutdown()
+	c.srv.Shutdown()
 	stopped := make(chan struct{})
-	go func() { gsrv.GracefulStop(); close(stopped) }()
+	go func() { c.gsrv.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(15 * time.Second):
 		log.Warn("streams did not finish in 15s; closing them")
-		gsrv.Stop()
+		c.gsrv.Stop()
 	}
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer shutCancel()
-	asrv.Shutdown(shutCtx)
-	hsrv.Shutdown(shutCtx)
+	c.asrv.Shutdown(shutCtx)
+	c.hsrv.Shutdown(shutCtx)
 	cancel()
-	<-notifyDone
-	os.Remove(filepath.Join(cfg.DataDir, admin.SocketName))
+	sup.stop()
 	return serveErr
 }
 
