@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -58,10 +59,22 @@ func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, err
 	if err != nil {
 		return Result{}, fmt.Errorf("create certificate request: %w", err)
 	}
+	// A collector whose CA is not the pinned one fails the handshake, which
+	// gRPC reports as Unavailable like a collector that is down; the pin's
+	// own error is kept so it is reported as what it is (wrong collector or
+	// token), not as "not reachable yet".
+	pinned := identity.PinnedVerifier(tok.CAFingerprint)
+	var pinErr atomic.Pointer[error]
 	creds := credentials.NewTLS(&tls.Config{
-		MinVersion:            tls.VersionTLS13,
-		InsecureSkipVerify:    true, // verified by the pin
-		VerifyPeerCertificate: identity.PinnedVerifier(tok.CAFingerprint),
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // verified by the pin
+		VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
+			err := pinned(raw, chains)
+			if err != nil {
+				pinErr.Store(&err)
+			}
+			return err
+		},
 	})
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -76,6 +89,9 @@ func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, err
 		HostFingerprint: hostinfo.Fingerprint(), AgentVersion: version.Version,
 	})
 	if err != nil {
+		if perr := pinErr.Load(); perr != nil {
+			return Result{}, fmt.Errorf("collector at %s is not the one the token was issued by: %w", addr, *perr)
+		}
 		if st, ok := status.FromError(err); ok {
 			// gRPC reports a collector it cannot reach as a status too; that
 			// is not a refusal, and callers retry it quietly.
