@@ -235,6 +235,11 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: not a signing key", keyPath)
 	}
+	// A key restored from another backup than its certificate would sign
+	// device certificates no agent or collector accepts: refuse it here.
+	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
+		return nil, nil, fmt.Errorf("%s is not the key of the certificate in %s (restored from different backups?)", keyPath, certPath)
+	}
 	return cert, signer, nil
 }
 
