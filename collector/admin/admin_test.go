@@ -1,0 +1,264 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/server"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/identity"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// env is a collector's admin socket as `serve` runs it: a real store, CA
+// and gRPC server (no agent connected), served on the Unix socket in a
+// data dir, reached with the CLI's Client.
+type env struct {
+	dir string
+	st  *store.Store
+	ca  *pki.Authority
+	cl  *Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	// Short: a Unix socket path has a ~100-byte limit.
+	dir, err := os.MkdirTemp("", "vadm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	log := slog.New(slog.DiscardHandler)
+	ca, err := pki.LoadOrCreate(filepath.Join(dir, "pki"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "badger"), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	agents := server.New(server.Config{Store: st, CA: ca, Logger: log})
+	lis, err := Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: (&Server{Store: st, CA: ca, Agents: agents, Logger: log}).Handler()}
+	go hs.Serve(lis)
+	t.Cleanup(func() { hs.Close() })
+	return &env{dir: dir, st: st, ca: ca, cl: NewClient(dir)}
+}
+
+func (e *env) do(t *testing.T, who, method, path string, body, out any) error {
+	t.Helper()
+	rc, err := e.cl.DoAs(context.Background(), who, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if out != nil {
+		if err := json.NewDecoder(rc).Decode(out); err != nil {
+			t.Fatalf("%s %s: decode: %v", method, path, err)
+		}
+	}
+	return nil
+}
+
+func wantErr(t *testing.T, err error, contains string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), contains) {
+		t.Fatalf("err %v, want it to contain %q", err, contains)
+	}
+}
+
+// TestTokens: a token created on the socket is a well-formed enrolment
+// token pinned to this collector's CA, listed without its secret, and
+// revocable; bad requests are refused with the reason.
+func TestTokens(t *testing.T) {
+	e := newEnv(t)
+	var tok TokenResponse
+	if err := e.do(t, "", "POST", "/v1/tokens", TokenRequest{Group: "year-7", TTL: time.Hour, Uses: 3}, &tok); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := identity.ParseToken(tok.Token)
+	if err != nil || parsed.CAFingerprint != e.ca.Fingerprint() || tok.Group != "year-7" || tok.Uses != 3 {
+		t.Fatalf("token %+v: %v", tok, err)
+	}
+	var list []TokenInfo
+	if err := e.do(t, "", "GET", "/v1/tokens", nil, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != tok.ID {
+		t.Fatalf("list %+v", list)
+	}
+	raw, _ := json.Marshal(list)
+	if strings.Contains(string(raw), string(parsed.Secret)) || strings.Contains(string(raw), tok.Token) {
+		t.Error("token list shows the secret")
+	}
+	wantErr(t, e.do(t, "", "POST", "/v1/tokens", TokenRequest{Group: "", TTL: time.Hour, Uses: 1}, nil), "collector refused")
+	wantErr(t, e.do(t, "tech", "POST", "/v1/tokens/nope/revoke", RevokeRequest{Reason: "x"}, nil), "no token")
+	if err := e.do(t, "tech", "POST", "/v1/tokens/"+tok.ID+"/revoke", RevokeRequest{Reason: "posted to the wrong list"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	list = nil
+	e.do(t, "", "GET", "/v1/tokens", nil, &list)
+	if len(list) != 1 || !list[0].Revoked || list[0].State != "revoked" {
+		t.Errorf("revoked token not shown as revoked: %+v", list)
+	}
+}
+
+// TestFindingsAndDevices: findings stream as NDJSON filtered by device,
+// since and limit; bad filters are refused with the expected form.
+func TestFindingsAndDevices(t *testing.T) {
+	e := newEnv(t)
+	for _, d := range []string{"dev-a", "dev-b"} {
+		if err := e.st.PutDevice(store.Device{DeviceID: d, Group: "pupils", Hostname: d + "-host", EnrolledAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var fs []*vigilv1.Finding
+	for i := range 5 {
+		for _, d := range []string{"dev-a", "dev-b"} {
+			fs = append(fs, &vigilv1.Finding{DeviceId: d, Seq: uint64(i + 1), Group: "pupils", ObservedAt: timestamppb.New(base.Add(time.Duration(i) * time.Minute)),
+				Check: "selftest", RuleId: "selftest", RuleVersion: 1, Severity: vigilv1.Severity_SEVERITY_LOW, Category: "agent", Message: "self-test"})
+		}
+	}
+	if _, _, err := e.st.CommitFindings(context.Background(), fs); err != nil {
+		t.Fatal(err)
+	}
+	lines := func(path string) []map[string]any {
+		t.Helper()
+		rc, err := e.cl.Do(context.Background(), "GET", path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		var out []map[string]any
+		sc := bufio.NewScanner(rc)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	if got := lines("/v1/findings"); len(got) != 10 {
+		t.Errorf("all findings: %d", len(got))
+	}
+	got := lines("/v1/findings?device=dev-b")
+	if len(got) != 5 {
+		t.Fatalf("dev-b: %d", len(got))
+	}
+	for _, f := range got {
+		if f["device_id"] != "dev-b" {
+			t.Errorf("device filter let through %v", f["device_id"])
+		}
+	}
+	if got := lines("/v1/findings?limit=3"); len(got) != 3 {
+		t.Errorf("limit=3: %d", len(got))
+	}
+	since := base.Add(3 * time.Minute).UTC().Format(time.RFC3339)
+	if got := lines("/v1/findings?device=dev-a&since=" + since); len(got) != 2 {
+		t.Errorf("since %s: %d findings, want 2", since, len(got))
+	}
+	wantErr(t, e.do(t, "", "GET", "/v1/findings?since=yesterday", nil, nil), "RFC3339")
+	wantErr(t, e.do(t, "", "GET", "/v1/findings?limit=-1", nil, nil), "non-negative")
+
+	var devs []store.Device
+	if err := e.do(t, "", "GET", "/v1/devices", nil, &devs); err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 2 || devs[0].Connected || devs[1].Connected {
+		t.Errorf("devices %+v", devs)
+	}
+	// A request to a device that is not connected fails with the reason.
+	wantErr(t, e.do(t, "", "POST", "/v1/requests", RequestBody{Device: "dev-a", Kind: "selftest", Timeout: time.Second}, nil), "collector refused")
+}
+
+// TestRevokeUnrevoke: revoking needs an enrolled device; lifting needs who
+// and why and a revoked device; both are in the access log.
+func TestRevokeUnrevoke(t *testing.T) {
+	e := newEnv(t)
+	if err := e.st.PutDevice(store.Device{DeviceID: "dev-a", Group: "pupils", EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, e.do(t, "tech", "POST", "/v1/devices/ghost/revoke", RevokeRequest{Reason: "lost"}, nil), "no device")
+	wantErr(t, e.do(t, "tech", "POST", "/v1/devices/dev-a/unrevoke", RevokeRequest{Reason: "found"}, nil), "not revoked")
+	if err := e.do(t, "tech", "POST", "/v1/devices/dev-a/revoke", RevokeRequest{Reason: "laptop stolen"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, revoked, err := e.st.Revoked("dev-a"); err != nil || !revoked {
+		t.Fatalf("not revoked in the store: %v %v", revoked, err)
+	}
+	wantErr(t, e.do(t, "", "POST", "/v1/devices/dev-a/unrevoke", RevokeRequest{Reason: "found"}, nil), "needs who")
+	wantErr(t, e.do(t, "tech", "POST", "/v1/devices/dev-a/unrevoke", RevokeRequest{}, nil), "needs who")
+	if _, revoked, _ := e.st.Revoked("dev-a"); !revoked {
+		t.Fatal("a refused unrevoke lifted the revocation")
+	}
+	if err := e.do(t, "tech", "POST", "/v1/devices/dev-a/unrevoke", RevokeRequest{Reason: "found in lost property"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, revoked, _ := e.st.Revoked("dev-a"); revoked {
+		t.Fatal("still revoked")
+	}
+	var log []store.AccessEntry
+	if err := e.do(t, "", "GET", "/v1/access-log", nil, &log); err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, a := range log {
+		actions = append(actions, a.Action+":"+a.Who+":"+a.Reason)
+	}
+	joined := strings.Join(actions, ",")
+	if !strings.Contains(joined, "revoke-device:tech:laptop stolen") || !strings.Contains(joined, "unrevoke-device:tech:found in lost property") {
+		t.Errorf("access log %v", actions)
+	}
+}
+
+// TestSocket: owner-only; a second collector on the same data dir is
+// refused while the first serves; the CLI says when none runs.
+func TestSocket(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, SocketName)
+	if runtime.GOOS != "windows" {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("socket mode %v, %v", fi.Mode().Perm(), err)
+		}
+	}
+	if l, err := Listen(e.dir); err == nil {
+		l.Close()
+		t.Fatal("a second collector took over the admin socket")
+	} else if !strings.Contains(err.Error(), "already serving") {
+		t.Errorf("second Listen: %v", err)
+	}
+	empty, err := os.MkdirTemp("", "vadm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(empty)
+	_, err = NewClient(empty).Do(context.Background(), "GET", "/v1/devices", nil)
+	wantErr(t, err, "not running")
+	// A stale socket file from a killed collector does not block a start.
+	os.WriteFile(filepath.Join(empty, SocketName), nil, 0o600)
+	l, err := Listen(empty)
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	l.Close()
+}
