@@ -30,7 +30,9 @@ func (b *backend) TriggerTest(_ context.Context, n int, source, ruleID string) (
 	return 10, 10 + uint64(n) - 1, "n0nce", nil
 }
 
-func (b *backend) Status() any { return map[string]any{"device_id": "dev-1", "spool": map[string]int{"count": 3}} }
+func (b *backend) Status() any {
+	return map[string]any{"device_id": "dev-1", "spool": map[string]int{"count": 3}}
+}
 
 // socketPath is short: a Unix socket path has a ~100-byte limit.
 func socketPath(t *testing.T) string {
