@@ -39,6 +39,8 @@ DEFAULT_PKGS=(
 	./agent/checks/removable/
 	./agent/engine/
 	./agent/screen/
+	./agent/state/
+	./agent/uplink/ # gRPC over bufconn
 	./collector/server/
 	./collector/store/ # Badger on Windows
 )
@@ -58,6 +60,12 @@ DEFAULT_PKGS=(
 #   ./agent/spool/ (bbolt)        TestFileMode: expects mode 0600; Windows has no
 #                                 Unix permission bits (Go reports 0666). Every
 #                                 other spool test passes.
+#   ./agent/enroll/               TestWriteBootstrapOwnerOnly: expects mode 0600
+#                                 (Go reports 0666); TestEnroll and
+#                                 TestEnrollRefusals (real collector over TLS)
+#                                 pass.
+#   ./collector/pki/              TestConsoleCertificate: expects mode 0600 on
+#                                 console.pem/key; every other pki test passes.
 #   ./agent/checks/executables/   TestQuarantinePutListRestore,
 #                                 TestQuarantineCrossFilesystem,
 #                                 TestQuarantineBundle: assert Unix modes
