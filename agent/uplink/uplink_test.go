@@ -269,3 +269,26 @@ func TestWaitAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatCarriesLocalError: findings the engine could not record are
+// reported in the heartbeat's last_error when the spool has no error of
+// its own, so the collector's device list shows them.
+func TestHeartbeatCarriesLocalError(t *testing.T) {
+	c := &collector{welcome: &vigilv1.Welcome{DeviceId: "dev", MaxBatchFindings: 10, MaxBatchBytes: 1 << 20, HeartbeatSeconds: 3600},
+		in: make(chan *vigilv1.AgentMessage, 64), out: make(chan *vigilv1.CollectorMessage, 64)}
+	client := startCollector(t, c)
+	u := New(Config{Spool: spoolWith(t, 0), Engine: engine{}, Logger: slog.New(slog.DiscardHandler),
+		LastLocalError: func() string { return "2 findings not recorded: disk full" }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := u.session(ctx, client); done <- err }()
+	defer func() { cancel(); <-done }()
+	select {
+	case m := <-c.in:
+		if hb := m.GetHeartbeat(); hb == nil || hb.LastError != "2 findings not recorded: disk full" {
+			t.Fatalf("first message %v, want a heartbeat with the local error", m)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no heartbeat within 30s")
+	}
+}
