@@ -278,9 +278,7 @@ func Apply(st State, a Act, who Actor, now time.Time) (State, error) {
 			next.FirstReviewer, next.FirstSignedAt, h.Detail = who.Username, now, "first reviewer"
 		case st.SecondReviewer != "":
 			return st, refuse(Conflict, "the review already has two signatures")
-		case !who.Routed && st.SecondRequested != who.Username:
-			return st, refuse(Forbidden, "the first reviewer has asked someone else to sign as second reviewer")
-		default:
+		default: // MayView above: routed, or the second reviewer asked for
 			next.SecondReviewer, next.SecondSignedAt, h.Detail = who.Username, now, "second reviewer"
 		}
 	case RequestSecond:
