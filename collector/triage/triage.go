@@ -250,8 +250,6 @@ func Apply(st State, a Act, who Actor, now time.Time) (State, error) {
 	case StartReview:
 		reason := CleanText(a.Reason, 2000)
 		switch {
-		case !who.Routed:
-			return st, refuse(Forbidden, "only the reviewers this alert is routed to start its review")
 		case reason == "":
 			return st, refuse(Invalid, "start_review needs a reason for the investigation")
 		case st.Status != New:
