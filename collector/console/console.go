@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
@@ -74,16 +75,16 @@ type Config struct {
 // Server serves the console.
 type Server struct {
 	st      *store.Store
-	key     *age.X25519Identity
 	log     *slog.Logger
 	now     func() time.Time
 	conn    func(string) bool
 	idle    time.Duration
 	limiter *rateLimiter
 	proxies TrustedProxies
-	exclChg func()        // Config.ExclusionsChanged; may be nil
-	oidc    *oidcAuth     // nil: OIDC sign-in off
-	deploy  *DeployConfig // nil: no token or package endpoints
+	exclChg func()            // Config.ExclusionsChanged; may be nil
+	oidc    *oidcAuth         // nil: OIDC sign-in off
+	deploy  *DeployConfig     // nil: no token or package endpoints
+	reveal  *evidence.Service // the one evidence reveal (evidence.go)
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -106,7 +107,7 @@ type Server struct {
 
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
-	s := &Server{proxies: cfg.Proxies, st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
+	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -118,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		s.idle = 12 * time.Hour
 	}
 	s.limiter = newRateLimiter(5, 15*time.Minute)
+	s.reveal = s.newReveal(cfg.EvidenceKey)
 	if cfg.PasswordWorkers <= 0 {
 		cfg.PasswordWorkers = defaultHashWorkers()
 	}

@@ -208,7 +208,7 @@ func (st State) Named(u string) bool {
 // MayView says whether who may see the alert at all: it is routed to them
 // or the review names them, and it is not about them.
 func MayView(st State, who Actor) bool {
-	return !who.Subject && (who.Routed || st.Named(who.Username))
+	return !who.Subject && who.Role != RoleNone && (who.Routed || st.Named(who.Username))
 }
 
 // SecondEligible says whether c may be second reviewer of an alert on
