@@ -329,7 +329,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		alis.Close()
 		return err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: cons.Evidence()}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())
