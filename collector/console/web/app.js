@@ -826,7 +826,7 @@ function drawTriage(el, a, refresh) {
         h('ul', { id: 'second-reviewers' }, eligible.map((p) => h('li', {}, p.display_name || p.username, h('span', { class: 'muted' }, ` (${p.position})`)))));
     }
     if (may.has('request_second_reviewer') && eligible.length) {
-      const pick = select('reviewer', [['', 'Choose the second reviewer'], ...eligible.map((p) => [p.username, `${p.display_name || p.username} (${p.position})`])], r.second_requested || '');
+      const pick = select('second-reviewer', [['', 'Choose the second reviewer'], ...eligible.map((p) => [p.username, `${p.display_name || p.username} (${p.position})`])], r.second_requested || '');
       const err = h('p', { class: 'form-error', role: 'alert' });
       const btn = h('button', { type: 'submit', class: 'secondary' }, 'Ask to sign');
       const form = h('form', { id: 'request-second', novalidate: true },
