@@ -205,8 +205,9 @@ func (st State) Named(u string) bool {
 	return u != "" && (st.FirstReviewer == u || st.SecondReviewer == u || st.SecondRequested == u)
 }
 
-// MayView says whether who may see the alert at all: it is routed to them
-// or the review names them, and it is not about them.
+// MayView says whether who may see the alert at all: they review alerts
+// (a reviewer role), it is routed to them or the review names them, and it
+// is not about them.
 func MayView(st State, who Actor) bool {
 	return !who.Subject && who.Role != RoleNone && (who.Routed || st.Named(who.Username))
 }
