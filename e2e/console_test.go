@@ -64,7 +64,11 @@ func consoleTools(t *testing.T) (node string) {
 // alert, reveals its blurred evidence with a reason (the view lands in the
 // access log), starts the review and signs; a second DSL signs and
 // concludes "Referred to safeguarding board" and exports the PDF; a
-// technician cannot open the alert. The script (e2e/console/console.test.mjs)
+// technician cannot open the alert. Then the device account becomes a
+// member of staff and raises another alert: the headteacher starts its
+// review, signs and asks the chair of governors, whom the page lists among
+// those who may sign second; a DSL who was not asked does not see it; the
+// chair signs second and concludes. The script (e2e/console/console.test.mjs)
 // also saves screenshots: into docs/screenshots with
 // VIGIL_UPDATE_SCREENSHOTS=1, into a temp dir otherwise.
 func TestConsoleBrowser(t *testing.T) {
@@ -76,11 +80,12 @@ func TestConsoleBrowser(t *testing.T) {
 	pw := map[string]string{
 		"dsl1": "dsl1-correct-horse-battery", "dsl2": "dsl2-correct-horse-battery",
 		"tech1": "tech1-correct-horse-battery", "admin1": "admin1-correct-horse-battery",
-		"gov1": "gov1-correct-horse-battery",
+		"gov1": "gov1-correct-horse-battery", "head1": "head1-correct-horse-battery", "chair1": "chair1-correct-horse-battery",
 	}
 	accounts := []struct{ user, role, name string }{
 		{"dsl1", "dsl", "Dana Lead"}, {"dsl2", "dsl", "Sam Deputy"}, {"tech1", "technician", "Tom Technician"},
 		{"admin1", "admin", "Ada Admin"}, {"gov1", "governor", "Gina Governor"},
+		{"head1", "headteacher", "Hana Head"}, {"chair1", "governor", "Carol Chair"},
 	}
 	secrets := t.TempDir()
 	for _, a := range accounts {
@@ -88,8 +93,12 @@ func TestConsoleBrowser(t *testing.T) {
 		if err := os.WriteFile(f, []byte(pw[a.user]+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		mustRun(t, "vigil-collector", "user", "add", "--data", c.data, "--username", a.user, "--role", a.role,
-			"--display-name", a.name, "--password-file", f)
+		args := []string{"user", "add", "--data", c.data, "--username", a.user, "--role", a.role,
+			"--display-name", a.name, "--password-file", f}
+		if a.user == "chair1" {
+			args = append(args, "--chair")
+		}
+		mustRun(t, "vigil-collector", args...)
 	}
 	// The device account the session helper runs as is a pupil in the
 	// school's directory, so the alert routes to the DSL with a name.
@@ -125,21 +134,51 @@ func TestConsoleBrowser(t *testing.T) {
 		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
 	}
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 11*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
-	cmd.Env = append(os.Environ(),
+	browserEnv := append(os.Environ(),
 		"BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "ALERT_TERM=kill myself", "SCREENSHOT_DIR="+shots, "TMPDIR="+tmp,
 		"DSL1_USER=dsl1", "DSL1_PASS="+pw["dsl1"], "DSL2_USER=dsl2", "DSL2_PASS="+pw["dsl2"],
 		"TECH_USER=tech1", "TECH_PASS="+pw["tech1"], "ADMIN_USER=admin1", "ADMIN_PASS="+pw["admin1"],
-		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=330000")
-	cmd.WaitDelay = 10 * time.Second
-	started := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("console.test.mjs (%v):\n%s", time.Since(started).Round(100*time.Millisecond), out)
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
+		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=330000",
+		"HEAD_USER=head1", "HEAD_PASS="+pw["head1"], "CHAIR_USER=chair1", "CHAIR_PASS="+pw["chair1"], "CHAIR_NAME=Carol Chair")
+	browser := func(phase string, extra ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
+		cmd.Env = append(append(append([]string(nil), browserEnv...), "PHASE="+phase), extra...)
+		cmd.WaitDelay = 10 * time.Second
+		started := time.Now()
+		out, err := cmd.CombinedOutput()
+		t.Logf("console.test.mjs PHASE=%s (%v):\n%s", phase, time.Since(started).Round(100*time.Millisecond), out)
+		if err != nil {
+			t.Fatalf("browser test (%s) failed: %v", phase, err)
+		}
 	}
+	browser("pupil")
+
+	// A staff concern, in a school with one headteacher: the same device
+	// account is now a member of staff in the directory, and raises another
+	// alert. The headteacher reviews it first and asks the chair of
+	// governors to sign second (seed 002 §5.3).
+	os.WriteFile(people, []byte("username,display_name,role,year\n"+me.Username+",Jo Staff,staff,\n"), 0o600)
+	mustRun(t, "vigil-collector", "people", "import", "--data", c.data, people)
+	before := 0
+	for _, f := range c.findings(a.id) {
+		if f.Check == "screen" {
+			before++
+		}
+	}
+	setTitle(t, win, "where to buy cocaine - Google Search")
+	waitFor(t, 30*time.Second, "the staff member's screen finding at the collector", func() bool {
+		n := 0
+		for _, f := range c.findings(a.id) {
+			if f.Check == "screen" {
+				n++
+			}
+		}
+		return n > before
+	})
+	browser("staff", "STAFF_TERM=buy cocaine")
 
 	// The collector's own record: dsl1's reveal, with the reason, is in the
 	// access log; the technician read nothing.

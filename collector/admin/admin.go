@@ -6,7 +6,6 @@ package admin
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
@@ -51,6 +51,10 @@ type Server struct {
 	// Tokens is the token policy shared with the console (default: one
 	// over Store and CA).
 	Tokens *tokens.Service
+	// Evidence is the one evidence reveal, shared with the console
+	// (console.Server.Evidence); default: one over Store and EvidenceKey
+	// for the operator alone.
+	Evidence *evidence.Service
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -297,40 +301,67 @@ func decodeOptional(r *http.Request, v any) error {
 	return err
 }
 
-// evidence decrypts one piece of evidence. The view is logged first (who:
-// the OS user the CLI runs as, with a reason), and nothing is shown if the
-// log cannot be written.
+// reveal is the one evidence reveal (collector/evidence): the daemon's,
+// with the console's routing, or one for the operator alone.
+func (s *Server) reveal() *evidence.Service {
+	if s.Evidence != nil {
+		return s.Evidence
+	}
+	return &evidence.Service{Store: s.Store, Key: s.EvidenceKey, Now: s.Now}
+}
+
+// evidence decrypts one piece of evidence through evidence.Service.Reveal
+// (role, routing, the illegal rule, the reason, the access log first). Who
+// is the OS user the CLI runs as (X-Vigil-User); ?as=USERNAME reveals as
+// that console account, whose role and routing then apply.
 func (s *Server) evidence(w http.ResponseWriter, r *http.Request) {
 	device, id := r.PathValue("device"), r.PathValue("id")
-	who, reason := r.Header.Get("X-Vigil-User"), r.URL.Query().Get("reason")
-	if who == "" || reason == "" {
+	who, q := whoOf(r), r.URL.Query()
+	if who == "" {
 		httpError(w, http.StatusBadRequest, "viewing evidence needs who (X-Vigil-User) and a reason")
 		return
 	}
-	ct, err := s.Store.Evidence(device, id, nil)
-	if errors.Is(err, store.ErrNotFound) {
-		httpError(w, http.StatusNotFound, "no evidence %s for device %s (never stored, or past retention)", id, device)
-		return
+	v := evidence.Viewer{Operator: who}
+	if as := q.Get("as"); as != "" {
+		u, err := s.Store.GetUser(as)
+		if errors.Is(err, store.ErrNotFound) {
+			httpError(w, http.StatusBadRequest, "--as: no console account %q (see the console's Users page)", as)
+			return
+		}
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, "read account %s: %v", as, err)
+			return
+		}
+		v.User = &u
 	}
-	if errors.Is(err, store.ErrEvidenceMismatch) {
-		httpError(w, http.StatusConflict, "%v", err)
-		return
-	}
-	if err != nil {
+	got, err := s.reveal().Reveal(v, evidence.Request{Device: device, EvidenceID: id, Reason: q.Get("reason")})
+	var e *evidence.Error
+	switch {
+	case err == nil:
+	case !errors.As(err, &e):
 		httpError(w, http.StatusInternalServerError, "%v", err)
 		return
-	}
-	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now(), Who: who, Action: "view-evidence", DeviceID: device, EvidenceID: id, Reason: reason}); err != nil {
-		httpError(w, http.StatusInternalServerError, "access not logged, so not shown: %v", err)
+	case e.Kind == evidence.IllegalKind:
+		httpError(w, http.StatusForbidden, "%s. %s", e.Msg, e.Guidance())
+		return
+	case e.Kind == evidence.NotAllowed:
+		httpError(w, http.StatusForbidden, "%s", e.Msg)
+		return
+	case e.Kind == evidence.NotFound || e.Kind == evidence.Gone:
+		httpError(w, http.StatusNotFound, "%s", e.Msg)
+		return
+	case e.Kind == evidence.NeedReason:
+		httpError(w, http.StatusBadRequest, "%s", e.Msg)
+		return
+	case e.Kind == evidence.Mismatch:
+		httpError(w, http.StatusConflict, "%v", e)
+		return
+	default:
+		httpError(w, http.StatusInternalServerError, "%v", e)
 		return
 	}
-	plain, err := age.Decrypt(bytes.NewReader(ct), s.EvidenceKey)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, "decrypt evidence: %v", err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	io.Copy(w, io.LimitReader(plain, 64<<20))
+	w.Header().Set("Content-Type", got.MediaType)
+	w.Write(got.Data)
 }
 
 func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) {

@@ -52,7 +52,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
   devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
-  evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE   (decrypts; the view is logged)
+  evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE [--as USER]   (decrypts; the view is logged)
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
                  (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
@@ -470,14 +470,19 @@ func evidenceGet(args []string, stdout io.Writer) error {
 	id := fs.String("id", "", "evidence ID (from the finding's evidence list)")
 	reason := fs.String("reason", "", "why you are viewing it (recorded in the access log)")
 	out := fs.String("out", "", "file to write the decrypted evidence to (owner-only)")
+	as := fs.String("as", "", "reveal as this console account (a DSL): its role and routing apply, and the access log names it")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *device == "" || *id == "" || *reason == "" || *out == "" {
 		return errors.New("--device, --id, --reason and --out are required")
 	}
+	q := url.Values{"reason": {*reason}}
+	if *as != "" {
+		q.Set("as", *as)
+	}
 	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "GET",
-		"/v1/evidence/"+url.PathEscape(*device)+"/"+url.PathEscape(*id)+"?reason="+url.QueryEscape(*reason), nil)
+		"/v1/evidence/"+url.PathEscape(*device)+"/"+url.PathEscape(*id)+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}

@@ -4,27 +4,30 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
-// Routes (seed 002 §5.3).
+// Routes (seed 002 §5.3); who reviews each, and who may sign second, is
+// collector/triage's.
 const (
-	RouteDSL         = "dsl"
-	RouteHeadteacher = "headteacher"
-	RouteChair       = "chair"
+	RouteDSL         = string(triage.RouteDSL)
+	RouteHeadteacher = string(triage.RouteHeadteacher)
+	RouteChair       = string(triage.RouteChair)
 )
 
 // IllegalGuidance is what the console says instead of showing evidence that
-// may be illegal to view.
-const IllegalGuidance = "Do not view. Preserve the device and refer to the police/CEOP and the LADO as the policy requires (seed 002 Appendix 6)."
+// may be illegal to view (collector/evidence owns the rule).
+const IllegalGuidance = evidence.IllegalGuidance
 
 // routeFor: a pupil (or someone not in the directory) goes to the DSL, a
 // staff member to the headteacher, the headteacher to the chair of governors.
@@ -53,18 +56,24 @@ func viewerRoute(u *store.User) string {
 	return ""
 }
 
-// Illegal says whether an alert may concern illegal material: its evidence
-// is then never served (seed 002 Appendix 6).
-func Illegal(f *vigilv1.Finding) bool {
-	if f.GetSeverity() < vigilv1.Severity_SEVERITY_CRITICAL {
-		return false
+// reviewerRole is what an account is to the review (triage.Role).
+func reviewerRole(u *store.User) triage.Role {
+	switch {
+	case u.Disabled:
+		return triage.RoleNone
+	case u.Role == RoleDSL:
+		return triage.RoleDSL
+	case u.Role == RoleHeadteacher:
+		return triage.RoleHeadteacher
+	case u.Role == RoleGovernor && u.Chair:
+		return triage.RoleChair
 	}
-	switch f.GetCategory() {
-	case "sexual_content", "csam", "grooming":
-		return true
-	}
-	return false
+	return triage.RoleNone
 }
+
+// Illegal says whether an alert may concern illegal material: its evidence
+// is then never served (seed 002 Appendix 6). The rule is evidence.Illegal.
+func Illegal(f *vigilv1.Finding) bool { return evidence.Illegal(f) }
 
 // AlertID is "<device_id>-<seq>".
 func AlertID(device string, seq uint64) string { return device + "-" + strconv.FormatUint(seq, 10) }
@@ -130,7 +139,7 @@ func (s *Server) alertJSON(a *store.Alert) AlertJSON {
 		Category: f.Category, Severity: findings.SeverityName(f.Severity),
 		Term: detailString(f, "term"), Context: detailString(f, "context"), Message: f.Message,
 		Title: detailString(f, "title"), Process: detailString(f, "process"),
-		Status: a.State.Status, Illegal: Illegal(f), Evidence: []evidenceJSON{}, RoutedTo: routeFor(p, known),
+		Status: string(a.State.Status), Illegal: Illegal(f), Evidence: []evidenceJSON{}, RoutedTo: routeFor(p, known),
 	}
 	if !known {
 		j.PersonRole = "unknown"
@@ -156,28 +165,34 @@ func isSubject(u *store.User, findingUser string) bool {
 	return p == personid.Canonical(u.Username) || u.Email != "" && p == personid.Canonical(u.Email)
 }
 
-// visible: the alert is routed (or escalated) to the viewer's route, and is
-// not about the viewer. Every path that shows an alert or its evidence
-// (list, detail, actions, evidence, PDF, CSV, device timeline) asks here.
-func (s *Server) visible(u *store.User, a *store.Alert) bool {
-	if isSubject(u, a.Finding.GetUser()) {
-		return false
-	}
-	vr := viewerRoute(u)
-	if vr == "" {
-		return false
-	}
-	p, known := s.person(a.Finding.GetUser())
-	if routeFor(p, known) == vr {
-		return true
-	}
-	for _, e := range a.State.EscalatedTo {
-		if e == vr {
-			return true
-		}
-	}
-	return false
+// routeOf is the route of the alert about f's user.
+func (s *Server) routeOf(f *vigilv1.Finding) string {
+	p, known := s.person(f.GetUser())
+	return routeFor(p, known)
 }
+
+// actor is u as the review of the alert about f, in state st, sees them:
+// their reviewer role, whether the alert is about them, and whether it is
+// routed (or escalated) to them.
+func (s *Server) actor(u *store.User, f *vigilv1.Finding, st store.AlertState) triage.Actor {
+	who := triage.Actor{Username: u.Username, Role: reviewerRole(u), Subject: isSubject(u, f.GetUser())}
+	if vr := viewerRoute(u); vr != "" && who.Role != triage.RoleNone {
+		who.Routed = s.routeOf(f) == vr || slices.Contains(st.EscalatedTo, vr)
+	}
+	return who
+}
+
+// visible: the alert is routed (or escalated) to the viewer, or its review
+// names them (the second reviewer the first asked for), and it is not
+// about the viewer (triage.MayView). Every path that shows an alert or its
+// evidence (list, detail, actions, evidence, PDF, CSV, device timeline)
+// asks here.
+func (s *Server) visible(u *store.User, a *store.Alert) bool {
+	return triage.MayView(a.State, s.actor(u, a.Finding, a.State))
+}
+
+// Visible is visible for other entry points (collector/evidence).
+func (s *Server) Visible(u *store.User, a *store.Alert) bool { return s.visible(u, a) }
 
 // loadVisible reads the alert named by the path, answering 404 itself when
 // it does not exist or is not for this viewer (existence is not revealed).
@@ -248,10 +263,8 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	status, category, group, device := q.Get("status"), q.Get("category"), q.Get("group"), q.Get("device")
 	person := personid.Canonical(q.Get("person"))
-	switch status {
-	case "", "new", "in_review", "concluded":
-	default:
-		jsonError(w, http.StatusBadRequest, "status: new, in_review or concluded")
+	if status != "" && !triage.Status(status).Valid() {
+		jsonError(w, http.StatusBadRequest, "status: new, in_review, concluded or false_positive")
 		return
 	}
 	var sev vigilv1.Severity
@@ -265,7 +278,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 	out := make([]AlertJSON, 0, limit)
 	next, err := s.st.ListAlerts(r.Context(), scan, func(a *store.Alert) bool {
 		f := a.Finding
-		if status != "" && a.State.Status != status || category != "" && f.Category != category ||
+		if status != "" && string(a.State.Status) != status || category != "" && f.Category != category ||
 			sev != 0 && f.Severity != sev || group != "" && f.Group != group || device != "" && f.DeviceId != device ||
 			person != "" && personid.Canonical(f.User) != person || !s.visible(&v.User, a) {
 			return true
@@ -278,18 +291,6 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": out, "next_cursor": hex.EncodeToString(next)})
-}
-
-type reviewJSON struct {
-	Reason          string       `json:"reason"`
-	FirstReviewer   string       `json:"first_reviewer"`
-	FirstSignedAt   *string      `json:"first_signed_at"`
-	SecondReviewer  string       `json:"second_reviewer"`
-	SecondSignedAt  *string      `json:"second_signed_at"`
-	Conclusion      string       `json:"conclusion"`
-	ConclusionOther string       `json:"conclusion_other"`
-	ConcludedAt     *string      `json:"concluded_at"`
-	Notes           []store.Note `json:"notes"`
 }
 
 type deviceBrief struct {
@@ -307,16 +308,10 @@ type alertDetail struct {
 	Device  deviceBrief          `json:"device"`
 }
 
-func (s *Server) detailJSON(a *store.Alert) alertDetail {
-	st := a.State
-	d := alertDetail{AlertJSON: s.alertJSON(a), Review: reviewJSON{
-		Reason: st.Reason, FirstReviewer: st.FirstReviewer, FirstSignedAt: tsPtr(st.FirstSignedAt),
-		SecondReviewer: st.SecondReviewer, SecondSignedAt: tsPtr(st.SecondSignedAt),
-		Conclusion: st.Conclusion, ConclusionOther: st.ConclusionOther, ConcludedAt: tsPtr(st.ConcludedAt), Notes: st.Notes,
-	}, History: st.History}
-	if d.Review.Notes == nil {
-		d.Review.Notes = []store.Note{}
-	}
+// detailJSON is an alert as its page shows it to v: the alert, its review
+// form (review.go) and history, and its device.
+func (s *Server) detailJSON(a *store.Alert, v *viewer) alertDetail {
+	d := alertDetail{AlertJSON: s.alertJSON(a), Review: s.reviewJSON(a, v), History: a.State.History}
 	if d.History == nil {
 		d.History = []store.HistoryEntry{}
 	}
@@ -355,218 +350,5 @@ func (s *Server) alertDetail(w http.ResponseWriter, r *http.Request, v *viewer) 
 	if !s.logAccess(w, v, "view-alert", a, "", "") {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.detailJSON(a))
-}
-
-// Conclusions of the review form (seed 002 Appendix 5).
-var Conclusions = []string{"no_concern", "kept_on_file", "parents_informed", "referred_safeguarding_board", "referred_police", "other"}
-
-// ConclusionLabels are the form's wording.
-var ConclusionLabels = map[string]string{
-	"no_concern": "No concern", "kept_on_file": "Kept on file", "parents_informed": "Parents informed",
-	"referred_safeguarding_board": "Referred to Safeguarding board", "referred_police": "Referred to Police", "other": "Other",
-}
-
-type actionRequest struct {
-	Action     string `json:"action"`
-	Reason     string `json:"reason"`
-	Text       string `json:"text"`
-	Conclusion string `json:"conclusion"`
-	Other      string `json:"other"`
-}
-
-// actionError carries the HTTP status of a refused action.
-type actionError struct {
-	code int
-	msg  string
-}
-
-func (e *actionError) Error() string { return e.msg }
-
-func conflict(msg string) error   { return &actionError{http.StatusConflict, msg} }
-func badRequest(msg string) error { return &actionError{http.StatusBadRequest, msg} }
-
-func cleanText(s string, max int) string {
-	s = strings.TrimSpace(s)
-	if len(s) > max {
-		s = s[:max]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-	}
-	return s
-}
-
-func (s *Server) alertAction(w http.ResponseWriter, r *http.Request, v *viewer) {
-	a := s.loadVisible(w, r.PathValue("id"), v)
-	if a == nil {
-		return
-	}
-	var req actionRequest
-	if err := decodeBody(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	now := s.now().UTC()
-	f := a.Finding
-	var excl *store.Exclusion
-	st, err := s.st.UpdateAlertState(f.DeviceId, f.Seq, func(st *store.AlertState) error {
-		if st.Status == "concluded" && req.Action != "note" {
-			return conflict("this alert is concluded: only notes can be added")
-		}
-		h := store.HistoryEntry{Time: now, By: v.Username, Action: req.Action}
-		switch req.Action {
-		case "start_review":
-			reason := cleanText(req.Reason, 2000)
-			if reason == "" {
-				return badRequest("start_review needs a reason for the investigation")
-			}
-			if st.Status != "new" {
-				return conflict("the review has already started")
-			}
-			st.Status, st.Reason, h.Detail = "in_review", reason, reason
-		case "note":
-			text := cleanText(req.Text, 10000)
-			if text == "" {
-				return badRequest("a note needs text")
-			}
-			st.Notes = append(st.Notes, store.Note{Time: now, By: v.Username, Text: text})
-			h.Detail = text
-		case "sign":
-			if st.Status != "in_review" {
-				return conflict("start the review before signing")
-			}
-			switch {
-			case st.FirstReviewer == "":
-				st.FirstReviewer, st.FirstSignedAt, h.Detail = v.Username, now, "first reviewer"
-			case st.FirstReviewer == v.Username || st.SecondReviewer == v.Username:
-				return conflict("you have already signed this review; the second reviewer must be someone else")
-			case st.SecondReviewer == "":
-				st.SecondReviewer, st.SecondSignedAt, h.Detail = v.Username, now, "second reviewer"
-			default:
-				return conflict("the review already has two signatures")
-			}
-		case "conclude":
-			if st.Status != "in_review" {
-				return conflict("start the review before concluding")
-			}
-			if st.FirstReviewer == "" || st.SecondReviewer == "" || st.FirstReviewer == st.SecondReviewer {
-				return conflict("concluding needs the signatures of two different reviewers")
-			}
-			ok := false
-			for _, c := range Conclusions {
-				ok = ok || c == req.Conclusion
-			}
-			if !ok {
-				return badRequest("conclusion: one of " + strings.Join(Conclusions, ", "))
-			}
-			other := cleanText(req.Other, 2000)
-			if req.Conclusion == "other" && other == "" {
-				return badRequest("conclusion other needs a description")
-			}
-			if req.Conclusion != "other" {
-				other = ""
-			}
-			st.Status, st.Conclusion, st.ConclusionOther, st.ConcludedAt = "concluded", req.Conclusion, other, now
-			h.Detail = ConclusionLabels[req.Conclusion]
-			if other != "" {
-				h.Detail += ": " + other
-			}
-		case "false_positive":
-			reason := cleanText(req.Reason, 2000)
-			if reason == "" {
-				return badRequest("false_positive needs a reason")
-			}
-			excl = &store.Exclusion{ID: randomToken()[:16], AlertID: AlertID(f.DeviceId, f.Seq), RuleID: f.RuleId,
-				Library: detailString(f, "library"), Term: detailString(f, "term"), Category: f.Category,
-				Status: "pending", ProposedBy: v.Username, ProposedAt: now, ProposalReason: reason}
-			h.Detail = "proposed exclusion " + excl.ID + ": " + reason
-		default:
-			return badRequest("action: start_review, note, sign, conclude or false_positive")
-		}
-		st.History = append(st.History, h)
-		return nil
-	})
-	var ae *actionError
-	switch {
-	case errors.As(err, &ae):
-		jsonError(w, ae.code, "%s", ae.msg)
-		return
-	case errors.Is(err, store.ErrNotFound):
-		jsonError(w, http.StatusNotFound, "no such alert")
-		return
-	case err != nil:
-		s.internal(w, "update alert", err)
-		return
-	}
-	if excl != nil {
-		if err := s.st.PutExclusion(*excl); err != nil {
-			s.internal(w, "store exclusion proposal", err)
-			return
-		}
-	}
-	a.State = st
-	writeJSON(w, http.StatusOK, s.detailJSON(a))
-}
-
-func (s *Server) listExclusions(w http.ResponseWriter, r *http.Request, v *viewer) {
-	list, err := s.st.Exclusions()
-	if err != nil {
-		s.internal(w, "list exclusions", err)
-		return
-	}
-	if list == nil {
-		list = []store.Exclusion{}
-	}
-	writeJSON(w, http.StatusOK, list)
-}
-
-func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *viewer) {
-	var req struct {
-		Reason    string `json:"reason"`
-		ExpiresAt string `json:"expires_at"`
-	}
-	if err := decodeBody(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	reason := cleanText(req.Reason, 2000)
-	exp, err := time.Parse(time.RFC3339, req.ExpiresAt)
-	now := s.now().UTC()
-	switch {
-	case reason == "":
-		jsonError(w, http.StatusBadRequest, "approval needs a reason (seed 002 §12.2)")
-		return
-	case err != nil:
-		jsonError(w, http.StatusBadRequest, "expires_at: want RFC3339 (approval needs an expiry, seed 002 §12.2)")
-		return
-	case !exp.After(now):
-		jsonError(w, http.StatusBadRequest, "expires_at must be in the future")
-		return
-	}
-	x, err := s.st.UpdateExclusion(r.PathValue("id"), func(x *store.Exclusion) error {
-		if x.Status != "pending" {
-			return conflict("this exclusion is not pending")
-		}
-		if !appliable(*x) {
-			return conflict("this exclusion names no keyword library and term, so agents could not apply it")
-		}
-		x.Status, x.ApprovedBy, x.ApprovedAt, x.ApprovalReason, x.ExpiresAt = "approved", v.Username, now, reason, exp.UTC()
-		return nil
-	})
-	var ae *actionError
-	switch {
-	case errors.As(err, &ae):
-		jsonError(w, ae.code, "%s", ae.msg)
-	case errors.Is(err, store.ErrNotFound):
-		jsonError(w, http.StatusNotFound, "no such exclusion")
-	case err != nil:
-		s.internal(w, "approve exclusion", err)
-	default:
-		s.log.Info("console: exclusion approved", "id", x.ID, "by", v.Username, "rule", x.RuleID, "term", x.Term, "expires", x.ExpiresAt)
-		if s.exclChg != nil {
-			s.exclChg() // rebuild the rules bundles and push them to agents
-		}
-		writeJSON(w, http.StatusOK, x)
-	}
+	writeJSON(w, http.StatusOK, s.detailJSON(a, v))
 }

@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
@@ -74,16 +75,16 @@ type Config struct {
 // Server serves the console.
 type Server struct {
 	st      *store.Store
-	key     *age.X25519Identity
 	log     *slog.Logger
 	now     func() time.Time
 	conn    func(string) bool
 	idle    time.Duration
 	limiter *rateLimiter
 	proxies TrustedProxies
-	exclChg func()        // Config.ExclusionsChanged; may be nil
-	oidc    *oidcAuth     // nil: OIDC sign-in off
-	deploy  *DeployConfig // nil: no token or package endpoints
+	exclChg func()            // Config.ExclusionsChanged; may be nil
+	oidc    *oidcAuth         // nil: OIDC sign-in off
+	deploy  *DeployConfig     // nil: no token or package endpoints
+	reveal  *evidence.Service // the one evidence reveal (evidence.go)
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -106,7 +107,7 @@ type Server struct {
 
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
-	s := &Server{proxies: cfg.Proxies, st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
+	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -118,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		s.idle = 12 * time.Hour
 	}
 	s.limiter = newRateLimiter(5, 15*time.Minute)
+	s.reveal = s.newReveal(cfg.EvidenceKey)
 	if cfg.PasswordWorkers <= 0 {
 		cfg.PasswordWorkers = defaultHashWorkers()
 	}
@@ -205,7 +207,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/alerts/{id}", s.api(alertReaders, s.alertDetail))
 	mux.Handle("POST /api/v1/alerts/{id}/actions", s.api(alertReaders, s.alertAction))
 	mux.Handle("GET /api/v1/alerts/{id}/form.pdf", s.api(alertReaders, s.formPDF))
-	mux.Handle("GET /api/v1/evidence/{alert}/{evidence}", s.api(roles(RoleDSL), s.evidence))
+	// Who may reveal is evidence.Service.Reveal's decision, for every entry point.
+	mux.Handle("GET /api/v1/evidence/{alert}/{evidence}", s.api(anyone, s.evidence))
 	mux.Handle("GET /api/v1/exclusions", s.api(roles(RoleDSL), s.listExclusions))
 	mux.Handle("POST /api/v1/exclusions/{id}/approve", s.api(roles(RoleDSL), s.approveExclusion))
 	mux.Handle("GET /api/v1/access-log", s.api(roles(RoleAdmin, RoleHeadteacher), s.accessLog))

@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4/pb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -195,7 +196,7 @@ func (s *Server) notifyNew(ctx context.Context, cfg NotifyConfig, k alertKey) {
 		s.log.Warn("console: notifier: read alert", "alert", AlertID(k.dev, k.seq), "err", err)
 		return
 	}
-	if a.Finding.Severity < cfg.MinSeverity || a.State.Status != "new" {
+	if a.Finding.Severity < cfg.MinSeverity || a.State.Status != triage.New {
 		return
 	}
 	p, known := s.person(a.Finding.GetUser())
@@ -327,7 +328,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 	}
 	for _, d := range list {
 		a, err := s.st.GetAlert(d.k.dev, d.k.seq)
-		if err != nil || a.State.Status != "new" {
+		if err != nil || a.State.Status != triage.New {
 			d.n.Done = true // acknowledged (or expired)
 			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
 			continue

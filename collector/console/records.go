@@ -11,84 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/go-pdf/fpdf"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
-
-// evidence decrypts one screenshot for a DSL who gave a reason. The view is
-// logged before anything is decrypted; evidence of an alert that may concern
-// illegal material is never served.
-func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
-	a := s.loadVisible(w, r.PathValue("alert"), v)
-	if a == nil {
-		return
-	}
-	if Illegal(a.Finding) {
-		writeJSON(w, http.StatusForbidden, map[string]string{
-			"error":    "this alert may concern illegal material: its evidence is not shown",
-			"guidance": IllegalGuidance,
-		})
-		return
-	}
-	evID := r.PathValue("evidence")
-	mediaType := ""
-	var ref *vigilv1.EvidenceRef
-	for _, e := range a.Finding.Evidence {
-		if e.Id == evID {
-			mediaType, ref = e.MediaType, e
-		}
-	}
-	if mediaType == "" {
-		jsonError(w, http.StatusNotFound, "no such evidence on this alert")
-		return
-	}
-	reason := cleanText(r.URL.Query().Get("reason"), 500)
-	if reason == "" {
-		jsonError(w, http.StatusBadRequest, "revealing evidence needs a reason (it is recorded in the access log)")
-		return
-	}
-	ct, err := s.st.Evidence(a.Finding.DeviceId, evID, ref)
-	if errors.Is(err, store.ErrNotFound) {
-		jsonError(w, http.StatusNotFound, "the evidence is no longer stored (past retention)")
-		return
-	}
-	if errors.Is(err, store.ErrEvidenceMismatch) {
-		s.log.Error("console: evidence refused", "viewer", v.Username, "alert", r.PathValue("alert"), "evidence", evID, "err", err)
-		jsonError(w, http.StatusConflict, "the stored evidence does not match this alert's SHA-256, so it is not shown (the refusal is in the access log)")
-		return
-	}
-	if err != nil {
-		s.internal(w, "read evidence", err)
-		return
-	}
-	if !s.logAccess(w, v, "view-evidence", a, evID, reason) {
-		return
-	}
-	if s.key == nil {
-		jsonError(w, http.StatusInternalServerError, "this collector has no evidence key")
-		return
-	}
-	plain, err := age.Decrypt(bytes.NewReader(ct), s.key)
-	if err != nil {
-		s.internal(w, "decrypt evidence", err)
-		return
-	}
-	data, err := io.ReadAll(io.LimitReader(plain, 64<<20))
-	if err != nil {
-		s.internal(w, "decrypt evidence", err)
-		return
-	}
-	if mediaType != "image/png" && mediaType != "image/jpeg" { // what the agent sends (agent/screen.Fit)
-		mediaType = "application/octet-stream"
-	}
-	w.Header().Set("Content-Type", mediaType)
-	w.Header().Set("Content-Disposition", "inline")
-	w.Write(data)
-}
 
 // diskFull answers 503 for a write the store refused because its disk is
 // full: the console is read-only until space is freed.
@@ -116,13 +45,7 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 // ConclusionText is the conclusion as the form words it.
-func ConclusionText(st store.AlertState) string {
-	t := ConclusionLabels[st.Conclusion]
-	if st.Conclusion == "other" && st.ConclusionOther != "" {
-		t += ": " + st.ConclusionOther
-	}
-	return t
-}
+func ConclusionText(st store.AlertState) string { return triage.ConclusionText(st) }
 
 // pdfCompress is off in tests so the text can be searched.
 var pdfCompress = true
@@ -132,7 +55,7 @@ func (s *Server) formPDF(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if a == nil {
 		return
 	}
-	if a.State.Status != "concluded" {
+	if a.State.Status != triage.Concluded {
 		jsonError(w, http.StatusConflict, "the review form is exported once the alert is concluded")
 		return
 	}
@@ -279,7 +202,7 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	}
 	var rows []row
 	err := s.st.AlertStates(func(dev string, seq uint64, st store.AlertState) error {
-		if st.Status != "concluded" {
+		if st.Status != triage.Concluded {
 			return nil
 		}
 		a, err := s.st.GetAlert(dev, seq)

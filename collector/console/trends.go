@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 )
 
 // TrendWeeks is how far back the trends go.
@@ -39,14 +40,17 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 		index[weeks[i].Week] = i
 	}
 	categories := map[string]int{}
-	status := map[string]int{"new": 0, "in_review": 0, "concluded": 0}
+	status := map[string]int{}
+	for _, st := range triage.Statuses {
+		status[string(st)] = 0
+	}
 	_, err := s.st.ListAlerts(r.Context(), store.AlertScan{From: from}, func(a *store.Alert) bool {
 		y, wk := a.Finding.GetObservedAt().AsTime().UTC().ISOWeek()
 		if i, ok := index[fmt.Sprintf("%d-W%02d", y, wk)]; ok {
 			weeks[i].Counts[a.Finding.Category]++
 			weeks[i].Total++
 			categories[a.Finding.Category]++
-			status[a.State.Status]++
+			status[string(a.State.Status)]++
 		}
 		return true
 	})
@@ -59,7 +63,7 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 		outcomes[c] = 0
 	}
 	err = s.st.AlertStates(func(_ string, _ uint64, st store.AlertState) error {
-		if st.Status == "concluded" && !st.ConcludedAt.Before(from) {
+		if st.Status == triage.Concluded && !st.ConcludedAt.Before(from) {
 			outcomes[st.Conclusion]++
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -98,8 +99,10 @@ func TestTriageStateMachine(t *testing.T) {
 	}
 }
 
-// TestFalsePositiveProposesExclusion: marking a false positive stores a
-// pending proposal; approval needs a reason and a future expiry.
+// TestFalsePositiveProposesExclusion: marking a false positive ends the
+// review (reason, who, when; only notes after it), the queue lists it under
+// its own status, and it stores a pending proposal; approval needs a reason
+// and a future expiry.
 func TestFalsePositiveProposesExclusion(t *testing.T) {
 	e := newEnv(t)
 	e.user("dsl1", RoleDSL, false, "")
@@ -109,8 +112,35 @@ func TestFalsePositiveProposesExclusion(t *testing.T) {
 		t.Fatalf("false_positive without reason: %d", code)
 	}
 	code, d := c.action(id, map[string]string{"action": "false_positive", "reason": "basketball drills"})
-	if code != 200 || d.Status != "new" {
-		t.Fatalf("false_positive: %d %+v", code, d)
+	// A false positive ends the review, with the reason, who and when.
+	fp := d.Review.FalsePositive
+	if code != 200 || d.Status != "false_positive" || fp == nil || fp.Reason != "basketball drills" || fp.By != "dsl1" || fp.At == nil ||
+		fp.ExclusionStatus != "pending" {
+		t.Fatalf("false_positive: %d %+v %+v", code, d, fp)
+	}
+	// The form no longer offers it (nor any step but a note), and the
+	// server refuses it again.
+	if !reflect.DeepEqual(d.Review.Actions, []triage.Action{triage.AddNote}) {
+		t.Errorf("actions after a false positive: %v, want only note", d.Review.Actions)
+	}
+	for _, body := range []map[string]string{
+		{"action": "false_positive", "reason": "again"}, {"action": "start_review", "reason": "x"}, {"action": "sign"},
+	} {
+		if code, _ := c.action(id, body); code != 409 {
+			t.Errorf("%v after a false positive: %d, want 409", body, code)
+		}
+	}
+	// The queue shows it as such: not among the new alerts, but under its own status.
+	var q struct {
+		Alerts []AlertJSON `json:"alerts"`
+	}
+	c.getJSON("/api/v1/alerts?status=new", &q)
+	if len(q.Alerts) != 0 {
+		t.Errorf("status=new still lists the false positive: %+v", q.Alerts)
+	}
+	c.getJSON("/api/v1/alerts?status=false_positive", &q)
+	if len(q.Alerts) != 1 || q.Alerts[0].ID != id || q.Alerts[0].Status != "false_positive" {
+		t.Errorf("status=false_positive: %+v", q.Alerts)
 	}
 	var xs []store.Exclusion
 	c.getJSON("/api/v1/exclusions", &xs)
@@ -136,6 +166,13 @@ func TestFalsePositiveProposesExclusion(t *testing.T) {
 	}
 	if code, _ := c.do("POST", path, map[string]string{"reason": "again", "expires_at": exp.Format(time.RFC3339)}); code != 409 {
 		t.Errorf("second approval: %d, want 409", code)
+	}
+	// Approved: the alert stays a false positive, and says its exclusion is in force.
+	var after alertDetail
+	c.getJSON("/api/v1/alerts/"+id, &after)
+	if after.Status != "false_positive" || after.Review.FalsePositive == nil || after.Review.FalsePositive.ExclusionStatus != "approved" ||
+		after.Review.FalsePositive.ExclusionID != xs[0].ID {
+		t.Errorf("after approval: %s %+v", after.Status, after.Review.FalsePositive)
 	}
 }
 

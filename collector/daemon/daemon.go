@@ -369,7 +369,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
+	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence()}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", c.cons.AdminHandler())
 	amux.Handle("/v1/people/", c.cons.AdminHandler())

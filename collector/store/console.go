@@ -23,6 +23,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigil-safeguarding/vigil/collector/triage"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -192,44 +193,20 @@ func AlertStateKey(device string, seq uint64) []byte {
 // IsAlert says whether a finding is a safeguarding alert (indexed under ai/).
 func IsAlert(f *vigilv1.Finding) bool { return f.GetCheck() == AlertCheck }
 
-// Note is a free-text note on an alert.
-type Note struct {
-	Time time.Time `json:"time"`
-	By   string    `json:"by"`
-	Text string    `json:"text"`
-}
-
-// HistoryEntry records one change to an alert; history is append-only.
-type HistoryEntry struct {
-	Time   time.Time `json:"time"`
-	By     string    `json:"by"`
-	Action string    `json:"action"`
-	Detail string    `json:"detail,omitempty"`
-}
-
-// AlertState is an alert's triage record (the review form, seed 002 App. 5).
-// A missing record means status "new" with no history.
-type AlertState struct {
-	Status          string         `json:"status"` // new, in_review, concluded
-	Reason          string         `json:"reason,omitempty"`
-	FirstReviewer   string         `json:"first_reviewer,omitempty"`
-	FirstSignedAt   time.Time      `json:"first_signed_at,omitzero"`
-	SecondReviewer  string         `json:"second_reviewer,omitempty"`
-	SecondSignedAt  time.Time      `json:"second_signed_at,omitzero"`
-	Conclusion      string         `json:"conclusion,omitempty"`
-	ConclusionOther string         `json:"conclusion_other,omitempty"`
-	ConcludedAt     time.Time      `json:"concluded_at,omitzero"`
-	Notes           []Note         `json:"notes,omitempty"`
-	History         []HistoryEntry `json:"history,omitempty"`
-	// EscalatedTo lists routes ("headteacher", "chair") the alert was
-	// escalated to because nobody acknowledged it in time; they may see it.
-	EscalatedTo []string `json:"escalated_to,omitempty"`
-}
+// Note, HistoryEntry and AlertState are the review record, owned by
+// collector/triage (its rules and typed status); the store keeps it as JSON.
+type (
+	Note         = triage.Note
+	HistoryEntry = triage.HistoryEntry
+	// AlertState is an alert's triage record (the review form, seed 002
+	// App. 5). A missing record means status New with no history.
+	AlertState = triage.State
+)
 
 // Alert is one entry of the alert index with its finding and triage state.
 type Alert struct {
 	Finding *vigilv1.Finding
-	State   AlertState // Status "new" if never triaged
+	State   AlertState // Status triage.New if never triaged
 	// Cursor identifies the index entry (opaque; pass back to continue).
 	Cursor []byte
 }
@@ -343,7 +320,7 @@ func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 	if !IsAlert(f) {
 		return nil, ErrNotFound
 	}
-	a := &Alert{Finding: f, State: AlertState{Status: "new"}}
+	a := &Alert{Finding: f, State: AlertState{Status: triage.New}}
 	item, err = txn.Get(AlertStateKey(device, seq))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return a, nil
@@ -358,12 +335,21 @@ func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 }
 
 // UpdateAlertState changes an alert's triage state in one serialisable
-// transaction: fn gets the current state (Status "new" if none) and may
+// transaction: fn gets the current state (Status New if none) and may
 // change it or return an error to abort. fn must only append to History.
 func (s *Store) UpdateAlertState(device string, seq uint64, fn func(*AlertState) error) (AlertState, error) {
+	return s.ReviewAlert(device, seq, func(st *AlertState) (*Exclusion, error) { return nil, fn(st) })
+}
+
+// ReviewAlert is UpdateAlertState for a review step that may also propose
+// an exclusion (a false positive): fn returns the proposal or nil, and the
+// proposal is written in the same transaction as the alert's state, so
+// neither is stored without the other. A proposal's ID must be new
+// (ErrExists otherwise, and nothing is written).
+func (s *Store) ReviewAlert(device string, seq uint64, fn func(*AlertState) (*Exclusion, error)) (AlertState, error) {
 	var st AlertState
 	err := s.retryUpdate(func(txn *badger.Txn) error {
-		st = AlertState{Status: "new"}
+		st = AlertState{Status: triage.New}
 		key := AlertStateKey(device, seq)
 		fitem, err := txn.Get(findingKey(device, seq))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -380,11 +366,24 @@ func (s *Store) UpdateAlertState(device string, seq uint64, fn func(*AlertState)
 			return err
 		}
 		before := len(st.History)
-		if err := fn(&st); err != nil {
+		excl, err := fn(&st)
+		if err != nil {
 			return err
 		}
 		if len(st.History) < before {
 			return errors.New("store: alert history is append-only")
+		}
+		if excl != nil {
+			xkey := []byte(pfxExclusion + excl.ID)
+			if _, err := txn.Get(xkey); err == nil {
+				return fmt.Errorf("store: exclusion %s: %w", excl.ID, ErrExists)
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			xv, _ := json.Marshal(excl)
+			if err := txn.Set(xkey, xv); err != nil {
+				return err
+			}
 		}
 		v, _ := json.Marshal(st)
 		e := badger.NewEntry(key, v)
@@ -437,6 +436,13 @@ type Exclusion struct {
 func (s *Store) PutExclusion(x Exclusion) error {
 	v, _ := json.Marshal(x)
 	return s.update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxExclusion+x.ID), v) })
+}
+
+// GetExclusion reads one exclusion; ErrNotFound if there is none.
+func (s *Store) GetExclusion(id string) (Exclusion, error) {
+	var x Exclusion
+	err := getJSON(s.db, []byte(pfxExclusion+id), &x)
+	return x, err
 }
 
 // UpdateExclusion changes one exclusion atomically.

@@ -199,3 +199,47 @@ func (s *Store) AccessLog() ([]AccessEntry, error) {
 	})
 	return out, err
 }
+
+// EvidenceOwner is the seq of the finding that stored evidence id of a
+// device (the write-once owner): the alert a reveal that names only the
+// device and the evidence (the admin socket) is about. ErrNotFound if no
+// finding of the device stored it.
+func (s *Store) EvidenceOwner(device, id string) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(evidenceMetaKey(device, id))
+		if err == nil {
+			return item.Value(func(v []byte) error {
+				if len(v) != 8+sha256.Size {
+					return fmt.Errorf("evidence %s: malformed record of its owner", id)
+				}
+				seq = binary.BigEndian.Uint64(v[:8])
+				return nil
+			})
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		// Stored before owners were recorded beside blobs: the device's
+		// first finding that references it.
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(pfxFindingByDevice + device)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			f := &vigilv1.Finding{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+				return fmt.Errorf("decode stored finding: %w", err)
+			}
+			for _, r := range f.Evidence {
+				if r.GetId() == id {
+					seq = f.Seq
+					return nil
+				}
+			}
+		}
+		return ErrNotFound
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("store: find the owner of evidence %s of %s: %w", id, device, err)
+	}
+	return seq, err
+}

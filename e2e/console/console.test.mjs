@@ -8,6 +8,10 @@
 //
 // Optional: ADMIN_USER/ADMIN_PASS (access log page), GOV_USER/GOV_PASS
 // (trends page), CHROMIUM (default /usr/bin/chromium), SLOWMO.
+// PHASE=staff runs only the staff-concern review instead (e2e/console_test.go
+// runs it second, once the device account is a staff member in the
+// directory): HEAD_USER/HEAD_PASS, CHAIR_USER/CHAIR_PASS, CHAIR_NAME and
+// STAFF_TERM (the term of the staff member's alert).
 // CONSOLE_SPKI: base64 SHA-256 of the console certificate's public key;
 // Chromium then accepts that one key for the HTTPS console (it cannot be
 // told to trust the collector's CA without an NSS database tool), and every
@@ -151,9 +155,83 @@ async function navNames() {
   return page.locator('#nav a').allTextContents();
 }
 
+// A concern about a member of staff, in a school with one headteacher
+// (seed 002 §5.3, docs/console.md "Who reviews what"): the headteacher
+// starts the review and signs, sees who may sign second and asks the chair
+// of governors; a DSL who was not asked does not see it; the chair signs as
+// second reviewer and concludes.
+async function staffConcern() {
+  const STAFF_TERM = env.STAFF_TERM;
+  assert(STAFF_TERM && env.HEAD_USER && env.CHAIR_USER, 'PHASE=staff needs STAFF_TERM, HEAD_USER and CHAIR_USER');
+  step(`sign in as ${env.HEAD_USER} (headteacher): the staff concern is in the queue`);
+  await login(env.HEAD_USER, env.HEAD_PASS);
+  await page.waitForURL(/#\/alerts/);
+  await page.locator('table.queue a.term', { hasText: STAFF_TERM }).first().click();
+  await page.locator('#triage').waitFor();
+
+  step('the headteacher starts the review and signs as first reviewer');
+  await page.getByLabel('Reason for investigation').fill('Drugs search on a staff laptop (e2e)');
+  await page.getByRole('button', { name: 'Start review' }).click();
+  await page.getByRole('button', { name: 'Sign as first reviewer' }).click();
+  await page.locator('#reviewer-1').filter({ hasNotText: 'Not signed yet' }).waitFor();
+
+  step('the headteacher sees who may sign second, and asks the chair of governors');
+  const who = page.locator('#second-reviewers');
+  await who.waitFor();
+  const list = await who.innerText();
+  assert(list.includes(env.CHAIR_NAME) && /Chair of Governors/.test(list), `eligible second reviewers lack the chair: ${list}`);
+  assert(/Designated Safeguarding Lead/.test(list), `eligible second reviewers lack the DSLs: ${list}`);
+  assert(!list.includes('Gina Governor') && !list.includes('Tom Technician'), `a governor or technician offered as second reviewer: ${list}`);
+  await page.getByLabel('Second reviewer').selectOption({ label: `${env.CHAIR_NAME} (Chair of Governors)` });
+  await page.getByRole('button', { name: 'Ask to sign' }).click();
+  await page.locator('#second-requested').filter({ hasText: env.CHAIR_NAME }).waitFor();
+  assert(await page.getByRole('button', { name: 'Sign as second reviewer' }).isDisabled(), 'the headteacher may sign twice');
+  await checkA11y('staff concern, first reviewer');
+  await logout();
+
+  step(`sign in as ${env.DSL1_USER} (a DSL not asked): the staff concern is not shown`);
+  await login(env.DSL1_USER, env.DSL1_PASS);
+  await page.waitForURL(/#\/alerts/);
+  await page.locator('#queue-summary').filter({ hasText: /shown/ }).waitFor();
+  assert(await page.locator('table.queue a.term', { hasText: STAFF_TERM }).count() === 0, 'a DSL who was not asked sees the staff concern');
+  await logout();
+
+  step(`sign in as ${env.CHAIR_USER} (chair of governors): asked, signs as second reviewer`);
+  await login(env.CHAIR_USER, env.CHAIR_PASS);
+  const nav = await navNames();
+  assert(nav.includes('Alerts') && nav.includes('Trends'), `chair nav: ${nav}`);
+  await page.waitForURL(/#\/alerts/);
+  await page.locator('table.queue a.term', { hasText: STAFF_TERM }).first().click();
+  await page.locator('#second-requested').filter({ hasText: 'asked you' }).waitFor();
+  await page.getByRole('button', { name: 'Sign as second reviewer' }).click();
+  await page.locator('#reviewer-2').filter({ hasText: env.CHAIR_NAME }).waitFor();
+
+  step('the chair concludes: Kept on file');
+  await page.getByLabel('Conclusion', { exact: true }).selectOption({ label: 'Kept on file' });
+  await page.getByRole('button', { name: 'Conclude' }).click();
+  await page.locator('#alert-badges').filter({ hasText: 'Concluded' }).waitFor();
+  await page.locator('#conclusion').filter({ hasText: 'Kept on file' }).waitFor();
+  await page.locator('#triage').scrollIntoViewIfNeeded();
+  await checkA11y('staff concern, concluded by the chair');
+  await shot('staff-concern');
+  await logout();
+}
+
+function finish() {
+  assert(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
+  console.log(`PASS in ${((Date.now() - t0) / 1000).toFixed(1)}s; screenshots in ${SHOTS}`);
+}
+
 let alertId = '';
 let alertContext = '';
 try {
+  if (env.PHASE === 'staff') {
+    await staffConcern();
+    finish();
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    process.exit(0);
+  }
   // ---- DSL 1: queue, alert, evidence, start review, first signature --------
   step('login page');
   await page.goto(`${BASE}/`);

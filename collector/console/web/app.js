@@ -28,7 +28,10 @@ const NAV = [
 
 const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
 const SEVERITY_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
-const STATUSES = { new: 'New', in_review: 'In review', concluded: 'Concluded' };
+// The review statuses (collector/triage.Status). Concluded and false
+// positive end the review.
+const STATUSES = { new: 'New', in_review: 'In review', concluded: 'Concluded', false_positive: 'False positive' };
+const CLOSED = new Set(['concluded', 'false_positive']);
 const CATEGORIES = [
   'self_harm', 'grooming', 'extremism', 'sexual_content', 'bullying', 'violence', 'hate',
   'drugs', 'gambling', 'challenges', 'filter_bypass', 'safeguarding', 'compliance',
@@ -450,7 +453,7 @@ async function viewQueue(query, seq) {
 
   const draw = () => {
     tableHolder.replaceChildren(queueTable(alerts, sort));
-    const open = alerts.filter((a) => a.status !== 'concluded').length;
+    const open = alerts.filter((a) => !CLOSED.has(a.status)).length;
     summary.textContent = `${alerts.length} alert${alerts.length === 1 ? '' : 's'} shown, ${open} open.`;
     more.replaceChildren();
     if (next) {
@@ -749,7 +752,10 @@ function reveal(a, ev, why, frame, controls, label) {
 function drawTriage(el, a, refresh) {
   const r = a.review || {};
   const me = session.username;
-  const steps = ['new', 'in_review', 'concluded'];
+  // What the server lets this viewer do now (triage.Allowed): nothing is
+  // offered that it would refuse.
+  const may = new Set(Array.isArray(r.actions) ? r.actions : []);
+  const steps = a.status === 'false_positive' ? ['new', 'false_positive'] : ['new', 'in_review', 'concluded'];
   const cur = steps.indexOf(a.status);
   const stepList = h('ol', { class: 'steps', 'aria-label': 'Review progress' },
     steps.map((s, i) => h('li', { class: i < cur ? 'done' : '', 'aria-current': i === cur ? 'step' : null },
@@ -778,7 +784,7 @@ function drawTriage(el, a, refresh) {
     }
   };
 
-  if (a.status === 'new') {
+  if (a.status === 'new' && may.has('start_review')) {
     const reason = h('textarea', { name: 'reason', required: true, rows: '3' });
     const err = h('p', { class: 'form-error', role: 'alert' });
     const btn = h('button', { type: 'submit' }, 'Start review');
@@ -798,14 +804,42 @@ function drawTriage(el, a, refresh) {
     parts.push(form);
   }
 
-  if (a.status !== 'new') {
+  if (a.status !== 'new' && a.status !== 'false_positive') {
     parts.push(h('h3', {}, 'Reviewers'),
-      h('div', { class: 'reviewers' }, reviewer(1, r.first_reviewer, r.first_signed_at), reviewer(2, r.second_reviewer, r.second_signed_at)));
+      h('div', { class: 'reviewers' }, reviewer(1, r.first_reviewer_name || r.first_reviewer, r.first_signed_at),
+        reviewer(2, r.second_reviewer_name || r.second_reviewer, r.second_signed_at)));
   }
 
   if (a.status === 'in_review') {
     const signedByMe = (r.first_reviewer && r.first_reviewer === me) || (r.second_reviewer && r.second_reviewer === me);
-    if (!r.second_reviewer) {
+    const eligible = Array.isArray(r.second_reviewers) ? r.second_reviewers : [];
+    if (!r.second_reviewer && r.second_requested) {
+      parts.push(h('p', { id: 'second-requested' }, r.second_requested === me
+        ? 'The first reviewer has asked you to sign as second reviewer.'
+        : `The first reviewer has asked ${r.second_requested_name || r.second_requested} to sign as second reviewer.`));
+    }
+    // Who may sign second (seed 002 §5.3, docs/console.md): the first
+    // reviewer names one of them; those the alert is routed to may sign
+    // without being named.
+    if (!r.second_reviewer && r.first_reviewer && eligible.length) {
+      parts.push(h('h3', {}, 'Who may sign as second reviewer'),
+        h('ul', { id: 'second-reviewers' }, eligible.map((p) => h('li', {}, p.display_name || p.username, h('span', { class: 'muted' }, ` (${p.position})`)))));
+    }
+    if (may.has('request_second_reviewer') && eligible.length) {
+      const pick = select('second-reviewer', [['', 'Choose the second reviewer'], ...eligible.map((p) => [p.username, `${p.display_name || p.username} (${p.position})`])], r.second_requested || '');
+      const err = h('p', { class: 'form-error', role: 'alert' });
+      const btn = h('button', { type: 'submit', class: 'secondary' }, 'Ask to sign');
+      const form = h('form', { id: 'request-second', novalidate: true },
+        field('Second reviewer', pick, 'They are shown this alert and can sign the form; nobody else outside its route is.'), err, h('div', { class: 'actions' }, btn));
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        if (!pick.value) { err.textContent = 'Choose the second reviewer.'; pick.focus(); return; }
+        const name = pick.options[pick.selectedIndex].textContent;
+        act({ action: 'request_second_reviewer', reviewer: pick.value }, btn, `Asked ${name} to sign as second reviewer.`);
+      });
+      parts.push(form);
+    }
+    if (!r.second_reviewer && (may.has('sign') || signedByMe)) {
       const which = r.first_reviewer ? 'second' : 'first';
       const btn = h('button', { type: 'button', id: 'sign' }, `Sign as ${which} reviewer`);
       if (signedByMe) {
@@ -842,6 +876,16 @@ function drawTriage(el, a, refresh) {
     parts.push(form);
   }
 
+  if (a.status === 'false_positive') {
+    const fp = r.false_positive || {};
+    const excl = fp.exclusion_status === 'approved' ? 'The exclusion it proposed is approved and applies until its expiry (see Exclusions).'
+      : fp.exclusion_id ? 'The exclusion it proposed awaits a DSL\'s approval on the Exclusions page.' : '';
+    parts.push(h('h3', {}, 'Marked false positive'),
+      h('p', { id: 'false-positive-record' }, fp.reason || '—'),
+      h('p', { class: 'hint' }, `By ${fp.by_name || fp.by || 'unknown'}, `, when(fp.at), '. The review has ended; notes can still be added.'),
+      excl ? h('p', { class: 'hint', id: 'false-positive-exclusion' }, excl) : null);
+  }
+
   if (a.status === 'concluded') {
     const c = r.conclusion;
     parts.push(h('h3', {}, 'Conclusion'),
@@ -856,7 +900,7 @@ function drawTriage(el, a, refresh) {
   parts.push(h('h3', {}, 'Notes'),
     notes.length ? h('ul', { class: 'notes' }, notes.map((n) => h('li', {}, h('span', { class: 'when' }, when(n.time), ` · ${n.by}`), n.text)))
       : h('p', { class: 'muted' }, 'No notes yet.'));
-  {
+  if (may.has('note')) {
     const text = h('textarea', { name: 'note', rows: '2' });
     const btn = h('button', { type: 'submit', class: 'secondary' }, 'Add note');
     const form = h('form', { id: 'add-note', novalidate: true }, field('New note', text, 'Notes are added to the record; nothing is overwritten.'), h('div', { class: 'actions' }, btn));
@@ -868,7 +912,7 @@ function drawTriage(el, a, refresh) {
     parts.push(form);
   }
 
-  if (a.status !== 'concluded') {
+  if (may.has('false_positive')) {
     const fpBtn = h('button', { type: 'button', class: 'secondary', id: 'false-positive', 'aria-expanded': 'false' }, 'Mark false positive');
     const holder = h('div', {});
     fpBtn.addEventListener('click', () => {
