@@ -44,12 +44,12 @@ func TestEvaluate(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines, errs := ParseEvalSet("e.tsv", []byte(strings.Join([]string{
-		"self_harm\ti will kill myself",        // caught
-		"self_harm\ti want to disappear",       // missed
-		"self_harm\tstab myself",               // missed, wrong category
+		"self_harm\ti will kill myself",       // caught
+		"self_harm\ti want to disappear",      // missed
+		"self_harm\tstab myself",              // missed, wrong category
 		"violence,self_harm\tkill myself now", // caught by its second label
-		"violence\tstab him",                   // caught
-		"none\tstab wound first aid",           // false positive
+		"violence\tstab him",                  // caught
+		"none\tstab wound first aid",          // false positive
 		"none\tkiller whale",
 		"none\tskills",
 	}, "\n")))
