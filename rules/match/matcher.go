@@ -127,13 +127,18 @@ func Compile(libs ...*Library) (*Matcher, error) {
 			m.alpha.add(x)
 		}
 	}
+	pres := m.prefilterPatterns(pats) // anchor.go: gap terms by their rarest word
+	for _, p := range pres {
+		for _, x := range p.syms {
+			m.alpha.add(x)
+		}
+	}
 	m.exact = buildDFA(pats, &m.alpha, false, nil)
 	// Prefilter patterns: globally squashed, deduplicated.
-	prePats := make([][]uint32, 0, len(pats))
+	prePats := make([][]uint32, 0, len(pres))
 	seenPre := map[string]int{}
-	for pi, p := range pats {
-		g := gsquash(p)
-		open := false
+	for _, pp := range pres {
+		g, open := pp.syms, pp.open
 		if len(g) > preMaxLen {
 			g, open = g[:preMaxLen], true
 		}
@@ -146,14 +151,7 @@ func Compile(libs ...*Library) (*Matcher, error) {
 			m.preLen = append(m.preLen, int32(len(g)))
 			m.preOpen = append(m.preOpen, false)
 		}
-		if open {
-			m.preOpen[id] = true
-		}
-		for _, ti := range m.patTerms[pi] {
-			if t := &m.terms[ti]; t.prefix || t.gap > 0 {
-				m.preOpen[id] = true
-			}
-		}
+		m.preOpen[id] = m.preOpen[id] || open
 	}
 	m.pre = buildDFA(prePats, &m.alpha, true, m.preOpen)
 	base := uint32(m.alpha.n)
