@@ -18,11 +18,14 @@ import "strings"
 // unchanged and still starts from the first word.
 //
 // A word other than the first may be joined to the words before it
-// ("cutfatty" for "cut fatty"), and then it does not start a text word. So
-// a gap term whose anchor is word k also gets, for each j < k, the pattern
-// of words j..k joined: the text word that holds the anchor starts with one
-// of them. Every anchor pattern may end inside a word (the next word may be
-// joined to it), so it is open.
+// ("cutfatty" for "cut fatty"), and then it does not start a text word. A
+// long anchor (minAnywhere symbols or more) is therefore looked for
+// anywhere, inside words too: five symbols in a row are rare enough. A
+// shorter one must start a word, and the term also gets, for each j < k,
+// the pattern of words j..k joined: the text word that holds the anchor
+// starts with one of them ("die" in "want to die" would otherwise fire in
+// every "studies"). Every anchor pattern may end inside a word (the next
+// word may be joined to it), so it is open.
 
 // gapAnchor returns the index of the word of pieces the prefilter should
 // look for.
@@ -49,7 +52,8 @@ func commonAnchorWords() map[string]bool {
 		i me my you your ur u he him his she her we us our they them it this that what how why who when where
 		all any no not one some just like do dont get got go going gonna make made want wanna take took give
 		tell send need know see can cant will would should have has had off out up about over after back
-		buy find care meet hide cut kill beat fight phone school test pics pic`) {
+		buy find care meet hide cut kill beat fight phone school test pics pic youre im ive its thats lets
+		really ever never every everyone someone anyone nobody`) {
 		out[symString(gsquash(termPieces(w)[0]))] = true
 	}
 	return out
@@ -57,9 +61,14 @@ func commonAnchorWords() map[string]bool {
 
 // prePattern is one prefilter pattern before deduplication.
 type prePattern struct {
-	syms []uint32
-	open bool // may end inside a word
+	syms     []uint32
+	open     bool // may end inside a word
+	anywhere bool // may start inside a word
 }
+
+// minAnywhere is the length (squashed symbols) from which a gap term's
+// anchor is looked for inside words too.
+const minAnywhere = 5
 
 // prefilterPatterns lists the prefilter patterns of m's terms: each
 // verification pattern that a gap-0 term uses, and the anchor of each gap
@@ -82,6 +91,10 @@ func (m *Matcher) prefilterPatterns(pats [][]uint32) []prePattern {
 	for ti := range m.terms {
 		if t := &m.terms[ti]; t.gap > 0 {
 			k := gapAnchor(t.pieces, common)
+			if a := gsquash(t.pieces[k]); k > 0 && len(a) >= minAnywhere {
+				out = append(out, prePattern{syms: a, open: true, anywhere: true})
+				continue
+			}
 			for j := 0; j <= k; j++ {
 				var joined []uint32
 				for _, p := range t.pieces[j : k+1] {
