@@ -50,6 +50,8 @@ const usage = `vigil-agent: Vigil's device agent
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
   session       [--display :0] [--session-socket PATH]   per-user helper: report this session's screen to the service
   rules test    DIR                                 match stdin lines against DIR's keyword libraries (JSON per line)
+  rules eval    [--json] [--min-recall R] [--max-fp-rate F] DIR FILE
+                                                    precision and recall of DIR's libraries on a labelled set
   quarantine list    [--state DIR] [--json]         executables moved aside by a rule with action: quarantine
   quarantine restore [--state DIR] ID               put one back where it was
   version
@@ -81,6 +83,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return rulesCheck(rest, stdout, stderr)
 	case "rules test":
 		return rulesTest(rest, os.Stdin, stdout, stderr)
+	case "rules eval":
+		return rulesEval(rest, stdout, stderr)
 	case "check":
 		err = checkOnce(rest, stdout)
 	case "session":
@@ -386,6 +390,80 @@ func sessionCmd(args []string, stderr io.Writer) error {
 
 // rulesTest matches each stdin line against the keyword libraries under DIR
 // with the agent's own engine, printing exactly one JSON object per line.
+// rulesEval scores DIR's keyword libraries on a labelled evaluation set
+// (rules/keywords/eval/titles.tsv). With thresholds it exits 1 when they
+// are not met, so a school can gate its own libraries the way make test
+// gates the defaults.
+func rulesEval(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rules eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	minRecall := fs.Float64("min-recall", 0, "exit 1 when overall recall is below this")
+	maxFP := fs.Float64("max-fp-rate", 1, "exit 1 when the share of benign lines with a match is above this")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(stderr, "usage: vigil-agent rules eval [--json] [--min-recall R] [--max-fp-rate F] DIR FILE")
+		return 2
+	}
+	dir, file := fs.Arg(0), fs.Arg(1)
+	libs, _, errs := match.LoadDir(dir)
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		return 1
+	}
+	if len(libs) == 0 {
+		fmt.Fprintf(stderr, "no keyword libraries (*.txt) under %s\n", dir)
+		return 1
+	}
+	m, err := match.Compile(libs...)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "reading evaluation set: %v\n", err)
+		return 1
+	}
+	lines, errs := match.ParseEvalSet(file, data)
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e.Error())
+		}
+		return 1
+	}
+	if len(lines) == 0 {
+		fmt.Fprintf(stderr, "%s: no labelled lines\n", file)
+		return 1
+	}
+	r := match.Evaluate(m, lines)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = r.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	rc := 0
+	if r.Overall.Recall < *minRecall {
+		fmt.Fprintf(stderr, "overall recall %.3f is below %.3f\n", r.Overall.Recall, *minRecall)
+		rc = 1
+	}
+	if r.Overall.FPRate > *maxFP {
+		fmt.Fprintf(stderr, "false-positive rate %.3f is above %.3f\n", r.Overall.FPRate, *maxFP)
+		rc = 1
+	}
+	return rc
+}
+
 func rulesTest(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: vigil-agent rules test DIR < lines")

@@ -48,6 +48,8 @@ type Matcher struct {
 	pre     dfa     // over globally squashed patterns, the prefilter over all text
 	preLen  []int32 // prefilter pattern lengths
 	preOpen []bool  // a prefilter pattern may end inside a word (prefix or gap terms)
+	// preAnywhere: a prefilter pattern may start inside a word (a long gap anchor, anchor.go)
+	preAnywhere []bool
 	// byteClass maps a byte to its prefilter class.
 	byteClass [256]uint32
 
@@ -127,13 +129,18 @@ func Compile(libs ...*Library) (*Matcher, error) {
 			m.alpha.add(x)
 		}
 	}
+	pres := m.prefilterPatterns(pats) // anchor.go: gap terms by their rarest word
+	for _, p := range pres {
+		for _, x := range p.syms {
+			m.alpha.add(x)
+		}
+	}
 	m.exact = buildDFA(pats, &m.alpha, false, nil)
 	// Prefilter patterns: globally squashed, deduplicated.
-	prePats := make([][]uint32, 0, len(pats))
+	prePats := make([][]uint32, 0, len(pres))
 	seenPre := map[string]int{}
-	for pi, p := range pats {
-		g := gsquash(p)
-		open := false
+	for _, pp := range pres {
+		g, open := pp.syms, pp.open
 		if len(g) > preMaxLen {
 			g, open = g[:preMaxLen], true
 		}
@@ -145,15 +152,10 @@ func Compile(libs ...*Library) (*Matcher, error) {
 			prePats = append(prePats, g)
 			m.preLen = append(m.preLen, int32(len(g)))
 			m.preOpen = append(m.preOpen, false)
+			m.preAnywhere = append(m.preAnywhere, false)
 		}
-		if open {
-			m.preOpen[id] = true
-		}
-		for _, ti := range m.patTerms[pi] {
-			if t := &m.terms[ti]; t.prefix || t.gap > 0 {
-				m.preOpen[id] = true
-			}
-		}
+		m.preOpen[id] = m.preOpen[id] || open
+		m.preAnywhere[id] = m.preAnywhere[id] || pp.anywhere
 	}
 	m.pre = buildDFA(prePats, &m.alpha, true, m.preOpen)
 	base := uint32(m.alpha.n)
@@ -531,7 +533,7 @@ func (m *Matcher) preCandidate(text string, i int, s uint32, atEnd bool) bool {
 					}
 				}
 				// The first symbol's run: does one of its characters start a word?
-				if runs == want && (j == 0 || text[j-1] >= utf8.RuneSelf || asciiTab[text[j-1]].kind != kWord) {
+				if runs == want && (m.preAnywhere[p] || j == 0 || text[j-1] >= utf8.RuneSelf || asciiTab[text[j-1]].kind != kWord) {
 					return true
 				}
 			case kSep:
