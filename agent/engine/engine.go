@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -63,6 +64,8 @@ type Engine struct {
 	userMu   sync.Mutex
 	user     string
 	userTime time.Time
+
+	lastSelftest atomic.Int64 // unix ns of the last selftest finding spooled
 }
 
 // New loads the initial rules: RulesDir, else the last good set, else the
@@ -271,6 +274,9 @@ func (e *Engine) Emit(ctx context.Context, rule *rules.Rule, obs ...checks.Obser
 	}
 	if err := e.mem.commit(changed); err != nil {
 		e.log.Warn("posture state not saved; a restart may repeat a status finding", "err", err)
+	}
+	if rule.Check == "selftest" {
+		e.lastSelftest.Store(e.cfg.Now().UnixNano())
 	}
 	return first, last, nil
 }
