@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
@@ -244,9 +245,12 @@ func Serve(ctx context.Context, cfg Config) error {
 	dist.Refresh()
 	met := metrics.New(prometheus.NewRegistry())
 	lim := agentLimitsFor(cfg, plan)
+	audits := &audit.Service{Store: st, Logger: log}
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
-		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
+		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
+		OnConnect: audits.DeviceConnected})
+	audits.Agents = srv
 	gsrv := srv.GRPCServer()
 
 	rawG, err := net.Listen("tcp", cfg.GRPCListen)
@@ -329,7 +333,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		alis.Close()
 		return err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Audits: audits}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())
@@ -360,6 +364,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		errc <- ignoreClosed(hsrv.ServeTLS(hlis, "", ""))
 	}()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
+	go audits.Run(ctx)
 	if lim.dynamic && openFDs() >= 0 {
 		go followStoreFDs(ctx, plan, glis, hlis, log)
 	}
