@@ -46,6 +46,7 @@ const NotReached = "not reached"
 type Store interface {
 	CreateAudit(id string, at time.Time, header []byte, queue []store.AuditQueued) (store.AuditEntry, error)
 	AppendAuditEntry(id, kind, device string, at time.Time, body []byte) (store.AuditEntry, error)
+	AppendAuditEntries(id string, adds []store.AuditAppend) ([]store.AuditEntry, []error, error)
 	AuditChain(id string) ([]store.AuditEntry, store.AuditHead, error)
 	AuditHeaders() ([]store.AuditEntry, error)
 	AuditQueue(device string) ([]store.AuditQueued, error)
@@ -141,6 +142,7 @@ type Service struct {
 
 	once     sync.Once
 	slots    chan struct{}
+	appends  chan pendingAppend
 	mu       sync.Mutex
 	inflight map[string]bool // device \x00 audit id
 }
@@ -161,7 +163,69 @@ func (s *Service) init() {
 		}
 		s.slots = make(chan struct{}, s.MaxInFlight)
 		s.inflight = map[string]bool{}
+		s.appends = make(chan pendingAppend, s.MaxInFlight)
+		go s.appender()
 	})
+}
+
+// pendingAppend is an answer waiting to be written.
+type pendingAppend struct {
+	id   string
+	add  store.AuditAppend
+	done chan error
+}
+
+// Batch bounds for one transaction of answers (Badger refuses a
+// transaction beyond a share of its memtable).
+const (
+	maxBatchEntries = 64
+	maxBatchBytes   = 1 << 20
+)
+
+// appender writes answers as they come, gathering those that arrive
+// together into one transaction per audit: a fleet audit's thousand
+// answers then cost tens of fsyncs, not a thousand. It runs for the
+// process's life (idle on its channel).
+func (s *Service) appender() {
+	for first := range s.appends {
+		batch := []pendingAppend{first}
+		size := len(first.add.Body)
+	gather:
+		for len(batch) < maxBatchEntries && size < maxBatchBytes {
+			select {
+			case p := <-s.appends:
+				batch = append(batch, p)
+				size += len(p.add.Body)
+			default:
+				break gather
+			}
+		}
+		byID := map[string][]pendingAppend{}
+		for _, p := range batch {
+			byID[p.id] = append(byID[p.id], p)
+		}
+		for id, ps := range byID {
+			adds := make([]store.AuditAppend, len(ps))
+			for i, p := range ps {
+				adds[i] = p.add
+			}
+			_, errs, err := s.Store.AppendAuditEntries(id, adds)
+			for i, p := range ps {
+				if err != nil {
+					p.done <- err
+				} else {
+					p.done <- errs[i]
+				}
+			}
+		}
+	}
+}
+
+// record writes one entry through the appender.
+func (s *Service) record(id, kind, device string, body []byte) error {
+	done := make(chan error, 1)
+	s.appends <- pendingAppend{id: id, add: store.AuditAppend{Kind: kind, Device: device, At: s.Now(), Body: body}, done: done}
+	return <-done
 }
 
 // Request starts an audit of scope and sends it to every connected device
@@ -305,7 +369,7 @@ func (s *Service) ask(device, id string) {
 		json.Compact(&buf, b)
 		body = buf.Bytes()
 	}
-	if _, err := s.Store.AppendAuditEntry(id, kind, device, s.Now(), body); err != nil {
+	if err := s.record(id, kind, device, body); err != nil {
 		if errors.Is(err, store.ErrAuditClosed) {
 			return // answered meanwhile through another stream, or expired
 		}
@@ -334,7 +398,7 @@ func (s *Service) ExpireDue() error {
 
 func (s *Service) expire(e store.AuditQueued) {
 	body, _ := json.Marshal(NoAnswer{Reason: NotReached, Detail: "the device did not connect before the audit expired at " + e.ExpiresAt.UTC().Format(time.RFC3339)})
-	if _, err := s.Store.AppendAuditEntry(e.AuditID, store.AuditNoAnswerEntry, e.DeviceID, s.Now(), body); err != nil && !errors.Is(err, store.ErrAuditClosed) {
+	if err := s.record(e.AuditID, store.AuditNoAnswerEntry, e.DeviceID, body); err != nil && !errors.Is(err, store.ErrAuditClosed) {
 		s.Logger.Error("record audit expiry", "audit", e.AuditID, "device", e.DeviceID, "err", err)
 	}
 }

@@ -132,20 +132,40 @@ func (s *Store) CreateAudit(id string, at time.Time, header []byte, queue []Audi
 	return e, nil
 }
 
+// AuditAppend is one entry to add to an audit's chain.
+type AuditAppend struct {
+	Kind   string
+	Device string
+	At     time.Time
+	Body   []byte
+}
+
 // AppendAuditEntry adds an entry to an audit's chain. An answer or
 // no-answer entry for a device also takes the device off the audit's
 // queue, in the same transaction, and is refused (ErrAuditClosed) when the
 // device is no longer queued: each device has exactly one entry.
 func (s *Store) AppendAuditEntry(id, kind, device string, at time.Time, body []byte) (AuditEntry, error) {
-	if err := validAuditID(id); err != nil {
+	es, errs, err := s.AppendAuditEntries(id, []AuditAppend{{Kind: kind, Device: device, At: at, Body: body}})
+	if err != nil {
 		return AuditEntry{}, err
+	}
+	return es[0], errs[0]
+}
+
+// AppendAuditEntries adds several entries to one audit in one synced
+// transaction (a fleet audit's answers arrive together: one fsync for
+// many). errs[i] is ErrAuditClosed for an entry refused as in
+// AppendAuditEntry; err is for the whole batch, nothing written.
+func (s *Store) AppendAuditEntries(id string, adds []AuditAppend) (entries []AuditEntry, errs []error, err error) {
+	if err := validAuditID(id); err != nil {
+		return nil, nil, err
 	}
 	// One writer per store: appends to one chain must not race for the
 	// head (a conflict retry would be one more synced write each).
 	s.auditMu.Lock()
 	defer s.auditMu.Unlock()
-	var e AuditEntry
-	err := s.update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
+		entries, errs = make([]AuditEntry, len(adds)), make([]error, len(adds))
 		var head AuditHead
 		item, err := txn.Get([]byte(pfxAuditHead + id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -156,36 +176,43 @@ func (s *Store) AppendAuditEntry(id, kind, device string, at time.Time, body []b
 		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &head) }); err != nil {
 			return fmt.Errorf("decode audit head: %w", err)
 		}
-		if device != "" {
-			qk := auditQueueKey(device, id)
-			if _, err := txn.Get(qk); errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrAuditClosed
-			} else if err != nil {
+		done := map[string]bool{}
+		for i, a := range adds {
+			if a.Device != "" {
+				qk := auditQueueKey(a.Device, id)
+				if _, err := txn.Get(qk); errors.Is(err, badger.ErrKeyNotFound) || done[a.Device] {
+					errs[i] = ErrAuditClosed
+					continue
+				} else if err != nil {
+					return err
+				}
+				if err := txn.Delete(qk); err != nil {
+					return err
+				}
+				done[a.Device] = true
+			}
+			e := AuditEntry{Seq: head.Seq + 1, Kind: a.Kind, Device: a.Device, At: a.At.UTC(), Body: a.Body, Prev: head.Hash}
+			e.Hash = AuditEntryHash(e)
+			ev, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("encode audit entry: %w", err)
+			}
+			if err := txn.Set(auditEntryKey(id, e.Seq), ev); err != nil {
 				return err
 			}
-			if err := txn.Delete(qk); err != nil {
-				return err
-			}
+			head = AuditHead{Seq: e.Seq, Hash: e.Hash}
+			entries[i] = e
 		}
-		e = AuditEntry{Seq: head.Seq + 1, Kind: kind, Device: device, At: at.UTC(), Body: body, Prev: head.Hash}
-		e.Hash = AuditEntryHash(e)
-		ev, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encode audit entry: %w", err)
-		}
-		if err := txn.Set(auditEntryKey(id, e.Seq), ev); err != nil {
-			return err
-		}
-		hv, _ := json.Marshal(AuditHead{Seq: e.Seq, Hash: e.Hash})
+		hv, _ := json.Marshal(head)
 		return txn.Set([]byte(pfxAuditHead+id), hv)
 	})
 	if err != nil {
-		if errors.Is(err, ErrAuditClosed) || errors.Is(err, ErrNotFound) {
-			return AuditEntry{}, err
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil, err
 		}
-		return AuditEntry{}, fmt.Errorf("store: append to audit %s: %w", id, err)
+		return nil, nil, fmt.Errorf("store: append to audit %s: %w", id, err)
 	}
-	return e, nil
+	return entries, errs, nil
 }
 
 // AuditChain returns an audit's entries in order and its head.
