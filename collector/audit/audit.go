@@ -145,6 +145,32 @@ type Service struct {
 	appends  chan pendingAppend
 	mu       sync.Mutex
 	inflight map[string]bool // device \x00 audit id
+	progress map[string]*progressState
+}
+
+// progressState is an audit's progress kept in memory once read, updated
+// as entries are written, so polling progress does not read every answer.
+type progressState struct {
+	devices                        []string
+	expires                        time.Time
+	recorded                       map[string]bool
+	answered, noAnswer, notReached int
+}
+
+func (p *progressState) note(kind, device string, body []byte) {
+	if device == "" || p.recorded[device] {
+		return
+	}
+	p.recorded[device] = true
+	if kind == store.AuditAnswerEntry {
+		p.answered++
+		return
+	}
+	p.noAnswer++
+	var na NoAnswer
+	if json.Unmarshal(body, &na) == nil && na.Reason == NotReached {
+		p.notReached++
+	}
 }
 
 func (s *Service) init() {
@@ -163,6 +189,7 @@ func (s *Service) init() {
 		}
 		s.slots = make(chan struct{}, s.MaxInFlight)
 		s.inflight = map[string]bool{}
+		s.progress = map[string]*progressState{}
 		s.appends = make(chan pendingAppend, s.MaxInFlight)
 		go s.appender()
 	})
@@ -175,11 +202,12 @@ type pendingAppend struct {
 	done chan error
 }
 
-// Batch bounds for one transaction of answers (Badger refuses a
-// transaction beyond a share of its memtable).
+// Batch bounds for one transaction of answers. Answers are larger than
+// Badger's value threshold, so they go to its value log and count little
+// against its transaction limit; a batch refused as too big is split.
 const (
 	maxBatchEntries = 64
-	maxBatchBytes   = 1 << 20
+	maxBatchBytes   = 16 << 20
 )
 
 // appender writes answers as they come, gathering those that arrive
@@ -209,7 +237,18 @@ func (s *Service) appender() {
 			for i, p := range ps {
 				adds[i] = p.add
 			}
-			_, errs, err := s.Store.AppendAuditEntries(id, adds)
+			errs, err := s.appendSplit(id, adds)
+			if err == nil {
+				s.mu.Lock()
+				if st := s.progress[id]; st != nil {
+					for i, a := range adds {
+						if errs[i] == nil {
+							st.note(a.Kind, a.Device, a.Body)
+						}
+					}
+				}
+				s.mu.Unlock()
+			}
 			for i, p := range ps {
 				if err != nil {
 					p.done <- err
@@ -219,6 +258,25 @@ func (s *Service) appender() {
 			}
 		}
 	}
+}
+
+// appendSplit writes adds in one transaction, or in halves when the store
+// says the transaction is too big.
+func (s *Service) appendSplit(id string, adds []store.AuditAppend) ([]error, error) {
+	_, errs, err := s.Store.AppendAuditEntries(id, adds)
+	if errors.Is(err, store.ErrAuditBatchTooBig) && len(adds) > 1 {
+		h := len(adds) / 2
+		e1, err := s.appendSplit(id, adds[:h])
+		if err != nil {
+			return nil, err
+		}
+		e2, err := s.appendSplit(id, adds[h:])
+		if err != nil {
+			return nil, err
+		}
+		return append(e1, e2...), nil
+	}
+	return errs, err
 }
 
 // record writes one entry through the appender.

@@ -217,10 +217,58 @@ func (s *Service) build(c Chain) (Record, error) {
 	return r, nil
 }
 
-// Progress reads how far an audit is.
+// Progress reads how far an audit is: from memory once the audit was read
+// (the appender keeps it current), so polling it is cheap.
 func (s *Service) Progress(id string) (Progress, error) {
-	r, err := s.Record(id)
-	return r.Progress, err
+	s.init()
+	s.mu.Lock()
+	st := s.progress[id]
+	s.mu.Unlock()
+	if st == nil {
+		// Read the chain under the lock: an entry the appender writes
+		// meanwhile is either in what is read or noted after (note ignores
+		// repeats), never lost.
+		s.mu.Lock()
+		st = s.progress[id]
+		if st == nil {
+			c, err := s.Chain(id)
+			if err != nil {
+				s.mu.Unlock()
+				return Progress{}, err
+			}
+			var h Header
+			if len(c.Entries) == 0 || json.Unmarshal(c.Entries[0].Body, &h) != nil {
+				s.mu.Unlock()
+				return Progress{}, errors.New("audit header does not decode")
+			}
+			st = &progressState{expires: h.ExpiresAt, recorded: map[string]bool{}}
+			for _, d := range h.Devices {
+				st.devices = append(st.devices, d.DeviceID)
+			}
+			for _, e := range c.Entries[1:] {
+				st.note(e.Kind, e.Device, e.Body)
+			}
+			s.progress[id] = st
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	p := Progress{Total: len(st.devices), Answered: st.answered, NoAnswer: st.noAnswer, NotReached: st.notReached, ExpiresAt: st.expires}
+	var queued []string
+	for _, d := range st.devices {
+		if !st.recorded[d] {
+			queued = append(queued, d)
+		}
+	}
+	s.mu.Unlock()
+	p.Queued = len(queued)
+	for _, d := range queued {
+		if s.Agents == nil || !s.Agents.Connected(d) {
+			p.Offline++
+		}
+	}
+	p.Done = p.Queued == 0
+	return p, nil
 }
 
 // Summary is one line of `audit list`.

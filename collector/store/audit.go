@@ -33,6 +33,10 @@ const (
 	AuditSignoffEntry  = "signoff"
 )
 
+// ErrAuditBatchTooBig is returned by AppendAuditEntries for a batch larger
+// than one transaction may be; the caller splits it.
+var ErrAuditBatchTooBig = errors.New("store: audit batch too big for one transaction")
+
 // ErrAuditClosed is returned for an answer from a device whose audit entry
 // is already written (answered, or expired as not reached).
 var ErrAuditClosed = errors.New("store: this device's part of the audit is already recorded")
@@ -209,6 +213,9 @@ func (s *Store) AppendAuditEntries(id string, adds []AuditAppend) (entries []Aud
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil, err
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return nil, nil, ErrAuditBatchTooBig
 		}
 		return nil, nil, fmt.Errorf("store: append to audit %s: %w", id, err)
 	}
