@@ -211,7 +211,9 @@ func (a *simAgent) connect(tb testing.TB) {
 			}
 			a.mu.Unlock()
 			msg := &vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Result{Result: res}}
-			a.sent.Add(int64(proto.Size(msg)))
+			if req.Kind == RequestKind {
+				a.sent.Add(int64(proto.Size(msg)))
+			}
 			sendMu.Lock()
 			s.Send(msg)
 			sendMu.Unlock()
