@@ -144,7 +144,7 @@ type Service struct {
 	slots    chan struct{}
 	appends  chan pendingAppend
 	mu       sync.Mutex
-	inflight map[string]bool // device \x00 audit id
+	inflight map[string]bool // device \x00 audit id -> asked again meanwhile
 	progress map[string]*progressState
 }
 
@@ -369,30 +369,41 @@ func (s *Service) DeviceConnected(deviceID string) {
 	}
 }
 
-// dispatch sends one audit request to one device in the background, once
-// at a time per (device, audit).
+// dispatch sends one audit request to one device in the background, one
+// at a time per (device, audit). A dispatch while one is in flight (the
+// device reconnected while the old stream's request still waits) asks
+// again once the first gives up, on the new stream.
 func (s *Service) dispatch(device, id string) {
 	k := device + "\x00" + id
 	s.mu.Lock()
-	if s.inflight[k] {
+	if _, busy := s.inflight[k]; busy {
+		s.inflight[k] = true // ask again when the running one ends unanswered
 		s.mu.Unlock()
 		return
 	}
-	s.inflight[k] = true
+	s.inflight[k] = false
 	s.mu.Unlock()
 	go func() {
-		defer func() {
+		for {
+			s.slots <- struct{}{}
+			answered := s.ask(device, id)
+			<-s.slots
 			s.mu.Lock()
-			delete(s.inflight, k)
+			again := s.inflight[k] && !answered
+			if !again {
+				delete(s.inflight, k)
+				s.mu.Unlock()
+				return
+			}
+			s.inflight[k] = false
 			s.mu.Unlock()
-		}()
-		s.slots <- struct{}{}
-		defer func() { <-s.slots }()
-		s.ask(device, id)
+		}
 	}()
 }
 
-func (s *Service) ask(device, id string) {
+// ask requests the audit of one device and records the answer; it reports
+// whether the device's part is now recorded (or was already).
+func (s *Service) ask(device, id string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), s.AnswerTimeout)
 	defer cancel()
 	res, err := s.Agents.Request(ctx, device, RequestKind, map[string]any{"audit_id": id})
@@ -400,7 +411,7 @@ func (s *Service) ask(device, id string) {
 		// Disconnected or slow: it stays queued and is asked again when
 		// the device next connects.
 		s.Logger.Info("audit request not answered yet; stays queued", "audit", id, "device", device, "err", err)
-		return
+		return false
 	}
 	kind, body := store.AuditAnswerEntry, []byte(nil)
 	switch inv := res.GetInventory(); {
@@ -429,12 +440,13 @@ func (s *Service) ask(device, id string) {
 	}
 	if err := s.record(id, kind, device, body); err != nil {
 		if errors.Is(err, store.ErrAuditClosed) {
-			return // answered meanwhile through another stream, or expired
+			return true // answered meanwhile through another stream, or expired
 		}
 		s.Logger.Error("record audit answer; stays queued", "audit", id, "device", device, "err", err)
-		return
+		return false
 	}
 	s.Logger.Debug("audit answer recorded", "audit", id, "device", device, "kind", kind)
+	return true
 }
 
 // ExpireDue records every queued part past its audit's expiry as not

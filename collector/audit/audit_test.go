@@ -231,3 +231,26 @@ func TestVerifyChainRefusesRemovedEntries(t *testing.T) {
 		t.Error("reordered entries must not verify")
 	}
 }
+
+// A device whose stream drops while its request waits is asked again on
+// its new stream once the old request gives up, not only at its next
+// reconnect.
+func TestAuditAskedAgainOnNewStream(t *testing.T) {
+	f := newFleet(t)
+	f.svc.AnswerTimeout = 2 * time.Second
+	devs := f.enroll(t, 1, "staff", func(int) *vigilv1.Inventory { return smallInventory(nil, nil) })
+	a := devs[0]
+	a.silent = true
+	a.connect(t)
+	h, err := f.svc.Request(context.Background(), Scope{Kind: "all"}, "head", "r", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request reached the first stream", func() bool { return a.asked.Load() == 1 })
+	a.disconnect()
+	a.mu.Lock()
+	a.silent = false
+	a.mu.Unlock()
+	a.connect(t)
+	waitFor(t, "answer on the new stream", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
+}

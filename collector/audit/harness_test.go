@@ -88,6 +88,7 @@ type simAgent struct {
 	mu       sync.Mutex
 	inv      *vigilv1.Inventory
 	failWith string
+	silent   bool // receives requests and never answers (a stream about to drop)
 	cancel   context.CancelFunc
 	done     chan struct{}
 	sent     atomic.Int64 // bytes of audit answers sent
@@ -201,6 +202,10 @@ func (a *simAgent) connect(tb testing.TB) {
 			a.asked.Add(1)
 			res := &vigilv1.RequestResult{RequestId: req.RequestId}
 			a.mu.Lock()
+			if a.silent {
+				a.mu.Unlock()
+				continue
+			}
 			switch {
 			case req.Kind != RequestKind:
 				res.Error = "unknown request kind " + req.Kind
