@@ -242,4 +242,17 @@ func TestAuditGroupWithOfflineDevice(t *testing.T) {
 	if out := mustRun(t, "vigil-collector", "audit", "show", "--data", c.data, id); !strings.Contains(out, "verified") || !strings.Contains(out, "signed off by Mrs Head") {
 		t.Errorf("audit show: %s", out)
 	}
+
+	// On a terminal the progress is a bar redrawn in place (script(1)
+	// gives the CLI a pseudo-terminal); the whole fleet is four devices.
+	if _, err := exec.LookPath("script"); err == nil {
+		cmd := exec.Command("script", "-qec", filepath.Join(binDir, "vigil-collector")+" audit request --data "+c.data+" --all --reason 'tty check' --wait 2m", "/dev/null")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("audit request on a pty: %v: %s", err, b)
+		}
+		if !strings.Contains(string(b), "\r[##############################] 4/4 answered") {
+			t.Errorf("no progress bar on a terminal: %q", b)
+		}
+	}
 }
