@@ -265,9 +265,21 @@ func bound(inv *vigilv1.Inventory, lim Limits) {
 		t(&d.Device)
 		t(&d.Fstype)
 	}
+	for _, n := range hw.Interfaces {
+		t(&n.Name)
+		t(&n.Mac)
+		for i := range n.Addresses {
+			t(&n.Addresses[i])
+		}
+	}
 	for _, c := range inv.Compliance {
 		t(&c.RuleId)
+		t(&c.Check)
 		t(&c.Key)
+	}
+	if a := inv.Agent; a != nil {
+		t(&a.Version)
+		t(&a.RulesHash)
 	}
 	for proto.Size(inv) > lim.MaxBytes && len(inv.Software) > 0 {
 		drop := max(1, len(inv.Software)/10)
