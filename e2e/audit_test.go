@@ -132,7 +132,12 @@ func TestAuditGroupWithOfflineDevice(t *testing.T) {
 		t.Fatalf("record before the third connects: %+v", r.Progress)
 	}
 
-	// The offline device gets the request when it connects.
+	// The queue is durable: the collector restarts before the offline
+	// device comes back, which then gets the request when it connects.
+	if err := c.p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	c.start()
 	agents[2].start()
 	waitFor(t, 60*time.Second, "the reconnected agent's answer", func() bool { return c.audit(id).Progress.Done })
 	r = c.audit(id)
@@ -241,6 +246,24 @@ func TestAuditGroupWithOfflineDevice(t *testing.T) {
 	}
 	if out := mustRun(t, "vigil-collector", "audit", "show", "--data", c.data, id); !strings.Contains(out, "verified") || !strings.Contains(out, "signed off by Mrs Head") {
 		t.Errorf("audit show: %s", out)
+	}
+
+	// A second audit of the same group is compared with this one: same
+	// machine, same software, so no changes, and it names its previous.
+	id2 := strings.TrimSpace(mustRun(t, "vigil-collector", "audit", "request", "--data", c.data, "--group", "staff", "--reason", "follow-up", "--wait", "2m"))
+	var again struct {
+		Diff *struct {
+			Previous       string   `json:"previous"`
+			DevicesNew     []string `json:"devices_new"`
+			DevicesMissing []string `json:"devices_missing"`
+		} `json:"diff"`
+		PreviousHash string `json:"previous_hash"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "vigil-collector", "audit", "show", "--data", c.data, id2, "--json")), &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.Diff == nil || again.Diff.Previous != id || again.PreviousHash != r2.Hash || len(again.Diff.DevicesNew)+len(again.Diff.DevicesMissing) != 0 {
+		t.Errorf("second audit's comparison: %+v (previous hash %s, want %s)", again.Diff, again.PreviousHash, r2.Hash)
 	}
 
 	// On a terminal the progress is a bar redrawn in place (script(1)
