@@ -67,5 +67,13 @@ func TestCollectWindows(t *testing.T) {
 	if inv.Os == nil || inv.Hardware == nil {
 		t.Fatalf("inventory %v", inv)
 	}
-	t.Logf("os %v; %d software; errors %v", inv.Os, len(inv.Software), inv.Errors)
+	t.Logf("os %v; %d software; accounts %v; errors %v", inv.Os, len(inv.Software), inv.Accounts, inv.Errors)
+	for _, e := range inv.Errors {
+		if e.Part == "accounts" {
+			t.Errorf("local accounts not read: %s", e.Error)
+		}
+	}
+	if len(inv.Accounts) == 0 {
+		t.Error("no local account listed")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
@@ -14,7 +15,7 @@ import (
 )
 
 // osPlatform reads Windows' own sources: the registry (Uninstall keys,
-// firmware description). WMI is not used: it is slow on low-end laptops
+// firmware description) and the NetAPI account database. WMI is not used: it is slow on low-end laptops
 // and its reads cannot be tested under Wine.
 type osPlatform struct{}
 
@@ -92,10 +93,62 @@ func (osPlatform) Hardware(_ context.Context, hw *vigilv1.Hardware) error {
 	return errors.New("serial number: not collected on Windows (only WMI Win32_BIOS holds it)")
 }
 
-// Accounts is not collected on Windows in this version (it needs
-// NetUserEnum/NetLocalGroupGetMembers): said so in the answer.
+// userInfo1 is USER_INFO_1 (lmaccess.h).
+type userInfo1 struct {
+	Name        *uint16
+	Password    *uint16
+	PasswordAge uint32
+	Priv        uint32
+	HomeDir     *uint16
+	Comment     *uint16
+	Flags       uint32
+	ScriptPath  *uint16
+}
+
+const (
+	filterNormalAccount = 0x0002 // FILTER_NORMAL_ACCOUNT
+	userPrivAdmin       = 2      // USER_PRIV_ADMIN: a member of Administrators
+	ufAccountDisable    = 0x0002 // UF_ACCOUNTDISABLE
+	maxPreferredLength  = 0xFFFFFFFF
+)
+
+// Accounts lists the local user accounts (NetUserEnum level 0, then
+// NetUserGetInfo level 1 for each: Wine's NetUserEnum knows only level 0)
+// and which have administrator privilege. Disabled accounts are left out.
 func (osPlatform) Accounts(context.Context) ([]*vigilv1.LocalAccount, error) {
-	return nil, errors.New("local accounts: not collected on Windows in this version")
+	var buf *byte
+	var read, total, resume uint32
+	if err := windows.NetUserEnum(nil, 0, filterNormalAccount, &buf, maxPreferredLength, &read, &total, &resume); err != nil {
+		return nil, fmt.Errorf("NetUserEnum: %w", err)
+	}
+	defer windows.NetApiBufferFree(buf)
+	names := unsafe.Slice((**uint16)(unsafe.Pointer(buf)), read) // USER_INFO_0 is one name pointer
+	var out []*vigilv1.LocalAccount
+	var errs []string
+	for _, n := range names {
+		a := &vigilv1.LocalAccount{Name: windows.UTF16PtrToString(n)}
+		var ib *byte
+		if err := windows.NetUserGetInfo(nil, n, 1, &ib); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: NetUserGetInfo: %v", a.Name, err))
+			out = append(out, a)
+			continue
+		}
+		u := (*userInfo1)(unsafe.Pointer(ib))
+		disabled := u.Flags&ufAccountDisable != 0
+		a.Administrator = u.Priv == userPrivAdmin
+		windows.NetApiBufferFree(ib)
+		if disabled {
+			continue
+		}
+		if a.Administrator {
+			a.AdminGroups = []string{"Administrators"}
+		}
+		out = append(out, a)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("administrator status unknown for %s", strings.Join(errs, "; "))
+	}
+	return out, nil
 }
 
 func (osPlatform) OSBuild(context.Context) string {
