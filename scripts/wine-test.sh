@@ -38,6 +38,7 @@ DEFAULT_PKGS=(
 	./agent/checks/bluetooth/
 	./agent/checks/removable/
 	./agent/engine/
+	./agent/inventory/ # Uninstall registry keys read for real
 	./agent/screen/
 	./agent/state/
 	./agent/uplink/ # gRPC over bufconn

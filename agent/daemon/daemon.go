@@ -22,10 +22,12 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
+	"github.com/vigil-safeguarding/vigil/agent/inventory"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/uplink"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
+	"github.com/vigil-safeguarding/vigil/internal/version"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -104,7 +106,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	chk.Screen.SetRecipient(cfg.EvidenceRecipient)
+	inv := auditor(eng, sp)
 	up := uplink.New(uplink.Config{
+		Audit: inv.Collect,
 		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
 		LastLocalError: func() string {
@@ -177,6 +181,22 @@ func (b *backend) Status() any {
 		"device_id": b.cfg.DeviceID, "group": b.cfg.Group, "collector": b.cfg.Collector,
 		"rules_hash": b.eng.RulesHash(), "spool": b.sp.Stats(), "uplink": b.up.Status(),
 		"emit_failures": b.eng.EmitFailures(),
+	}
+}
+
+// auditor answers the collector's audit requests from the engine's posture
+// state and the spool's health.
+func auditor(eng *engine.Engine, sp *spool.Spool) *inventory.Collector {
+	return &inventory.Collector{
+		Compliance: eng.Compliance,
+		Health: func() *vigilv1.AgentHealth {
+			st := sp.Stats()
+			h := &vigilv1.AgentHealth{Version: version.Version, RulesHash: eng.RulesHash(), SpoolDepth: int64(st.Count), SpoolBytes: st.Bytes}
+			if t := eng.LastSelftest(); !t.IsZero() {
+				h.LastSelftest = timestamppb.New(t)
+			}
+			return h
+		},
 	}
 }
 

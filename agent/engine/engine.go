@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -67,6 +68,7 @@ type Engine struct {
 	user     string
 	userTime time.Time
 
+	lastSelftest atomic.Int64 // unix ns of the last selftest finding spooled
 	emitMu   sync.Mutex
 	emitFail EmitFailures
 }
@@ -321,6 +323,9 @@ func (e *Engine) emit(ctx context.Context, rule *rules.Rule, obs ...checks.Obser
 	}
 	if err := e.mem.commit(changed); err != nil {
 		e.log.Warn("posture state not saved; a restart may repeat a status finding", "err", err)
+	}
+	if rule.Check == "selftest" {
+		e.lastSelftest.Store(e.cfg.Now().UnixNano())
 	}
 	return first, last, nil
 }

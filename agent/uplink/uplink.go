@@ -64,6 +64,9 @@ type Config struct {
 	LastLocalError func() string
 	// OnWelcome sees each Welcome (the evidence recipient may change).
 	OnWelcome func(*vigilv1.Welcome)
+	// Audit gathers the inventory an "audit" request asks for (nil: the
+	// agent answers that it cannot).
+	Audit func(ctx context.Context) (*vigilv1.Inventory, error)
 }
 
 // Status is a snapshot for `vigil-agent status`.
@@ -349,6 +352,17 @@ func (s *streamState) answer(ctx context.Context, req *vigilv1.Request) {
 		} else {
 			res.Ok = true
 			res.Result, _ = structpb.NewStruct(map[string]any{"first_seq": first, "last_seq": last, "nonce": nonce, "count": n})
+		}
+	case "audit":
+		if s.u.cfg.Audit == nil {
+			res.Error = "this agent cannot answer audits"
+			break
+		}
+		inv, err := s.u.cfg.Audit(ctx)
+		if err != nil {
+			res.Error = err.Error()
+		} else {
+			res.Ok, res.Inventory = true, inv
 		}
 	default:
 		res.Error = fmt.Sprintf("unknown request kind %q", req.Kind)

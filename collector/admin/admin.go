@@ -22,6 +22,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
@@ -55,6 +56,8 @@ type Server struct {
 	// (console.Server.Evidence); default: one over Store and EvidenceKey
 	// for the operator alone.
 	Evidence *evidence.Service
+	// Audits runs device audits (nil: the audit routes answer 503).
+	Audits *audit.Service
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -110,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/devices/{id}/unrevoke", s.unrevoke)
 	mux.HandleFunc("GET /v1/evidence/{device}/{id}", s.evidence)
 	mux.HandleFunc("GET /v1/access-log", s.accessLog)
+	s.auditRoutes(mux)
 	return mux
 }
 

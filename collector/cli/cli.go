@@ -52,6 +52,13 @@ const usage = `vigil-collector: stores findings from Vigil agents
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
   devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
+  audit request  --data DIR (--device ID | --group NAME | --all) --reason TEXT [--expiry 168h] [--wait 10m] [--by NAME]
+                 (progress on stderr until every connected device answered; then the audit ID on stdout)
+  audit show     --data DIR ID [--json]      (record: scope, requester, reason, hash, every device's answer, changes)
+  audit list     --data DIR [--json]
+  audit sign     --data DIR ID --by NAME [--note TEXT]   (sign-off: recorded as one more link; the record is not changed)
+  audit verify   --data DIR ID | --file EXPORT.json       (checks the hash chain; exit 1 when it does not verify)
+  audit export   --data DIR ID [--out FILE]  (the hash chain, verifiable anywhere with audit verify --file)
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE [--as USER]   (decrypts; the view is logged)
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
@@ -94,6 +101,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = devicesUnrevoke(args[1:], stdout)
 	case "agent request":
 		err = agentRequest(args[1:], stdout)
+	case "audit request":
+		err = auditRequestCmd(args[1:], stdout, stderr)
+	case "audit show":
+		err = auditShowCmd(args[1:], stdout)
+	case "audit list":
+		err = auditListCmd(args[1:], stdout)
+	case "audit sign":
+		err = auditSignCmd(args[1:], stdout)
+	case "audit verify":
+		err = auditVerifyCmd(args[1:], stdout)
+	case "audit export":
+		err = auditExportCmd(args[1:], stdout)
 	case "evidence get":
 		err = evidenceGet(args[1:], stdout)
 	case "access-log":

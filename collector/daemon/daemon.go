@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
@@ -230,21 +231,23 @@ type collector struct {
 	plan fdPlan
 	lim  agentLimits
 
-	ca    *pki.Authority
-	st    *store.Store
-	dist  *rulesdist.Distributor
-	met   *metrics.Metrics
-	srv   *server.Server
-	cons  *console.Server
-	gsrv  *grpc.Server
-	glis  *netlimit.Listener
-	hlis  *netlimit.Listener
-	alis  net.Listener
-	asrv  *http.Server
-	hsrv  *http.Server
-	tls   bool
-	url   string
-	exclC chan struct{}
+	ca   *pki.Authority
+	st   *store.Store
+	dist *rulesdist.Distributor
+	met  *metrics.Metrics
+	srv  *server.Server
+	cons *console.Server
+	// audits delivers audit requests to agents as they connect.
+	audits *audit.Service
+	gsrv   *grpc.Server
+	glis   *netlimit.Listener
+	hlis   *netlimit.Listener
+	alis   net.Listener
+	asrv   *http.Server
+	hsrv   *http.Server
+	tls    bool
+	url    string
+	exclC  chan struct{}
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -325,9 +328,12 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.dist.Refresh()
 	c.met = metrics.New(prometheus.NewRegistry())
 	c.lim = agentLimitsFor(cfg, c.plan)
+	c.audits = &audit.Service{Store: st, Logger: log}
 	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
-		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
+		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
+		OnConnect: c.audits.DeviceConnected})
+	c.audits.Agents = c.srv
 	c.gsrv = c.srv.GRPCServer()
 	if err := c.listen(); err != nil {
 		return nil, err
@@ -369,7 +375,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence()}
+	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", c.cons.AdminHandler())
 	amux.Handle("/v1/people/", c.cons.AdminHandler())
@@ -471,6 +477,7 @@ func (c *collector) run(ctx context.Context) error {
 		restarted = true
 		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
 	})
+	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
 	if c.lim.dynamic && openFDs() >= 0 {
 		sup.loop("connection cap", func(ctx context.Context) error { followStoreFDs(ctx, c.plan, c.glis, c.hlis, log); return nil })
 	}

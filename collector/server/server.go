@@ -66,6 +66,10 @@ type Config struct {
 
 	// Metrics, when set, counts enrollments, batches and refusals.
 	Metrics *metrics.Metrics
+
+	// OnConnect, when set, is called (in its own goroutine) once a
+	// device's stream is welcomed: queued work for it (audits) is sent then.
+	OnConnect func(deviceID string)
 }
 
 // Server is both gRPC services plus the registry of connected agents.

@@ -125,6 +125,9 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		return err
 	}
 	ss.pushRulesIfStale(s.cfg.Rules, hello.GetRulesHash())
+	if s.cfg.OnConnect != nil {
+		go s.cfg.OnConnect(deviceID)
+	}
 
 	// Recv runs apart so that shutdown is noticed between messages while a
 	// commit in progress still completes and is acknowledged.

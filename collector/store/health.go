@@ -462,9 +462,9 @@ func (h *healthState) damagedList() []DamagedTable {
 }
 
 // immutablePrefixes are the records that are written once and never
-// changed (findings, their indexes, evidence, the access log): rewriting
-// them while serving cannot undo a concurrent change.
-var immutablePrefixes = []string{pfxFindingByDevice, pfxFindingByTime, pfxAlertIndex, pfxEvidence, pfxEvidenceMeta, pfxAccessLog}
+// changed (findings, their indexes, evidence, the access log, audit
+// entries): rewriting them while serving cannot undo a concurrent change.
+var immutablePrefixes = []string{pfxFindingByDevice, pfxFindingByTime, pfxAlertIndex, pfxEvidence, pfxEvidenceMeta, pfxAccessLog, pfxAuditEntry}
 
 func immutableKey(k []byte) bool {
 	for _, p := range immutablePrefixes {

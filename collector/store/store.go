@@ -110,6 +110,7 @@ type Store struct {
 	dirty   map[string]uint64  // device -> generation of its last change
 
 	accessSeq atomic.Uint32
+	auditMu   sync.Mutex // one audit chain append at a time (audit.go)
 
 	disk       diskState
 	health     healthState

@@ -918,11 +918,13 @@ func (x *Heartbeat) GetSpoolWriteFailures() uint64 {
 }
 
 type RequestResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Ok            bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	Result        *structpb.Struct       `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Ok        bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error     string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Result    *structpb.Struct       `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	// The answer to an "audit" request (inventory.proto).
+	Inventory     *Inventory `protobuf:"bytes,30,opt,name=inventory,proto3" json:"inventory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -981,6 +983,13 @@ func (x *RequestResult) GetError() string {
 func (x *RequestResult) GetResult() *structpb.Struct {
 	if x != nil {
 		return x.Result
+	}
+	return nil
+}
+
+func (x *RequestResult) GetInventory() *Inventory {
+	if x != nil {
+		return x.Inventory
 	}
 	return nil
 }
@@ -1288,7 +1297,8 @@ func (x *RulesBundle) GetFiles() map[string][]byte {
 }
 
 // Request asks the agent to do something and answer with a RequestResult:
-// "selftest" (emit N selftest findings), later "audit".
+// "selftest" (emit N selftest findings) or "audit" (answer with an
+// Inventory in RequestResult.inventory).
 type Request struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1467,7 +1477,7 @@ var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1548,13 +1558,14 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x120\n" +
-	"\x14spool_write_failures\x18\v \x01(\x04R\x12spoolWriteFailures\"\x85\x01\n" +
+	"\x14spool_write_failures\x18\v \x01(\x04R\x12spoolWriteFailures\"\xb8\x01\n" +
 	"\rRequestResult\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12/\n" +
-	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\"\xdc\x01\n" +
+	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\x121\n" +
+	"\tinventory\x18\x1e \x01(\v2\x13.vigil.v1.InventoryR\tinventory\"\xdc\x01\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x124\n" +
 	"\bfindings\x18\x02 \x01(\v2\x16.vigil.v1.FindingBatchH\x00R\bfindings\x123\n" +
@@ -1638,6 +1649,7 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	nil,                           // 17: vigil.v1.RulesBundle.FilesEntry
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*Inventory)(nil),             // 20: vigil.v1.Inventory
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1648,26 +1660,27 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
 	18, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
 	19, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	6,  // 8: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	8,  // 9: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	9,  // 10: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	10, // 11: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	13, // 12: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 13: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 14: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 15: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 16: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 17: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 18: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 19: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 20: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 21: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 22: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 8: vigil.v1.RequestResult.inventory:type_name -> vigil.v1.Inventory
+	6,  // 9: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 10: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 11: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 12: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	13, // 13: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 14: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 15: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 16: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 17: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 18: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 19: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	1,  // 20: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 21: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	2,  // 22: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 23: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	22, // [22:24] is the sub-list for method output_type
+	20, // [20:22] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1675,6 +1688,7 @@ func file_vigil_v1_vigil_proto_init() {
 	if File_vigil_v1_vigil_proto != nil {
 		return
 	}
+	file_vigil_v1_inventory_proto_init()
 	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
