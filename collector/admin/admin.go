@@ -51,6 +51,8 @@ type Server struct {
 	// Tokens is the token policy shared with the console (default: one
 	// over Store and CA).
 	Tokens *tokens.Service
+	// Releases, when set, serves rollout, rollback and status.
+	Releases *Releases
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -106,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/devices/{id}/unrevoke", s.unrevoke)
 	mux.HandleFunc("GET /v1/evidence/{device}/{id}", s.evidence)
 	mux.HandleFunc("GET /v1/access-log", s.accessLog)
+	s.releaseRoutes(mux)
 	return mux
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/releases"
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -242,9 +243,13 @@ func Serve(ctx context.Context, cfg Config) error {
 	// Approved exclusions travel in every group's rules bundle.
 	dist.SetExtra(exclusionsExtra(st, log))
 	dist.Refresh()
+	rel, err := releases.Open(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
 	met := metrics.New(prometheus.NewRegistry())
 	lim := agentLimitsFor(cfg, plan)
-	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
 		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
 	gsrv := srv.GRPCServer()
@@ -329,7 +334,8 @@ func Serve(ctx context.Context, cfg Config) error {
 		alis.Close()
 		return err
 	}
-	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
+	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks,
+		Releases: &admin.Releases{Manager: rel, Push: srv.PushUpgrades}}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())

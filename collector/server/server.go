@@ -41,6 +41,8 @@ type Config struct {
 	CA     *pki.Authority
 	Rules  RulesSource
 	Logger *slog.Logger
+	// Upgrades, when set, offers signed agent releases per group.
+	Upgrades UpgradeSource
 
 	MaxBatchFindings  int           // default 1000
 	MaxBatchBytes     int           // default 4 MiB
