@@ -30,6 +30,10 @@ type Bootstrap struct {
 	// CAFingerprint, when present, must match the one inside the token; it
 	// is written out so the pin is visible without decoding the token.
 	CAFingerprint string `json:"ca_fingerprint,omitempty"`
+	// ReleaseKey, when present, is the collector's ed25519 release public
+	// key the package was built with: enrollment then requires the
+	// collector to send the same key, so a device pins it from two sources.
+	ReleaseKey []byte `json:"release_key,omitempty"`
 }
 
 // DefaultBootstrapPath is where packages put the enrollment configuration.
@@ -151,7 +155,7 @@ func EnsureEnrolled(ctx context.Context, dir state.Dir, o BootstrapOptions) erro
 		}
 		if err == nil {
 			var res Result
-			res, err = Enroll(ctx, dir, b.Collector, b.Token)
+			res, err = EnrollPinned(ctx, dir, b.Collector, b.Token, b.ReleaseKey)
 			if err == nil {
 				log.Info("enrolled from enrollment configuration", "device", res.DeviceID, "group", res.Group,
 					"collector", b.Collector, "config", o.Path)
