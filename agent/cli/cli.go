@@ -181,7 +181,8 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax,
 		Enroll:        &enroll.BootstrapOptions{Path: *bootPath, BackoffMax: *backoffMax, Logger: log},
-		SessionSocket: session.ResolveSocket(*sock), UpgradeWatchdog: *watchdog, Service: !service.Interactive(), Args: args}
+		SessionSocket: session.ResolveSocket(*sock), UpgradeWatchdog: *watchdog, Service: !service.Interactive(),
+		Args: append([]string{"run"}, args...)}
 	if exe, err := os.Executable(); err == nil {
 		opts.Exe = exe
 	} else {
@@ -202,7 +203,7 @@ func runCmd(args []string, stderr io.Writer) error {
 		// Not under a service manager: become the new binary ourselves,
 		// after the daemon closed the spool and sockets.
 		log.Info("re-executing the upgraded binary", "exe", opts.Exe)
-		return upgrade.Reexec(opts.Exe, args)
+		return upgrade.Reexec(opts.Exe, opts.Args)
 	}
 	return err
 }

@@ -497,6 +497,11 @@ func (m *Manager) Record(device string, rep *vigilv1.UpgradeReport) {
 	if m.state.Failed[device] == nil {
 		m.state.Failed[device] = map[string]Failure{}
 	}
+	if _, known := m.state.Failed[device][rep.GetVersion()]; known {
+		// The first report says what happened; a later "refused, failed
+		// before" only repeats it.
+		return
+	}
 	outcome := "refused"
 	if rep.GetOutcome() == vigilv1.UpgradeOutcome_UPGRADE_OUTCOME_ROLLED_BACK {
 		outcome = "rolled_back"
