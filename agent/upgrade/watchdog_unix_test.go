@@ -88,7 +88,9 @@ func TestWatchStandsDownWhenConfirmed(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Watch(context.Background(), WatchConfig{State: dir, Logger: quiet(), Poll: 20 * time.Millisecond}) }()
+	go func() {
+		done <- Watch(context.Background(), WatchConfig{State: dir, Logger: quiet(), Poll: 20 * time.Millisecond})
+	}()
 	// version.Version is "dev" in tests: this process is "the new version".
 	u, err := New(Config{State: dir, Exe: exe, Logger: quiet()})
 	if err != nil {
