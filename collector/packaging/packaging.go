@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"debug/buildinfo"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -316,7 +317,8 @@ func CheckBinary(s Spec) error {
 
 func bootstrap(s Spec) enroll.Bootstrap {
 	tok, _ := identity.ParseToken(s.Token)
-	return enroll.Bootstrap{Collector: s.Collector, Token: s.Token, Group: s.Group, CAFingerprint: tok.CAFingerprint, ReleaseKey: s.ReleaseKey}
+	return enroll.Bootstrap{Collector: s.Collector, Token: s.Token, Group: s.Group, CAFingerprint: tok.CAFingerprint,
+		ReleaseKey: base64.StdEncoding.EncodeToString(s.ReleaseKey)}
 }
 
 func buildNFPM(s Spec, tmp string, w io.Writer) error {
