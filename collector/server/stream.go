@@ -34,6 +34,7 @@ type session struct {
 	// release last offered on this stream.
 	version, os, arch string
 	offered           string
+	offeredAt         time.Time
 }
 
 func (ss *session) send(m *vigilv1.CollectorMessage) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,8 +26,14 @@ type UpgradeSource interface {
 // limit, large enough that a 30 MiB binary is ~120 messages.
 const downloadChunk = 256 << 10
 
+// reofferAfter is how long an agent that was offered a release and still
+// runs another is left before the offer is repeated: a download that failed
+// for a passing reason (network, collector restart) is tried again, while
+// one in progress is not disturbed (the agent ignores offers while busy).
+const reofferAfter = 5 * time.Minute
+
 // offerUpgradeIfDue sends the group's release to the agent unless it runs it,
-// failed it, or was already offered it on this stream.
+// failed it, or was offered it on this stream within reofferAfter.
 func (ss *session) offerUpgradeIfDue(src UpgradeSource) {
 	if src == nil {
 		return
@@ -38,9 +45,12 @@ func (ss *session) offerUpgradeIfDue(src UpgradeSource) {
 	if o == nil {
 		return
 	}
+	now := time.Now()
 	ss.lastMu.Lock()
-	due := ss.offered != o.Version
-	ss.offered = o.Version
+	due := ss.offered != o.Version || now.Sub(ss.offeredAt) >= reofferAfter
+	if due {
+		ss.offered, ss.offeredAt = o.Version, now
+	}
 	ss.lastMu.Unlock()
 	if due {
 		ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_UpgradeOffer{UpgradeOffer: o}})
