@@ -39,6 +39,7 @@ DEFAULT_PKGS=(
 	./agent/checks/removable/
 	./agent/engine/
 	./agent/screen/
+	./agent/upgrade/ # offers, verification, swap by rename-aside
 	./collector/server/
 	./collector/store/ # Badger on Windows
 )
