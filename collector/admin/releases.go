@@ -32,6 +32,28 @@ func (s *Server) releaseRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/releases/rollout", s.rollout)
 	mux.HandleFunc("POST /v1/releases/rollback", s.rollback)
 	mux.HandleFunc("GET /v1/releases/status", s.releaseStatus)
+	mux.HandleFunc("POST /v1/releases/minimum", s.releaseMinimum)
+}
+
+// MinimumRequest is the body of POST /v1/releases/minimum.
+type MinimumRequest struct {
+	Version string `json:"version"`
+}
+
+func (s *Server) releaseMinimum(w http.ResponseWriter, r *http.Request) {
+	if !s.releasesOn(w) {
+		return
+	}
+	var req MinimumRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode minimum request: %v", err)
+		return
+	}
+	if err := s.Releases.Manager.SetMinimum(req.Version); err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	writeJSON(w, map[string]string{"minimum": req.Version})
 }
 
 func (s *Server) releasesOn(w http.ResponseWriter) bool {

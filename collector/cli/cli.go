@@ -53,6 +53,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   release rollout  --data DIR --group G --version V [--percent N]   (offer V to the group's agents)
   release rollback --data DIR --group G                             (back to the group's previous rollout)
   release status   --data DIR --group G [--json]                    (which devices run which version)
+  release minimum  --data DIR --version X.Y.Z                       (no rollout or rollback below it)
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
@@ -100,6 +101,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = releaseRollback(args[1:], stdout)
 	case "release status":
 		err = releaseStatus(args[1:], stdout)
+	case "release minimum":
+		err = releaseMinimum(args[1:], stdout)
 	case "findings list":
 		err = findingsList(args[1:], stdout)
 	case "devices list":

@@ -100,6 +100,15 @@ func releaseRollback(args []string, stdout io.Writer) error {
 	return adminJSON(*data, "POST", "/v1/releases/rollback", admin.RollbackRequest{Group: *group}, stdout)
 }
 
+func releaseMinimum(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("release minimum")
+	ver := fs.String("version", "", "lowest version rollouts and rollbacks may target (X.Y.Z; empty clears it)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	return adminJSON(*data, "POST", "/v1/releases/minimum", admin.MinimumRequest{Version: *ver}, stdout)
+}
+
 func releaseStatus(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("release status")
 	group := fs.String("group", "", "device group")

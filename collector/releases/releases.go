@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,7 +287,11 @@ type Failure struct {
 }
 
 type rolloutState struct {
-	Groups map[string]*Rollout `json:"groups"`
+	// Minimum is the lowest version any rollout or rollback may target
+	// (empty: none). Raised after a release fixes a security problem, it
+	// keeps a group from being sent back to a vulnerable build.
+	Minimum string              `json:"minimum,omitempty"`
+	Groups  map[string]*Rollout `json:"groups"`
 	// Failed: device -> version -> what happened. That version is not
 	// offered to that device again.
 	Failed map[string]map[string]Failure `json:"failed"`
@@ -364,6 +370,9 @@ func (m *Manager) StartRollout(group, version string, percent int) (Rollout, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := belowMinimum(version, m.state.Minimum); err != nil {
+		return Rollout{}, err
+	}
 	r := &Rollout{Version: version, Percent: percent, StartedAt: m.now().UTC()}
 	if prev := m.state.Groups[group]; prev != nil {
 		if prev.Version == version {
@@ -392,6 +401,11 @@ func (m *Manager) Rollback(group string) (*Rollout, error) {
 	if cur == nil {
 		return nil, fmt.Errorf("%w: group %q has no rollout", ErrNotFound, group)
 	}
+	if cur.Previous != nil {
+		if err := belowMinimum(cur.Previous.Version, m.state.Minimum); err != nil {
+			return nil, fmt.Errorf("cannot roll back group %q: %w", group, err)
+		}
+	}
 	if cur.Previous == nil {
 		delete(m.state.Groups, group)
 	} else {
@@ -402,6 +416,74 @@ func (m *Manager) Rollback(group string) (*Rollout, error) {
 	}
 	m.log.Warn("release rollout rolled back", "group", group, "from", cur.Version, "to", m.state.Groups[group])
 	return m.state.Groups[group], nil
+}
+
+// SetMinimum sets the lowest version rollouts and rollbacks may target;
+// existing rollouts below it stop being offered.
+func (m *Manager) SetMinimum(version string) error {
+	if version != "" {
+		if _, ok := parseVersion(version); !ok {
+			return fmt.Errorf("minimum %q: want a version starting X.Y.Z", version)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.state.Minimum = version
+	if err := m.save(); err != nil {
+		return err
+	}
+	m.log.Info("release minimum set", "minimum", version)
+	return nil
+}
+
+// Minimum returns the minimum version ("" for none).
+func (m *Manager) Minimum() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state.Minimum
+}
+
+// parseVersion reads the leading X.Y.Z of a version ("1.4.0-rc1" is 1.4.0).
+func parseVersion(v string) ([3]int, bool) {
+	var out [3]int
+	end := 0
+	for end < len(v) && (v[end] == '.' || v[end] >= '0' && v[end] <= '9') {
+		end++
+	}
+	parts := strings.Split(v[:end], ".")
+	if len(parts) < 3 {
+		return out, false
+	}
+	for i := 0; i < 3; i++ {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil || n < 0 {
+			return out, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+// belowMinimum refuses version when a minimum is set and version is lower
+// (or cannot be compared).
+func belowMinimum(version, minimum string) error {
+	if minimum == "" {
+		return nil
+	}
+	mv, _ := parseVersion(minimum)
+	v, ok := parseVersion(version)
+	if !ok {
+		return fmt.Errorf("version %q cannot be compared with the minimum %s (want X.Y.Z...)", version, minimum)
+	}
+	for i := range v {
+		if v[i] != mv[i] {
+			if v[i] < mv[i] {
+				return fmt.Errorf("version %s is below the minimum %s (vigil-collector release minimum)", version, minimum)
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // Rollout returns group's rollout, if any.
@@ -442,7 +524,7 @@ func (m *Manager) Offer(device, group, running, goos, goarch string) *vigilv1.Up
 	m.mu.Lock()
 	r := m.state.Groups[group]
 	var target string
-	if r != nil {
+	if r != nil && belowMinimum(r.Version, m.state.Minimum) == nil {
 		target = r.Version
 		if _, failed := m.state.Failed[device][target]; failed || running == target || !inPercent(device, target, r.Percent) {
 			target = ""

@@ -187,3 +187,45 @@ func TestPercentIsStableAndPartial(t *testing.T) {
 		t.Fatalf("%d of 1000 in a 30%% rollout", in)
 	}
 }
+
+func TestMinimumVersion(t *testing.T) {
+	data, m, bin := setup(t)
+	key, _ := LoadPrivateKey(PrivateKeyPath(data))
+	for _, v := range []string{"1.2.0", "1.10.0-rc1", "dev"} {
+		if _, err := Add(data, key, bin, v, "linux", "amd64", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.StartRollout("pupils", "1.2.0", 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.StartRollout("pupils", "1.10.0-rc1", 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetMinimum("1.3"); err == nil {
+		t.Fatal("minimum without X.Y.Z accepted")
+	}
+	if err := m.SetMinimum("1.3.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.StartRollout("pupils", "1.2.0", 100); err == nil || !strings.Contains(err.Error(), "below the minimum") {
+		t.Fatalf("rollout below the minimum: %v", err)
+	}
+	if _, err := m.StartRollout("other", "dev", 100); err == nil {
+		t.Fatal("an incomparable version was rolled out under a minimum")
+	}
+	// 1.10 > 1.3 numerically, not as strings.
+	if o := m.Offer("d", "pupils", "1.2.0", "linux", "amd64"); o == nil || o.Version != "1.10.0-rc1" {
+		t.Fatalf("offer %v", o)
+	}
+	if _, err := m.Rollback("pupils"); err == nil || !strings.Contains(err.Error(), "below the minimum") {
+		t.Fatalf("rollback below the minimum: %v", err)
+	}
+	if r, ok := m.Rollout("pupils"); !ok || r.Version != "1.10.0-rc1" {
+		t.Fatal("refused rollback changed the rollout")
+	}
+	m2, _ := Open(data, quiet())
+	if m2.Minimum() != "1.3.0" {
+		t.Fatal("minimum not kept")
+	}
+}
