@@ -26,7 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/internal/backoff"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	"github.com/vigil-safeguarding/vigil/internal/release"
 	"github.com/vigil-safeguarding/vigil/internal/version"
@@ -323,8 +327,11 @@ func (u *Upgrader) fetch(ctx context.Context, o *vigilv1.UpgradeOffer, dl Downlo
 	}
 	h := sha256.New()
 	var got int64
-	// A broken stream is resumed from where it stopped, a few times.
-	for attempt := 0; got < o.GetSize() && attempt < 4; attempt++ {
+	// A broken stream is resumed from where it stopped, a few times; a
+	// collector at its download limit is waited for (its delay plus
+	// jitter), for a bounded number of turns.
+	bo := backoff.New(time.Second, 2*time.Minute)
+	for attempt, busy := 0, 0; got < o.GetSize() && attempt < 4 && busy < 30; {
 		var n int64
 		n, err = u.download(ctx, dl, o, got, io.MultiWriter(f, h))
 		got += n
@@ -335,6 +342,18 @@ func (u *Upgrader) fetch(ctx context.Context, o *vigilv1.UpgradeOffer, dl Downlo
 		if errors.As(err, &v) {
 			break
 		}
+		if status.Code(err) == codes.ResourceExhausted {
+			busy++
+			floor, _ := backoff.RetryDelay(err)
+			wait := bo.Next(floor)
+			u.log.Info("collector busy serving upgrades; waiting", "version", o.GetVersion(), "wait", wait.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		attempt++
 		u.log.Warn("upgrade download interrupted; resuming", "version", o.GetVersion(), "at", got, "err", err)
 	}
 	if err == nil {

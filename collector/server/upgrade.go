@@ -90,6 +90,15 @@ func (s *Server) DownloadRelease(req *vigilv1.DownloadRequest, stream vigilv1.Co
 	if s.cfg.Upgrades == nil {
 		return status.Error(codes.NotFound, "this collector serves no releases")
 	}
+	// A whole school taking a release at once would saturate the link and
+	// the collector's CPU (TLS): beyond MaxDownloads, agents are told to
+	// come back later, spread by their own jitter.
+	select {
+	case s.downloads <- struct{}{}:
+		defer func() { <-s.downloads }()
+	default:
+		return resourceExhausted("collector is serving its limit of release downloads; retry later", 5*s.cfg.RetryAfter)
+	}
 	f, size, err := s.cfg.Upgrades.OpenOffered(deviceID, dev.Group, dev.AgentVersion, req)
 	if err != nil {
 		return status.Error(codes.NotFound, err.Error())

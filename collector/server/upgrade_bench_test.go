@@ -63,7 +63,10 @@ func BenchmarkUpgradeRollout(b *testing.B) {
 		b.Fatal(err)
 	}
 	rules := &fixedRules{}
-	env := newEnv(b, Config{Rules: rules, Upgrades: mgr, HeartbeatInterval: time.Hour}, store.Options{})
+	// MaxDownloads is raised to the agent count: the figure is the transfer
+	// and verification, not the collector's deliberate pacing of larger
+	// fleets (64 at once by default, the rest told to retry later).
+	env := newEnv(b, Config{Rules: rules, Upgrades: mgr, HeartbeatInterval: time.Hour, MaxDownloads: agents}, store.Options{})
 	key, err := releases.LoadPrivateKey(releases.PrivateKeyPath(data))
 	if err != nil {
 		b.Fatal(err)
