@@ -85,9 +85,10 @@ type Config struct {
 // record is upgrade.json: versions this device will not take again, and
 // reports to deliver at the next welcome.
 type record struct {
-	Failed  map[string]string        `json:"failed"`
-	Reports []*vigilv1.UpgradeReport `json:"-"`
-	Queued  []json.RawMessage        `json:"queued,omitempty"`
+	Failed map[string]string `json:"failed"`
+	// Queued rollbacks (rolledBack) the watchdog recorded for the
+	// restored agent to report.
+	Queued []rolledBack `json:"queued,omitempty"`
 }
 
 // Pending is upgrade-pending.json: a swap whose new version has not been
@@ -132,9 +133,8 @@ func New(cfg Config) (*Upgrader, error) {
 		return nil, err
 	}
 	u.failed = rec.Failed
-	for _, q := range rec.Queued {
-		var r rolledBack
-		if json.Unmarshal(q, &r) == nil && r.Version != "" {
+	for _, r := range rec.Queued {
+		if r.Version != "" {
 			u.log.Warn("the upgrade was rolled back: the new version was not welcomed by the collector in time",
 				"version", r.Version, "reason", r.Reason)
 			u.queue = append(u.queue, &vigilv1.UpgradeReport{Version: r.Version, Outcome: vigilv1.UpgradeOutcome_UPGRADE_OUTCOME_ROLLED_BACK,

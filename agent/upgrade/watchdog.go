@@ -2,7 +2,6 @@ package upgrade
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,8 +82,7 @@ func rollBack(cfg WatchConfig, p Pending) error {
 	}
 	rec, _ := loadRecord(cfg.State)
 	rec.Failed[p.To] = reason
-	q, _ := json.Marshal(rolledBack{Version: p.To, Reason: reason})
-	rec.Queued = append(rec.Queued, q)
+	rec.Queued = append(rec.Queued, rolledBack{Version: p.To, Reason: reason})
 	if err := saveRecord(cfg.State, rec); err != nil {
 		log.Error("upgrade watchdog: record the rollback", "err", err)
 	}
