@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -188,7 +189,19 @@ func runCmd(args []string, stderr io.Writer) error {
 	} else {
 		log.Warn("cannot tell where this binary is; upgrades disabled", "err", err)
 	}
-	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
+	run := func(ctx context.Context) error {
+		err := daemon.Run(ctx, opts)
+		// After an upgrade swap the daemon has closed spool and sockets.
+		// On Unix the process becomes the new binary itself (same pid, so
+		// systemd, launchd and a SysV pid file all keep following it; SysV
+		// would not restart an exited agent). Windows has no exec: a
+		// service exits non-zero and the SCM's recovery restarts it.
+		if errors.Is(err, upgrade.ErrRestart) && (runtime.GOOS != "windows" || !opts.Service) {
+			log.Info("re-executing the upgraded binary", "exe", opts.Exe)
+			return upgrade.Reexec(opts.Exe, opts.Args)
+		}
+		return err
+	}
 	if !service.Interactive() {
 		s, err := service.New(string(opts.State), run, log)
 		if err != nil {
@@ -198,14 +211,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx)
-	if errors.Is(err, upgrade.ErrRestart) {
-		// Not under a service manager: become the new binary ourselves,
-		// after the daemon closed the spool and sockets.
-		log.Info("re-executing the upgraded binary", "exe", opts.Exe)
-		return upgrade.Reexec(opts.Exe, opts.Args)
-	}
-	return err
+	return run(ctx)
 }
 
 // upgradeWatchdog runs from the previous binary after an upgrade swap.
