@@ -42,6 +42,7 @@ DEFAULT_PKGS=(
 	./agent/screen/
 	./agent/state/
 	./agent/uplink/ # gRPC over bufconn
+	./agent/upgrade/ # offers, verification, swap by rename-aside
 	./collector/server/
 	./collector/store/ # Badger on Windows
 )

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/service"
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/agent/upgrade"
 	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/identity"
@@ -43,6 +45,8 @@ const usage = `vigil-agent: Vigil's device agent
   run           [--state DIR] [--rules DIR] [--enroll-config F] [--session-socket PATH]
                                                     run in the foreground (or under the service manager);
                                                     enrolls first from F when not enrolled yet
+                [--upgrade-watchdog 3m]             how long an upgraded version has to be welcomed before rollback
+  upgrade-watchdog --state DIR                      (started by an upgrade) restore the previous binary if the new one is not welcomed
   install       [--state DIR]                      install as an auto-started service
   uninstall | start | stop | status [--state DIR]
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
@@ -89,6 +93,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = checkOnce(rest, stdout)
 	case "session":
 		err = sessionCmd(rest, stderr)
+	case "upgrade-watchdog":
+		err = upgradeWatchdog(rest, stderr)
 	case "quarantine list":
 		err = quarantineList(rest, stdout)
 	case "quarantine restore":
@@ -164,6 +170,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	backoffMax := fs.Duration("backoff-max", 2*time.Minute, "cap on reconnect waits")
 	bootPath := fs.String("enroll-config", enroll.DefaultBootstrapPath(), "enrollment configuration to enroll from at first start (ignored once enrolled)")
 	sock := sessionSocketFlag(fs)
+	watchdog := fs.Duration("upgrade-watchdog", upgrade.DefaultWatchdog, "how long an upgraded version has to be welcomed by the collector before the previous binary is restored")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -178,8 +185,26 @@ func runCmd(args []string, stderr io.Writer) error {
 	}
 	opts := daemon.Options{State: absState(*st), RulesDir: rd, SpoolMaxBytes: *spoolMax, Logger: log, BackoffMax: *backoffMax,
 		Enroll:        &enroll.BootstrapOptions{Path: *bootPath, BackoffMax: *backoffMax, Logger: log},
-		SessionSocket: session.ResolveSocket(*sock)}
-	run := func(ctx context.Context) error { return daemon.Run(ctx, opts) }
+		SessionSocket: session.ResolveSocket(*sock), UpgradeWatchdog: *watchdog, Service: !service.Interactive(),
+		Args: append([]string{"run"}, args...)}
+	if exe, err := os.Executable(); err == nil {
+		opts.Exe = exe
+	} else {
+		log.Warn("cannot tell where this binary is; upgrades disabled", "err", err)
+	}
+	run := func(ctx context.Context) error {
+		err := daemon.Run(ctx, opts)
+		// After an upgrade swap the daemon has closed spool and sockets.
+		// On Unix the process becomes the new binary itself (same pid, so
+		// systemd, launchd and a SysV pid file all keep following it; SysV
+		// would not restart an exited agent). Windows has no exec: a
+		// service exits non-zero and the SCM's recovery restarts it.
+		if errors.Is(err, upgrade.ErrRestart) && (runtime.GOOS != "windows" || !opts.Service) {
+			log.Info("re-executing the upgraded binary", "exe", opts.Exe)
+			return upgrade.Reexec(opts.Exe, opts.Args)
+		}
+		return err
+	}
 	if !service.Interactive() {
 		s, err := service.New(string(opts.State), run, log)
 		if err != nil {
@@ -190,6 +215,25 @@ func runCmd(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx)
+}
+
+// upgradeWatchdog runs from the previous binary after an upgrade swap.
+func upgradeWatchdog(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("upgrade-watchdog", flag.ContinueOnError)
+	st := stateFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir := absState(*st)
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("process", "upgrade-watchdog")
+	return upgrade.Watch(context.Background(), upgrade.WatchConfig{State: dir, Logger: log,
+		RestartService: func() error {
+			s, err := service.New(string(dir), nil, log)
+			if err != nil {
+				return err
+			}
+			return service.Control(s, "restart")
+		}})
 }
 
 func serviceCmd(action string, args []string, stdout io.Writer) error {

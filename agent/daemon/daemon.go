@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/process"
@@ -25,6 +27,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/inventory"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/agent/upgrade"
 	"github.com/vigil-safeguarding/vigil/agent/uplink"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/version"
@@ -49,6 +52,13 @@ type Options struct {
 	// Enroll, when set, enrolls an unenrolled state dir from a package's
 	// enrollment configuration before starting (waiting for the collector).
 	Enroll *enroll.BootstrapOptions
+	// Upgrades: the running binary and its arguments (to restart into an
+	// upgrade), whether a service manager restarts it, and how long a new
+	// version has to be welcomed before the watchdog rolls it back.
+	Exe             string
+	Args            []string
+	Service         bool
+	UpgradeWatchdog time.Duration
 }
 
 // maxProcs bounds the agent's Ps. Scheduled checks run one at a time
@@ -60,6 +70,10 @@ const maxProcs = 2
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	log := o.Logger
+	if version.FailBeforeDial != "" {
+		// A test build (internal/version): stop before any connection.
+		return fmt.Errorf("this build never connects (test knob FailBeforeDial): %s", version.FailBeforeDial)
+	}
 	runtime.GOMAXPROCS(max(1, min(runtime.GOMAXPROCS(0), maxProcs)))
 	if err := o.State.Ensure(); err != nil {
 		return err
@@ -107,7 +121,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	chk.Screen.SetRecipient(cfg.EvidenceRecipient)
 	inv := auditor(eng, sp)
-	up := uplink.New(uplink.Config{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var restart atomic.Bool
+	var upg uplink.Upgrader // nil (no upgrades) without the binary's path
+	if o.Exe != "" {
+		u, err := newUpgrader(o, cfg, sp, log, func() { restart.Store(true); cancel() })
+		if err != nil {
+			return err
+		}
+		upg = u
+	}
+	up := uplink.New(uplink.Config{Upgrader: upg,
 		Audit: inv.Collect,
 		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
@@ -130,10 +155,8 @@ func Run(ctx context.Context, o Options) error {
 		},
 	})
 	log.Info("agent running", "device", cfg.DeviceID, "group", cfg.Group, "collector", cfg.Collector,
-		"rules", rulesDir, "rules_hash", eng.RulesHash(), "spool", sp.Stats())
+		"rules", rulesDir, "rules_hash", eng.RulesHash(), "spool", sp.Stats(), "version", version.Version)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
@@ -162,7 +185,33 @@ func Run(ctx context.Context, o Options) error {
 	cancel()
 	wg.Wait()
 	log.Info("agent stopped", "spool", sp.Stats())
+	if restart.Load() {
+		return upgrade.ErrRestart
+	}
 	return err
+}
+
+// newUpgrader wires agent/upgrade: refusals and rollbacks become findings
+// in the spool, like any other.
+func newUpgrader(o Options, cfg state.Config, sp *spool.Spool, log *slog.Logger, restart func()) (*upgrade.Upgrader, error) {
+	u, err := upgrade.New(upgrade.Config{
+		State: o.State, PublicKey: ed25519.PublicKey(cfg.ReleaseKey), Exe: o.Exe, Args: o.Args, Service: o.Service,
+		Watchdog: o.UpgradeWatchdog, Logger: log, Restart: restart, DeviceID: cfg.DeviceID, Group: cfg.Group,
+		Finding: func(f *vigilv1.Finding) {
+			b, err := proto.Marshal(f)
+			if err == nil {
+				_, _, err = sp.Append([]spool.Item{{Severity: uint8(f.Severity), Payload: b}})
+			}
+			if err != nil {
+				log.Error("spool upgrade finding", "rule", f.RuleId, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.Started()
+	return u, nil
 }
 
 type backend struct {

@@ -69,8 +69,8 @@ type Engine struct {
 	userTime time.Time
 
 	lastSelftest atomic.Int64 // unix ns of the last selftest finding spooled
-	emitMu   sync.Mutex
-	emitFail EmitFailures
+	emitMu       sync.Mutex
+	emitFail     EmitFailures
 }
 
 // EmitFailures counts the Emits that could not record their findings (the

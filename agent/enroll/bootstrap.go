@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,11 @@ type Bootstrap struct {
 	// CAFingerprint, when present, must match the one inside the token; it
 	// is written out so the pin is visible without decoding the token.
 	CAFingerprint string `json:"ca_fingerprint,omitempty"`
+	// ReleaseKey, when present, is the collector's ed25519 release public
+	// key the package was built with: enrollment then requires the
+	// collector to send the same key, so a device pins it from two sources.
+	// Standard base64 of the 32 key bytes.
+	ReleaseKey string `json:"release_key,omitempty"`
 }
 
 // DefaultBootstrapPath is where packages put the enrollment configuration.
@@ -151,7 +157,12 @@ func EnsureEnrolled(ctx context.Context, dir state.Dir, o BootstrapOptions) erro
 		}
 		if err == nil {
 			var res Result
-			res, err = Enroll(ctx, dir, b.Collector, b.Token)
+			var pin []byte
+			if pin, err = base64.StdEncoding.DecodeString(b.ReleaseKey); err != nil {
+				err = fmt.Errorf("enrollment configuration %s: release_key is not base64: %w", o.Path, err)
+			} else {
+				res, err = EnrollPinned(ctx, dir, b.Collector, b.Token, pin)
+			}
 			if err == nil {
 				log.Info("enrolled from enrollment configuration", "device", res.DeviceID, "group", res.Group,
 					"collector", b.Collector, "config", o.Path)

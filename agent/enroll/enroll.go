@@ -4,8 +4,10 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -42,6 +44,12 @@ type Result struct {
 
 // Enroll enrolls the device in dir with the collector at addr.
 func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, error) {
+	return EnrollPinned(ctx, dir, addr, token, nil)
+}
+
+// EnrollPinned is Enroll, and when releaseKey is set (a package's) the
+// collector's release key must be that one.
+func EnrollPinned(ctx context.Context, dir state.Dir, addr, token string, releaseKey []byte) (Result, error) {
 	tok, err := identity.ParseToken(token)
 	if err != nil {
 		return Result{}, err
@@ -108,6 +116,12 @@ func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, err
 	if want, _ := identity.DeviceID(&key.PublicKey); want != resp.DeviceId {
 		return Result{}, fmt.Errorf("collector assigned device ID %s, expected %s", resp.DeviceId, want)
 	}
+	if k := resp.ReleasePublicKey; len(k) != 0 && len(k) != ed25519.PublicKeySize {
+		return Result{}, fmt.Errorf("collector sent a release key of %d bytes, want %d", len(k), ed25519.PublicKeySize)
+	}
+	if len(releaseKey) > 0 && !bytes.Equal(releaseKey, resp.ReleasePublicKey) {
+		return Result{}, errors.New("collector's release key differs from the one in this package's enrollment configuration")
+	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return Result{}, err
@@ -126,6 +140,9 @@ func Enroll(ctx context.Context, dir state.Dir, addr, token string) (Result, err
 	cfg, _ := dir.LoadConfig() // keep local settings across re-enrollment
 	cfg.Collector, cfg.DeviceID, cfg.Group = addr, resp.DeviceId, resp.Group
 	cfg.CAFingerprint, cfg.EvidenceRecipient = tok.CAFingerprint, resp.EvidenceRecipient
+	// The release key arrives over the connection pinned to the token's
+	// CA, so it is as trustworthy as the CA pin.
+	cfg.ReleaseKey = resp.ReleasePublicKey
 	if err := dir.SaveConfig(cfg); err != nil {
 		return Result{}, fmt.Errorf("write agent config: %w", err)
 	}

@@ -33,6 +33,10 @@ func (d Dir) ControlSocket() string { return filepath.Join(string(d), "control.s
 func (d Dir) PosturePath() string   { return filepath.Join(string(d), "posture.json") }
 func (d Dir) SessionSocket() string { return filepath.Join(string(d), "session.sock") }
 func (d Dir) QuarantineDir() string { return filepath.Join(string(d), "quarantine") }
+func (d Dir) UpgradePath() string   { return filepath.Join(string(d), "upgrade.json") }
+func (d Dir) PendingUpgradePath() string {
+	return filepath.Join(string(d), "upgrade-pending.json")
+}
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {
@@ -45,6 +49,9 @@ type Config struct {
 	SpoolMaxBytes int64 `json:"spool_max_bytes,omitempty"`
 	// Role of the device's users for rule scoping (pupil, staff, ...).
 	Role string `json:"role,omitempty"`
+	// ReleaseKey is the collector's ed25519 release public key, pinned at
+	// enrollment: only binaries signed by it are installed as upgrades.
+	ReleaseKey []byte `json:"release_key,omitempty"`
 }
 
 // Ensure creates the directory owner-only (and tightens an existing one).

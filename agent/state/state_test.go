@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -46,12 +47,12 @@ func TestConfig(t *testing.T) {
 	if _, err := d.LoadConfig(); err == nil || !strings.Contains(err.Error(), "not enrolled") || !strings.Contains(err.Error(), "vigil-agent enroll") {
 		t.Fatalf("missing config: %v", err)
 	}
-	want := Config{Collector: "vigil.lan:7443", DeviceID: "d1", Group: "pupils", CAFingerprint: "fp", EvidenceRecipient: "age1x", SpoolMaxBytes: 5 << 20, Role: "pupil"}
+	want := Config{Collector: "vigil.lan:7443", DeviceID: "d1", Group: "pupils", CAFingerprint: "fp", EvidenceRecipient: "age1x", SpoolMaxBytes: 5 << 20, Role: "pupil", ReleaseKey: []byte{1, 2, 3}}
 	if err := d.SaveConfig(want); err != nil {
 		t.Fatal(err)
 	}
 	got, err := d.LoadConfig()
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip %+v, %v", got, err)
 	}
 	if runtime.GOOS != "windows" {

@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/hostinfo"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
+	"github.com/vigil-safeguarding/vigil/agent/upgrade"
 	"github.com/vigil-safeguarding/vigil/internal/backoff"
 	"github.com/vigil-safeguarding/vigil/internal/contract"
 	"github.com/vigil-safeguarding/vigil/internal/version"
@@ -67,6 +68,24 @@ type Config struct {
 	// Audit gathers the inventory an "audit" request asks for (nil: the
 	// agent answers that it cannot).
 	Audit func(ctx context.Context) (*vigilv1.Inventory, error)
+	// Upgrader handles upgrade offers; nil ignores them.
+	Upgrader Upgrader
+}
+
+// Upgrader is what the uplink needs from agent/upgrade.
+type Upgrader interface {
+	// Offer handles an offer (downloading through dl) and returns the
+	// report to send, if any.
+	Offer(ctx context.Context, o *vigilv1.UpgradeOffer, dl upgrade.Downloader) *vigilv1.UpgradeReport
+	// Welcomed confirms a pending upgrade and returns reports to send.
+	Welcomed() []*vigilv1.UpgradeReport
+}
+
+// downloader adapts the generated client to upgrade.Downloader.
+type downloader struct{ c vigilv1.CollectorClient }
+
+func (d downloader) DownloadRelease(ctx context.Context, req *vigilv1.DownloadRequest) (upgrade.ReleaseStream, error) {
+	return d.c.DownloadRelease(ctx, req)
 }
 
 // Status is a snapshot for `vigil-agent status`.
@@ -221,8 +240,17 @@ func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (a
 	}
 
 	s := &streamState{
-		u: u, stream: stream, welcome: welcome,
+		u: u, stream: stream, welcome: welcome, client: client,
 		inflight: map[uint64][]uint64{}, slots: make(chan struct{}, u.cfg.Window),
+	}
+	if u.cfg.Upgrader != nil {
+		// The welcome is what confirms an upgraded binary (its watchdog
+		// stands down); rollbacks and refusals are reported now.
+		for _, rep := range u.cfg.Upgrader.Welcomed() {
+			if err := s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_UpgradeReport{UpgradeReport: rep}}); err != nil {
+				return 0, err
+			}
+		}
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.receive(ctx) }()
@@ -256,6 +284,7 @@ type streamState struct {
 	u       *Uplink
 	stream  vigilv1.Collector_StreamClient
 	welcome *vigilv1.Welcome
+	client  vigilv1.CollectorClient
 	sendMu  sync.Mutex
 
 	mu       sync.Mutex
@@ -306,7 +335,23 @@ func (s *streamState) receive(ctx context.Context) error {
 			}
 		case *vigilv1.CollectorMessage_Request:
 			go s.answer(ctx, msg.Request)
+		case *vigilv1.CollectorMessage_UpgradeOffer:
+			if s.u.cfg.Upgrader != nil {
+				// The download must not hold up acks and rules.
+				go s.upgrade(ctx, msg.UpgradeOffer)
+			}
 		}
+	}
+}
+
+func (s *streamState) upgrade(ctx context.Context, o *vigilv1.UpgradeOffer) {
+	rep := s.u.cfg.Upgrader.Offer(ctx, o, downloader{s.client})
+	if rep == nil {
+		return
+	}
+	rep.Reason = contract.Truncate(contract.ValidString(rep.Reason), contract.MaxMessage)
+	if err := s.send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_UpgradeReport{UpgradeReport: rep}}); err != nil {
+		s.u.log.Warn("send upgrade report", "err", err)
 	}
 }
 

@@ -21,8 +21,8 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/audit"
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
@@ -58,6 +58,8 @@ type Server struct {
 	Evidence *evidence.Service
 	// Audits runs device audits (nil: the audit routes answer 503).
 	Audits *audit.Service
+	// Releases, when set, serves rollout, rollback and status.
+	Releases *Releases
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -114,6 +116,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/evidence/{device}/{id}", s.evidence)
 	mux.HandleFunc("GET /v1/access-log", s.accessLog)
 	s.auditRoutes(mux)
+	s.releaseRoutes(mux)
 	return mux
 }
 

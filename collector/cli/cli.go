@@ -47,6 +47,13 @@ const usage = `vigil-collector: stores findings from Vigil agents
   package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT
                  [--arch amd64|arm64] [--out FILE] [--agent-binary FILE] [--version X.Y.Z] [--uses 2000] [--ttl 8760h]
                  (an agent package pre-configured for the group: address, CA pin, a new group token)
+  release add    --data DIR --file BIN --version V [--os linux|windows|darwin] [--arch amd64|arm64] [--key FILE]
+                 (signs with the release key; the collector may be stopped)
+  release list   --data DIR [--json]
+  release rollout  --data DIR --group G --version V [--percent N]   (offer V to the group's agents)
+  release rollback --data DIR --group G                             (back to the group's previous rollout)
+  release status   --data DIR --group G [--json]                    (which devices run which version)
+  release minimum  --data DIR --version X.Y.Z                       (no rollout or rollback below it)
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
@@ -91,6 +98,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = tokenRevoke(args[1:], stdout)
 	case "package":
 		err = packageCmd(args[1:], stdout)
+	case "release add":
+		err = releaseAdd(args[1:], stdout)
+	case "release list":
+		err = releaseList(args[1:], stdout)
+	case "release rollout":
+		err = releaseRollout(args[1:], stdout)
+	case "release rollback":
+		err = releaseRollback(args[1:], stdout)
+	case "release status":
+		err = releaseStatus(args[1:], stdout)
+	case "release minimum":
+		err = releaseMinimum(args[1:], stdout)
 	case "findings list":
 		err = findingsList(args[1:], stdout)
 	case "devices list":

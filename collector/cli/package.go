@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/packaging"
+	"github.com/vigil-safeguarding/vigil/collector/releases"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/version"
 )
@@ -119,6 +120,9 @@ func packageCmd(args []string, stdout io.Writer) error {
 	}
 	spec := packaging.Spec{Format: packaging.Format(*format), Arch: *arch, Version: *pkgVersion, Group: *group, Collector: *addr, AgentBinary: *bin,
 		FallbackVersion: version.Version}
+	if pub, err := releases.LoadPublicKey(releases.PublicKeyPath(*data)); err == nil {
+		spec.ReleaseKey = pub
+	}
 	// The package holds a credential (the token), so it is written
 	// owner-only like the collector's other secrets.
 	f, err := os.CreateTemp(filepath.Dir(*out), ".vigil-package-*")

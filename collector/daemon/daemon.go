@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/releases"
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -239,6 +240,7 @@ type collector struct {
 	cons *console.Server
 	// audits delivers audit requests to agents as they connect.
 	audits *audit.Service
+	rel    *releases.Manager
 	gsrv   *grpc.Server
 	glis   *netlimit.Listener
 	hlis   *netlimit.Listener
@@ -326,10 +328,15 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	// Approved exclusions travel in every group's rules bundle.
 	c.dist.SetExtra(exclusionsExtra(st, log))
 	c.dist.Refresh()
+	rel, err := releases.Open(cfg.DataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	c.rel = rel
 	c.met = metrics.New(prometheus.NewRegistry())
 	c.lim = agentLimitsFor(cfg, c.plan)
 	c.audits = &audit.Service{Store: st, Logger: log}
-	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		OnConnect: c.audits.DeviceConnected})
@@ -375,7 +382,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits}
+	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
+		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades}}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", c.cons.AdminHandler())
 	amux.Handle("/v1/people/", c.cons.AdminHandler())

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"debug/buildinfo"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -87,6 +88,9 @@ type Spec struct {
 	// FallbackVersion is used when Version is empty and the binary does
 	// not say (the collector passes its own: both come from one release).
 	FallbackVersion string
+	// ReleaseKey is the collector's release public key, written into the
+	// enrollment configuration so devices pin it from the package too.
+	ReleaseKey []byte
 }
 
 // GOOS is the operating system a format's binary must be built for.
@@ -313,7 +317,8 @@ func CheckBinary(s Spec) error {
 
 func bootstrap(s Spec) enroll.Bootstrap {
 	tok, _ := identity.ParseToken(s.Token)
-	return enroll.Bootstrap{Collector: s.Collector, Token: s.Token, Group: s.Group, CAFingerprint: tok.CAFingerprint}
+	return enroll.Bootstrap{Collector: s.Collector, Token: s.Token, Group: s.Group, CAFingerprint: tok.CAFingerprint,
+		ReleaseKey: base64.StdEncoding.EncodeToString(s.ReleaseKey)}
 }
 
 func buildNFPM(s Spec, tmp string, w io.Writer) error {

@@ -110,10 +110,14 @@ func (s *Server) enroll(_ context.Context, req *vigilv1.EnrollRequest) (*vigilv1
 		return nil, reasonInternalError, status.Errorf(codes.Internal, "record device: %v", err)
 	}
 	s.log.Info("device enrolled", "device", deviceID, "group", t.Group, "hostname", req.GetHostname(), "token", t.ID)
-	return &vigilv1.EnrollResponse{
+	resp := &vigilv1.EnrollResponse{
 		DeviceId: deviceID, Group: t.Group, ClientCertDer: certDER, CaCertDer: s.cfg.CA.CACert.Raw,
 		EvidenceRecipient: s.cfg.EvidenceRecipient,
-	}, "", nil
+	}
+	if s.cfg.Upgrades != nil {
+		resp.ReleasePublicKey = s.cfg.Upgrades.PublicKey()
+	}
+	return resp, "", nil
 }
 
 // checkNotRevoked refuses a key that has a revocation record, or whose

@@ -41,6 +41,10 @@ type Config struct {
 	CA     *pki.Authority
 	Rules  RulesSource
 	Logger *slog.Logger
+	// Upgrades, when set, offers signed agent releases per group.
+	Upgrades UpgradeSource
+	// MaxDownloads bounds release downloads served at once (default 64).
+	MaxDownloads int
 
 	MaxBatchFindings  int           // default 1000
 	MaxBatchBytes     int           // default 4 MiB
@@ -86,6 +90,8 @@ type Server struct {
 	enrollFails *failLimiter
 	refusals    *refusalLog
 
+	downloads chan struct{} // one token per release download in progress
+
 	mu       sync.Mutex
 	sessions map[string]*session
 	pending  map[string]chan *vigilv1.RequestResult
@@ -130,9 +136,13 @@ func New(cfg Config) *Server {
 	if cfg.RefusalLogInterval <= 0 {
 		cfg.RefusalLogInterval = 10 * time.Second
 	}
+	if cfg.MaxDownloads <= 0 {
+		cfg.MaxDownloads = 64
+	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{}),
 		sessions: map[string]*session{}, pending: map[string]chan *vigilv1.RequestResult{},
+		downloads:   make(chan struct{}, cfg.MaxDownloads),
 		enrollFails: newFailLimiter(cfg.EnrollFailuresPerMinute, cfg.EnrollFailBurst, cfg.Now),
 		refusals:    newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}

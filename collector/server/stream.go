@@ -30,6 +30,11 @@ type session struct {
 	lastHeard  time.Time
 	rulesHash  string
 	pushedHash string
+	// Upgrades: what the agent runs and on which platform, and the
+	// release last offered on this stream.
+	version, os, arch string
+	offered           string
+	offeredAt         time.Time
 }
 
 func (ss *session) send(m *vigilv1.CollectorMessage) error {
@@ -103,7 +108,8 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now()}
+	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
+		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
 	if err := s.register(ss, dev, hello); err != nil {
 		return err
 	}
@@ -128,6 +134,7 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 	if s.cfg.OnConnect != nil {
 		go s.cfg.OnConnect(deviceID)
 	}
+	ss.offerUpgradeIfDue(s.cfg.Upgrades)
 
 	// Recv runs apart so that shutdown is noticed between messages while a
 	// commit in progress still completes and is acknowledged.
@@ -237,6 +244,15 @@ func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *v
 			d.LastError = limit(hb.GetLastError(), maxLastError)
 		})
 		ss.pushRulesIfStale(s.cfg.Rules, hb.GetRulesHash())
+		ss.lastMu.Lock()
+		ss.version = limit(hb.GetAgentVersion(), 64)
+		ss.lastMu.Unlock()
+		ss.offerUpgradeIfDue(s.cfg.Upgrades)
+		return nil
+	case *vigilv1.AgentMessage_UpgradeReport:
+		if s.cfg.Upgrades != nil {
+			s.cfg.Upgrades.Record(ss.device, msg.UpgradeReport)
+		}
 		return nil
 	case *vigilv1.AgentMessage_Result:
 		s.mu.Lock()

@@ -189,8 +189,11 @@ type EnrollResponse struct {
 	CaCertDer     []byte                 `protobuf:"bytes,4,opt,name=ca_cert_der,json=caCertDer,proto3" json:"ca_cert_der,omitempty"`
 	// Evidence is encrypted on the device to this key (age X25519 recipient).
 	EvidenceRecipient string `protobuf:"bytes,5,opt,name=evidence_recipient,json=evidenceRecipient,proto3" json:"evidence_recipient,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The collector's ed25519 release public key (32 bytes). The agent pins
+	// it and accepts only upgrades signed by it.
+	ReleasePublicKey []byte `protobuf:"bytes,20,opt,name=release_public_key,json=releasePublicKey,proto3" json:"release_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EnrollResponse) Reset() {
@@ -256,6 +259,13 @@ func (x *EnrollResponse) GetEvidenceRecipient() string {
 		return x.EvidenceRecipient
 	}
 	return ""
+}
+
+func (x *EnrollResponse) GetReleasePublicKey() []byte {
+	if x != nil {
+		return x.ReleasePublicKey
+	}
+	return nil
 }
 
 // EvidenceRef points at evidence stored apart from the finding (a screenshot,
@@ -1002,6 +1012,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Findings
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Result
+	//	*AgentMessage_UpgradeReport
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1080,6 +1091,15 @@ func (x *AgentMessage) GetResult() *RequestResult {
 	return nil
 }
 
+func (x *AgentMessage) GetUpgradeReport() *UpgradeReport {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_UpgradeReport); ok {
+			return x.UpgradeReport
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -1100,6 +1120,10 @@ type AgentMessage_Result struct {
 	Result *RequestResult `protobuf:"bytes,4,opt,name=result,proto3,oneof"`
 }
 
+type AgentMessage_UpgradeReport struct {
+	UpgradeReport *UpgradeReport `protobuf:"bytes,20,opt,name=upgrade_report,json=upgradeReport,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Findings) isAgentMessage_Msg() {}
@@ -1107,6 +1131,8 @@ func (*AgentMessage_Findings) isAgentMessage_Msg() {}
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Result) isAgentMessage_Msg() {}
+
+func (*AgentMessage_UpgradeReport) isAgentMessage_Msg() {}
 
 // Ack says every finding of batch batch_id is durably committed (or was
 // already stored). The agent deletes exactly those from its spool.
@@ -1367,6 +1393,7 @@ type CollectorMessage struct {
 	//	*CollectorMessage_Ack
 	//	*CollectorMessage_Rules
 	//	*CollectorMessage_Request
+	//	*CollectorMessage_UpgradeOffer
 	Msg           isCollectorMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1445,6 +1472,15 @@ func (x *CollectorMessage) GetRequest() *Request {
 	return nil
 }
 
+func (x *CollectorMessage) GetUpgradeOffer() *UpgradeOffer {
+	if x != nil {
+		if x, ok := x.Msg.(*CollectorMessage_UpgradeOffer); ok {
+			return x.UpgradeOffer
+		}
+	}
+	return nil
+}
+
 type isCollectorMessage_Msg interface {
 	isCollectorMessage_Msg()
 }
@@ -1465,6 +1501,10 @@ type CollectorMessage_Request struct {
 	Request *Request `protobuf:"bytes,4,opt,name=request,proto3,oneof"`
 }
 
+type CollectorMessage_UpgradeOffer struct {
+	UpgradeOffer *UpgradeOffer `protobuf:"bytes,20,opt,name=upgrade_offer,json=upgradeOffer,proto3,oneof"`
+}
+
 func (*CollectorMessage_Welcome) isCollectorMessage_Msg() {}
 
 func (*CollectorMessage_Ack) isCollectorMessage_Msg() {}
@@ -1473,11 +1513,13 @@ func (*CollectorMessage_Rules) isCollectorMessage_Msg() {}
 
 func (*CollectorMessage_Request) isCollectorMessage_Msg() {}
 
+func (*CollectorMessage_UpgradeOffer) isCollectorMessage_Msg() {}
+
 var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\x1a\x16vigil/v1/upgrade.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1485,13 +1527,14 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02os\x18\x04 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x05 \x01(\tR\x04arch\x12)\n" +
 	"\x10host_fingerprint\x18\x06 \x01(\tR\x0fhostFingerprint\x12#\n" +
-	"\ragent_version\x18\a \x01(\tR\fagentVersion\"\xba\x01\n" +
+	"\ragent_version\x18\a \x01(\tR\fagentVersion\"\xe8\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12&\n" +
 	"\x0fclient_cert_der\x18\x03 \x01(\fR\rclientCertDer\x12\x1e\n" +
 	"\vca_cert_der\x18\x04 \x01(\fR\tcaCertDer\x12-\n" +
-	"\x12evidence_recipient\x18\x05 \x01(\tR\x11evidenceRecipient\"h\n" +
+	"\x12evidence_recipient\x18\x05 \x01(\tR\x11evidenceRecipient\x12,\n" +
+	"\x12release_public_key\x18\x14 \x01(\fR\x10releasePublicKey\"h\n" +
 	"\vEvidenceRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1565,12 +1608,13 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12/\n" +
 	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\x121\n" +
-	"\tinventory\x18\x1e \x01(\v2\x13.vigil.v1.InventoryR\tinventory\"\xdc\x01\n" +
+	"\tinventory\x18\x1e \x01(\v2\x13.vigil.v1.InventoryR\tinventory\"\x9e\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x124\n" +
 	"\bfindings\x18\x02 \x01(\v2\x16.vigil.v1.FindingBatchH\x00R\bfindings\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x121\n" +
-	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06resultB\x05\n" +
+	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06result\x12@\n" +
+	"\x0eupgrade_report\x18\x14 \x01(\v2\x17.vigil.v1.UpgradeReportH\x00R\rupgradeReportB\x05\n" +
 	"\x03msg\"\x88\x01\n" +
 	"\x03Ack\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
@@ -1594,12 +1638,13 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12/\n" +
-	"\x06params\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06params\"\xc9\x01\n" +
+	"\x06params\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06params\"\x88\x02\n" +
 	"\x10CollectorMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.vigil.v1.WelcomeH\x00R\awelcome\x12!\n" +
 	"\x03ack\x18\x02 \x01(\v2\r.vigil.v1.AckH\x00R\x03ack\x12-\n" +
 	"\x05rules\x18\x03 \x01(\v2\x15.vigil.v1.RulesBundleH\x00R\x05rules\x12-\n" +
-	"\arequest\x18\x04 \x01(\v2\x11.vigil.v1.RequestH\x00R\arequestB\x05\n" +
+	"\arequest\x18\x04 \x01(\v2\x11.vigil.v1.RequestH\x00R\arequest\x12=\n" +
+	"\rupgrade_offer\x18\x14 \x01(\v2\x16.vigil.v1.UpgradeOfferH\x00R\fupgradeOfferB\x05\n" +
 	"\x03msg*\x88\x01\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
@@ -1610,9 +1655,10 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x11SEVERITY_CRITICAL\x10\x052I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
-	"\x06Enroll\x12\x17.vigil.v1.EnrollRequest\x1a\x18.vigil.v1.EnrollResponse2M\n" +
+	"\x06Enroll\x12\x17.vigil.v1.EnrollRequest\x1a\x18.vigil.v1.EnrollResponse2\x95\x01\n" +
 	"\tCollector\x12@\n" +
-	"\x06Stream\x12\x16.vigil.v1.AgentMessage\x1a\x1a.vigil.v1.CollectorMessage(\x010\x01B<Z:github.com/vigil-safeguarding/vigil/proto/vigil/v1;vigilv1b\x06proto3"
+	"\x06Stream\x12\x16.vigil.v1.AgentMessage\x1a\x1a.vigil.v1.CollectorMessage(\x010\x01\x12F\n" +
+	"\x0fDownloadRelease\x12\x19.vigil.v1.DownloadRequest\x1a\x16.vigil.v1.ReleaseChunk0\x01B<Z:github.com/vigil-safeguarding/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
 var (
 	file_vigil_v1_vigil_proto_rawDescOnce sync.Once
@@ -1650,6 +1696,10 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
 	(*Inventory)(nil),             // 20: vigil.v1.Inventory
+	(*UpgradeReport)(nil),         // 21: vigil.v1.UpgradeReport
+	(*UpgradeOffer)(nil),          // 22: vigil.v1.UpgradeOffer
+	(*DownloadRequest)(nil),       // 23: vigil.v1.DownloadRequest
+	(*ReleaseChunk)(nil),          // 24: vigil.v1.ReleaseChunk
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1665,22 +1715,26 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	8,  // 10: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
 	9,  // 11: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
 	10, // 12: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	13, // 13: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 14: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 15: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 16: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 17: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 18: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 19: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 20: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 21: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 22: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 23: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	22, // [22:24] is the sub-list for method output_type
-	20, // [20:22] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 13: vigil.v1.AgentMessage.upgrade_report:type_name -> vigil.v1.UpgradeReport
+	13, // 14: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 15: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 16: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 17: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 18: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 19: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 20: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	22, // 21: vigil.v1.CollectorMessage.upgrade_offer:type_name -> vigil.v1.UpgradeOffer
+	1,  // 22: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 23: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	23, // 24: vigil.v1.Collector.DownloadRelease:input_type -> vigil.v1.DownloadRequest
+	2,  // 25: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 26: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	24, // 27: vigil.v1.Collector.DownloadRelease:output_type -> vigil.v1.ReleaseChunk
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1689,17 +1743,20 @@ func file_vigil_v1_vigil_proto_init() {
 		return
 	}
 	file_vigil_v1_inventory_proto_init()
+	file_vigil_v1_upgrade_proto_init()
 	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Result)(nil),
+		(*AgentMessage_UpgradeReport)(nil),
 	}
 	file_vigil_v1_vigil_proto_msgTypes[15].OneofWrappers = []any{
 		(*CollectorMessage_Welcome)(nil),
 		(*CollectorMessage_Ack)(nil),
 		(*CollectorMessage_Rules)(nil),
 		(*CollectorMessage_Request)(nil),
+		(*CollectorMessage_UpgradeOffer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -132,7 +132,8 @@ var Enrollment_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Collector_Stream_FullMethodName = "/vigil.v1.Collector/Stream"
+	Collector_Stream_FullMethodName          = "/vigil.v1.Collector/Stream"
+	Collector_DownloadRelease_FullMethodName = "/vigil.v1.Collector/DownloadRelease"
 )
 
 // CollectorClient is the client API for Collector service.
@@ -146,6 +147,9 @@ type CollectorClient interface {
 	// first message is Hello; the collector answers Welcome, then both sides
 	// send freely. Findings are acknowledged only once durably committed.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, CollectorMessage], error)
+	// DownloadRelease streams the release binary currently offered to the
+	// calling device (UpgradeOffer), in bounded chunks.
+	DownloadRelease(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReleaseChunk], error)
 }
 
 type collectorClient struct {
@@ -169,6 +173,25 @@ func (c *collectorClient) Stream(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Collector_StreamClient = grpc.BidiStreamingClient[AgentMessage, CollectorMessage]
 
+func (c *collectorClient) DownloadRelease(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReleaseChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Collector_ServiceDesc.Streams[1], Collector_DownloadRelease_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadRequest, ReleaseChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Collector_DownloadReleaseClient = grpc.ServerStreamingClient[ReleaseChunk]
+
 // CollectorServer is the server API for Collector service.
 // All implementations must embed UnimplementedCollectorServer
 // for forward compatibility.
@@ -180,6 +203,9 @@ type CollectorServer interface {
 	// first message is Hello; the collector answers Welcome, then both sides
 	// send freely. Findings are acknowledged only once durably committed.
 	Stream(grpc.BidiStreamingServer[AgentMessage, CollectorMessage]) error
+	// DownloadRelease streams the release binary currently offered to the
+	// calling device (UpgradeOffer), in bounded chunks.
+	DownloadRelease(*DownloadRequest, grpc.ServerStreamingServer[ReleaseChunk]) error
 	mustEmbedUnimplementedCollectorServer()
 }
 
@@ -192,6 +218,9 @@ type UnimplementedCollectorServer struct{}
 
 func (UnimplementedCollectorServer) Stream(grpc.BidiStreamingServer[AgentMessage, CollectorMessage]) error {
 	return status.Error(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedCollectorServer) DownloadRelease(*DownloadRequest, grpc.ServerStreamingServer[ReleaseChunk]) error {
+	return status.Error(codes.Unimplemented, "method DownloadRelease not implemented")
 }
 func (UnimplementedCollectorServer) mustEmbedUnimplementedCollectorServer() {}
 func (UnimplementedCollectorServer) testEmbeddedByValue()                   {}
@@ -221,6 +250,17 @@ func _Collector_Stream_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Collector_StreamServer = grpc.BidiStreamingServer[AgentMessage, CollectorMessage]
 
+func _Collector_DownloadRelease_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CollectorServer).DownloadRelease(m, &grpc.GenericServerStream[DownloadRequest, ReleaseChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Collector_DownloadReleaseServer = grpc.ServerStreamingServer[ReleaseChunk]
+
 // Collector_ServiceDesc is the grpc.ServiceDesc for Collector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -234,6 +274,11 @@ var Collector_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Collector_Stream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "DownloadRelease",
+			Handler:       _Collector_DownloadRelease_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "vigil/v1/vigil.proto",
