@@ -127,34 +127,41 @@ func Compile(libs ...*Library) (*Matcher, error) {
 			m.alpha.add(x)
 		}
 	}
-	m.exact = buildDFA(pats, &m.alpha, false, nil)
-	// Prefilter patterns: globally squashed, deduplicated.
+	// Prefilter patterns: globally squashed, deduplicated. The prefilter
+	// reads each character on its own, before its word's script is known,
+	// so it reads every Cyrillic, Greek and Armenian lookalike as its
+	// Latin letter: a pattern keeping such a letter is entered once per
+	// Latin letter its cases fold to.
 	prePats := make([][]uint32, 0, len(pats))
 	seenPre := map[string]int{}
 	for pi, p := range pats {
-		g := gsquash(p)
-		open := false
-		if len(g) > preMaxLen {
-			g, open = g[:preMaxLen], true
-		}
-		k := symString(g)
-		id, ok := seenPre[k]
-		if !ok {
-			id = len(prePats)
-			seenPre[k] = id
-			prePats = append(prePats, g)
-			m.preLen = append(m.preLen, int32(len(g)))
-			m.preOpen = append(m.preOpen, false)
-		}
-		if open {
-			m.preOpen[id] = true
-		}
+		termOpen := false
 		for _, ti := range m.patTerms[pi] {
 			if t := &m.terms[ti]; t.prefix || t.gap > 0 {
+				termOpen = true
+			}
+		}
+		for _, v := range preVariants(p) {
+			g, open := v.pat, v.open || termOpen
+			k := symString(g)
+			id, ok := seenPre[k]
+			if !ok {
+				id = len(prePats)
+				seenPre[k] = id
+				prePats = append(prePats, g)
+				m.preLen = append(m.preLen, int32(len(g)))
+				m.preOpen = append(m.preOpen, false)
+				for _, x := range g {
+					m.alpha.add(x)
+				}
+			}
+			if open {
 				m.preOpen[id] = true
 			}
 		}
 	}
+	// Both automata share the alphabet: build them once it is complete.
+	m.exact = buildDFA(pats, &m.alpha, false, nil)
 	m.pre = buildDFA(prePats, &m.alpha, true, m.preOpen)
 	base := uint32(m.alpha.n)
 	for b := 0; b < 256; b++ {
@@ -188,6 +195,69 @@ func symString(p []uint32) string {
 		sb.WriteRune(rune(s))
 	}
 	return sb.String()
+}
+
+type preVariant struct {
+	pat  []uint32
+	open bool // cut at preMaxLen symbols: may end inside a word
+}
+
+// preVariants returns the prefilter patterns of pattern p: its lookalike
+// letters replaced by each Latin letter they may be read as, globally
+// squashed and cut at preMaxLen symbols (at most 2^preMaxLen variants).
+func preVariants(p []uint32) []preVariant {
+	vs := []preVariant{{}}
+	for _, s := range p {
+		opts := []uint32{s}
+		if s >= utf8.RuneSelf {
+			if l := lookalikesOf(rune(s)); l != nil {
+				opts = l
+			}
+		}
+		var next []preVariant
+		for _, v := range vs {
+			if len(v.pat) == preMaxLen && !v.open {
+				// Full: the next symbol either repeats the last (squashed) or cuts it.
+				for _, o := range opts {
+					if o == v.pat[len(v.pat)-1] {
+						next = append(next, v)
+					} else {
+						next = append(next, preVariant{pat: v.pat, open: true})
+					}
+				}
+				continue
+			}
+			if v.open {
+				next = append(next, v)
+				continue
+			}
+			for _, o := range opts {
+				if n := len(v.pat); n > 0 && v.pat[n-1] == o {
+					next = append(next, v)
+					continue
+				}
+				next = append(next, preVariant{pat: append(slices.Clip(v.pat), o)})
+			}
+		}
+		vs = dedupeVariants(next)
+	}
+	return vs
+}
+
+func dedupeVariants(vs []preVariant) []preVariant {
+	seen := map[string]bool{}
+	out := vs[:0]
+	for _, v := range vs {
+		k := symString(v.pat)
+		if v.open {
+			k += "\x00"
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // exactPieces returns the exact-mode symbols of each word of s.
@@ -418,6 +488,9 @@ func (m *Matcher) preSlow(st *stream, text string, i int, s uint32) (int, uint32
 	trans := m.pre.trans
 	step := func(syms []uint32) {
 		for _, x := range syms {
+			if a := x & altMask; a != 0 {
+				x = a >> altShift // a lookalike reads as its Latin letter here
+			}
 			s = trans[s+uint32(m.alpha.class(x))]
 		}
 	}
