@@ -124,4 +124,22 @@ func (Kinds) ValidateParams(kind string, params *yaml.Node) error {
 	return c.ValidateParams(params)
 }
 
-var _ rules.Kinds = Kinds{}
+// BundleChecker is implemented by checks whose rules depend on other files
+// of the rules set (the screen check's keyword libraries and language packs).
+type BundleChecker interface {
+	ValidateBundle(params *yaml.Node, files map[string][]byte) error
+}
+
+// ValidateBundle implements rules.BundleKinds.
+func (Kinds) ValidateBundle(kind string, params *yaml.Node, files map[string][]byte) error {
+	c, ok := Get(kind)
+	if !ok {
+		return nil
+	}
+	if bc, ok := c.(BundleChecker); ok {
+		return bc.ValidateBundle(params, files)
+	}
+	return nil
+}
+
+var _ rules.BundleKinds = Kinds{}

@@ -22,6 +22,11 @@ type Match struct {
 	Term             string // the term as written in the library
 	Start, End       int    // byte offsets of the match in the original text
 	Text             string // the original text[Start:End]
+	// Help is the library's help-seeking phrase (as the library writes it)
+	// found near the term, which lowered Severity from BaseSeverity; both
+	// are empty when no such phrase was near.
+	Help         string
+	BaseSeverity rules.Severity
 }
 
 // cterm is a compiled term.
@@ -34,6 +39,9 @@ type cterm struct {
 	gap              int
 	prefix, exact    bool
 	except           [][][]uint32
+	help             [][][]uint32 // the library's help-seeking phrases (unless help=none)
+	helpText         []string
+	helpSuppress     bool // a help phrase suppresses the match instead of lowering it
 }
 
 // Matcher finds the terms of compiled libraries in text. It is immutable and
@@ -96,6 +104,22 @@ func Compile(libs ...*Library) (*Matcher, error) {
 					continue
 				}
 				ct.except = append(ct.except, p)
+			}
+			action := t.Help
+			if action == HelpDefault {
+				action = lib.HelpAction
+			}
+			if action != HelpNone {
+				for _, h := range lib.Help {
+					p := termPieces(h)
+					if len(p) == 0 || len(p) > MaxTermWords {
+						errs = append(errs, fmt.Errorf("%s: invalid help phrase %q", lib.File, h))
+						continue
+					}
+					ct.help = append(ct.help, p)
+					ct.helpText = append(ct.helpText, h)
+				}
+				ct.helpSuppress = action == HelpSuppress
 			}
 			var pat []uint32
 			if ct.gap == 0 {
@@ -646,8 +670,18 @@ func (m *Matcher) hits(st *stream, line string, off int, s uint32, k int, dst []
 		for _, ti := range m.patTerms[p] {
 			t := &m.terms[ti]
 			end, ok := m.verify(st, line, t, 0, i)
-			if !ok || m.excluded(st, t, i, end) {
+			if !ok || nearPhrase(st, t.except, i, end, false) >= 0 {
 				continue
+			}
+			sev, base, help := t.severity, rules.Severity(0), ""
+			if h := nearPhrase(st, t.help, i, end, true); h >= 0 {
+				if t.helpSuppress {
+					continue
+				}
+				base, help = sev, t.helpText[h]
+				if sev > rules.Info {
+					sev--
+				}
 			}
 			eb := int(st.end[end-1])
 			if t.prefix {
@@ -655,8 +689,8 @@ func (m *Matcher) hits(st *stream, line string, off int, s uint32, k int, dst []
 			}
 			sb := int(st.start[i])
 			dst = append(dst, Match{
-				RuleID: t.ruleID, Category: t.category, Severity: t.severity, Term: t.text,
-				Start: off + sb, End: off + eb, Text: line[sb:eb],
+				RuleID: t.ruleID, Category: t.category, Severity: sev, Term: t.text,
+				Start: off + sb, End: off + eb, Text: line[sb:eb], Help: help, BaseSeverity: base,
 			})
 		}
 	}
@@ -722,22 +756,29 @@ func (m *Matcher) verify(st *stream, text string, t *cterm, pi, at int) (int, bo
 	return 0, false
 }
 
-// excluded reports whether an except phrase of t occurs within ContextWords
-// words of the match [i, end).
-func (m *Matcher) excluded(st *stream, t *cterm, i, end int) bool {
-	if len(t.except) == 0 {
-		return false
+// nearPhrase returns the index of the first of phrases (except or help
+// phrases) that starts within ContextWords words of the match [i, end), or
+// inside it, or -1. With reach, a phrase that starts earlier but whose last
+// word is within ContextWords words before the match counts too ("how to
+// help a friend with self harm": a help phrase is often long).
+func nearPhrase(st *stream, phrases [][][]uint32, i, end int, reach bool) int {
+	if len(phrases) == 0 {
+		return -1
 	}
-	w0 := max(st.wordOf(i)-ContextWords, 0)
 	w1 := min(st.wordOf(end-1)+ContextWords, len(st.words)-1)
-	for _, ex := range t.except {
+	for pi, ex := range phrases {
+		back := ContextWords
+		if reach {
+			back += len(ex) - 1
+		}
+		w0 := max(st.wordOf(i)-back, 0)
 		for w := w0; w <= w1; w++ {
 			if st.matchPhrase(ex, int(st.words[w])) {
-				return true
+				return pi
 			}
 		}
 	}
-	return false
+	return -1
 }
 
 // matchPhrase matches an except phrase at symbol at: adjacent words, the
