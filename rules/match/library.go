@@ -24,14 +24,14 @@ const (
 
 // Term is one keyword or phrase of a library.
 type Term struct {
-	Text      string // the term as written
-	RuleID    string
-	Category  string
-	Severity  rules.Severity
-	Gap       int      // extra words allowed between the words of a phrase (0-3)
-	Except    []string // words or phrases that cancel a match within ContextWords words
-	Exact     bool     // no leetspeak, lookalike, i/l-class or repeat folding
-	Prefix    bool     // the last word may be a prefix of a text word
+	Text     string // the term as written
+	RuleID   string
+	Category string
+	Severity rules.Severity
+	Gap      int      // extra words allowed between the words of a phrase (0-3)
+	Except   []string // words or phrases that cancel a match within ContextWords words
+	Exact    bool     // no leetspeak, lookalike, i/l-class or repeat folding
+	Prefix   bool     // the last word may be a prefix of a text word
 	// Help is what a help-seeking phrase of the library near the term does
 	// (help=lower|suppress|none); HelpDefault takes the library's.
 	Help      HelpAction
