@@ -56,6 +56,9 @@ type Matcher struct {
 	pre     dfa     // over globally squashed patterns, the prefilter over all text
 	preLen  []int32 // prefilter pattern lengths
 	preOpen []bool  // a prefilter pattern may end inside a word (prefix or gap terms)
+	// preAnywhere: a prefilter pattern may also start inside a word (a
+	// later word of a gap phrase, which may be joined to the one before).
+	preAnywhere []bool
 	// byteClass maps a byte to its prefilter class.
 	byteClass [256]uint32
 
@@ -156,17 +159,43 @@ func Compile(libs ...*Library) (*Matcher, error) {
 	// so it reads every Cyrillic, Greek and Armenian lookalike as its
 	// Latin letter: a pattern keeping such a letter is entered once per
 	// Latin letter its cases fold to.
+	//
+	// A phrase with a gap is looked for by its longest word rather than
+	// its first: every word of it must be on the line, and a common first
+	// word ("no", "you", "make") would send most lines to verification.
+	// A word after the first may start inside a text word (joined
+	// phrases), so such a pattern is checked anywhere, not at word starts.
 	prePats := make([][]uint32, 0, len(pats))
 	seenPre := map[string]int{}
-	for pi, p := range pats {
-		termOpen := false
-		for _, ti := range m.patTerms[pi] {
-			if t := &m.terms[ti]; t.prefix || t.gap > 0 {
-				termOpen = true
+	common := map[string]bool{}
+	for _, w := range strings.Fields(commonWords) {
+		common[symString(gsquash(termPieces(w)[0]))] = true
+	}
+	for ti := range m.terms {
+		t := &m.terms[ti]
+		var p []uint32
+		open, anywhere := t.prefix, false
+		if t.gap == 0 {
+			for _, x := range t.pieces {
+				p = append(p, x...)
 			}
+		} else {
+			best, bestScore := 0, -1.0
+			for k, x := range t.pieces {
+				sc := pieceScore(x, common)
+				if k > 0 {
+					sc *= 0.75 // found inside words too: needs to be rarer to be worth it
+				}
+				if sc > bestScore {
+					best, bestScore = k, sc
+				}
+			}
+			p = t.pieces[best]
+			open = open || best < len(t.pieces)-1
+			anywhere = best > 0
 		}
 		for _, v := range preVariants(p) {
-			g, open := v.pat, v.open || termOpen
+			g := v.pat
 			k := symString(g)
 			id, ok := seenPre[k]
 			if !ok {
@@ -175,13 +204,13 @@ func Compile(libs ...*Library) (*Matcher, error) {
 				prePats = append(prePats, g)
 				m.preLen = append(m.preLen, int32(len(g)))
 				m.preOpen = append(m.preOpen, false)
+				m.preAnywhere = append(m.preAnywhere, false)
 				for _, x := range g {
 					m.alpha.add(x)
 				}
 			}
-			if open {
-				m.preOpen[id] = true
-			}
+			m.preOpen[id] = m.preOpen[id] || open || v.open
+			m.preAnywhere[id] = m.preAnywhere[id] || anywhere
 		}
 	}
 	// Both automata share the alphabet: build them once it is complete.
@@ -219,6 +248,36 @@ func symString(p []uint32) string {
 		sb.WriteRune(rune(s))
 	}
 	return sb.String()
+}
+
+// commonWords are words too frequent in window titles and chat to be worth
+// looking for alone (pieceScore).
+const commonWords = "a i me my no one you your yours the to of and in is it for on with be do how what at are he she they we us our this that so up school send get go make like can will just not all out have"
+
+// pieceScore estimates how rarely the word p of a term (normalised
+// symbols) occurs in text: the sum of a weight per symbol, higher for
+// letters that are rare in English, and 0 for very common words.
+func pieceScore(p []uint32, common map[string]bool) float64 {
+	g := gsquash(p)
+	if common[symString(g)] {
+		return 0
+	}
+	sc := 0.0
+	for _, s := range g {
+		switch {
+		case s >= utf8.RuneSelf:
+			sc += 3
+		case strings.ContainsRune("etaoInshr", rune(s)):
+			sc += 1
+		case strings.ContainsRune("dcumwfgyp", rune(s)):
+			sc += 1.5
+		case strings.ContainsRune("bvk", rune(s)):
+			sc += 2.5
+		default:
+			sc += 3
+		}
+	}
+	return sc
 }
 
 type preVariant struct {
@@ -604,6 +663,9 @@ func (m *Matcher) preCandidate(text string, i int, s uint32, atEnd bool) bool {
 	for _, p := range m.pre.outputs(s) {
 		if !atEnd && !m.preOpen[p] {
 			continue
+		}
+		if m.preAnywhere[p] {
+			return true
 		}
 		want := int(m.preLen[p])
 		runs := 0

@@ -210,6 +210,45 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 	return kWord, dst
 }
 
+// foldEntry is foldRune's loose result for one rune, precomputed.
+type foldEntry struct {
+	kind kind
+	n    uint8 // number of symbols; foldSlow: not in the table
+	syms [2]uint32
+}
+
+const foldSlow = 255
+
+// Precomputed loose folds of the two-byte UTF-8 runes (Latin supplements,
+// Greek, Cyrillic, Armenian, Hebrew, Arabic) and of general punctuation
+// (dashes, quotes, spaces; U+2000-U+206F), the non-ASCII characters most
+// window titles carry: a table lookup instead of a decomposition.
+var (
+	fold2   [0x800]foldEntry
+	foldPct [0x70]foldEntry
+)
+
+func init() {
+	fill := func(e *foldEntry, r rune) {
+		var buf [8]uint32
+		var enc [4]byte
+		n := utf8.EncodeRune(enc[:], r)
+		k, syms := foldRune(r, string(enc[:n]), false, buf[:0])
+		if len(syms) > len(e.syms) {
+			e.n = foldSlow
+			return
+		}
+		e.kind, e.n = k, uint8(len(syms))
+		copy(e.syms[:], syms)
+	}
+	for r := rune(0x80); r < 0x800; r++ {
+		fill(&fold2[r], r)
+	}
+	for r := rune(0); r < 0x70; r++ {
+		fill(&foldPct[r], 0x2000+r)
+	}
+}
+
 // charAt classifies the character at text[i], returning its kind, width and
 // (for kWord and kLeet) its loose symbols in tmp.
 func charAt(text string, i int, tmp []uint32) (kind, int, []uint32) {
@@ -217,6 +256,19 @@ func charAt(text string, i int, tmp []uint32) (kind, int, []uint32) {
 	if b < utf8.RuneSelf {
 		a := &asciiTab[b]
 		return a.kind, 1, append(tmp[:0], uint32(a.loose))
+	}
+	var e *foldEntry
+	w := 0
+	switch {
+	case b >= 0xC2 && b < 0xE0 && i+1 < len(text) && text[i+1]&0xC0 == 0x80:
+		e, w = &fold2[rune(b&0x1F)<<6|rune(text[i+1]&0x3F)], 2
+	case b == 0xE2 && i+2 < len(text) && (text[i+1] == 0x80 || text[i+1] == 0x81) && text[i+2]&0xC0 == 0x80:
+		if c := rune(text[i+1]&0x3F)<<6 | rune(text[i+2]&0x3F); c < 0x70 {
+			e, w = &foldPct[c], 3
+		}
+	}
+	if e != nil && e.n != foldSlow {
+		return e.kind, w, append(tmp[:0], e.syms[:e.n]...)
 	}
 	r, w := utf8.DecodeRuneInString(text[i:])
 	k, syms := foldRune(r, text[i:i+w], false, tmp[:0])
