@@ -580,16 +580,28 @@ func (m *Matcher) preSlow(st *stream, text string, i int, s uint32) (int, uint32
 	k, w, syms := charAt(text, i, st.tmp)
 	st.tmp = syms
 	switch k {
-	case kWord:
-		step(syms)
-		return i + w, s
-	case kIgnore, kSep:
-		if k == kSep {
-			if r, _ := utf8.DecodeRuneInString(text[i:]); r == '\n' {
-				s = 0
+	case kWord, kIgnore, kSep:
+		// A run of two-byte letters (Cyrillic, Greek, Arabic ...) is read
+		// here, from the fold table, while the state has no output: one
+		// call per run rather than per character.
+		for {
+			if k == kWord {
+				step(syms)
 			}
+			i += w
+			if s >= m.pre.outFirst || i+1 >= len(text) {
+				return i, s
+			}
+			b := text[i]
+			if b < 0xC2 || b >= 0xE0 || text[i+1]&0xC0 != 0x80 {
+				return i, s
+			}
+			e := &fold2[rune(b&0x1F)<<6|rune(text[i+1]&0x3F)]
+			if e.n == foldSlow || e.kind == kLeet || e.kind == kApos {
+				return i, s
+			}
+			k, w, syms = e.kind, 2, e.syms[:e.n]
 		}
-		return i + w, s
 	}
 	inTok := inTokenBefore(text, i)
 	j, followed := leetRun(text, i, st)
