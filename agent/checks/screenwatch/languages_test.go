@@ -122,3 +122,70 @@ func TestHelpContextInFinding(t *testing.T) {
 		t.Errorf("severity %v details %+v", o.Severity, o.Details)
 	}
 }
+
+// TestDefaultBundleCarriesPacks: the embedded default bundle (what the
+// collector seeds a school's folders with) carries every language pack, the
+// default rule loads none, and enabling them in the rule makes their terms
+// match, with all of them and the English libraries compiled together.
+func TestDefaultBundleCarriesPacks(t *testing.T) {
+	files := map[string][]byte{}
+	for name, data := range rules.Defaults() {
+		// Only the screen rule: the other checks are not registered here.
+		if name == "screen.yaml" || strings.HasPrefix(name, "keywords/") {
+			files[name] = data
+		}
+	}
+	for _, tag := range []string{"cy", "pl", "ur", "ar"} {
+		found := false
+		for name := range files {
+			found = found || strings.HasPrefix(name, PackDir(tag))
+		}
+		if !found {
+			t.Fatalf("no %s pack in the default bundle", tag)
+		}
+	}
+	titles := []string{"dw i eisiau lladd fy hun", "chcę umrzeć", "main marna chahta hoon", "میں مرنا چاہتا ہوں", "أريد أن أموت"}
+	screenRule := func(set *rules.Set) *rules.Rule {
+		for i := range set.Rules {
+			if set.Rules[i].Check == Kind {
+				return &set.Rules[i]
+			}
+		}
+		t.Fatal("no screen rule in the defaults")
+		return nil
+	}
+	set, errs := rules.LoadFiles(files, checks.Kinds{})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	ar, err := compile(screenRule(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range titles {
+		if ms := ar.matcher.Find(title); len(ms) != 0 {
+			t.Errorf("default rule (English only) matched %q: %v", title, ms)
+		}
+	}
+	const off = "  languages: []\n"
+	y := string(files["screen.yaml"])
+	if strings.Count(y, off) != 1 {
+		t.Fatalf("rules/default/screen.yaml: want exactly one %q", off)
+	}
+	files["screen.yaml"] = []byte(strings.Replace(y, off, "  languages: [cy, pl, ur, ar]\n", 1))
+	set, errs = rules.LoadFiles(files, checks.Kinds{})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if ar, err = compile(screenRule(set)); err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range titles {
+		if ms := ar.matcher.Find(title); len(ms) == 0 {
+			t.Errorf("with every pack enabled, %q did not match", title)
+		}
+	}
+	if ms := ar.matcher.Find("kill myself"); len(ms) == 0 {
+		t.Error("English libraries not loaded alongside the packs")
+	}
+}
