@@ -624,10 +624,13 @@ func (st *stream) resolveScripts() {
 	var lineLatin bool
 	var native [nScripts]bool
 	for _, v := range st.sym {
-		sc := scriptOf(rune(v & symMask))
-		if sc == scriptLatin {
-			lineLatin = true
-		} else if v&altMask == 0 {
+		r := rune(v & symMask)
+		sc := scriptOf(r)
+		switch {
+		case sc == scriptLatin:
+			// A Latin word, not a lone number ("Глава 2").
+			lineLatin = lineLatin || r < '0' || r > '9'
+		case v&altMask == 0:
 			native[sc] = true
 		}
 	}

@@ -136,3 +136,28 @@ func TestMixedScriptPrefilter(t *testing.T) {
 		}
 	}
 }
+
+// With every published library and language pack, the prefilter finds
+// exactly what verifying every line finds, on the benchmark corpora
+// (English, and with other languages mixed in) and on the packs' own cases.
+func TestPrefilterPublishedLibraries(t *testing.T) {
+	libs, cases, errs := LoadDir("../keywords")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	m := compile(t, libs...)
+	texts := []string{benchOnce()[:200<<10], benchMultilingual()[:200<<10]}
+	var sb strings.Builder
+	for _, cs := range cases {
+		for _, c := range cs {
+			sb.WriteString(c.Text + "\n")
+		}
+	}
+	texts = append(texts, sb.String())
+	for i, text := range texts {
+		got, ref := m.Find(text), m.findEveryLine(text)
+		if !slices.Equal(got, ref) {
+			t.Errorf("text %d: prefilter found %d matches, verifying every line %d", i, len(got), len(ref))
+		}
+	}
+}
