@@ -581,19 +581,32 @@ func (m *Matcher) preSlow(st *stream, text string, i int, s uint32) (int, uint32
 	st.tmp = syms
 	switch k {
 	case kWord, kIgnore, kSep:
-		// A run of two-byte letters (Cyrillic, Greek, Arabic ...) is read
-		// here, from the fold table, while the state has no output: one
-		// call per run rather than per character.
+		// The rest of a line of two-byte letters (Cyrillic, Greek,
+		// Arabic ...) and the ASCII letters, digits and spaces between
+		// them is read here, from the fold table and the byte classes,
+		// while the state has no output: one call per line of such text
+		// rather than one per character. Anything else (a line break,
+		// leet punctuation, apostrophes, other runes) goes back to the
+		// caller.
 		for {
 			if k == kWord {
 				step(syms)
 			}
 			i += w
-			if s >= m.pre.outFirst || i+1 >= len(text) {
+			if s >= m.pre.outFirst || i >= len(text) {
 				return i, s
 			}
 			b := text[i]
-			if b < 0xC2 || b >= 0xE0 || text[i+1]&0xC0 != 0x80 {
+			if b < utf8.RuneSelf {
+				c := m.byteClass[b]
+				if base := uint32(m.alpha.n); c == base+preSlow || c == base+preNL {
+					return i, s
+				}
+				s = trans[s+c] // no flags: the state has no output
+				k, w = kIgnore, 1
+				continue
+			}
+			if b < 0xC2 || b >= 0xE0 || i+1 >= len(text) || text[i+1]&0xC0 != 0x80 {
 				return i, s
 			}
 			e := &fold2[rune(b&0x1F)<<6|rune(text[i+1]&0x3F)]
