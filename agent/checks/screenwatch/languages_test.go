@@ -76,6 +76,7 @@ func TestLanguagePackValidation(t *testing.T) {
 		{"ur", nil, `screen.yaml:10:15: language pack "ur" is not in the rules set (no library in keywords/lang/ur/)`},
 		{"cy, Welsh!", nil, `screen.yaml:10:19: languages: invalid language tag "Welsh!"`},
 		{"cy, cy", nil, `screen.yaml:10:19: languages: "cy" listed twice`},
+		{"ro, cy, ur", nil, "screen.yaml:10:15: language pack \"ro\" is not in the rules set (no library in keywords/lang/ro/)\nscreen.yaml:10:23: language pack \"ur\""},
 		{"pl", map[string][]byte{"keywords/lang/pl/x.txt": []byte(strings.Replace(polishLib, "pl-test", "pl-x", 1) + "")}, ""},
 		{"cy", map[string][]byte{"keywords/lang/cy/x.txt": []byte("#! rule: keywords-x\n#! category: c\n#! severity: high\n#! lang: pl\nx # t\n")}, `language pack "cy": keywords/lang/cy/x.txt says it is in "pl"`},
 	} {

@@ -183,19 +183,26 @@ func selectLibraries(n *yaml.Node, p Params, files map[string][]byte) ([]string,
 	if len(names) == 0 {
 		return nil, checks.ParamError(paramNode(n, "libraries", -1), "no keyword library in the rules set matches %v", p.Libraries)
 	}
+	var errs rules.Errors
+	bad := func(n *yaml.Node, format string, a ...any) {
+		errs = append(errs, rules.Error{Pos: rules.Pos{Line: n.Line, Col: n.Column}, Msg: fmt.Sprintf(format, a...)})
+	}
 	for i, tag := range p.Languages {
 		dir := PackDir(tag)
+		at := paramNode(n, "languages", i)
 		found := 0
 		for name, data := range files {
 			if !strings.HasPrefix(name, dir) || path.Ext(name) != ".txt" {
 				continue
 			}
-			lib, errs := match.ParseLibrary(name, data)
-			if len(errs) > 0 {
-				return nil, errs
+			lib, lerrs := match.ParseLibrary(name, data)
+			if len(lerrs) > 0 {
+				errs = append(errs, lerrs...)
+				continue
 			}
 			if lib.Lang != tag && !strings.HasPrefix(lib.Lang, tag+"-") {
-				return nil, checks.ParamError(paramNode(n, "languages", i), "language pack %q: %s says it is in %q (#! lang:)", tag, name, lib.Lang)
+				bad(at, "language pack %q: %s says it is in %q (#! lang:)", tag, name, lib.Lang)
+				continue
 			}
 			if !slices.Contains(names, name) {
 				names = append(names, name)
@@ -203,8 +210,11 @@ func selectLibraries(n *yaml.Node, p Params, files map[string][]byte) ([]string,
 			found++
 		}
 		if found == 0 {
-			return nil, checks.ParamError(paramNode(n, "languages", i), "language pack %q is not in the rules set (no library in %s)", tag, dir)
+			bad(at, "language pack %q is not in the rules set (no library in %s)", tag, dir)
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	sort.Strings(names)
 	return names, nil
