@@ -50,4 +50,6 @@ func TestBundleKinds(t *testing.T) {
 
 type plainErr struct{ KindMap }
 
-func (plainErr) ValidateBundle(string, *yaml.Node, map[string][]byte) error { return errors.New("nope") }
+func (plainErr) ValidateBundle(string, *yaml.Node, map[string][]byte) error {
+	return errors.New("nope")
+}
