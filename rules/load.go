@@ -336,6 +336,14 @@ func load(files map[string][]byte, pre map[string]Errors, head Errors, display f
 			rules = append(rules, pr.rule)
 		}
 	}
+	if bk, ok := kinds.(BundleKinds); ok && len(errs) == 0 {
+		for i := range rules {
+			r := &rules[i]
+			if err := bk.ValidateBundle(r.Check, r.Params, files); err != nil {
+				errs = append(errs, kindError(err, r.Pos)...)
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -254,6 +254,16 @@ type Kinds interface {
 	ValidateParams(kind string, params *yaml.Node) error
 }
 
+// BundleKinds is a Kinds that also checks a valid rule against the other
+// files of its set: a screen rule names the keyword libraries and language
+// packs it loads, and a pack the set does not carry must be an error in
+// `rules check`, not a surprise on the devices. Errors are reported like
+// ValidateParams's (File filled in, a missing Line falls back to the rule).
+type BundleKinds interface {
+	Kinds
+	ValidateBundle(kind string, params *yaml.Node, files map[string][]byte) error
+}
+
 // KindFunc validates the params of one rule kind; nil accepts anything.
 type KindFunc func(params *yaml.Node) error
 

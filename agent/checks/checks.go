@@ -143,3 +143,23 @@ func (r *Registry) ValidateParams(kind string, params *yaml.Node) error {
 }
 
 var _ rules.Kinds = (*Registry)(nil)
+
+// BundleChecker is implemented by checks whose rules depend on other files
+// of the rules set (the screen check's keyword libraries and language packs).
+type BundleChecker interface {
+	ValidateBundle(params *yaml.Node, files map[string][]byte) error
+}
+
+// ValidateBundle implements rules.BundleKinds.
+func (r *Registry) ValidateBundle(kind string, params *yaml.Node, files map[string][]byte) error {
+	c, ok := r.Get(kind)
+	if !ok {
+		return nil
+	}
+	if bc, ok := c.(BundleChecker); ok {
+		return bc.ValidateBundle(params, files)
+	}
+	return nil
+}
+
+var _ rules.BundleKinds = (*Registry)(nil)

@@ -141,13 +141,64 @@ func benchLibrary(terms []string) *Library {
 
 var benchOnce = sync.OnceValue(func() string { return benchText(1 << 20) })
 
+// benchMultilingual is the corpus with about one line in six in another
+// language UK pupils write (Welsh, Polish, Urdu in Arabic script and
+// romanised, Arabic, Russian, Greek), so that the non-ASCII paths of the
+// normaliser and the prefilter are measured too.
+var benchMultilingual = sync.OnceValue(func() string {
+	lines := []string{
+		"gwaith cartref mathemateg - Google Search", "dw i'n mynd i'r gêm rygbi dydd Sadwrn", "Hanes Cymru: Owain Glyndŵr - BBC Bitesize",
+		"zadanie domowe z matematyki - Szukaj w Google", "Łódź: pogoda na jutro", "jak napisać wypracowanie o lekturze",
+		"اردو کی کتاب - Google Search", "کرکٹ میچ آج کب ہے", "aaj ka cricket match kab hai", "ammi ne khana banaya",
+		"واجب الرياضيات للصف السابع - بحث Google", "أُرِيدُ أَنْ أَتَعَلَّمَ البرمجة", "مباراة كرة القدم اليوم",
+		"Как решить уравнение - Поиск в Google", "Ноты для фортепиано", "Όχι, ευχαριστώ - μετάφραση",
+	}
+	base := benchText(1 << 20)
+	r := rand.New(rand.NewPCG(5, 6))
+	var sb strings.Builder
+	for _, l := range strings.SplitAfter(base, "\n") {
+		sb.WriteString(l)
+		if r.IntN(5) == 0 {
+			sb.WriteString(lines[r.IntN(len(lines))] + "\n")
+		}
+		if sb.Len() >= 1<<20 {
+			break
+		}
+	}
+	return sb.String()
+})
+
+// benchAllLibraries loads every published library and language pack.
+func benchAllLibraries(b *testing.B) ([]*Library, []string) {
+	libs, _, errs := LoadDir("../keywords")
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	var terms []string
+	for _, l := range libs {
+		for _, t := range l.Terms {
+			terms = append(terms, t.Text)
+		}
+	}
+	return libs, terms
+}
+
 func BenchmarkMatch(b *testing.B) {
-	text := benchOnce()
+	allLibs, allTerms := benchAllLibraries(b)
 	for _, set := range []struct {
 		name  string
+		libs  []*Library
 		terms []string
-	}{{"300terms", benchTerms300()}, {"10kterms", benchTerms10k()}} {
-		m, err := Compile(benchLibrary(set.terms))
+		text  string
+	}{
+		{"300terms", []*Library{benchLibrary(benchTerms300())}, benchTerms300(), benchOnce()},
+		{"10kterms", []*Library{benchLibrary(benchTerms10k())}, benchTerms10k(), benchOnce()},
+		// Every published library and language pack, as an agent with all
+		// packs enabled runs, on text with other languages in it.
+		{"libraries", allLibs, allTerms, benchMultilingual()},
+	} {
+		text := set.text
+		m, err := Compile(set.libs...)
 		if err != nil {
 			b.Fatal(err)
 		}

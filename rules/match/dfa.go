@@ -21,15 +21,15 @@ type dfa struct {
 // alphabet maps symbols to classes 1..n-1; class 0 is every symbol that
 // occurs in no pattern.
 type alphabet struct {
-	ascii [128]uint16
+	small [0x800]uint16 // symbols below U+0800 (ASCII, Latin, Greek, Cyrillic, Arabic): an array, not the map
 	cls   map[uint32]uint16
 	n     uint16
 }
 
 func (a *alphabet) add(s uint32) {
-	if s < 128 {
-		if a.ascii[s] == 0 {
-			a.ascii[s] = a.n
+	if s < uint32(len(a.small)) {
+		if a.small[s] == 0 {
+			a.small[s] = a.n
 			a.n++
 		}
 		return
@@ -41,8 +41,8 @@ func (a *alphabet) add(s uint32) {
 }
 
 func (a *alphabet) class(s uint32) uint16 {
-	if s < 128 {
-		return a.ascii[s]
+	if s < uint32(len(a.small)) {
+		return a.small[s]
 	}
 	return a.cls[s]
 }

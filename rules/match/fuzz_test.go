@@ -10,6 +10,7 @@ var fuzzMatcher = sync.OnceValue(func() *Matcher {
 	m, err := Compile(benchLibrary(benchTerms300()), &Library{RuleID: "f", Category: "f", Severity: 3, Terms: []Term{
 		{Text: "kill myself"}, {Text: "want to die", Gap: 2, Except: []string{"lol"}}, {Text: "suicid", Prefix: true},
 		{Text: "sex", Exact: true, Except: []string{"education"}}, {Text: "self harm"}, {Text: "our little secret", Gap: 3},
+		{Text: "убить себя"}, {Text: "нет"}, {Text: "ναι"}, {Text: "ηλιος", Prefix: true}, {Text: "أريد أن أموت"}, {Text: "no one miss you", Gap: 2},
 	}})
 	if err != nil {
 		panic(err)
@@ -38,7 +39,8 @@ func isBoundary(text string, i int) bool {
 // rune boundaries and non-empty, and that the prefilter loses nothing.
 func FuzzFind(f *testing.F) {
 	for _, s := range []string{"kill myself", "k i l l   m y s e l f", "i want to really d1e", "ｓｕｉｃｉｄａｌ", "s.e.x education",
-		"therapist Scunthorpe Essex", "$elf-h4rm", "k\u200bill\u0301 my\xffself", "'!|+@$", "a\nb\r\nkill\nmyself"} {
+		"therapist Scunthorpe Essex", "$elf-h4rm", "k\u200bill\u0301 my\xffself", "'!|+@$", "a\nb\r\nkill\nmyself",
+		"кіll mуself", "Ноты: сборник нот", "ѕех chat", "УБИТЬ СЕБЯ", "ΝΑΙ Νν νΝ", "أُرِيدُ أَنْ أَمُوتَ", "nobody one would miss you"} {
 		f.Add(s)
 	}
 	m := fuzzMatcher()

@@ -24,14 +24,17 @@ const (
 
 // Term is one keyword or phrase of a library.
 type Term struct {
-	Text      string // the term as written
-	RuleID    string
-	Category  string
-	Severity  rules.Severity
-	Gap       int      // extra words allowed between the words of a phrase (0-3)
-	Except    []string // words or phrases that cancel a match within ContextWords words
-	Exact     bool     // no leetspeak, lookalike, i/l-class or repeat folding
-	Prefix    bool     // the last word may be a prefix of a text word
+	Text     string // the term as written
+	RuleID   string
+	Category string
+	Severity rules.Severity
+	Gap      int      // extra words allowed between the words of a phrase (0-3)
+	Except   []string // words or phrases that cancel a match within ContextWords words
+	Exact    bool     // no leetspeak, lookalike, i/l-class or repeat folding
+	Prefix   bool     // the last word may be a prefix of a text word
+	// Help is what a help-seeking phrase of the library near the term does
+	// (help=lower|suppress|none); HelpDefault takes the library's.
+	Help      HelpAction
 	Rationale string
 	Pos       rules.Pos
 }
@@ -42,6 +45,49 @@ type Library struct {
 	Severity                     rules.Severity
 	Terms                        []Term
 	File                         string
+	// Help lists help-seeking phrases ("#! help: childline, how to help a
+	// friend"): near a term, within ContextWords words, they lower its
+	// severity by one level or suppress it, as HelpAction (default
+	// HelpLower) or the term's help= option says.
+	Help       []string
+	HelpAction HelpAction
+}
+
+// HelpAction is what a help-seeking phrase near a term does.
+type HelpAction uint8
+
+// Help actions. HelpDefault on a term takes the library's action; on a
+// library it means HelpLower.
+const (
+	HelpDefault  HelpAction = iota
+	HelpLower               // the match is kept one severity level lower, and says why
+	HelpSuppress            // no match
+	HelpNone                // the phrase changes nothing for this term
+)
+
+// ParseHelpAction parses lower, suppress or none.
+func ParseHelpAction(s string) (HelpAction, bool) {
+	switch s {
+	case "lower":
+		return HelpLower, true
+	case "suppress":
+		return HelpSuppress, true
+	case "none":
+		return HelpNone, true
+	}
+	return HelpDefault, false
+}
+
+func (a HelpAction) String() string {
+	switch a {
+	case HelpLower:
+		return "lower"
+	case HelpSuppress:
+		return "suppress"
+	case HelpNone:
+		return "none"
+	}
+	return "default"
 }
 
 // Case is one line of a test-case file: text that must (Positive) or must
@@ -57,6 +103,10 @@ var (
 	categoryRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 	langRE     = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 )
+
+// ValidLang reports whether tag is a language tag as libraries write it
+// in "#! lang:" (en, en-GB, cy, ur-Latn).
+func ValidLang(tag string) bool { return langRE.MatchString(tag) }
 
 type lineReader struct {
 	name string
@@ -222,9 +272,21 @@ func parseHeader(lib *Library, line string, off, ln int, seen map[string]int, ad
 			add(ln, valCol, "invalid language tag %q (want e.g. en, en-GB, cy)", val)
 		}
 		lib.Lang = val
+	case "help":
+		entries, msg := phraseList(val, "help")
+		if msg != "" {
+			add(ln, valCol, "%s", msg)
+		}
+		lib.Help = entries
+	case "help-action":
+		a, ok := ParseHelpAction(val)
+		if !ok || a == HelpNone {
+			add(ln, valCol, "unknown help-action %q (want lower or suppress)", val)
+		}
+		lib.HelpAction = a
 	default:
 		delete(seen, key)
-		add(ln, keyCol, "unknown header %q (want rule, category, severity, name or lang)", key)
+		add(ln, keyCol, "unknown header %q (want rule, category, severity, name, lang, help or help-action)", key)
 	}
 }
 
@@ -306,30 +368,20 @@ func parseTermLine(line string, indent, ln int, file string, add func(int, int, 
 			}
 			t.Gap = g
 		case "except":
-			if val == "" {
-				add(ln, vc, "empty except list")
+			entries, msg := phraseList(val, "except")
+			if msg != "" {
+				add(ln, vc, "%s", msg)
 				ok = false
 				continue
 			}
-			for _, e := range strings.Split(val, ",") {
-				e = strings.TrimSpace(e)
-				if e == "" {
-					add(ln, vc, "empty entry in except list")
-					ok = false
-					continue
-				}
-				if len(termPieces(e)) == 0 {
-					add(ln, vc, "except entry %q has no letters or digits", e)
-					ok = false
-					continue
-				}
-				if n := len(termPieces(e)); n > MaxTermWords {
-					add(ln, vc, "except entry %q has %d words (at most %d)", e, n, MaxTermWords)
-					ok = false
-					continue
-				}
-				t.Except = append(t.Except, e)
+			t.Except = entries
+		case "help":
+			a, good := ParseHelpAction(val)
+			if !good {
+				add(ln, vc, "unknown help action %q (want lower, suppress or none)", val)
+				ok = false
 			}
+			t.Help = a
 		case "exact", "prefix":
 			if hasVal {
 				add(ln, vc, "option %q is a flag and takes no value", key)
@@ -342,7 +394,7 @@ func parseTermLine(line string, indent, ln int, file string, add func(int, int, 
 				t.Prefix = true
 			}
 		default:
-			add(ln, c, "unknown option %q (want severity, gap, except, exact or prefix)", key)
+			add(ln, c, "unknown option %q (want severity, gap, except, help, exact or prefix)", key)
 			ok = false
 		}
 	}
@@ -354,6 +406,28 @@ func parseTermLine(line string, indent, ln int, file string, add func(int, int, 
 		return t, false
 	}
 	return t, true
+}
+
+// phraseList parses a comma-separated list of words or phrases (except=
+// and #! help:), returning the entries or a message for the first bad one.
+func phraseList(val, what string) ([]string, string) {
+	if strings.TrimSpace(val) == "" {
+		return nil, "empty " + what + " list"
+	}
+	var out []string
+	for _, e := range strings.Split(val, ",") {
+		e = strings.TrimSpace(e)
+		switch n := len(termPieces(e)); {
+		case e == "":
+			return nil, "empty entry in " + what + " list"
+		case n == 0:
+			return nil, fmt.Sprintf("%s entry %q has no letters or digits", what, e)
+		case n > MaxTermWords:
+			return nil, fmt.Sprintf("%s entry %q has %d words (at most %d)", what, e, n, MaxTermWords)
+		}
+		out = append(out, e)
+	}
+	return out, ""
 }
 
 // checkTerm validates the shape of a term; it returns "" when valid.

@@ -75,7 +75,7 @@ func TestNormalize(t *testing.T) {
 		{"kіll", "kI"},                  // Cyrillic і
 		{"ΚΙLL", "kI"},                  // Greek capitals
 		{"gοal", "goaI"},                // Greek omicron
-		{"рау", "pay"},                  // Cyrillic р а у
+		{"рау now", "pay now"},          // Cyrillic р а у in a Latin line
 		{"k1ll", "kI"},                  // leet 1
 		{"ki11", "kI"},                  // leet 1 as l
 		{"k!ll", "kI"},                  // ! inside a word

@@ -22,6 +22,11 @@ type Match struct {
 	Term             string // the term as written in the library
 	Start, End       int    // byte offsets of the match in the original text
 	Text             string // the original text[Start:End]
+	// Help is the library's help-seeking phrase (as the library writes it)
+	// found near the term, which lowered Severity from BaseSeverity; both
+	// are empty when no such phrase was near.
+	Help         string
+	BaseSeverity rules.Severity
 }
 
 // cterm is a compiled term.
@@ -34,6 +39,9 @@ type cterm struct {
 	gap              int
 	prefix, exact    bool
 	except           [][][]uint32
+	help             [][][]uint32 // the library's help-seeking phrases (unless help=none)
+	helpText         []string
+	helpSuppress     bool // a help phrase suppresses the match instead of lowering it
 }
 
 // Matcher finds the terms of compiled libraries in text. It is immutable and
@@ -48,7 +56,8 @@ type Matcher struct {
 	pre     dfa     // over globally squashed patterns, the prefilter over all text
 	preLen  []int32 // prefilter pattern lengths
 	preOpen []bool  // a prefilter pattern may end inside a word (prefix or gap terms)
-	// preAnywhere: a prefilter pattern may start inside a word (a long gap anchor, anchor.go)
+	// preAnywhere: a prefilter pattern may also start inside a word (a
+	// later word of a gap phrase, which may be joined to the one before).
 	preAnywhere []bool
 	// byteClass maps a byte to its prefilter class.
 	byteClass [256]uint32
@@ -99,6 +108,22 @@ func Compile(libs ...*Library) (*Matcher, error) {
 				}
 				ct.except = append(ct.except, p)
 			}
+			action := t.Help
+			if action == HelpDefault {
+				action = lib.HelpAction
+			}
+			if action != HelpNone {
+				for _, h := range lib.Help {
+					p := termPieces(h)
+					if len(p) == 0 || len(p) > MaxTermWords {
+						errs = append(errs, fmt.Errorf("%s: invalid help phrase %q", lib.File, h))
+						continue
+					}
+					ct.help = append(ct.help, p)
+					ct.helpText = append(ct.helpText, h)
+				}
+				ct.helpSuppress = action == HelpSuppress
+			}
 			var pat []uint32
 			if ct.gap == 0 {
 				for _, p := range ct.pieces {
@@ -130,33 +155,35 @@ func Compile(libs ...*Library) (*Matcher, error) {
 		}
 	}
 	pres := m.prefilterPatterns(pats) // anchor.go: gap terms by their rarest word
-	for _, p := range pres {
-		for _, x := range p.syms {
-			m.alpha.add(x)
-		}
-	}
-	m.exact = buildDFA(pats, &m.alpha, false, nil)
-	// Prefilter patterns: globally squashed, deduplicated.
+	// Prefilter patterns: globally squashed, deduplicated. The prefilter
+	// reads each character on its own, before its word's script is known,
+	// so it reads every Cyrillic, Greek and Armenian lookalike as its
+	// Latin letter: a pattern keeping such a letter is entered once per
+	// Latin letter its cases fold to (preVariants).
 	prePats := make([][]uint32, 0, len(pres))
 	seenPre := map[string]int{}
 	for _, pp := range pres {
-		g, open := pp.syms, pp.open
-		if len(g) > preMaxLen {
-			g, open = g[:preMaxLen], true
+		for _, v := range preVariants(pp.syms) {
+			g := v.pat
+			k := symString(g)
+			id, ok := seenPre[k]
+			if !ok {
+				id = len(prePats)
+				seenPre[k] = id
+				prePats = append(prePats, g)
+				m.preLen = append(m.preLen, int32(len(g)))
+				m.preOpen = append(m.preOpen, false)
+				m.preAnywhere = append(m.preAnywhere, false)
+				for _, x := range g {
+					m.alpha.add(x)
+				}
+			}
+			m.preOpen[id] = m.preOpen[id] || pp.open || v.open
+			m.preAnywhere[id] = m.preAnywhere[id] || pp.anywhere
 		}
-		k := symString(g)
-		id, ok := seenPre[k]
-		if !ok {
-			id = len(prePats)
-			seenPre[k] = id
-			prePats = append(prePats, g)
-			m.preLen = append(m.preLen, int32(len(g)))
-			m.preOpen = append(m.preOpen, false)
-			m.preAnywhere = append(m.preAnywhere, false)
-		}
-		m.preOpen[id] = m.preOpen[id] || open
-		m.preAnywhere[id] = m.preAnywhere[id] || pp.anywhere
 	}
+	// Both automata share the alphabet: build them once it is complete.
+	m.exact = buildDFA(pats, &m.alpha, false, nil)
 	m.pre = buildDFA(prePats, &m.alpha, true, m.preOpen)
 	base := uint32(m.alpha.n)
 	for b := 0; b < 256; b++ {
@@ -190,6 +217,69 @@ func symString(p []uint32) string {
 		sb.WriteRune(rune(s))
 	}
 	return sb.String()
+}
+
+type preVariant struct {
+	pat  []uint32
+	open bool // cut at preMaxLen symbols: may end inside a word
+}
+
+// preVariants returns the prefilter patterns of pattern p: its lookalike
+// letters replaced by each Latin letter they may be read as, globally
+// squashed and cut at preMaxLen symbols (at most 2^preMaxLen variants).
+func preVariants(p []uint32) []preVariant {
+	vs := []preVariant{{}}
+	for _, s := range p {
+		opts := []uint32{s}
+		if s >= utf8.RuneSelf {
+			if l := lookalikesOf(rune(s)); l != nil {
+				opts = l
+			}
+		}
+		var next []preVariant
+		for _, v := range vs {
+			if len(v.pat) == preMaxLen && !v.open {
+				// Full: the next symbol either repeats the last (squashed) or cuts it.
+				for _, o := range opts {
+					if o == v.pat[len(v.pat)-1] {
+						next = append(next, v)
+					} else {
+						next = append(next, preVariant{pat: v.pat, open: true})
+					}
+				}
+				continue
+			}
+			if v.open {
+				next = append(next, v)
+				continue
+			}
+			for _, o := range opts {
+				if n := len(v.pat); n > 0 && v.pat[n-1] == o {
+					next = append(next, v)
+					continue
+				}
+				next = append(next, preVariant{pat: append(slices.Clip(v.pat), o)})
+			}
+		}
+		vs = dedupeVariants(next)
+	}
+	return vs
+}
+
+func dedupeVariants(vs []preVariant) []preVariant {
+	seen := map[string]bool{}
+	out := vs[:0]
+	for _, v := range vs {
+		k := symString(v.pat)
+		if v.open {
+			k += "\x00"
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // exactPieces returns the exact-mode symbols of each word of s.
@@ -420,22 +510,50 @@ func (m *Matcher) preSlow(st *stream, text string, i int, s uint32) (int, uint32
 	trans := m.pre.trans
 	step := func(syms []uint32) {
 		for _, x := range syms {
+			if a := x & altMask; a != 0 {
+				x = a >> altShift // a lookalike reads as its Latin letter here
+			}
 			s = trans[s+uint32(m.alpha.class(x))]
 		}
 	}
 	k, w, syms := charAt(text, i, st.tmp)
 	st.tmp = syms
 	switch k {
-	case kWord:
-		step(syms)
-		return i + w, s
-	case kIgnore, kSep:
-		if k == kSep {
-			if r, _ := utf8.DecodeRuneInString(text[i:]); r == '\n' {
-				s = 0
+	case kWord, kIgnore, kSep:
+		// The rest of a line of two-byte letters (Cyrillic, Greek,
+		// Arabic ...) and the ASCII letters, digits and spaces between
+		// them is read here, from the fold table and the byte classes,
+		// while the state has no output: one call per line of such text
+		// rather than one per character. Anything else (a line break,
+		// leet punctuation, apostrophes, other runes) goes back to the
+		// caller.
+		for {
+			if k == kWord {
+				step(syms)
 			}
+			i += w
+			if s >= m.pre.outFirst || i >= len(text) {
+				return i, s
+			}
+			b := text[i]
+			if b < utf8.RuneSelf {
+				c := m.byteClass[b]
+				if base := uint32(m.alpha.n); c == base+preSlow || c == base+preNL {
+					return i, s
+				}
+				s = trans[s+c] // no flags: the state has no output
+				k, w = kIgnore, 1
+				continue
+			}
+			if b < 0xC2 || b >= 0xE0 || i+1 >= len(text) || text[i+1]&0xC0 != 0x80 {
+				return i, s
+			}
+			e := &fold2[rune(b&0x1F)<<6|rune(text[i+1]&0x3F)]
+			if e.n == foldSlow || e.kind == kLeet || e.kind == kApos {
+				return i, s
+			}
+			k, w, syms = e.kind, 2, e.syms[:e.n]
 		}
-		return i + w, s
 	}
 	inTok := inTokenBefore(text, i)
 	j, followed := leetRun(text, i, st)
@@ -510,6 +628,9 @@ func (m *Matcher) preCandidate(text string, i int, s uint32, atEnd bool) bool {
 		if !atEnd && !m.preOpen[p] {
 			continue
 		}
+		if m.preAnywhere[p] {
+			return true
+		}
 		want := int(m.preLen[p])
 		runs := 0
 		cur := byte(0)
@@ -575,8 +696,18 @@ func (m *Matcher) hits(st *stream, line string, off int, s uint32, k int, dst []
 		for _, ti := range m.patTerms[p] {
 			t := &m.terms[ti]
 			end, ok := m.verify(st, line, t, 0, i)
-			if !ok || m.excluded(st, t, i, end) {
+			if !ok || nearPhrase(st, t.except, i, end, false) >= 0 {
 				continue
+			}
+			sev, base, help := t.severity, rules.Severity(0), ""
+			if h := nearPhrase(st, t.help, i, end, true); h >= 0 {
+				if t.helpSuppress {
+					continue
+				}
+				base, help = sev, t.helpText[h]
+				if sev > rules.Info {
+					sev--
+				}
 			}
 			eb := int(st.end[end-1])
 			if t.prefix {
@@ -584,8 +715,8 @@ func (m *Matcher) hits(st *stream, line string, off int, s uint32, k int, dst []
 			}
 			sb := int(st.start[i])
 			dst = append(dst, Match{
-				RuleID: t.ruleID, Category: t.category, Severity: t.severity, Term: t.text,
-				Start: off + sb, End: off + eb, Text: line[sb:eb],
+				RuleID: t.ruleID, Category: t.category, Severity: sev, Term: t.text,
+				Start: off + sb, End: off + eb, Text: line[sb:eb], Help: help, BaseSeverity: base,
 			})
 		}
 	}
@@ -651,22 +782,29 @@ func (m *Matcher) verify(st *stream, text string, t *cterm, pi, at int) (int, bo
 	return 0, false
 }
 
-// excluded reports whether an except phrase of t occurs within ContextWords
-// words of the match [i, end).
-func (m *Matcher) excluded(st *stream, t *cterm, i, end int) bool {
-	if len(t.except) == 0 {
-		return false
+// nearPhrase returns the index of the first of phrases (except or help
+// phrases) that starts within ContextWords words of the match [i, end), or
+// inside it, or -1. With reach, a phrase that starts earlier but whose last
+// word is within ContextWords words before the match counts too ("how to
+// help a friend with self harm": a help phrase is often long).
+func nearPhrase(st *stream, phrases [][][]uint32, i, end int, reach bool) int {
+	if len(phrases) == 0 {
+		return -1
 	}
-	w0 := max(st.wordOf(i)-ContextWords, 0)
 	w1 := min(st.wordOf(end-1)+ContextWords, len(st.words)-1)
-	for _, ex := range t.except {
+	for pi, ex := range phrases {
+		back := ContextWords
+		if reach {
+			back += len(ex) - 1
+		}
+		w0 := max(st.wordOf(i)-back, 0)
 		for w := w0; w <= w1; w++ {
 			if st.matchPhrase(ex, int(st.words[w])) {
-				return true
+				return pi
 			}
 		}
 	}
-	return false
+	return -1
 }
 
 // matchPhrase matches an except phrase at symbol at: adjacent words, the

@@ -1,6 +1,7 @@
 package match
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -11,9 +12,16 @@ import (
 // Symbols of the normalised stream are runes stored in a uint32 together
 // with two word-boundary flags.
 const (
-	symMask = 0x1FFFFF // the symbol (a rune)
-	fStart  = 1 << 30  // the symbol begins a word
-	fEnd    = 1 << 29  // the symbol ends a word
+	symMask  = 0x1FFFFF // the symbol (a rune)
+	fStart   = 1 << 30  // the symbol begins a word
+	fEnd     = 1 << 29  // the symbol ends a word
+	altShift = 21       // bits 21-27: the Latin lookalike of a Cyrillic, Greek or Armenian letter
+	altMask  = 0x7F << altShift
+	// symAlt: a symbol with its lookalike. Two symbols squash only when
+	// both agree, so that the prefilter, which reads every lookalike as
+	// its Latin letter, sees the repeat too (Greek Ν and ν look like n
+	// and v).
+	symAlt = symMask | altMask
 
 	// ClassIL is the symbol that stands for the ambiguous class
 	// i, l, 1, |, ! (and their lookalikes) in normalised text.
@@ -118,12 +126,12 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 	case utf8.RuneError:
 		return kSep, dst
 	}
-	if unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) {
-		return kIgnore, dst
+	if r == '\u0640' || unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) {
+		return kIgnore, dst // U+0640 Arabic tatweel: elongation, not a letter
 	}
 	if !exact {
 		if c, ok := Confusables[r]; ok {
-			return kWord, append(dst, uint32(looseLetter(byte(c))))
+			return kWord, append(dst, lookalike(r, c))
 		}
 	}
 	d := norm.NFKD.PropertiesString(s).Decomposition()
@@ -161,7 +169,7 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 		}
 		if !exact {
 			if x, ok := Confusables[c]; ok {
-				dst = append(dst, uint32(looseLetter(byte(x))))
+				dst = append(dst, lookalike(c, x))
 				continue
 			}
 		}
@@ -171,6 +179,10 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 			continue
 		case 'ς':
 			c = 'σ'
+		}
+		if a, ok := arabicFold[c]; ok {
+			dst = append(dst, uint32(a))
+			continue
 		}
 		c = unicode.ToLower(c)
 		if c < utf8.RuneSelf {
@@ -183,7 +195,7 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 		}
 		if !exact {
 			if x, ok := Confusables[c]; ok {
-				dst = append(dst, uint32(looseLetter(byte(x))))
+				dst = append(dst, lookalike(c, x))
 				continue
 			}
 		}
@@ -198,6 +210,45 @@ func foldRune(r rune, s string, exact bool, dst []uint32) (kind, []uint32) {
 	return kWord, dst
 }
 
+// foldEntry is foldRune's loose result for one rune, precomputed.
+type foldEntry struct {
+	kind kind
+	n    uint8 // number of symbols; foldSlow: not in the table
+	syms [2]uint32
+}
+
+const foldSlow = 255
+
+// Precomputed loose folds of the two-byte UTF-8 runes (Latin supplements,
+// Greek, Cyrillic, Armenian, Hebrew, Arabic) and of general punctuation
+// (dashes, quotes, spaces; U+2000-U+206F), the non-ASCII characters most
+// window titles carry: a table lookup instead of a decomposition.
+var (
+	fold2   [0x800]foldEntry
+	foldPct [0x70]foldEntry
+)
+
+func init() {
+	fill := func(e *foldEntry, r rune) {
+		var buf [8]uint32
+		var enc [4]byte
+		n := utf8.EncodeRune(enc[:], r)
+		k, syms := foldRune(r, string(enc[:n]), false, buf[:0])
+		if len(syms) > len(e.syms) {
+			e.n = foldSlow
+			return
+		}
+		e.kind, e.n = k, uint8(len(syms))
+		copy(e.syms[:], syms)
+	}
+	for r := rune(0x80); r < 0x800; r++ {
+		fill(&fold2[r], r)
+	}
+	for r := rune(0); r < 0x70; r++ {
+		fill(&foldPct[r], 0x2000+r)
+	}
+}
+
 // charAt classifies the character at text[i], returning its kind, width and
 // (for kWord and kLeet) its loose symbols in tmp.
 func charAt(text string, i int, tmp []uint32) (kind, int, []uint32) {
@@ -205,6 +256,19 @@ func charAt(text string, i int, tmp []uint32) (kind, int, []uint32) {
 	if b < utf8.RuneSelf {
 		a := &asciiTab[b]
 		return a.kind, 1, append(tmp[:0], uint32(a.loose))
+	}
+	var e *foldEntry
+	w := 0
+	switch {
+	case b >= 0xC2 && b < 0xE0 && i+1 < len(text) && text[i+1]&0xC0 == 0x80:
+		e, w = &fold2[rune(b&0x1F)<<6|rune(text[i+1]&0x3F)], 2
+	case b == 0xE2 && i+2 < len(text) && (text[i+1] == 0x80 || text[i+1] == 0x81) && text[i+2]&0xC0 == 0x80:
+		if c := rune(text[i+1]&0x3F)<<6 | rune(text[i+2]&0x3F); c < 0x70 {
+			e, w = &foldPct[c], 3
+		}
+	}
+	if e != nil && e.n != foldSlow {
+		return e.kind, w, append(tmp[:0], e.syms[:e.n]...)
 	}
 	r, w := utf8.DecodeRuneInString(text[i:])
 	k, syms := foldRune(r, text[i:i+w], false, tmp[:0])
@@ -228,6 +292,8 @@ type stream struct {
 	words      []int32
 	tmp        []uint32
 	xa         []uint32 // exact-fold buffer
+	// alts: a Cyrillic, Greek or Armenian lookalike was kept (resolveScripts).
+	alts bool
 }
 
 // normState is the tokeniser's state between characters.
@@ -255,6 +321,7 @@ func (st *stream) normalize(text string) {
 		st.start = make([]int32, 0, n)
 		st.end = make([]int32, 0, n)
 	}
+	st.alts = false
 	var ns normState
 	for i := 0; i < len(text); {
 		b := text[i]
@@ -329,6 +396,9 @@ func (st *stream) normalize(text string) {
 	if ns.inTok {
 		st.endToken(&ns)
 	}
+	if st.alts {
+		st.resolveScripts()
+	}
 }
 
 func (st *stream) beginToken(ns *normState) {
@@ -348,9 +418,12 @@ func (st *stream) emit(ns *normState, syms []uint32, a, b int) {
 	}
 	ns.tokChars++
 	for _, s := range syms {
-		if n := len(st.sym); n > ns.tokFirst && st.sym[n-1]&symMask == s {
+		if n := len(st.sym); n > ns.tokFirst && st.sym[n-1]&symAlt == s {
 			st.end[n-1] = int32(b)
 			continue
+		}
+		if s&altMask != 0 {
+			st.alts = true
 		}
 		st.sym = append(st.sym, s)
 		st.start = append(st.start, int32(a))
@@ -374,7 +447,7 @@ func (st *stream) endToken(ns *normState) {
 		// Join to the previous word.
 		st.words = st.words[:len(st.words)-1]
 		st.sym[first-1] &^= fEnd
-		if st.sym[first-1]&symMask == st.sym[first] {
+		if st.sym[first-1]&symAlt == st.sym[first]&symAlt {
 			st.end[first-1] = st.end[first]
 			copy(st.sym[first:], st.sym[first+1:])
 			copy(st.start[first:], st.start[first+1:])
@@ -472,4 +545,161 @@ func Normalize(s string) string {
 		sb.WriteRune(rune(v & symMask))
 	}
 	return sb.String()
+}
+
+// Scripts whose letters the lookalike table folds to Latin, but which are
+// also written for real (Russian, Ukrainian, Bulgarian, Greek, Armenian):
+// their lookalikes are kept as themselves, with the Latin letter beside
+// them, until the word's script is known (resolveScripts).
+const (
+	scriptOther = iota
+	scriptLatin
+	scriptCyrillic
+	scriptGreek
+	scriptArmenian
+	nScripts
+)
+
+// scriptOf returns the script of a symbol for the lookalike decision.
+// Digits and leetspeak count as Latin: they have already been folded to
+// Latin letters, and a digit inside a Cyrillic word is obfuscation.
+func scriptOf(r rune) int {
+	switch {
+	case r < utf8.RuneSelf:
+		if r >= 'a' && r <= 'z' || r == ClassIL || r >= '0' && r <= '9' {
+			return scriptLatin
+		}
+		return scriptOther
+	case r >= 0x0370 && r <= 0x03FF, r >= 0x1F00 && r <= 0x1FFF:
+		return scriptGreek
+	case r >= 0x0400 && r <= 0x052F, r >= 0x1C80 && r <= 0x1C8F, r >= 0x2DE0 && r <= 0x2DFF, r >= 0xA640 && r <= 0xA69F:
+		return scriptCyrillic
+	case r >= 0x0530 && r <= 0x058F:
+		return scriptArmenian
+	case unicode.Is(unicode.Latin, r):
+		return scriptLatin
+	}
+	return scriptOther
+}
+
+// lookalike returns the loose symbol of r, a letter of the Confusables
+// table that looks like Latin c. Latin-script lookalikes (ı, ł, ø, ...)
+// fold at once. A Cyrillic, Greek or Armenian one is kept as its own
+// lower-case letter, with the Latin letter in the alt bits: whether it is a
+// homoglyph or a real letter depends on the rest of its word and line.
+func lookalike(r, c rune) uint32 {
+	sym := uint32(looseLetter(byte(c)))
+	if sc := scriptOf(r); sc == scriptLatin || sc == scriptOther {
+		return sym
+	}
+	n := unicode.ToLower(r)
+	if n == 'ς' {
+		n = 'σ'
+	}
+	return uint32(n) | sym<<altShift
+}
+
+// arabicFold unifies the variant letters of Arabic-script writing (Arabic,
+// Urdu, Persian, Punjabi in Shahmukhi), in exact and loose mode alike: the
+// same word is typed with different keyboards and conventions. Hamza
+// carriers (أ إ آ ؤ ئ) already lose their hamza with the other marks after
+// decomposition; tashkeel (harakat, shadda, sukun, superscript alef) are
+// marks and are dropped; tatweel is dropped in foldRune.
+var arabicFold = map[rune]rune{
+	'ٱ': 'ا', 'ٲ': 'ا', 'ٳ': 'ا', // alef wasla and alef variants → alef
+	'ى': 'ي', 'ی': 'ي', 'ې': 'ي', 'ۍ': 'ي', // alef maksura, Farsi/Urdu yeh → Arabic yeh
+	'ک': 'ك', 'ڪ': 'ك', // keheh (Urdu, Persian) and swash kaf → Arabic kaf
+	'ہ': 'ه', 'ە': 'ه', 'ۃ': 'ه', 'ة': 'ه', // heh goal, ae, teh marbuta → heh
+}
+
+// resolveScripts decides, word by word, whether the Cyrillic, Greek and
+// Armenian lookalikes of the stream are homoglyphs (folded to the Latin
+// letter) or real letters (kept). A lookalike folds when its word mixes
+// scripts ("kіll", "ѕеχ"), or when its word is wholly in one such script
+// but the line has Latin words and no letter of that script that is not a
+// lookalike ("ѕех chat"). Real Cyrillic or Greek text nearly always
+// contains such a letter ("как дела", "Поиск"), so it is left alone.
+// Folding can create repeats, which are squashed again.
+func (st *stream) resolveScripts() {
+	var lineLatin bool
+	var native [nScripts]bool
+	for _, v := range st.sym {
+		r := rune(v & symMask)
+		sc := scriptOf(r)
+		switch {
+		case sc == scriptLatin:
+			// A Latin word, not a lone number ("Глава 2").
+			lineLatin = lineLatin || r < '0' || r > '9'
+		case v&altMask == 0:
+			native[sc] = true
+		}
+	}
+	folded := false
+	for w := range st.words {
+		a, b := int(st.words[w]), st.wordEnd(w)
+		var in [nScripts]bool
+		alts := false
+		for k := a; k < b; k++ {
+			in[scriptOf(rune(st.sym[k]&symMask))] = true
+			alts = alts || st.sym[k]&altMask != 0
+		}
+		if !alts {
+			continue
+		}
+		mixed := 0
+		for _, sc := range []int{scriptLatin, scriptCyrillic, scriptGreek, scriptArmenian} {
+			if in[sc] {
+				mixed++
+			}
+		}
+		for k := a; k < b; k++ {
+			v := st.sym[k]
+			if v&altMask == 0 {
+				continue
+			}
+			sc := scriptOf(rune(v & symMask))
+			if mixed > 1 || lineLatin && !native[sc] {
+				st.sym[k] = v&(fStart|fEnd) | (v&altMask)>>altShift
+				folded = true
+			}
+		}
+	}
+	if folded {
+		st.resquash()
+	}
+}
+
+// resquash collapses runs of a repeated symbol within each word again
+// (after lookalikes were folded) and rebuilds the word index.
+func (st *stream) resquash() {
+	n := 0
+	st.words = st.words[:0]
+	for k, v := range st.sym {
+		if n > 0 && v&fStart == 0 && st.sym[n-1]&fEnd == 0 && st.sym[n-1]&symAlt == v&symAlt {
+			st.end[n-1] = st.end[k]
+			st.sym[n-1] |= v & fEnd
+			continue
+		}
+		if v&fStart != 0 {
+			st.words = append(st.words, int32(n))
+		}
+		st.sym[n], st.start[n], st.end[n] = v, st.start[k], st.end[k]
+		n++
+	}
+	st.sym, st.start, st.end = st.sym[:n], st.start[:n], st.end[:n]
+}
+
+// lookalikesOf returns the Latin letters that the upper- and lower-case
+// forms of native symbol n (a lower-case Cyrillic, Greek or Armenian
+// letter kept by resolveScripts) fold to, or nil when it has none.
+func lookalikesOf(n rune) []uint32 {
+	var out []uint32
+	for _, r := range []rune{n, unicode.ToUpper(n), unicode.ToTitle(n)} {
+		if c, ok := Confusables[r]; ok {
+			if x := uint32(looseLetter(byte(c))); !slices.Contains(out, x) {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
 }

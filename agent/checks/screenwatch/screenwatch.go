@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,8 +39,13 @@ const Kind = "screen"
 
 // Params of a screen rule.
 type Params struct {
-	// Libraries are globs over the bundle's paths (default keywords/*.txt).
+	// Libraries are globs over the bundle's paths (default keywords/*.txt:
+	// the English libraries).
 	Libraries []string `yaml:"libraries"`
+	// Languages are the language packs loaded as well, by tag ("cy", "pl",
+	// "ur"): every library in keywords/lang/<tag>/ of the bundle. None by
+	// default; a school enables the languages its pupils write.
+	Languages []string `yaml:"languages"`
 	// Screenshot: capture evidence on a match (default true).
 	Screenshot *bool `yaml:"screenshot"`
 	// ScreenshotWidth: evidence is downscaled to at most this many pixels
@@ -122,6 +128,17 @@ func (Check) ValidateParams(n *yaml.Node) error {
 			return checks.ParamError(n, "libraries: bad glob %q", g)
 		}
 	}
+	seen := map[string]bool{}
+	for i, tag := range p.Languages {
+		at := paramNode(n, "languages", i)
+		if !match.ValidLang(tag) {
+			return checks.ParamError(at, "languages: invalid language tag %q (want e.g. cy, pl, ur)", tag)
+		}
+		if seen[tag] {
+			return checks.ParamError(at, "languages: %q listed twice", tag)
+		}
+		seen[tag] = true
+	}
 	if p.ScreenshotWidth < 0 || p.ScreenshotWidth > 4096 {
 		return checks.ParamError(n, "screenshot_width must be 1..4096")
 	}
@@ -137,6 +154,95 @@ func (Check) ValidateParams(n *yaml.Node) error {
 		return checks.ParamError(n, "ocr.interval must be at least 1s")
 	}
 	return nil
+}
+
+// ValidateBundle implements checks.BundleChecker: the libraries and every
+// language pack the rule names must be in its rules set, and a pack's
+// libraries must say they are in its language (`#! lang:`), so that
+// `rules check` refuses a rule that would load nothing, or the wrong pack.
+func (Check) ValidateBundle(n *yaml.Node, files map[string][]byte) error {
+	var p Params
+	if err := checks.DecodeParams(n, &p); err != nil {
+		return err
+	}
+	p.defaults()
+	_, err := selectLibraries(n, p, files)
+	return err
+}
+
+// PackDir is the folder of the language pack for tag, in a rules bundle.
+func PackDir(tag string) string { return "keywords/lang/" + tag + "/" }
+
+// selectLibraries returns the bundle paths of the libraries a rule loads:
+// those matching its globs, then each language pack's, sorted. n (the
+// params node, may be nil) positions errors.
+func selectLibraries(n *yaml.Node, p Params, files map[string][]byte) ([]string, error) {
+	var names []string
+	for name := range files {
+		for _, g := range p.Libraries {
+			if ok, _ := path.Match(g, name); ok {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, checks.ParamError(paramNode(n, "libraries", -1), "no keyword library in the rules set matches %v", p.Libraries)
+	}
+	var errs rules.Errors
+	bad := func(n *yaml.Node, format string, a ...any) {
+		errs = append(errs, rules.Error{Pos: rules.Pos{Line: n.Line, Col: n.Column}, Msg: fmt.Sprintf(format, a...)})
+	}
+	for i, tag := range p.Languages {
+		dir := PackDir(tag)
+		at := paramNode(n, "languages", i)
+		found := 0
+		for name, data := range files {
+			if !strings.HasPrefix(name, dir) || path.Ext(name) != ".txt" {
+				continue
+			}
+			lib, lerrs := match.ParseLibrary(name, data)
+			if len(lerrs) > 0 {
+				errs = append(errs, lerrs...)
+				continue
+			}
+			if lib.Lang != tag && !strings.HasPrefix(lib.Lang, tag+"-") {
+				bad(at, "language pack %q: %s says it is in %q (#! lang:)", tag, name, lib.Lang)
+				continue
+			}
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+			found++
+		}
+		if found == 0 {
+			bad(at, "language pack %q is not in the rules set (no library in %s)", tag, dir)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// paramNode returns the node of params key (its i-th item when i >= 0),
+// or the closest node that exists, for error positions.
+func paramNode(n *yaml.Node, key string, i int) *yaml.Node {
+	if n == nil {
+		return &yaml.Node{}
+	}
+	for k := 0; k+1 < len(n.Content); k += 2 {
+		if n.Content[k].Value != key {
+			continue
+		}
+		v := n.Content[k+1]
+		if i >= 0 && v.Kind == yaml.SequenceNode && i < len(v.Content) {
+			return v.Content[i]
+		}
+		return v
+	}
+	return n
 }
 
 // DefaultInterval implements checks.Poller; the check is event-driven.
@@ -189,18 +295,9 @@ func compile(r *rules.Rule) (*activeRule, error) {
 		return nil, err
 	}
 	p.defaults()
-	var names []string
-	for name := range r.Bundle {
-		for _, g := range p.Libraries {
-			if ok, _ := path.Match(g, name); ok {
-				names = append(names, name)
-				break
-			}
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return nil, fmt.Errorf("no keyword library in the rules bundle matches %v", p.Libraries)
+	names, err := selectLibraries(r.Params, p, r.Bundle)
+	if err != nil {
+		return nil, err
 	}
 	var libs []*match.Library
 	for _, n := range names {
@@ -520,7 +617,7 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 		if m.Severity > top.Severity {
 			top = m
 		}
-		list = append(list, map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": m.Start, "end": m.End, "text": m.Text})
+		list = append(list, withHelp(map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": m.Start, "end": m.End, "text": m.Text}, m))
 	}
 	details := map[string]any{
 		"source": "window_title", "title": w.Title, "process": w.Process, "window_class": w.Class, "pid": w.PID,
@@ -529,6 +626,7 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	withHelp(details, top)
 	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
@@ -546,7 +644,7 @@ func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Mat
 			top = m
 		}
 		line, start, end := lineOf(text, m.Start, m.End)
-		list = append(list, map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": start, "end": end, "text": m.Text, "context": contextWindow(line, start, end)})
+		list = append(list, withHelp(map[string]any{"rule_id": m.RuleID, "category": m.Category, "severity": m.Severity.String(), "term": m.Term, "start": start, "end": end, "text": m.Text, "context": contextWindow(line, start, end)}, m))
 	}
 	line, start, end := lineOf(text, top.Start, top.End)
 	details := map[string]any{
@@ -556,11 +654,30 @@ func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Mat
 	if repeats > 0 {
 		details["repeats_since_last"] = repeats
 	}
+	withHelp(details, top)
 	keepRaw(details, w)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in text on the screen (OCR; active window: %s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
 	}
+}
+
+// Details keys of a match whose severity a help-seeking phrase near it
+// lowered (docs/screen.md): the phrase as the library writes it, and the
+// term's severity without it.
+const (
+	KeyHelpContext        = "help_context"
+	KeySeverityBeforeHelp = "severity_before_help"
+)
+
+// withHelp records in d why m's severity was lowered, if it was, and
+// returns d.
+func withHelp(d map[string]any, m match.Match) map[string]any {
+	if m.Help != "" {
+		d[KeyHelpContext] = m.Help
+		d[KeySeverityBeforeHelp] = m.BaseSeverity.String()
+	}
+	return d
 }
 
 // keepRaw records the helper's escaped originals of a title or process
