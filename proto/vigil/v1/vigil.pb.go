@@ -407,7 +407,10 @@ type Finding struct {
 	// Hash of the rules bundle the finding was produced under.
 	RulesHash string `protobuf:"bytes,15,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
 	// Evidence bytes travelling with the finding (see EvidenceBlob).
-	EvidenceData  []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
+	EvidenceData []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
+	// Set on safeguarding (screen keyword) findings, which makes them alerts
+	// (screen.proto). Numbers 17-19 are others'.
+	ScreenMatch   *ScreenMatch `protobuf:"bytes,20,opt,name=screen_match,json=screenMatch,proto3" json:"screen_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +553,13 @@ func (x *Finding) GetRulesHash() string {
 func (x *Finding) GetEvidenceData() []*EvidenceBlob {
 	if x != nil {
 		return x.EvidenceData
+	}
+	return nil
+}
+
+func (x *Finding) GetScreenMatch() *ScreenMatch {
+	if x != nil {
+		return x.ScreenMatch
 	}
 	return nil
 }
@@ -1467,7 +1477,7 @@ var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vigil/v1/screen.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1490,7 +1500,7 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\"2\n" +
 	"\fEvidenceBlob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xb1\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xeb\x04\n" +
 	"\aFinding\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -1510,7 +1520,8 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x06status\x18\x0e \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
 	"rules_hash\x18\x0f \x01(\tR\trulesHash\x12;\n" +
-	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\"\xd7\x01\n" +
+	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\x128\n" +
+	"\fscreen_match\x18\x14 \x01(\v2\x15.vigil.v1.ScreenMatchR\vscreenMatch\"\xd7\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1638,6 +1649,7 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	nil,                           // 17: vigil.v1.RulesBundle.FilesEntry
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*ScreenMatch)(nil),           // 20: vigil.v1.ScreenMatch
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1645,29 +1657,30 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	19, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
 	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
-	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	18, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	6,  // 8: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	8,  // 9: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	9,  // 10: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	10, // 11: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	13, // 12: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 13: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 14: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 15: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 16: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 17: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 18: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 19: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 20: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 21: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 22: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 5: vigil.v1.Finding.screen_match:type_name -> vigil.v1.ScreenMatch
+	5,  // 6: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
+	18, // 7: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 8: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	6,  // 9: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 10: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 11: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 12: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	13, // 13: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 14: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 15: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 16: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 17: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 18: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 19: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	1,  // 20: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 21: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	2,  // 22: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 23: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	22, // [22:24] is the sub-list for method output_type
+	20, // [20:22] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1675,6 +1688,7 @@ func file_vigil_v1_vigil_proto_init() {
 	if File_vigil_v1_vigil_proto != nil {
 		return
 	}
+	file_vigil_v1_screen_proto_init()
 	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
