@@ -202,6 +202,7 @@ func (s *Server) Handler() http.Handler {
 	s.oidcRoutes(mux) // public: GET /api/v1/oidc, /api/v1/oidc/login, /api/v1/oidc/callback
 
 	mux.Handle("GET /api/v1/alerts", s.api(alertReaders, s.listAlerts))
+	mux.Handle("GET /api/v1/alert-categories", s.api(alertReaders, s.alertCategories))
 	mux.Handle("GET /api/v1/alerts/{id}", s.api(alertReaders, s.alertDetail))
 	mux.Handle("POST /api/v1/alerts/{id}/actions", s.api(alertReaders, s.alertAction))
 	mux.Handle("GET /api/v1/alerts/{id}/form.pdf", s.api(alertReaders, s.formPDF))

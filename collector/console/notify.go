@@ -2,15 +2,11 @@ package console
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/smtp"
 	"strings"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
@@ -82,8 +78,8 @@ type alertKey struct {
 }
 
 // RunNotifier e-mails new alerts and escalates unacknowledged ones until
-// ctx ends. It follows the alert index as it is written (Badger
-// subscription), so alerts that arrive late from a device that was offline
+// ctx ends. It follows the store's alert feed, so alerts that arrive late
+// from a device that was offline
 // are notified when they arrive.
 func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 	if cfg.Interval <= 0 {
@@ -93,29 +89,11 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 		cfg.CatchUp = 24 * time.Hour
 	}
 	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
-	keys := make(chan alertKey, 4096)
-	subDone := make(chan struct{})
-	go func() {
-		defer close(subDone)
-		err := s.st.DB().Subscribe(ctx, func(kv *badger.KVList) error {
-			for _, e := range kv.Kv {
-				tail := e.Key[len("ai/"):]
-				if len(tail) < 17 {
-					continue
-				}
-				k := alertKey{string(tail[8 : len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:])}
-				select {
-				case keys <- k:
-				case <-ctx.Done():
-					return nil
-				}
-			}
-			return nil
-		}, []pb.Match{{Prefix: []byte("ai/")}})
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("console: notifier subscription ended", "err", err)
-		}
-	}()
+	// The feed is registered before the catch-up below, so an alert
+	// committed in between is in one or the other (GetNotify skips the
+	// duplicate).
+	feed := s.st.SubscribeAlerts()
+	defer feed.Close()
 	// Catch up on what arrived while the notifier was not running
 	// (duplicates are skipped by GetNotify).
 	catchUp := func() {
@@ -131,26 +109,18 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 			s.notifyNew(ctx, cfg, backlog[i])
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // usually enough for the subscription to register
 	catchUp()
-	// Badger does not say when the subscription is registered, and on a
-	// loaded machine it can take longer than the pause above: an alert
-	// written after the catch-up but before registration would never be
-	// e-mailed. So catch up again at every tick of the first minute.
-	started := time.Now()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			<-subDone
 			return nil
-		case k := <-keys:
-			s.notifyNew(ctx, cfg, k)
-		case <-tick.C:
-			if time.Since(started) < time.Minute {
-				catchUp()
+		case <-feed.Ready():
+			for _, r := range feed.Take() {
+				s.notifyNew(ctx, cfg, alertKey{r.DeviceID, r.Seq})
 			}
+		case <-tick.C:
 			s.escalate(cfg)
 		}
 	}
@@ -327,9 +297,17 @@ func (s *Server) escalate(cfg NotifyConfig) {
 	}
 	for _, d := range list {
 		a, err := s.st.GetAlert(d.k.dev, d.k.seq)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// Not "acknowledged": the store could not say. Try again
+			// at the next tick rather than stop escalating.
+			s.log.Error("console: notifier: read alert to escalate; will retry", "alert", AlertID(d.k.dev, d.k.seq), "err", err)
+			continue
+		}
 		if err != nil || a.State.Status != "new" {
 			d.n.Done = true // acknowledged (or expired)
-			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			if err := s.st.PutNotify(d.k.dev, d.k.seq, d.n); err != nil {
+				s.log.Error("console: notifier: record", "alert", AlertID(d.k.dev, d.k.seq), "err", err)
+			}
 			continue
 		}
 		if now.Sub(d.n.LastSent) < cfg.EscalateAfter {

@@ -121,6 +121,9 @@ type Store struct {
 	selfSeq    atomic.Uint64
 	openDamage []DamagedTable // found by the verification at open, raised once serving
 
+	feedMu sync.Mutex
+	feeds  []*AlertFeed // SubscribeAlerts
+
 	// beforeCommit, when set (tests only), runs before each group commit.
 	beforeCommit func(group []*commitReq)
 }
@@ -263,6 +266,10 @@ func Open(dir string, opts Options) (*Store, error) {
 			s.db = db
 		}
 	}
+	if err := s.ensureAlertIndex(); err != nil {
+		s.db.Close()
+		return nil, err
+	}
 	go s.committer()
 	go s.tokenWriter()
 	go s.background()
@@ -279,9 +286,6 @@ func chmodTree(dir string) {
 		}
 	}
 }
-
-// DB exposes Badger for benchmarks that compare against raw writes.
-func (s *Store) DB() *badger.DB { return s.db }
 
 // CommitFindings durably stores findings, skipping any (device_id, seq) that
 // is already stored. It returns once the transaction holding them is synced.
@@ -407,6 +411,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 	txn := s.db.NewTransaction(true)
 	var err error
 	var conflicts []EvidenceConflict
+	var alerts []AlertRef
 	for i, req := range group {
 		if results[i].err != nil {
 			continue
@@ -431,6 +436,9 @@ func (s *Store) commitGroup(group []*commitReq) {
 				break
 			}
 			seen[string(key)] = true
+			if IsAlert(f) {
+				alerts = append(alerts, AlertRef{f.DeviceId, f.Seq})
+			}
 			results[i].stored++
 			results[i].conflicts = append(results[i].conflicts, refused...)
 			conflicts = append(conflicts, refused...)
@@ -457,6 +465,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 				"device", c.DeviceID, "seq", c.Seq, "evidence_id", c.EvidenceID)
 		}
 		s.health.addConflicts(len(conflicts))
+		s.publishAlerts(alerts)
 	}
 	for i, req := range group {
 		if err != nil && results[i].err == nil {
@@ -484,8 +493,10 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 	}
 	entries := []*badger.Entry{withTTL(badger.NewEntry(findingKey(f.DeviceId, f.Seq), val)), withTTL(badger.NewEntry(timeKey(f), nil))}
 	if IsAlert(f) {
-		// Alert index (console.go): listing alerts never scans all findings.
-		entries = append(entries, withTTL(badger.NewEntry(AlertIndexKey(f), nil)))
+		// Alert indexes (alertindex.go): a filtered page of the queue never
+		// scans or decodes findings it does not show.
+		sum := summaryOf(f, AlertState{Status: "new"})
+		entries = append(entries, alertEntries(&sum, expiryOf(ttl))...)
 	}
 	var refused []EvidenceConflict
 	for _, b := range blobs {
@@ -573,6 +584,7 @@ func (s *Store) ListFindings(ctx context.Context, q Query, fn func(*vigilv1.Find
 			if err := proto.Unmarshal(val, f); err != nil {
 				return false, fmt.Errorf("decode stored finding: %w", err)
 			}
+			UpgradeLegacyAlert(f)
 			if !q.Since.IsZero() && f.GetObservedAt().AsTime().Before(q.Since) {
 				return true, nil
 			}
