@@ -47,7 +47,7 @@ func (s *Server) matchPeople(q string) ([]string, error) {
 	}
 	matches := func(login string) bool {
 		c := personid.Canonical(login)
-		return c != "" && (c == canon || strings.Contains(c, want) || strings.Contains(strings.ToLower(login), want))
+		return c != "" && (c == canon || strings.Contains(c, want))
 	}
 	s.peopleMu.RLock()
 	for _, p := range s.people {

@@ -195,8 +195,10 @@ func (s *Server) loadVisible(w http.ResponseWriter, id string, v *viewer) *store
 type reviewJSON struct {
 	Reason          string       `json:"reason"`
 	FirstReviewer   string       `json:"first_reviewer"`
+	FirstName       string       `json:"first_reviewer_name"` // display name, for the form
 	FirstSignedAt   *string      `json:"first_signed_at"`
 	SecondReviewer  string       `json:"second_reviewer"`
+	SecondName      string       `json:"second_reviewer_name"`
 	SecondSignedAt  *string      `json:"second_signed_at"`
 	Conclusion      string       `json:"conclusion"`
 	ConclusionOther string       `json:"conclusion_other"`
@@ -225,6 +227,7 @@ func (s *Server) detailJSON(a *store.Alert) alertDetail {
 		Reason: st.Reason, FirstReviewer: st.FirstReviewer, FirstSignedAt: tsPtr(st.FirstSignedAt),
 		SecondReviewer: st.SecondReviewer, SecondSignedAt: tsPtr(st.SecondSignedAt),
 		Conclusion: st.Conclusion, ConclusionOther: st.ConclusionOther, ConcludedAt: tsPtr(st.ConcludedAt), Notes: st.Notes,
+		FirstName: s.displayName(st.FirstReviewer), SecondName: s.displayName(st.SecondReviewer),
 	}, History: st.History}
 	if d.Review.Notes == nil {
 		d.Review.Notes = []store.Note{}

@@ -160,6 +160,18 @@ func (s *Server) userLabel(username string) string {
 	return fmt.Sprintf("%s (%s, %s)", u.DisplayName, u.Username, roleLabel(u))
 }
 
+// displayName is a console user's display name (the username if the
+// account has none or is gone), for people reading a review.
+func (s *Server) displayName(username string) string {
+	if username == "" {
+		return ""
+	}
+	if u, err := s.st.GetUser(username); err == nil && u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return username
+}
+
 func roleLabel(u store.User) string {
 	switch u.Role {
 	case RoleDSL:
@@ -309,7 +321,7 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	for _, rw := range rows {
 		j := s.alertJSON(rw.a)
 		st := rw.a.State
-		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, st.FirstReviewer, st.SecondReviewer, ConclusionText(st), ts(st.ConcludedAt)}
+		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), ConclusionText(st), ts(st.ConcludedAt)}
 		for i := range rec {
 			rec[i] = csvCell(rec[i])
 		}

@@ -328,6 +328,32 @@ type AlertQuery struct {
 // summary instead of merging that many lists.
 const anyOfLimit = 64
 
+// probeMax: a list with fewer entries than this (from where the page
+// starts) is walked alone, every other filter checked on its summaries;
+// otherwise the lists are intersected by leapfrogging.
+const probeMax = 256
+
+// gallop: how many steps a list takes before a seek, which costs far more
+// than a step (it repositions an iterator over every table).
+const gallop = 16
+
+// matcher holds a query's filters, checked on each summary: the lists only
+// make finding candidates fast, this decides.
+type matcher struct {
+	q               AlertQuery
+	group           string
+	sev             string
+	devSet, userSet map[string]bool
+}
+
+func (m *matcher) match(a *AlertSummary) bool {
+	q := &m.q
+	return (q.Status == "" || a.Status == q.Status) && (q.Category == "" || a.Category == q.Category) &&
+		(q.Severity == 0 || a.Severity == q.Severity) && (m.group == "" || strings.ToLower(a.Group) == m.group) &&
+		(m.devSet == nil || m.devSet[a.DeviceID]) && (m.userSet == nil || m.userSet[personid.Canonical(a.User)]) &&
+		(q.Visible == nil || q.Visible(a))
+}
+
 // QueryAlerts returns one full page of alerts matching q, newest first, and
 // the cursor of the next page (nil when no further alert matches). Only the
 // alerts returned are read and decoded in full.
@@ -338,6 +364,19 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 	if q.Devices != nil && len(q.Devices) == 0 || q.Users != nil && len(q.Users) == 0 {
 		return nil, nil, nil
 	}
+	m := &matcher{q: q, group: strings.ToLower(q.Group)}
+	set := func(vals []string, canon func(string) string) map[string]bool {
+		if vals == nil {
+			return nil
+		}
+		out := make(map[string]bool, len(vals))
+		for _, v := range vals {
+			out[canon(v)] = true
+		}
+		return out
+	}
+	m.devSet = set(q.Devices, func(s string) string { return s })
+	m.userSet = set(q.Users, personid.Canonical)
 	var page []*Alert
 	var next []byte
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -357,31 +396,21 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 		if q.Severity != 0 {
 			single(fieldSeverity, strconv.Itoa(int(q.Severity)))
 		}
-		if q.Group != "" {
-			single(fieldGroup, strings.ToLower(q.Group))
+		if m.group != "" {
+			single(fieldGroup, m.group)
 		}
-		var devSet, userSet map[string]bool
-		anyOf := func(field byte, vals []string, canon func(string) string) map[string]bool {
-			set := map[string]bool{}
-			for _, v := range vals {
-				set[canon(v)] = true
-			}
-			if len(set) > anyOfLimit {
-				return set
+		anyOf := func(field byte, set map[string]bool) {
+			if set == nil || len(set) > anyOfLimit {
+				return
 			}
 			u := &unionList{}
 			for v := range set {
 				u.parts = append(u.parts, newPrefixList(txn, filterPrefix(field, v)))
 			}
 			lists = append(lists, u)
-			return nil
 		}
-		if q.Devices != nil {
-			devSet = anyOf(fieldDevice, q.Devices, func(s string) string { return s })
-		}
-		if q.Users != nil {
-			userSet = anyOf(fieldUser, q.Users, personid.Canonical)
-		}
+		anyOf(fieldDevice, m.devSet)
+		anyOf(fieldUser, m.userSet)
 		if len(lists) == 0 {
 			lists = append(lists, newPrefixList(txn, []byte(pfxAlertIndex)))
 		}
@@ -399,14 +428,29 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 		if !q.From.IsZero() {
 			fromNS = q.From.UnixNano()
 		}
-		lead := lists[0]
+		walk := lists
+		if len(lists) > 1 {
+			// A short list is walked alone: fewer steps than the seeks
+			// of an intersection.
+			best, bestN := -1, probeMax
+			for i, l := range lists {
+				if n := l.probe(start, bestN); n < bestN {
+					best, bestN = i, n
+				}
+				l.reset()
+			}
+			if best >= 0 {
+				walk = lists[best : best+1]
+			}
+		}
+		lead := walk[0]
 		lead.seek(start)
 		if len(q.After) > 0 && lead.valid() && bytes.Equal(lead.tail(), q.After) {
 			lead.next()
 		}
 		checked := 0
 		for {
-			t, ok := leapfrog(lists)
+			t, ok := leapfrog(walk)
 			if !ok {
 				return nil
 			}
@@ -420,8 +464,7 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 			if err != nil {
 				return fmt.Errorf("store: alert index entry %x: %w", t, err)
 			}
-			if (devSet == nil || devSet[sum.DeviceID]) && (userSet == nil || userSet[personid.Canonical(sum.User)]) &&
-				(q.Visible == nil || q.Visible(&sum)) {
+			if m.match(&sum) {
 				if len(page) == q.Limit {
 					// One more matches: the page is full and there is more.
 					next = page[len(page)-1].Cursor
@@ -468,20 +511,25 @@ func leapfrog(lists []postings) ([]byte, bool) {
 	return t, true
 }
 
-// postings is one sorted list of alert tails, walked newest first.
+// postings is one sorted list of alert tails, walked newest first. Seek
+// targets only ever decrease while walking (reset starts over).
 type postings interface {
 	seek(t []byte) // to the newest entry at or older than t
 	valid() bool
 	tail() []byte
 	value() []byte
 	next()
+	// probe counts the entries at or older than t, stopping at max.
+	probe(t []byte, max int) int
+	reset() // forget the position: the next seek seeks
 	close()
 }
 
 type prefixList struct {
-	it     *badger.Iterator
-	prefix []byte
-	key    []byte
+	it         *badger.Iterator
+	prefix     []byte
+	key        []byte
+	positioned bool
 }
 
 func newPrefixList(txn *badger.Txn, prefix []byte) *prefixList {
@@ -489,8 +537,19 @@ func newPrefixList(txn *badger.Txn, prefix []byte) *prefixList {
 }
 
 func (p *prefixList) seek(t []byte) {
+	if p.positioned {
+		// Targets decrease: an entry already at or older than t is the
+		// newest such, and one a few steps away is reached by stepping.
+		for i := 0; i < gallop; i++ {
+			if !p.valid() || bytes.Compare(p.tail(), t) <= 0 {
+				return
+			}
+			p.it.Next()
+		}
+	}
 	p.key = append(append(p.key[:0], p.prefix...), t...)
 	p.it.Seek(p.key)
+	p.positioned = true
 }
 func (p *prefixList) valid() bool { return p.it.ValidForPrefix(p.prefix) }
 func (p *prefixList) tail() []byte {
@@ -503,7 +562,16 @@ func (p *prefixList) value() []byte {
 	}
 	return out
 }
-func (p *prefixList) next()  { p.it.Next() }
+func (p *prefixList) next() { p.it.Next() }
+func (p *prefixList) probe(t []byte, max int) int {
+	p.seek(t)
+	n := 0
+	for ; n < max && p.valid(); n++ {
+		p.it.Next()
+	}
+	return n
+}
+func (p *prefixList) reset() { p.positioned = false }
 func (p *prefixList) close() { p.it.Close() }
 
 // unionList merges lists (one per value of an "any of" filter).
@@ -537,6 +605,21 @@ func (u *unionList) next() {
 		}
 	}
 	u.pick()
+}
+func (u *unionList) probe(t []byte, max int) int {
+	n := 0
+	for _, p := range u.parts {
+		if n += p.probe(t, max-n); n >= max {
+			break
+		}
+	}
+	return n
+}
+func (u *unionList) reset() {
+	for _, p := range u.parts {
+		p.reset()
+	}
+	u.cur = nil
 }
 func (u *unionList) close() {
 	for _, p := range u.parts {
