@@ -17,6 +17,13 @@ import (
 // so a page is always full (limit alerts, or every match left) and
 // next_cursor continues it; names a DSL types are resolved here first.
 
+// queueStore is what the queue's listing needs of the store.
+type queueStore interface {
+	QueryAlerts(ctx context.Context, q store.AlertQuery) ([]*store.Alert, []byte, error)
+	AlertValues(field string) ([]string, error)
+	Devices() []store.Device
+}
+
 var severities = map[string]vigilv1.Severity{"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 
 // summaryVisible asks visible (the one routing rule) about an index entry,
@@ -56,7 +63,7 @@ func (s *Server) matchPeople(q string) ([]string, error) {
 		}
 	}
 	s.peopleMu.RUnlock()
-	users, err := s.st.AlertValues(store.AlertFieldUser)
+	users, err := s.queue.AlertValues(store.AlertFieldUser)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +83,7 @@ func (s *Server) matchDevices(q string) []string {
 	// The id itself always counts: an alert's device may have been
 	// removed from the device list since (its alerts stay).
 	out := []string{q}
-	for _, d := range s.st.Devices() {
+	for _, d := range s.queue.Devices() {
 		if d.DeviceID != q && strings.Contains(strings.ToLower(d.Hostname), want) {
 			out = append(out, d.DeviceID)
 		}
@@ -141,7 +148,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
 			return
 		}
 	}
-	page, next, err := s.st.QueryAlerts(r.Context(), aq)
+	page, next, err := s.queue.QueryAlerts(r.Context(), aq)
 	if err != nil {
 		s.internal(w, "list alerts", err)
 		return
@@ -166,13 +173,13 @@ func (s *Server) alertCategories(w http.ResponseWriter, r *http.Request, v *view
 }
 
 func (s *Server) visibleCategories(ctx context.Context, u *store.User) ([]string, error) {
-	all, err := s.st.AlertValues(store.AlertFieldCategory)
+	all, err := s.queue.AlertValues(store.AlertFieldCategory)
 	if err != nil {
 		return nil, err
 	}
 	out := []string{}
 	for _, c := range all {
-		page, _, err := s.st.QueryAlerts(ctx, store.AlertQuery{Category: c, Visible: s.summaryVisible(u), Limit: 1})
+		page, _, err := s.queue.QueryAlerts(ctx, store.AlertQuery{Category: c, Visible: s.summaryVisible(u), Limit: 1})
 		if err != nil {
 			return nil, err
 		}

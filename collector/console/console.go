@@ -99,6 +99,11 @@ type Server struct {
 	dummyOnce sync.Once
 	dummy     []byte // see dummyHash
 
+	// The alert queue's listing and the notifier reach the store only
+	// through what they need (tests wrap them to inject faults).
+	queue queueStore
+	notes notifyStore
+
 	shedMu     sync.Mutex
 	shedLogged time.Time // logShed
 	shedLast   uint64
@@ -108,6 +113,7 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, key: cfg.EvidenceKey, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
+	s.queue, s.notes = cfg.Store, cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
 	}

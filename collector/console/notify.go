@@ -72,6 +72,20 @@ func nextRoute(r string) string {
 	return ""
 }
 
+// notifyStore is what the notifier needs of the store: the feed of new
+// alerts (and a catch-up listing), the alert and its triage record, the
+// notification bookkeeping, and the accounts to e-mail.
+type notifyStore interface {
+	SubscribeAlerts() *store.AlertFeed
+	ListAlerts(ctx context.Context, q store.AlertScan, fn func(*store.Alert) bool) ([]byte, error)
+	GetAlert(device string, seq uint64) (*store.Alert, error)
+	UpdateAlertState(device string, seq uint64, fn func(*store.AlertState) error) (store.AlertState, error)
+	GetNotify(device string, seq uint64) (store.NotifyState, error)
+	PutNotify(device string, seq uint64, n store.NotifyState) error
+	PendingNotifies(fn func(device string, seq uint64, n store.NotifyState) error) error
+	Users() ([]store.User, error)
+}
+
 type alertKey struct {
 	dev string
 	seq uint64
@@ -92,13 +106,13 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 	// The feed is registered before the catch-up below, so an alert
 	// committed in between is in one or the other (GetNotify skips the
 	// duplicate).
-	feed := s.st.SubscribeAlerts()
+	feed := s.notes.SubscribeAlerts()
 	defer feed.Close()
 	// Catch up on what arrived while the notifier was not running
 	// (duplicates are skipped by GetNotify).
 	catchUp := func() {
 		var backlog []alertKey
-		_, err := s.st.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
+		_, err := s.notes.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
 			backlog = append(backlog, alertKey{a.Finding.DeviceId, a.Finding.Seq})
 			return true
 		})
@@ -129,7 +143,7 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 // recipients are the active users reviewing route, with an address, other
 // than the person the alert is about.
 func (s *Server) recipients(route string, a *store.Alert) []store.User {
-	users, err := s.st.Users()
+	users, err := s.notes.Users()
 	if err != nil {
 		s.log.Error("console: notifier: list users", "err", err)
 		return nil
@@ -145,14 +159,14 @@ func (s *Server) recipients(route string, a *store.Alert) []store.User {
 }
 
 func (s *Server) notifyNew(ctx context.Context, cfg NotifyConfig, k alertKey) {
-	if _, err := s.st.GetNotify(k.dev, k.seq); err == nil {
+	if _, err := s.notes.GetNotify(k.dev, k.seq); err == nil {
 		return // already notified
 	}
 	var a *store.Alert
 	var err error
 	// The subscription may report the write a moment before it is visible.
 	for i := 0; i < 20; i++ {
-		if a, err = s.st.GetAlert(k.dev, k.seq); !errors.Is(err, store.ErrNotFound) {
+		if a, err = s.notes.GetAlert(k.dev, k.seq); !errors.Is(err, store.ErrNotFound) {
 			break
 		}
 		select {
@@ -209,14 +223,14 @@ func (s *Server) sendOutOfHours(cfg NotifyConfig, a *store.Alert, route string) 
 	}
 	now := s.now().UTC()
 	detail := fmt.Sprintf("out of hours: e-mailed %d of %d on-call %s reviewer(s)", sent, len(rcpts), route)
-	_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+	_, err := s.notes.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
 		st.History = append(st.History, store.HistoryEntry{Time: now, By: "vigil", Action: "notified", Detail: detail})
 		return nil
 	})
 	if err != nil {
 		s.log.Error("console: notifier: record", "alert", id, "err", err)
 	}
-	if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: routeOutOfHours + route, LastSent: now}); err != nil {
+	if err := s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: routeOutOfHours + route, LastSent: now}); err != nil {
 		s.log.Error("console: notifier: record", "alert", id, "err", err)
 	}
 	s.log.Info("console: alert notified out of hours", "alert", id, "route", route, "recipients", sent)
@@ -253,7 +267,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		}
 		own := r
 		p, known := s.person(a.Finding.GetUser())
-		_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+		_, err := s.notes.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
 			if escalation && own != routeFor(p, known) { // after an out-of-hours e-mail the first escalation is to the alert's own route
 				st.EscalatedTo = append(st.EscalatedTo, own)
 			}
@@ -263,7 +277,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		if err != nil {
 			s.log.Error("console: notifier: record", "alert", id, "err", err)
 		}
-		if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: r, Level: level, LastSent: now}); err != nil {
+		if err := s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: r, Level: level, LastSent: now}); err != nil {
 			s.log.Error("console: notifier: record", "alert", id, "err", err)
 		}
 		s.log.Info("console: alert "+action, "alert", id, "route", r, "recipients", sent)
@@ -273,7 +287,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 	if cfg.OnFailure != nil {
 		cfg.OnFailure("no_recipient")
 	}
-	s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
+	s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
 }
 
 // escalate passes unacknowledged alerts to the next person in the chain.
@@ -287,7 +301,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		n store.NotifyState
 	}
 	var list []due
-	err := s.st.PendingNotifies(func(dev string, seq uint64, n store.NotifyState) error {
+	err := s.notes.PendingNotifies(func(dev string, seq uint64, n store.NotifyState) error {
 		list = append(list, due{alertKey{dev, seq}, n})
 		return nil
 	})
@@ -296,7 +310,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		return
 	}
 	for _, d := range list {
-		a, err := s.st.GetAlert(d.k.dev, d.k.seq)
+		a, err := s.notes.GetAlert(d.k.dev, d.k.seq)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			// Not "acknowledged": the store could not say. Try again
 			// at the next tick rather than stop escalating.
@@ -305,7 +319,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		}
 		if err != nil || a.State.Status != "new" {
 			d.n.Done = true // acknowledged (or expired)
-			if err := s.st.PutNotify(d.k.dev, d.k.seq, d.n); err != nil {
+			if err := s.notes.PutNotify(d.k.dev, d.k.seq, d.n); err != nil {
 				s.log.Error("console: notifier: record", "alert", AlertID(d.k.dev, d.k.seq), "err", err)
 			}
 			continue
@@ -317,7 +331,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		if next == "" {
 			s.log.Warn("console: alert still not acknowledged and nobody further to escalate to", "alert", AlertID(d.k.dev, d.k.seq))
 			d.n.Done = true
-			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			s.notes.PutNotify(d.k.dev, d.k.seq, d.n)
 			continue
 		}
 		s.sendChain(cfg, a, next, d.n.Level+1, true)

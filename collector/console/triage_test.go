@@ -445,7 +445,7 @@ func TestReviewFormPDFAndIncidentCSV(t *testing.T) {
 	}
 	r := rows[1]
 	if r[0] != id || r[2] != "pupil1" || r[3] != "self_harm" || r[4] != "critical" || r[5] != "kill myself" ||
-		r[6] != "search term on pupil laptop" || r[7] != "dsl1" || r[8] != "dsl2" || r[9] != "Parents informed" || r[10] == "" {
+		r[6] != "search term on pupil laptop" || r[7] != "Dsl1 Name (dsl1, Designated Safeguarding Lead)" || r[8] != "Dsl2 Name (dsl2, Designated Safeguarding Lead)" || r[9] != "Parents informed" || r[10] == "" {
 		t.Errorf("row %v", r)
 	}
 	if rows[2][5] != "'=cmd|calc" {
