@@ -294,3 +294,39 @@ func TestAlertFeed(t *testing.T) {
 		t.Errorf("feed %v", got)
 	}
 }
+
+// TestLargeGroupIndexesEveryAlert: a group larger than one Badger
+// transaction (≈2,300 alerts of 9 entries fit in one) is committed in
+// several, each holding whole findings with their index entries, and every
+// alert is found by each of its filters.
+func TestLargeGroupIndexesEveryAlert(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour)
+	var batch []*vigilv1.Finding
+	for i := 1; i <= 7000; i++ {
+		batch = append(batch, alertFinding(devID(i%2), uint64(i), base.Add(time.Duration(i)*time.Millisecond), "drugs", "pupil9", "pupils", 4))
+	}
+	if stored, _, err := s.CommitFindings(ctx, batch); err != nil || stored != 7000 {
+		t.Fatalf("stored %d, err %v", stored, err)
+	}
+	for _, q := range []AlertQuery{{}, {Category: "drugs"}, {Status: "new"}, {Severity: 4}, {Group: "pupils"}, {Users: []string{"pupil9"}},
+		{Devices: []string{devID(0), devID(1)}}} {
+		n := 0
+		for q.Limit = 200; ; {
+			page, next, err := s.QueryAlerts(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(page)
+			if next == nil {
+				break
+			}
+			q.After = next
+		}
+		if n != 7000 {
+			t.Errorf("%+v: %d alerts, want 7000", q, n)
+		}
+	}
+}

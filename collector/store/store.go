@@ -124,6 +124,8 @@ type Store struct {
 	feedMu sync.Mutex
 	feeds  []*AlertFeed // SubscribeAlerts
 
+	txnUse txnUse // the committer's current transaction (setEntries)
+
 	// beforeCommit, when set (tests only), runs before each group commit.
 	beforeCommit func(group []*commitReq)
 }
@@ -409,6 +411,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 	}
 	seen := make(map[string]bool, 64)
 	txn := s.db.NewTransaction(true)
+	s.txnUse = txnUse{}
 	var err error
 	var conflicts []EvidenceConflict
 	var alerts []AlertRef
@@ -522,28 +525,65 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 			withTTL(badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)),
 			withTTL(badger.NewEntry(evidenceMetaKey(f.DeviceId, b.Id), encodeEvidenceMeta(f.Seq, sum))))
 	}
-	return refused, setEntries(txn, s.db, entries...)
+	return refused, s.setEntries(txn, entries...)
 }
 
-// setEntries adds entries to *txn, committing and starting a new transaction
-// when Badger says the current one is full. Entries already committed that
-// way are durable; a later failure makes the caller report an error and the
-// agent resend, which the dedupe check then absorbs.
-func setEntries(txn **badger.Txn, db *badger.DB, entries ...*badger.Entry) error {
+// setEntries adds one finding's entries to *txn. When they would not fit
+// in it (Badger's count and size limits, estimated as Badger does), *txn is
+// committed first and a new transaction takes them all, so a finding, its
+// index entries and its evidence are always in one transaction: a crash
+// between two never leaves a finding its dedupe check would keep from
+// being indexed. Entries already committed that way are durable; a later
+// failure makes the caller report an error and the agent resend, which the
+// dedupe check then absorbs. Only the committer calls it (txnUse).
+func (s *Store) setEntries(txn **badger.Txn, entries ...*badger.Entry) error {
+	n, size := int64(len(entries)), int64(0)
+	for _, e := range entries {
+		size += s.entrySize(e)
+	}
+	renew := func() error {
+		if err := (*txn).Commit(); err != nil {
+			return err
+		}
+		*txn = s.db.NewTransaction(true)
+		s.txnUse = txnUse{}
+		return nil
+	}
+	if s.txnUse.count > 0 && (s.txnUse.count+n >= s.db.MaxBatchCount() || s.txnUse.size+size >= s.db.MaxBatchSize()) {
+		if err := renew(); err != nil {
+			return err
+		}
+	}
 	for _, e := range entries {
 		err := (*txn).SetEntry(e)
 		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := (*txn).Commit(); err != nil {
+			// The estimate was short, or one finding alone is larger
+			// than a transaction: split rather than refuse it.
+			if err := renew(); err != nil {
 				return err
 			}
-			*txn = db.NewTransaction(true)
 			err = (*txn).SetEntry(e)
 		}
 		if err != nil {
 			return err
 		}
 	}
+	s.txnUse.count += n
+	s.txnUse.size += size
 	return nil
+}
+
+// txnUse is what the committer has added to its current transaction.
+type txnUse struct{ count, size int64 }
+
+// entrySize is Badger's estimate of an entry in a transaction (key with
+// its version, value or value pointer, meta), with a margin.
+func (s *Store) entrySize(e *badger.Entry) int64 {
+	k, v := int64(len(e.Key)), int64(len(e.Value))
+	if v < s.bopts.ValueThreshold {
+		return k + v + 2 + 10 + 8
+	}
+	return k + 12 + 2 + 10 + 8
 }
 
 func (s *Store) retention(category string) time.Duration {
