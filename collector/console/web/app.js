@@ -434,9 +434,9 @@ async function viewQueue(query, seq) {
   }
   params.set('limit', '100');
   // The category filter offers the categories this viewer's alerts have.
-  const [page, catList] = await Promise.all([api('GET', `/alerts?${params}`),
+  const [firstPage, catList] = await Promise.all([api('GET', `/alerts?${params}`),
     api('GET', '/alert-categories').catch(() => ({ categories: [] }))]);
-  let data = page;
+  let data = firstPage;
   if (!isCurrent(seq)) return;
   let alerts = data.alerts || [];
   let next = data.next_cursor || '';
