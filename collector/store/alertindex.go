@@ -454,15 +454,15 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 			if !ok {
 				return nil
 			}
-			if int64(binary.BigEndian.Uint64(t[:8])) < fromNS {
+			sum, err := decodeSummary(t, lead.value())
+			if err != nil {
+				return fmt.Errorf("store: alert index entry %x: %w", t, err)
+			}
+			if sum.Observed.UnixNano() < fromNS {
 				return nil
 			}
 			if checked++; checked%256 == 0 && ctx.Err() != nil {
 				return ctx.Err()
-			}
-			sum, err := decodeSummary(t, lead.value())
-			if err != nil {
-				return fmt.Errorf("store: alert index entry %x: %w", t, err)
 			}
 			if m.match(&sum) {
 				if len(page) == q.Limit {
