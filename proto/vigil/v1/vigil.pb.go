@@ -409,7 +409,7 @@ type Finding struct {
 	// Evidence bytes travelling with the finding (see EvidenceBlob).
 	EvidenceData []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
 	// Set on safeguarding (screen keyword) findings, which makes them alerts
-	// (screen.proto). Numbers 17-19 are others'.
+	// (screen.proto).
 	ScreenMatch   *ScreenMatch `protobuf:"bytes,20,opt,name=screen_match,json=screenMatch,proto3" json:"screen_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
