@@ -127,6 +127,7 @@ func TestConsoleBrowser(t *testing.T) {
 		return false
 	})
 	evidence := evidenceOf(t, c, a.id)
+	hostname, _ := os.Hostname() // what the agent enrolled with
 
 	// The browser test.
 	shots := t.TempDir()
@@ -138,6 +139,7 @@ func TestConsoleBrowser(t *testing.T) {
 	defer cancel()
 	browserEnv := append(os.Environ(),
 		"BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "ALERT_TERM=kill myself", "SCREENSHOT_DIR="+shots, "TMPDIR="+tmp,
+		"DEVICE_HOSTNAME="+hostname,
 		"DSL1_USER=dsl1", "DSL1_PASS="+pw["dsl1"], "DSL2_USER=dsl2", "DSL2_PASS="+pw["dsl2"],
 		"TECH_USER=tech1", "TECH_PASS="+pw["tech1"], "ADMIN_USER=admin1", "ADMIN_PASS="+pw["admin1"],
 		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=330000",

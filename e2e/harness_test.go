@@ -209,6 +209,8 @@ type finding struct {
 	Status   string         `json:"status"`
 	Message  string         `json:"message"`
 	Details  map[string]any `json:"details"`
+	// ScreenMatch is the typed match of a safeguarding alert.
+	ScreenMatch map[string]any `json:"screen_match"`
 }
 
 func (c *collector) findings(device string) []finding {

@@ -177,6 +177,11 @@ func TestScreenKeywordEndToEnd(t *testing.T) {
 		f.Details["library"] != "keywords-self-harm" || f.Details["process"] != "xterm" {
 		t.Errorf("finding: %+v", f)
 	}
+	// The typed match the console reads, stored as the agent sent it.
+	if m := f.ScreenMatch; m["term"] != "kill myself" || m["library"] != "keywords-self-harm" || m["process"] != "xterm" ||
+		m["source"] != "window_title" || m["category"] != "self_harm" || !strings.Contains(fmt.Sprint(m["window_title"]), "kill myself") {
+		t.Errorf("screen match: %v", m)
+	}
 	evs, _ := f.Details["evidence"].(string)
 	if evs != "" {
 		t.Fatalf("no screenshot: %s", evs)

@@ -38,7 +38,10 @@ type Observation struct {
 	Severity rules.Severity
 	Category string
 	Details  map[string]any
-	Evidence []*vigilv1.EvidenceRef
+	// ScreenMatch is set by the screen check on a keyword match: the typed
+	// match that makes the finding a safeguarding alert at the collector.
+	ScreenMatch *vigilv1.ScreenMatch
+	Evidence    []*vigilv1.EvidenceRef
 	// EvidenceData holds the encrypted bytes for Evidence, carried in the
 	// spool with the finding and stored apart by the collector.
 	EvidenceData []*vigilv1.EvidenceBlob

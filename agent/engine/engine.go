@@ -375,7 +375,7 @@ func NewFinding(meta FindingMeta, rule *rules.Rule, o checks.Observation) (*vigi
 		DeviceId: meta.DeviceID, Group: meta.Group, ObservedAt: timestamppb.New(meta.Now), User: meta.User,
 		Check: rule.Check, RuleId: rule.ID, RuleVersion: int32(rule.Version), Severity: vigilv1.Severity(sev),
 		Category: cat, Message: o.Message, Status: o.Status, Evidence: o.Evidence, EvidenceData: o.EvidenceData,
-		RulesHash: meta.RulesHash,
+		RulesHash: meta.RulesHash, ScreenMatch: o.ScreenMatch,
 	}
 	if o.User != "" {
 		f.User = o.User

@@ -40,11 +40,29 @@ type Requester interface {
 	Disconnect(deviceID string)
 }
 
+// Store is what the admin socket needs of the collector's store: device
+// records and revocations, findings to list, evidence with its access log,
+// the alert an evidence blob belongs to, and token administration.
+type Store interface {
+	tokens.Store
+	ListFindings(ctx context.Context, q store.Query, fn func(*vigilv1.Finding) bool) error
+	Devices() []store.Device
+	GetDevice(id string) (store.Device, bool)
+	Revoke(r store.Revocation) error
+	Revoked(deviceID string) (store.Revocation, bool, error)
+	Unrevoke(deviceID string) (store.Revocation, error)
+	GetAlert(device string, seq uint64) (*store.Alert, error)
+	AccessLog() ([]store.AccessEntry, error)
+	// The evidence reveal's needs (collector/evidence.Store) and --as.
+	evidence.Store
+	GetUser(username string) (store.User, error)
+}
+
 // Server serves the admin API.
 type Server struct {
 	// EvidenceKey decrypts evidence for an authorised, logged view.
 	EvidenceKey *age.X25519Identity
-	Store       *store.Store
+	Store       Store
 	CA          *pki.Authority
 	Agents      Requester
 	Logger      *slog.Logger

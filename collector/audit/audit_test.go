@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -86,11 +84,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	e := chain.Entries[1]
 	e.Body = []byte(strings.Replace(string(e.Body), "libreoffice", "libreoffise", 1))
 	v, _ := json.Marshal(e)
-	if err := f.st.DB().Update(func(txn *badger.Txn) error {
-		return txn.Set(append([]byte("au/e/"+h.ID+"/"), 0, 0, 0, 1), v)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	f.tamper(t, append([]byte("au/e/"+h.ID+"/"), 0, 0, 0, 1), v)
 	if err := f.svc.Verify(h.ID); err == nil || !strings.Contains(err.Error(), "entry 1") {
 		t.Fatalf("a changed answer must fail verification naming it, got %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
+	badger "github.com/dgraph-io/badger/v4"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -37,6 +38,7 @@ var quiet = slog.New(slog.DiscardHandler)
 type fleet struct {
 	ca   *pki.Authority
 	st   *store.Store
+	dir  string // the store's folder
 	srv  *server.Server
 	svc  *Service
 	addr string
@@ -54,8 +56,8 @@ func newFleet(tb testing.TB) *fleet {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { st.Close() })
-	f := &fleet{ca: ca, st: st}
+	f := &fleet{ca: ca, st: st, dir: filepath.Join(dir, "badger")}
+	tb.Cleanup(func() { st.Close(); f.st.Close() })
 	f.svc = &Service{Store: st, Logger: quiet, Now: f.clock}
 	f.srv = server.New(server.Config{Store: st, CA: ca, Logger: quiet, MaxStreams: 5000, OnConnect: f.svc.DeviceConnected})
 	f.svc.Agents = f.srv
@@ -256,4 +258,27 @@ func smallInventory(sw map[string]string, compliance map[string]string) *vigilv1
 		inv.Compliance = append(inv.Compliance, &vigilv1.ComplianceState{RuleId: r, Check: r, Status: st})
 	}
 	return inv
+}
+
+// tamper changes one stored key behind the store's back, as someone with
+// the disk would: the store is closed, the key rewritten with Badger
+// directly, and the store opened again for the audit service.
+func (f *fleet) tamper(tb testing.TB, key, value []byte) {
+	tb.Helper()
+	f.st.Close()
+	db, err := badger.Open(badger.DefaultOptions(f.dir).WithLogger(nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key, value) }); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	st, err := store.Open(f.dir, store.Options{Logger: quiet})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.st, f.svc.Store = st, st
 }

@@ -1,13 +1,11 @@
 package console
 
 import (
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -100,6 +98,7 @@ type evidenceJSON struct {
 type AlertJSON struct {
 	ID         string         `json:"id"`
 	DeviceID   string         `json:"device_id"`
+	Hostname   string         `json:"hostname"`
 	Seq        uint64         `json:"seq"`
 	Time       string         `json:"time"`
 	Group      string         `json:"group"`
@@ -119,27 +118,20 @@ type AlertJSON struct {
 	RoutedTo   string         `json:"routed_to"`
 }
 
-func detailString(f *vigilv1.Finding, k string) string {
-	if f.GetDetails() == nil {
-		return ""
-	}
-	v, ok := f.GetDetails().GetFields()[k]
-	if !ok {
-		return ""
-	}
-	return v.GetStringValue()
-}
-
 func (s *Server) alertJSON(a *store.Alert) AlertJSON {
 	f := a.Finding
 	p, known := s.person(f.GetUser())
+	m := f.GetScreenMatch() // the store upgrades alerts stored before it was typed
 	j := AlertJSON{
 		ID: AlertID(f.DeviceId, f.Seq), DeviceID: f.DeviceId, Seq: f.Seq, Time: ts(f.GetObservedAt().AsTime()),
 		Group: f.Group, Person: personid.Canonical(f.User), PersonName: p.DisplayName, PersonRole: p.Role,
 		Category: f.Category, Severity: findings.SeverityName(f.Severity),
-		Term: detailString(f, "term"), Context: detailString(f, "context"), Message: f.Message,
-		Title: detailString(f, "title"), Process: detailString(f, "process"),
+		Term: m.GetTerm(), Context: m.GetContext(), Message: f.Message,
+		Title: m.GetWindowTitle(), Process: m.GetProcess(),
 		Status: string(a.State.Status), Illegal: Illegal(f), Evidence: []evidenceJSON{}, RoutedTo: routeFor(p, known),
+	}
+	if d, ok := s.st.GetDevice(f.DeviceId); ok {
+		j.Hostname = d.Hostname
 	}
 	if !known {
 		j.PersonRole = "unknown"
@@ -212,85 +204,6 @@ func (s *Server) loadVisible(w http.ResponseWriter, id string, v *viewer) *store
 		return nil
 	}
 	return a
-}
-
-// MaxScan and ScanBudget bound the index entries one list request
-// examines and the time it spends on them, so a very selective filter costs
-// a bounded time (goal: 50 ms at p99); the page then holds fewer alerts than
-// asked and next_cursor continues the walk.
-var (
-	MaxScan    = 20000
-	ScanBudget = 35 * time.Millisecond
-)
-
-var severities = map[string]vigilv1.Severity{"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
-
-func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, v *viewer) {
-	q := r.URL.Query()
-	var scan store.AlertScan
-	scan.MaxScan = MaxScan
-	scan.Deadline = time.Now().Add(ScanBudget)
-	for _, k := range []string{"from", "to"} {
-		if val := q.Get(k); val != "" {
-			t, err := time.Parse(time.RFC3339, val)
-			if err != nil {
-				jsonError(w, http.StatusBadRequest, "%s: want RFC3339, e.g. 2026-11-23T09:00:00Z", k)
-				return
-			}
-			if k == "from" {
-				scan.From = t
-			} else {
-				scan.To = t
-			}
-		}
-	}
-	if c := q.Get("cursor"); c != "" {
-		b, err := hex.DecodeString(c)
-		if err != nil || len(b) < 16 || len(b) > 64 {
-			jsonError(w, http.StatusBadRequest, "cursor: not one this server gave")
-			return
-		}
-		scan.After = b
-	}
-	limit := 50
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 200 {
-			jsonError(w, http.StatusBadRequest, "limit: 1-200")
-			return
-		}
-		limit = n
-	}
-	status, category, group, device := q.Get("status"), q.Get("category"), q.Get("group"), q.Get("device")
-	person := personid.Canonical(q.Get("person"))
-	if status != "" && !triage.Status(status).Valid() {
-		jsonError(w, http.StatusBadRequest, "status: new, in_review, concluded or false_positive")
-		return
-	}
-	var sev vigilv1.Severity
-	if sv := q.Get("severity"); sv != "" {
-		var ok bool
-		if sev, ok = severities[sv]; !ok {
-			jsonError(w, http.StatusBadRequest, "severity: info, low, medium, high or critical")
-			return
-		}
-	}
-	out := make([]AlertJSON, 0, limit)
-	next, err := s.st.ListAlerts(r.Context(), scan, func(a *store.Alert) bool {
-		f := a.Finding
-		if status != "" && string(a.State.Status) != status || category != "" && f.Category != category ||
-			sev != 0 && f.Severity != sev || group != "" && f.Group != group || device != "" && f.DeviceId != device ||
-			person != "" && personid.Canonical(f.User) != person || !s.visible(&v.User, a) {
-			return true
-		}
-		out = append(out, s.alertJSON(a))
-		return len(out) < limit
-	})
-	if err != nil {
-		s.internal(w, "list alerts", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": out, "next_cursor": hex.EncodeToString(next)})
 }
 
 type deviceBrief struct {

@@ -100,6 +100,11 @@ type Server struct {
 	dummyOnce sync.Once
 	dummy     []byte // see dummyHash
 
+	// The alert queue's listing and the notifier reach the store only
+	// through what they need (tests wrap them to inject faults).
+	queue queueStore
+	notes notifyStore
+
 	shedMu     sync.Mutex
 	shedLogged time.Time // logShed
 	shedLast   uint64
@@ -109,6 +114,7 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
+	s.queue, s.notes = cfg.Store, cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -204,6 +210,7 @@ func (s *Server) Handler() http.Handler {
 	s.oidcRoutes(mux) // public: GET /api/v1/oidc, /api/v1/oidc/login, /api/v1/oidc/callback
 
 	mux.Handle("GET /api/v1/alerts", s.api(alertReaders, s.listAlerts))
+	mux.Handle("GET /api/v1/alert-categories", s.api(alertReaders, s.alertCategories))
 	mux.Handle("GET /api/v1/alerts/{id}", s.api(alertReaders, s.alertDetail))
 	mux.Handle("POST /api/v1/alerts/{id}/actions", s.api(alertReaders, s.alertAction))
 	mux.Handle("GET /api/v1/alerts/{id}/form.pdf", s.api(alertReaders, s.formPDF))

@@ -47,7 +47,8 @@ func TestEvidenceReuseRefusedAndRevealVerified(t *testing.T) {
 		Check: "screen", RuleId: "screen-keywords", Severity: vigilv1.Severity_SEVERITY_HIGH, Category: "self_harm",
 		Message:      "self_harm term in the active window title",
 		Evidence:     []*vigilv1.EvidenceRef{{Id: ev, MediaType: "image/png", Sha256: evidenceSHA(ct.Bytes()), Size: int64(ct.Len())}},
-		EvidenceData: []*vigilv1.EvidenceBlob{{Id: ev, Data: ct.Bytes()}}}
+		EvidenceData: []*vigilv1.EvidenceBlob{{Id: ev, Data: ct.Bytes()}},
+		ScreenMatch:  &vigilv1.ScreenMatch{Term: "term", Category: "self_harm", User: "pupil1", EvidenceIds: []string{ev}}}
 	r, err := e.st.Commit(context.Background(), []*vigilv1.Finding{f})
 	if err != nil || r.Stored != 1 || len(r.EvidenceConflicts) != 1 {
 		t.Fatalf("commit of the reusing finding: %+v %v", r, err)

@@ -133,8 +133,7 @@ func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at
 	e.seq++
 	seq := e.seq
 	e.mu.Unlock()
-	details, _ := structpb.NewStruct(map[string]any{"term": term, "context": "how to " + term + " - Google Search",
-		"title": "how to " + term + " - Google Search", "process": "firefox", "library": "keywords-" + category})
+	details, _ := structpb.NewStruct(map[string]any{"window_class": "Navigator", "pid": 4242})
 	var ct bytes.Buffer
 	w, _ := age.Encrypt(&ct, e.key.Recipient())
 	w.Write(testPNG())
@@ -144,7 +143,10 @@ func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at
 		Check: "screen", RuleId: "screen-keywords", Severity: sev, Category: category,
 		Message: category + " term in the active window title", Details: details,
 		Evidence:     []*vigilv1.EvidenceRef{{Id: evID, MediaType: "image/png", Sha256: evidenceSHA(ct.Bytes()), Size: int64(ct.Len())}},
-		EvidenceData: []*vigilv1.EvidenceBlob{{Id: evID, Data: ct.Bytes()}}}
+		EvidenceData: []*vigilv1.EvidenceBlob{{Id: evID, Data: ct.Bytes()}},
+		ScreenMatch: &vigilv1.ScreenMatch{Term: term, Library: "keywords-" + category, Category: category,
+			Context: "how to " + term + " - Google Search", WindowTitle: "how to " + term + " - Google Search",
+			Process: "firefox", User: user, Source: "window_title", EvidenceIds: []string{evID}}}
 	if _, _, err := e.st.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
 		e.t.Fatal(err)
 	}

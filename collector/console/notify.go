@@ -2,15 +2,11 @@ package console
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/smtp"
 	"strings"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/triage"
@@ -77,14 +73,28 @@ func nextRoute(r string) string {
 	return ""
 }
 
+// notifyStore is what the notifier needs of the store: the feed of new
+// alerts (and a catch-up listing), the alert and its triage record, the
+// notification bookkeeping, and the accounts to e-mail.
+type notifyStore interface {
+	SubscribeAlerts() *store.AlertFeed
+	ListAlerts(ctx context.Context, q store.AlertScan, fn func(*store.Alert) bool) ([]byte, error)
+	GetAlert(device string, seq uint64) (*store.Alert, error)
+	UpdateAlertState(device string, seq uint64, fn func(*store.AlertState) error) (store.AlertState, error)
+	GetNotify(device string, seq uint64) (store.NotifyState, error)
+	PutNotify(device string, seq uint64, n store.NotifyState) error
+	PendingNotifies(fn func(device string, seq uint64, n store.NotifyState) error) error
+	Users() ([]store.User, error)
+}
+
 type alertKey struct {
 	dev string
 	seq uint64
 }
 
 // RunNotifier e-mails new alerts and escalates unacknowledged ones until
-// ctx ends. It follows the alert index as it is written (Badger
-// subscription), so alerts that arrive late from a device that was offline
+// ctx ends. It follows the store's alert feed, so alerts that arrive late
+// from a device that was offline
 // are notified when they arrive.
 func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 	if cfg.Interval <= 0 {
@@ -94,34 +104,16 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 		cfg.CatchUp = 24 * time.Hour
 	}
 	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
-	keys := make(chan alertKey, 4096)
-	subDone := make(chan struct{})
-	go func() {
-		defer close(subDone)
-		err := s.st.DB().Subscribe(ctx, func(kv *badger.KVList) error {
-			for _, e := range kv.Kv {
-				tail := e.Key[len("ai/"):]
-				if len(tail) < 17 {
-					continue
-				}
-				k := alertKey{string(tail[8 : len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:])}
-				select {
-				case keys <- k:
-				case <-ctx.Done():
-					return nil
-				}
-			}
-			return nil
-		}, []pb.Match{{Prefix: []byte("ai/")}})
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("console: notifier subscription ended", "err", err)
-		}
-	}()
+	// The feed is registered before the catch-up below, so an alert
+	// committed in between is in one or the other (GetNotify skips the
+	// duplicate).
+	feed := s.notes.SubscribeAlerts()
+	defer feed.Close()
 	// Catch up on what arrived while the notifier was not running
 	// (duplicates are skipped by GetNotify).
 	catchUp := func() {
 		var backlog []alertKey
-		_, err := s.st.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
+		_, err := s.notes.ListAlerts(ctx, store.AlertScan{From: s.now().Add(-cfg.CatchUp)}, func(a *store.Alert) bool {
 			backlog = append(backlog, alertKey{a.Finding.DeviceId, a.Finding.Seq})
 			return true
 		})
@@ -132,26 +124,18 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 			s.notifyNew(ctx, cfg, backlog[i])
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // usually enough for the subscription to register
 	catchUp()
-	// Badger does not say when the subscription is registered, and on a
-	// loaded machine it can take longer than the pause above: an alert
-	// written after the catch-up but before registration would never be
-	// e-mailed. So catch up again at every tick of the first minute.
-	started := time.Now()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			<-subDone
 			return nil
-		case k := <-keys:
-			s.notifyNew(ctx, cfg, k)
-		case <-tick.C:
-			if time.Since(started) < time.Minute {
-				catchUp()
+		case <-feed.Ready():
+			for _, r := range feed.Take() {
+				s.notifyNew(ctx, cfg, alertKey{r.DeviceID, r.Seq})
 			}
+		case <-tick.C:
 			s.escalate(cfg)
 		}
 	}
@@ -160,7 +144,7 @@ func (s *Server) RunNotifier(ctx context.Context, cfg NotifyConfig) error {
 // recipients are the active users reviewing route, with an address, other
 // than the person the alert is about.
 func (s *Server) recipients(route string, a *store.Alert) []store.User {
-	users, err := s.st.Users()
+	users, err := s.notes.Users()
 	if err != nil {
 		s.log.Error("console: notifier: list users", "err", err)
 		return nil
@@ -176,14 +160,14 @@ func (s *Server) recipients(route string, a *store.Alert) []store.User {
 }
 
 func (s *Server) notifyNew(ctx context.Context, cfg NotifyConfig, k alertKey) {
-	if _, err := s.st.GetNotify(k.dev, k.seq); err == nil {
+	if _, err := s.notes.GetNotify(k.dev, k.seq); err == nil {
 		return // already notified
 	}
 	var a *store.Alert
 	var err error
 	// The subscription may report the write a moment before it is visible.
 	for i := 0; i < 20; i++ {
-		if a, err = s.st.GetAlert(k.dev, k.seq); !errors.Is(err, store.ErrNotFound) {
+		if a, err = s.notes.GetAlert(k.dev, k.seq); !errors.Is(err, store.ErrNotFound) {
 			break
 		}
 		select {
@@ -240,14 +224,14 @@ func (s *Server) sendOutOfHours(cfg NotifyConfig, a *store.Alert, route string) 
 	}
 	now := s.now().UTC()
 	detail := fmt.Sprintf("out of hours: e-mailed %d of %d on-call %s reviewer(s)", sent, len(rcpts), route)
-	_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+	_, err := s.notes.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
 		st.History = append(st.History, store.HistoryEntry{Time: now, By: "vigil", Action: "notified", Detail: detail})
 		return nil
 	})
 	if err != nil {
 		s.log.Error("console: notifier: record", "alert", id, "err", err)
 	}
-	if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: routeOutOfHours + route, LastSent: now}); err != nil {
+	if err := s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: routeOutOfHours + route, LastSent: now}); err != nil {
 		s.log.Error("console: notifier: record", "alert", id, "err", err)
 	}
 	s.log.Info("console: alert notified out of hours", "alert", id, "route", route, "recipients", sent)
@@ -284,7 +268,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		}
 		own := r
 		p, known := s.person(a.Finding.GetUser())
-		_, err := s.st.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
+		_, err := s.notes.UpdateAlertState(a.Finding.DeviceId, a.Finding.Seq, func(st *store.AlertState) error {
 			if escalation && own != routeFor(p, known) { // after an out-of-hours e-mail the first escalation is to the alert's own route
 				st.EscalatedTo = append(st.EscalatedTo, own)
 			}
@@ -294,7 +278,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 		if err != nil {
 			s.log.Error("console: notifier: record", "alert", id, "err", err)
 		}
-		if err := s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: r, Level: level, LastSent: now}); err != nil {
+		if err := s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Route: r, Level: level, LastSent: now}); err != nil {
 			s.log.Error("console: notifier: record", "alert", id, "err", err)
 		}
 		s.log.Info("console: alert "+action, "alert", id, "route", r, "recipients", sent)
@@ -304,7 +288,7 @@ func (s *Server) sendChain(cfg NotifyConfig, a *store.Alert, r string, level int
 	if cfg.OnFailure != nil {
 		cfg.OnFailure("no_recipient")
 	}
-	s.st.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
+	s.notes.PutNotify(a.Finding.DeviceId, a.Finding.Seq, store.NotifyState{Level: level, LastSent: now, Done: true})
 }
 
 // escalate passes unacknowledged alerts to the next person in the chain.
@@ -318,7 +302,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		n store.NotifyState
 	}
 	var list []due
-	err := s.st.PendingNotifies(func(dev string, seq uint64, n store.NotifyState) error {
+	err := s.notes.PendingNotifies(func(dev string, seq uint64, n store.NotifyState) error {
 		list = append(list, due{alertKey{dev, seq}, n})
 		return nil
 	})
@@ -327,10 +311,18 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		return
 	}
 	for _, d := range list {
-		a, err := s.st.GetAlert(d.k.dev, d.k.seq)
+		a, err := s.notes.GetAlert(d.k.dev, d.k.seq)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// Not "acknowledged": the store could not say. Try again
+			// at the next tick rather than stop escalating.
+			s.log.Error("console: notifier: read alert to escalate; will retry", "alert", AlertID(d.k.dev, d.k.seq), "err", err)
+			continue
+		}
 		if err != nil || a.State.Status != triage.New {
 			d.n.Done = true // acknowledged (or expired)
-			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			if err := s.notes.PutNotify(d.k.dev, d.k.seq, d.n); err != nil {
+				s.log.Error("console: notifier: record", "alert", AlertID(d.k.dev, d.k.seq), "err", err)
+			}
 			continue
 		}
 		if now.Sub(d.n.LastSent) < cfg.EscalateAfter {
@@ -340,7 +332,7 @@ func (s *Server) escalate(cfg NotifyConfig) {
 		if next == "" {
 			s.log.Warn("console: alert still not acknowledged and nobody further to escalate to", "alert", AlertID(d.k.dev, d.k.seq))
 			d.n.Done = true
-			s.st.PutNotify(d.k.dev, d.k.seq, d.n)
+			s.notes.PutNotify(d.k.dev, d.k.seq, d.n)
 			continue
 		}
 		s.sendChain(cfg, a, next, d.n.Level+1, true)

@@ -2,12 +2,14 @@ package console
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,5 +185,62 @@ func TestNotificationsOverSMTP(t *testing.T) {
 	}
 	if strings.Join(actions, " ") != "vigil:notified vigil:escalated" {
 		t.Errorf("history %v", actions)
+	}
+}
+
+// unreadableAlerts is the real store with GetAlert failing while fail is
+// set, as it does when the database cannot be read (a damaged block).
+type unreadableAlerts struct {
+	notifyStore
+	fail   atomic.Bool
+	failed atomic.Int32
+}
+
+func (u *unreadableAlerts) GetAlert(device string, seq uint64) (*store.Alert, error) {
+	if u.fail.Load() {
+		u.failed.Add(1)
+		return nil, errors.New("read alert: simulated damaged block")
+	}
+	return u.notifyStore.GetAlert(device, seq)
+}
+
+// TestEscalationSurvivesAReadError: while the store cannot read an
+// unacknowledged alert, the notifier retries instead of taking the error
+// for "acknowledged"; once the read works again the alert escalates.
+func TestEscalationSurvivesAReadError(t *testing.T) {
+	addr, maildir := smtpServer(t)
+	e := newEnv(t)
+	e.user("dsl1", RoleDSL, false, "dsl1@school.test")
+	e.user("head", RoleHeadteacher, false, "head@school.test")
+	e.people(store.Person{Username: "pupil1", DisplayName: "Alice Pupil", Role: "pupil"})
+	flaky := &unreadableAlerts{notifyStore: e.srv.notes}
+	e.srv.notes = flaky
+	t0 := time.Now()
+	e.setNow(t0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+			EscalateAfter: time.Second, ConsoleURL: "https://vigil.school.test/", Interval: 50 * time.Millisecond})
+	}()
+	defer func() { cancel(); <-done }()
+	e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", time.Now())
+	waitMail(t, maildir, 1, 60*time.Second)
+	flaky.fail.Store(true)
+	e.setNow(t0.Add(5 * time.Second)) // past the escalation time
+	for deadline := time.Now().Add(60 * time.Second); flaky.failed.Load() < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the notifier read the alert %d times in 60 s, want 3 failed reads", flaky.failed.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(mailbox(t, maildir)); n != 1 {
+		t.Fatalf("%d messages while the alert could not be read, want 1", n)
+	}
+	flaky.fail.Store(false)
+	msgs := waitMail(t, maildir, 2, 60*time.Second)
+	if msgs[0].to != "head@school.test" && msgs[1].to != "head@school.test" {
+		t.Errorf("no escalation to the headteacher: %+v", msgs)
 	}
 }

@@ -232,7 +232,7 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	for _, rw := range rows {
 		j := s.alertJSON(rw.a)
 		st := rw.a.State
-		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, st.FirstReviewer, st.SecondReviewer, ConclusionText(st), ts(st.ConcludedAt)}
+		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), ConclusionText(st), ts(st.ConcludedAt)}
 		for i := range rec {
 			rec[i] = csvCell(rec[i])
 		}

@@ -209,7 +209,7 @@ func (s *Server) alertAction(w http.ResponseWriter, r *http.Request, v *viewer) 
 			return nil, nil
 		}
 		return &store.Exclusion{ID: act.ExclusionID, AlertID: AlertID(f.DeviceId, f.Seq), RuleID: f.RuleId,
-			Library: detailString(f, "library"), Term: detailString(f, "term"), Category: f.Category,
+			Library: f.GetScreenMatch().GetLibrary(), Term: f.GetScreenMatch().GetTerm(), Category: f.Category,
 			Status: "pending", ProposedBy: v.Username, ProposedAt: now, ProposalReason: next.FalsePositiveReason}, nil
 	})
 	var te *triage.Error

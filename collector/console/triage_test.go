@@ -330,25 +330,25 @@ func TestAlertListFiltersAndPaging(t *testing.T) {
 			t.Errorf("%s: %d, want 400", q, code)
 		}
 	}
-	// A selective filter with a small scan bound returns partial pages
-	// and a cursor that continues without losing or repeating alerts.
-	old := MaxScan
-	MaxScan = 4
-	defer func() { MaxScan = old }()
+	// A selective filter pages through every match in full pages of
+	// limit, and the cursor continues without losing or repeating alerts.
 	var got []string
 	cursor = ""
 	for i := 0; i < 20; i++ {
 		var p page
-		c.getJSON("/api/v1/alerts?category=drugs&cursor="+cursor, &p)
+		c.getJSON("/api/v1/alerts?category=drugs&limit=3&cursor="+cursor, &p)
 		for _, a := range p.Alerts {
 			got = append(got, a.ID)
 		}
 		if cursor = p.Next; cursor == "" {
 			break
 		}
+		if len(p.Alerts) != 3 {
+			t.Errorf("page of %d drugs alerts with a cursor, want 3", len(p.Alerts))
+		}
 	}
 	if len(got) != 8 {
-		t.Errorf("bounded scans found %d drugs alerts, want 8: %v", len(got), got)
+		t.Errorf("paging found %d drugs alerts, want 8: %v", len(got), got)
 	}
 }
 
@@ -482,7 +482,7 @@ func TestReviewFormPDFAndIncidentCSV(t *testing.T) {
 	}
 	r := rows[1]
 	if r[0] != id || r[2] != "pupil1" || r[3] != "self_harm" || r[4] != "critical" || r[5] != "kill myself" ||
-		r[6] != "search term on pupil laptop" || r[7] != "dsl1" || r[8] != "dsl2" || r[9] != "Parents informed" || r[10] == "" {
+		r[6] != "search term on pupil laptop" || r[7] != "Dsl1 Name (dsl1, Designated Safeguarding Lead)" || r[8] != "Dsl2 Name (dsl2, Designated Safeguarding Lead)" || r[9] != "Parents informed" || r[10] == "" {
 		t.Errorf("row %v", r)
 	}
 	if rows[2][5] != "'=cmd|calc" {

@@ -112,7 +112,7 @@ func (w *world) alert(user, category string, sev vigilv1.Severity) (uint64, stri
 	ev := fmt.Sprintf("ev%030d", w.seq)
 	details, _ := structpb.NewStruct(map[string]any{"term": "t", "library": "keywords"})
 	f := &vigilv1.Finding{DeviceId: device, Seq: w.seq, Group: "pupils", ObservedAt: timestamppb.Now(), User: user,
-		Check: store.AlertCheck, RuleId: "screen-keywords", Severity: sev, Category: category, Details: details,
+		Check: "screen", ScreenMatch: &vigilv1.ScreenMatch{Term: "t", Library: "keywords", Category: category}, RuleId: "screen-keywords", Severity: sev, Category: category, Details: details,
 		Evidence:     []*vigilv1.EvidenceRef{{Id: ev, MediaType: "image/png", Sha256: hex.EncodeToString(sum[:]), Size: int64(ct.Len())}},
 		EvidenceData: []*vigilv1.EvidenceBlob{{Id: ev, Data: ct.Bytes()}}}
 	if _, _, err := w.st.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {

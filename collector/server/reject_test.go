@@ -115,8 +115,10 @@ func TestStreamRejectsPerFinding(t *testing.T) {
 	}
 	// A refused safeguarding alert stays an alert, as urgent as it was,
 	// with who, when and which term: it still reaches the DSL's queue.
+	// It is sent in the old form (the match in Details keys), as an agent
+	// from before the typed ScreenMatch does: ingest reads it into one.
 	f := screenshotFinding(seq+4, 1400<<10)
-	f.Check, f.Severity, f.Category = store.AlertCheck, vigilv1.Severity_SEVERITY_CRITICAL, "self_harm"
+	f.Check, f.Severity, f.Category = "screen", vigilv1.Severity_SEVERITY_CRITICAL, "self_harm"
 	f.Details, _ = structpb.NewStruct(map[string]any{"term": "kill myself", "title": "how to kill myself - Search", "process": "firefox"})
 	batch++
 	if ack, err := as.sendBatch(batch, []*vigilv1.Finding{f}); err != nil || len(ack.Rejected) != 1 {
@@ -124,7 +126,7 @@ func TestStreamRejectsPerFinding(t *testing.T) {
 	}
 	r := storedFindings(t, e.st, d.id)[seq+4]
 	if !store.IsAlert(r) || r.RuleId != "finding-rejected" || r.Severity != vigilv1.Severity_SEVERITY_CRITICAL ||
-		r.Category != "self_harm" || r.User != "pupil.2031" || r.GetDetails().AsMap()["term"] != "kill myself" {
+		r.Category != "self_harm" || r.User != "pupil.2031" || r.GetScreenMatch().GetTerm() != "kill myself" || r.GetScreenMatch().GetWindowTitle() != "how to kill myself - Search" {
 		t.Errorf("refused critical alert recorded as %v", r)
 	}
 }

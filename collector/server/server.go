@@ -35,9 +35,22 @@ type RulesSource interface {
 	Bundle(group string) *vigilv1.RulesBundle
 }
 
+// Store is what the gRPC server needs of the collector's store: enrolment
+// (tokens, revocations, device records), the device state a stream keeps,
+// and committing findings. Nothing else of the store is reachable from
+// the port agents talk to.
+type Store interface {
+	CommitFindings(ctx context.Context, findings []*vigilv1.Finding) (stored, dups int, err error)
+	GetDevice(id string) (store.Device, bool)
+	PutDevice(d store.Device) error
+	UpdateDevice(id string, fn func(*store.Device)) error
+	Revoked(deviceID string) (store.Revocation, bool, error)
+	UseToken(id, secretHash string, now time.Time) (store.Token, error)
+}
+
 // Config for New. Zero limits take the defaults below.
 type Config struct {
-	Store  *store.Store
+	Store  Store
 	CA     *pki.Authority
 	Rules  RulesSource
 	Logger *slog.Logger

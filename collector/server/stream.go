@@ -286,6 +286,9 @@ func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.Findin
 			// The collector, not the agent, is the authority on which group
 			// a device is in.
 			f.Group = dev.Group
+			// An agent from before the typed ScreenMatch sends its
+			// matches in Details keys: they are read once, here.
+			store.UpgradeLegacyAlert(f)
 		}
 	}
 	rejected, err := s.checkBatch(dev.DeviceID, b)
@@ -380,10 +383,6 @@ func (s *Server) checkBatch(device string, b *vigilv1.FindingBatch) (map[int]str
 	return rejected, nil
 }
 
-// alertDetails are the details of a screen alert the console shows, kept
-// in the record of a refused one.
-var alertDetails = []string{"source", "term", "library", "title", "process", "context"}
-
 // rejectedRecord stands in for a refused finding under the same (device,
 // seq): the device's history has no silent gap, a resend of the refused
 // finding is a duplicate, and the alert queue shows that something of this
@@ -407,15 +406,18 @@ func rejectedRecord(dev store.Device, f *vigilv1.Finding, reason string, now tim
 		details["evidence_not_kept"] = n
 	}
 	check := "pipeline"
-	if f.GetCheck() == store.AlertCheck {
+	var match *vigilv1.ScreenMatch
+	if store.IsAlert(f) {
 		// A refused safeguarding alert stays an alert: the DSL's queue
 		// shows who, when and which term, with why it could not be kept.
-		check = store.AlertCheck
-		for _, k := range alertDetails {
-			if v := f.GetDetails().GetFields()[k].GetStringValue(); v != "" {
-				details[k] = clean(v, 1024)
-			}
+		m := f.GetScreenMatch()
+		if c := clean(f.GetCheck(), contract.MaxShort); c != "" {
+			check = c
 		}
+		match = &vigilv1.ScreenMatch{Term: clean(m.GetTerm(), 1024), Library: clean(m.GetLibrary(), 1024),
+			Category: clean(m.GetCategory(), contract.MaxShort), Context: clean(m.GetContext(), 1024),
+			WindowTitle: clean(m.GetWindowTitle(), 1024), Process: clean(m.GetProcess(), 1024),
+			User: clean(m.GetUser(), contract.MaxShort), Source: clean(m.GetSource(), contract.MaxShort)}
 	}
 	r := &vigilv1.Finding{
 		DeviceId: dev.DeviceID, Seq: f.GetSeq(), Group: dev.Group, ObservedAt: timestamppb.New(at),
@@ -423,7 +425,7 @@ func rejectedRecord(dev store.Device, f *vigilv1.Finding, reason string, now tim
 		Severity: sev, Category: clean(f.GetCategory(), contract.MaxShort), RulesHash: clean(f.GetRulesHash(), contract.MaxShort),
 		Message: clean(fmt.Sprintf("a finding of rule %s (check %s) was refused by the collector and not stored: %s",
 			clean(f.GetRuleId(), 64), clean(f.GetCheck(), 64), reason), contract.MaxMessage),
-		Details: contract.Details(details),
+		Details: contract.Details(details), ScreenMatch: match,
 	}
 	if r.Category == "" {
 		r.Category = "agent"

@@ -129,7 +129,7 @@ func TestRSSChild(t *testing.T) {
 					f := testFinding(devID(d), seq, "evasion", time.Now())
 					f.Details, f.User, f.Message = details, fmt.Sprintf("pupil.%04d", d), "Search for ways around the web filter"
 					if seq%200 == 0 {
-						f.Check = AlertCheck
+						f.Check, f.ScreenMatch = "screen", &vigilv1.ScreenMatch{Term: "term"}
 						id := fmt.Sprintf("shot-%d", seq)
 						f.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: "image/png", Sha256: sha256Hex(shot), Size: int64(len(shot))}}
 						f.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: shot}}

@@ -7,7 +7,7 @@ package store
 //	u/<username>                          -> User (JSON)
 //	s/<sha256 hex of session token>       -> Session (JSON), TTL = idle expiry
 //	p/<username>                          -> Person (JSON)
-//	ai/<observed ns:8><device:26><seq:8>  -> empty; one per screen finding (written by commitGroup)
+//	ai/<observed ns:8><device:26><seq:8>  -> AlertSummary; one per alert (alertindex.go, with ax/)
 //	at/<device:26><seq:8>                 -> AlertState (JSON), history append-only
 //	x/<exclusion id>                      -> Exclusion (JSON)
 //	an/<device:26><seq:8>                 -> NotifyState (JSON)
@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -36,9 +37,6 @@ const (
 	pfxExclusion  = "x/"
 	pfxNotify     = "an/"
 )
-
-// AlertCheck is the check whose findings are safeguarding alerts.
-const AlertCheck = "screen"
 
 // ErrExists is returned when creating a record that is already there.
 var ErrExists = errors.New("store: already exists")
@@ -190,9 +188,6 @@ func AlertStateKey(device string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-// IsAlert says whether a finding is a safeguarding alert (indexed under ai/).
-func IsAlert(f *vigilv1.Finding) bool { return f.GetCheck() == AlertCheck }
-
 // Note, HistoryEntry and AlertState are the review record, owned by
 // collector/triage (its rules and typed status); the store keeps it as JSON.
 type (
@@ -317,6 +312,7 @@ func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 	if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
 		return nil, fmt.Errorf("decode stored finding: %w", err)
 	}
+	UpgradeLegacyAlert(f) // stored before the typed ScreenMatch
 	if !IsAlert(f) {
 		return nil, ErrNotFound
 	}
@@ -365,6 +361,13 @@ func (s *Store) ReviewAlert(device string, seq uint64, fn func(*AlertState) (*Ex
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
+		f := &vigilv1.Finding{}
+		if err := fitem.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+			return fmt.Errorf("decode stored finding: %w", err)
+		}
+		UpgradeLegacyAlert(f)
+		old := summaryOf(f, st)
+		old.EscalatedTo = slices.Clone(old.EscalatedTo)
 		before := len(st.History)
 		excl, err := fn(&st)
 		if err != nil {
@@ -393,7 +396,16 @@ func (s *Store) ReviewAlert(device string, seq uint64, fn func(*AlertState) (*Ex
 				e = e.WithTTL(ttl)
 			}
 		}
-		return txn.SetEntry(e)
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+		if !IsAlert(f) {
+			return nil
+		}
+		// The indexes change in the same transaction as the state they
+		// index, so a filter on status never sees one without the other.
+		cur := summaryOf(f, st)
+		return reindexAlert(txn, &old, &cur, fitem.ExpiresAt())
 	})
 	return st, err
 }
@@ -548,6 +560,7 @@ func (s *Store) LatestFindings(device string, checks []string, maxScan int) (map
 			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
 				return err
 			}
+			UpgradeLegacyAlert(f) // so IsAlert holds for alerts stored before ScreenMatch
 			if want[f.Check] && out[f.Check] == nil {
 				out[f.Check] = f
 			}
@@ -571,6 +584,7 @@ func (s *Store) RecentFindings(device string, maxScan int, fn func(*vigilv1.Find
 			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
 				return err
 			}
+			UpgradeLegacyAlert(f) // so IsAlert holds for alerts stored before ScreenMatch
 			if !fn(f) {
 				return nil
 			}

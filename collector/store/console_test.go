@@ -22,7 +22,7 @@ func TestAlertIndex(t *testing.T) {
 	for i := 1; i <= 20; i++ {
 		f := testFinding(devID(i%3), uint64(i), "self_harm", base.Add(time.Duration(i)*time.Minute))
 		if i%2 == 0 {
-			f.Check = AlertCheck
+			f.Check, f.ScreenMatch = "screen", &vigilv1.ScreenMatch{Term: "term"}
 		}
 		batch = append(batch, f)
 	}
@@ -84,7 +84,7 @@ func TestAlertStateAppendOnly(t *testing.T) {
 	s := openTest(t, t.TempDir(), nil)
 	defer s.Close()
 	f := testFinding(devID(1), 1, "self_harm", time.Now())
-	f.Check = AlertCheck
+	f.Check, f.ScreenMatch = "screen", &vigilv1.ScreenMatch{Term: "term"}
 	s.CommitFindings(context.Background(), []*vigilv1.Finding{f})
 	st, err := s.UpdateAlertState(devID(1), 1, func(st *AlertState) error {
 		st.Status = "in_review"

@@ -15,7 +15,7 @@ const selfID = "collectorself0000000000000"
 
 func screenFinding(dev string, seq uint64, evID string, data []byte) *vigilv1.Finding {
 	f := testFinding(dev, seq, "self_harm", time.Now())
-	f.Check = AlertCheck
+	f.Check, f.ScreenMatch = "screen", &vigilv1.ScreenMatch{Term: "term"}
 	f.Evidence = []*vigilv1.EvidenceRef{{Id: evID, MediaType: "image/png", Sha256: sha256Hex(data), Size: int64(len(data))}}
 	f.EvidenceData = []*vigilv1.EvidenceBlob{{Id: evID, Data: data}}
 	return f

@@ -16,7 +16,7 @@ func TestReviewAlertProposalInTheSameTransaction(t *testing.T) {
 	s := openTest(t, t.TempDir(), nil)
 	defer s.Close()
 	f := testFinding(devID(1), 1, "violence", time.Now())
-	f.Check = AlertCheck
+	f.Check, f.ScreenMatch = "screen", &vigilv1.ScreenMatch{Term: "t", Library: "violence", Category: "violence"}
 	if _, _, err := s.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,11 @@ type Store struct {
 	selfSeq    atomic.Uint64
 	openDamage []DamagedTable // found by the verification at open, raised once serving
 
+	feedMu sync.Mutex
+	feeds  []*AlertFeed // SubscribeAlerts
+
+	txnUse txnUse // the committer's current transaction (setEntries)
+
 	// beforeCommit, when set (tests only), runs before each group commit.
 	beforeCommit func(group []*commitReq)
 }
@@ -264,6 +269,10 @@ func Open(dir string, opts Options) (*Store, error) {
 			s.db = db
 		}
 	}
+	if err := s.ensureAlertIndex(); err != nil {
+		s.db.Close()
+		return nil, err
+	}
 	go s.committer()
 	go s.tokenWriter()
 	go s.background()
@@ -280,9 +289,6 @@ func chmodTree(dir string) {
 		}
 	}
 }
-
-// DB exposes Badger for benchmarks that compare against raw writes.
-func (s *Store) DB() *badger.DB { return s.db }
 
 // CommitFindings durably stores findings, skipping any (device_id, seq) that
 // is already stored. It returns once the transaction holding them is synced.
@@ -406,8 +412,10 @@ func (s *Store) commitGroup(group []*commitReq) {
 	}
 	seen := make(map[string]bool, 64)
 	txn := s.db.NewTransaction(true)
+	s.txnUse = txnUse{}
 	var err error
 	var conflicts []EvidenceConflict
+	var alerts []AlertRef
 	for i, req := range group {
 		if results[i].err != nil {
 			continue
@@ -432,6 +440,9 @@ func (s *Store) commitGroup(group []*commitReq) {
 				break
 			}
 			seen[string(key)] = true
+			if IsAlert(f) {
+				alerts = append(alerts, AlertRef{f.DeviceId, f.Seq})
+			}
 			results[i].stored++
 			results[i].conflicts = append(results[i].conflicts, refused...)
 			conflicts = append(conflicts, refused...)
@@ -458,6 +469,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 				"device", c.DeviceID, "seq", c.Seq, "evidence_id", c.EvidenceID)
 		}
 		s.health.addConflicts(len(conflicts))
+		s.publishAlerts(alerts)
 	}
 	for i, req := range group {
 		if err != nil && results[i].err == nil {
@@ -485,8 +497,10 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 	}
 	entries := []*badger.Entry{withTTL(badger.NewEntry(findingKey(f.DeviceId, f.Seq), val)), withTTL(badger.NewEntry(timeKey(f), nil))}
 	if IsAlert(f) {
-		// Alert index (console.go): listing alerts never scans all findings.
-		entries = append(entries, withTTL(badger.NewEntry(AlertIndexKey(f), nil)))
+		// Alert indexes (alertindex.go): a filtered page of the queue never
+		// scans or decodes findings it does not show.
+		sum := summaryOf(f, AlertState{Status: "new"})
+		entries = append(entries, alertEntries(&sum, expiryOf(ttl))...)
 	}
 	var refused []EvidenceConflict
 	for _, b := range blobs {
@@ -512,28 +526,65 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 			withTTL(badger.NewEntry(evidenceKey(f.DeviceId, b.Id), b.Data)),
 			withTTL(badger.NewEntry(evidenceMetaKey(f.DeviceId, b.Id), encodeEvidenceMeta(f.Seq, sum))))
 	}
-	return refused, setEntries(txn, s.db, entries...)
+	return refused, s.setEntries(txn, entries...)
 }
 
-// setEntries adds entries to *txn, committing and starting a new transaction
-// when Badger says the current one is full. Entries already committed that
-// way are durable; a later failure makes the caller report an error and the
-// agent resend, which the dedupe check then absorbs.
-func setEntries(txn **badger.Txn, db *badger.DB, entries ...*badger.Entry) error {
+// setEntries adds one finding's entries to *txn. When they would not fit
+// in it (Badger's count and size limits, estimated as Badger does), *txn is
+// committed first and a new transaction takes them all, so a finding, its
+// index entries and its evidence are always in one transaction: a crash
+// between two never leaves a finding its dedupe check would keep from
+// being indexed. Entries already committed that way are durable; a later
+// failure makes the caller report an error and the agent resend, which the
+// dedupe check then absorbs. Only the committer calls it (txnUse).
+func (s *Store) setEntries(txn **badger.Txn, entries ...*badger.Entry) error {
+	n, size := int64(len(entries)), int64(0)
+	for _, e := range entries {
+		size += s.entrySize(e)
+	}
+	renew := func() error {
+		if err := (*txn).Commit(); err != nil {
+			return err
+		}
+		*txn = s.db.NewTransaction(true)
+		s.txnUse = txnUse{}
+		return nil
+	}
+	if s.txnUse.count > 0 && (s.txnUse.count+n >= s.db.MaxBatchCount() || s.txnUse.size+size >= s.db.MaxBatchSize()) {
+		if err := renew(); err != nil {
+			return err
+		}
+	}
 	for _, e := range entries {
 		err := (*txn).SetEntry(e)
 		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := (*txn).Commit(); err != nil {
+			// The estimate was short, or one finding alone is larger
+			// than a transaction: split rather than refuse it.
+			if err := renew(); err != nil {
 				return err
 			}
-			*txn = db.NewTransaction(true)
 			err = (*txn).SetEntry(e)
 		}
 		if err != nil {
 			return err
 		}
 	}
+	s.txnUse.count += n
+	s.txnUse.size += size
 	return nil
+}
+
+// txnUse is what the committer has added to its current transaction.
+type txnUse struct{ count, size int64 }
+
+// entrySize is Badger's estimate of an entry in a transaction (key with
+// its version, value or value pointer, meta), with a margin.
+func (s *Store) entrySize(e *badger.Entry) int64 {
+	k, v := int64(len(e.Key)), int64(len(e.Value))
+	if v < s.bopts.ValueThreshold {
+		return k + v + 2 + 10 + 8
+	}
+	return k + 12 + 2 + 10 + 8
 }
 
 func (s *Store) retention(category string) time.Duration {
@@ -574,6 +625,7 @@ func (s *Store) ListFindings(ctx context.Context, q Query, fn func(*vigilv1.Find
 			if err := proto.Unmarshal(val, f); err != nil {
 				return false, fmt.Errorf("decode stored finding: %w", err)
 			}
+			UpgradeLegacyAlert(f)
 			if !q.Since.IsZero() && f.GetObservedAt().AsTime().Before(q.Since) {
 				return true, nil
 			}

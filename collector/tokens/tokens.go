@@ -26,9 +26,16 @@ var ErrBadRequest = errors.New("bad token request")
 
 var groupRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
+// Store is what token administration needs of the collector's store.
+type Store interface {
+	PutToken(t store.Token) error
+	Tokens() ([]store.Token, error)
+	LogAccess(e store.AccessEntry) error
+}
+
 // Service mints, lists and revokes enrollment tokens in the store.
 type Service struct {
-	Store         *store.Store
+	Store         Store
 	CAFingerprint string
 	Logger        *slog.Logger
 	Now           func() time.Time

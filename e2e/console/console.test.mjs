@@ -26,6 +26,7 @@ import path from 'node:path';
 const env = process.env;
 const BASE = (env.BASE_URL || '').replace(/\/$/, '');
 const TERM = env.ALERT_TERM || 'kill myself';
+const HOSTNAME = env.DEVICE_HOSTNAME || os.hostname();
 const SHOTS = env.SCREENSHOT_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-shots-'));
 const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
 const TOTAL_BUDGET_MS = Number(env.TOTAL_TIMEOUT_MS || 300000);
@@ -265,6 +266,12 @@ try {
   const rowText = await row.innerText();
   assert(/critical/i.test(rowText), `queue row has no critical severity badge: ${rowText}`);
   assert(/new/i.test(rowText), `queue row is not New: ${rowText}`);
+  // The device by its hostname, not a truncated id.
+  assert(rowText.includes(HOSTNAME), `queue row does not name the device ${HOSTNAME}: ${rowText}`);
+  // The category filter offers the categories the alerts have, not every
+  // category a rule could raise.
+  const catOptions = await page.locator('select[name=category] option').evaluateAll((os) => os.map((o) => o.value));
+  assert(JSON.stringify(catOptions) === JSON.stringify(['', 'self_harm']), `category filter offers ${catOptions}, want only self_harm`);
   alertId = decodeURIComponent((await link.getAttribute('href')).replace('#/alerts/', ''));
   await page.getByLabel('Severity').waitFor();
   await checkA11y('queue');
@@ -381,6 +388,7 @@ try {
   const r1 = await page.locator('#reviewer-1').innerText();
   const r2 = await page.locator('#reviewer-2').innerText();
   assert(r1 !== r2, 'both reviewer boxes show the same person');
+  assert(r1.includes('Dana Lead') && r2.includes('Sam Deputy'), `reviewers not by display name: "${r1}" / "${r2}"`);
 
   step('conclude: Referred to safeguarding board');
   await page.getByLabel('Conclusion', { exact: true }).selectOption({ label: 'Referred to safeguarding board' });

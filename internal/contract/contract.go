@@ -107,6 +107,14 @@ func Validate(f *vigilv1.Finding, o Options) error {
 			return fmt.Errorf("%s is not valid UTF-8", fl.name)
 		}
 	}
+	for _, fl := range screenMatchFields(f) {
+		if len(*fl.v) > MaxMessage {
+			return fmt.Errorf("%s longer than %d bytes", fl.name, MaxMessage)
+		}
+		if !utf8.ValidString(*fl.v) {
+			return fmt.Errorf("%s is not valid UTF-8", fl.name)
+		}
+	}
 	if f.Check == "" {
 		return errors.New("check is required")
 	}
@@ -133,6 +141,24 @@ func shortFields(f *vigilv1.Finding) []field {
 		{"check", &f.Check}, {"rule_id", &f.RuleId}, {"category", &f.Category}, {"user", &f.User},
 		{"status", &f.Status}, {"rules_hash", &f.RulesHash}, {"group", &f.Group},
 	}
+}
+
+// screenMatchFields are the typed screen match's strings (none when the
+// finding has no match), each bounded by MaxMessage.
+func screenMatchFields(f *vigilv1.Finding) []field {
+	m := f.GetScreenMatch()
+	if m == nil {
+		return nil
+	}
+	out := []field{
+		{"screen_match.term", &m.Term}, {"screen_match.library", &m.Library}, {"screen_match.category", &m.Category},
+		{"screen_match.context", &m.Context}, {"screen_match.window_title", &m.WindowTitle}, {"screen_match.process", &m.Process},
+		{"screen_match.user", &m.User}, {"screen_match.source", &m.Source},
+	}
+	for i := range m.EvidenceIds {
+		out = append(out, field{fmt.Sprintf("screen_match.evidence_ids[%d]", i), &m.EvidenceIds[i]})
+	}
+	return out
 }
 
 // maxDepth bounds nesting in details; structpb itself has no bound, and a

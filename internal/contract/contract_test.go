@@ -205,6 +205,15 @@ func TestValidateLimits(t *testing.T) {
 		{"details over body limit", func(f *vigilv1.Finding) {
 			f.Details.Fields["blob"] = str(strings.Repeat("A", MaxBodyBytes))
 		}, "without its evidence", true},
+		{"screen match not UTF-8", func(f *vigilv1.Finding) {
+			f.ScreenMatch = &vigilv1.ScreenMatch{Term: "kill myself", WindowTitle: "how to kill myself \xff"}
+		}, "screen_match.window_title is not valid UTF-8", true},
+		{"long screen match context", func(f *vigilv1.Finding) {
+			f.ScreenMatch = &vigilv1.ScreenMatch{Term: "t", Context: strings.Repeat("c", MaxMessage+1)}
+		}, "screen_match.context longer than", true},
+		{"bad screen match evidence id", func(f *vigilv1.Finding) {
+			f.ScreenMatch = &vigilv1.ScreenMatch{Term: "t", EvidenceIds: []string{"ok", "\xfe"}}
+		}, "screen_match.evidence_ids[1]", true},
 		{"many small details", func(f *vigilv1.Finding) {
 			l := make([]any, 40000)
 			for i := range l {

@@ -221,6 +221,9 @@ func Sanitize(f *vigilv1.Finding) []string {
 		s.field(fl.name, fl.v, MaxShort)
 	}
 	s.field("device_id", &f.DeviceId, MaxShort)
+	for _, fl := range screenMatchFields(f) {
+		s.field(fl.name, fl.v, MaxMessage)
+	}
 	switch {
 	case f.Severity < vigilv1.Severity_SEVERITY_INFO:
 		s.note("severity %d raised to info", f.Severity)

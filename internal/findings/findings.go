@@ -31,6 +31,8 @@ type JSON struct {
 	Details     map[string]any         `json:"details,omitempty"`
 	Evidence    []*vigilv1.EvidenceRef `json:"evidence,omitempty"`
 	RulesHash   string                 `json:"rules_hash,omitempty"`
+	// ScreenMatch: the typed match of a safeguarding alert.
+	ScreenMatch *vigilv1.ScreenMatch `json:"screen_match,omitempty"`
 }
 
 // ToJSON converts a finding for JSON output.
@@ -39,7 +41,7 @@ func ToJSON(f *vigilv1.Finding) JSON {
 		DeviceID: f.GetDeviceId(), Seq: f.GetSeq(), Group: f.GetGroup(), User: f.GetUser(),
 		Check: f.GetCheck(), RuleID: f.GetRuleId(), RuleVersion: f.GetRuleVersion(),
 		Severity: SeverityName(f.GetSeverity()), Category: f.GetCategory(), Status: f.GetStatus(),
-		Message: f.GetMessage(), Evidence: f.GetEvidence(), RulesHash: f.GetRulesHash(),
+		Message: f.GetMessage(), Evidence: f.GetEvidence(), RulesHash: f.GetRulesHash(), ScreenMatch: f.GetScreenMatch(),
 	}
 	if f.GetObservedAt() != nil {
 		j.Time = f.GetObservedAt().AsTime().UTC().Format(time.RFC3339Nano)

@@ -61,9 +61,13 @@ func TestEvidenceWithinBudget(t *testing.T) {
 				if len(o.Evidence) != 1 || o.Evidence[0].MediaType != c.media || dropped != "" {
 					t.Errorf("evidence %v, dropped %q", o.Evidence, dropped)
 				}
+				// The typed match names the screenshot that shows it.
+				if ids := o.ScreenMatch.GetEvidenceIds(); len(o.Evidence) == 1 && (len(ids) != 1 || ids[0] != o.Evidence[0].Id) {
+					t.Errorf("screen match evidence ids %v, want [%s]", ids, o.Evidence[0].Id)
+				}
 				return
 			}
-			if len(o.Evidence) != 0 || len(o.EvidenceData) != 0 || !strings.Contains(dropped, c.dropped) {
+			if len(o.Evidence) != 0 || len(o.EvidenceData) != 0 || !strings.Contains(dropped, c.dropped) || len(o.ScreenMatch.GetEvidenceIds()) != 0 {
 				t.Errorf("evidence %v, dropped %q; want none and %q", o.Evidence, dropped, c.dropped)
 			}
 		})

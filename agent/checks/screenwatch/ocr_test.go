@@ -121,6 +121,12 @@ func TestOCRTextMatched(t *testing.T) {
 		o.Details["title"] != "Notes" || o.Details["process"] != "xterm" || o.User != "pupil1" {
 		t.Errorf("details %+v", o.Details)
 	}
+	// The typed match the collector reads (not the Details keys above,
+	// which are for people reading the finding).
+	if sm := o.ScreenMatch; sm.GetSource() != "ocr" || sm.GetTerm() != "kill myself" || sm.GetContext() != "I want to kill myself tonight" ||
+		sm.GetWindowTitle() != "Notes" || sm.GetProcess() != "xterm" || sm.GetUser() != "pupil1" || sm.GetLibrary() == "" || sm.GetCategory() != o.Category {
+		t.Errorf("screen match %v", sm)
+	}
 	m := o.Details["matches"].([]any)
 	if len(m) != 1 || m[0].(map[string]any)["start"] != 10 || m[0].(map[string]any)["end"] != 21 {
 		t.Errorf("matches %+v (one, at 10..21 in its line: a phrase split over two lines is not matched)", m)

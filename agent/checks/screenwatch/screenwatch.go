@@ -600,6 +600,9 @@ func (h *Hub) Evidence(ctx context.Context, p session.Peer, token string, ev ses
 		id := randomID()
 		pd.obs.Evidence = []*vigilv1.EvidenceRef{{Id: id, MediaType: mediaType, Sha256: hex.EncodeToString(sum[:]), Size: int64(len(ev.Data))}}
 		pd.obs.EvidenceData = []*vigilv1.EvidenceBlob{{Id: id, Data: ev.Data}}
+		if pd.obs.ScreenMatch != nil {
+			pd.obs.ScreenMatch.EvidenceIds = []string{id}
+		}
 	}
 	if _, _, err := emit(context.WithoutCancel(ctx), pd.rule, pd.obs); err != nil {
 		h.log.Error("screen: record finding with its screenshot", "rule", pd.rule.ID, "message", pd.obs.Message, "err", err)
@@ -631,6 +634,9 @@ func observation(p session.Peer, w screen.Window, ms []match.Match, repeats int)
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in the active window title (%s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+		ScreenMatch: &vigilv1.ScreenMatch{Term: top.Term, Library: top.RuleID, Category: top.Category,
+			Context: contextWindow(w.Title, top.Start, top.End), WindowTitle: w.Title, Process: w.Process,
+			User: p.Username, Source: "window_title"},
 	}
 }
 
@@ -659,6 +665,9 @@ func ocrObservation(p session.Peer, w screen.Window, text string, ms []match.Mat
 	return checks.Observation{
 		Message:  fmt.Sprintf("%s term %q in text on the screen (OCR; active window: %s)", top.Category, top.Term, w.Process),
 		Severity: top.Severity, Category: top.Category, User: p.Username, Details: details,
+		ScreenMatch: &vigilv1.ScreenMatch{Term: top.Term, Library: top.RuleID, Category: top.Category,
+			Context: contextWindow(line, start, end), WindowTitle: w.Title, Process: w.Process,
+			User: p.Username, Source: "ocr"},
 	}
 }
 

@@ -135,7 +135,8 @@ func TestApprovedExclusion(t *testing.T) {
 	clock = t0.Add(time.Hour) // the expiry itself: no longer excluded
 	mu.Unlock()
 	observe(1, "zorblax - Google Search")
-	if o := rec.next(t, "after expiry"); o.Details["term"] != "zorblax" || o.Details["library"] != "keywords-test" {
+	if o := rec.next(t, "after expiry"); o.Details["term"] != "zorblax" || o.Details["library"] != "keywords-test" ||
+		o.ScreenMatch.GetTerm() != "zorblax" || o.ScreenMatch.GetLibrary() != "keywords-test" || o.ScreenMatch.GetSource() != "window_title" {
 		t.Errorf("after expiry: %+v", o.Details)
 	}
 }

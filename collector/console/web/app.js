@@ -32,11 +32,6 @@ const SEVERITY_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
 // positive end the review.
 const STATUSES = { new: 'New', in_review: 'In review', concluded: 'Concluded', false_positive: 'False positive' };
 const CLOSED = new Set(['concluded', 'false_positive']);
-const CATEGORIES = [
-  'self_harm', 'grooming', 'extremism', 'sexual_content', 'bullying', 'violence', 'hate',
-  'drugs', 'gambling', 'challenges', 'filter_bypass', 'safeguarding', 'compliance',
-  'unapproved_software', 'selftest', 'agent',
-];
 const CONCLUSIONS = [
   ['no_concern', 'No concern'],
   ['kept_on_file', 'Kept on file'],
@@ -441,12 +436,15 @@ async function viewQueue(query, seq) {
     else params.set(k, v);
   }
   params.set('limit', '100');
-  let data = await api('GET', `/alerts?${params}`);
+  // The category filter offers the categories this viewer's alerts have.
+  const [firstPage, catList] = await Promise.all([api('GET', `/alerts?${params}`),
+    api('GET', '/alert-categories').catch(() => ({ categories: [] }))]);
+  let data = firstPage;
   if (!isCurrent(seq)) return;
   let alerts = data.alerts || [];
   let next = data.next_cursor || '';
 
-  const form = queueFilters(query, sort);
+  const form = queueFilters(query, sort, catList.categories || []);
   const tableHolder = h('div', { id: 'queue' });
   const more = h('div', { class: 'more' });
   const summary = h('p', { class: 'muted', id: 'queue-summary' });
@@ -483,8 +481,8 @@ async function viewQueue(query, seq) {
   draw();
 }
 
-function queueFilters(query, sort) {
-  const cats = new Set(CATEGORIES);
+function queueFilters(query, sort, categories) {
+  const cats = new Set(categories);
   if (query.get('category')) cats.add(query.get('category'));
   const controls = {
     status: select('status', [['', 'Any status'], ...Object.entries(STATUSES)], query.get('status')),
@@ -552,7 +550,8 @@ function queueTable(alerts, sort) {
         a.illegal ? [' ', h('span', { class: 'badge illegal' }, 'Illegal: refer')] : null,
         a.category ? h('span', { class: 'hint' }, titleCase(a.category)) : null),
       h('td', { 'data-label': 'Context', class: 'context' }, a.context || a.title || a.message || ''),
-      h('td', { 'data-label': 'Device' }, h('span', { class: 'mono', title: a.device_id }, shortId(a.device_id)),
+      h('td', { 'data-label': 'Device' }, a.hostname ? h('span', { class: 'hostname', title: a.device_id }, a.hostname)
+        : h('span', { class: 'mono', title: a.device_id }, shortId(a.device_id)),
         a.group ? h('span', { class: 'hint' }, a.group) : null),
       h('td', { 'data-label': 'Person' }, personLabel(a)),
       h('td', { 'data-label': 'Time' }, when(a.time)),

@@ -417,7 +417,10 @@ type Finding struct {
 	// Hash of the rules bundle the finding was produced under.
 	RulesHash string `protobuf:"bytes,15,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
 	// Evidence bytes travelling with the finding (see EvidenceBlob).
-	EvidenceData  []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
+	EvidenceData []*EvidenceBlob `protobuf:"bytes,16,rep,name=evidence_data,json=evidenceData,proto3" json:"evidence_data,omitempty"`
+	// Set on safeguarding (screen keyword) findings, which makes them alerts
+	// (screen.proto).
+	ScreenMatch   *ScreenMatch `protobuf:"bytes,20,opt,name=screen_match,json=screenMatch,proto3" json:"screen_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +563,13 @@ func (x *Finding) GetRulesHash() string {
 func (x *Finding) GetEvidenceData() []*EvidenceBlob {
 	if x != nil {
 		return x.EvidenceData
+	}
+	return nil
+}
+
+func (x *Finding) GetScreenMatch() *ScreenMatch {
+	if x != nil {
+		return x.ScreenMatch
 	}
 	return nil
 }
@@ -1519,7 +1529,7 @@ var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\x1a\x16vigil/v1/upgrade.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\x1a\x16vigil/v1/upgrade.proto\x1a\x15vigil/v1/screen.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1543,7 +1553,7 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\"2\n" +
 	"\fEvidenceBlob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xb1\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xeb\x04\n" +
 	"\aFinding\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -1563,7 +1573,8 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x06status\x18\x0e \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
 	"rules_hash\x18\x0f \x01(\tR\trulesHash\x12;\n" +
-	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\"\xd7\x01\n" +
+	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\x128\n" +
+	"\fscreen_match\x18\x14 \x01(\v2\x15.vigil.v1.ScreenMatchR\vscreenMatch\"\xd7\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1695,11 +1706,12 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	nil,                           // 17: vigil.v1.RulesBundle.FilesEntry
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
-	(*Inventory)(nil),             // 20: vigil.v1.Inventory
-	(*UpgradeReport)(nil),         // 21: vigil.v1.UpgradeReport
-	(*UpgradeOffer)(nil),          // 22: vigil.v1.UpgradeOffer
-	(*DownloadRequest)(nil),       // 23: vigil.v1.DownloadRequest
-	(*ReleaseChunk)(nil),          // 24: vigil.v1.ReleaseChunk
+	(*ScreenMatch)(nil),           // 20: vigil.v1.ScreenMatch
+	(*Inventory)(nil),             // 21: vigil.v1.Inventory
+	(*UpgradeReport)(nil),         // 22: vigil.v1.UpgradeReport
+	(*UpgradeOffer)(nil),          // 23: vigil.v1.UpgradeOffer
+	(*DownloadRequest)(nil),       // 24: vigil.v1.DownloadRequest
+	(*ReleaseChunk)(nil),          // 25: vigil.v1.ReleaseChunk
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1707,34 +1719,35 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	19, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
 	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
-	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	18, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	20, // 8: vigil.v1.RequestResult.inventory:type_name -> vigil.v1.Inventory
-	6,  // 9: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	8,  // 10: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	9,  // 11: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	10, // 12: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	21, // 13: vigil.v1.AgentMessage.upgrade_report:type_name -> vigil.v1.UpgradeReport
-	13, // 14: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 15: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 16: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 17: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 18: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 19: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 20: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	22, // 21: vigil.v1.CollectorMessage.upgrade_offer:type_name -> vigil.v1.UpgradeOffer
-	1,  // 22: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 23: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	23, // 24: vigil.v1.Collector.DownloadRelease:input_type -> vigil.v1.DownloadRequest
-	2,  // 25: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 26: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	24, // 27: vigil.v1.Collector.DownloadRelease:output_type -> vigil.v1.ReleaseChunk
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 5: vigil.v1.Finding.screen_match:type_name -> vigil.v1.ScreenMatch
+	5,  // 6: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
+	18, // 7: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 8: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	21, // 9: vigil.v1.RequestResult.inventory:type_name -> vigil.v1.Inventory
+	6,  // 10: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 11: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 12: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 13: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	22, // 14: vigil.v1.AgentMessage.upgrade_report:type_name -> vigil.v1.UpgradeReport
+	13, // 15: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 16: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 17: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 18: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 19: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 20: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 21: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	23, // 22: vigil.v1.CollectorMessage.upgrade_offer:type_name -> vigil.v1.UpgradeOffer
+	1,  // 23: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 24: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	24, // 25: vigil.v1.Collector.DownloadRelease:input_type -> vigil.v1.DownloadRequest
+	2,  // 26: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 27: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	25, // 28: vigil.v1.Collector.DownloadRelease:output_type -> vigil.v1.ReleaseChunk
+	26, // [26:29] is the sub-list for method output_type
+	23, // [23:26] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1744,6 +1757,7 @@ func file_vigil_v1_vigil_proto_init() {
 	}
 	file_vigil_v1_inventory_proto_init()
 	file_vigil_v1_upgrade_proto_init()
+	file_vigil_v1_screen_proto_init()
 	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
