@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -133,7 +134,7 @@ func BenchmarkAlertList(b *testing.B) {
 
 	srv, err := New(Config{Store: st, Logger: quiet})
 	must(b, err)
-	u, _ := NewUser("dsl9", "Bench DSL", RoleDSL, testPassword, "", false, time.Now())
+	u, _ := auth.NewUser("dsl9", "Bench DSL", RoleDSL, testPassword, "", false, time.Now())
 	must(b, st.CreateUser(u))
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()

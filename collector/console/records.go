@@ -380,39 +380,3 @@ func compliance(f *vigilv1.Finding, now time.Time) string {
 	}
 	return "unknown"
 }
-
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, v *viewer) {
-	users, err := s.st.Users()
-	if err != nil {
-		s.internal(w, "list users", err)
-		return
-	}
-	out := make([]UserJSON, 0, len(users))
-	for _, u := range users {
-		out = append(out, userJSON(u))
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// UserJSON is an account as the API shows it (never the hash or secret).
-type UserJSON struct {
-	Username    string `json:"username"`
-	DisplayName string `json:"display_name"`
-	Role        string `json:"role"`
-	Email       string `json:"email"`
-	Chair       bool   `json:"chair"`
-	TOTP        bool   `json:"totp"`
-	Created     string `json:"created"`
-	Disabled    bool   `json:"disabled"`
-}
-
-func userJSON(u store.User) UserJSON {
-	return UserJSON{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Email: u.Email, Chair: u.Chair,
-		TOTP: u.TOTPSecret != "", Created: ts(u.Created), Disabled: u.Disabled}
-}
-
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request, v *viewer) {
-	if u, ok := s.addUser(w, r, v.Username, false); ok {
-		writeJSON(w, http.StatusCreated, userJSON(u))
-	}
-}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
@@ -208,7 +209,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := console.EnsureAdmin(st, cfg.DataDir, log); err != nil {
+	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
 		return err
 	}
 	minSev := cfg.NotifySeverity
@@ -316,7 +317,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, rawG.Addr())}
 	cons, err := console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies, Deploy: deploy,
+		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
 		ExclusionsChanged: func() {
 			select {
 			case exclChanged <- struct{}{}:
@@ -332,6 +333,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
+	amux.Handle("/v1/users/", cons.AdminHandler()) // user list|disable|enable|reset
 	amux.Handle("/v1/people/", cons.AdminHandler())
 	amux.Handle("/", adm.Handler())
 	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
