@@ -32,7 +32,7 @@ import (
 
 func TestMain(m *testing.M) {
 	auth.BcryptCost = bcrypt.MinCost
-	pdfCompress = false
+	pdfOptions.Uncompressed = true
 	os.Exit(m.Run())
 }
 

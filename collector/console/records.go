@@ -2,7 +2,6 @@ package console
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/go-pdf/fpdf"
 
+	"github.com/vigil-safeguarding/vigil/collector/records"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -124,8 +123,8 @@ func ConclusionText(st store.AlertState) string {
 	return t
 }
 
-// pdfCompress is off in tests so the text can be searched.
-var pdfCompress = true
+// pdfOptions: tests leave the PDF uncompressed.
+var pdfOptions records.Options
 
 func (s *Server) formPDF(w http.ResponseWriter, r *http.Request, v *viewer) {
 	a := s.loadVisible(w, r.PathValue("id"), v)
@@ -182,94 +181,51 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04 MST")
 }
 
-// renderForm writes the review form of seed 002 Appendix 5 as a PDF.
+// renderForm writes the review form of seed 002 Appendix 5 as a PDF
+// (collector/records renders; this decides what it says).
 func (s *Server) renderForm(out io.Writer, a *store.Alert) error {
 	j := s.alertJSON(a)
 	st := a.State
 	dev, _ := s.st.GetDevice(a.Finding.DeviceId)
-	pdf := fpdf.New("P", "mm", "A4", "")
-	pdf.SetCompression(pdfCompress)
-	pdf.SetTitle("Record of reviewing devices and/or internet sites", true)
-	pdf.SetCreator("Vigil", true)
-	tr := pdf.UnicodeTranslatorFromDescriptor("")
-	pdf.AddPage()
-	pdf.SetFont("Helvetica", "B", 15)
-	pdf.CellFormat(0, 9, tr("Record of reviewing devices and/or internet sites"), "", 1, "L", false, 0, "")
-	pdf.SetFont("Helvetica", "", 9)
-	pdf.CellFormat(0, 5, tr("Form for responding to incidents of misuse (seed 002 Appendix 5). Alert "+j.ID), "", 1, "L", false, 0, "")
-	pdf.Ln(3)
-	section := func(title string) {
-		pdf.Ln(2)
-		pdf.SetFont("Helvetica", "B", 11)
-		pdf.CellFormat(0, 7, tr(title), "B", 1, "L", false, 0, "")
-		pdf.SetFont("Helvetica", "", 10)
-	}
-	row := func(k, val string) {
-		pdf.SetFont("Helvetica", "B", 10)
-		pdf.CellFormat(55, 6, tr(k), "", 0, "L", false, 0, "")
-		pdf.SetFont("Helvetica", "", 10)
-		pdf.MultiCell(0, 6, tr(val), "", "L", false)
-	}
 	person := j.Person
 	if j.PersonName != "" {
 		person = j.PersonName + " (" + j.Person + ", " + j.PersonRole + ")"
 	}
-	section("Individual / group")
-	row("Individual/Group", strings.TrimSpace(person+"  group: "+j.Group))
-	row("Date", fmtTime(a.Finding.GetObservedAt().AsTime()))
-	row("Reason for investigation", st.Reason)
-	section("Details of first reviewing person")
-	row("Name and position", s.userLabel(st.FirstReviewer))
-	row("Signed", fmtTime(st.FirstSignedAt))
-	section("Details of second reviewing person")
-	row("Name and position", s.userLabel(st.SecondReviewer))
-	row("Signed", fmtTime(st.SecondSignedAt))
-	section("Reference details for the device")
-	row("Make and model", strings.TrimSpace(fmt.Sprintf("%s (%s %s)", dev.Hostname, dev.OS, dev.Arch)))
-	row("Device ID", j.DeviceID)
-	row("IP address", "not recorded by Vigil")
-	section("Reason for concern")
-	row("Category / severity", j.Category+" / "+findings.SeverityName(a.Finding.Severity))
-	row("Term", j.Term)
-	row("Context", j.Context)
-	row("Window / process", j.Title+"  ("+j.Process+")")
-	if j.Illegal {
-		row("Illegal material", IllegalGuidance)
+	f := records.ReviewForm{
+		AlertID:        j.ID,
+		Individual:     strings.TrimSpace(person + "  group: " + j.Group),
+		Date:           fmtTime(a.Finding.GetObservedAt().AsTime()),
+		Reason:         st.Reason,
+		FirstReviewer:  s.userLabel(st.FirstReviewer),
+		FirstSigned:    fmtTime(st.FirstSignedAt),
+		SecondReviewer: s.userLabel(st.SecondReviewer),
+		SecondSigned:   fmtTime(st.SecondSignedAt),
+		MakeModel:      strings.TrimSpace(fmt.Sprintf("%s (%s %s)", dev.Hostname, dev.OS, dev.Arch)),
+		DeviceID:       j.DeviceID,
+		IPAddress:      "not recorded by Vigil",
+		Category:       j.Category + " / " + findings.SeverityName(a.Finding.Severity),
+		Term:           j.Term,
+		Context:        j.Context,
+		Window:         j.Title + "  (" + j.Process + ")",
+		Concluded:      fmtTime(st.ConcludedAt),
 	}
-	section("Conclusion")
+	if j.Illegal {
+		f.Illegal = IllegalGuidance
+	}
 	for _, c := range Conclusions {
-		mark := "[ ]"
-		if c == st.Conclusion {
-			mark = "[X]"
-		}
 		text := ConclusionLabels[c]
 		if c == "other" && st.Conclusion == "other" {
 			text += ": " + st.ConclusionOther
 		}
-		row(mark, text)
-	}
-	row("Concluded", fmtTime(st.ConcludedAt))
-	section("Notes")
-	if len(st.Notes) == 0 {
-		row("", "none")
+		f.Conclusions = append(f.Conclusions, records.Choice{Label: text, Chosen: c == st.Conclusion})
 	}
 	for _, n := range st.Notes {
-		row(fmtTime(n.Time)+" "+n.By, n.Text)
+		f.Notes = append(f.Notes, records.Row{Label: fmtTime(n.Time) + " " + n.By, Text: n.Text})
 	}
-	section("History")
-	pdf.SetFont("Helvetica", "", 8)
 	for _, h := range st.History {
-		pdf.MultiCell(0, 4.5, tr(fmt.Sprintf("%s  %s  %s  %s", fmtTime(h.Time), h.By, h.Action, h.Detail)), "", "L", false)
+		f.History = append(f.History, fmt.Sprintf("%s  %s  %s  %s", fmtTime(h.Time), h.By, h.Action, h.Detail))
 	}
-	return pdf.Output(out)
-}
-
-// csvCell defuses spreadsheet formula injection.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+	return records.ReviewFormPDF(out, f, pdfOptions)
 }
 
 func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -304,18 +260,15 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	sort.Slice(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="vigil-incidents.csv"`)
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "time", "person", "category", "severity", "term", "reason", "first_reviewer", "second_reviewer", "conclusion", "concluded_at"})
+	out := make([][]string, 0, len(rows))
 	for _, rw := range rows {
 		j := s.alertJSON(rw.a)
 		st := rw.a.State
-		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, st.FirstReviewer, st.SecondReviewer, ConclusionText(st), ts(st.ConcludedAt)}
-		for i := range rec {
-			rec[i] = csvCell(rec[i])
-		}
-		cw.Write(rec)
+		out = append(out, []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, st.FirstReviewer, st.SecondReviewer, ConclusionText(st), ts(st.ConcludedAt)})
 	}
-	cw.Flush()
+	if err := records.IncidentsCSV(w, out); err != nil {
+		s.log.Warn("console: write incident log", "err", err)
+	}
 }
 
 // DeviceJSON is a device in the fleet list.
