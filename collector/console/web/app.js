@@ -406,9 +406,14 @@ function viewLogin() {
         const wait = (e.body && e.body.retry_after_text) || (s > 0 ? waitText(s) : '');
         err.textContent = `Too many attempts. Try again${wait ? ` in ${wait}` : ' later'}.`;
       } else if (e.status === 401) {
-        err.textContent = e.body && e.body.totp_required
-          ? 'Enter the one-time code from your authenticator app.'
-          : 'Username, password or one-time code not recognised.';
+        if (e.body && e.body.totp_required) {
+          err.textContent = totp.value.trim()
+            ? 'That one-time code was not accepted (wrong, expired or already used). Enter the current code.'
+            : 'Enter the one-time code from your authenticator app.';
+          if (totp.value.trim()) { totp.value = ''; }
+        } else {
+          err.textContent = 'Username, password or one-time code not recognised.';
+        }
       } else {
         err.textContent = e.message;
       }
