@@ -140,7 +140,7 @@ func TestConsoleBrowser(t *testing.T) {
 		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
 	}
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
 	cmd.Env = append(os.Environ(),
@@ -148,7 +148,7 @@ func TestConsoleBrowser(t *testing.T) {
 		"DSL1_USER=dsl1", "DSL1_PASS="+pw["dsl1"], "DSL2_USER=dsl2", "DSL2_PASS="+pw["dsl2"],
 		"TECH_USER=tech1", "TECH_PASS="+pw["tech1"], "ADMIN_USER=admin1", "ADMIN_PASS="+pw["admin1"],
 		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "HEAD_USER=head1", "HEAD_PASS="+pw["head1"],
-		"TOTP_USER=totp1", "TOTP_PASS="+pw["totp1"], "TOTP_SECRET="+totpSecret, "TOTAL_TIMEOUT_MS=480000")
+		"TOTP_USER=totp1", "TOTP_PASS="+pw["totp1"], "TOTP_SECRET="+totpSecret, "TOTAL_TIMEOUT_MS=780000")
 	cmd.WaitDelay = 10 * time.Second
 	started := time.Now()
 	out, err := cmd.CombinedOutput()
