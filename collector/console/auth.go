@@ -24,17 +24,6 @@ const CookieName = "vigil_session"
 // randomToken is 256 random bits, URL-safe (exclusion and message IDs).
 func randomToken() string { return auth.RandomToken() }
 
-// hash runs a password hash or comparison in the pool, answering the
-// request itself when it cannot (429 when busy); it reports whether fn ran.
-func (s *Server) hash(w http.ResponseWriter, r *http.Request, fn func()) bool {
-	err := s.auth.Hash(r.Context(), fn)
-	if err == nil {
-		return true
-	}
-	s.authError(w, "hash password", err)
-	return false
-}
-
 // authError answers an error of collector/auth.
 func (s *Server) authError(w http.ResponseWriter, what string, err error) {
 	var lim *auth.LimitedError
