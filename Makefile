@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/vigil-safeguarding/vigil/internal/version.Version=$(VERSION)
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-APT_PACKAGES := protobuf-compiler clamav clamav-daemon clamdscan bluez python3-dbusmock dbus-daemon dbus-bin xvfb xauth xdotool x11-utils xterm openbox chromium python3-aiosmtpd tesseract-ocr tesseract-ocr-eng wixl msitools rpm debootstrap wine wine64 gcc-mingw-w64-x86-64-posix
+APT_PACKAGES := protobuf-compiler clamav clamav-daemon clamdscan bluez python3-dbusmock dbus-daemon dbus-bin xvfb xauth xdotool x11-utils xterm openbox chromium python3-aiosmtpd tesseract-ocr tesseract-ocr-eng wixl msitools rpm debootstrap wine wine64 gcc-mingw-w64-x86-64-posix poppler-utils
 
 .PHONY: build run test deps tools proto proto-check vet unit cross wine-test bench bench-smoke clean
 

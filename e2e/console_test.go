@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +82,16 @@ func TestConsoleBrowser(t *testing.T) {
 		"dsl1": "dsl1-correct-horse-battery", "dsl2": "dsl2-correct-horse-battery",
 		"tech1": "tech1-correct-horse-battery", "admin1": "admin1-correct-horse-battery",
 		"gov1": "gov1-correct-horse-battery", "head1": "head1-correct-horse-battery", "chair1": "chair1-correct-horse-battery",
+		"totp1": "totp1-correct-horse-battery",
 	}
 	accounts := []struct{ user, role, name string }{
 		{"dsl1", "dsl", "Dana Lead"}, {"dsl2", "dsl", "Sam Deputy"}, {"tech1", "technician", "Tom Technician"},
 		{"admin1", "admin", "Ada Admin"}, {"gov1", "governor", "Gina Governor"},
 		{"head1", "headteacher", "Hana Head"}, {"chair1", "governor", "Carol Chair"},
+		{"totp1", "dsl", "Tess Twostep"},
 	}
 	secrets := t.TempDir()
+	var totpSecret string
 	for _, a := range accounts {
 		f := filepath.Join(secrets, a.user)
 		if err := os.WriteFile(f, []byte(pw[a.user]+"\n"), 0o600); err != nil {
@@ -98,7 +102,17 @@ func TestConsoleBrowser(t *testing.T) {
 		if a.user == "chair1" {
 			args = append(args, "--chair")
 		}
-		mustRun(t, "vigil-collector", args...)
+		if a.user == "totp1" {
+			args = append(args, "--totp")
+		}
+		out := mustRun(t, "vigil-collector", args...)
+		if a.user == "totp1" {
+			m := regexp.MustCompile(`secret=([A-Z2-7]+)`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("user add --totp printed no secret: %s", out)
+			}
+			totpSecret = m[1]
+		}
 	}
 	// The device account the session helper runs as is a pupil in the
 	// school's directory, so the alert routes to the DSL with a name.
@@ -135,15 +149,16 @@ func TestConsoleBrowser(t *testing.T) {
 		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
 	}
 	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 11*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	browserEnv := append(os.Environ(),
 		"BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "ALERT_TERM=kill myself", "SCREENSHOT_DIR="+shots, "TMPDIR="+tmp,
 		"DEVICE_HOSTNAME="+hostname,
 		"DSL1_USER=dsl1", "DSL1_PASS="+pw["dsl1"], "DSL2_USER=dsl2", "DSL2_PASS="+pw["dsl2"],
 		"TECH_USER=tech1", "TECH_PASS="+pw["tech1"], "ADMIN_USER=admin1", "ADMIN_PASS="+pw["admin1"],
-		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=330000",
-		"HEAD_USER=head1", "HEAD_PASS="+pw["head1"], "CHAIR_USER=chair1", "CHAIR_PASS="+pw["chair1"], "CHAIR_NAME=Carol Chair")
+		"GOV_USER=gov1", "GOV_PASS="+pw["gov1"], "TOTAL_TIMEOUT_MS=780000",
+		"HEAD_USER=head1", "HEAD_PASS="+pw["head1"], "CHAIR_USER=chair1", "CHAIR_PASS="+pw["chair1"], "CHAIR_NAME=Carol Chair",
+		"TOTP_USER=totp1", "TOTP_PASS="+pw["totp1"], "TOTP_SECRET="+totpSecret)
 	browser := func(phase string, extra ...string) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))

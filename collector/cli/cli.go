@@ -69,7 +69,12 @@ const usage = `vigil-collector: stores findings from Vigil agents
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE [--as USER]   (decrypts; the view is logged)
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
-                 (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
+                 [--must-change-password]   (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
+  user list      --data DIR [--json]          (role, state, last sign-in, pending password change)
+  user disable   --data DIR --username U      (every session of U ends at once)
+  user enable    --data DIR --username U
+  user reset     --data DIR --username U [--password-file F]
+                 (new password, generated and printed unless F is given; U must change it at the next sign-in)
   people import  --data DIR [--skip-bad] FILE.csv   (MIS export: username, display_name|name, role pupil|staff|headteacher, year|class)
   store rotate-key --data DIR                 (collector stopped) new master key for encryption at rest
   version
@@ -138,6 +143,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = accessLogCmd(args[1:], stdout)
 	case "user add":
 		err = userAdd(args[1:], stdout)
+	case "user list":
+		err = userList(args[1:], stdout)
+	case "user disable":
+		err = userSetDisabled(args[1:], stdout, true)
+	case "user enable":
+		err = userSetDisabled(args[1:], stdout, false)
+	case "user reset":
+		err = userReset(args[1:], stdout)
 	case "people import":
 		err = peopleImport(args[1:], stdout)
 	case "store rotate-key":
@@ -575,25 +588,20 @@ func userAdd(args []string, stdout io.Writer) error {
 	email := fs.String("email", "", "address for alert notifications")
 	chair := fs.Bool("chair", false, "this governor is the chair of governors (reviews alerts about the headteacher)")
 	totp := fs.Bool("totp", false, "require an authenticator code at sign-in (prints the otpauth:// URI to enrol)")
+	mustChange := fs.Bool("must-change-password", false, "the person chooses their own password at the first sign-in")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *username == "" || *role == "" || *pwFile == "" {
 		return errors.New("--username, --role and --password-file are required")
 	}
-	var pw []byte
-	var err error
-	if *pwFile == "-" {
-		pw, err = io.ReadAll(io.LimitReader(os.Stdin, 4096))
-	} else {
-		pw, err = os.ReadFile(*pwFile)
-	}
+	password, err := readPassword(*pwFile)
 	if err != nil {
-		return fmt.Errorf("read password: %w", err)
+		return err
 	}
-	password := strings.TrimRight(string(pw), "\r\n")
-	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/users", console.UserAddRequest{
-		Username: *username, DisplayName: *display, Role: *role, Password: password, Email: *email, Chair: *chair, TOTP: *totp})
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/users", console.UserAddRequest{
+		Username: *username, DisplayName: *display, Role: *role, Password: password, Email: *email, Chair: *chair, TOTP: *totp,
+		MustChangePassword: *mustChange})
 	if err != nil {
 		return err
 	}
@@ -605,6 +613,136 @@ func userAdd(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "user %s added (%s)\n", resp.Username, resp.Role)
 	if resp.TOTPURI != "" {
 		fmt.Fprintf(stdout, "enrol this in an authenticator app: %s\n", resp.TOTPURI)
+	}
+	return nil
+}
+
+// readPassword reads a password from a file, or stdin for "-", without
+// its line end.
+func readPassword(file string) (string, error) {
+	var pw []byte
+	var err error
+	if file == "-" {
+		pw, err = io.ReadAll(io.LimitReader(os.Stdin, 4096))
+	} else {
+		pw, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return strings.TrimRight(string(pw), "\r\n"), nil
+}
+
+func userList(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("user list")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/users", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var users []console.UserJSON
+	if err := json.NewDecoder(body).Decode(&users); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, u := range users {
+			enc.Encode(u)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tNAME\tROLE\tSTATE\tLAST SIGN-IN\tTWO-STEP")
+	for _, u := range users {
+		role := u.Role
+		if u.Chair {
+			role += " (chair)"
+		}
+		state := "active"
+		switch {
+		case u.Disabled:
+			state = "disabled"
+			if u.DisabledBy != "" {
+				state += " by " + u.DisabledBy
+			}
+		case u.MustChangePassword:
+			state = "must change password"
+		}
+		last := "never"
+		if u.LastSignIn != "" {
+			last = u.LastSignIn
+		}
+		totp := "off"
+		if u.TOTP {
+			totp = "on"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Username, u.DisplayName, role, state, last, totp)
+	}
+	return tw.Flush()
+}
+
+func userSetDisabled(args []string, stdout io.Writer, disabled bool) error {
+	verb := "enable"
+	if disabled {
+		verb = "disable"
+	}
+	fs, data := dataFlags("user " + verb)
+	username := fs.String("username", "", "the account")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *username == "" {
+		return errors.New("--username is required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST",
+		"/v1/users/"+url.PathEscape(*username)+"/"+verb, nil)
+	if err != nil {
+		return err
+	}
+	body.Close()
+	if disabled {
+		fmt.Fprintf(stdout, "user %s disabled; its sessions have ended\n", *username)
+	} else {
+		fmt.Fprintf(stdout, "user %s enabled\n", *username)
+	}
+	return nil
+}
+
+func userReset(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("user reset")
+	username := fs.String("username", "", "the account")
+	pwFile := fs.String("password-file", "", "file holding the new password (- for stdin); default: generate one and print it")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *username == "" {
+		return errors.New("--username is required")
+	}
+	var req console.UserResetRequest
+	if *pwFile != "" {
+		pw, err := readPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		req.Password = pw
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST",
+		"/v1/users/"+url.PathEscape(*username)+"/reset", req)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var resp console.UserResetResponse
+	if err := json.NewDecoder(body).Decode(&resp); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	fmt.Fprintf(stdout, "password of %s reset; their sessions have ended and they must choose a new password at the next sign-in\n", *username)
+	if resp.TemporaryPassword != "" {
+		fmt.Fprintf(stdout, "temporary password: %s\n", resp.TemporaryPassword)
 	}
 	return nil
 }

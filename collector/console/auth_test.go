@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"io"
 	"log/slog"
 	"net/http"
@@ -117,7 +118,7 @@ func TestLoginRateLimitCookieAndHeaders(t *testing.T) {
 	if _, err := e.st.GetSession(ck.Value); err == nil {
 		t.Error("session stored under the raw token")
 	}
-	if _, err := e.st.GetSession(tokenHash(ck.Value)); err != nil {
+	if _, err := e.st.GetSession(auth.TokenHash(ck.Value)); err != nil {
 		t.Errorf("session by hash: %v", err)
 	}
 }
@@ -125,13 +126,13 @@ func TestLoginRateLimitCookieAndHeaders(t *testing.T) {
 // TestTOTP: a user with TOTP needs a current code, once.
 func TestTOTP(t *testing.T) {
 	// RFC 6238 appendix B, SHA1, T=59 → 94287082 (8 digits) → 287082.
-	if code, _ := TOTPCode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 59/30); code != "287082" {
+	if code, _ := auth.TOTPCode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 59/30); code != "287082" {
 		t.Fatalf("RFC 6238 vector: %s", code)
 	}
 	e := newEnv(t)
 	e.user("dsl1", RoleDSL, false, "")
 	u, _ := e.st.GetUser("dsl1")
-	u.TOTPSecret = NewTOTPSecret()
+	u.TOTPSecret = auth.NewTOTPSecret()
 	e.st.PutUser(u)
 	c := e.anon()
 	code, b := c.do("POST", "/api/v1/session", map[string]string{"username": "dsl1", "password": testPassword})
@@ -142,7 +143,7 @@ func TestTOTP(t *testing.T) {
 	}
 	now := time.Now()
 	e.setNow(now)
-	good, _ := TOTPCode(u.TOTPSecret, now.Unix()/30)
+	good, _ := auth.TOTPCode(u.TOTPSecret, now.Unix()/30)
 	bad := "000000"
 	if bad == good {
 		bad = "111111"
@@ -183,7 +184,7 @@ func TestStaticUI(t *testing.T) {
 func TestEnsureAdmin(t *testing.T) {
 	e := newEnv(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := EnsureAdmin(e.st, e.dir, log); err != nil {
+	if err := auth.EnsureAdmin(e.st, e.dir, log); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(e.dir, InitialPasswordFile)
@@ -201,7 +202,7 @@ func TestEnsureAdmin(t *testing.T) {
 		t.Fatalf("admin sign-in: %d %s", code, b)
 	}
 	os.Remove(path)
-	if err := EnsureAdmin(e.st, e.dir, log); err != nil {
+	if err := auth.EnsureAdmin(e.st, e.dir, log); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err == nil {

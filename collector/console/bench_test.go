@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -147,7 +148,7 @@ func BenchmarkAlertList(b *testing.B) {
 
 	srv, err := New(Config{Store: st, Logger: quiet})
 	must(b, err)
-	u, _ := NewUser("dsl9", "Bench DSL", RoleDSL, testPassword, "", false, time.Now())
+	u, _ := auth.NewUser("dsl9", "Bench DSL", RoleDSL, testPassword, "", false, time.Now())
 	must(b, st.CreateUser(u))
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
@@ -159,7 +160,7 @@ func BenchmarkAlertList(b *testing.B) {
 	// The headteacher sees only the staff alerts (0.3 % of them): the
 	// routing is checked on each index summary, so a page walks past the
 	// pupils' alerts.
-	hu, _ := NewUser("head9", "Bench Head", RoleHeadteacher, testPassword, "", false, time.Now())
+	hu, _ := auth.NewUser("head9", "Bench Head", RoleHeadteacher, testPassword, "", false, time.Now())
 	must(b, st.CreateUser(hu))
 	hjar, _ := cookiejar.New(nil)
 	head := &http.Client{Jar: hjar}

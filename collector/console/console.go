@@ -17,32 +17,26 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
-// Roles.
+// Roles (collector/auth owns them).
 const (
-	RoleDSL         = "dsl"
-	RoleHeadteacher = "headteacher"
-	RoleTechnician  = "technician"
-	RoleGovernor    = "governor"
-	RoleAdmin       = "admin"
+	RoleDSL         = auth.RoleDSL
+	RoleHeadteacher = auth.RoleHeadteacher
+	RoleTechnician  = auth.RoleTechnician
+	RoleGovernor    = auth.RoleGovernor
+	RoleAdmin       = auth.RoleAdmin
 )
 
 // Roles lists every console role.
-var Roles = []string{RoleDSL, RoleHeadteacher, RoleTechnician, RoleGovernor, RoleAdmin}
+var Roles = auth.Roles
 
 // ValidRole says whether r is a console role.
-func ValidRole(r string) bool {
-	for _, x := range Roles {
-		if r == x {
-			return true
-		}
-	}
-	return false
-}
+func ValidRole(r string) bool { return auth.ValidRole(r) }
 
 // Config for New.
 type Config struct {
@@ -60,11 +54,14 @@ type Config struct {
 	ExclusionsChanged func()
 	// OIDC, if set, offers sign-in with an OpenID Connect provider (oidc.go).
 	OIDC *OIDCConfig
-	// PasswordWorkers and PasswordQueue bound password hashing (auth.go,
-	// hashPool): how many hashes run at once (default 1, 2 above four
+	// PasswordWorkers and PasswordQueue bound password hashing
+	// (auth.HashPool): how many hashes run at once (default 1, 2 above four
 	// cores) and how many sign-ins may wait for one (default 8); beyond
 	// that sign-ins are refused with 429 until a worker is free.
 	PasswordWorkers, PasswordQueue int
+	// InitialPasswordFile is DATA/initial-admin-password: removed when the
+	// first admin chooses their own password.
+	InitialPasswordFile string
 	// Proxies are the reverse proxies whose forwarded headers decide the
 	// client address and whether the browser used HTTPS (proxy.go).
 	Proxies TrustedProxies
@@ -78,42 +75,29 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	conn    func(string) bool
-	idle    time.Duration
-	limiter *rateLimiter
+	auth    *auth.Service // accounts, sign-in, sessions
 	proxies TrustedProxies
 	exclChg func()            // Config.ExclusionsChanged; may be nil
-	oidc    *oidcAuth         // nil: OIDC sign-in off
+	oidc    *auth.OIDC        // nil: OIDC sign-in off
 	deploy  *DeployConfig     // nil: no token or package endpoints
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
-
-	peopleMu sync.RWMutex
-	people   map[string]store.Person
-
-	// logAccessFn replaces Store.LogAccess in tests.
-	logAccessFn func(store.AccessEntry) error
-
-	totpMu   sync.Mutex
-	totpUsed map[string]int64 // username -> last accepted time step (no replay)
-
-	pool      *hashPool
-	hasher    passwordHasher // bcrypt; tests count and hold hashes here
-	dummyOnce sync.Once
-	dummy     []byte // see dummyHash
 
 	// The alert queue's listing and the notifier reach the store only
 	// through what they need (tests wrap them to inject faults).
 	queue queueStore
 	notes notifyStore
 
-	shedMu     sync.Mutex
-	shedLogged time.Time // logShed
-	shedLast   uint64
+	peopleMu sync.RWMutex
+	people   map[string]store.Person
+
+	// logAccessFn replaces Store.LogAccess in tests.
+	logAccessFn func(store.AccessEntry) error
 }
 
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
+		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
 	s.queue, s.notes = cfg.Store, cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
@@ -121,20 +105,11 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.idle <= 0 {
-		s.idle = 12 * time.Hour
-	}
-	s.limiter = newRateLimiter(5, 15*time.Minute)
 	s.reveal = s.newReveal(cfg.EvidenceKey)
-	if cfg.PasswordWorkers <= 0 {
-		cfg.PasswordWorkers = defaultHashWorkers()
-	}
-	if cfg.PasswordQueue <= 0 {
-		cfg.PasswordQueue = 8
-	}
-	s.pool, s.hasher = newHashPool(cfg.PasswordWorkers, cfg.PasswordQueue), bcryptHasher{}
+	s.auth = auth.New(auth.Config{Store: cfg.Store, Logger: s.log, Now: s.now, SessionIdle: cfg.SessionIdle,
+		PasswordWorkers: cfg.PasswordWorkers, PasswordQueue: cfg.PasswordQueue, InitialPasswordFile: cfg.InitialPasswordFile})
 	if cfg.OIDC != nil {
-		o, err := newOIDC(*cfg.OIDC, s.now)
+		o, err := auth.NewOIDC(*cfg.OIDC, s.now)
 		if err != nil {
 			return nil, err
 		}
@@ -223,8 +198,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))
 	mux.Handle("GET /api/v1/devices/{id}", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.deviceDetail))
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
-	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
-	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))
+	s.userRoutes(mux)
 	s.deployRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")

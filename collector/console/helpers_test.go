@@ -25,13 +25,14 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
 func TestMain(m *testing.M) {
-	BcryptCost = bcrypt.MinCost
-	pdfCompress = false
+	auth.BcryptCost = bcrypt.MinCost
+	pdfOptions.Uncompressed = true
 	os.Exit(m.Run())
 }
 
@@ -94,7 +95,7 @@ func (e *env) setNow(t time.Time) {
 
 func (e *env) user(username, role string, chair bool, email string) {
 	e.t.Helper()
-	u, err := NewUser(username, strings.ToUpper(username[:1])+username[1:]+" Name", role, testPassword, email, chair, time.Now())
+	u, err := auth.NewUser(username, strings.ToUpper(username[:1])+username[1:]+" Name", role, testPassword, email, chair, time.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,7 +14,7 @@ import (
 // computes and how many run at once; while held, each one waits for
 // release, so a test can keep the pool busy without relying on timing.
 type heldHasher struct {
-	inner passwordHasher
+	inner auth.Hasher
 
 	mu               sync.Mutex
 	cond             *sync.Cond
@@ -22,7 +23,7 @@ type heldHasher struct {
 	compares, hashes int
 }
 
-func newHeldHasher(inner passwordHasher) *heldHasher {
+func newHeldHasher(inner auth.Hasher) *heldHasher {
 	h := &heldHasher{inner: inner, held: true}
 	h.cond = sync.NewCond(&h.mu)
 	return h
@@ -120,9 +121,9 @@ func spray(e *env, bodies []map[string]string) <-chan loginResult {
 func TestLoginLimitHoldsUnderConcurrency(t *testing.T) {
 	e := newEnv(t)
 	e.user("dsl1", RoleDSL, false, "")
-	e.srv.pool = newHashPool(2, 64) // room for every guess: only the limiter may refuse them
-	h := newHeldHasher(e.srv.hasher)
-	e.srv.hasher = h
+	e.srv.auth.Pool = auth.NewHashPool(2, 64) // room for every guess: only the limiter may refuse them
+	h := newHeldHasher(e.srv.auth.Hasher)
+	e.srv.auth.Hasher = h
 	t.Cleanup(h.release) // before the server's Close, which waits for held requests
 	const n = 60
 	bodies := make([]map[string]string, n)
@@ -146,7 +147,7 @@ func TestLoginLimitHoldsUnderConcurrency(t *testing.T) {
 				continue
 			default:
 			}
-			return answered+e.srv.pool.admitted() == n
+			return answered+e.srv.auth.Pool.Admitted() == n
 		}
 	})
 	h.release()
@@ -191,9 +192,9 @@ func TestLoginSprayIsShed(t *testing.T) {
 	e.user("admin1", RoleAdmin, false, "")
 	admin := e.login("admin1") // before the pool is held
 	const workers, queue, n = 2, 3, 300
-	e.srv.pool = newHashPool(workers, queue)
-	h := newHeldHasher(e.srv.hasher)
-	e.srv.hasher = h
+	e.srv.auth.Pool = auth.NewHashPool(workers, queue)
+	h := newHeldHasher(e.srv.auth.Hasher)
+	e.srv.auth.Hasher = h
 	t.Cleanup(h.release) // before the server's Close, which waits for held requests
 	bodies := make([]map[string]string, n)
 	for i := range bodies {

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"io"
 	"log/slog"
 	"math/big"
@@ -689,12 +690,12 @@ func TestOIDCOffAndUnavailable(t *testing.T) {
 		{Issuer: "https://idp.example", RedirectURL: "https://vigil.example/api/v1/oidc/callback"},
 		{Issuer: "https://idp.example", ClientID: "x", RedirectURL: "https://vigil.example/elsewhere"},
 	} {
-		if _, err := newOIDC(bad, time.Now); err == nil {
+		if _, err := auth.NewOIDC(bad, time.Now); err == nil {
 			t.Errorf("config %+v accepted", bad)
 		}
 	}
-	o, err := newOIDC(OIDCConfig{Issuer: "https://accounts.google.com", ClientID: "x", RedirectURL: "https://vigil.example/api/v1/oidc/callback"}, time.Now)
-	if err != nil || o.cfg.Name != "Google" || !o.secure {
+	o, err := auth.NewOIDC(OIDCConfig{Issuer: "https://accounts.google.com", ClientID: "x", RedirectURL: "https://vigil.example/api/v1/oidc/callback"}, time.Now)
+	if err != nil || o.Name() != "Google" || !o.Secure() {
 		t.Errorf("google defaults: %v %+v", err, o)
 	}
 }

@@ -2,22 +2,17 @@ package console
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 	"unicode"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
-	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
@@ -158,24 +153,6 @@ func notInAccountName(r rune) bool { return r == '/' || unicode.IsSpace(r) || un
 
 // Admin socket endpoints (mounted by the daemon beside collector/admin).
 
-// UserAddRequest is the body of POST /v1/users on the admin socket.
-type UserAddRequest struct {
-	Username    string `json:"username"`
-	DisplayName string `json:"display_name"`
-	Role        string `json:"role"`
-	Password    string `json:"password"`
-	Email       string `json:"email"`
-	Chair       bool   `json:"chair"`
-	TOTP        bool   `json:"totp"`
-}
-
-// UserAddResponse answers it.
-type UserAddResponse struct {
-	Username string `json:"username"`
-	Role     string `json:"role"`
-	TOTPURI  string `json:"totp_uri,omitempty"`
-}
-
 // PeopleImportRequest is the body of POST /v1/people/import.
 type PeopleImportRequest struct {
 	CSV     string `json:"csv"`
@@ -188,55 +165,10 @@ type PeopleImportResponse struct {
 	Errors   []RowError `json:"errors"`
 }
 
-// addUser creates the account a UserAddRequest describes, answering the
-// error itself; by names who asked (the log line). TOTP enrolment is only
-// offered where its secret can be shown safely (the admin socket's CLI).
-func (s *Server) addUser(w http.ResponseWriter, r *http.Request, by string, allowTOTP bool) (store.User, bool) {
-	var req UserAddRequest
-	if err := decodeBody(r, &req); err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return store.User{}, false
-	}
-	u, err := newUserUnhashed(req.Username, req.DisplayName, req.Role, req.Password, req.Email, req.Chair, s.now())
-	if err != nil {
-		jsonError(w, http.StatusBadRequest, "%v", err)
-		return store.User{}, false
-	}
-	if !s.hash(w, r, func() { u.PasswordHash, err = s.hasher.Hash(req.Password) }) {
-		return store.User{}, false
-	}
-	if err != nil {
-		s.internal(w, "hash password", err)
-		return store.User{}, false
-	}
-	if req.TOTP && allowTOTP {
-		u.TOTPSecret = NewTOTPSecret()
-	}
-	if err := s.st.CreateUser(u); errors.Is(err, store.ErrExists) {
-		jsonError(w, http.StatusConflict, "user %s already exists", u.Username)
-		return store.User{}, false
-	} else if err != nil {
-		s.internal(w, "create user", err)
-		return store.User{}, false
-	}
-	s.log.Info("console: user created", "username", u.Username, "role", u.Role, "by", by)
-	return u, true
-}
-
 // AdminHandler serves the console's admin-socket endpoints.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/users", func(w http.ResponseWriter, r *http.Request) {
-		u, ok := s.addUser(w, r, "admin socket", true)
-		if !ok {
-			return
-		}
-		resp := UserAddResponse{Username: u.Username, Role: u.Role}
-		if u.TOTPSecret != "" {
-			resp.TOTPURI = TOTPURI(u.TOTPSecret, u.Username)
-		}
-		writeJSON(w, http.StatusOK, resp)
-	})
+	s.adminUserRoutes(mux)
 	mux.HandleFunc("POST /v1/people/import", func(w http.ResponseWriter, r *http.Request) {
 		var req PeopleImportRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 80<<20))
@@ -282,55 +214,6 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
-// InitialPasswordFile is written (owner-only) in the data dir on first start.
-const InitialPasswordFile = "initial-admin-password"
-
-// EnsureAdmin creates the first admin on first start: if no admin account
-// exists, `admin` with a random 20-character password written to
-// DATA/initial-admin-password (0600).
-func EnsureAdmin(st *store.Store, dataDir string, log *slog.Logger) error {
-	users, err := st.Users()
-	if err != nil {
-		return err
-	}
-	for _, u := range users {
-		if u.Role == RoleAdmin && !u.Disabled {
-			return nil
-		}
-	}
-	pw := randomPassword(20)
-	path := filepath.Join(dataDir, InitialPasswordFile)
-	u, err := NewUser("admin", "Administrator", RoleAdmin, pw, "", false, time.Now())
-	if err != nil {
-		return err
-	}
-	if err := fsutil.WriteFileAtomic(path, []byte(pw+"\n"), 0o600); err != nil {
-		return fmt.Errorf("console: write %s: %w", path, err)
-	}
-	if err := st.CreateUser(u); errors.Is(err, store.ErrExists) {
-		// An account named admin exists without the admin role: leave it.
-		os.Remove(path)
-		return errors.New("console: no admin account, and the name admin is taken by another role; add one with `vigil-collector user add --role admin`")
-	} else if err != nil {
-		os.Remove(path)
-		return err
-	}
-	log.Info("console: first admin created; password in " + path)
-	return nil
-}
-
-const passwordAlphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-func randomPassword(n int) string {
-	out := make([]byte, n)
-	buf := make([]byte, 1)
-	for i := 0; i < n; {
-		rand.Read(buf)
-		if int(buf[0]) >= 256-256%len(passwordAlphabet) {
-			continue // reject to keep the choice uniform
-		}
-		out[i] = passwordAlphabet[int(buf[0])%len(passwordAlphabet)]
-		i++
-	}
-	return string(out)
-}
+// InitialPasswordFile is written (owner-only) in the data dir on first
+// start (auth.EnsureAdmin).
+const InitialPasswordFile = auth.InitialPasswordFile

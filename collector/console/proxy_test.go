@@ -60,7 +60,7 @@ func TestForwardedHeadersIgnoredFromUntrustedPeer(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 5 guesses with rotated X-Forwarded-For from an untrusted peer: %d, want 429", resp.StatusCode)
 	}
-	e.srv.limiter.reset("dsl|127.0.0.1")
+	e.srv.auth.ResetLimit("dsl|127.0.0.1")
 	resp = signIn(e.anon(), testPassword, map[string]string{"X-Forwarded-Proto": "https"})
 	c := sessionCookie(resp)
 	if resp.StatusCode != 200 || c == nil {

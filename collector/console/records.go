@@ -2,7 +2,6 @@ package console
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-pdf/fpdf"
-
-	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/triage"
+
+	"github.com/vigil-safeguarding/vigil/collector/records"
+	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -47,15 +46,15 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, v *viewer) {
 // ConclusionText is the conclusion as the form words it.
 func ConclusionText(st store.AlertState) string { return triage.ConclusionText(st) }
 
-// pdfCompress is off in tests so the text can be searched.
-var pdfCompress = true
+// pdfOptions: tests leave the PDF uncompressed.
+var pdfOptions records.Options
 
 func (s *Server) formPDF(w http.ResponseWriter, r *http.Request, v *viewer) {
 	a := s.loadVisible(w, r.PathValue("id"), v)
 	if a == nil {
 		return
 	}
-	if a.State.Status != triage.Concluded {
+	if a.State.Status != "concluded" {
 		jsonError(w, http.StatusConflict, "the review form is exported once the alert is concluded")
 		return
 	}
@@ -105,94 +104,51 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04 MST")
 }
 
-// renderForm writes the review form of seed 002 Appendix 5 as a PDF.
+// renderForm writes the review form of seed 002 Appendix 5 as a PDF
+// (collector/records renders; this decides what it says).
 func (s *Server) renderForm(out io.Writer, a *store.Alert) error {
 	j := s.alertJSON(a)
 	st := a.State
 	dev, _ := s.st.GetDevice(a.Finding.DeviceId)
-	pdf := fpdf.New("P", "mm", "A4", "")
-	pdf.SetCompression(pdfCompress)
-	pdf.SetTitle("Record of reviewing devices and/or internet sites", true)
-	pdf.SetCreator("Vigil", true)
-	tr := pdf.UnicodeTranslatorFromDescriptor("")
-	pdf.AddPage()
-	pdf.SetFont("Helvetica", "B", 15)
-	pdf.CellFormat(0, 9, tr("Record of reviewing devices and/or internet sites"), "", 1, "L", false, 0, "")
-	pdf.SetFont("Helvetica", "", 9)
-	pdf.CellFormat(0, 5, tr("Form for responding to incidents of misuse (seed 002 Appendix 5). Alert "+j.ID), "", 1, "L", false, 0, "")
-	pdf.Ln(3)
-	section := func(title string) {
-		pdf.Ln(2)
-		pdf.SetFont("Helvetica", "B", 11)
-		pdf.CellFormat(0, 7, tr(title), "B", 1, "L", false, 0, "")
-		pdf.SetFont("Helvetica", "", 10)
-	}
-	row := func(k, val string) {
-		pdf.SetFont("Helvetica", "B", 10)
-		pdf.CellFormat(55, 6, tr(k), "", 0, "L", false, 0, "")
-		pdf.SetFont("Helvetica", "", 10)
-		pdf.MultiCell(0, 6, tr(val), "", "L", false)
-	}
 	person := j.Person
 	if j.PersonName != "" {
 		person = j.PersonName + " (" + j.Person + ", " + j.PersonRole + ")"
 	}
-	section("Individual / group")
-	row("Individual/Group", strings.TrimSpace(person+"  group: "+j.Group))
-	row("Date", fmtTime(a.Finding.GetObservedAt().AsTime()))
-	row("Reason for investigation", st.Reason)
-	section("Details of first reviewing person")
-	row("Name and position", s.userLabel(st.FirstReviewer))
-	row("Signed", fmtTime(st.FirstSignedAt))
-	section("Details of second reviewing person")
-	row("Name and position", s.userLabel(st.SecondReviewer))
-	row("Signed", fmtTime(st.SecondSignedAt))
-	section("Reference details for the device")
-	row("Make and model", strings.TrimSpace(fmt.Sprintf("%s (%s %s)", dev.Hostname, dev.OS, dev.Arch)))
-	row("Device ID", j.DeviceID)
-	row("IP address", "not recorded by Vigil")
-	section("Reason for concern")
-	row("Category / severity", j.Category+" / "+findings.SeverityName(a.Finding.Severity))
-	row("Term", j.Term)
-	row("Context", j.Context)
-	row("Window / process", j.Title+"  ("+j.Process+")")
-	if j.Illegal {
-		row("Illegal material", IllegalGuidance)
+	f := records.ReviewForm{
+		AlertID:        j.ID,
+		Individual:     strings.TrimSpace(person + "  group: " + j.Group),
+		Date:           fmtTime(a.Finding.GetObservedAt().AsTime()),
+		Reason:         st.Reason,
+		FirstReviewer:  s.userLabel(st.FirstReviewer),
+		FirstSigned:    fmtTime(st.FirstSignedAt),
+		SecondReviewer: s.userLabel(st.SecondReviewer),
+		SecondSigned:   fmtTime(st.SecondSignedAt),
+		MakeModel:      strings.TrimSpace(fmt.Sprintf("%s (%s %s)", dev.Hostname, dev.OS, dev.Arch)),
+		DeviceID:       j.DeviceID,
+		IPAddress:      "not recorded by Vigil",
+		Category:       j.Category + " / " + findings.SeverityName(a.Finding.Severity),
+		Term:           j.Term,
+		Context:        j.Context,
+		Window:         j.Title + "  (" + j.Process + ")",
+		Concluded:      fmtTime(st.ConcludedAt),
 	}
-	section("Conclusion")
+	if j.Illegal {
+		f.Illegal = IllegalGuidance
+	}
 	for _, c := range Conclusions {
-		mark := "[ ]"
-		if c == st.Conclusion {
-			mark = "[X]"
-		}
 		text := ConclusionLabels[c]
 		if c == "other" && st.Conclusion == "other" {
 			text += ": " + st.ConclusionOther
 		}
-		row(mark, text)
-	}
-	row("Concluded", fmtTime(st.ConcludedAt))
-	section("Notes")
-	if len(st.Notes) == 0 {
-		row("", "none")
+		f.Conclusions = append(f.Conclusions, records.Choice{Label: text, Chosen: c == st.Conclusion})
 	}
 	for _, n := range st.Notes {
-		row(fmtTime(n.Time)+" "+n.By, n.Text)
+		f.Notes = append(f.Notes, records.Row{Label: fmtTime(n.Time) + " " + n.By, Text: n.Text})
 	}
-	section("History")
-	pdf.SetFont("Helvetica", "", 8)
 	for _, h := range st.History {
-		pdf.MultiCell(0, 4.5, tr(fmt.Sprintf("%s  %s  %s  %s", fmtTime(h.Time), h.By, h.Action, h.Detail)), "", "L", false)
+		f.History = append(f.History, fmt.Sprintf("%s  %s  %s  %s", fmtTime(h.Time), h.By, h.Action, h.Detail))
 	}
-	return pdf.Output(out)
-}
-
-// csvCell defuses spreadsheet formula injection.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+	return records.ReviewFormPDF(out, f, pdfOptions)
 }
 
 func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -202,7 +158,7 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	}
 	var rows []row
 	err := s.st.AlertStates(func(dev string, seq uint64, st store.AlertState) error {
-		if st.Status != triage.Concluded {
+		if st.Status != "concluded" {
 			return nil
 		}
 		a, err := s.st.GetAlert(dev, seq)
@@ -227,18 +183,15 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	sort.Slice(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="vigil-incidents.csv"`)
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "time", "person", "category", "severity", "term", "reason", "first_reviewer", "second_reviewer", "conclusion", "concluded_at"})
+	out := make([][]string, 0, len(rows))
 	for _, rw := range rows {
 		j := s.alertJSON(rw.a)
 		st := rw.a.State
-		rec := []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), ConclusionText(st), ts(st.ConcludedAt)}
-		for i := range rec {
-			rec[i] = csvCell(rec[i])
-		}
-		cw.Write(rec)
+		out = append(out, []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), ConclusionText(st), ts(st.ConcludedAt)})
 	}
-	cw.Flush()
+	if err := records.IncidentsCSV(w, out); err != nil {
+		s.log.Warn("console: write incident log", "err", err)
+	}
 }
 
 // DeviceJSON is a device in the fleet list.
@@ -302,40 +255,4 @@ func compliance(f *vigilv1.Finding, now time.Time) string {
 		return "fail"
 	}
 	return "unknown"
-}
-
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, v *viewer) {
-	users, err := s.st.Users()
-	if err != nil {
-		s.internal(w, "list users", err)
-		return
-	}
-	out := make([]UserJSON, 0, len(users))
-	for _, u := range users {
-		out = append(out, userJSON(u))
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// UserJSON is an account as the API shows it (never the hash or secret).
-type UserJSON struct {
-	Username    string `json:"username"`
-	DisplayName string `json:"display_name"`
-	Role        string `json:"role"`
-	Email       string `json:"email"`
-	Chair       bool   `json:"chair"`
-	TOTP        bool   `json:"totp"`
-	Created     string `json:"created"`
-	Disabled    bool   `json:"disabled"`
-}
-
-func userJSON(u store.User) UserJSON {
-	return UserJSON{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Email: u.Email, Chair: u.Chair,
-		TOTP: u.TOTPSecret != "", Created: ts(u.Created), Disabled: u.Disabled}
-}
-
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request, v *viewer) {
-	if u, ok := s.addUser(w, r, v.Username, false); ok {
-		writeJSON(w, http.StatusCreated, userJSON(u))
-	}
 }

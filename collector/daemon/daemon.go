@@ -24,6 +24,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/audit"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
@@ -319,7 +320,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log); err != nil {
 		return nil, err
 	}
-	if err := console.EnsureAdmin(st, cfg.DataDir, log); err != nil {
+	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
 		return nil, err
 	}
 	if set.hours != nil && cfg.SMTP != "" {
@@ -372,7 +373,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies, Deploy: deploy,
+		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
 		ExclusionsChanged: func() {
 			select {
 			case c.exclC <- struct{}{}:
@@ -386,6 +387,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades}}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", c.cons.AdminHandler())
+	amux.Handle("/v1/users/", c.cons.AdminHandler()) // user list|disable|enable|reset
 	amux.Handle("/v1/people/", c.cons.AdminHandler())
 	amux.Handle("/", adm.Handler())
 	c.asrv = &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}

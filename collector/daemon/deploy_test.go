@@ -2,15 +2,9 @@ package daemon_test
 
 import (
 	"net"
-	"net/http"
-	"net/http/cookiejar"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
 )
@@ -20,19 +14,12 @@ import (
 // address packages should carry (first --server-names entry + gRPC port).
 func TestConsoleDeploySharesCLITokens(t *testing.T) {
 	c := startCollector(t, daemon.Config{ServerNames: []string{"vigil.school.example"}})
-	pw, err := os.ReadFile(filepath.Join(c.dir, console.InitialPasswordFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg, err := c.consoleTLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	if resp := c.do(t, hc, "POST", "/api/v1/session", `{"username":"admin","password":"`+strings.TrimSpace(string(pw))+`"}`); resp.StatusCode != 200 {
-		t.Fatalf("sign in: %d", resp.StatusCode)
-	}
+	hc := newJarClient(cfg)
+	signInFirstAdmin(t, c, hc)
 	var info struct {
 		DefaultCollector string `json:"default_collector"`
 	}

@@ -52,6 +52,18 @@ type User struct {
 	TOTPSecret   string    `json:"totp_secret,omitempty"`
 	Created      time.Time `json:"created"`
 	Disabled     bool      `json:"disabled,omitempty"`
+	// MustChangePassword: the password was set by someone else (the first
+	// start, or an admin's reset); the account may do nothing but change it.
+	MustChangePassword bool `json:"must_change_password,omitempty"`
+	// InitialAdmin marks the account whose password the first start wrote
+	// to DATA/initial-admin-password; the file goes when it is changed.
+	InitialAdmin bool      `json:"initial_admin,omitempty"`
+	LastSignIn   time.Time `json:"last_sign_in,omitzero"`
+	// DisabledBy and DisabledAt say who disabled the account, and when.
+	DisabledBy string    `json:"disabled_by,omitempty"`
+	DisabledAt time.Time `json:"disabled_at,omitzero"`
+	// PasswordChanged is when the password was last set.
+	PasswordChanged time.Time `json:"password_changed,omitzero"`
 }
 
 // CreateUser stores a new account; ErrExists if the username is taken.
@@ -78,6 +90,34 @@ func (s *Store) PutUser(u User) error {
 func (s *Store) GetUser(username string) (User, error) {
 	var u User
 	err := getJSON(s.db, []byte(pfxUser+username), &u)
+	return u, err
+}
+
+// UpdateUser changes one account atomically: fn gets the stored record and
+// may change it (not its username) or return an error to abort.
+func (s *Store) UpdateUser(username string, fn func(*User) error) (User, error) {
+	var u User
+	err := s.retryUpdate(func(txn *badger.Txn) error {
+		u = User{}
+		key := []byte(pfxUser + username)
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &u) }); err != nil {
+			return fmt.Errorf("decode account %s: %w", username, err)
+		}
+		if err := fn(&u); err != nil {
+			return err
+		}
+		if u.Username != username {
+			return errors.New("store: an account's username cannot change")
+		}
+		v, _ := json.Marshal(u)
+		return txn.Set(key, v)
+	})
 	return u, err
 }
 
@@ -121,6 +161,32 @@ func (s *Store) GetSession(hash string) (Session, error) {
 // DeleteSession ends a session.
 func (s *Store) DeleteSession(hash string) error {
 	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxSession + hash)) })
+}
+
+// DeleteUserSessions ends every session of an account (disabled, or its
+// password reset) but the one whose hash is keep (may be empty), and
+// returns how many it ended. Sessions are few (one
+// per signed-in browser), so a scan of s/ is enough.
+func (s *Store) DeleteUserSessions(username, keep string) (int, error) {
+	var keys [][]byte
+	err := scanJSON(s.db, pfxSession, func(k, v []byte) error {
+		var sess Session
+		if json.Unmarshal(v, &sess) == nil && sess.Username == username && string(k[len(pfxSession):]) != keep {
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	return len(keys), s.update(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Person maps a device account to someone in the school's MIS.

@@ -6,8 +6,11 @@
 //   BASE_URL=https://127.0.0.1:7080 CONSOLE_SPKI=... DSL1_USER=dsl1 DSL1_PASS=... DSL2_USER=dsl2 DSL2_PASS=... \
 //   TECH_USER=tech1 TECH_PASS=... ALERT_TERM="kill myself" SCREENSHOT_DIR=/tmp/shots node console.test.mjs
 //
-// Optional: ADMIN_USER/ADMIN_PASS (access log page), GOV_USER/GOV_PASS
-// (trends page), CHROMIUM (default /usr/bin/chromium), SLOWMO.
+// Optional: ADMIN_USER/ADMIN_PASS (access log page, and the users page:
+// disable, reset, forced change), GOV_USER/GOV_PASS (trends page),
+// HEAD_USER/HEAD_PASS (a headteacher opening the pupil's alert),
+// TOTP_USER/TOTP_PASS/TOTP_SECRET (two-step sign-in), CHROMIUM (default
+// /usr/bin/chromium), SLOWMO.
 // PHASE=staff runs only the staff-concern review instead (e2e/console_test.go
 // runs it second, once the device account is a staff member in the
 // directory): HEAD_USER/HEAD_PASS, CHAIR_USER/CHAIR_PASS, CHAIR_NAME and
@@ -19,6 +22,7 @@
 // Exit status 0 when every step passed; 1 with the failing step otherwise.
 
 import { chromium } from 'playwright-core';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,8 +64,23 @@ function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
 }
 
-const profile = fs.mkdtempSync(path.join(env.TMPDIR || os.tmpdir(), 'vigil-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
+// RFC 6238 code (SHA-1, 30 s, 6 digits) for a base32 secret, as an
+// authenticator app computes it.
+function totpCode(secret, when = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0; let val = 0; const bytes = [];
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) {
+    val = (val << 5) | alphabet.indexOf(c); bits += 5;
+    if (bits >= 8) { bytes.push((val >>> (bits - 8)) & 255); bits -= 8; }
+  }
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(Math.floor(when / 30000)));
+  const mac = crypto.createHmac('sha1', Buffer.from(bytes)).update(msg).digest();
+  const off = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+const launchOptions = {
   executablePath: CHROMIUM,
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -73,20 +92,23 @@ const context = await chromium.launchPersistentContext(profile, {
   timezoneId: 'Europe/London',
   slowMo: Number(env.SLOWMO || 0),
   timeout: 30000,
-});
+};
+const profile = fs.mkdtempSync(path.join(env.TMPDIR || os.tmpdir(), 'vigil-chromium-'));
+const context = await chromium.launchPersistentContext(profile, launchOptions);
 context.setDefaultTimeout(STEP_TIMEOUT_MS);
 context.setDefaultNavigationTimeout(20000);
 const page = context.pages()[0] || await context.newPage();
 
-// Page errors, CSP violations and console errors fail the run; the 401 and
-// 403 answers the test provokes show up as "Failed to load resource" and
-// are expected.
+// Page errors, CSP violations and console errors fail the run; the 401,
+// 403, 404 (an alert not routed to the headteacher), 409 (a duplicate
+// account) and 429 (the sign-in limit) answers the
+// test provokes show up as "Failed to load resource" and are expected.
 const problems = [];
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
   if (m.type() !== 'error') return;
   const text = m.text();
-  if (/Failed to load resource: the server responded with a status of (401|403)/.test(text)) return;
+  if (/Failed to load resource: the server responded with a status of (401|403|404|409|429)/.test(text)) return;
   problems.push(`console error: ${text}`);
 });
 const requests = [];
@@ -136,13 +158,44 @@ async function checkNoHorizontalScroll(where) {
   await page.setViewportSize({ width: 1280, height: 800 });
 }
 
-async function login(user, pass) {
-  await page.goto(`${BASE}/#/login`);
-  await page.getByLabel('Username').fill(user);
-  await page.getByLabel('Password').fill(pass);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: LOGIN_TIMEOUT_MS });
-  await page.locator('#account-name').waitFor({ state: 'visible' });
+async function login(user, pass, pg = page) {
+  await pg.goto(`${BASE}/#/login`);
+  await pg.getByLabel('Username').fill(user);
+  await pg.getByLabel('Password', { exact: true }).fill(pass);
+  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: LOGIN_TIMEOUT_MS });
+  await pg.locator('#account-name').waitFor({ state: 'visible' });
+}
+
+// Column headers break between words only ("Statu s" was a header split
+// inside a word): every word of every visible header is on one line.
+async function checkHeadersUnbroken(where) {
+  for (const width of [1024, 1280]) {
+    await page.setViewportSize({ width, height: 800 });
+    await page.waitForTimeout(50);
+    const broken = await page.evaluate(() => {
+      const out = [];
+      for (const th of document.querySelectorAll('thead th')) {
+        for (const tn of th.childNodes) {
+          if (tn.nodeType !== 3) continue;
+          const text = tn.textContent;
+          // A break after a hyphen ("sign-|in") is ordinary; inside a word is not.
+          const re = /[^\s-]+/g;
+          let m;
+          while ((m = re.exec(text))) {
+            const r = document.createRange();
+            r.setStart(tn, m.index);
+            r.setEnd(tn, m.index + m[0].length);
+            const lines = new Set([...r.getClientRects()].filter((x) => x.width > 0).map((x) => Math.round(x.top)));
+            if (lines.size > 1) out.push(m[0]);
+          }
+        }
+      }
+      return out;
+    });
+    assert(broken.length === 0, `${where} at ${width}px: headers split inside a word: ${broken.join(', ')}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
 }
 
 async function logout() {
@@ -277,6 +330,21 @@ try {
   await checkA11y('queue');
   await shot('queue');
   await checkNoHorizontalScroll('queue');
+  await checkHeadersUnbroken('queue');
+
+  step('on a tablet the filters start folded and the first alert is on the first screen');
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.reload();
+  await page.locator('tr.alert-row').first().waitFor();
+  assert(!(await page.locator('#filters-panel').evaluate((d) => d.open)), 'filter panel open on a tablet');
+  const firstRow = await page.locator('tr.alert-row').first().boundingBox();
+  assert(firstRow && firstRow.y < 1024, `first alert starts at ${firstRow && firstRow.y}px, below the first screen`);
+  await page.locator('#filters-panel summary').click();
+  await page.getByLabel('Severity').waitFor({ state: 'visible' });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.reload();
+  await page.locator('tr.alert-row').first().waitFor();
+  assert(await page.locator('#filters-panel').evaluate((d) => d.open), 'filter panel folded on a desktop');
 
   step('filter by severity keeps the alert; another severity hides it');
   await page.getByLabel('Severity').selectOption('low');
@@ -460,6 +528,145 @@ try {
     assert(!body.includes(TERM) && !body.includes(env.DSL1_USER), 'names or terms on the governor page');
     await checkA11y('trends');
     await shot('trends');
+    await logout();
+  }
+
+  if (env.ADMIN_USER) {
+    // A second browser, for the person whose account the admin manages.
+    const profile2 = fs.mkdtempSync(path.join(env.TMPDIR || os.tmpdir(), 'vigil-chromium-'));
+    const ctx2 = await chromium.launchPersistentContext(profile2, launchOptions);
+    ctx2.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const other = ctx2.pages()[0] || await ctx2.newPage();
+    other.on('pageerror', (e) => problems.push(`page error (second browser): ${e.message}`));
+    page.on('dialog', (d) => d.accept());
+    const newUser = 'dsl3';
+    const firstPw = 'first-password-from-admin';
+    try {
+      step(`admin: users page lists last sign-in; creating ${newUser}`);
+      await login(env.ADMIN_USER, env.ADMIN_PASS);
+      await page.getByRole('link', { name: 'Users' }).click();
+      await page.waitForURL(/#\/users/);
+      const dslRow = page.locator(`table.users tr[data-user="${env.DSL1_USER}"]`);
+      await dslRow.waitFor();
+      assert(!/Never/.test(await dslRow.locator('td.last-sign-in').innerText()), `${env.DSL1_USER} signed in but the list says never`);
+      await checkA11y('users');
+      await checkHeadersUnbroken('users');
+      await shot('users');
+      const addForm = page.locator('section[aria-labelledby="ua-h"]');
+      await addForm.getByLabel('Username', { exact: true }).fill(newUser);
+      await addForm.getByLabel('Display name').fill('Łucja Wiśniewska');
+      await addForm.getByLabel('Initial password').fill(firstPw);
+      await page.getByRole('button', { name: 'Create account' }).click();
+      // Creating, changing and resetting hash a password (bcrypt cost 12):
+      // as slow as a sign-in on a busy machine.
+      await page.locator('#status').filter({ hasText: `Account ${newUser} created` }).waitFor({ timeout: LOGIN_TIMEOUT_MS });
+      await page.locator(`table.users tr[data-user="${newUser}"]`).waitFor();
+
+      step('a new error replaces the stale success banner');
+      await addForm.getByLabel('Username', { exact: true }).fill(newUser);
+      await addForm.getByLabel('Initial password').fill(firstPw);
+      await page.getByRole('button', { name: 'Create account' }).click();
+      await page.locator('form .form-error').filter({ hasText: /already exists/ }).waitFor({ timeout: LOGIN_TIMEOUT_MS });
+      const status = await page.locator('#status').innerText();
+      assert(!/created/.test(status), `success banner still above the error: "${status}"`);
+
+      step(`${newUser} signs in: only the password change is offered until done`);
+      await login(newUser, firstPw, other);
+      await other.waitForURL(/#\/password/);
+      await other.locator('#password-required').waitFor();
+      assert((await other.locator('#nav a').count()) === 0, 'navigation offered before the forced change');
+      await other.goto(`${BASE}/#/alerts`);
+      await other.waitForURL(/#\/password/);
+      await other.getByLabel('Password you were given').fill(firstPw);
+      await other.locator('input[name="new_password"]').fill('dsl3-chose-this-one');
+      await other.locator('input[name="new_password_again"]').fill('dsl3-chose-this-one');
+      await other.getByRole('button', { name: 'Change password' }).click();
+      await other.waitForURL(/#\/alerts/, { timeout: LOGIN_TIMEOUT_MS });
+      await other.locator('table.queue a.term', { hasText: TERM }).first().waitFor();
+
+      step(`admin disables ${newUser}: the open session ends at once`);
+      await page.reload();
+      const row = page.locator(`table.users tr[data-user="${newUser}"]`);
+      await row.getByRole('button', { name: /^Disable/ }).click();
+      await page.locator(`table.users tr[data-user="${newUser}"] td.user-state`).filter({ hasText: 'Disabled' }).waitFor();
+      await other.goto(`${BASE}/#/devices`);
+      await other.getByRole('heading', { name: 'Sign in' }).waitFor();
+      const me2 = await other.evaluate(async () => (await fetch('/api/v1/me')).status);
+      assert(me2 === 401, `disabled account's session answered ${me2}`);
+      await other.getByLabel('Username').fill(newUser);
+      await other.getByLabel('Password', { exact: true }).fill('dsl3-chose-this-one');
+      await other.getByRole('button', { name: 'Sign in' }).click();
+      await other.locator('#login-error').filter({ hasText: /not recognised/ }).waitFor({ timeout: LOGIN_TIMEOUT_MS });
+
+      step(`admin enables ${newUser} and resets the password: a temporary one, changed at sign-in`);
+      await page.locator(`table.users tr[data-user="${newUser}"]`).getByRole('button', { name: /^Enable/ }).click();
+      await page.locator(`table.users tr[data-user="${newUser}"] td.user-state`).filter({ hasText: 'Active' }).waitFor();
+      await page.locator(`table.users tr[data-user="${newUser}"]`).getByRole('button', { name: /^Reset password/ }).click();
+      await page.locator('#temporary-password').waitFor({ timeout: LOGIN_TIMEOUT_MS });
+      const temp = (await page.locator('#temporary-password').innerText()).trim();
+      assert(temp.length === 16, `temporary password "${temp}"`);
+      await page.locator(`table.users tr[data-user="${newUser}"] td.user-state`).filter({ hasText: 'Must change password' }).waitFor();
+      await shot('users-reset');
+      await login(newUser, temp, other);
+      await other.waitForURL(/#\/password/);
+      await other.locator('#password-required').waitFor();
+      await logout();
+    } finally {
+      await ctx2.close().catch(() => {});
+      fs.rmSync(profile2, { recursive: true, force: true });
+    }
+  }
+
+  if (env.HEAD_USER) {
+    step(`sign in as ${env.HEAD_USER} (headteacher): the pupil's alert says why it is not theirs`);
+    await login(env.HEAD_USER, env.HEAD_PASS);
+    await page.goto(`${BASE}/#/alerts/${encodeURIComponent(alertId)}`);
+    await page.getByRole('heading', { name: 'Not available for your role' }).waitFor();
+    const text = await page.locator('main').innerText();
+    assert(!/something went wrong/i.test(text), `headteacher sees a generic error: ${text}`);
+    assert(/Designated Safeguarding Lead/.test(text) && /Headteacher/.test(text), `no role explanation: ${text}`);
+    body = await page.evaluate(() => document.body.innerText + document.body.innerHTML);
+    assert(!body.includes(TERM) && !body.includes(alertContext), 'alert data in the page for the headteacher');
+    await logout();
+  }
+
+  if (env.TOTP_USER) {
+    step('too many failed sign-ins: the wait is said in minutes');
+    await page.goto(`${BASE}/#/login`);
+    const who = `nobody-${Date.now()}`;
+    let limited = '';
+    for (let i = 0; i < 7 && !limited; i++) {
+      await page.getByLabel('Username').fill(who);
+      await page.getByLabel('Password', { exact: true }).fill('not-a-password');
+      const answered = page.waitForResponse((r) => r.url().endsWith('/api/v1/session'), { timeout: LOGIN_TIMEOUT_MS });
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      const r = await answered;
+      if (r.status() === 429) {
+        await page.locator('#login-error').filter({ hasText: /Too many/ }).waitFor();
+        limited = await page.locator('#login-error').innerText();
+      } else {
+        await page.locator('#login-error').filter({ hasText: /not recognised/ }).waitFor();
+      }
+    }
+    // 15 minutes from the first failure, less the time the five took.
+    assert(/Try again in (1[0-5]|[1-9]) minutes?\./.test(limited), `rate-limit message: "${limited}"`);
+    assert(!/seconds/.test(limited), `rate-limit message in seconds: "${limited}"`);
+
+    step(`two-step sign-in as ${env.TOTP_USER}`);
+    await page.getByLabel('Username').fill(env.TOTP_USER);
+    await page.getByLabel('Password', { exact: true }).fill(env.TOTP_PASS);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#login-error').filter({ hasText: /one-time code/ }).waitFor({ timeout: LOGIN_TIMEOUT_MS });
+    assert(page.url().includes('#/login'), 'signed in without the one-time code');
+    await page.getByLabel('Password', { exact: true }).fill(env.TOTP_PASS);
+    await page.getByLabel('One-time code').fill('000000' === totpCode(env.TOTP_SECRET) ? '111111' : '000000');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#login-error').filter({ hasText: /not accepted/ }).waitFor({ timeout: LOGIN_TIMEOUT_MS });
+    await page.getByLabel('Password', { exact: true }).fill(env.TOTP_PASS);
+    await page.getByLabel('One-time code').fill(totpCode(env.TOTP_SECRET));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForFunction(() => !location.hash.startsWith('#/login'), null, { timeout: LOGIN_TIMEOUT_MS });
+    await page.locator('#account-name').waitFor({ state: 'visible' });
     await logout();
   }
 

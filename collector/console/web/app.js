@@ -96,6 +96,24 @@ function select(name, options, value) {
 
 let keepStatus = false;
 
+// clearSuccess removes a success message from the status line.
+function clearSuccess() {
+  const s = $('#status');
+  if (s && s.classList.contains('ok')) {
+    keepStatus = false;
+    s.className = 'status';
+    s.textContent = '';
+  }
+}
+
+// waitText words a wait for people: "15 minutes", not "882 seconds".
+function waitText(seconds) {
+  const s = Math.max(1, Math.ceil(Number(seconds) || 0));
+  if (s < 60) return s === 1 ? '1 second' : `${s} seconds`;
+  const m = Math.ceil(s / 60);
+  return m === 1 ? '1 minute' : `${m} minutes`;
+}
+
 // announce puts a message in the aria-live status line. keep: the message
 // survives the next navigation (say, "Signed in" before the first page).
 function announce(msg, kind = '', keep = false) {
@@ -175,11 +193,18 @@ async function api(method, path, body) {
   let data = null;
   if ((res.headers.get('Content-Type') || '').includes('json')) data = await res.json().catch(() => null);
   if (!res.ok) {
+    // A success message from before must not stand above this failure
+    // (issue 10 item 7: "Account created" over "already exists").
+    clearSuccess();
     const msg = (data && (data.error || data.message)) || res.statusText || `HTTP ${res.status}`;
     const err = new ApiError(res.status, msg, data);
     err.retryAfter = res.headers.get('Retry-After');
     if (res.status === 401 && path !== '/session') {
       signedOut('Your session has ended. Please sign in again.');
+    }
+    if (res.status === 403 && data && data.password_change_required && session) {
+      session.must_change_password = true;
+      location.hash = '#/password';
     }
     throw err;
   }
@@ -219,7 +244,7 @@ function renderChrome(current) {
     return;
   }
   for (const item of NAV) {
-    if (!mayUse(item)) continue;
+    if (!mayUse(item) || session.must_change_password) continue;
     const a = h('a', { href: `#/${item.route}`, dataset: { route: item.route } }, item.label);
     if (item.route === current) a.setAttribute('aria-current', 'page');
     list.append(h('li', {}, a));
@@ -248,6 +273,10 @@ async function route() {
     location.replace('#/login');
     return;
   }
+  if (session && session.must_change_password && top !== 'password') {
+    location.replace('#/password');
+    return;
+  }
   if (session && (top === '' || top === 'login')) {
     location.replace(homeRoute());
     return;
@@ -262,6 +291,7 @@ async function route() {
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
     users: () => viewUsers(seq),
+    password: () => viewPassword(),
     deploy: () => viewDeploy(seq),
     me: () => viewMe(),
   }[top];
@@ -318,6 +348,19 @@ function denied(e) {
   announce('Not available for your role.', 'error');
 }
 
+// notRouted: an alert the server will not show this person (not routed
+// to them, about them, or gone).
+function notRouted() {
+  page('Not available for your role',
+    h('div', { class: 'notice denied', id: 'denied' },
+      h('p', {}, `This alert is not available to you as ${ROLE_LABELS[session?.role] || session?.role || 'this role'}. Nothing from it has been loaded.`),
+      h('p', {}, 'Alerts go to the person the school policy names (seed 002 §5.3): about a pupil, to the Designated Safeguarding Lead; ',
+        'about a member of staff, to the headteacher; about the headteacher, to the chair of governors. Nobody sees an alert about themselves. ',
+        'The alert may also have passed its retention period.'),
+      h('p', {}, h('a', { href: homeRoute() }, 'Go to your start page'))));
+  announce('This alert is not available to you.', 'error');
+}
+
 // ---------------------------------------------------------------------------
 // Login
 
@@ -358,11 +401,17 @@ function viewLogin() {
         err.textContent = 'The console is busy signing others in. Try again in a moment.';
       } else if (e.status === 429) {
         const s = parseInt(e.retryAfter, 10);
-        err.textContent = `Too many attempts. Try again${s > 0 ? ` in ${s} seconds` : ' later'}.`;
+        const wait = (e.body && e.body.retry_after_text) || (s > 0 ? waitText(s) : '');
+        err.textContent = `Too many attempts. Try again${wait ? ` in ${wait}` : ' later'}.`;
       } else if (e.status === 401) {
-        err.textContent = e.body && e.body.totp_required
-          ? 'Enter the one-time code from your authenticator app.'
-          : 'Username, password or one-time code not recognised.';
+        if (e.body && e.body.totp_required) {
+          err.textContent = totp.value.trim()
+            ? 'That one-time code was not accepted (wrong, expired or already used). Enter the current code.'
+            : 'Enter the one-time code from your authenticator app.';
+          if (totp.value.trim()) { totp.value = ''; }
+        } else {
+          err.textContent = 'Username, password or one-time code not recognised.';
+        }
       } else {
         err.textContent = e.message;
       }
@@ -473,8 +522,16 @@ async function viewQueue(query, seq) {
       more.append(b);
     }
   };
+  // On a tablet the open form filled the first screen (issue 10 item 7):
+  // below 1100 px it starts folded, saying how many filters are on.
+  const active = FILTERS.filter((k) => (query.get(k) || '').trim()).length + (sort === 'time' ? 1 : 0);
+  const filters = h('details', { class: 'panel filters-panel', id: 'filters-panel' },
+    h('summary', {}, h('h2', { id: 'filters-h' }, 'Filter and sort'),
+      h('span', { class: 'hint', id: 'filters-count' }, active ? `${active} on` : 'none on')),
+    form);
+  filters.open = window.matchMedia('(min-width: 1100px)').matches;
   page('Alerts',
-    h('section', { class: 'panel', 'aria-labelledby': 'filters-h' }, h('h2', { id: 'filters-h' }, 'Filter and sort'), form),
+    filters,
     h('div', { class: 'toolbar' }, summary,
       h('a', { class: 'button secondary', href: `${API}/incidents.csv`, download: 'incidents.csv' }, 'Export incident log (CSV)')),
     tableHolder, more);
@@ -568,7 +625,16 @@ function queueTable(alerts, sort) {
 
 async function viewAlert(id, seq) {
   loading('the alert');
-  const a = await api('GET', `/alerts/${encodeURIComponent(id)}`);
+  let a;
+  try {
+    a = await api('GET', `/alerts/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (!isCurrent(seq)) return;
+    // The server answers 404 for an alert not routed to you, so as not
+    // to say whether it exists; say why a person may not see it.
+    if (e instanceof ApiError && e.status === 404) { notRouted(); return; }
+    throw e;
+  }
   if (!isCurrent(seq)) return;
   const head = h('div', { class: 'alert-head', id: 'alert-badges' });
   const triage = h('section', { class: 'panel', id: 'triage', 'aria-labelledby': 'triage-h' });
@@ -1185,17 +1251,32 @@ async function viewUsers(seq) {
   const data = await api('GET', '/users');
   if (!isCurrent(seq)) return;
   const users = Array.isArray(data) ? data : data.users || [];
-  const cols = ['Username', 'Name', 'Role', 'Two-step sign-in', 'State'];
-  const table = h('table', { class: 'responsive users' },
-    h('caption', { class: 'visually-hidden' }, 'Console accounts'),
-    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, users.map((u) => h('tr', {},
-      h('td', { 'data-label': 'Username' }, u.username),
-      h('td', { 'data-label': 'Name' }, u.display_name || '—'),
-      h('td', { 'data-label': 'Role' }, ROLE_LABELS[u.role] || u.role, u.chair ? ' (chair)' : ''),
-      h('td', { 'data-label': 'Two-step sign-in' }, u.totp ? 'On' : 'Off'),
-      h('td', { 'data-label': 'State' }, u.disabled ? 'Disabled' : 'Active')))));
-
+  const result = h('div', { id: 'user-result' });
+  const tableHolder = h('div');
+  const act = async (u, what, btn) => {
+    btn.disabled = true;
+    try {
+      const r = await api('POST', `/users/${encodeURIComponent(u.username)}/${what}`, what === 'reset' ? {} : undefined);
+      if (what === 'reset') {
+        // Shown once, here only: the person types it and must change it.
+        result.replaceChildren(h('section', { class: 'notice ok', id: 'reset-result', 'aria-labelledby': 'rr-h' },
+          h('h2', { id: 'rr-h' }, `Temporary password for ${u.username}`),
+          h('p', {}, h('code', { class: 'mono', id: 'temporary-password' }, r.temporary_password)),
+          h('p', {}, 'Give it to them in person or by phone. They must choose their own at the next sign-in; their open sessions have ended. It is not shown again.')));
+        announce(`Password of ${u.username} reset.`, 'ok');
+        // Redraw the table only: the temporary password stays on the page.
+        const fresh = await api('GET', '/users');
+        if (isCurrent(seq)) tableHolder.replaceChildren(usersTable(Array.isArray(fresh) ? fresh : [], act));
+        return;
+      }
+      announce(what === 'disable' ? `Account ${u.username} disabled; its sessions have ended.` : `Account ${u.username} enabled.`, 'ok', true);
+      route();
+    } catch (ex) {
+      announce(ex.message, 'error');
+      btn.disabled = false;
+    }
+  };
+  tableHolder.replaceChildren(usersTable(users, act));
   const username = h('input', { type: 'text', name: 'username', required: true, autocomplete: 'off', autocapitalize: 'none' });
   const display = h('input', { type: 'text', name: 'display_name' });
   const role = select('role', Object.entries(ROLE_LABELS), 'dsl');
@@ -1206,12 +1287,15 @@ async function viewUsers(seq) {
   chairField.hidden = true;
   role.addEventListener('change', () => { chairField.hidden = role.value !== 'governor'; if (chairField.hidden) chair.checked = false; });
   const password = h('input', { type: 'password', name: 'password', required: true, autocomplete: 'new-password', minlength: '10' });
+  const mustChange = h('input', { type: 'checkbox', name: 'must_change_password', checked: true });
+  const mustChangeField = h('div', { class: 'field check' }, mustChange, h('label', { for: mustChange.id = uid('mc') }, 'Ask for a new password at first sign-in',
+    h('span', { class: 'hint' }, 'You typed this password, so the person should choose their own.')));
   const err = h('p', { class: 'form-error', role: 'alert' });
   const btn = h('button', { type: 'submit' }, 'Create account');
   const form = h('form', { novalidate: true },
     field('Username', username), field('Display name', display), field('Role', role), chairField,
     field('E-mail for notifications', email, 'Optional. Messages carry a link only, never alert content.'),
-    field('Initial password', password, 'At least 10 characters, not the username.'),
+    field('Initial password', password, 'At least 10 characters, not the username.'), mustChangeField,
     err, h('div', { class: 'actions' }, btn));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -1223,7 +1307,7 @@ async function viewUsers(seq) {
     btn.disabled = true;
     try {
       await api('POST', '/users', { username: username.value.trim(), display_name: display.value.trim(), role: role.value,
-        password: password.value, email: email.value.trim(), chair: chair.checked });
+        password: password.value, email: email.value.trim(), chair: chair.checked, must_change_password: mustChange.checked });
       announce(`Account ${username.value.trim()} created.`, 'ok', true);
       route();
     } catch (ex) {
@@ -1232,8 +1316,84 @@ async function viewUsers(seq) {
     }
   });
   page('Users',
-    h('section', { class: 'panel', 'aria-labelledby': 'ul-h' }, h('h2', { id: 'ul-h' }, 'Accounts'), table),
+    result,
+    h('section', { class: 'panel', 'aria-labelledby': 'ul-h' }, h('h2', { id: 'ul-h' }, 'Accounts'), tableHolder),
     h('section', { class: 'panel', 'aria-labelledby': 'ua-h' }, h('h2', { id: 'ua-h' }, 'Add an account'), form));
+}
+
+// usersTable lists the accounts with their lifecycle buttons; act(user,
+// 'disable'|'enable'|'reset', button) does the action.
+function usersTable(users, act) {
+  const cols = ['Username', 'Name', 'Role', 'Two-step sign-in', 'Last sign-in', 'State', 'Actions'];
+  const stateOf = (u) => {
+    if (u.disabled) return [h('span', { class: 'badge st-disabled' }, 'Disabled'), u.disabled_by ? h('span', { class: 'hint' }, `by ${u.disabled_by}`) : null];
+    if (u.must_change_password) return h('span', { class: 'badge st-in_review' }, 'Must change password');
+    return h('span', { class: 'badge st-concluded' }, 'Active');
+  };
+  return h('table', { class: 'responsive users' },
+    h('caption', { class: 'visually-hidden' }, 'Console accounts'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, users.map((u) => {
+      const self = session && u.username === session.username;
+      const toggle = h('button', { type: 'button', class: 'secondary', disabled: self && !u.disabled,
+        title: self && !u.disabled ? 'You cannot disable your own account' : null },
+      u.disabled ? 'Enable' : 'Disable', h('span', { class: 'visually-hidden' }, ` ${u.username}`));
+      toggle.addEventListener('click', () => {
+        if (!u.disabled && !window.confirm(`Disable ${u.username}? Their sessions end at once and they cannot sign in until enabled.`)) return;
+        act(u, u.disabled ? 'enable' : 'disable', toggle);
+      });
+      const reset = h('button', { type: 'button', class: 'secondary' }, 'Reset password', h('span', { class: 'visually-hidden' }, ` of ${u.username}`));
+      reset.addEventListener('click', () => {
+        if (!window.confirm(`Reset the password of ${u.username}? Their sessions end and they must choose a new one at the next sign-in.`)) return;
+        act(u, 'reset', reset);
+      });
+      return h('tr', { dataset: { user: u.username } },
+        h('td', { 'data-label': 'Username' }, u.username),
+        h('td', { 'data-label': 'Name' }, u.display_name || '—'),
+        h('td', { 'data-label': 'Role' }, ROLE_LABELS[u.role] || u.role, u.chair ? ' (chair)' : ''),
+        h('td', { 'data-label': 'Two-step sign-in' }, u.totp ? 'On' : 'Off'),
+        h('td', { 'data-label': 'Last sign-in', class: 'last-sign-in' }, u.last_sign_in ? when(u.last_sign_in) : 'Never'),
+        h('td', { 'data-label': 'State', class: 'user-state' }, stateOf(u)),
+        h('td', { 'data-label': 'Actions' }, h('div', { class: 'actions' }, toggle, reset)));
+    })));
+}
+
+// ---------------------------------------------------------------------------
+// Change password (everyone; the only page while a change is required)
+
+function viewPassword() {
+  const forced = !!session.must_change_password;
+  const current = h('input', { type: 'password', name: 'current_password', required: true, autocomplete: 'current-password' });
+  const next = h('input', { type: 'password', name: 'new_password', required: true, autocomplete: 'new-password', minlength: '10' });
+  const again = h('input', { type: 'password', name: 'new_password_again', required: true, autocomplete: 'new-password' });
+  const err = h('p', { class: 'form-error', id: 'password-error', role: 'alert' });
+  const btn = h('button', { type: 'submit' }, 'Change password');
+  const form = h('form', { class: 'panel', novalidate: true },
+    field(forced ? 'Password you were given' : 'Current password', current),
+    field('New password', next, 'At least 10 characters, not your username.'),
+    field('New password again', again),
+    err, h('div', { class: 'actions' }, btn));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (next.value.length < 10) { err.textContent = 'The new password needs at least 10 characters.'; next.focus(); return; }
+    if (next.value !== again.value) { err.textContent = 'The two new passwords are not the same.'; again.focus(); return; }
+    btn.disabled = true;
+    try {
+      session = Object.assign(session, await api('POST', '/me/password', { current_password: current.value, new_password: next.value }));
+      session.must_change_password = false;
+      announce('Password changed. Your other sessions have been signed out.', 'ok', true);
+      location.hash = homeRoute();
+    } catch (ex) {
+      err.textContent = ex.message;
+      btn.disabled = false;
+    }
+  });
+  page('Change password',
+    forced ? h('div', { class: 'notice', id: 'password-required' },
+      h('p', {}, 'Your password was set by someone else. Choose your own before using the console.')) : null,
+    form);
+  current.focus();
 }
 
 // ---------------------------------------------------------------------------
