@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
@@ -70,6 +71,9 @@ type Config struct {
 	Proxies TrustedProxies
 	// Deploy, if set, serves the technician's Deploy page API (deploy.go).
 	Deploy *DeployConfig
+	// Audits, if set, serves device audits (audits.go): the same Service the
+	// daemon gives the admin socket and the gRPC server.
+	Audits *audit.Service
 }
 
 // Server serves the console.
@@ -85,6 +89,7 @@ type Server struct {
 	oidc    *oidcAuth         // nil: OIDC sign-in off
 	deploy  *DeployConfig     // nil: no token or package endpoints
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
+	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -108,7 +113,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
+		idle: cfg.SessionIdle, totpUsed: map[string]int64{}, exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -216,6 +221,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))
 	mux.Handle("GET /api/v1/devices/{id}", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.deviceDetail))
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
+	s.auditRoutes(mux)
 	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))
 	s.deployRoutes(mux)

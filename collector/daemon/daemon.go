@@ -372,7 +372,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies, Deploy: deploy,
+		Proxies: cfg.TrustedProxies, Deploy: deploy, Audits: c.audits,
 		ExclusionsChanged: func() {
 			select {
 			case c.exclC <- struct{}{}:
