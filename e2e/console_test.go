@@ -306,7 +306,11 @@ func TestConsoleAuditBrowser(t *testing.T) {
 	if len(pdfs) != 1 {
 		t.Fatalf("downloaded PDFs: %v", pdfs)
 	}
-	text := mustRun(t, "pdftotext", "-layout", pdfs[0], "-")
+	pt, err := exec.Command("pdftotext", "-layout", pdfs[0], "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext: %v: %s", err, pt)
+	}
+	text := string(pt)
 	q, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "bash").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -99,11 +99,10 @@ func AuditPDF(w io.Writer, rec audit.Record) error {
 		d.Para("Not signed off.")
 	}
 	for _, s := range rec.Signoffs {
-		line := "Signed off by " + s.By + " at " + stamp(s.At)
+		d.Para("Signed off by " + s.By + " at " + stamp(s.At) + " (entry " + short(s.Hash) + ")")
 		if s.Note != "" {
-			line += ": " + s.Note
+			d.Field("Note", s.Note)
 		}
-		d.Para(line + " (entry " + short(s.Hash) + ")")
 	}
 
 	// Compliance by check across the answering devices: a picture shows at
