@@ -265,14 +265,17 @@ func TestConsoleAuditBrowser(t *testing.T) {
 		return false
 	})
 
-	signals, downloads, tmp := t.TempDir(), t.TempDir(), t.TempDir()
+	signals, downloads, tmp, shots := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	if os.Getenv("VIGIL_UPDATE_SCREENSHOTS") == "1" {
+		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "PHASE=audit", "BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "TMPDIR="+tmp,
-		"SCREENSHOT_DIR="+t.TempDir(), "TOTAL_TIMEOUT_MS=420000", "HEAD_USER=head1", "HEAD_PASS="+pass,
+		"SCREENSHOT_DIR="+shots, "TOTAL_TIMEOUT_MS=420000", "HEAD_USER=head1", "HEAD_PASS="+pass,
 		"AUDIT_GROUP=ict", "AUDIT_REASON=Termly ICT audit for the governors (000 §5.2)",
 		"SIGNAL_DIR="+signals, "DOWNLOAD_DIR="+downloads)
 	cmd.WaitDelay = 10 * time.Second

@@ -261,6 +261,7 @@ async function deviceAudit() {
   assert(/^[0-9a-f]{64}$/.test(hash), `record hash: ${hash}`);
   const record = await page.locator('main').innerText();
   assert(record.includes(env.AUDIT_REASON), 'the record lacks the reason');
+  assert(!record.includes('[object'), 'the record shows an object where text belongs');
   assert(/Group ict/.test(record), 'the record lacks the scope');
   await page.locator('.audit-device summary').first().click();
   await page.locator('.audit-device table.software td', { hasText: /^bash$/ }).first().waitFor();
@@ -272,6 +273,7 @@ async function deviceAudit() {
   const signoff = await page.locator('#audit-signoff').innerText();
   assert(signoff.includes('Hana Head') || signoff.includes(env.HEAD_USER), `sign-off: ${signoff}`);
   await checkA11y('audit signed off');
+  await page.locator('#audit-signoff').scrollIntoViewIfNeeded();
   await shot('audit');
 
   step('download the audit as PDF');

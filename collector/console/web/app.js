@@ -1051,6 +1051,9 @@ function auditScope(s) {
 }
 
 function progressText(p) {
+  if (!p.queued) {
+    return `${p.answered}/${p.total} answered` + (p.no_answer ? `, ${p.no_answer} without an answer (${p.not_reached} not reached)` : '');
+  }
   return `${p.answered}/${p.total} answered, ${p.offline} offline: queued` +
     (p.queued > p.offline ? `, ${p.queued - p.offline} being asked` : '') +
     (p.no_answer ? `, ${p.no_answer} without an answer (${p.not_reached} not reached)` : '');
@@ -1137,7 +1140,8 @@ function inventoryDetails(inv) {
     ['OS', [os.name, os.version, os.build && `build ${os.build}`, os.kernel && `kernel ${os.kernel}`, os.arch].filter(Boolean).join(' ') || '—'],
     ['Last boot', os.last_boot ? when(os.last_boot) : '—'],
     ['Accounts', `${(inv.accounts || []).length} local; administrators: ${admins.join(', ') || 'none'}`],
-    ['Agent health', `version ${ag.version || '—'}, rules ${shortId(ag.rules_hash) || '—'}, spool ${ag.spool_depth || 0}, last selftest ${ag.last_selftest ? when(ag.last_selftest) : 'never'}`],
+    ['Agent health', `version ${ag.version || '—'}, rules ${shortId(ag.rules_hash) || '—'}, spool ${ag.spool_depth || 0}, last selftest `,
+      ag.last_selftest ? when(ag.last_selftest) : 'never'],
   ];
   for (const e of inv.errors || []) rows.push(['Not collected', `${e.part}: ${e.error}`]);
   const comp = inv.compliance || [];
@@ -1172,7 +1176,7 @@ async function viewAudit(id, seq) {
     h('h2', { id: 'ap-h' }, 'Progress'),
     h('p', { id: 'audit-progress-text', role: 'status' }, progressText(p), p.done ? ' · complete' : ''),
     progressBar(p),
-    h('p', { class: 'hint' }, `Offline devices are asked when they reconnect until ${when(rec.expires_at)}.`));
+    h('p', { class: 'hint' }, 'Offline devices are asked when they reconnect until ', when(rec.expires_at), '.'));
   const summary = [
     ['Scope', auditScope(rec.scope)],
     ['Requested by', rec.requested_by],
@@ -1188,7 +1192,7 @@ async function viewAudit(id, seq) {
 
   let signSection = h('section', { class: 'panel', id: 'audit-signoff', 'aria-labelledby': 'as-h' },
     h('h2', { id: 'as-h' }, 'Sign-off'),
-    signed.length ? h('ul', {}, signed.map((s) => h('li', {}, `Signed off by ${s.by} on ${when(s.at)}`, s.note ? `: ${s.note}` : '')))
+    signed.length ? h('ul', {}, signed.map((s) => h('li', {}, `Signed off by ${s.by} on `, when(s.at), s.note ? `: ${s.note}` : '')))
       : h('p', { class: 'muted' }, 'Not signed off yet.'));
   if (session.role === 'headteacher') {
     const note = h('textarea', { name: 'note', rows: '2', maxlength: '2000' });
@@ -1224,7 +1228,7 @@ async function viewAudit(id, seq) {
   const d = rec.diff;
   const changes = h('section', { class: 'panel', 'aria-labelledby': 'ac-h' }, h('h2', { id: 'ac-h' }, 'Changes since the previous audit'),
     !d ? h('p', { class: 'muted' }, 'No earlier audit of this scope.') : [
-      h('p', {}, `Compared with the audit of ${when(d.previous_at)}.`),
+      h('p', {}, 'Compared with the audit of ', when(d.previous_at), '.'),
       h('ul', {},
         (d.devices_new || []).map((x) => h('li', {}, `New device: ${x}`)),
         (d.devices_missing || []).map((x) => h('li', {}, `Missing device: ${x}`)),
