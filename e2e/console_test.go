@@ -244,3 +244,119 @@ func consoleSPKI(t *testing.T, c *collector) string {
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
+
+// TestConsoleAuditBrowser: in real Chromium, against a real collector and
+// two real agents of group "ict" (one offline), the headteacher requests an
+// audit of the group with a reason, watches progress ("1/2 answered, 1
+// offline: queued"), the offline agent is started and its answer appears
+// without a reload, she opens a device's software, signs the audit off and
+// downloads the PDF, whose text (pdftotext) names the scope, the reason,
+// both devices, real software of this machine and the sign-off. The views
+// and the export are in the access log, as from the CLI.
+func TestConsoleAuditBrowser(t *testing.T) {
+	if _, err := os.Stat("/var/lib/dpkg/status"); err != nil {
+		t.Skip("needs a dpkg system")
+	}
+	need(t, "pdftotext")
+	node := consoleTools(t)
+	home := t.TempDir()
+	for _, k := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR"} {
+		t.Setenv(k, home)
+	}
+	c := newCollector(t)
+	secrets := t.TempDir()
+	pass := "head1-correct-horse-battery"
+	pwFile := filepath.Join(secrets, "head1")
+	os.WriteFile(pwFile, []byte(pass+"\n"), 0o600)
+	mustRun(t, "vigil-collector", "user", "add", "--data", c.data, "--username", "head1", "--role", "headteacher",
+		"--display-name", "Hana Head", "--password-file", pwFile)
+
+	online, offline := enrollAgent(t, c, "ict"), enrollAgent(t, c, "ict")
+	online.start()
+	waitFor(t, 60*time.Second, "the online agent connected", func() bool {
+		for _, d := range c.devices() {
+			if d.DeviceID == online.id && d.Connected {
+				return true
+			}
+		}
+		return false
+	})
+
+	signals, downloads, tmp, shots := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	if os.Getenv("VIGIL_UPDATE_SCREENSHOTS") == "1" {
+		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "PHASE=audit", "BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "TMPDIR="+tmp,
+		"SCREENSHOT_DIR="+shots, "TOTAL_TIMEOUT_MS=420000", "HEAD_USER=head1", "HEAD_PASS="+pass,
+		"AUDIT_GROUP=ict", "AUDIT_REASON=Termly ICT audit for the governors (000 §5.2)",
+		"SIGNAL_DIR="+signals, "DOWNLOAD_DIR="+downloads)
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The script writes SIGNAL_DIR/queued once the page shows the offline
+	// device queued; only then does that device come online.
+	started := false
+	for !started {
+		select {
+		case err := <-done:
+			t.Fatalf("browser test ended before the offline device was started: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
+			if _, err := os.Stat(filepath.Join(signals, "queued")); err == nil {
+				offline.start()
+				started = true
+			}
+		}
+	}
+	err := <-done
+	t.Logf("console.test.mjs PHASE=audit:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("browser test (audit) failed: %v", err)
+	}
+
+	// The downloaded PDF, read back as text.
+	pdfs, _ := filepath.Glob(filepath.Join(downloads, "*.pdf"))
+	if len(pdfs) != 1 {
+		t.Fatalf("downloaded PDFs: %v", pdfs)
+	}
+	pt, err := exec.Command("pdftotext", "-layout", pdfs[0], "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext: %v: %s", err, pt)
+	}
+	text := string(pt)
+	q, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "bash").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"group ict", "Termly ICT audit for the governors", "head1", "verified",
+		online.id, offline.id, "bash", string(q), "Signed off by Hana Head (head1)", "Checked in the console (e2e)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("audit PDF lacks %q:\n%s", want, text)
+		}
+	}
+
+	// The record's views, sign-off and export are in the access log.
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(mustRun(t, "vigil-collector", "access-log", "--data", c.data, "--json")))
+	for sc.Scan() {
+		var e struct{ Who, Action, Detail string }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("access log line %q: %v", sc.Text(), err)
+		}
+		if e.Who == "head1" {
+			seen[e.Action] = true
+		}
+	}
+	for _, a := range []string{"request-audit", "view-audit", "sign-audit", "export-audit"} {
+		if !seen[a] {
+			t.Errorf("no %s by head1 in the access log (saw %v)", a, seen)
+		}
+	}
+}

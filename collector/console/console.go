@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -67,6 +68,9 @@ type Config struct {
 	Proxies TrustedProxies
 	// Deploy, if set, serves the technician's Deploy page API (deploy.go).
 	Deploy *DeployConfig
+	// Audits, if set, serves device audits (audits.go): the same Service the
+	// daemon gives the admin socket and the gRPC server.
+	Audits *audit.Service
 }
 
 // Server serves the console.
@@ -81,6 +85,7 @@ type Server struct {
 	oidc    *auth.OIDC        // nil: OIDC sign-in off
 	deploy  *DeployConfig     // nil: no token or package endpoints
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
+	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 
 	// The alert queue's listing and the notifier reach the store only
 	// through what they need (tests wrap them to inject faults).
@@ -97,7 +102,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy}
+		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits}
 	s.queue, s.notes = cfg.Store, cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
@@ -199,6 +204,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/devices/{id}", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.deviceDetail))
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
 	s.userRoutes(mux)
+	s.auditRoutes(mux)
 	s.deployRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")

@@ -374,6 +374,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
+		Audits: c.audits,
 		ExclusionsChanged: func() {
 			select {
 			case c.exclC <- struct{}{}:

@@ -11,6 +11,11 @@
 // HEAD_USER/HEAD_PASS (a headteacher opening the pupil's alert),
 // TOTP_USER/TOTP_PASS/TOTP_SECRET (two-step sign-in), CHROMIUM (default
 // /usr/bin/chromium), SLOWMO.
+// PHASE=audit runs only the device audit (TestConsoleAuditBrowser): HEAD_USER/
+// HEAD_PASS, AUDIT_GROUP (two devices, one offline), AUDIT_REASON,
+// SIGNAL_DIR (the script writes SIGNAL_DIR/queued once the page shows the
+// offline device queued; the Go test then starts it) and DOWNLOAD_DIR
+// (where the audit PDF is saved).
 // PHASE=staff runs only the staff-concern review instead (e2e/console_test.go
 // runs it second, once the device account is a staff member in the
 // directory): HEAD_USER/HEAD_PASS, CHAIR_USER/CHAIR_PASS, CHAIR_NAME and
@@ -39,7 +44,9 @@ const TOTAL_BUDGET_MS = Number(env.TOTAL_TIMEOUT_MS || 300000);
 const LOGIN_TIMEOUT_MS = 60000;
 const STEP_TIMEOUT_MS = 15000;
 
-for (const k of ['BASE_URL', 'DSL1_USER', 'DSL1_PASS', 'DSL2_USER', 'DSL2_PASS', 'TECH_USER', 'TECH_PASS']) {
+const REQUIRED = env.PHASE === 'audit' ? ['BASE_URL', 'HEAD_USER', 'HEAD_PASS', 'AUDIT_GROUP', 'AUDIT_REASON', 'SIGNAL_DIR', 'DOWNLOAD_DIR']
+  : ['BASE_URL', 'DSL1_USER', 'DSL1_PASS', 'DSL2_USER', 'DSL2_PASS', 'TECH_USER', 'TECH_PASS'];
+for (const k of REQUIRED) {
   if (!env[k]) {
     console.error(`missing environment variable ${k}`);
     process.exit(2);
@@ -271,6 +278,70 @@ async function staffConcern() {
   await logout();
 }
 
+// A device audit (issue 11): the headteacher requests an audit of a group
+// with a reason, watches progress while one device is offline, sees its
+// answer arrive when it reconnects, signs the audit off and downloads the
+// PDF.
+async function deviceAudit() {
+  step(`sign in as ${env.HEAD_USER} (headteacher): Audits is in the navigation`);
+  await login(env.HEAD_USER, env.HEAD_PASS);
+  const nav = await navNames();
+  assert(nav.includes('Audits'), `headteacher nav lacks Audits: ${nav}`);
+  await page.locator('#nav a', { hasText: 'Audits' }).click();
+  await page.getByRole('heading', { name: 'Request an audit' }).waitFor();
+  await checkA11y('audits');
+
+  step(`request an audit of group ${env.AUDIT_GROUP}`);
+  await page.getByLabel('Audit', { exact: true }).selectOption('group');
+  await page.getByLabel('Group', { exact: true }).selectOption(env.AUDIT_GROUP);
+  await page.getByRole('button', { name: 'Request audit' }).click();
+  await page.locator('#audit-request .form-error').filter({ hasText: 'reason' }).waitFor();
+  await page.getByLabel('Reason').fill(env.AUDIT_REASON);
+  await page.getByRole('button', { name: 'Request audit' }).click();
+  await page.waitForURL(/#\/audits\/au-/);
+
+  step('watch progress: the online device answers, the offline one is queued');
+  await page.locator('#audit-progress-text').filter({ hasText: '1/2 answered, 1 offline: queued' }).waitFor({ timeout: 120000 });
+  await checkA11y('audit in progress');
+  await shot('audit-progress');
+  fs.writeFileSync(path.join(env.SIGNAL_DIR, 'queued'), '');
+
+  step('the offline device reconnects: its answer appears without a reload');
+  await page.locator('#audit-progress-text').filter({ hasText: '2/2 answered' }).waitFor({ timeout: 180000 });
+  await page.locator('#audit-progress-text').filter({ hasText: 'complete' }).waitFor();
+  assert(await page.locator('.audit-device[data-status="answered"]').count() === 2, 'both devices answered');
+  await page.locator('#audit-verified').filter({ hasText: 'Verified' }).waitFor();
+  const hash = (await page.locator('#audit-hash').innerText()).trim();
+  assert(/^[0-9a-f]{64}$/.test(hash), `record hash: ${hash}`);
+  const record = await page.locator('main').innerText();
+  assert(record.includes(env.AUDIT_REASON), 'the record lacks the reason');
+  assert(!record.includes('[object'), 'the record shows an object where text belongs');
+  assert(/Group ict/.test(record), 'the record lacks the scope');
+  await page.locator('.audit-device summary').first().click();
+  await page.locator('.audit-device table.software td', { hasText: /^bash$/ }).first().waitFor();
+
+  step('the headteacher signs the audit off');
+  await page.getByLabel('Note').fill('Checked in the console (e2e)');
+  await page.getByRole('button', { name: 'Sign off audit' }).click();
+  await page.locator('#audit-signoff li').filter({ hasText: 'Checked in the console (e2e)' }).waitFor();
+  const signoff = await page.locator('#audit-signoff').innerText();
+  assert(signoff.includes('Hana Head') || signoff.includes(env.HEAD_USER), `sign-off: ${signoff}`);
+  await checkA11y('audit signed off');
+  await page.locator('#audit-signoff').scrollIntoViewIfNeeded();
+  await shot('audit');
+
+  step('download the audit as PDF');
+  const dl = page.waitForEvent('download', { timeout: STEP_TIMEOUT_MS });
+  await page.getByRole('link', { name: 'Download PDF' }).click();
+  const download = await dl;
+  const pdfPath = path.join(env.DOWNLOAD_DIR, 'audit.pdf');
+  await download.saveAs(pdfPath);
+  const pdf = fs.readFileSync(pdfPath);
+  assert(pdf.subarray(0, 5).toString() === '%PDF-', `export is not a PDF: ${pdf.subarray(0, 16)}`);
+  console.log(`  audit PDF: ${pdf.length} bytes`);
+  await logout();
+}
+
 function finish() {
   assert(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
   console.log(`PASS in ${((Date.now() - t0) / 1000).toFixed(1)}s; screenshots in ${SHOTS}`);
@@ -279,6 +350,13 @@ function finish() {
 let alertId = '';
 let alertContext = '';
 try {
+  if (env.PHASE === 'audit') {
+    await deviceAudit();
+    finish();
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    process.exit(0);
+  }
   if (env.PHASE === 'staff') {
     await staffConcern();
     finish();

@@ -20,6 +20,7 @@ const NAV = [
   { route: 'alerts', label: 'Alerts', roles: ['dsl', 'headteacher'], chair: true },
   { route: 'exclusions', label: 'Exclusions', roles: ['dsl'] },
   { route: 'devices', label: 'Devices', roles: ['dsl', 'headteacher', 'technician'] },
+  { route: 'audits', label: 'Audits', roles: ['headteacher', 'technician'] },
   { route: 'access-log', label: 'Access log', roles: ['admin', 'headteacher'] },
   { route: 'trends', label: 'Trends', roles: ['governor', 'headteacher', 'dsl'] },
   { route: 'users', label: 'Users', roles: ['admin'] },
@@ -288,6 +289,7 @@ async function route() {
     login: viewLogin,
     alerts: parts[1] ? () => viewAlert(parts[1], seq) : () => viewQueue(query, seq),
     devices: parts[1] ? () => viewDevice(parts[1], seq) : () => viewDevices(seq),
+    audits: parts[1] ? () => viewAudit(parts[1], seq) : () => viewAudits(seq),
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
     users: () => viewUsers(seq),
@@ -1102,6 +1104,233 @@ async function viewDevice(id, seq) {
       h('h2', { id: 'timeline-h' }, 'Timeline'),
       h('p', { class: 'hint' }, `The newest ${timeline.length} finding${timeline.length === 1 ? '' : 's'} you may see, newest first.`),
       table));
+}
+
+// ---------------------------------------------------------------------------
+// Audits (headteacher and technician; only the headteacher signs off)
+
+function auditScope(s) {
+  if (!s) return '—';
+  if (s.kind === 'all') return 'The whole fleet';
+  return `${titleCase(s.kind)} ${s.value}`;
+}
+
+function progressText(p) {
+  if (!p.queued) {
+    return `${p.answered}/${p.total} answered` + (p.no_answer ? `, ${p.no_answer} without an answer (${p.not_reached} not reached)` : '');
+  }
+  return `${p.answered}/${p.total} answered, ${p.offline} offline: queued` +
+    (p.queued > p.offline ? `, ${p.queued - p.offline} being asked` : '') +
+    (p.no_answer ? `, ${p.no_answer} without an answer (${p.not_reached} not reached)` : '');
+}
+
+function progressBar(p) {
+  const pct = p.total ? Math.round(((p.answered + p.no_answer) / p.total) * 100) : 0;
+  return h('progress', { max: '100', value: String(pct), 'aria-label': 'Audit progress' }, `${pct}%`);
+}
+
+async function viewAudits(seq) {
+  loading('audits');
+  const [list, devs] = await Promise.all([api('GET', '/audits'), api('GET', '/devices')]);
+  if (!isCurrent(seq)) return;
+  const audits = Array.isArray(list) ? list : [];
+  const devices = (Array.isArray(devs) ? devs : devs.devices || []).filter((d) => !d.revoked);
+  const groups = [...new Set(devices.map((d) => d.group).filter(Boolean))].sort();
+
+  const kind = select('scope', [['group', 'A group'], ['device', 'One device'], ['all', 'The whole fleet']], 'group');
+  const group = select('group', groups.map((g) => [g, g]), groups[0] || '');
+  const device = select('device', devices.map((d) => [d.device_id, `${d.hostname || 'Unknown host'} (${d.group || 'no group'})`]), devices[0]?.device_id || '');
+  const groupField = field('Group', group);
+  const deviceField = field('Device', device);
+  const sync = () => { groupField.hidden = kind.value !== 'group'; deviceField.hidden = kind.value !== 'device'; };
+  kind.addEventListener('change', sync);
+  sync();
+  const reason = h('textarea', { name: 'reason', rows: '2', required: true, maxlength: '2000' });
+  const err = h('p', { class: 'form-error', role: 'alert' });
+  const btn = h('button', { type: 'submit' }, 'Request audit');
+  const form = h('form', { novalidate: true, id: 'audit-request' },
+    field('Audit', kind), groupField, deviceField,
+    field('Reason', reason, 'Recorded in the audit and the access log (for example: termly ICT audit, seed 000 §5.2).'),
+    err, h('div', { class: 'actions' }, btn));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (!reason.value.trim()) {
+      err.textContent = 'Give a reason for the audit.';
+      return;
+    }
+    const body = { reason: reason.value.trim() };
+    if (kind.value === 'all') body.all = true;
+    else if (kind.value === 'group') body.group = group.value;
+    else body.device = device.value;
+    btn.disabled = true;
+    try {
+      const hd = await api('POST', '/audits', body);
+      announce(`Audit ${hd.id} requested.`, 'ok', true);
+      location.hash = `#/audits/${encodeURIComponent(hd.id)}`;
+    } catch (ex) {
+      err.textContent = ex.message;
+      btn.disabled = false;
+    }
+  });
+
+  const cols = ['Requested', 'Scope', 'Requested by', 'Reason', 'Devices'];
+  const table = audits.length ? h('table', { class: 'responsive audits' },
+    h('caption', { class: 'visually-hidden' }, 'Audits, newest first'),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, audits.map((a) => h('tr', { dataset: { audit: a.id } },
+      h('td', { 'data-label': 'Requested' }, h('a', { href: `#/audits/${encodeURIComponent(a.id)}` }, when(a.requested_at))),
+      h('td', { 'data-label': 'Scope' }, auditScope(a.scope)),
+      h('td', { 'data-label': 'Requested by' }, a.requested_by),
+      h('td', { 'data-label': 'Reason' }, a.reason),
+      h('td', { 'data-label': 'Devices' }, String(a.devices)))))) : h('p', { class: 'panel' }, 'No audits yet.');
+  page('Audits',
+    h('section', { class: 'panel', 'aria-labelledby': 'ar-h' }, h('h2', { id: 'ar-h' }, 'Request an audit'),
+      h('p', { class: 'hint' }, 'Connected devices answer at once; offline devices are asked when they reconnect, until the audit expires (then "not reached").'),
+      form),
+    h('section', { 'aria-labelledby': 'al-h' }, h('h2', { id: 'al-h' }, 'Audits'), table));
+}
+
+function inventoryDetails(inv) {
+  const hw = inv.hardware || {};
+  const os = inv.os || {};
+  const ag = inv.agent || {};
+  const gib = (b) => `${(Number(b || 0) / 2 ** 30).toFixed(1)} GiB`;
+  const admins = (inv.accounts || []).filter((a) => a.administrator).map((a) => a.name);
+  const rows = [
+    ['Hardware', [hw.manufacturer, hw.model].filter(Boolean).join(' ') || '—', hw.serial ? ` · serial ${hw.serial}` : ''],
+    ['CPU and memory', `${hw.cpu_model || '—'} (${hw.cpu_cores || 0} cores), ${gib(hw.memory_bytes)}`],
+    ['Disks', (hw.disks || []).map((d) => `${d.mountpoint} ${gib(d.free_bytes)} free of ${gib(d.total_bytes)}`).join('; ') || '—'],
+    ['Network', (hw.interfaces || []).map((i) => `${i.name} ${i.mac || ''} ${(i.addresses || []).join(', ')}`.trim()).join('; ') || '—'],
+    ['OS', [os.name, os.version, os.build && `build ${os.build}`, os.kernel && `kernel ${os.kernel}`, os.arch].filter(Boolean).join(' ') || '—'],
+    ['Last boot', os.last_boot ? when(os.last_boot) : '—'],
+    ['Accounts', `${(inv.accounts || []).length} local; administrators: ${admins.join(', ') || 'none'}`],
+    ['Agent health', `version ${ag.version || '—'}, rules ${shortId(ag.rules_hash) || '—'}, spool ${ag.spool_depth || 0}, last selftest `,
+      ag.last_selftest ? when(ag.last_selftest) : 'never'],
+  ];
+  for (const e of inv.errors || []) rows.push(['Not collected', `${e.part}: ${e.error}`]);
+  const comp = inv.compliance || [];
+  const sw = inv.software || [];
+  return [
+    h('dl', { class: 'details' }, rows.map(([k, ...v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    comp.length ? h('table', { class: 'responsive compliance' },
+      h('caption', {}, 'Compliance'),
+      h('thead', {}, h('tr', {}, ['Check', 'Rule', 'Subject', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, comp.map((c) => h('tr', {},
+        h('td', { 'data-label': 'Check' }, c.check || '—'), h('td', { 'data-label': 'Rule' }, h('span', { class: 'mono' }, c.rule_id)),
+        h('td', { 'data-label': 'Subject' }, c.key || '—'), h('td', { 'data-label': 'Status' }, compliance(c.status)))))) : null,
+    h('details', { class: 'software' }, h('summary', {}, `Software (${sw.length}${inv.software_omitted ? ` + ${inv.software_omitted} beyond the cap` : ''})`),
+      h('table', { class: 'responsive software' },
+        h('thead', {}, h('tr', {}, ['Name', 'Version', 'Publisher', 'Installed'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, sw.map((s) => h('tr', {},
+          h('td', { 'data-label': 'Name' }, s.name), h('td', { 'data-label': 'Version' }, s.version || '—'),
+          h('td', { 'data-label': 'Publisher' }, s.publisher || '—'), h('td', { 'data-label': 'Installed' }, s.install_date || '—')))))),
+  ];
+}
+
+// One audit: progress while it runs (polled), then the record. Progress is
+// counts only; the record itself is read (and logged) once, and again when
+// the progress changes.
+async function viewAudit(id, seq) {
+  loading('the audit');
+  const rec = await api('GET', `/audits/${encodeURIComponent(id)}`);
+  if (!isCurrent(seq)) return;
+  const p = rec.progress;
+  const signed = rec.signoffs || [];
+  const progress = h('section', { class: 'panel', id: 'audit-progress', 'aria-labelledby': 'ap-h' },
+    h('h2', { id: 'ap-h' }, 'Progress'),
+    h('p', { id: 'audit-progress-text', role: 'status' }, progressText(p), p.done ? ' · complete' : ''),
+    progressBar(p),
+    h('p', { class: 'hint' }, 'Offline devices are asked when they reconnect until ', when(rec.expires_at), '.'));
+  const summary = [
+    ['Scope', auditScope(rec.scope)],
+    ['Requested by', rec.requested_by],
+    ['Reason', rec.reason],
+    ['Requested', when(rec.requested_at)],
+    ['Record hash', h('span', { class: 'mono', id: 'audit-hash' }, rec.hash)],
+    ['Verification', rec.verified ? h('span', { class: 'badge pass', id: 'audit-verified' }, 'Verified')
+      : h('span', { class: 'badge fail', id: 'audit-verified' }, `Does not verify: ${rec.verify_error}`)],
+  ];
+  const exports = h('div', { class: 'actions' },
+    h('a', { class: 'button', id: 'audit-pdf', href: `${API}/audits/${encodeURIComponent(id)}/report.pdf`, download: `audit-${id}.pdf` }, 'Download PDF'),
+    h('a', { class: 'button secondary', id: 'audit-csv', href: `${API}/audits/${encodeURIComponent(id)}/report.csv`, download: `audit-${id}.csv` }, 'Download CSV'));
+
+  let signSection = h('section', { class: 'panel', id: 'audit-signoff', 'aria-labelledby': 'as-h' },
+    h('h2', { id: 'as-h' }, 'Sign-off'),
+    signed.length ? h('ul', {}, signed.map((s) => h('li', {}, `Signed off by ${s.by} on `, when(s.at), s.note ? `: ${s.note}` : '')))
+      : h('p', { class: 'muted' }, 'Not signed off yet.'));
+  if (session.role === 'headteacher') {
+    const note = h('textarea', { name: 'note', rows: '2', maxlength: '2000' });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit' }, 'Sign off audit');
+    const form = h('form', { novalidate: true }, field('Note', note, 'Optional. The sign-off is added to the hashed record under your name.'), err, h('div', { class: 'actions' }, btn));
+    if (!rec.verified) btn.disabled = true;
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      btn.disabled = true;
+      try {
+        await api('POST', `/audits/${encodeURIComponent(id)}/sign`, { note: note.value.trim() });
+        announce('Audit signed off.', 'ok', true);
+        route();
+      } catch (ex) {
+        err.textContent = ex.message;
+        btn.disabled = false;
+      }
+    });
+    signSection.append(form);
+  }
+
+  const results = rec.results || [];
+  const devices = h('section', { 'aria-labelledby': 'ad-h' }, h('h2', { id: 'ad-h' }, 'Devices'),
+    results.map((r) => h('section', { class: 'panel audit-device', dataset: { device: r.device_id, status: r.status } },
+      h('h3', {}, r.hostname || r.device_id, ' ', h('span', { class: 'hint mono' }, r.device_id), ' ',
+        r.status === 'answered' ? h('span', { class: 'badge pass' }, 'Answered')
+          : r.status === 'queued' ? h('span', { class: 'badge offline' }, 'Queued') : h('span', { class: 'badge fail' }, 'No answer')),
+      r.inventory ? inventoryDetails(r.inventory)
+        : r.no_answer ? h('p', {}, `${titleCase(r.no_answer.reason)}${r.no_answer.detail ? `: ${r.no_answer.detail}` : ''}`)
+          : h('p', { class: 'muted' }, 'Not answered yet: offline devices are asked when they reconnect.'))));
+
+  const d = rec.diff;
+  const changes = h('section', { class: 'panel', 'aria-labelledby': 'ac-h' }, h('h2', { id: 'ac-h' }, 'Changes since the previous audit'),
+    !d ? h('p', { class: 'muted' }, 'No earlier audit of this scope.') : [
+      h('p', {}, 'Compared with the audit of ', when(d.previous_at), '.'),
+      h('ul', {},
+        (d.devices_new || []).map((x) => h('li', {}, `New device: ${x}`)),
+        (d.devices_missing || []).map((x) => h('li', {}, `Missing device: ${x}`)),
+        (d.devices || []).map((c) => [
+          (c.software_added || []).map((s) => h('li', {}, `${c.device_id}: software added ${s}`)),
+          (c.software_removed || []).map((s) => h('li', {}, `${c.device_id}: software removed ${s}`)),
+          (c.compliance_changes || []).map((x) => h('li', {}, `${c.device_id}: ${x.rule_id} ${x.key || ''} ${x.was || 'not reported'} → ${x.now || 'not reported'}`)),
+        ])),
+    ]);
+
+  page(`Audit of ${auditScope(rec.scope).toLowerCase()}`,
+    h('p', {}, h('a', { href: '#/audits' }, '← Back to the audits')),
+    progress,
+    h('section', { class: 'panel', 'aria-labelledby': 'ah-h' }, h('h2', { id: 'ah-h' }, 'Record'),
+      h('dl', { class: 'details' }, summary.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])), exports),
+    signSection, devices, changes);
+
+  // Watch progress while devices are still queued; re-read the record
+  // when it moves, so answers appear without a reload.
+  if (!p.done) {
+    const last = `${p.answered}/${p.no_answer}`;
+    const poll = async () => {
+      if (!isCurrent(seq)) return;
+      try {
+        const np = await api('GET', `/audits/${encodeURIComponent(id)}/progress`);
+        if (!isCurrent(seq)) return;
+        if (`${np.answered}/${np.no_answer}` !== last) {
+          keepStatus = true;
+          route();
+          return;
+        }
+        $('#audit-progress-text').textContent = progressText(np);
+      } catch { /* shown on the next poll */ }
+      setTimeout(poll, 2000);
+    };
+    setTimeout(poll, 2000);
+  }
 }
 
 // ---------------------------------------------------------------------------
