@@ -564,7 +564,11 @@ type Hello struct {
 	Arch            string                 `protobuf:"bytes,6,opt,name=arch,proto3" json:"arch,omitempty"`
 	// Random per agent process; lets the collector tell a reconnect of the same
 	// process from a second copy of the identity.
-	InstanceId    string `protobuf:"bytes,7,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	InstanceId string `protobuf:"bytes,7,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Coverage (coverage.proto): how the previous run ended, and the role of
+	// the device's users (pupil, staff, ...) from its configuration.
+	Lifecycle     *Lifecycle `protobuf:"bytes,40,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	DeviceRole    string     `protobuf:"bytes,41,opt,name=device_role,json=deviceRole,proto3" json:"device_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -644,6 +648,20 @@ func (x *Hello) GetArch() string {
 func (x *Hello) GetInstanceId() string {
 	if x != nil {
 		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *Hello) GetLifecycle() *Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *Hello) GetDeviceRole() string {
+	if x != nil {
+		return x.DeviceRole
 	}
 	return ""
 }
@@ -993,6 +1011,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Findings
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Result
+	//	*AgentMessage_Goodbye
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1071,6 +1090,15 @@ func (x *AgentMessage) GetResult() *RequestResult {
 	return nil
 }
 
+func (x *AgentMessage) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -1091,6 +1119,11 @@ type AgentMessage_Result struct {
 	Result *RequestResult `protobuf:"bytes,4,opt,name=result,proto3,oneof"`
 }
 
+type AgentMessage_Goodbye struct {
+	// The agent is going on purpose (coverage.proto).
+	Goodbye *Goodbye `protobuf:"bytes,40,opt,name=goodbye,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Findings) isAgentMessage_Msg() {}
@@ -1098,6 +1131,8 @@ func (*AgentMessage_Findings) isAgentMessage_Msg() {}
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Result) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Goodbye) isAgentMessage_Msg() {}
 
 // Ack says every finding of batch batch_id is durably committed (or was
 // already stored). The agent deletes exactly those from its spool.
@@ -1467,7 +1502,7 @@ var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17vigil/v1/coverage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1510,7 +1545,7 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x06status\x18\x0e \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
 	"rules_hash\x18\x0f \x01(\tR\trulesHash\x12;\n" +
-	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\"\xd7\x01\n" +
+	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\"\xab\x02\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1520,7 +1555,10 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02os\x18\x05 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x06 \x01(\tR\x04arch\x12\x1f\n" +
 	"\vinstance_id\x18\a \x01(\tR\n" +
-	"instanceId\"\xee\x01\n" +
+	"instanceId\x121\n" +
+	"\tlifecycle\x18( \x01(\v2\x13.vigil.v1.LifecycleR\tlifecycle\x12\x1f\n" +
+	"\vdevice_role\x18) \x01(\tR\n" +
+	"deviceRole\"\xee\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12,\n" +
@@ -1554,12 +1592,13 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12/\n" +
-	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\"\xdc\x01\n" +
+	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\"\x8b\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x124\n" +
 	"\bfindings\x18\x02 \x01(\v2\x16.vigil.v1.FindingBatchH\x00R\bfindings\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x121\n" +
-	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06resultB\x05\n" +
+	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06result\x12-\n" +
+	"\agoodbye\x18( \x01(\v2\x11.vigil.v1.GoodbyeH\x00R\agoodbyeB\x05\n" +
 	"\x03msg\"\x88\x01\n" +
 	"\x03Ack\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
@@ -1638,6 +1677,8 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	nil,                           // 17: vigil.v1.RulesBundle.FilesEntry
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*Lifecycle)(nil),             // 20: vigil.v1.Lifecycle
+	(*Goodbye)(nil),               // 21: vigil.v1.Goodbye
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1645,29 +1686,31 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	19, // 2: vigil.v1.Finding.details:type_name -> google.protobuf.Struct
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
 	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
-	5,  // 5: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	18, // 6: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 7: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	6,  // 8: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	8,  // 9: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	9,  // 10: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	10, // 11: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	13, // 12: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 13: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 14: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 15: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 16: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 17: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 18: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	1,  // 19: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 20: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	2,  // 21: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 22: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	20, // 5: vigil.v1.Hello.lifecycle:type_name -> vigil.v1.Lifecycle
+	5,  // 6: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
+	18, // 7: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 8: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	6,  // 9: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 10: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 11: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 12: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	21, // 13: vigil.v1.AgentMessage.goodbye:type_name -> vigil.v1.Goodbye
+	13, // 14: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 15: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 16: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 17: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 18: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 19: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 20: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	1,  // 21: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 22: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	2,  // 23: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 24: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1675,11 +1718,13 @@ func file_vigil_v1_vigil_proto_init() {
 	if File_vigil_v1_vigil_proto != nil {
 		return
 	}
+	file_vigil_v1_coverage_proto_init()
 	file_vigil_v1_vigil_proto_msgTypes[10].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Findings)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Result)(nil),
+		(*AgentMessage_Goodbye)(nil),
 	}
 	file_vigil_v1_vigil_proto_msgTypes[15].OneofWrappers = []any{
 		(*CollectorMessage_Welcome)(nil),
