@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/control"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
+	"github.com/vigil-safeguarding/vigil/agent/runrecord"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/uplink"
@@ -104,7 +105,18 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	screenwatch.Default.SetRecipient(cfg.EvidenceRecipient)
+	// The run record tells the collector how the previous run ended; it is
+	// closed below only on an orderly exit.
+	lifecycle, err := runrecord.Begin(o.State.RunRecordPath(), time.Now())
+	if err != nil {
+		return err
+	}
+	if lifecycle.PreviousExit == vigilv1.ExitKind_EXIT_KIND_UNCLEAN {
+		log.Warn("the previous run did not exit cleanly (crashed or killed)", "starts_last_hour", lifecycle.StartsInWindow,
+			"unclean_starts_last_hour", lifecycle.UncleanStartsInWindow)
+	}
 	up := uplink.New(uplink.Config{
+		Lifecycle: lifecycle,
 		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
 		OnWelcome: func(w *vigilv1.Welcome) {
@@ -150,6 +162,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cancel()
 	wg.Wait()
+	if rerr := runrecord.End(o.State.RunRecordPath()); rerr != nil {
+		log.Error("close the run record (the next start will report an unclean exit)", "err", rerr)
+	}
 	log.Info("agent stopped", "spool", sp.Stats())
 	return err
 }

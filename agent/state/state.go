@@ -33,6 +33,7 @@ func (d Dir) ControlSocket() string { return filepath.Join(string(d), "control.s
 func (d Dir) PosturePath() string   { return filepath.Join(string(d), "posture.json") }
 func (d Dir) SessionSocket() string { return filepath.Join(string(d), "session.sock") }
 func (d Dir) QuarantineDir() string { return filepath.Join(string(d), "quarantine") }
+func (d Dir) RunRecordPath() string { return filepath.Join(string(d), "run.json") }
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {
