@@ -223,7 +223,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	if len(cfg.OutOfHoursUsers) > 0 && cfg.WorkingHours == "" {
 		return errors.New("--out-of-hours-users needs --working-hours")
 	}
-	if len(cfg.OutOfHoursUsers) > 0 {
+	if cfg.WorkingHours != "" { // the out-of-hours chain and coverage judging both use them
 		tz := cfg.Timezone
 		if tz == "" {
 			tz = "Europe/London"
@@ -235,7 +235,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		if hours, err = console.ParseSchedule(cfg.WorkingHours, loc); err != nil {
 			return fmt.Errorf("--working-hours: %w", err)
 		}
-		if cfg.SMTP != "" {
+		if cfg.SMTP != "" && len(cfg.OutOfHoursUsers) > 0 {
 			log.Info("console: out-of-hours notifications on", "working_hours", hours.String(), "on_call", cfg.OutOfHoursUsers)
 		}
 	}
@@ -329,10 +329,13 @@ func Serve(ctx context.Context, cfg Config) error {
 		alis.Close()
 		return err
 	}
+	cov := newCoverageWatcher(cfg, st, cons, hours, consoleURL, met, log)
 	adm := &admin.Server{Store: st, CA: ca, Agents: srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks}
 	amux := http.NewServeMux()
 	amux.Handle("/v1/users", cons.AdminHandler())
 	amux.Handle("/v1/people/", cons.AdminHandler())
+	amux.Handle("/v1/coverage", cov.Handler())
+	amux.Handle("/v1/coverage/", cov.Handler())
 	amux.Handle("/", adm.Handler())
 	asrv := &http.Server{Handler: amux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	hsrv := &http.Server{Handler: cfg.TrustedProxies.HSTS(httpHandler(st, cons.Handler(), met.Handler(cfg.MetricsToken))),
@@ -360,6 +363,7 @@ func Serve(ctx context.Context, cfg Config) error {
 		errc <- ignoreClosed(hsrv.ServeTLS(hlis, "", ""))
 	}()
 	go dist.Watch(ctx, func() { srv.PushRules("") })
+	go cov.Run(ctx)
 	if lim.dynamic && openFDs() >= 0 {
 		go followStoreFDs(ctx, plan, glis, hlis, log)
 	}
