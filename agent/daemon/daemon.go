@@ -116,8 +116,7 @@ func Run(ctx context.Context, o Options) error {
 			"unclean_starts_last_hour", lifecycle.UncleanStartsInWindow)
 	}
 	up := uplink.New(uplink.Config{
-		Lifecycle: lifecycle,
-		State:     o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
+		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(), Lifecycle: lifecycle,
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
 		OnWelcome: func(w *vigilv1.Welcome) {
 			if w.EvidenceRecipient == "" || w.EvidenceRecipient == cfg.EvidenceRecipient {
