@@ -100,7 +100,9 @@ func (w *Watcher) Run(ctx context.Context) {
 // devices whose coverage is back.
 func (w *Watcher) Check(ctx context.Context) {
 	now := w.cfg.Now()
-	for _, d := range w.cfg.Devices.Devices() {
+	devs := w.cfg.Devices.Devices()
+	defer w.log.Debug("coverage: fleet checked", "devices", len(devs))
+	for _, d := range devs {
 		if ctx.Err() != nil {
 			return
 		}
