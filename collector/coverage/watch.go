@@ -33,7 +33,7 @@ type Config struct {
 	// Interval between passes over the fleet (default 30 s).
 	Interval time.Duration
 	// EscalateAfter: an alarm nobody acknowledged this long after its
-	// e-mail goes to the Escalation roles, once (default 30 min).
+	// e-mail goes to the Escalation roles, once (0: never, as for alerts).
 	EscalateAfter time.Duration
 	// Roles e-mailed: First for every device, also Pupil for pupil
 	// devices, and Escalation when unacknowledged.
@@ -54,9 +54,6 @@ func NewWatcher(cfg Config) *Watcher {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
-	}
-	if cfg.EscalateAfter <= 0 {
-		cfg.EscalateAfter = 30 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,7 +119,7 @@ func (w *Watcher) Check(ctx context.Context) {
 			w.mail(ctx, d, false, now)
 		case a.Open && a.NotifiedAt.IsZero():
 			w.mail(ctx, d, false, now) // the first e-mail failed: try again
-		case a.Open && a.AckedAt.IsZero() && !a.Escalated && now.Sub(a.NotifiedAt) >= w.cfg.EscalateAfter:
+		case a.Open && a.AckedAt.IsZero() && !a.Escalated && w.cfg.EscalateAfter > 0 && now.Sub(a.NotifiedAt) >= w.cfg.EscalateAfter:
 			w.mail(ctx, d, true, now)
 		}
 	}
