@@ -79,7 +79,7 @@ type clock struct {
 	now time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 // TestWatcherMailsOnceAndEscalates: with a controllable clock over a real
@@ -118,7 +118,7 @@ func TestWatcherMailsOnceAndEscalates(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWatcher(Config{Devices: st, Schedule: Schedule{Hours: hours, Heartbeat: 30 * time.Second}, Now: clk.Now,
-		Mailer: console.CoverageMailer{Server: cons, Config: console.NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}},
+		Mailer:        console.CoverageMailer{Server: cons, Config: console.NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}},
 		EscalateAfter: 30 * time.Minute, Logger: quiet,
 		First: []string{console.RoleTechnician}, Pupil: []string{console.RoleDSL}, Escalation: []string{console.RoleHeadteacher}})
 
