@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/session"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/upgrade"
+	"github.com/vigil-safeguarding/vigil/agent/uplink"
 	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 	"github.com/vigil-safeguarding/vigil/internal/identity"
@@ -49,6 +50,8 @@ const usage = `vigil-agent: Vigil's device agent
   upgrade-watchdog --state DIR                      (started by an upgrade) restore the previous binary if the new one is not welcomed
   install       [--state DIR]                      install as an auto-started service
   uninstall | start | stop | status [--state DIR]
+  goodbye       [--state DIR] --reason stop|uninstall   tell the collector the agent goes on purpose
+                                                    (removal scripts, after the service stopped)
   trigger-test  [--state DIR] [--count N] [--rule ID]         emit N selftest findings end to end
   rules check   DIR                                 validate rule files (FILE:LINE:COL: message)
   check --once  --rules DIR [--group NAME] [--role ROLE] [--json]   run every enabled check once, no collector
@@ -83,6 +86,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(rest, stdout)
 	case "trigger-test":
 		err = triggerCmd(rest, stdout)
+	case "goodbye":
+		err = goodbyeCmd(rest, stdout)
 	case "rules check":
 		return rulesCheck(rest, stdout, stderr)
 	case "rules test":
@@ -289,6 +294,43 @@ func triggerCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(res)
+}
+
+// goodbyeCmd tells the collector this device goes on purpose, so that its
+// silence is judged a stop or an uninstall and not a tamper. An unenrolled
+// state dir has nobody to tell: that is not an error (a package removed
+// before enrollment).
+func goodbyeCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("goodbye", flag.ContinueOnError)
+	st := stateFlag(fs)
+	reasonName := fs.String("reason", "", "stop or uninstall")
+	timeout := fs.Duration("timeout", 20*time.Second, "give up after this long (a removal must not hang on an unreachable collector)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	reasons := map[string]vigilv1.GoodbyeReason{"stop": vigilv1.GoodbyeReason_GOODBYE_REASON_STOP,
+		"uninstall": vigilv1.GoodbyeReason_GOODBYE_REASON_UNINSTALL}
+	reason, ok := reasons[*reasonName]
+	if !ok {
+		return fmt.Errorf("--reason %q: stop or uninstall", *reasonName)
+	}
+	dir := absState(*st)
+	cfg, err := dir.LoadConfig()
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(stdout, "not enrolled: nobody to say goodbye to")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	up := uplink.New(uplink.Config{State: dir, Agent: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := up.SayGoodbye(ctx, reason); err != nil {
+		return fmt.Errorf("say goodbye to %s: %w", cfg.Collector, err)
+	}
+	fmt.Fprintf(stdout, "collector %s told: %s\n", cfg.Collector, *reasonName)
+	return nil
 }
 
 // rulesCheck validates a rules folder: one FILE:LINE:COL line per error,

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/enroll"
 	"github.com/vigil-safeguarding/vigil/agent/inventory"
+	"github.com/vigil-safeguarding/vigil/agent/runrecord"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/agent/upgrade"
@@ -132,9 +133,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 		upg = u
 	}
+	// The run record tells the collector how the previous run ended; it is
+	// closed below only on an orderly exit.
+	lifecycle, err := runrecord.Begin(o.State.RunRecordPath(), time.Now())
+	if err != nil {
+		return err
+	}
+	if lifecycle.PreviousExit == vigilv1.ExitKind_EXIT_KIND_UNCLEAN {
+		log.Warn("the previous run did not exit cleanly (crashed or killed)", "starts_last_hour", lifecycle.StartsInWindow,
+			"unclean_starts_last_hour", lifecycle.UncleanStartsInWindow)
+	}
 	up := uplink.New(uplink.Config{Upgrader: upg,
 		Audit: inv.Collect,
-		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(),
+		State: o.State, Agent: cfg, Spool: sp, Engine: eng, Logger: log, Usage: selfUsage(), Lifecycle: lifecycle,
 		BackoffBase: o.BackoffBase, BackoffMax: o.BackoffMax, IdentityRetry: o.IdentityRetry,
 		LastLocalError: func() string {
 			if f := eng.EmitFailures(); f.Total > 0 {
@@ -184,6 +195,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cancel()
 	wg.Wait()
+	if rerr := runrecord.End(o.State.RunRecordPath()); rerr != nil {
+		log.Error("close the run record (the next start will report an unclean exit)", "err", rerr)
+	}
 	log.Info("agent stopped", "spool", sp.Stats())
 	if restart.Load() {
 		return upgrade.ErrRestart

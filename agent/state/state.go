@@ -37,6 +37,7 @@ func (d Dir) UpgradePath() string   { return filepath.Join(string(d), "upgrade.j
 func (d Dir) PendingUpgradePath() string {
 	return filepath.Join(string(d), "upgrade-pending.json")
 }
+func (d Dir) RunRecordPath() string { return filepath.Join(string(d), "run.json") }
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {

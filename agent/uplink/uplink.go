@@ -70,6 +70,9 @@ type Config struct {
 	Audit func(ctx context.Context) (*vigilv1.Inventory, error)
 	// Upgrader handles upgrade offers; nil ignores them.
 	Upgrader Upgrader
+	// Lifecycle (how the previous run ended, runrecord.Begin) travels in
+	// every Hello of this process.
+	Lifecycle *vigilv1.Lifecycle
 }
 
 // Upgrader is what the uplink needs from agent/upgrade.
@@ -87,6 +90,10 @@ type downloader struct{ c vigilv1.CollectorClient }
 func (d downloader) DownloadRelease(ctx context.Context, req *vigilv1.DownloadRequest) (upgrade.ReleaseStream, error) {
 	return d.c.DownloadRelease(ctx, req)
 }
+
+// goodbyeWait bounds how long a stopping agent waits for the collector to
+// take its Goodbye: a service stop must not hang on an unreachable server.
+const goodbyeWait = 3 * time.Second
 
 // Status is a snapshot for `vigil-agent status`.
 type Status struct {
@@ -144,17 +151,9 @@ func (u *Uplink) setStatus(fn func(*Status)) {
 
 // Run connects and reconnects until ctx ends.
 func (u *Uplink) Run(ctx context.Context) error {
-	tlsCfg, err := u.cfg.State.ClientTLS(u.cfg.Agent)
+	conn, err := u.dial()
 	if err != nil {
 		return err
-	}
-	conn, err := grpc.NewClient(u.cfg.Agent.Collector,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
-	)
-	if err != nil {
-		return fmt.Errorf("collector address %q: %w", u.cfg.Agent.Collector, err)
 	}
 	defer conn.Close()
 	client := vigilv1.NewCollectorClient(conn)
@@ -182,6 +181,100 @@ func (u *Uplink) Run(ctx context.Context) error {
 	return nil
 }
 
+func (u *Uplink) dial() (*grpc.ClientConn, error) {
+	tlsCfg, err := u.cfg.State.ClientTLS(u.cfg.Agent)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(u.cfg.Agent.Collector,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("collector address %q: %w", u.cfg.Agent.Collector, err)
+	}
+	return conn, nil
+}
+
+// SayGoodbye opens a stream of its own, says hello and goodbye with reason
+// and waits until the collector has taken it (it ends the stream). For a
+// package's removal script, run after the service has stopped: a second
+// stream beside a running agent would be refused as a copied identity.
+func (u *Uplink) SayGoodbye(ctx context.Context, reason vigilv1.GoodbyeReason) error {
+	conn, err := u.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := vigilv1.NewCollectorClient(conn).Stream(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: u.hello()}}); err != nil {
+		return fmt.Errorf("send hello: %w", recvErr(stream, err))
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("collector refused the stream: %w", err)
+	}
+	if first.GetWelcome() == nil {
+		return errors.New("collector did not answer hello with welcome")
+	}
+	return goodbye(stream, func(m *vigilv1.AgentMessage) error { return stream.Send(m) }, reason, nil)
+}
+
+// goodbye sends Goodbye, half-closes and waits (at most goodbyeWait) for
+// the collector to end the stream, which it does once it has recorded it.
+// recvDone, when not nil, is where another goroutine reports the end of the
+// stream; else this one receives.
+func goodbye(stream vigilv1.Collector_StreamClient, send func(*vigilv1.AgentMessage) error, reason vigilv1.GoodbyeReason, recvDone <-chan error) error {
+	m := &vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Goodbye{Goodbye: &vigilv1.Goodbye{Reason: reason, SentAt: timestamppb.Now()}}}
+	if err := send(m); err != nil {
+		return fmt.Errorf("send goodbye: %w", err)
+	}
+	stream.CloseSend()
+	if recvDone == nil {
+		ch := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := stream.Recv(); err != nil {
+					ch <- err
+					return
+				}
+			}
+		}()
+		recvDone = ch
+	}
+	select {
+	case err := <-recvDone:
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("goodbye: %w", err)
+	case <-time.After(goodbyeWait):
+		return errors.New("goodbye: the collector did not end the stream in time")
+	}
+}
+
+func (u *Uplink) hello() *vigilv1.Hello {
+	hostname, _ := os.Hostname()
+	// A host name is bytes to the OS; one that is not UTF-8 would make
+	// every hello fail to encode and the device fall silent.
+	hostname = contract.Truncate(contract.ValidString(hostname), 255)
+	var rulesHash string
+	if u.cfg.Engine != nil { // nil for SayGoodbye, which runs no engine
+		rulesHash = u.cfg.Engine.RulesHash()
+	}
+	return &vigilv1.Hello{
+		AgentVersion: version.Version, RulesHash: rulesHash, HostFingerprint: hostinfo.Fingerprint(),
+		Hostname: hostname, Os: runtime.GOOS, Arch: runtime.GOARCH, InstanceId: u.instance,
+		Lifecycle: u.cfg.Lifecycle, DeviceRole: contract.Truncate(contract.ValidString(u.cfg.Agent.Role), 64),
+	}
+}
+
 func (u *Uplink) waitAfter(err error, bo *backoff.Backoff) time.Duration {
 	switch status.Code(err) {
 	case codes.ResourceExhausted:
@@ -206,21 +299,20 @@ func errString(err error) string {
 
 // session runs one stream; it returns how many batches were acknowledged.
 func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (acked int, err error) {
-	ctx, cancel := context.WithCancel(ctx)
+	// The stream outlives ctx by the goodbye: when the agent stops (ctx
+	// ends) it still says why before the stream is cancelled.
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	defer cancel()
+	stop := context.AfterFunc(parent, func() {
+		time.AfterFunc(goodbyeWait+time.Second, cancel) // bound for a stream stuck before its goodbye
+	})
+	defer stop()
 	stream, err := client.Stream(ctx)
 	if err != nil {
 		return 0, err
 	}
-	hostname, _ := os.Hostname()
-	// A host name is bytes to the OS; one that is not UTF-8 would make
-	// every hello fail to encode and the device fall silent.
-	hostname = contract.Truncate(contract.ValidString(hostname), 255)
-	hello := &vigilv1.Hello{
-		AgentVersion: version.Version, RulesHash: u.cfg.Engine.RulesHash(), HostFingerprint: hostinfo.Fingerprint(),
-		Hostname: hostname, Os: runtime.GOOS, Arch: runtime.GOARCH, InstanceId: u.instance,
-	}
-	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}}); err != nil {
+	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: u.hello()}}); err != nil {
 		return 0, recvErr(stream, err)
 	}
 	first, err := stream.Recv()
@@ -252,17 +344,34 @@ func (u *Uplink) session(ctx context.Context, client vigilv1.CollectorClient) (a
 			}
 		}
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- s.receive(ctx) }()
-	go func() { errc <- s.sendLoop(ctx) }()
-	err = <-errc
-	if errors.Is(err, io.EOF) {
-		// A failed Send only says the stream is gone; the reason (and any
-		// retry delay) arrives on the receiving side.
-		select {
-		case rerr := <-errc:
-			err = rerr
-		case <-time.After(2 * time.Second):
+	recvc, sendc := make(chan error, 1), make(chan error, 1)
+	go func() { recvc <- s.receive(ctx) }()
+	go func() { sendc <- s.sendLoop(parent) }()
+	select {
+	case err = <-recvc:
+	case err = <-sendc:
+		if parent.Err() != nil {
+			// Stopping: batches in flight stay spooled and are resent
+			// after the restart (the collector drops duplicates).
+			if gerr := goodbye(stream, s.send, vigilv1.GoodbyeReason_GOODBYE_REASON_STOP, recvc); gerr != nil {
+				u.log.Warn("stopping: goodbye not delivered", "err", gerr)
+			} else {
+				u.log.Info("stopping: said goodbye to the collector")
+			}
+			cancel()
+			s.mu.Lock()
+			acked = s.acked
+			s.mu.Unlock()
+			return acked, nil
+		}
+		if errors.Is(err, io.EOF) {
+			// A failed Send only says the stream is gone; the reason (and any
+			// retry delay) arrives on the receiving side.
+			select {
+			case rerr := <-recvc:
+				err = rerr
+			case <-time.After(2 * time.Second):
+			}
 		}
 	}
 	cancel()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/cliexit"
@@ -56,6 +57,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
   release minimum  --data DIR --version X.Y.Z                       (no rollout or rollback below it)
   findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
+  devices coverage --data DIR [--json]            each device's coverage state (stopped, uninstalled, crash loop, silent, ...) and why
+  devices coverage ack --data DIR --device ID     acknowledge a device's coverage alarm (no escalation)
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
   devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
@@ -119,6 +122,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = findingsList(args[1:], stdout)
 	case "devices list":
 		err = devicesList(args[1:], stdout)
+	case "devices coverage":
+		if len(args) > 1 && args[1] == "ack" {
+			err = coverageAck(args[2:], stdout)
+		} else {
+			err = devicesCoverage(args[1:], stdout)
+		}
 	case "devices revoke":
 		err = devicesRevoke(args[1:], stdout)
 	case "devices unrevoke":
@@ -417,6 +426,63 @@ func devicesList(args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%d\n", d.DeviceID, d.Group, d.Hostname, d.Connected, d.LastSeen.Format(time.RFC3339), d.AgentVersion, d.SpoolDepth)
 	}
 	return tw.Flush()
+}
+
+func devicesCoverage(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("devices coverage")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/coverage", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var reps []coverage.Report
+	if err := json.NewDecoder(body).Decode(&reps); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range reps {
+			enc.Encode(r)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tHOSTNAME\tSTATE\tALARM\tWHY")
+	for _, r := range reps {
+		alarm := "-"
+		switch {
+		case r.Alarm.Open && !r.Alarm.AckedAt.IsZero():
+			alarm = "acknowledged by " + r.Alarm.AckedBy
+		case r.Alarm.Open:
+			alarm = "open since " + r.Alarm.Since.Format(time.RFC3339)
+		case r.Problem:
+			alarm = "not now (not expected on)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.DeviceID, r.Hostname, r.State, alarm, r.Why)
+	}
+	return tw.Flush()
+}
+
+func coverageAck(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("devices coverage ack")
+	device := fs.String("device", "", "device ID")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *device == "" {
+		return errors.New("--device is required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/coverage/"+url.PathEscape(*device)+"/ack", nil)
+	if err != nil {
+		return err
+	}
+	body.Close()
+	fmt.Fprintf(stdout, "coverage alarm of %s acknowledged: it will not be escalated\n", *device)
+	return nil
 }
 
 type kvFlag map[string]any

@@ -362,6 +362,13 @@ func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, kind int) (err e
 	case mailOutOfHours:
 		intro = "A new alert in Vigil needs review. It arrived out of school hours and you are on call."
 	}
+	body := fmt.Sprintf("%s\r\n\r\n%s/#/alerts/%s\r\n\r\n", intro, cfg.ConsoleURL, alertID) +
+		"This message deliberately holds no details. Sign in to the console to see the alert.\r\n"
+	return s.deliver(cfg, to, subject, body)
+}
+
+// deliver is the one path every notification e-mail leaves by.
+func (s *Server) deliver(cfg NotifyConfig, to, subject, body string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\n", cfg.From)
 	fmt.Fprintf(&b, "To: %s\r\n", to)
@@ -369,7 +376,6 @@ func (s *Server) sendMail(cfg NotifyConfig, to, alertID string, kind int) (err e
 	fmt.Fprintf(&b, "Date: %s\r\n", s.now().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s@vigil>\r\n", randomToken()[:24])
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n")
-	fmt.Fprintf(&b, "%s\r\n\r\n%s/#/alerts/%s\r\n\r\n", intro, cfg.ConsoleURL, alertID)
-	b.WriteString("This message deliberately holds no details. Sign in to the console to see the alert.\r\n")
+	b.WriteString(body)
 	return smtp.SendMail(cfg.SMTPAddr, nil, cfg.From, []string{to}, []byte(b.String()))
 }

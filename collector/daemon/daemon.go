@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
@@ -209,7 +210,7 @@ func validate(cfg Config) (settings, error) {
 	if len(cfg.OutOfHoursUsers) > 0 && cfg.WorkingHours == "" {
 		return set, errors.New("--out-of-hours-users needs --working-hours")
 	}
-	if len(cfg.OutOfHoursUsers) > 0 {
+	if cfg.WorkingHours != "" { // the out-of-hours chain and coverage judging both use them
 		tz := cfg.Timezone
 		if tz == "" {
 			tz = "Europe/London"
@@ -242,15 +243,17 @@ type collector struct {
 	// audits delivers audit requests to agents as they connect.
 	audits *audit.Service
 	rel    *releases.Manager
-	gsrv   *grpc.Server
-	glis   *netlimit.Listener
-	hlis   *netlimit.Listener
-	alis   net.Listener
-	asrv   *http.Server
-	hsrv   *http.Server
-	tls    bool
-	url    string
-	exclC  chan struct{}
+	// cov judges devices' absence and mails alarms.
+	cov   *coverage.Watcher
+	gsrv  *grpc.Server
+	glis  *netlimit.Listener
+	hlis  *netlimit.Listener
+	alis  net.Listener
+	asrv  *http.Server
+	hsrv  *http.Server
+	tls   bool
+	url   string
+	exclC chan struct{}
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -323,7 +326,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
 		return nil, err
 	}
-	if set.hours != nil && cfg.SMTP != "" {
+	if set.hours != nil && cfg.SMTP != "" && len(cfg.OutOfHoursUsers) > 0 {
 		log.Info("console: out-of-hours notifications on", "working_hours", set.hours.String(), "on_call", cfg.OutOfHoursUsers)
 	}
 	// Approved exclusions travel in every group's rules bundle.
@@ -386,7 +389,10 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	}
 	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades}}
+	c.cov = newCoverageWatcher(cfg, st, c.cons, c.set.hours, c.url, c.met, log)
 	amux := http.NewServeMux()
+	amux.Handle("/v1/coverage", c.cov.Handler())
+	amux.Handle("/v1/coverage/", c.cov.Handler())
 	amux.Handle("/v1/users", c.cons.AdminHandler())
 	amux.Handle("/v1/users/", c.cons.AdminHandler()) // user list|disable|enable|reset
 	amux.Handle("/v1/people/", c.cons.AdminHandler())
@@ -489,6 +495,7 @@ func (c *collector) run(ctx context.Context) error {
 		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
 	})
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
+	sup.loop("coverage watcher", func(ctx context.Context) error { c.cov.Run(ctx); return nil })
 	if c.lim.dynamic && openFDs() >= 0 {
 		sup.loop("connection cap", func(ctx context.Context) error { followStoreFDs(ctx, c.plan, c.glis, c.hlis, log); return nil })
 	}

@@ -44,6 +44,9 @@ type Store interface {
 	GetDevice(id string) (store.Device, bool)
 	PutDevice(d store.Device) error
 	UpdateDevice(id string, fn func(*store.Device)) error
+	// FlushDevices writes changed device records now (a goodbye must
+	// survive a crash that follows it).
+	FlushDevices() error
 	Revoked(deviceID string) (store.Revocation, bool, error)
 	UseToken(id, secretHash string, now time.Time) (store.Token, error)
 }

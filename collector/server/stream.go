@@ -123,6 +123,7 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		if hello.GetHostname() != "" {
 			d.Hostname = limit(hello.GetHostname(), 255)
 		}
+		helloPresence(&d.Presence, hello, s.cfg.Now())
 	})
 	welcome := &vigilv1.Welcome{DeviceId: deviceID, Group: dev.Group,
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
@@ -168,6 +169,9 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		case m := <-msgs:
 			ss.heard(s.cfg.Now())
 			if err := s.handle(ctx, ss, dev, m); err != nil {
+				if errors.Is(err, errGoodbye) {
+					return nil
+				}
 				return err
 			}
 		}
@@ -232,11 +236,13 @@ func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *v
 		if err != nil {
 			return err
 		}
+		s.notePresenceFindings(ss.device, msg.Findings)
 		return ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Ack{Ack: ack}})
 	case *vigilv1.AgentMessage_Heartbeat:
 		hb := msg.Heartbeat
 		s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) {
 			d.LastSeen = s.cfg.Now()
+			d.Presence.Seen(d.LastSeen)
 			d.AgentVersion, d.RulesHash = limit(hb.GetAgentVersion(), 64), limit(hb.GetRulesHash(), 80)
 			d.SpoolDepth, d.SpoolBytes, d.DroppedTotal = hb.GetSpoolDepth(), hb.GetSpoolBytes(), hb.GetDroppedTotal()
 			d.CPUPercent, d.RSSBytes = hb.GetCpuPercent(), hb.GetRssBytes()
@@ -265,6 +271,23 @@ func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *v
 			}
 		}
 		return nil
+	case *vigilv1.AgentMessage_Goodbye:
+		reason := goodbyeReasons[msg.Goodbye.GetReason()]
+		if reason == "" {
+			return status.Error(codes.InvalidArgument, "goodbye without a known reason")
+		}
+		if err := s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) {
+			d.Presence.Goodbye, d.Presence.GoodbyeAt = reason, s.cfg.Now()
+		}); err != nil {
+			return status.Error(codes.Internal, "could not record goodbye")
+		}
+		// Durable at once: a stop or uninstall is often followed by the
+		// collector never hearing from the device again.
+		if err := s.cfg.Store.FlushDevices(); err != nil {
+			s.log.Warn("goodbye recorded in memory, flush failed", "device", ss.device, "err", err)
+		}
+		s.log.Info("agent said goodbye", "device", ss.device, "reason", reason)
+		return errGoodbye
 	case *vigilv1.AgentMessage_Hello:
 		return status.Error(codes.InvalidArgument, "hello sent twice")
 	default:

@@ -37,6 +37,8 @@ type Device struct {
 	SpoolWriteFailures uint64 `json:"spool_write_failures"`
 	LastError          string `json:"last_error,omitempty"`
 	Connected          bool   `json:"connected"`
+	// Presence feeds the coverage judgement (collector/coverage).
+	Presence Presence `json:"presence"`
 }
 
 func (s *Store) loadDevices() error {

@@ -584,7 +584,11 @@ type Hello struct {
 	Arch            string                 `protobuf:"bytes,6,opt,name=arch,proto3" json:"arch,omitempty"`
 	// Random per agent process; lets the collector tell a reconnect of the same
 	// process from a second copy of the identity.
-	InstanceId    string `protobuf:"bytes,7,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	InstanceId string `protobuf:"bytes,7,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Coverage (coverage.proto): how the previous run ended, and the role of
+	// the device's users (pupil, staff, ...) from its configuration.
+	Lifecycle     *Lifecycle `protobuf:"bytes,40,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	DeviceRole    string     `protobuf:"bytes,41,opt,name=device_role,json=deviceRole,proto3" json:"device_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -664,6 +668,20 @@ func (x *Hello) GetArch() string {
 func (x *Hello) GetInstanceId() string {
 	if x != nil {
 		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *Hello) GetLifecycle() *Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *Hello) GetDeviceRole() string {
+	if x != nil {
+		return x.DeviceRole
 	}
 	return ""
 }
@@ -1023,6 +1041,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Result
 	//	*AgentMessage_UpgradeReport
+	//	*AgentMessage_Goodbye
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1110,6 +1129,15 @@ func (x *AgentMessage) GetUpgradeReport() *UpgradeReport {
 	return nil
 }
 
+func (x *AgentMessage) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -1134,6 +1162,11 @@ type AgentMessage_UpgradeReport struct {
 	UpgradeReport *UpgradeReport `protobuf:"bytes,20,opt,name=upgrade_report,json=upgradeReport,proto3,oneof"`
 }
 
+type AgentMessage_Goodbye struct {
+	// The agent is going on purpose (coverage.proto).
+	Goodbye *Goodbye `protobuf:"bytes,40,opt,name=goodbye,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Findings) isAgentMessage_Msg() {}
@@ -1143,6 +1176,8 @@ func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 func (*AgentMessage_Result) isAgentMessage_Msg() {}
 
 func (*AgentMessage_UpgradeReport) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Goodbye) isAgentMessage_Msg() {}
 
 // Ack says every finding of batch batch_id is durably committed (or was
 // already stored). The agent deletes exactly those from its spool.
@@ -1529,7 +1564,7 @@ var File_vigil_v1_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\x1a\x16vigil/v1/upgrade.proto\x1a\x15vigil/v1/screen.proto\"\xce\x01\n" +
+	"\x14vigil/v1/vigil.proto\x12\bvigil.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17vigil/v1/coverage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vigil/v1/inventory.proto\x1a\x16vigil/v1/upgrade.proto\x1a\x15vigil/v1/screen.proto\"\xce\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -1574,7 +1609,7 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\n" +
 	"rules_hash\x18\x0f \x01(\tR\trulesHash\x12;\n" +
 	"\revidence_data\x18\x10 \x03(\v2\x16.vigil.v1.EvidenceBlobR\fevidenceData\x128\n" +
-	"\fscreen_match\x18\x14 \x01(\v2\x15.vigil.v1.ScreenMatchR\vscreenMatch\"\xd7\x01\n" +
+	"\fscreen_match\x18\x14 \x01(\v2\x15.vigil.v1.ScreenMatchR\vscreenMatch\"\xab\x02\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1d\n" +
 	"\n" +
@@ -1584,7 +1619,10 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02os\x18\x05 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x06 \x01(\tR\x04arch\x12\x1f\n" +
 	"\vinstance_id\x18\a \x01(\tR\n" +
-	"instanceId\"\xee\x01\n" +
+	"instanceId\x121\n" +
+	"\tlifecycle\x18( \x01(\v2\x13.vigil.v1.LifecycleR\tlifecycle\x12\x1f\n" +
+	"\vdevice_role\x18) \x01(\tR\n" +
+	"deviceRole\"\xee\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12,\n" +
@@ -1619,13 +1657,14 @@ const file_vigil_v1_vigil_proto_rawDesc = "" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12/\n" +
 	"\x06result\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06result\x121\n" +
-	"\tinventory\x18\x1e \x01(\v2\x13.vigil.v1.InventoryR\tinventory\"\x9e\x02\n" +
+	"\tinventory\x18\x1e \x01(\v2\x13.vigil.v1.InventoryR\tinventory\"\xcd\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x124\n" +
 	"\bfindings\x18\x02 \x01(\v2\x16.vigil.v1.FindingBatchH\x00R\bfindings\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x121\n" +
 	"\x06result\x18\x04 \x01(\v2\x17.vigil.v1.RequestResultH\x00R\x06result\x12@\n" +
-	"\x0eupgrade_report\x18\x14 \x01(\v2\x17.vigil.v1.UpgradeReportH\x00R\rupgradeReportB\x05\n" +
+	"\x0eupgrade_report\x18\x14 \x01(\v2\x17.vigil.v1.UpgradeReportH\x00R\rupgradeReport\x12-\n" +
+	"\agoodbye\x18( \x01(\v2\x11.vigil.v1.GoodbyeH\x00R\agoodbyeB\x05\n" +
 	"\x03msg\"\x88\x01\n" +
 	"\x03Ack\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
@@ -1707,11 +1746,13 @@ var file_vigil_v1_vigil_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
 	(*ScreenMatch)(nil),           // 20: vigil.v1.ScreenMatch
-	(*Inventory)(nil),             // 21: vigil.v1.Inventory
-	(*UpgradeReport)(nil),         // 22: vigil.v1.UpgradeReport
-	(*UpgradeOffer)(nil),          // 23: vigil.v1.UpgradeOffer
-	(*DownloadRequest)(nil),       // 24: vigil.v1.DownloadRequest
-	(*ReleaseChunk)(nil),          // 25: vigil.v1.ReleaseChunk
+	(*Lifecycle)(nil),             // 21: vigil.v1.Lifecycle
+	(*Inventory)(nil),             // 22: vigil.v1.Inventory
+	(*UpgradeReport)(nil),         // 23: vigil.v1.UpgradeReport
+	(*Goodbye)(nil),               // 24: vigil.v1.Goodbye
+	(*UpgradeOffer)(nil),          // 25: vigil.v1.UpgradeOffer
+	(*DownloadRequest)(nil),       // 26: vigil.v1.DownloadRequest
+	(*ReleaseChunk)(nil),          // 27: vigil.v1.ReleaseChunk
 }
 var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	18, // 0: vigil.v1.Finding.observed_at:type_name -> google.protobuf.Timestamp
@@ -1720,34 +1761,36 @@ var file_vigil_v1_vigil_proto_depIdxs = []int32{
 	3,  // 3: vigil.v1.Finding.evidence:type_name -> vigil.v1.EvidenceRef
 	4,  // 4: vigil.v1.Finding.evidence_data:type_name -> vigil.v1.EvidenceBlob
 	20, // 5: vigil.v1.Finding.screen_match:type_name -> vigil.v1.ScreenMatch
-	5,  // 6: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
-	18, // 7: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 8: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
-	21, // 9: vigil.v1.RequestResult.inventory:type_name -> vigil.v1.Inventory
-	6,  // 10: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	8,  // 11: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
-	9,  // 12: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	10, // 13: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
-	22, // 14: vigil.v1.AgentMessage.upgrade_report:type_name -> vigil.v1.UpgradeReport
-	13, // 15: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
-	17, // 16: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
-	19, // 17: vigil.v1.Request.params:type_name -> google.protobuf.Struct
-	7,  // 18: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
-	12, // 19: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
-	14, // 20: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
-	15, // 21: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
-	23, // 22: vigil.v1.CollectorMessage.upgrade_offer:type_name -> vigil.v1.UpgradeOffer
-	1,  // 23: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
-	11, // 24: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
-	24, // 25: vigil.v1.Collector.DownloadRelease:input_type -> vigil.v1.DownloadRequest
-	2,  // 26: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
-	16, // 27: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
-	25, // 28: vigil.v1.Collector.DownloadRelease:output_type -> vigil.v1.ReleaseChunk
-	26, // [26:29] is the sub-list for method output_type
-	23, // [23:26] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	21, // 6: vigil.v1.Hello.lifecycle:type_name -> vigil.v1.Lifecycle
+	5,  // 7: vigil.v1.FindingBatch.findings:type_name -> vigil.v1.Finding
+	18, // 8: vigil.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 9: vigil.v1.RequestResult.result:type_name -> google.protobuf.Struct
+	22, // 10: vigil.v1.RequestResult.inventory:type_name -> vigil.v1.Inventory
+	6,  // 11: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	8,  // 12: vigil.v1.AgentMessage.findings:type_name -> vigil.v1.FindingBatch
+	9,  // 13: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	10, // 14: vigil.v1.AgentMessage.result:type_name -> vigil.v1.RequestResult
+	23, // 15: vigil.v1.AgentMessage.upgrade_report:type_name -> vigil.v1.UpgradeReport
+	24, // 16: vigil.v1.AgentMessage.goodbye:type_name -> vigil.v1.Goodbye
+	13, // 17: vigil.v1.Ack.rejected:type_name -> vigil.v1.Rejected
+	17, // 18: vigil.v1.RulesBundle.files:type_name -> vigil.v1.RulesBundle.FilesEntry
+	19, // 19: vigil.v1.Request.params:type_name -> google.protobuf.Struct
+	7,  // 20: vigil.v1.CollectorMessage.welcome:type_name -> vigil.v1.Welcome
+	12, // 21: vigil.v1.CollectorMessage.ack:type_name -> vigil.v1.Ack
+	14, // 22: vigil.v1.CollectorMessage.rules:type_name -> vigil.v1.RulesBundle
+	15, // 23: vigil.v1.CollectorMessage.request:type_name -> vigil.v1.Request
+	25, // 24: vigil.v1.CollectorMessage.upgrade_offer:type_name -> vigil.v1.UpgradeOffer
+	1,  // 25: vigil.v1.Enrollment.Enroll:input_type -> vigil.v1.EnrollRequest
+	11, // 26: vigil.v1.Collector.Stream:input_type -> vigil.v1.AgentMessage
+	26, // 27: vigil.v1.Collector.DownloadRelease:input_type -> vigil.v1.DownloadRequest
+	2,  // 28: vigil.v1.Enrollment.Enroll:output_type -> vigil.v1.EnrollResponse
+	16, // 29: vigil.v1.Collector.Stream:output_type -> vigil.v1.CollectorMessage
+	27, // 30: vigil.v1.Collector.DownloadRelease:output_type -> vigil.v1.ReleaseChunk
+	28, // [28:31] is the sub-list for method output_type
+	25, // [25:28] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_vigil_proto_init() }
@@ -1755,6 +1798,7 @@ func file_vigil_v1_vigil_proto_init() {
 	if File_vigil_v1_vigil_proto != nil {
 		return
 	}
+	file_vigil_v1_coverage_proto_init()
 	file_vigil_v1_inventory_proto_init()
 	file_vigil_v1_upgrade_proto_init()
 	file_vigil_v1_screen_proto_init()
@@ -1764,6 +1808,7 @@ func file_vigil_v1_vigil_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Result)(nil),
 		(*AgentMessage_UpgradeReport)(nil),
+		(*AgentMessage_Goodbye)(nil),
 	}
 	file_vigil_v1_vigil_proto_msgTypes[15].OneofWrappers = []any{
 		(*CollectorMessage_Welcome)(nil),
