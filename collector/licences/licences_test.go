@@ -82,7 +82,7 @@ func TestReconcileOverAudits(t *testing.T) {
 		b: {office, win("Microsoft Office Standard 2021 - en-gb", "16.0.1", "Microsoft Corporation"), // one seat per device
 			win("SMART Notebook 22.1", "22.1.5", "SMART Technologies"),
 			win("Minecraft Education", "1.20", "Mojang"), win("Notepad++ (64-bit x64)", "8.6", "Notepad++ Team")},
-		c: {office, win("Minecraft: Education Edition", "1.21", "Mojang"), win("Notepad++", "8.5", "Notepad++ Team")},
+		c:    {office, win("Minecraft: Education Edition", "1.21", "Mojang"), win("Notepad++", "8.5", "Notepad++ Team")},
 		gone: {office},
 	})
 	// A disposed device no longer holds a seat.
