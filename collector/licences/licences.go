@@ -195,3 +195,32 @@ func (s *Service) Reconcile(ctx context.Context) (Report, error) {
 	}
 	return Reconcile(s.now(), ls, as, latest), nil
 }
+
+// LicensedOn names the licensed products the latest audit of a device
+// found on it (for its disposal record: the licences to release).
+func (s *Service) LicensedOn(ctx context.Context, deviceID string) ([]string, error) {
+	ls, err := s.Store.Licences()
+	if err != nil {
+		return nil, err
+	}
+	as, err := s.Store.LicenceAliases()
+	if err != nil {
+		return nil, err
+	}
+	latest, err := audit.LatestAnswers(s.Store)
+	if err != nil {
+		return nil, err
+	}
+	a, ok := latest[deviceID]
+	if !ok {
+		return nil, nil
+	}
+	rep := Reconcile(s.now(), ls, as, map[string]audit.LatestAnswer{deviceID: a})
+	var out []string
+	for _, p := range rep.Products {
+		if p.Installed > 0 {
+			out = append(out, p.Product)
+		}
+	}
+	return out, nil
+}

@@ -23,15 +23,24 @@ type Disposal struct {
 	// LicencesVerified: the software licences on the device were checked
 	// (transferred, released or destroyed with it).
 	LicencesVerified bool `json:"licences_verified"`
-	// PersonalData: what personal data the device was likely to hold.
-	PersonalData string `json:"personal_data,omitempty"`
+	// Licensed: the licensed products its latest audit found, as the
+	// reconciliation matched them when the disposal was recorded.
+	Licensed []string `json:"licensed,omitempty"`
+	// PersonalData: what personal data the device was likely to hold
+	// ("none" when none).
+	PersonalData string `json:"personal_data"`
 	// Wiped: how its storage was wiped (or destroyed).
-	Wiped string `json:"wiped"`
-	// Method: how it was disposed (recycler, resold, destroyed...).
-	Method     string    `json:"method"`
-	Notes      string    `json:"notes,omitempty"`
-	RecordedBy string    `json:"recorded_by,omitempty"`
-	RecordedAt time.Time `json:"recorded_at"`
+	Wiped string `json:"wiped,omitempty"`
+	// Method: how it was disposed of (waste, gift, sale, recycler).
+	Method string `json:"method"`
+	// Receipt: the authorised agency's written receipt, accepting
+	// responsibility for destroying any personal data.
+	Receipt string `json:"receipt,omitempty"`
+	// PATCertificate: the electrical safety check of an item sold or given.
+	PATCertificate string    `json:"pat_certificate,omitempty"`
+	Notes          string    `json:"notes,omitempty"`
+	RecordedBy     string    `json:"recorded_by,omitempty"`
+	RecordedAt     time.Time `json:"recorded_at"`
 }
 
 // ErrDisposed is returned when disposing of a device already disposed of.
