@@ -219,6 +219,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/users", s.api(roles(RoleAdmin), s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(roles(RoleAdmin), s.createUser))
 	s.deployRoutes(mux)
+	s.licenceRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})
