@@ -183,7 +183,7 @@ func Reconcile(now time.Time, ls []store.Licence, aliases []store.LicenceAlias, 
 				m.Rule, m.Product = RuleExact, m.Title
 			} else {
 				for _, t := range titles {
-					if strings.HasPrefix(m.Title, t+" ") {
+					if strings.HasPrefix(m.Title, t+" ") && !freeVariant(m.Title[len(t)+1:]) {
 						m.Rule, m.Product = RulePrefix, t
 						break
 					}
@@ -238,6 +238,21 @@ func Reconcile(now time.Time, ls []store.Licence, aliases []store.LicenceAlias, 
 		return rep.Unlicensed[i].Title < rep.Unlicensed[j].Title
 	})
 	return rep
+}
+
+// freeVariantWords mark the free companion of a paid product ("Adobe
+// Acrobat Reader" is not a seat of "Adobe Acrobat"): a prefix match is not
+// made when the rest of the title has one.
+var freeVariantWords = map[string]bool{"reader": true, "viewer": true, "player": true, "free": true,
+	"lite": true, "express": true, "community": true, "runtime": true}
+
+func freeVariant(rest string) bool {
+	for _, w := range strings.Fields(rest) {
+		if freeVariantWords[w] {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(ss []string, s string) bool {
