@@ -431,11 +431,11 @@ try {
   await page.getByRole('heading', { name: 'ICT inventory' }).waitFor();
   const csvInput = page.locator('input[type=file][name=csv]');
   await csvInput.setInputFiles({ name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from('product,seats\nMicrosoft Office 2021,ten\n') });
-  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
   await page.locator('.form-error', { hasText: 'line 2, column 2 (seats)' }).waitFor();
   assert(await page.getByText('No licences in the register yet.').count() === 1, 'a refused licence file changed the register');
   await csvInput.setInputFiles({ name: 'licences.csv', mimeType: 'text/csv', buffer: Buffer.from('product,publisher,seats,expiry,reference\nMicrosoft Office 2021,Microsoft,30,2027-08-31,EES-1\n') });
-  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
   await page.getByRole('cell', { name: 'Microsoft Office 2021' }).waitFor();
   assert(await page.locator('section[aria-labelledby=iv-h] tbody tr').count() >= 1, 'the inventory lists no device');
   await checkA11y('licences');
