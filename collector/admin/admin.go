@@ -23,6 +23,8 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
+	"github.com/vigil-safeguarding/vigil/collector/inventory"
+	"github.com/vigil-safeguarding/vigil/collector/licences"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
@@ -78,6 +80,10 @@ type Server struct {
 	Audits *audit.Service
 	// Releases, when set, serves rollout, rollback and status.
 	Releases *Releases
+	// Licences and Inventory serve the licence register and the ICT
+	// inventory (default: services over Store).
+	Licences  *licences.Service
+	Inventory *inventory.Service
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -135,6 +141,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/access-log", s.accessLog)
 	s.auditRoutes(mux)
 	s.releaseRoutes(mux)
+	s.licenceRoutes(mux)
 	return mux
 }
 
@@ -304,6 +311,10 @@ func (s *Server) unrevoke(w http.ResponseWriter, r *http.Request) {
 	prev, err := s.Store.Unrevoke(id)
 	if errors.Is(err, store.ErrNotRevoked) {
 		httpError(w, http.StatusNotFound, "device %q is not revoked", id)
+		return
+	}
+	if errors.Is(err, store.ErrDisposed) {
+		httpError(w, http.StatusConflict, "device %q was disposed of: its key stays revoked (see `vigil-collector inventory list`)", id)
 		return
 	}
 	if err != nil {

@@ -61,6 +61,18 @@ const usage = `vigil-collector: stores findings from Vigil agents
   devices coverage ack --data DIR --device ID     acknowledge a device's coverage alarm (no escalation)
   devices revoke --data DIR --device ID [--reason TEXT]   (lost or stolen device: its key is refused, even with a new token)
   devices unrevoke --data DIR --device ID --reason TEXT   (lift a revocation; recorded in the access log)
+  devices dispose --data DIR --device ID --authorised-by NAME --personal-data TEXT|none --method HOW [--wiped HOW]
+                 [--licences-verified] [--date YYYY-MM-DD] [--receipt REF] [--pat-certificate REF] [--notes TEXT]
+                 (seed 000 §4.13 disposal record; the device is revoked and stays in the inventory)
+  inventory list --data DIR [--json]         (every device ever enrolled: last seen, last audit, disposal)
+  licences import --data DIR FILE.csv        (columns product,publisher,seats,expiry,reference; all rows or none)
+  licences list  --data DIR [--json]
+  licences add   --data DIR --product P --seats N [--publisher P] [--expiry YYYY-MM-DD] [--reference R]
+  licences update --data DIR --id ID [--product P] [--seats N] [--publisher P] [--expiry YYYY-MM-DD|none] [--reference R]
+  licences remove --data DIR --id ID
+  licences reconcile --data DIR [--json] [--matches]   (per product: purchased, installed, over quota, unused, expired; unlicensed)
+  licences alias --data DIR --title TITLE (--licence ID | --ignore)   (correct the matching of an installed title)
+  licences unalias --data DIR --title TITLE
   agent request  --data DIR --device ID --kind KIND [--param k=v ...] [--timeout 30s]
   audit request  --data DIR (--device ID | --group NAME | --all) --reason TEXT [--expiry 168h] [--wait 10m] [--by NAME]
                  (progress on stderr until every connected device answered; then the audit ID on stdout)
@@ -150,6 +162,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = evidenceGet(args[1:], stdout)
 	case "access-log":
 		err = accessLogCmd(args[1:], stdout)
+	case "licences import", "licences list", "licences add", "licences update", "licences remove",
+		"licences reconcile", "licences alias", "licences unalias", "inventory list", "devices dispose":
+		err = licencesCmd(cmd, args[1:], stdout)
 	case "user add":
 		err = userAdd(args[1:], stdout)
 	case "user list":

@@ -83,6 +83,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/deploy", nil, []string{"tech", "admin"}},
 		{"GET", "/api/v1/tokens", nil, []string{"tech", "admin"}},
 		{"POST", "/api/v1/tokens/" + mtok.ID + "/revoke", map[string]string{"reason": "matrix"}, []string{"tech", "admin"}},
+		{"GET", "/api/v1/licences", nil, []string{"tech", "admin", "head"}},
+		{"GET", "/api/v1/licences/reconcile", nil, []string{"tech", "admin", "head"}},
+		{"GET", "/api/v1/inventory", nil, []string{"tech", "admin", "head"}},
+		{"POST", "/api/v1/licences/import", map[string]string{"csv": "product,seats\nMatrix Suite 2024,1\n"}, []string{"tech", "admin"}},
 		// Last: it ends the session.
 		{"DELETE", "/api/v1/session", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
 	}

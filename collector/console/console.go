@@ -206,6 +206,7 @@ func (s *Server) Handler() http.Handler {
 	s.userRoutes(mux)
 	s.auditRoutes(mux)
 	s.deployRoutes(mux)
+	s.licenceRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})

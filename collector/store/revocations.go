@@ -97,6 +97,13 @@ func (s *Store) Unrevoke(deviceID string) (Revocation, error) {
 		devVal, _ = json.Marshal(updated)
 	}
 	err := s.db.Update(func(txn *badger.Txn) error {
+		// A disposed device's key is never trusted again: it left the
+		// school's hands (inventory.go).
+		if _, err := txn.Get([]byte(pfxDisposal + deviceID)); err == nil {
+			return ErrDisposed
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
 		item, err := txn.Get([]byte(pfxRevoked + deviceID))
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
@@ -121,7 +128,7 @@ func (s *Store) Unrevoke(deviceID string) (Revocation, error) {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotRevoked) {
+		if errors.Is(err, ErrNotRevoked) || errors.Is(err, ErrDisposed) {
 			return Revocation{}, err
 		}
 		return Revocation{}, fmt.Errorf("store: unrevoke %s: %w", deviceID, err)

@@ -579,6 +579,21 @@ try {
   body = await page.evaluate(() => document.body.innerText + document.body.innerHTML);
   assert(!body.includes(TERM), 'alert data in the queue page for the technician');
   await checkA11y('denied');
+
+  step('technician: a bad licence file is refused naming its line; a good one is reconciled; the inventory lists the device');
+  await page.goto(`${BASE}/#/licences`);
+  await page.getByRole('heading', { name: 'ICT inventory' }).waitFor();
+  const csvInput = page.locator('input[type=file][name=csv]');
+  await csvInput.setInputFiles({ name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from('product,seats\nMicrosoft Office 2021,ten\n') });
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  await page.locator('.form-error', { hasText: 'line 2, column 2 (seats)' }).waitFor();
+  assert(await page.getByText('No licences in the register yet.').count() === 1, 'a refused licence file changed the register');
+  await csvInput.setInputFiles({ name: 'licences.csv', mimeType: 'text/csv', buffer: Buffer.from('product,publisher,seats,expiry,reference\nMicrosoft Office 2021,Microsoft,30,2027-08-31,EES-1\n') });
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  await page.getByRole('cell', { name: 'Microsoft Office 2021' }).waitFor();
+  assert(await page.locator('section[aria-labelledby=iv-h] tbody tr').count() >= 1, 'the inventory lists no device');
+  await checkA11y('licences');
+  await shot('licences');
   await logout();
 
   // ---- Optional: admin reads the access log; governor sees trends ----------

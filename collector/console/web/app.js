@@ -25,6 +25,7 @@ const NAV = [
   { route: 'trends', label: 'Trends', roles: ['governor', 'headteacher', 'dsl'] },
   { route: 'users', label: 'Users', roles: ['admin'] },
   { route: 'deploy', label: 'Deploy', roles: ['technician', 'admin'] },
+  { route: 'licences', label: 'Licences', roles: ['technician', 'admin', 'headteacher'] },
 ];
 
 const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
@@ -295,6 +296,7 @@ async function route() {
     users: () => viewUsers(seq),
     password: () => viewPassword(),
     deploy: () => viewDeploy(seq),
+    licences: () => viewLicences(seq),
     me: () => viewMe(),
   }[top];
   if (!view) {
@@ -1722,6 +1724,67 @@ async function viewDeploy(seq) {
         'install it silently (msiexec /i FILE /qn, dpkg -i, dnf install). Downloads are recorded in the access log.'), form),
     h('section', { class: 'panel', 'aria-labelledby': 'tk-h' }, h('h2', { id: 'tk-h' }, 'Enrollment tokens'),
       h('p', {}, 'Revoke the token of a package that went astray: no new device can enroll with it.'), table));
+}
+
+// ---------------------------------------------------------------------------
+// Licences and inventory (technicians keep them; the headteacher reads)
+
+function simpleTable(caption, cols, rows) {
+  return h('table', { class: 'responsive' },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((v, i) => h('td', { 'data-label': cols[i] }, v))))));
+}
+
+async function viewLicences(seq) {
+  loading('licences');
+  const [rep, inv] = await Promise.all([api('GET', '/licences/reconcile'), api('GET', '/inventory')]);
+  if (!isCurrent(seq)) return;
+  const canEdit = session && (session.role === 'technician' || session.role === 'admin');
+  const prods = rep.products || [];
+  const products = prods.length ? simpleTable('Licences by product', ['Product', 'Purchased', 'Valid', 'Installed', 'Over quota', 'Unused', 'Expired seats', 'Next expiry'],
+    prods.map((p) => [p.product + (p.expired ? ' (expired)' : ''), String(p.purchased), String(p.valid), String(p.installed),
+      p.over_quota ? h('strong', {}, String(p.over_quota)) : '0', String(p.unused), String(p.expired_seats), p.next_expiry || '–']))
+    : h('p', {}, 'No licences in the register yet.');
+  const un = rep.unlicensed || [];
+  const unlicensed = un.length ? simpleTable('Installed with no licence record', ['Title', 'Publisher', 'Devices', 'As installed'],
+    un.map((u) => [u.title, u.publisher || '', String(u.installed), (u.names || []).join('; ')]))
+    : h('p', {}, 'Every application found has a licence record (or is ignored).');
+  const items = Array.isArray(inv) ? inv : [];
+  const inventory = simpleTable('ICT inventory', ['Device', 'Hostname', 'Group', 'OS', 'Last seen', 'Last audit', 'State'],
+    items.map((d) => [h('span', { class: 'mono' }, d.device_id), d.hostname || '', d.group || '', d.os || '', when(d.last_seen),
+      d.last_audit ? when(d.last_audit) : 'never',
+      d.disposed ? `Disposed ${String(d.disposed.date).slice(0, 10)} (${d.disposed.method}, authorised by ${d.disposed.authorised_by}${d.disposed.licences_verified ? '' : '; licences not verified'})`
+        : d.revoked ? 'Revoked' : 'Active']));
+  let importForm = null;
+  if (canEdit) {
+    const file = h('input', { type: 'file', name: 'csv', accept: '.csv,text/csv', required: true });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit' }, 'Import');
+    importForm = h('form', { novalidate: true }, field('Licence file (CSV)', file, 'Columns product, publisher, seats, expiry, reference. A file with any bad row imports nothing.'),
+      err, h('div', { class: 'actions' }, btn));
+    importForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.textContent = '';
+      if (!file.files.length) { err.textContent = 'Choose a CSV file.'; return; }
+      btn.disabled = true;
+      try {
+        const res = await api('POST', '/licences/import', { csv: await file.files[0].text() });
+        announce(`Imported: ${res.added} added, ${res.updated} updated.`, 'ok', true);
+        route();
+      } catch (ex) {
+        err.textContent = ex.message;
+        announce('The licence file was not imported.', 'error');
+        btn.disabled = false;
+      }
+    });
+  }
+  page('Licences', ...[
+    h('section', { class: 'panel', 'aria-labelledby': 'lc-h' }, h('h2', { id: 'lc-h' }, 'Licences by product'),
+      h('p', {}, `Against the latest audit of ${rep.devices} device(s). Installed counts devices; corrections with vigil-collector licences alias.`), products),
+    h('section', { class: 'panel', 'aria-labelledby': 'ul-h' }, h('h2', { id: 'ul-h' }, 'Installed with no licence record'), unlicensed),
+    importForm ? h('section', { class: 'panel', 'aria-labelledby': 'im-h' }, h('h2', { id: 'im-h' }, 'Import licences'), importForm) : null,
+    h('section', { class: 'panel', 'aria-labelledby': 'iv-h' }, h('h2', { id: 'iv-h' }, 'ICT inventory'), inventory)].filter(Boolean));
 }
 
 // ---------------------------------------------------------------------------
