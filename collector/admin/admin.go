@@ -57,6 +57,9 @@ type Store interface {
 	AccessLog() ([]store.AccessEntry, error)
 	// The evidence reveal's needs (collector/evidence.Store) and --as.
 	evidence.Store
+	// The licence register and the ICT inventory (licences.go).
+	licences.Register
+	inventory.Store
 	GetUser(username string) (store.User, error)
 }
 
