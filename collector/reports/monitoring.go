@@ -18,23 +18,6 @@ import (
 	"github.com/vigil-safeguarding/vigil/internal/findings"
 )
 
-// DeviceStatus is a device as the reports see it: the store's record, and
-// what the console judged of it when the snapshot was taken.
-type DeviceStatus struct {
-	Device    store.Device
-	Connected bool
-	// Compliance is each posture check's "pass", "fail" or "unknown".
-	Compliance map[string]string
-}
-
-// Snapshot is everything a report is built from, read at one time.
-type Snapshot struct {
-	Now        time.Time
-	Alerts     []store.Alert
-	Exclusions []store.Exclusion
-	Devices    []DeviceStatus
-}
-
 // SilentAfter: a device not connected and not seen for this long is "not
 // reporting" (the console's fleet list uses the same bound).
 const SilentAfter = 24 * time.Hour
