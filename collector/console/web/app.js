@@ -241,9 +241,15 @@ function renderChrome(current) {
 // Reports: downloads only (PDF with charts, CSV for spreadsheets). The
 // monitoring report is the headteacher's and the DSL's; the governors'
 // report (aggregates, small counts suppressed) the governors'.
-function reportPanel(id, title, intro, base, hint) {
+function reportPanel(id, title, intro, base, hint, query) {
   const from = h('input', { type: 'date', name: 'from', id: uid('from') });
   const to = h('input', { type: 'date', name: 'to', id: uid('to') });
+  // A scheduled e-mail links here with ?report=…&from=…&to=… (its window).
+  const date = (v) => (/^\d{4}-\d{2}-\d{2}$/.test(v || '') ? v : '');
+  if (query && query.get('report') === base) {
+    from.value = date(query.get('from'));
+    to.value = date(query.get('to'));
+  }
   const pdf = h('a', { class: 'button', id: `${id}-pdf` }, 'Download PDF');
   const csv = h('a', { class: 'button secondary', id: `${id}-csv` }, 'Download CSV');
   const update = () => {
@@ -263,17 +269,17 @@ function reportPanel(id, title, intro, base, hint) {
     field('From', from, hint), field('To (not included)', to), h('div', { class: 'actions' }, pdf, csv));
 }
 
-function viewReports() {
+function viewReports(query) {
   const panels = [];
   if (session.role === 'headteacher' || session.role === 'dsl') {
     panels.push(reportPanel('monitoring', 'Monitoring report',
       'Alerts by category, severity and outcome; time from alert to first review and to conclusion (median and 90th percentile); exclusions in force and expiring; devices out of compliance and devices not reporting. Only alerts you may see are counted.',
-      'monitoring', 'Leave both empty for the last 7 days.'));
+      'monitoring', 'Leave both empty for the last 7 days.', query));
   }
   if (session.role === 'governor') {
     panels.push(reportPanel('governors', "Governors' termly report",
       'Aggregates only: no names, devices or search terms. Counts from 1 to 4 are shown as "fewer than 5", and counts that would let them be worked out are withheld, so that no child can be identified.',
-      'governors', 'Leave both empty for the current term.'));
+      'governors', 'Leave both empty for the current term.', query));
   }
   page('Reports', h('p', {}, 'Reports are built when you download them, from the records as they stand.'), panels);
 }
@@ -307,7 +313,7 @@ async function route() {
     devices: parts[1] ? () => viewDevice(parts[1], seq) : () => viewDevices(seq),
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
-    reports: () => viewReports(),
+    reports: () => viewReports(query),
     users: () => viewUsers(seq),
     deploy: () => viewDeploy(seq),
     me: () => viewMe(),
