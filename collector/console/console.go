@@ -202,6 +202,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/incidents.csv", s.api(roles(RoleDSL, RoleHeadteacher), s.incidentsCSV))
 	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))
 	mux.Handle("GET /api/v1/devices/{id}", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.deviceDetail))
+	s.reportRoutes(mux)
 	mux.Handle("GET /api/v1/trends", s.api(roles(RoleGovernor, RoleHeadteacher, RoleDSL), s.trends))
 	s.userRoutes(mux)
 	s.auditRoutes(mux)

@@ -526,6 +526,10 @@ func (c *collector) run(ctx context.Context) error {
 				EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url, WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers,
 				OnFailure: c.met.NotificationFailed})
 		})
+		sup.retried("report e-mail", notifierRetry, func(ctx context.Context) error {
+			return c.cons.RunReportMail(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, ConsoleURL: c.url,
+				WorkingHours: c.set.hours, OnFailure: c.met.NotificationFailed})
+		})
 	}
 	sup.loop("device state flush", func(ctx context.Context) error {
 		t := time.NewTicker(5 * time.Second)

@@ -67,6 +67,17 @@ type Options struct {
 	Uncompressed bool
 }
 
+// AddFonts loads the embedded Unicode font (regular and bold) into pdf and
+// returns its family name, for every PDF the collector writes.
+func AddFonts(pdf *fpdf.Fpdf) (string, error) {
+	pdf.AddUTF8FontFromBytes(family, "", sansRegular)
+	pdf.AddUTF8FontFromBytes(family, "B", sansBold)
+	if err := pdf.Error(); err != nil {
+		return "", fmt.Errorf("load the embedded font: %w", err)
+	}
+	return family, nil
+}
+
 // ReviewFormPDF writes the review form as a PDF.
 func ReviewFormPDF(out io.Writer, f ReviewForm, opt Options) error {
 	pdf := fpdf.New("P", "mm", "A4", "")

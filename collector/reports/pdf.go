@@ -6,6 +6,7 @@ package reports
 
 import (
 	"fmt"
+	"github.com/vigil-safeguarding/vigil/collector/records"
 	"io"
 
 	"github.com/go-pdf/fpdf"
@@ -48,11 +49,14 @@ func newDoc(title string) *Doc {
 	return d
 }
 
-// loadFont selects the report font. It is the one place to change when a
-// Unicode TTF font (DejaVu Sans) is vendored in the repository: today the
-// core Helvetica font is used with a cp1252 translation, so characters
-// outside Western European Latin print as '?'.
+// loadFont selects the report font: the collector's embedded DejaVu Sans
+// (collector/records), so names and titles print as typed; if it cannot be
+// loaded the core Helvetica font with a cp1252 translation is used.
 func loadFont(d *Doc) {
+	if fam, err := records.AddFonts(d.pdf); err == nil {
+		d.family, d.tr = fam, func(s string) string { return s }
+		return
+	}
 	d.family = "Helvetica"
 	d.tr = d.pdf.UnicodeTranslatorFromDescriptor("cp1252")
 }

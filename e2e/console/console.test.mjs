@@ -615,12 +615,26 @@ try {
     step(`sign in as ${env.GOV_USER} (governor): trends, counts only`);
     await login(env.GOV_USER, env.GOV_PASS);
     nav = await navNames();
-    assert(nav.join() === 'Trends', `governor nav: ${nav}`);
+    assert(nav.join() === 'Trends,Reports', `governor nav: ${nav}`);
     await page.locator('main table').first().waitFor();
     body = await page.evaluate(() => document.body.innerText);
     assert(!body.includes(TERM) && !body.includes(env.DSL1_USER), 'names or terms on the governor page');
     await checkA11y('trends');
     await shot('trends');
+
+    step("governor downloads the governors' report (PDF), and has no monitoring report");
+    await page.getByRole('link', { name: 'Reports' }).click();
+    await page.getByRole('heading', { name: "Governors' termly report" }).waitFor();
+    assert(await page.locator('#monitoring-pdf').count() === 0, 'monitoring report offered to a governor');
+    await checkA11y('reports');
+    const gdl = page.waitForEvent('download', { timeout: STEP_TIMEOUT_MS });
+    await page.locator('#governors-pdf').click();
+    const gpath = path.join(profile, 'governors.pdf');
+    await (await gdl).saveAs(gpath);
+    const gpdf = fs.readFileSync(gpath);
+    assert(gpdf.subarray(0, 5).toString() === '%PDF-', `governors' report is not a PDF: ${gpdf.subarray(0, 16)}`);
+    console.log(`  governors' report PDF: ${gpdf.length} bytes`);
+    await shot('reports');
     await logout();
   }
 

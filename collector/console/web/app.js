@@ -23,6 +23,7 @@ const NAV = [
   { route: 'audits', label: 'Audits', roles: ['headteacher', 'technician'] },
   { route: 'access-log', label: 'Access log', roles: ['admin', 'headteacher'] },
   { route: 'trends', label: 'Trends', roles: ['governor', 'headteacher', 'dsl'] },
+  { route: 'reports', label: 'Reports', roles: ['headteacher', 'dsl', 'governor'] },
   { route: 'users', label: 'Users', roles: ['admin'] },
   { route: 'deploy', label: 'Deploy', roles: ['technician', 'admin'] },
   { route: 'licences', label: 'Licences', roles: ['technician', 'admin', 'headteacher'] },
@@ -259,6 +260,52 @@ function renderChrome(current) {
 // ---------------------------------------------------------------------------
 // Router
 
+// Reports: downloads only (PDF with charts, CSV for spreadsheets). The
+// monitoring report is the headteacher's and the DSL's; the governors'
+// report (aggregates, small counts suppressed) the governors'.
+function reportPanel(id, title, intro, base, hint, query) {
+  const from = h('input', { type: 'date', name: 'from', id: uid('from') });
+  const to = h('input', { type: 'date', name: 'to', id: uid('to') });
+  // A scheduled e-mail links here with ?report=…&from=…&to=… (its window).
+  const date = (v) => (/^\d{4}-\d{2}-\d{2}$/.test(v || '') ? v : '');
+  if (query && query.get('report') === base) {
+    from.value = date(query.get('from'));
+    to.value = date(query.get('to'));
+  }
+  const pdf = h('a', { class: 'button', id: `${id}-pdf` }, 'Download PDF');
+  const csv = h('a', { class: 'button secondary', id: `${id}-csv` }, 'Download CSV');
+  const update = () => {
+    const q = new URLSearchParams();
+    if (from.value) q.set('from', from.value);
+    if (to.value) q.set('to', to.value);
+    const qs = q.toString() ? `?${q}` : '';
+    pdf.href = `${API}/reports/${base}.pdf${qs}`;
+    csv.href = `${API}/reports/${base}.csv${qs}`;
+    pdf.setAttribute('download', `${base}.pdf`);
+    csv.setAttribute('download', `${base}.csv`);
+  };
+  from.addEventListener('change', update);
+  to.addEventListener('change', update);
+  update();
+  return h('section', { class: 'panel', 'aria-labelledby': `${id}-h` }, h('h2', { id: `${id}-h` }, title), h('p', {}, intro),
+    field('From', from, hint), field('To (not included)', to), h('div', { class: 'actions' }, pdf, csv));
+}
+
+function viewReports(query) {
+  const panels = [];
+  if (session.role === 'headteacher' || session.role === 'dsl') {
+    panels.push(reportPanel('monitoring', 'Monitoring report',
+      'Alerts by category, severity and outcome; time from alert to first review and to conclusion (median and 90th percentile); exclusions in force and expiring; devices out of compliance and devices not reporting. Only alerts you may see are counted.',
+      'monitoring', 'Leave both empty for the last 7 days.', query));
+  }
+  if (session.role === 'governor') {
+    panels.push(reportPanel('governors', "Governors' termly report",
+      'Aggregates only: no names, devices or search terms. Counts from 1 to 4 are shown as "fewer than 5", and counts that would let them be worked out are withheld, so that no child can be identified.',
+      'governors', 'Leave both empty for the current term.', query));
+  }
+  page('Reports', h('p', {}, 'Reports are built when you download them, from the records as they stand.'), panels);
+}
+
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/';
   const [path, qs] = raw.split('?');
@@ -293,6 +340,7 @@ async function route() {
     audits: parts[1] ? () => viewAudit(parts[1], seq) : () => viewAudits(seq),
     'access-log': () => viewAccessLog(seq),
     trends: () => viewTrends(seq),
+    reports: () => viewReports(query),
     users: () => viewUsers(seq),
     password: () => viewPassword(),
     deploy: () => viewDeploy(seq),
