@@ -92,6 +92,9 @@ type Config struct {
 	// handshake; IdleTimeout (default 2m) closes one with no RPC running.
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
+	// Transport sizes the agent port's per-connection buffers (nil:
+	// server.DefaultTransport).
+	Transport *server.Transport
 	// HTTP bounds the console listener (zero fields take the defaults).
 	HTTP HTTPLimits
 	// The console is served over HTTPS with HTTPCertFile/HTTPKeyFile, or
@@ -246,7 +249,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	lim := agentLimitsFor(cfg, plan)
 	srv := server.New(server.Config{Store: st, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: met,
-		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout})
+		MaxStreams: lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
+		Transport: cfg.Transport})
 	gsrv := srv.GRPCServer()
 
 	rawG, err := net.Listen("tcp", cfg.GRPCListen)
