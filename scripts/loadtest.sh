@@ -57,10 +57,11 @@ for n in $counts; do
 			-agents "$n" -per-proc 7000 -rate 400 -hold "$hold" -heartbeat "$heartbeat" -finding-every "$finding" \
 			-collector-pid "$pid" 2>>"$work/loadgen.log")
 		stop
-		echo "$out" >"$work/result-$n-$(basename "$bin")-${profile:-default}.json"
-		/usr/bin/python3 - "$n" "$(basename "$bin")" "${profile:-default}" <<<"$out" <<'PY'
+		res="$work/result-$n-$(basename "$bin")-${profile:-default}.json"
+		echo "$out" >"$res"
+		/usr/bin/python3 - "$n" "$(basename "$bin")" "${profile:-default}" "$res" <<'PY'
 import json, sys
-r = json.load(sys.stdin); n, b, p = sys.argv[1:4]
+n, b, p, f = sys.argv[1:5]; r = json.load(open(f))
 mb = lambda v: f"{v/1e6:,.0f} MB"
 print(f"| {int(n):,} | {b} | {p} | {r['connected']:,} | {mb(r.get('collector_rss_before_bytes',0))} | {mb(r.get('collector_rss_held_mean_bytes',0))} | {r.get('collector_rss_per_agent_kb',0):.1f} KB | {r['ack_p50_ms']:.1f} ms | {r['ack_p99_ms']:.1f} ms | {r.get('collector_cpu_percent_while_held',0):.1f} % |")
 PY

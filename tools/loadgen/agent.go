@@ -32,7 +32,11 @@ type ident struct {
 	KeyDER        []byte `json:"key_der"`
 	CertDER       []byte `json:"cert_der"`
 	CAFingerprint string `json:"ca_fingerprint"`
-	Index         int    `json:"-"`
+	// RulesHash is the last rules bundle the collector pushed: an agent
+	// keeps its rules, so a reconnecting fleet is not sent them again.
+	RulesHash string `json:"rules_hash,omitempty"`
+	Index     int    `json:"-"`
+	path      string
 }
 
 // loadOrEnroll returns identities first..first+agents-1, enrolling those not
@@ -54,7 +58,7 @@ func loadOrEnroll(ctx context.Context, o options, log *slog.Logger) ([]ident, er
 		idx := o.first + i
 		path := filepath.Join(o.identities, fmt.Sprintf("agent-%06d.json", idx))
 		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &ids[i]) == nil {
-			ids[i].Index = idx
+			ids[i].Index, ids[i].path = idx, path
 			continue
 		}
 		wg.Add(1)
@@ -74,6 +78,7 @@ func loadOrEnroll(ctx context.Context, o options, log *slog.Logger) ([]ident, er
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("enroll agent %d: %w", idx, err)
 			}
+			id.path = path
 			ids[i] = id
 			enrolled++
 		}()
@@ -166,6 +171,7 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 	report(true)
 
 	acks := make(chan time.Time, 4)
+	rules := make(chan string, 1)
 	recvDone := make(chan error, 1)
 	go func() {
 		for {
@@ -174,8 +180,14 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 				recvDone <- err
 				return
 			}
-			if m.GetAck() != nil {
+			switch {
+			case m.GetAck() != nil:
 				acks <- time.Now()
+			case m.GetRules() != nil:
+				select {
+				case rules <- m.GetRules().GetHash():
+				default:
+				}
 			}
 		}
 	}()
@@ -203,9 +215,14 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 				fail()
 			}
 			return
+		case h := <-rules:
+			id.RulesHash = h
+			if b, err := json.Marshal(id); err == nil {
+				_ = os.WriteFile(id.path, b, 0o600)
+			}
 		case <-hb.C:
 			if stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: &vigilv1.Heartbeat{
-				AgentVersion: "loadgen", SentAt: timestamppb.Now()}}}) != nil {
+				AgentVersion: "loadgen", RulesHash: id.RulesHash, SentAt: timestamppb.Now()}}}) != nil {
 				fail()
 				return
 			}
@@ -257,7 +274,7 @@ func connect(ctx context.Context, o options, id ident, cert tls.Certificate) (*g
 	}
 	stream, err := vigilv1.NewCollectorClient(conn).Stream(ctx)
 	if err == nil {
-		hello := &vigilv1.Hello{AgentVersion: "loadgen", HostFingerprint: fmt.Sprintf("loadgen-%06d", id.Index),
+		hello := &vigilv1.Hello{AgentVersion: "loadgen", RulesHash: id.RulesHash, HostFingerprint: fmt.Sprintf("loadgen-%06d", id.Index),
 			Hostname: fmt.Sprintf("load-%06d", id.Index), Os: "linux", Arch: "amd64", InstanceId: fmt.Sprintf("lg-%d-%d", os.Getpid(), id.Index)}
 		err = stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}})
 	}
