@@ -12,12 +12,14 @@ counts="1000 5000"
 hold=60s
 heartbeat=60s
 finding=60s
+ramp=5m
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) counts="$2"; shift 2 ;;
 	-hold) hold="$2"; shift 2 ;;
 	-heartbeat) heartbeat="$2"; shift 2 ;;
 	-finding-every) finding="$2"; shift 2 ;;
+	-ramp-timeout) ramp="$2"; shift 2 ;;
 	*) break ;;
 	esac
 done
@@ -54,7 +56,7 @@ for n in $counts; do
 		bin=${cfg%%:*}; profile=; [ "$cfg" != "$bin" ] && profile=${cfg#*:}
 		start "$bin" "$profile"
 		out=$("$work/loadgen" -addr 127.0.0.1:$port -token "$(cat "$work/token")" -identities "$work/ids" \
-			-agents "$n" -per-proc 7000 -rate 400 -hold "$hold" -heartbeat "$heartbeat" -finding-every "$finding" \
+			-agents "$n" -per-proc 7000 -rate 400 -ramp-timeout "$ramp" -hold "$hold" -heartbeat "$heartbeat" -finding-every "$finding" \
 			-collector-pid "$pid" 2>>"$work/loadgen.log")
 		stop
 		res="$work/result-$n-$(basename "$bin")-${profile:-default}.json"

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-safeguarding/vigil/internal/identity"
@@ -65,7 +67,17 @@ func loadOrEnroll(ctx context.Context, o options, log *slog.Logger) ([]ident, er
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			id, err := enroll(ctx, o.addr, o.token, idx)
+			// Like the agent's bootstrap, retry what did not reach the
+			// collector (a handshake shed under load); a refusal is final.
+			var id ident
+			var err error
+			for wait := 500 * time.Millisecond; ; wait = min(2*wait, 20*time.Second) {
+				id, err = enroll(ctx, o.addr, o.token, idx)
+				if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(jitter(wait))
+			}
 			if err == nil {
 				var b []byte
 				b, err = json.Marshal(id)

@@ -174,10 +174,14 @@ func runParent(ctx context.Context, o options, log *slog.Logger) (Summary, error
 		kids = append(kids, k)
 	}
 	connected := 0
-	for _, k := range kids {
+	for i, k := range kids {
 		select {
 		case n := <-k.ready:
 			connected += n
+		case _, ok := <-k.done:
+			if !ok {
+				return Summary{}, fmt.Errorf("child %d ended before its agents were connected (see its log above)", i)
+			}
 		case <-ctx.Done():
 			return Summary{}, ctx.Err()
 		}
