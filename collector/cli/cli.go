@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/daemon"
+	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/cliexit"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
@@ -245,6 +246,8 @@ func serve(args []string, stderr io.Writer) error {
 	maxConns := fs.Int("max-agent-conns", 0, "cap on connections to the agent port (0: the file descriptor limit less a reserve for the store)")
 	maxUnauth := fs.Int("max-unauth-conns", 0, "cap on agent-port connections without a client certificate (0: min(2048, cap/4))")
 	maxUnauthSrc := fs.Int("max-unauth-per-source", 0, "cap on those per source address (0: 128)")
+	debugListen := fs.String("debug-listen", "", "loopback HOST:PORT serving Go's /debug/pprof/ profiles, for measuring memory per agent (off when empty; refused on a non-loopback address)")
+	grpcBuffers := fs.String("grpc-buffers", "lean", "per-connection buffers on the agent port: lean (no read buffer, pooled write buffer) or grpc-default (32 KiB each, per connection; for comparison)")
 	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
@@ -291,6 +294,17 @@ func serve(args []string, stderr io.Writer) error {
 	if *names != "" {
 		extra = strings.Split(*names, ",")
 	}
+	transport, err := server.TransportByName(*grpcBuffers)
+	if err != nil {
+		return fmt.Errorf("--grpc-buffers: %w", err)
+	}
+	if *debugListen != "" {
+		stopDebug, err := serveDebug(*debugListen, log)
+		if err != nil {
+			return fmt.Errorf("--debug-listen: %w", err)
+		}
+		defer stopDebug()
+	}
 	return daemon.Serve(ctx, daemon.Config{
 		DataDir: *data, GRPCListen: *grpcAddr, HTTPListen: *httpAddr, ServerNames: extra, AgentAddress: *agentAddr, AgentDir: *agentDir,
 		Encrypt: *encrypt, Retention: ret, DefaultRetention: def, Heartbeat: *heartbeat, Logger: log,
@@ -300,6 +314,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
+		Transport:    &transport,
 		HTTPCertFile: *httpCert, HTTPKeyFile: *httpKey, HTTPPlain: !*httpTLS, TrustedProxies: proxies,
 	})
 }

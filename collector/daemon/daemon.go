@@ -98,6 +98,9 @@ type Config struct {
 	// handshake; IdleTimeout (default 2m) closes one with no RPC running.
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
+	// Transport sizes the agent port's per-connection buffers (nil:
+	// server.DefaultTransport).
+	Transport *server.Transport
 	// HTTP bounds the console listener (zero fields take the defaults).
 	HTTP HTTPLimits
 	// The console is served over HTTPS with HTTPCertFile/HTTPKeyFile, or
@@ -343,7 +346,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
-		OnConnect: c.audits.DeviceConnected})
+		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
 	c.audits.Agents = c.srv
 	c.gsrv = c.srv.GRPCServer()
 	if err := c.listen(); err != nil {

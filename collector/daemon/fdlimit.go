@@ -19,11 +19,18 @@ type fdPlan struct {
 	http    int // cap on console connections
 }
 
+// The reserve is headroom for files the store has yet to open: what it has
+// open now is counted apart (grpcConns' otherFDs, re-read as it changes).
+// Badger opens a table or value-log file at a time, so 256 plus 1 % of the
+// limit is ample, and it leaves a 20,000-descriptor machine room for 19,000
+// agents (issue 13; it was 5 %, which capped such a machine near 17,600).
+// The console is a few people's browsers: 1/128 of the limit (156 at
+// 20,000), at least 32, at most 1024.
 func newFDPlan(limit int) fdPlan {
 	return fdPlan{
 		limit:   limit,
-		reserve: 256 + limit/20,
-		http:    min(1024, max(32, limit/16)),
+		reserve: 256 + limit/100,
+		http:    min(1024, max(32, limit/128)),
 	}
 }
 
@@ -36,8 +43,12 @@ func (p fdPlan) grpcConns(otherFDs int) int {
 // streams is the stream limit: below the connection cap, so that at
 // capacity an agent with a certificate is told RESOURCE_EXHAUSTED with a
 // retry delay rather than having its connection reset.
+// The margin is the room for connections still in their handshake: 1/128
+// of the cap (150 at 20,000), a second or more of a term-start reconnect
+// storm at the rate this machine completes TLS handshakes (loadgen ramps
+// at 400/s with few retries).
 func streams(grpcConns, maxUnauth int) int {
-	return max(1, grpcConns-min(maxUnauth, grpcConns/10))
+	return max(1, grpcConns-min(maxUnauth, max(16, grpcConns/128)))
 }
 
 // openFDs counts the process's open descriptors, or -1 where that cannot

@@ -72,6 +72,8 @@ type Config struct {
 	// so only enrollment leftovers and refused agents are closed by it.
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
+	// Transport sizes per-connection buffers (zero value: DefaultTransport).
+	Transport *Transport
 	// RetryAfter is the delay suggested with RESOURCE_EXHAUSTED.
 	RetryAfter        time.Duration
 	EvidenceRecipient string
@@ -195,6 +197,11 @@ func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxConcurrentStreams(64),
 		grpc.StreamInterceptor(s.observeStream),
 	}
+	tr := DefaultTransport()
+	if s.cfg.Transport != nil {
+		tr = *s.cfg.Transport
+	}
+	base = append(base, tr.options()...)
 	g := grpc.NewServer(append(base, opts...)...)
 	vigilv1.RegisterEnrollmentServer(g, s)
 	vigilv1.RegisterCollectorServer(g, s)
