@@ -325,8 +325,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if set.hours != nil && cfg.SMTP != "" {
 		log.Info("console: out-of-hours notifications on", "working_hours", set.hours.String(), "on_call", cfg.OutOfHoursUsers)
 	}
-	// Approved exclusions travel in every group's rules bundle.
-	c.dist.SetExtra(exclusionsExtra(st, log))
+	// Approved exclusions and the school's own terms travel in every
+	// group's rules bundle.
+	c.dist.SetExtra(generatedRules(exclusionsExtra(st, log), schoolTermsExtra(st, log)))
 	c.dist.Refresh()
 	rel, err := releases.Open(cfg.DataDir, log)
 	if err != nil {
@@ -373,12 +374,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy,
-		ExclusionsChanged: func() {
-			select {
-			case c.exclC <- struct{}{}:
-			default:
-			}
-		}})
+		ExclusionsChanged: c.rulesChanged, SchoolTermsChanged: c.rulesChanged})
 	if err != nil {
 		return nil, err
 	}
