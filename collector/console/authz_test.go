@@ -55,6 +55,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := e.st.AddSchoolTerm(store.SchoolTerm{ID: "k1", Term: "secretterm", Category: "bullying", Severity: "high",
+		Rationale: "r", Cases: "+ secretterm\n- x\n", AddedBy: "dsl", AddedAt: now}, "r"); err != nil {
+		t.Fatal(err)
+	}
+
 	type endpoint struct {
 		method, path string
 		body         any
@@ -73,6 +78,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/evidence/{alert}/" + evID + "?reason=matrix", nil, []string{"dsl"}},
 		{"GET", "/api/v1/exclusions", nil, []string{"dsl"}},
 		{"POST", "/api/v1/exclusions/x1/approve", map[string]string{"reason": "school project on self-harm awareness", "expires_at": exp}, []string{"dsl"}},
+		{"GET", "/api/v1/terms", nil, []string{"dsl"}},
+		{"POST", "/api/v1/terms", map[string]string{"term": "wonky wes", "category": "bullying", "severity": "high",
+			"rationale": "nickname used to bully", "cases": "+ wonky wes\n- wes anderson\n"}, []string{"dsl"}},
+		{"POST", "/api/v1/terms/k1/remove", map[string]string{"reason": "matrix"}, []string{"dsl"}},
+		{"GET", "/api/v1/terms/decisions", nil, []string{"dsl"}},
 		{"GET", "/api/v1/access-log", nil, []string{"admin", "head"}},
 		{"GET", "/api/v1/incidents.csv", nil, []string{"dsl", "head"}},
 		{"GET", "/api/v1/devices", nil, []string{"tech", "dsl", "head"}},

@@ -53,6 +53,9 @@ type Config struct {
 	// ExclusionsChanged, if set, is called after an exclusion is approved,
 	// so the rules bundles (ExclusionsFile) are rebuilt and pushed.
 	ExclusionsChanged func()
+	// SchoolTermsChanged, if set, is called after a school term is added
+	// or removed (terms.go), so the rules bundles are rebuilt and pushed.
+	SchoolTermsChanged func()
 	// OIDC, if set, offers sign-in with an OpenID Connect provider (oidc.go).
 	OIDC *OIDCConfig
 	// PasswordWorkers and PasswordQueue bound password hashing
@@ -86,6 +89,7 @@ type Server struct {
 	deploy  *DeployConfig     // nil: no token or package endpoints
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
 	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
+	terms   *schoolTerms      // terms added by the school (terms.go)
 
 	// The alert queue's listing and the notifier reach the store only
 	// through what they need (tests wrap them to inject faults).
@@ -102,7 +106,8 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits}
+		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits,
+		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
 	s.queue, s.notes = cfg.Store, cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
@@ -198,6 +203,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/evidence/{alert}/{evidence}", s.api(anyone, s.evidence))
 	mux.Handle("GET /api/v1/exclusions", s.api(roles(RoleDSL), s.listExclusions))
 	mux.Handle("POST /api/v1/exclusions/{id}/approve", s.api(roles(RoleDSL), s.approveExclusion))
+	s.termRoutes(mux)
 	mux.Handle("GET /api/v1/access-log", s.api(roles(RoleAdmin, RoleHeadteacher), s.accessLog))
 	mux.Handle("GET /api/v1/incidents.csv", s.api(roles(RoleDSL, RoleHeadteacher), s.incidentsCSV))
 	mux.Handle("GET /api/v1/devices", s.api(roles(RoleTechnician, RoleDSL, RoleHeadteacher), s.devices))

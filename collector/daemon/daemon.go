@@ -332,8 +332,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if set.hours != nil && cfg.SMTP != "" && len(cfg.OutOfHoursUsers) > 0 {
 		log.Info("console: out-of-hours notifications on", "working_hours", set.hours.String(), "on_call", cfg.OutOfHoursUsers)
 	}
-	// Approved exclusions travel in every group's rules bundle.
-	c.dist.SetExtra(exclusionsExtra(st, log))
+	// Approved exclusions and the school's own terms travel in every
+	// group's rules bundle.
+	c.dist.SetExtra(generatedRules(exclusionsExtra(st, log), schoolTermsExtra(st, log)))
 	c.dist.Refresh()
 	rel, err := releases.Open(cfg.DataDir, log)
 	if err != nil {
@@ -380,13 +381,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
-		Audits: c.audits,
-		ExclusionsChanged: func() {
-			select {
-			case c.exclC <- struct{}{}:
-			default:
-			}
-		}})
+		Audits:            c.audits,
+		ExclusionsChanged: c.rulesChanged, SchoolTermsChanged: c.rulesChanged})
 	if err != nil {
 		return nil, err
 	}

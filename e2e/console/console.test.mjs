@@ -517,6 +517,43 @@ try {
   await shot('devices');
   await checkNoHorizontalScroll('devices');
 
+  // ---- DSL 1: a term added by the school, refused, added, removed ----------
+  step('school terms: a bad case is refused with its line');
+  await page.getByRole('link', { name: 'School terms' }).click();
+  await page.waitForURL(/#\/terms/);
+  const tf = page.locator('#term-form');
+  await tf.waitFor();
+  await tf.locator('[name=term]').fill('wonky wes');
+  await tf.locator('[name=category]').selectOption('bullying');
+  await tf.locator('[name=severity]').selectOption('high');
+  await tf.locator('[name=rationale]').fill('nickname Year 9 pupils use to taunt a classmate');
+  await tf.locator('[name=cases]').fill('+ lol wonky wes again\n- wonky wes is a legend\n');
+  await tf.getByRole('button', { name: 'Add term' }).click();
+  await page.locator('#term-error').filter({ hasText: 'Test cases, line 2' }).waitFor();
+  assert(await tf.locator('[name=cases]').getAttribute('aria-invalid') === 'true', 'the cases field is not marked invalid');
+  assert(await tf.locator('[name=cases]').evaluate((el) => el === document.activeElement), 'focus is not on the cases field');
+  await shot('terms-refused');
+
+  step('school terms: a valid term is added and logged');
+  await tf.locator('[name=cases]').fill('+ lol wonky wes again\n- wes anderson films\n');
+  await tf.getByRole('button', { name: 'Add term' }).click();
+  await page.locator('section.term h2', { hasText: 'wonky wes' }).waitFor();
+  await page.locator('table.term-log tbody tr', { hasText: 'Added' }).waitFor();
+  await checkA11y('terms');
+  await shot('terms');
+  await checkNoHorizontalScroll('terms');
+
+  step('school terms: removal needs a reason and is logged');
+  const rm = page.locator('section.term form.term-remove');
+  await rm.getByRole('button', { name: 'Remove term' }).click();
+  await rm.locator('.form-error').filter({ hasText: /reason/i }).waitFor();
+  await rm.locator('[name=reason]').fill('the form tutor says it has stopped');
+  await rm.getByRole('button', { name: 'Remove term' }).click();
+  await page.getByText('The school has added no terms.').waitFor();
+  const logText = await page.locator('table.term-log tbody').innerText();
+  assert(/Removed/.test(logText) && /the form tutor says it has stopped/.test(logText) && /Added/.test(logText),
+    `decision log: ${logText}`);
+
   step('sign out');
   await logout();
 
@@ -562,6 +599,7 @@ try {
   await login(env.TECH_USER, env.TECH_PASS);
   nav = await navNames();
   assert(!nav.includes('Alerts'), `technician nav shows Alerts: ${nav}`);
+  assert(!nav.includes('School terms'), `technician nav shows School terms: ${nav}`);
   assert(nav.includes('Devices'), `technician nav lacks Devices: ${nav}`);
 
   step('technician cannot open the alert');

@@ -19,6 +19,7 @@ const ROLE_LABELS = {
 const NAV = [
   { route: 'alerts', label: 'Alerts', roles: ['dsl', 'headteacher'], chair: true },
   { route: 'exclusions', label: 'Exclusions', roles: ['dsl'] },
+  { route: 'terms', label: 'School terms', roles: ['dsl'] },
   { route: 'devices', label: 'Devices', roles: ['dsl', 'headteacher', 'technician'] },
   { route: 'audits', label: 'Audits', roles: ['headteacher', 'technician'] },
   { route: 'access-log', label: 'Access log', roles: ['admin', 'headteacher'] },
@@ -334,6 +335,7 @@ async function route() {
   if (keepStatus) keepStatus = false; else announce('');
   const view = {
     exclusions: () => viewExclusions(seq),
+    terms: () => viewTerms(seq),
     login: viewLogin,
     alerts: parts[1] ? () => viewAlert(parts[1], seq) : () => viewQueue(query, seq),
     devices: parts[1] ? () => viewDevice(parts[1], seq) : () => viewDevices(seq),
@@ -1520,6 +1522,104 @@ async function viewExclusions(seq) {
   page('Exclusions',
     h('p', {}, 'A false positive marked on an alert proposes an exclusion for that term. It applies only once a DSL approves it with a reason and an expiry.'),
     items.length ? items : h('p', { class: 'panel' }, 'No exclusions have been proposed.'));
+}
+
+// ---------------------------------------------------------------------------
+// Terms added by the school (the DSL's own keywords: slang heard in school,
+// a local group, a nickname used to bully). Each is checked like a term of
+// the published libraries, goes to every device, and adding or removing it
+// is recorded with who and why.
+
+const TERM_FIELD_LABEL = { term: 'Term', category: 'Category', severity: 'Severity', rationale: 'Why it is listed', cases: 'Test cases' };
+
+async function viewTerms(seq) {
+  loading('terms');
+  const [data, log] = await Promise.all([api('GET', '/terms'), api('GET', '/terms/decisions')]);
+  if (!isCurrent(seq)) return;
+  const terms = data.terms || [];
+  const items = terms.map((t) => {
+    const reason = h('input', { type: 'text', name: 'reason', required: true });
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit', class: 'secondary' }, 'Remove term');
+    const form = h('form', { novalidate: true, class: 'term-remove' },
+      field('Reason for removing', reason, 'Recorded with your name in the decision log.'), err, h('div', { class: 'actions' }, btn));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.textContent = '';
+      if (!reason.value.trim()) { err.textContent = 'Give a reason for removing the term.'; return; }
+      btn.disabled = true;
+      try {
+        await api('POST', `/terms/${encodeURIComponent(t.id)}/remove`, { reason: reason.value.trim() });
+        announce(`Term “${t.term}” removed. Devices stop matching it when they get the new rules.`, 'ok', true);
+        route();
+      } catch (ex) {
+        err.textContent = ex.message;
+        btn.disabled = false;
+      }
+    });
+    return h('section', { class: 'panel term', 'aria-labelledby': `t-${t.id}` },
+      h('h2', { id: `t-${t.id}` }, `“${t.term}” `, h('span', { class: `badge sev-${t.severity}` }, titleCase(t.severity))),
+      h('dl', { class: 'details' },
+        h('dt', {}, 'Category'), h('dd', {}, titleCase(t.category)),
+        h('dt', {}, 'Why it is listed'), h('dd', {}, t.rationale),
+        h('dt', {}, 'Added'), h('dd', {}, when(t.added_at), ` by ${t.added_by}`),
+        h('dt', {}, 'Test cases'), h('dd', {}, h('pre', { class: 'cases' }, t.cases))),
+      form);
+  });
+
+  const term = h('input', { type: 'text', name: 'term', required: true, autocomplete: 'off' });
+  const category = select('category', (data.categories || []).map((c) => [c, titleCase(c)]), 'bullying');
+  const severity = select('severity', (data.severities || []).map((s) => [s, titleCase(s)]), 'high');
+  const rationale = h('input', { type: 'text', name: 'rationale', required: true });
+  const cases = h('textarea', { name: 'cases', rows: '5', required: true, spellcheck: 'false' });
+  cases.value = '+ \n- ';
+  const err = h('div', { class: 'form-error', role: 'alert', id: 'term-error' });
+  const btn = h('button', { type: 'submit' }, 'Add term');
+  const controls = { term, category, severity, rationale, cases };
+  const form = h('form', { novalidate: true, id: 'term-form' },
+    field('Term', term, 'A word or phrase, as a keyword library line writes it; options such as "; except=word" are allowed.'),
+    field('Category', category), field('Severity', severity),
+    field('Why it is listed', rationale, 'Who uses it and what it means here. Recorded with your name.'),
+    field('Test cases', cases, 'One per line: "+ text" must match, "- text" must not. At least one of each.'),
+    err, h('div', { class: 'actions' }, btn));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.replaceChildren();
+    for (const c of Object.values(controls)) c.removeAttribute('aria-invalid');
+    btn.disabled = true;
+    try {
+      await api('POST', '/terms', { term: term.value.trim(), category: category.value, severity: severity.value,
+        rationale: rationale.value.trim(), cases: cases.value });
+      announce(`Term “${term.value.trim()}” added. Devices match it once they get the new rules.`, 'ok', true);
+      route();
+    } catch (ex) {
+      const problems = ex.body.problems || [];
+      if (!problems.length) err.textContent = ex.message;
+      else {
+        err.append(h('p', {}, 'The term was not added:'), h('ul', {}, problems.map((p) =>
+          h('li', { class: 'term-problem' }, `${TERM_FIELD_LABEL[p.field] || p.field}${p.line ? `, line ${p.line}` : ''}: ${p.message}`))));
+        const first = controls[problems[0].field];
+        for (const p of problems) if (controls[p.field]) controls[p.field].setAttribute('aria-invalid', 'true');
+        if (first) first.focus();
+      }
+      btn.disabled = false;
+    }
+  });
+
+  const decisions = (log.decisions || []).slice().reverse();
+  const table = decisions.length ? h('table', { class: 'responsive term-log' },
+    h('caption', {}, 'Every term added or removed, newest first'),
+    h('thead', {}, h('tr', {}, ['When', 'Decision', 'Term', 'By', 'Why'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, decisions.map((d) => h('tr', {},
+      h('td', { 'data-label': 'When' }, when(d.at)), h('td', { 'data-label': 'Decision' }, titleCase(d.action)),
+      h('td', { 'data-label': 'Term' }, `${d.term.term} (${titleCase(d.term.category)})`),
+      h('td', { 'data-label': 'By' }, d.by), h('td', { 'data-label': 'Why' }, d.reason))))) : h('p', {}, 'No term has been added yet.');
+
+  page('School terms',
+    h('p', {}, 'Words the published keyword libraries do not know: slang heard in the school, a local group, a nickname used to bully. Each is checked like a library term, sent to every device group, and recorded here with who added or removed it and why.'),
+    items.length ? items : h('p', { class: 'panel' }, 'The school has added no terms.'),
+    h('section', { class: 'panel', 'aria-labelledby': 'ta-h' }, h('h2', { id: 'ta-h' }, 'Add a term'), form),
+    h('section', { class: 'panel', 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, 'Decision log'), table));
 }
 
 // ---------------------------------------------------------------------------
