@@ -106,7 +106,8 @@ context.setDefaultTimeout(STEP_TIMEOUT_MS);
 context.setDefaultNavigationTimeout(20000);
 const page = context.pages()[0] || await context.newPage();
 
-// Page errors, CSP violations and console errors fail the run; the 401,
+// Page errors, CSP violations and console errors fail the run; the 400
+// and 422 (a licence file or a school term refused naming its line), 401,
 // 403, 404 (an alert not routed to the headteacher), 409 (a duplicate
 // account) and 429 (the sign-in limit) answers the
 // test provokes show up as "Failed to load resource" and are expected.
@@ -115,7 +116,7 @@ page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
   if (m.type() !== 'error') return;
   const text = m.text();
-  if (/Failed to load resource: the server responded with a status of (401|403|404|409|429)/.test(text)) return;
+  if (/Failed to load resource: the server responded with a status of (400|401|403|404|409|422|429)/.test(text)) return;
   problems.push(`console error: ${text}`);
 });
 const requests = [];
