@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	"log/slog"
 	"os"
 	"time"
@@ -102,23 +102,8 @@ func rollBack(cfg WatchConfig, p Pending) error {
 
 // copyFile copies src to dst via a temporary file and rename, keeping mode.
 func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	err := fsutil.CopySynced(src, tmp, os.O_TRUNC, mode)
 	if err == nil {
 		err = os.Chmod(tmp, mode)
 	}

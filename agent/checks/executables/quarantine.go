@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -183,23 +182,8 @@ func moveFile(src, dst string) error {
 // copyFileExcl copies src to a new file dst (failing if dst exists),
 // synced before it is given its final name.
 func copyFileExcl(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	tmp := dst + ".part"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	err := fsutil.CopySynced(src, tmp, os.O_EXCL, mode)
 	if err == nil {
 		// Link refuses to replace an existing dst; fall back to a checked
 		// rename where hard links are unsupported.
