@@ -345,9 +345,10 @@ type Hub struct {
 	// EvidenceWait: a match whose screenshot has not arrived by then is
 	// recorded without it. The helper reports a screenshot it cannot fit
 	// at once, so this only bounds a helper that hangs or dies; it is
-	// generous because fitting a photograph on a loaded machine can take
-	// seconds.
-	// recorded without it.
+	// generous because grabbing, fitting and encrypting on a loaded
+	// machine can take seconds (the console's end-to-end test saw more
+	// than 10 s on a 2-core machine under heavy load; the cause of the
+	// longest stalls is not yet known).
 	EvidenceWait time.Duration
 	log          *slog.Logger
 }
@@ -372,7 +373,7 @@ func WithLogger(l *slog.Logger) HubOption { return func(h *Hub) { h.log = l } }
 
 // NewHub returns an empty Hub.
 func NewHub(opts ...HubOption) *Hub {
-	h := &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 10 * time.Second, log: slog.Default()}
+	h := &Hub{pending: map[string]*pending{}, seen: map[string]*seenTerm{}, now: time.Now, EvidenceWait: 30 * time.Second, log: slog.Default()}
 	for _, o := range opts {
 		o(h)
 	}
