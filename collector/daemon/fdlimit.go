@@ -48,7 +48,7 @@ func (p fdPlan) grpcConns(otherFDs int) int {
 // storm at the rate this machine completes TLS handshakes (loadgen ramps
 // at 400/s with few retries).
 func streams(grpcConns, maxUnauth int) int {
-	return max(1, grpcConns-min(maxUnauth, max(16, grpcConns/128)))
+	return max(1, grpcConns-min(maxUnauth, max(1, grpcConns/128)))
 }
 
 // openFDs counts the process's open descriptors, or -1 where that cannot
