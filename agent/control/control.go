@@ -64,7 +64,12 @@ func Serve(ctx context.Context, path string, b Backend) error {
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, b.Status()) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Serve returns only once the shutdown has removed the socket: removed
+	// later, it could take the socket of the next agent started with this
+	// state dir (TestOneAgentPerStateDir caught this).
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -74,6 +79,7 @@ func Serve(ctx context.Context, path string, b Backend) error {
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-stopped
 	return nil
 }
 
