@@ -390,7 +390,15 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if v := mustSh(t, chrootEnv, "chroot", root, "dpkg-query", "-W", "-f", "${Version}", "vigil-agent"); v != "1.0.1" {
 		t.Errorf("installed version %q after upgrade", v)
 	}
-	if n := spooled(); n < 3 {
+	// The upgraded service has just been started: wait for its control
+	// socket rather than asking once.
+	n := -1
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if n = spooled(); n >= 3 {
+			break
+		}
+	}
+	if n < 3 {
 		t.Errorf("spool holds %d findings after the upgrade, want >= 3", n)
 	}
 	mustSh(t, chrootEnv, "chroot", root, "dpkg", "-i", in2)
