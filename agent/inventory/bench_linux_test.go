@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	_ "github.com/vigil-safeguarding/vigil/agent/checks/all"
+	"github.com/vigil-safeguarding/vigil/agent/checks/all"
 	"github.com/vigil-safeguarding/vigil/agent/engine"
 	"github.com/vigil-safeguarding/vigil/agent/spool"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -33,7 +33,8 @@ func BenchmarkAuditDeviceCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sp.Close()
-	eng, err := engine.New(engine.Config{DeviceID: "dev", Group: "staff", Spool: sp, PosturePath: filepath.Join(dir, "posture.json")})
+	eng, err := engine.New(engine.Config{DeviceID: "dev", Group: "staff", Spool: sp, PosturePath: filepath.Join(dir, "posture.json"),
+		Checks: all.New(all.Deps{}).Registry})
 	if err != nil {
 		b.Fatal(err)
 	}
