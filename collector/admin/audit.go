@@ -144,8 +144,7 @@ func (s *Server) auditShow(w http.ResponseWriter, r *http.Request) {
 	}
 	// An audit holds personal data (accounts, hostnames): reading it is
 	// logged like any other view.
-	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now(), Who: whoOf(r), Action: "view-audit", Detail: id}); err != nil {
-		httpError(w, http.StatusInternalServerError, "access not logged, so not shown: %v", err)
+	if !s.logAudit(w, r, "view-audit", id, "shown") {
 		return
 	}
 	writeJSON(w, rec)
@@ -176,8 +175,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
 		auditErr(w, id, err)
 		return
 	}
-	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now(), Who: whoOf(r), Action: "export-audit", Detail: id}); err != nil {
-		httpError(w, http.StatusInternalServerError, "access not logged, so not exported: %v", err)
+	if !s.logAudit(w, r, "export-audit", id, "exported") {
 		return
 	}
 	writeJSON(w, c)
@@ -231,4 +229,14 @@ func (s *Server) auditSign(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Error("audit signed but the access log entry was not written", "audit", id, "err", err)
 	}
 	writeJSON(w, map[string]any{"id": id, "signed_by": req.By, "at": e.At, "hash": e.Hash})
+}
+
+// logAudit writes a read of an audit record to the access log first;
+// when that fails nothing is shown (the answer says so).
+func (s *Server) logAudit(w http.ResponseWriter, r *http.Request, action, id, what string) bool {
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now(), Who: whoOf(r), Action: action, Detail: id}); err != nil {
+		httpError(w, http.StatusInternalServerError, "access not logged, so not %s: %v", what, err)
+		return false
+	}
+	return true
 }
