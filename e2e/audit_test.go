@@ -248,6 +248,19 @@ func TestAuditGroupWithOfflineDevice(t *testing.T) {
 		t.Errorf("audit show: %s", out)
 	}
 
+	// The agents that were online before the restart reconnect with a
+	// backoff; a device still waiting on it would be "offline: queued" in
+	// the next audit and show up as missing from the comparison.
+	waitFor(t, 60*time.Second, "all four agents reconnected after the restart", func() bool {
+		n := 0
+		for _, d := range c.devices() {
+			if d.Connected {
+				n++
+			}
+		}
+		return n == 4
+	})
+
 	// A second audit of the same group is compared with this one: same
 	// machine, same software, so no changes, and it names its previous.
 	id2 := strings.TrimSpace(mustRun(t, "vigil-collector", "audit", "request", "--data", c.data, "--group", "staff", "--reason", "follow-up", "--wait", "2m"))

@@ -29,6 +29,9 @@ func openTest(t *testing.T, dir string, key []byte) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Close is idempotent; a store still open when TempDir's cleanup runs
+	// keeps its tables open, which Windows refuses to unlink.
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
