@@ -35,6 +35,7 @@ func serveSessions(ctx context.Context, st state.Dir, path string, chk *all.Chec
 	}
 	srv := session.NewServer(chk.Screen, session.NewProbe(), log)
 	chk.Sessions.Use(srv, log)
+	chk.Screen.UseHelpers(srv)
 	if runtime.GOOS != "windows" {
 		// Root-run helpers started with the old `--state DIR` find the
 		// socket through this link; users cannot (the state dir is 0700).

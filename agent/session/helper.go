@@ -262,11 +262,25 @@ func (h *helper) attach(ctx context.Context, onAttached func(Welcome)) (wasAttac
 	if w := h.cur.Load(); w != nil {
 		h.offer(*w)
 	}
-	_, err = io.Copy(io.Discard, br)
-	if err == nil {
-		err = io.ErrUnexpectedEOF
+	for {
+		line, err := br.ReadBytes('\n')
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			var n Notice
+			if jerr := json.Unmarshal(line, &n); jerr != nil {
+				h.log.Debug("unreadable notice from the agent service", "err", jerr)
+			} else if n.ReportAgain {
+				if w := h.cur.Load(); w != nil {
+					h.offer(*w)
+				}
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return true, err
+		}
 	}
-	return true, err
 }
 
 func (h *helper) report(ctx context.Context, w screen.Window) error {

@@ -61,6 +61,8 @@ type Server struct {
 type attachment struct {
 	peer  Peer
 	since time.Time
+	// again wakes the hello handler to send the helper Notice.ReportAgain.
+	again chan struct{}
 }
 
 // Attached is one admitted helper.
@@ -84,6 +86,24 @@ func (s *Server) Attached() []Attached {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out
+}
+
+// ReportAgain asks the helper attached as process pid to report its current
+// window again (Notice.ReportAgain on its attachment), and reports whether
+// one is attached. A helper whose attachment ends before the notice is
+// written reports its window anyway when it attaches again.
+func (s *Server) ReportAgain(pid int) bool {
+	s.mu.Lock()
+	a := s.attached[pid]
+	s.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	select {
+	case a.again <- struct{}{}:
+	default: // one already waiting to be sent says the same
+	}
+	return true
 }
 
 // Probe is the server's session probe (shared with the helper-missing
@@ -217,7 +237,7 @@ func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, ci.peer, err.Error())
 		return
 	}
-	a := &attachment{peer: p, since: s.now()}
+	a := &attachment{peer: p, since: s.now(), again: make(chan struct{}, 1)}
 	s.mu.Lock()
 	n := 0
 	for _, o := range s.attached {
@@ -254,6 +274,13 @@ func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-a.again:
+			if err := json.NewEncoder(w).Encode(Notice{ReportAgain: true}); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
 		case <-t.C:
 			if _, err := io.WriteString(w, "\n"); err != nil {
 				return

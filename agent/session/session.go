@@ -107,6 +107,17 @@ type Decision struct {
 	OCRMinIntervalMS int64 `json:"ocr_min_interval_ms,omitempty"`
 }
 
+// Notice is a line the service sends a helper on its attachment after the
+// Welcome (blank lines are keepalives).
+type Notice struct {
+	// ReportAgain: the windows the helper reported could not be matched
+	// (the service's rules were loading) and now can: report the current
+	// window again. A capture the match asks for then reaches a helper that
+	// is waiting for the decision; a match the service replayed on its own
+	// could only be recorded without a screenshot.
+	ReportAgain bool `json:"report_again,omitempty"`
+}
+
 // OCRText is what the helper read on the screen, with the window that was
 // active when it grabbed the screen.
 type OCRText struct {

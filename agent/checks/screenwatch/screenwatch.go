@@ -338,17 +338,22 @@ type Hub struct {
 	recipient string
 	pending   map[string]*pending
 	seen      map[string]*seenTerm
-	// missed holds, per user, the last window reported while no rules were
-	// active (during a rules reload), to be matched once they are.
+	// missed holds, per helper process, the last window reported while no
+	// rules were active (before the first rules, during a reload), to be
+	// matched once they are.
 	missed map[int]missedWindow
-	now    func() time.Time
+	// helpers asks a helper to report its window again (session.Server);
+	// nil: missed windows are replayed here, without a screenshot.
+	helpers Helpers
+	now     func() time.Time
 	// EvidenceWait: a match whose screenshot has not arrived by then is
 	// recorded without it. The helper reports a screenshot it cannot fit
 	// at once, so this only bounds a helper that hangs or dies; it is
 	// generous because grabbing, fitting and encrypting on a loaded
-	// machine can take seconds (the console's end-to-end test saw more
-	// than 10 s on a 2-core machine under heavy load; the cause of the
-	// longest stalls is not yet known).
+	// machine can take seconds. (The end-to-end tests' stalls past 10 s
+	// and 30 s were not slowness: a title reported before the rules were
+	// active was replayed with no helper to take its screenshot; see
+	// activate.)
 	EvidenceWait time.Duration
 	log          *slog.Logger
 }
@@ -362,6 +367,22 @@ type pending struct {
 type seenTerm struct {
 	last    time.Time
 	repeats int
+}
+
+// Helpers are the session helpers attached to the service (session.Server).
+type Helpers interface {
+	// ReportAgain asks the helper process pid to report its current window
+	// again; false when no such helper is attached.
+	ReportAgain(pid int) bool
+}
+
+// UseHelpers connects the Hub to the session server its reports come from,
+// so that a window reported while no rules were active is reported again
+// by its helper once they are, and gets its screenshot.
+func (h *Hub) UseHelpers(hs Helpers) {
+	h.mu.Lock()
+	h.helpers = hs
+	h.mu.Unlock()
 }
 
 // HubOption configures NewHub.
@@ -404,6 +425,7 @@ type missedWindow struct {
 func (h *Hub) activate(a []*activeRule, emit checks.Emit) {
 	h.mu.Lock()
 	h.active, h.emit = a, emit
+	hs := h.helpers
 	var replay []missedWindow
 	if emit != nil {
 		for _, m := range h.missed {
@@ -412,11 +434,27 @@ func (h *Hub) activate(a []*activeRule, emit checks.Emit) {
 		h.missed = nil
 	}
 	h.mu.Unlock()
-	// A title that arrived while the rules were reloading is matched now;
-	// its screenshot request has no helper waiting, so such a finding is
-	// recorded without one after EvidenceWait.
+	// A title that arrived while no rules were active is matched now. Its
+	// helper is asked to report again: only a helper waiting for the
+	// decision can take the screenshot a match asks for (replaying the
+	// title here left a capture request nobody would answer, and the
+	// finding waited EvidenceWait to be recorded without it). Replayed
+	// here, without a screenshot, only when its helper has gone.
 	for _, m := range replay {
-		h.Observe(context.Background(), m.peer, m.win)
+		if hs != nil && hs.ReportAgain(m.peer.PID) {
+			continue
+		}
+		h.mu.Lock()
+		switch {
+		case h.emit == nil: // the rules went again: kept for the next ones
+			if h.missed == nil {
+				h.missed = map[int]missedWindow{}
+			}
+			h.missed[m.peer.PID] = m
+		default:
+			h.matchLocked(context.Background(), m.peer, m.win, m.win.Title, false, false)
+		}
+		h.mu.Unlock()
 	}
 }
 
@@ -434,15 +472,15 @@ func (h *Hub) Observe(ctx context.Context, p session.Peer, w screen.Window) (ses
 			if h.missed == nil {
 				h.missed = map[int]missedWindow{}
 			}
-			if len(h.missed) < 1000 {
-				h.missed[p.UID] = missedWindow{p, w}
+			if _, ok := h.missed[p.PID]; ok || len(h.missed) < 1000 {
+				h.missed[p.PID] = missedWindow{p, w}
 			}
 		}
 		return session.Decision{}, nil
 	}
 	var d session.Decision
 	if w.Title != "" {
-		d = h.matchLocked(ctx, p, w, w.Title, false)
+		d = h.matchLocked(ctx, p, w, w.Title, false, true)
 	}
 	h.ocrSettings(&d, true)
 	return d, nil
@@ -461,7 +499,7 @@ func (h *Hub) OCR(ctx context.Context, p session.Peer, t session.OCRText) (sessi
 		// Rules reloading: the next read will see the screen again.
 		return session.Decision{}, nil
 	}
-	d := h.matchLocked(ctx, p, t.Window, t.Text, true)
+	d := h.matchLocked(ctx, p, t.Window, t.Text, true, true)
 	h.ocrSettings(&d, false)
 	return d, nil
 }
@@ -490,8 +528,8 @@ func (h *Hub) ocrSettings(d *session.Decision, titleChange bool) {
 
 // matchLocked matches text (a window title, or OCR text when ocr) and
 // records new matches; its decision asks for a screenshot when one is
-// wanted. h.mu is held.
-func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, text string, ocr bool) session.Decision {
+// wanted and a helper waits for it (live). h.mu is held.
+func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, text string, ocr, live bool) session.Decision {
 	now := h.now()
 	for _, ar := range h.active {
 		if ocr && !ar.params.OCR.Enabled {
@@ -528,7 +566,10 @@ func (h *Hub) matchLocked(ctx context.Context, p session.Peer, w screen.Window, 
 		} else {
 			obs = observation(p, w, fresh, repeats)
 		}
-		if !*ar.params.Screenshot || h.recipient == "" {
+		if !*ar.params.Screenshot || h.recipient == "" || !live {
+			if *ar.params.Screenshot && h.recipient != "" {
+				obs.Details["evidence"] = "no screenshot: reported while the rules were loading, by a session helper that has gone"
+			}
 			go h.record(context.WithoutCancel(ctx), h.emit, ar.rule, obs)
 			continue
 		}

@@ -200,3 +200,71 @@ func reloadRule(t *testing.T) *rules.Rule {
 	}
 	return &set.Rules[0]
 }
+
+// attachedHelpers is the session server's side the Hub asks to have a
+// helper report again: the helper processes attached, and who was asked.
+type attachedHelpers struct {
+	mu       sync.Mutex
+	attached map[int]bool
+	asked    []int
+}
+
+func (a *attachedHelpers) ReportAgain(pid int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, pid)
+	return a.attached[pid]
+}
+
+// TestTitleBeforeRulesReportedAgain: once rules are active, the helper of a
+// title reported while none were is asked to report again, and the Hub
+// records nothing on its own: the helper's new report gets the capture
+// decision, so the finding has its screenshot. A title whose helper has
+// gone is matched by the Hub at once, saying why it has no screenshot,
+// rather than waiting EvidenceWait for a capture nobody was asked for.
+func TestTitleBeforeRulesReportedAgain(t *testing.T) {
+	ar, err := compile(reloadRule(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	ar.params.Screenshot = &yes
+	h := NewHub()
+	h.EvidenceWait = 1 << 40 // only evidence, or its absence said at once, completes a finding
+	h.SetRecipient("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
+	hs := &attachedHelpers{attached: map[int]bool{41: true}}
+	h.UseHelpers(hs)
+	here := session.Peer{UID: 1000, PID: 41, Username: "here"}
+	gone := session.Peer{UID: 1001, PID: 42, Username: "gone"}
+	win := screen.Window{ID: 7, Title: "how to kill myself"}
+	for _, p := range []session.Peer{here, gone} {
+		if d, _ := h.Observe(context.Background(), p, win); d.Capture {
+			t.Fatal("a hub without rules asked for a capture")
+		}
+	}
+	rec := &recorder{ch: make(chan checks.Observation, 4)}
+	h.activate([]*activeRule{ar}, rec.emit)
+
+	o := rec.next(t, "the title of the helper that has gone")
+	if o.User != "gone" || len(o.Evidence) != 0 || o.Details["evidence"] == nil {
+		t.Errorf("finding for %s, evidence %v, details.evidence %v; want gone's, without a screenshot, saying why", o.User, o.Evidence, o.Details["evidence"])
+	}
+	rec.none(t, "the attached helper's title, before it reports again")
+	hs.mu.Lock()
+	asked := append([]int(nil), hs.asked...)
+	hs.mu.Unlock()
+	if len(asked) != 2 || (asked[0] != 41 && asked[1] != 41) {
+		t.Errorf("asked %v to report again, want 41 and 42", asked)
+	}
+
+	d, _ := h.Observe(context.Background(), here, win)
+	if !d.Capture {
+		t.Fatalf("the helper's new report: decision %+v, want a capture", d)
+	}
+	if err := h.Evidence(context.Background(), here, d.Token, session.Evidence{Data: []byte("ciphertext"), MediaType: screen.MediaPNG}); err != nil {
+		t.Fatal(err)
+	}
+	if o := rec.next(t, "the attached helper's title"); o.User != "here" || len(o.Evidence) != 1 {
+		t.Errorf("finding for %s with evidence %v, want here's with its screenshot", o.User, o.Evidence)
+	}
+}

@@ -1,0 +1,27 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/vigil-safeguarding/vigil/agent/screen"
+)
+
+// For the external tests (package session_test), which run a helper
+// against the real screen check: it imports this package, so they cannot
+// live inside it.
+
+// RunTestHelper runs a helper on src against sock, claiming display :99
+// (the tests run as root, which is admitted for any display).
+func RunTestHelper(ctx context.Context, src screen.Source, sock string, log *slog.Logger) error {
+	return runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log)
+}
+
+// SocketForTest returns an endpoint path for one test, skipping where a
+// served endpoint cannot work (Wine).
+func SocketForTest(t *testing.T) string {
+	t.Helper()
+	skipUnderWine(t)
+	return testEndpoint(t)
+}
