@@ -42,7 +42,7 @@ func ValidRole(r string) bool { return auth.ValidRole(r) }
 
 // Config for New.
 type Config struct {
-	Store *store.Store
+	Store Store
 	// EvidenceKey decrypts evidence for a logged reveal by a DSL.
 	EvidenceKey *age.X25519Identity
 	Logger      *slog.Logger
@@ -79,7 +79,7 @@ type Config struct {
 
 // Server serves the console.
 type Server struct {
-	st      *store.Store
+	st      Store
 	log     *slog.Logger
 	now     func() time.Time
 	conn    func(string) bool
