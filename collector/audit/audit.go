@@ -51,6 +51,8 @@ type Store interface {
 	AuditHeaders() ([]store.AuditEntry, error)
 	AuditQueue(device string) ([]store.AuditQueued, error)
 	Devices() []store.Device
+	// LogAccess records each read of an audit (View, Export).
+	LogAccess(e store.AccessEntry) error
 }
 
 // Agents sends a request to a connected agent and waits for its result

@@ -45,7 +45,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 		p, err := f.svc.Progress(h.ID)
 		return err == nil && p.Done
 	})
-	r, err := f.svc.Record(h.ID)
+	r, err := f.svc.readRecord(h.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	if _, err := f.svc.Sign(h.ID, "Mrs Head", "reviewed"); err != nil {
 		t.Fatal(err)
 	}
-	r2, _ := f.svc.Record(h.ID)
+	r2, _ := f.svc.readRecord(h.ID)
 	if !r2.Verified || r2.Hash == before || len(r2.Signoffs) != 1 || r2.Signoffs[0].By != "Mrs Head" {
 		t.Fatalf("after sign-off: %+v", r2)
 	}
@@ -80,7 +80,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	}
 
 	// A changed record is refused: rewrite one stored answer in Badger.
-	chain, _ := f.svc.Chain(h.ID)
+	chain, _ := f.svc.chain(h.ID)
 	e := chain.Entries[1]
 	e.Body = []byte(strings.Replace(string(e.Body), "libreoffice", "libreoffise", 1))
 	v, _ := json.Marshal(e)
@@ -88,7 +88,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	if err := f.svc.Verify(h.ID); err == nil || !strings.Contains(err.Error(), "entry 1") {
 		t.Fatalf("a changed answer must fail verification naming it, got %v", err)
 	}
-	if r3, _ := f.svc.Record(h.ID); r3.Verified || r3.VerifyError == "" {
+	if r3, _ := f.svc.readRecord(h.ID); r3.Verified || r3.VerifyError == "" {
 		t.Fatal("the record must show it does not verify")
 	}
 }
@@ -107,7 +107,7 @@ func TestAuditExpiresAsNotReached(t *testing.T) {
 	if err := f.svc.ExpireDue(); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := f.svc.Record(h.ID)
+	r, _ := f.svc.readRecord(h.ID)
 	if !r.Progress.Done || r.Progress.NotReached != 1 || !r.Verified {
 		t.Fatalf("progress %+v", r.Progress)
 	}
@@ -137,7 +137,7 @@ func TestAuditAgentErrorAndBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "no-answer recorded", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
-	r, _ := f.svc.Record(h.ID)
+	r, _ := f.svc.readRecord(h.ID)
 	if r.Results[0].NoAnswer == nil || !strings.Contains(r.Results[0].NoAnswer.Detail, "unknown request kind") {
 		t.Fatalf("result %+v", r.Results[0])
 	}
@@ -180,7 +180,7 @@ func TestAuditDiffFromPrevious(t *testing.T) {
 		t.Fatalf("previous %q, want %q", second.Previous, first.ID)
 	}
 	waitFor(t, "second audit answers", func() bool { p, _ := f.svc.Progress(second.ID); return p.Answered == 2 })
-	r, _ := f.svc.Record(second.ID)
+	r, _ := f.svc.readRecord(second.ID)
 	d := r.Diff
 	if d == nil || d.Previous != first.ID {
 		t.Fatalf("diff %+v", d)
@@ -212,7 +212,7 @@ func TestVerifyChainRefusesRemovedEntries(t *testing.T) {
 	}
 	h, _ := f.svc.Request(context.Background(), Scope{Kind: "all"}, "head", "r", 0)
 	waitFor(t, "answers", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
-	c, _ := f.svc.Chain(h.ID)
+	c, _ := f.svc.chain(h.ID)
 	if err := VerifyChain(c); err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,9 @@ func short(h string) string {
 	return h
 }
 
-// Chain returns an audit's chain as stored.
-func (s *Service) Chain(id string) (Chain, error) {
+// chain returns an audit's chain as stored. Entry points read it through
+// ExportChain (logged) or CheckChain (the head hash only).
+func (s *Service) chain(id string) (Chain, error) {
 	entries, head, err := s.Store.AuditChain(id)
 	if err != nil {
 		return Chain{}, err
@@ -88,7 +89,7 @@ func (s *Service) Chain(id string) (Chain, error) {
 
 // Verify checks the stored chain of an audit.
 func (s *Service) Verify(id string) error {
-	c, err := s.Chain(id)
+	c, err := s.chain(id)
 	if err != nil {
 		return err
 	}
@@ -139,11 +140,12 @@ type Record struct {
 	Diff        *Diff           `json:"diff,omitempty"`
 }
 
-// Record reads an audit back: verified, with progress and the differences
-// from the previous audit of the same scope.
-func (s *Service) Record(id string) (Record, error) {
+// readRecord reads an audit back: verified, with progress and the
+// differences from the previous audit of the same scope. Entry points read
+// it through View or Export, which log the read.
+func (s *Service) readRecord(id string) (Record, error) {
 	s.init()
-	c, err := s.Chain(id)
+	c, err := s.chain(id)
 	if err != nil {
 		return Record{}, err
 	}
@@ -152,7 +154,7 @@ func (s *Service) Record(id string) (Record, error) {
 		return Record{}, err
 	}
 	if r.Previous != "" {
-		if pc, err := s.Chain(r.Previous); err == nil {
+		if pc, err := s.chain(r.Previous); err == nil {
 			if pr, err := s.build(pc); err == nil {
 				r.Diff = Compare(pr, r)
 			}
@@ -231,7 +233,7 @@ func (s *Service) Progress(id string) (Progress, error) {
 		s.mu.Lock()
 		st = s.progress[id]
 		if st == nil {
-			c, err := s.Chain(id)
+			c, err := s.chain(id)
 			if err != nil {
 				s.mu.Unlock()
 				return Progress{}, err

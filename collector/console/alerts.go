@@ -73,8 +73,8 @@ func reviewerRole(u *store.User) triage.Role {
 // is then never served (seed 002 Appendix 6). The rule is evidence.Illegal.
 func Illegal(f *vigilv1.Finding) bool { return evidence.Illegal(f) }
 
-// AlertID is "<device_id>-<seq>".
-func AlertID(device string, seq uint64) string { return device + "-" + strconv.FormatUint(seq, 10) }
+// AlertID is "<device_id>-<seq>" (store.AlertID).
+func AlertID(device string, seq uint64) string { return store.AlertID(device, seq) }
 
 func parseAlertID(id string) (string, uint64, bool) {
 	i := strings.LastIndexByte(id, '-')
@@ -161,6 +161,15 @@ func isSubject(u *store.User, findingUser string) bool {
 func (s *Server) routeOf(f *vigilv1.Finding) string {
 	p, known := s.person(f.GetUser())
 	return routeFor(p, known)
+}
+
+// RouteOf is routeOf for collector/notify: the route an alert is e-mailed to first.
+func (s *Server) RouteOf(f *vigilv1.Finding) string { return s.routeOf(f) }
+
+// Reviews says whether u reviews route and is not the person the alert
+// about f is about: whom collector/notify may e-mail about it on that route.
+func (s *Server) Reviews(u *store.User, route string, f *vigilv1.Finding) bool {
+	return viewerRoute(u) == route && !isSubject(u, f.GetUser())
 }
 
 // actor is u as the review of the alert about f, in state st, sees them:

@@ -42,30 +42,15 @@ func (s *Server) auditService(w http.ResponseWriter) *audit.Service {
 	return s.audits
 }
 
-// logAuditAccess writes the access-log entry the admin socket writes for
-// the same action (view-audit, export-audit, sign-audit, request-audit), so
-// the log reads the same whichever door was used. Nothing is shown when it
-// cannot be written.
-func (s *Server) logAuditAccess(w http.ResponseWriter, v *viewer, action, detail, reason string) bool {
-	e := store.AccessEntry{Time: s.now().UTC(), Who: v.Username, Action: action, Detail: detail, Reason: reason}
-	logFn := s.st.LogAccess
-	if s.logAccessFn != nil {
-		logFn = s.logAccessFn
-	}
-	if err := logFn(e); err != nil {
-		s.log.Error("console: access log", "action", action, "err", err)
-		jsonError(w, http.StatusInternalServerError, "access not logged, so not done: %v", err)
-		return false
-	}
-	return true
-}
-
 func auditFailed(s *Server, w http.ResponseWriter, what, id string, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		jsonError(w, http.StatusNotFound, "no audit %q", id)
 	case errors.Is(err, audit.ErrBadRequest):
 		jsonError(w, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, audit.ErrNotLogged):
+		s.log.Error("console: access log", "audit", id, "err", err)
+		jsonError(w, http.StatusInternalServerError, "access not logged, so not done: %v", err)
 	default:
 		s.internal(w, what, err)
 	}
@@ -148,12 +133,10 @@ func (s *Server) showAudit(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	id := r.PathValue("id")
-	rec, err := svc.Record(id)
+	// View logs the read before it returns the record.
+	rec, err := svc.View(id, v.Username)
 	if err != nil {
 		auditFailed(s, w, "read audit", id, err)
-		return
-	}
-	if !s.logAuditAccess(w, v, "view-audit", id, "") {
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)
@@ -223,7 +206,8 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, v *viewer, 
 		return
 	}
 	id := r.PathValue("id")
-	rec, err := svc.Record(id)
+	// Export logs the read before it returns the record.
+	rec, err := svc.Export(id, v.Username, format)
 	if err != nil {
 		auditFailed(s, w, "export audit", id, err)
 		return
@@ -238,9 +222,6 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, v *viewer, 
 	}
 	if err != nil {
 		s.internal(w, "render audit report", err)
-		return
-	}
-	if !s.logAuditAccess(w, v, "export-audit", id+" "+format, "") {
 		return
 	}
 	w.Header().Set("Content-Type", ctype)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 func auditEnv(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t)
-	e.srv.audits = &audit.Service{Store: e.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e.srv.audits = &audit.Service{Store: &switchableLog{Store: e.st}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, d := range []store.Device{{DeviceID: "dev-a", Group: "ict", Hostname: "ict-01"}, {DeviceID: "dev-b", Group: "ict", Hostname: "ict-02"}} {
 		d.OS, d.LastSeen = "linux", time.Now()
 		if err := e.st.PutDevice(d); err != nil {
@@ -32,6 +33,20 @@ func auditEnv(t *testing.T) *env {
 		e.user(u[0], u[1], false, "")
 	}
 	return e
+}
+
+// switchableLog is the real store whose access-log writes fail with err
+// while it is set.
+type switchableLog struct {
+	*store.Store
+	err atomic.Pointer[error]
+}
+
+func (l *switchableLog) LogAccess(e store.AccessEntry) error {
+	if err := l.err.Load(); err != nil {
+		return *err
+	}
+	return l.Store.LogAccess(e)
 }
 
 func actions(e *env, action string) []store.AccessEntry {
@@ -142,7 +157,8 @@ func TestAuditRecordSignAndExportAreLogged(t *testing.T) {
 		t.Errorf("sign-off not logged: %+v", got)
 	}
 	// A view that cannot be logged is not shown.
-	e.srv.logAccessFn = func(store.AccessEntry) error { return io.ErrShortWrite }
+	short := io.ErrShortWrite
+	e.srv.audits.Store.(*switchableLog).err.Store(&short)
 	if code, body := head.do("GET", "/api/v1/audits/"+h.ID, nil); code != 500 || strings.Contains(string(body), "firefox") {
 		t.Errorf("unlogged view: %d %s", code, body)
 	}

@@ -2,8 +2,9 @@
 // /api/v1/ (docs/api.md) and the embedded web UI, served from the same
 // binary on --http-listen. Accounts, sessions, roles, the alert queue and
 // triage (the review form of seed 002 Appendix 5), evidence reveal with an
-// access log, routing (seed 002 §5.3), devices, trends and e-mail
-// notifications live here; their records are in collector/store/console.go.
+// access log, routing (seed 002 §5.3), devices and trends live here; their
+// records are in collector/store/console.go. E-mail (notifications and their
+// escalation) is collector/notify's, which asks this package's routing.
 package console
 
 import (
@@ -41,7 +42,7 @@ func ValidRole(r string) bool { return auth.ValidRole(r) }
 
 // Config for New.
 type Config struct {
-	Store *store.Store
+	Store Store
 	// EvidenceKey decrypts evidence for a logged reveal by a DSL.
 	EvidenceKey *age.X25519Identity
 	Logger      *slog.Logger
@@ -78,7 +79,7 @@ type Config struct {
 
 // Server serves the console.
 type Server struct {
-	st      *store.Store
+	st      Store
 	log     *slog.Logger
 	now     func() time.Time
 	conn    func(string) bool
@@ -91,10 +92,9 @@ type Server struct {
 	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 	terms   *schoolTerms      // terms added by the school (terms.go)
 
-	// The alert queue's listing and the notifier reach the store only
-	// through what they need (tests wrap them to inject faults).
+	// The alert queue's listing reaches the store only through what it
+	// needs (tests wrap it to inject faults).
 	queue queueStore
-	notes notifyStore
 
 	peopleMu sync.RWMutex
 	people   map[string]store.Person
@@ -108,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
 		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits,
 		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
-	s.queue, s.notes = cfg.Store, cfg.Store
+	s.queue = cfg.Store
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -17,7 +17,7 @@ import (
 // in force the file is left out altogether: the bundle is then exactly the
 // rules folder's (the embedded defaults keep their hash, and agents do not
 // reload rules for an empty list).
-func ExclusionsFile(st *store.Store, now time.Time) ([]byte, error) {
+func ExclusionsFile(st ExclusionLister, now time.Time) ([]byte, error) {
 	list, err := st.Exclusions()
 	if err != nil {
 		return nil, fmt.Errorf("read exclusions: %w", err)
@@ -34,6 +34,11 @@ func ExclusionsFile(st *store.Store, now time.Time) ([]byte, error) {
 		return nil, nil
 	}
 	return exclusions.Marshal(out), nil
+}
+
+// ExclusionLister is what ExclusionsFile reads (*store.Store is one).
+type ExclusionLister interface {
+	Exclusions() ([]store.Exclusion, error)
 }
 
 // appliable: agents match exclusions by keyword library and term, which

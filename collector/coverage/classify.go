@@ -43,7 +43,7 @@ const (
 	Revoked State = "revoked"
 )
 
-// Hours is the school's working hours (console.Schedule).
+// Hours is the school's working hours (notify.Schedule).
 type Hours interface {
 	Working(t time.Time) bool
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -13,7 +13,7 @@ func TestClassify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hours, err := console.ParseSchedule("mon-fri 08:00-16:00", london)
+	hours, err := notify.ParseSchedule("mon-fri 08:00-16:00", london)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ type Devices interface {
 }
 
 // Mailer e-mails the users of roles that device needs attention
-// (console.CoverageMailer).
+// (notify.Notifier).
 type Mailer interface {
 	MailCoverage(ctx context.Context, roles []string, device string, escalation bool) (int, error)
 }

@@ -2,7 +2,6 @@ package coverage
 
 import (
 	"context"
-	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"io"
 	"log/slog"
 	"net"
@@ -15,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
-	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
+	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -84,7 +82,7 @@ func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.no
 func (c *clock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 // TestWatcherMailsOnceAndEscalates: with a controllable clock over a real
-// store and the console's real notifier path to a real SMTP server, a
+// store and the real notifier (collector/notify) to a real SMTP server, a
 // staff laptop and a pupil laptop going quiet mid-lesson are e-mailed once
 // (technician; DSL too for the pupil's), nothing is sent for the same
 // silence after school, the unacknowledged alarm escalates once to the
@@ -98,13 +96,8 @@ func TestWatcherMailsOnceAndEscalates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	key, _ := age.GenerateX25519Identity()
 	clk := &clock{}
-	cons, err := console.New(console.Config{Store: st, EvidenceKey: key, Logger: quiet, Now: clk.Now, Connected: func(string) bool { return false }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []struct{ name, role string }{{"tech", console.RoleTechnician}, {"dsl", console.RoleDSL}, {"head", console.RoleHeadteacher}} {
+	for _, u := range []struct{ name, role string }{{"tech", auth.RoleTechnician}, {"dsl", auth.RoleDSL}, {"head", auth.RoleHeadteacher}} {
 		nu, err := auth.NewUser(u.name, u.name, u.role, "a long enough password 1", u.name+"@school.test", false, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -114,14 +107,15 @@ func TestWatcherMailsOnceAndEscalates(t *testing.T) {
 		}
 	}
 	london, _ := time.LoadLocation("Europe/London")
-	hours, err := console.ParseSchedule("mon-fri 08:00-16:00", london)
+	hours, err := notify.ParseSchedule("mon-fri 08:00-16:00", london)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := NewWatcher(Config{Devices: st, Schedule: Schedule{Hours: hours, Heartbeat: 30 * time.Second}, Now: clk.Now,
-		Mailer:        console.CoverageMailer{Server: cons, Config: console.NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}},
+		Mailer: notify.New(notify.Config{Store: st, Logger: quiet, Now: clk.Now,
+			SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}),
 		EscalateAfter: 30 * time.Minute, Logger: quiet,
-		First: []string{console.RoleTechnician}, Pupil: []string{console.RoleDSL}, Escalation: []string{console.RoleHeadteacher}})
+		First: []string{auth.RoleTechnician}, Pupil: []string{auth.RoleDSL}, Escalation: []string{auth.RoleHeadteacher}})
 
 	// Wednesday: both laptops last heard at 17:00, after school.
 	lastHeard := time.Date(2026, 12, 2, 17, 0, 0, 0, london)

@@ -4,18 +4,17 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
-	"github.com/vigil-safeguarding/vigil/collector/metrics"
+	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
 // newCoverageWatcher judges devices' absence against the school's working
-// hours (none: every hour counts) and e-mails alarms through the console's
-// notifier when SMTP is configured: technicians, also DSLs for pupil
-// devices, then the headteacher if nobody acknowledges.
-func newCoverageWatcher(cfg Config, st *store.Store, cons *console.Server, hours *console.Schedule, consoleURL string,
-	met *metrics.Metrics, log *slog.Logger) *coverage.Watcher {
+// hours (none: every hour counts) and e-mails alarms through the notifier
+// when there is one (--smtp): technicians, also DSLs for pupil devices,
+// then the headteacher if nobody acknowledges.
+func newCoverageWatcher(cfg Config, st *store.Store, mail *notify.Notifier, hours *notify.Schedule, log *slog.Logger) *coverage.Watcher {
 	hb := cfg.Heartbeat
 	if hb <= 0 {
 		hb = 60 * time.Second // the server's default
@@ -26,14 +25,9 @@ func newCoverageWatcher(cfg Config, st *store.Store, cons *console.Server, hours
 	}
 	cc := coverage.Config{Devices: st, Schedule: sch, Logger: log, Interval: min(hb, 30*time.Second),
 		EscalateAfter: cfg.EscalateAfter,
-		First:         []string{console.RoleTechnician}, Pupil: []string{console.RoleDSL}, Escalation: []string{console.RoleHeadteacher}}
-	if cfg.SMTP != "" {
-		from := cfg.SMTPFrom
-		if from == "" {
-			from = "vigil@localhost"
-		}
-		cc.Mailer = console.CoverageMailer{Server: cons, Config: console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from,
-			ConsoleURL: consoleURL, OnFailure: met.NotificationFailed}}
+		First:         []string{auth.RoleTechnician}, Pupil: []string{auth.RoleDSL}, Escalation: []string{auth.RoleHeadteacher}}
+	if mail != nil { // likewise a nil *Notifier in the Mailer interface
+		cc.Mailer = mail
 	}
 	return coverage.NewWatcher(cc)
 }

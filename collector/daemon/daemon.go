@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
+	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/releases"
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
@@ -192,7 +193,7 @@ func Serve(ctx context.Context, cfg Config) error {
 // settings are what validate derives from the flags.
 type settings struct {
 	notifySev vigilv1.Severity
-	hours     *console.Schedule // nil: no out-of-hours routing
+	hours     *notify.Schedule // nil: no out-of-hours routing
 }
 
 // validate checks the parts of cfg that need no data dir or listener, so
@@ -207,7 +208,7 @@ func validate(cfg Config) (settings, error) {
 		minSev = "high"
 	}
 	var err error
-	if set.notifySev, err = console.ParseSeverity(minSev); err != nil {
+	if set.notifySev, err = notify.ParseSeverity(minSev); err != nil {
 		return set, fmt.Errorf("--notify-severity: %w", err)
 	}
 	if len(cfg.OutOfHoursUsers) > 0 && cfg.WorkingHours == "" {
@@ -222,7 +223,7 @@ func validate(cfg Config) (settings, error) {
 		if err != nil {
 			return set, fmt.Errorf("--timezone: %w", err)
 		}
-		if set.hours, err = console.ParseSchedule(cfg.WorkingHours, loc); err != nil {
+		if set.hours, err = notify.ParseSchedule(cfg.WorkingHours, loc); err != nil {
 			return set, fmt.Errorf("--working-hours: %w", err)
 		}
 	}
@@ -246,6 +247,8 @@ type collector struct {
 	// audits delivers audit requests to agents as they connect.
 	audits *audit.Service
 	rel    *releases.Manager
+	// mail sends the alert, coverage and report e-mail; nil without --smtp.
+	mail *notify.Notifier
 	// cov judges devices' absence and mails alarms.
 	cov   *coverage.Watcher
 	gsrv  *grpc.Server
@@ -388,7 +391,16 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	}
 	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades}}
-	c.cov = newCoverageWatcher(cfg, st, c.cons, c.set.hours, c.url, c.met, log)
+	if cfg.SMTP != "" {
+		from := cfg.SMTPFrom
+		if from == "" {
+			from = "vigil@localhost"
+		}
+		c.mail = notify.New(notify.Config{Store: st, Routing: c.cons, Logger: log,
+			SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev, EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url,
+			WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
+	}
+	c.cov = newCoverageWatcher(cfg, st, c.mail, c.set.hours, log)
 	amux := http.NewServeMux()
 	amux.Handle("/v1/coverage", c.cov.Handler())
 	amux.Handle("/v1/coverage/", c.cov.Handler())
@@ -515,20 +527,9 @@ func (c *collector) run(ctx context.Context) error {
 			}
 		}
 	})
-	if cfg.SMTP != "" {
-		from := cfg.SMTPFrom
-		if from == "" {
-			from = "vigil@localhost"
-		}
-		sup.retried("e-mail notifier", notifierRetry, func(ctx context.Context) error {
-			return c.cons.RunNotifier(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev,
-				EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url, WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers,
-				OnFailure: c.met.NotificationFailed})
-		})
-		sup.retried("report e-mail", notifierRetry, func(ctx context.Context) error {
-			return c.cons.RunReportMail(ctx, console.NotifyConfig{SMTPAddr: cfg.SMTP, From: from, ConsoleURL: c.url,
-				WorkingHours: c.set.hours, OnFailure: c.met.NotificationFailed})
-		})
+	if c.mail != nil {
+		sup.retried("e-mail notifier", notifierRetry, c.mail.Run)
+		sup.retried("report e-mail", notifierRetry, c.mail.RunReports)
 	}
 	sup.loop("device state flush", func(ctx context.Context) error {
 		t := time.NewTicker(5 * time.Second)

@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"filippo.io/age"
@@ -159,7 +158,7 @@ func refuse(k Kind, err error, format string, a ...any) *Error {
 }
 
 // AlertID is the alert's ID as the console and the access log name it.
-func AlertID(device string, seq uint64) string { return device + "-" + strconv.FormatUint(seq, 10) }
+func AlertID(device string, seq uint64) string { return store.AlertID(device, seq) }
 
 // Reveal applies the policy (the package comment) and returns the
 // decrypted evidence or an *Error.

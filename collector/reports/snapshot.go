@@ -30,9 +30,16 @@ type Snapshot struct {
 // same), the reports only print it.
 type Judge func(store.Device) (DeviceStatus, error)
 
+// Store is what a snapshot reads (*store.Store is one).
+type Store interface {
+	ListAlerts(ctx context.Context, q store.AlertScan, fn func(*store.Alert) bool) ([]byte, error)
+	Exclusions() ([]store.Exclusion, error)
+	Devices() []store.Device
+}
+
 // Load reads a snapshot for reports over alerts observed from `from`: the
 // alerts (with their review state), every exclusion and every device.
-func Load(ctx context.Context, st *store.Store, now, from time.Time, judge Judge) (Snapshot, error) {
+func Load(ctx context.Context, st Store, now, from time.Time, judge Judge) (Snapshot, error) {
 	s := Snapshot{Now: now}
 	_, err := st.ListAlerts(ctx, store.AlertScan{From: from}, func(a *store.Alert) bool {
 		s.Alerts = append(s.Alerts, store.Alert{Finding: a.Finding, State: a.State})

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -263,6 +264,10 @@ type (
 	// App. 5). A missing record means status New with no history.
 	AlertState = triage.State
 )
+
+// AlertID is an alert's ID, "<device_id>-<seq>", as the console, its
+// links and the access log name it.
+func AlertID(device string, seq uint64) string { return device + "-" + strconv.FormatUint(seq, 10) }
 
 // Alert is one entry of the alert index with its finding and triage state.
 type Alert struct {

@@ -25,11 +25,17 @@ import (
 // Kind is the rule kind.
 const Kind = "session"
 
+// DefaultGrace is how long a graphical session may go without a helper
+// before it is reported, unless a rule says otherwise: a login takes a while
+// to start its autostart entries, and a helper restarting is not an
+// incident. It is the one definition: the default rule pack
+// (rules/default/session.yaml) leaves grace to it.
+const DefaultGrace = 3 * time.Minute
+
 // Params of a session rule.
 type Params struct {
 	// Grace: how long a graphical session may go without a helper before
-	// it is reported (default 3m: a login takes a while to start its
-	// autostart entries, and a helper restarting is not an incident).
+	// it is reported (default DefaultGrace).
 	Grace checks.Duration `yaml:"grace"`
 	// Every: how often sessions and helpers are compared (default 15s).
 	Every checks.Duration `yaml:"every"`
@@ -37,7 +43,7 @@ type Params struct {
 
 func (p *Params) defaults() {
 	if p.Grace == 0 {
-		p.Grace = checks.Duration(3 * time.Minute)
+		p.Grace = checks.Duration(DefaultGrace)
 	}
 	if p.Every == 0 {
 		p.Every = checks.Duration(15 * time.Second)

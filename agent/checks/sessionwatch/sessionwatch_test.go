@@ -145,3 +145,27 @@ func TestParams(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultPackGrace: the default pack's session rule takes its grace
+// from DefaultGrace (the one definition) and still loads as a session rule.
+func TestDefaultPackGrace(t *testing.T) {
+	set, errs := rules.LoadFiles(map[string][]byte{"session.yaml": rules.Defaults()["session.yaml"]},
+		rules.KindMap{Kind: Check{}.ValidateParams})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if len(set.Rules) != 1 || set.Rules[0].ID != "session-helper-missing" {
+		t.Fatalf("rules: %+v", set.Rules)
+	}
+	var p Params
+	if err := checks.DecodeParams(set.Rules[0].Params, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Grace != 0 {
+		t.Errorf("the default pack restates grace (%v): leave it to DefaultGrace", time.Duration(p.Grace))
+	}
+	p.defaults()
+	if time.Duration(p.Grace) != DefaultGrace || time.Duration(p.Every) != 15*time.Second {
+		t.Errorf("default session rule: grace %v every %v", time.Duration(p.Grace), time.Duration(p.Every))
+	}
+}

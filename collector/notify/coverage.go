@@ -1,4 +1,4 @@
-package console
+package notify
 
 import (
 	"context"
@@ -7,19 +7,12 @@ import (
 	"strings"
 )
 
-// CoverageMailer e-mails coverage alarms (collector/coverage) to the
-// console's users by role, through the notifier's sending path and with its
-// rule: a link only, no details.
-type CoverageMailer struct {
-	Server *Server
-	Config NotifyConfig
-}
-
-// MailCoverage e-mails every active user of roles who has an address that
+// MailCoverage e-mails coverage alarms (collector/coverage) to the console's
+// users by role, through the notifier's sending path and with its rule: a
+// link only, no details. It e-mails every active user of roles who has an address that
 // device needs attention; escalation says nobody acknowledged it in time.
 // It reports how many were sent; an error only if none could be.
-func (m CoverageMailer) MailCoverage(ctx context.Context, roles []string, device string, escalation bool) (int, error) {
-	s := m.Server
+func (s *Notifier) MailCoverage(ctx context.Context, roles []string, device string, escalation bool) (int, error) {
 	users, err := s.st.Users()
 	if err != nil {
 		return 0, fmt.Errorf("list users for a coverage e-mail: %w", err)
@@ -33,7 +26,7 @@ func (m CoverageMailer) MailCoverage(ctx context.Context, roles []string, device
 		subject = "Vigil: device coverage alarm not yet acknowledged"
 		intro = "A device coverage alarm has not been acknowledged in time and is passed to you."
 	}
-	body := fmt.Sprintf("%s\r\n\r\n%s/#/devices/%s\r\n\r\n", intro, strings.TrimRight(m.Config.ConsoleURL, "/"), device) +
+	body := fmt.Sprintf("%s\r\n\r\n%s/#/devices/%s\r\n\r\n", intro, s.cfg.ConsoleURL, device) +
 		"This message deliberately holds no details. Sign in to the console to see the device.\r\n"
 	sent, tried := 0, 0
 	var errs []error
@@ -42,9 +35,9 @@ func (m CoverageMailer) MailCoverage(ctx context.Context, roles []string, device
 			continue
 		}
 		tried++
-		if err := s.deliver(m.Config, u.Email, subject, body); err != nil {
-			if m.Config.OnFailure != nil {
-				m.Config.OnFailure("send")
+		if err := s.deliver(u.Email, subject, body); err != nil {
+			if s.cfg.OnFailure != nil {
+				s.cfg.OnFailure("send")
 			}
 			errs = append(errs, fmt.Errorf("e-mail %s: %w", u.Username, err))
 			continue
@@ -53,8 +46,8 @@ func (m CoverageMailer) MailCoverage(ctx context.Context, roles []string, device
 	}
 	switch {
 	case tried == 0:
-		if m.Config.OnFailure != nil {
-			m.Config.OnFailure("no_recipient")
+		if s.cfg.OnFailure != nil {
+			s.cfg.OnFailure("no_recipient")
 		}
 		return 0, fmt.Errorf("nobody with role %s has an e-mail address", strings.Join(roles, " or "))
 	case sent == 0:

@@ -1,13 +1,13 @@
-package console
+package notify
 
 import (
 	"context"
 	"fmt"
-	"net/smtp"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/reports"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
@@ -30,29 +30,25 @@ func dueReportMails(t time.Time) []reportMail {
 	y, w := monday.AddDate(0, 0, -7).ISOWeek()
 	prev := reports.TermOf(reports.TermOf(t).From.AddDate(0, 0, -1))
 	return []reportMail{
-		{report: "monitoring", period: fmt.Sprintf("%d-W%02d", y, w), role: RoleHeadteacher,
+		{report: "monitoring", period: fmt.Sprintf("%d-W%02d", y, w), role: auth.RoleHeadteacher,
 			subject: "Vigil: weekly monitoring report", intro: "The weekly monitoring report is ready.",
 			from: monday.AddDate(0, 0, -7), to: monday},
-		{report: "governors", period: prev.Name, role: RoleGovernor,
+		{report: "governors", period: prev.Name, role: auth.RoleGovernor,
 			subject: "Vigil: governors' termly report", intro: "The governors' report for the " + strings.ToLower(prev.Name[:1]) + prev.Name[1:] + " term is ready.",
 			from: prev.From, to: prev.To},
 	}
 }
 
-// RunReportMail e-mails the scheduled reports (a link only: no attachment
+// RunReports e-mails the scheduled reports (a link only: no attachment
 // and no figures in the mail, which may be read on any phone) through the
 // notifier's SMTP relay, each once per period (recorded in the store). With
 // working hours configured, mail goes out only within them, so it arrives
 // at the start of a working day.
-func (s *Server) RunReportMail(ctx context.Context, cfg NotifyConfig) error {
-	every := cfg.Interval
-	if every <= 0 {
-		every = time.Minute
-	}
-	t := time.NewTicker(every)
+func (s *Notifier) RunReports(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReportInterval)
 	defer t.Stop()
 	for {
-		s.sendDueReports(cfg)
+		s.sendDueReports()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -61,9 +57,9 @@ func (s *Server) RunReportMail(ctx context.Context, cfg NotifyConfig) error {
 	}
 }
 
-func (s *Server) sendDueReports(cfg NotifyConfig) {
+func (s *Notifier) sendDueReports() {
 	now := s.now()
-	if cfg.WorkingHours != nil && !cfg.WorkingHours.Working(now) {
+	if s.cfg.WorkingHours != nil && !s.cfg.WorkingHours.Working(now) {
 		return
 	}
 	for _, m := range dueReportMails(now) {
@@ -85,7 +81,7 @@ func (s *Server) sendDueReports(cfg NotifyConfig) {
 			if u.Role != m.role || u.Disabled || u.Email == "" {
 				continue
 			}
-			if err := s.sendReportMail(cfg, u.Email, m); err != nil {
+			if err := s.sendReportMail(u.Email, m); err != nil {
 				failed++
 				s.log.Warn("report e-mail not sent", "report", m.report, "period", m.period, "to", u.Username, "err", err)
 				continue
@@ -103,21 +99,14 @@ func (s *Server) sendDueReports(cfg NotifyConfig) {
 	}
 }
 
-func (s *Server) sendReportMail(cfg NotifyConfig, to string, m reportMail) (err error) {
+func (s *Notifier) sendReportMail(to string, m reportMail) (err error) {
 	defer func() {
-		if err != nil && cfg.OnFailure != nil {
-			cfg.OnFailure("send")
+		if err != nil && s.cfg.OnFailure != nil {
+			s.cfg.OnFailure("send")
 		}
 	}()
 	q := url.Values{"report": {m.report}, "from": {reports.Day(m.from)}, "to": {reports.Day(m.to)}}
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\n", cfg.From)
-	fmt.Fprintf(&b, "To: %s\r\n", to)
-	fmt.Fprintf(&b, "Subject: %s\r\n", m.subject)
-	fmt.Fprintf(&b, "Date: %s\r\n", s.now().Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <%s@vigil>\r\n", randomToken()[:24])
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n")
-	fmt.Fprintf(&b, "%s\r\n\r\n%s/#/reports?%s\r\n\r\n", m.intro, cfg.ConsoleURL, q.Encode())
-	b.WriteString("This message deliberately holds no figures. Sign in to the console to download the report.\r\n")
-	return smtp.SendMail(cfg.SMTPAddr, nil, cfg.From, []string{to}, []byte(b.String()))
+	body := fmt.Sprintf("%s\r\n\r\n%s/#/reports?%s\r\n\r\n", m.intro, s.cfg.ConsoleURL, q.Encode()) +
+		"This message deliberately holds no figures. Sign in to the console to download the report.\r\n"
+	return s.deliver(to, m.subject, body)
 }

@@ -1,7 +1,6 @@
-package console
+package notify
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/mail"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -103,36 +103,36 @@ func waitMail(t *testing.T, dir string, n int, within time.Duration) []received 
 
 // TestNotificationsOverSMTP: a new alert at or above the severity e-mails
 // the routed reviewers with a link and nothing sensitive; unacknowledged,
-// it escalates to the headteacher, who may then open it; an acknowledged
-// alert does not escalate; a low alert is not e-mailed.
+// it escalates to the headteacher, who may then open it (the console's
+// rule); an acknowledged alert does not escalate; a low alert is not
+// e-mailed.
 func TestNotificationsOverSMTP(t *testing.T) {
 	addr, maildir := smtpServer(t)
 	e := newEnv(t)
 	e.user("dsl1", RoleDSL, false, "dsl1@school.test")
 	e.user("dsl2", RoleDSL, false, "") // no address: skipped
-	e.user("head", RoleHeadteacher, false, "head@school.test")
+	head := e.user("head", RoleHeadteacher, false, "head@school.test")
 	e.people(store.Person{Username: "pupil1", DisplayName: "Alice Pupil", Role: "pupil"})
-	// The console's clock stands still until the test moves it past the
-	// escalation time, so acknowledging "before the escalation" does not
-	// depend on how fast the machine is.
+	// The clock stands still until the test moves it past the escalation
+	// time, so acknowledging "before the escalation" does not depend on
+	// how fast the machine is.
 	t0 := time.Now()
 	e.setNow(t0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
-			EscalateAfter: 1500 * time.Millisecond, ConsoleURL: "https://vigil.school.test/", Interval: 100 * time.Millisecond})
-	}()
-	defer func() { cancel(); <-done }()
+	e.run(e.notifier(Config{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+		EscalateAfter: 1500 * time.Millisecond, ConsoleURL: "https://vigil.school.test/", Interval: 100 * time.Millisecond}))
 
 	e.alert("pupil1", "bullying", vigilv1.Severity_SEVERITY_MEDIUM, "below threshold", time.Now())
-	acked := e.alert("pupil1", "drugs", vigilv1.Severity_SEVERITY_HIGH, "acked term", time.Now())
-	id := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", time.Now())
+	ackDev, ackSeq := e.alert("pupil1", "drugs", vigilv1.Severity_SEVERITY_HIGH, "acked term", time.Now())
+	dev, seq := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", time.Now())
+	id := store.AlertID(dev, seq)
 	msgs := waitMail(t, maildir, 2, 10*time.Second)
 	// Acknowledge one before the escalation time.
-	if code, _ := e.login("dsl1").action(acked, map[string]string{"action": "start_review", "reason": "seen"}); code != 200 {
-		t.Fatal("start_review")
+	if _, err := e.st.UpdateAlertState(ackDev, ackSeq, func(st *store.AlertState) error {
+		st.Status = "in_review"
+		st.History = append(st.History, store.HistoryEntry{Time: t0, By: "dsl1", Action: "start_review"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	for _, m := range msgs {
 		if m.to != "dsl1@school.test" || m.subject != "Vigil: new alert needs review" {
@@ -154,10 +154,17 @@ func TestNotificationsOverSMTP(t *testing.T) {
 			}
 		}
 	}
+	visibleToHead := func() bool {
+		t.Helper()
+		a, err := e.st.GetAlert(dev, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.cons.Visible(&head, a)
+	}
 	// The headteacher cannot see the pupil alert before escalation.
-	head := e.login("head")
-	if code, _ := head.do("GET", "/api/v1/alerts/"+id, nil); code != 404 {
-		t.Errorf("headteacher before escalation: %d", code)
+	if visibleToHead() {
+		t.Errorf("headteacher sees the pupil alert before escalation")
 	}
 	e.setNow(t0.Add(2 * time.Second))
 	waitMail(t, maildir, 3, 10*time.Second)
@@ -175,12 +182,15 @@ func TestNotificationsOverSMTP(t *testing.T) {
 	if esc == nil || !strings.Contains(esc.body, link) || strings.Contains(esc.raw, "kill myself") {
 		t.Fatalf("escalation: %+v", esc)
 	}
-	var d alertDetail
-	if code := head.getJSON("/api/v1/alerts/"+id, &d); code != 200 {
-		t.Fatalf("headteacher after escalation: %d", code)
+	if !visibleToHead() {
+		t.Fatalf("headteacher cannot see the alert after escalation")
+	}
+	a, err := e.st.GetAlert(dev, seq)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var actions []string
-	for _, h := range d.History {
+	for _, h := range a.State.History {
 		actions = append(actions, h.By+":"+h.Action)
 	}
 	if strings.Join(actions, " ") != "vigil:notified vigil:escalated" {
@@ -191,7 +201,7 @@ func TestNotificationsOverSMTP(t *testing.T) {
 // unreadableAlerts is the real store with GetAlert failing while fail is
 // set, as it does when the database cannot be read (a damaged block).
 type unreadableAlerts struct {
-	notifyStore
+	Store
 	fail   atomic.Bool
 	failed atomic.Int32
 }
@@ -201,7 +211,7 @@ func (u *unreadableAlerts) GetAlert(device string, seq uint64) (*store.Alert, er
 		u.failed.Add(1)
 		return nil, errors.New("read alert: simulated damaged block")
 	}
-	return u.notifyStore.GetAlert(device, seq)
+	return u.Store.GetAlert(device, seq)
 }
 
 // TestEscalationSurvivesAReadError: while the store cannot read an
@@ -213,18 +223,13 @@ func TestEscalationSurvivesAReadError(t *testing.T) {
 	e.user("dsl1", RoleDSL, false, "dsl1@school.test")
 	e.user("head", RoleHeadteacher, false, "head@school.test")
 	e.people(store.Person{Username: "pupil1", DisplayName: "Alice Pupil", Role: "pupil"})
-	flaky := &unreadableAlerts{notifyStore: e.srv.notes}
-	e.srv.notes = flaky
 	t0 := time.Now()
 	e.setNow(t0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
-			EscalateAfter: time.Second, ConsoleURL: "https://vigil.school.test/", Interval: 50 * time.Millisecond})
-	}()
-	defer func() { cancel(); <-done }()
+	n := e.notifier(Config{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+		EscalateAfter: time.Second, ConsoleURL: "https://vigil.school.test/", Interval: 50 * time.Millisecond})
+	flaky := &unreadableAlerts{Store: n.st}
+	n.st = flaky
+	e.run(n)
 	e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", time.Now())
 	waitMail(t, maildir, 1, 60*time.Second)
 	flaky.fail.Store(true)
@@ -244,3 +249,9 @@ func TestEscalationSurvivesAReadError(t *testing.T) {
 		t.Errorf("no escalation to the headteacher: %+v", msgs)
 	}
 }
+
+const (
+	RoleDSL         = auth.RoleDSL
+	RoleHeadteacher = auth.RoleHeadteacher
+	RoleGovernor    = auth.RoleGovernor
+)

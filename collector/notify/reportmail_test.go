@@ -1,4 +1,4 @@
-package console
+package notify
 
 import (
 	"sort"
@@ -24,10 +24,10 @@ func TestReportMail(t *testing.T) {
 	e.user("dsl", RoleDSL, false, "dsl@school.test")
 	e.user("gov2", RoleGovernor, false, "") // no address: skipped
 	e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_HIGH, "secretterm", now.Add(-7*24*time.Hour))
-	cfg := NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}
-	e.srv.sendDueReports(cfg)
+	n := e.notifier(Config{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"})
+	n.sendDueReports()
 	got := waitMail(t, dir, 3, time.Minute)
-	e.srv.sendDueReports(cfg) // already sent this week and for this term: nothing more
+	n.sendDueReports() // already sent this week and for this term: nothing more
 	sort.Slice(got, func(i, j int) bool { return got[i].to < got[j].to })
 	want := []struct{ to, subject, link string }{
 		{"chair@school.test", "Vigil: governors' termly report", "https://vigil.school.test/#/reports?from=2026-04-01&report=governors&to=2026-09-01"},
@@ -49,7 +49,7 @@ func TestReportMail(t *testing.T) {
 	// A week later, the headteacher gets the next weekly report; the term's
 	// governors' report is not sent again.
 	e.setNow(now.Add(7 * 24 * time.Hour))
-	e.srv.sendDueReports(cfg)
+	n.sendDueReports()
 	got = waitMail(t, dir, 4, time.Minute)
 	if len(got) != 4 {
 		t.Fatalf("%d messages after a week, want 4", len(got))

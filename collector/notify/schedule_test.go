@@ -1,7 +1,6 @@
-package console
+package notify
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -68,15 +67,9 @@ func TestOutOfHoursChain(t *testing.T) {
 	}
 	saturday := time.Date(2026, 7, 4, 20, 0, 0, 0, london)
 	e.setNow(saturday)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
-			EscalateAfter: 30 * time.Minute, ConsoleURL: "https://vigil.school.test", Interval: 50 * time.Millisecond,
-			WorkingHours: hours, OutOfHours: []string{"OnCall"}})
-	}()
-	defer func() { cancel(); <-done }()
+	e.run(e.notifier(Config{SMTPAddr: addr, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+		EscalateAfter: 30 * time.Minute, ConsoleURL: "https://vigil.school.test", Interval: 50 * time.Millisecond,
+		WorkingHours: hours, OutOfHours: []string{"OnCall"}}))
 
 	count := func(msgs []received) map[string]int {
 		m := map[string]int{}
@@ -116,7 +109,7 @@ func TestOutOfHoursChain(t *testing.T) {
 	}
 
 	// Saturday 20:00: out of hours.
-	pupil := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", saturday)
+	dev, seq := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", saturday)
 	e.alert("teacher1", "extremism", vigilv1.Severity_SEVERITY_HIGH, "staff term", saturday)
 	expect(settle(2),
 		"oncall@school.test Vigil: new alert needs review (on call)",
@@ -131,7 +124,6 @@ func TestOutOfHoursChain(t *testing.T) {
 		"head@school.test Vigil: new alert needs review",
 		"dsl1@school.test Vigil: alert not yet acknowledged",
 		"oncall@school.test Vigil: alert not yet acknowledged")
-	dev, seq, _ := parseAlertID(pupil)
 	a, err := e.st.GetAlert(dev, seq)
 	if err != nil {
 		t.Fatal(err)

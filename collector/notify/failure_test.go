@@ -1,4 +1,4 @@
-package console
+package notify
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // TestNotifyFailuresReported: an e-mail the relay does not take, and an
-// alert nobody can be e-mailed about, reach NotifyConfig.OnFailure (which
+// alert nobody can be e-mailed about, reach Config.OnFailure (which
 // the daemon wires to vigil_notification_failures_total).
 func TestNotifyFailuresReported(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,14 +29,12 @@ func TestNotifyFailuresReported(t *testing.T) {
 		e.user("dsl1", RoleDSL, false, tc.email)
 		var mu sync.Mutex
 		got := map[string]int{}
+		n := e.notifier(Config{SMTPAddr: dead, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+			ConsoleURL: "https://vigil.school.test/", Interval: 100 * time.Millisecond,
+			OnFailure: func(reason string) { mu.Lock(); got[reason]++; mu.Unlock() }})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			e.srv.RunNotifier(ctx, NotifyConfig{SMTPAddr: dead, From: "vigil@school.test", MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
-				ConsoleURL: "https://vigil.school.test/", Interval: 100 * time.Millisecond,
-				OnFailure: func(reason string) { mu.Lock(); got[reason]++; mu.Unlock() }})
-		}()
+		go func() { defer close(done); n.Run(ctx) }()
 		time.Sleep(200 * time.Millisecond) // let it subscribe, as the other notifier tests do
 		e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "undeliverable", time.Now())
 		deadline := time.Now().Add(30 * time.Second)
