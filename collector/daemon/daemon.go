@@ -323,7 +323,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 			log.Info("store closed cleanly")
 		}
 	})
-	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log); err != nil {
+	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log, rulesdist.WithHistory(c.st)); err != nil {
 		return nil, err
 	}
 	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {

@@ -23,6 +23,9 @@ type Snapshot struct {
 	Alerts     []store.Alert
 	Exclusions []store.Exclusion
 	Devices    []DeviceStatus
+	// Reviews are the DfE annual reviews, for the monitoring report's
+	// reminder when one is due.
+	Reviews []store.DFEReview
 }
 
 // Judge says whether a device is connected and how it stands on each
@@ -46,6 +49,9 @@ func Load(ctx context.Context, st *store.Store, now, from time.Time, judge Judge
 	}
 	if s.Exclusions, err = st.Exclusions(); err != nil {
 		return Snapshot{}, fmt.Errorf("reports: read exclusions: %w", err)
+	}
+	if s.Reviews, err = st.DFEReviews(); err != nil {
+		return Snapshot{}, fmt.Errorf("reports: read reviews: %w", err)
 	}
 	for _, d := range st.Devices() {
 		ds, err := judge(d)
