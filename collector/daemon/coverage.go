@@ -16,15 +16,8 @@ import (
 // devices, then the headteacher if nobody acknowledges.
 func newCoverageWatcher(cfg Config, st *store.Store, cons *console.Server, hours *console.Schedule, consoleURL string,
 	met *metrics.Metrics, log *slog.Logger) *coverage.Watcher {
-	hb := cfg.Heartbeat
-	if hb <= 0 {
-		hb = 60 * time.Second // the server's default
-	}
-	sch := coverage.Schedule{Heartbeat: hb}
-	if hours != nil { // a nil *Schedule in the interface would be called
-		sch.Hours = hours
-	}
-	cc := coverage.Config{Devices: st, Schedule: sch, Logger: log, Interval: min(hb, 30*time.Second),
+	sch := coverageSchedule(cfg, hours)
+	cc := coverage.Config{Devices: st, Schedule: sch, Logger: log, Interval: min(sch.Heartbeat, 30*time.Second),
 		EscalateAfter: cfg.EscalateAfter,
 		First:         []string{console.RoleTechnician}, Pupil: []string{console.RoleDSL}, Escalation: []string{console.RoleHeadteacher}}
 	if cfg.SMTP != "" {
@@ -36,4 +29,18 @@ func newCoverageWatcher(cfg Config, st *store.Store, cons *console.Server, hours
 			ConsoleURL: consoleURL, OnFailure: met.NotificationFailed}}
 	}
 	return coverage.NewWatcher(cc)
+}
+
+// coverageSchedule is what absence is judged against: the coverage watcher
+// and the fleet check name an absent device the same way.
+func coverageSchedule(cfg Config, hours *console.Schedule) coverage.Schedule {
+	hb := cfg.Heartbeat
+	if hb <= 0 {
+		hb = 60 * time.Second // the server's default
+	}
+	sch := coverage.Schedule{Heartbeat: hb}
+	if hours != nil { // a nil *Schedule in the interface would be called
+		sch.Hours = hours
+	}
+	return sch
 }
