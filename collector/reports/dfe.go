@@ -112,15 +112,17 @@ func BuildDecisions(src DecisionSources, from, to, now time.Time) []Decision {
 			}
 		}
 		what := "group " + c.Group + " bundle " + shortHash(c.Hash)
-		if len(parts) > 0 {
+		switch {
+		case c.PrevHash == "":
+			// The bundle as the history starts: its files are what was in
+			// force, not a change; listing them all would bury the log.
+			what = fmt.Sprintf("first recorded %s: %d files", what, len(c.Files))
+		case len(parts) > 0:
 			what += ": " + strings.Join(parts, "; ")
 		}
 		by := "rules folder on the collector"
 		if generatedOnly(c) {
 			by = "collector (from the exclusions and school terms below)"
-		}
-		if c.PrevHash == "" {
-			what = "first recorded " + what
 		}
 		add(Decision{At: c.At, Kind: "rules change", What: what, By: by})
 	}
@@ -131,7 +133,7 @@ func BuildDecisions(src DecisionSources, from, to, now time.Time) []Decision {
 		}
 		add(Decision{At: x.ProposedAt, Kind: "exclusion proposed", What: what, By: x.ProposedBy, Reason: x.ProposalReason, Expires: x.ExpiresAt})
 		if x.Status == "approved" && !x.ApprovedAt.IsZero() {
-			add(Decision{At: x.ApprovedAt, Kind: "exclusion approved", What: what, By: x.ProposedBy, Reason: x.ApprovalReason, Approver: x.ApprovedBy, Expires: x.ExpiresAt})
+			add(Decision{At: x.ApprovedAt, Kind: "exclusion approved", What: what + ", proposed by " + x.ProposedBy, Reason: x.ApprovalReason, Approver: x.ApprovedBy, Expires: x.ExpiresAt})
 		}
 		if x.Status == "approved" && !x.ExpiresAt.IsZero() && !x.ExpiresAt.After(now) {
 			add(Decision{At: x.ExpiresAt, Kind: "exclusion expired", What: what, Approver: x.ApprovedBy})
@@ -379,19 +381,32 @@ func (p EvidencePack) WritePDF(w io.Writer) error {
 
 	r.section(fmt.Sprintf("Decision log: %d", len(p.Decisions)))
 	r.para("Every change of the rules distributed to devices, every exclusion with its reason, approver and expiry, every term the school added or removed, and decisions about devices, read from the records each decision wrote.")
-	rows = nil
-	for _, d := range p.Decisions {
-		who := d.By
-		if d.Approver != "" {
-			who = "approved by " + d.Approver
-		}
-		exp := ""
-		if !d.Expires.IsZero() {
-			exp = Day(d.Expires)
-		}
-		rows = append(rows, []string{Day(d.At), cut(d.Kind, 24), cut(d.What+reasonSuffix(d.Reason), 44), cut(who, 26), exp})
+	if len(p.Decisions) == 0 {
+		r.para("No decision recorded in the period.")
 	}
-	r.table([]float64{20, 36, 64, 38, 0}, []string{"Date", "Decision", "What and why", "By", "Expires"}, rows)
+	// One entry per decision, not a table row: the reason and the approver
+	// are the evidence, and must not be cut to fit a column.
+	for _, d := range p.Decisions {
+		if r.pdf.GetY() > 270 {
+			r.pdf.AddPage()
+		}
+		r.pdf.SetFont("Helvetica", "B", 9)
+		r.pdf.CellFormat(0, 5, r.tr(reportStamp(d.At)+"  "+d.Kind), "", 1, "L", false, 0, "")
+		line := d.What
+		if d.By != "" {
+			line += ". By " + d.By
+		}
+		if d.Reason != "" {
+			line += ". Reason: " + d.Reason
+		}
+		if d.Approver != "" {
+			line += ". Approved by " + d.Approver
+		}
+		if !d.Expires.IsZero() {
+			line += ". Expires " + Day(d.Expires)
+		}
+		r.para(line + ".")
+	}
 
 	r.section(fmt.Sprintf("Alert handling: %d alerts", p.Alerts.Total))
 	bars := make([]ChartBar, 0, len(p.Alerts.ByOutcome))
@@ -416,12 +431,12 @@ func (p EvidencePack) WritePDF(w io.Writer) error {
 			p.Check.ID, p.Check.RequestedBy, reportStamp(p.Check.RequestedAt), stampOr(p.Check.CompletedAt, "(still running)")))
 	}
 	bad := p.NotWorking()
-	r.para(fmt.Sprintf("%d devices, %d working end to end, %d not.", len(p.Rows), len(p.Rows)-len(bad), len(bad)))
+	r.para(fmt.Sprintf("%d devices, %d working end to end, %d not. The last selftest received is the newest selftest finding (scheduled or requested) that reached the collector from the device: the last time monitoring proved itself end to end there.", len(p.Rows), len(p.Rows)-len(bad), len(bad)))
 	rows = nil
 	for _, c := range p.Rows {
 		rows = append(rows, []string{cut(c.Hostname, 22), cut(c.Group, 14), cut(c.OutcomeLabel, 44), stampOr(c.LastProved, "never")})
 	}
-	r.table([]float64{42, 26, 78, 0}, []string{"Device", "Group", "Latest check", "Last proved working"}, rows)
+	r.table([]float64{42, 26, 78, 0}, []string{"Device", "Group", "Latest check", "Last selftest received"}, rows)
 	if len(bad) > 0 {
 		r.pdf.SetFont("Helvetica", "B", 10)
 		r.pdf.CellFormat(0, 6, r.tr("Devices where monitoring did not prove itself"), "", 1, "L", false, 0, "")
@@ -432,9 +447,3 @@ func (p EvidencePack) WritePDF(w io.Writer) error {
 	return r.write(w)
 }
 
-func reasonSuffix(reason string) string {
-	if reason == "" {
-		return ""
-	}
-	return " - " + reason
-}
