@@ -208,6 +208,8 @@ func (s *Service) run(id string) {
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			part := s.checkDevice(devices[i])
+			// Read after the check, so its own selftest counts.
+			part.LastProved = s.LastProved(part.DeviceID)
 			s.mu.Lock()
 			c := s.running[id]
 			c.Devices[i] = part
@@ -242,7 +244,6 @@ func (s *Service) run(id string) {
 
 // checkDevice asks one device for a selftest and follows its finding.
 func (s *Service) checkDevice(part store.FleetCheckDevice) store.FleetCheckDevice {
-	defer func() { part.LastProved = s.LastProved(part.DeviceID) }()
 	d, known := s.Store.GetDevice(part.DeviceID)
 	if !known {
 		part.Outcome, part.Detail = NotConnected, "the device is no longer enrolled"
