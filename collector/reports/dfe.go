@@ -446,4 +446,3 @@ func (p EvidencePack) WritePDF(w io.Writer) error {
 	}
 	return r.write(w)
 }
-
