@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -181,5 +182,58 @@ params:
 	}
 	if strings.Contains(text, "("+working.id+")") {
 		t.Errorf("the working device is listed among those that did not prove themselves:\n%s", out)
+	}
+}
+
+// TestConsoleDFEBrowser: in real Chromium against a real collector and
+// agent, the headteacher sees the review reminder, names the roles,
+// records the review (the reminder goes), runs the fleet check and watches
+// the device prove itself end to end, and downloads the evidence pack,
+// whose text names the roles, the review and the device's check.
+func TestConsoleDFEBrowser(t *testing.T) {
+	need(t, "pdftotext")
+	node := consoleTools(t)
+	home := t.TempDir()
+	for _, k := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR"} {
+		t.Setenv(k, home)
+	}
+	c := newCollector(t)
+	pass := "head1-correct-horse-battery"
+	pwFile := filepath.Join(t.TempDir(), "head1")
+	os.WriteFile(pwFile, []byte(pass+"\n"), 0o600)
+	mustRun(t, "vigil-collector", "user", "add", "--data", c.data, "--username", "head1", "--role", "headteacher",
+		"--display-name", "Hana Head", "--password-file", pwFile)
+	a := enrollAgent(t, c, "ict")
+	a.start()
+	waitState(t, c, a.id, "connected")
+
+	downloads, tmp, shots := t.TempDir(), t.TempDir(), t.TempDir()
+	if os.Getenv("VIGIL_UPDATE_SCREENSHOTS") == "1" {
+		shots, _ = filepath.Abs(filepath.Join("..", "docs", "screenshots"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("console", "console.test.mjs"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "PHASE=dfe", "BASE_URL="+c.url(""), "CONSOLE_SPKI="+consoleSPKI(t, c), "TMPDIR="+tmp,
+		"SCREENSHOT_DIR="+shots, "TOTAL_TIMEOUT_MS=300000", "HEAD_USER=head1", "HEAD_PASS="+pass,
+		"DEVICE_ID="+a.id, "DOWNLOAD_DIR="+downloads)
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	t.Logf("console.test.mjs PHASE=dfe:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("browser test (dfe) failed: %v", err)
+	}
+	txt, err := exec.Command("pdftotext", "-layout", filepath.Join(downloads, "dfe.pdf"), "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext: %v %s", err, txt)
+	}
+	text := strings.Join(strings.Fields(string(txt)), " ")
+	for _, want := range []string{"Priya Shah", "Northgate IT Ltd", "Provision meets the standards (e2e)", "Action: Run the fleet check each half term",
+		"requested by head1", "1 devices, 1 working end to end, 0 not.", "Working end to end", "roles register updated"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the downloaded pack lacks %q:\n%s", want, txt)
+		}
 	}
 }
