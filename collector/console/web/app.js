@@ -1560,7 +1560,7 @@ async function viewAccessLog(seq) {
 // Trends (aggregates only: counts, no names, no devices)
 
 function countTable(caption, rows, labelHead) {
-  const max = Math.max(1, ...rows.map((r) => r[1]));
+  const max = Math.max(1, ...rows.map((r) => Number(r[1]) || 0));
   return h('table', { class: 'responsive trends compact' },
     h('caption', { class: 'visually-hidden' }, caption),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, labelHead), h('th', { scope: 'col' }, 'Count'))),
@@ -1592,25 +1592,29 @@ async function viewTrends(seq) {
   const outcome = data.outcomes || data.by_outcome || {};
   const cats = [...new Set(weeks.flatMap((w) => Object.keys(w.counts || {})))].sort();
   const content = [h('p', {}, 'Counts only: alerts by category and week, and concluded reviews by outcome. No names, devices or content are shown here.',
-    data.from ? ` Since ${data.from}.` : '')];
+    data.from ? ` Since ${data.from}.` : '',
+    data.threshold ? ` So that no child can be identified, counts from 1 to ${data.threshold - 1} are shown as "fewer than ${data.threshold}", and counts that would let them be worked out as "withheld".` : '')];
 
-  const total = weeks.reduce((n, w) => n + (w.total || 0), 0);
-  if (total > 0) {
+  // Governors get small counts as words ("fewer than 5", "withheld"), as
+  // in their termly report: shown as given, never as 0, never drawn.
+  const count = (v) => (typeof v === 'string' ? v : Number(v) || 0);
+  const any = weeks.some((w) => typeof w.total === 'string' || Number(w.total) > 0);
+  if (any) {
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'tw-h' }, h('h2', { id: 'tw-h' }, 'Alerts per week'),
-      countTable('Alerts per week (all categories)', weeks.map((w) => [`${w.week}${w.start ? ` (from ${w.start})` : ''}`, w.total || 0]), 'Week')));
+      countTable('Alerts per week (all categories)', weeks.map((w) => [`${w.week}${w.start ? ` (from ${w.start})` : ''}`, count(w.total)]), 'Week')));
     const byCat = data.categories && typeof data.categories === 'object'
       ? Object.entries(data.categories)
-      : cats.map((c) => [c, weeks.reduce((n, w) => n + ((w.counts || {})[c] || 0), 0)]);
+      : cats.map((c) => [c, weeks.reduce((n, w) => n + (Number((w.counts || {})[c]) || 0), 0)]);
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'tc-h' }, h('h2', { id: 'tc-h' }, 'Alerts by category'),
-      countTable('Alerts by category', byCat.sort((a, b) => b[1] - a[1]).map(([c, n]) => [titleCase(c), n]), 'Category')));
+      countTable('Alerts by category', byCat.sort((a, b) => (Number(b[1]) || 0) - (Number(a[1]) || 0)).map(([c, n]) => [titleCase(c), count(n)]), 'Category')));
   } else {
     content.push(h('p', { class: 'panel' }, 'No alerts in the reporting period.'));
   }
   if (data.status && typeof data.status === 'object') {
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'ts-h' }, h('h2', { id: 'ts-h' }, 'Review status'),
-      countTable('Alerts by review status', Object.entries(data.status).map(([k, v]) => [STATUSES[k] || titleCase(k), Number(v) || 0]), 'Status')));
+      countTable('Alerts by review status', Object.entries(data.status).map(([k, v]) => [STATUSES[k] || titleCase(k), count(v)]), 'Status')));
   }
-  const outRows = Object.entries(outcome).map(([k, v]) => [CONCLUSION_LABEL[k] || titleCase(k), Number(v) || 0]);
+  const outRows = Object.entries(outcome).map(([k, v]) => [CONCLUSION_LABEL[k] || titleCase(k), count(v)]);
   content.push(h('section', { class: 'panel', 'aria-labelledby': 'to-h' }, h('h2', { id: 'to-h' }, 'Outcomes'),
     outRows.length ? countTable('Concluded reviews by outcome', outRows, 'Outcome') : h('p', {}, 'No concluded reviews in the reporting period.')));
   page('Trends', content[0], h('div', { class: 'trend-grid' }, content.slice(1)));
