@@ -351,7 +351,11 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
 	c.audits.Agents = c.srv
-	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Schedule: coverageSchedule(cfg, c.set.hours)}
+	sch := coverageSchedule(cfg, c.set.hours)
+	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Absence: func(d store.Device, now time.Time) string {
+		j := coverage.Classify(d, now, sch)
+		return string(j.State) + ": " + j.Why
+	}}
 	dfeSvc := &dfe.Service{Store: st, Checks: checks}
 	c.gsrv = c.srv.GRPCServer()
 	if err := c.listen(); err != nil {

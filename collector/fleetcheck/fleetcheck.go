@@ -21,7 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -80,9 +79,10 @@ type Service struct {
 	Agents Agents
 	Logger *slog.Logger
 	Now    func() time.Time
-	// Schedule is the coverage judgement's, so a device that is not
-	// connected is named with the same state the coverage page shows.
-	Schedule coverage.Schedule
+	// Absence names why a device is not connected, as the coverage page
+	// does ("silent: no heartbeat for ..."); the daemon passes the coverage
+	// judgement (collector/coverage). Nil: "not connected" alone.
+	Absence func(d store.Device, now time.Time) string
 	// AnswerTimeout bounds the agent's answer to the request (default
 	// 60 s); ArriveTimeout how long its finding may take to reach the
 	// store after that (default 2 min: a full spool drains first).
@@ -250,8 +250,10 @@ func (s *Service) checkDevice(part store.FleetCheckDevice) store.FleetCheckDevic
 		return part
 	}
 	if !s.Agents.Connected(part.DeviceID) {
-		j := coverage.Classify(d, s.Now(), s.Schedule)
-		part.Outcome, part.Detail = NotConnected, string(j.State)+": "+j.Why
+		part.Outcome, part.Detail = NotConnected, "the device is not connected"
+		if s.Absence != nil {
+			part.Detail = s.Absence(d, s.Now())
+		}
 		return part
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.AnswerTimeout)
