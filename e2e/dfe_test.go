@@ -102,11 +102,9 @@ params:
 
 	// The silent device: its scheduled selftest (at start) came through,
 	// then it was killed without a goodbye.
-	var silentSelftest time.Time
 	waitFor(t, 60*time.Second, "the silent agent's scheduled selftest stored", func() bool {
 		for _, f := range c.findings(silent.id) {
 			if f.Check == "selftest" {
-				silentSelftest, _ = time.Parse(time.RFC3339Nano, f.Time)
 				return true
 			}
 		}
@@ -124,6 +122,14 @@ params:
 		return cov.State == "silent"
 	})
 	t.Logf("silent: %s", cov.Why)
+
+	// Its newest selftest stored, read once it can send no more.
+	var silentSelftest time.Time
+	for _, f := range c.findings(silent.id) {
+		if at, err := time.Parse(time.RFC3339Nano, f.Time); err == nil && f.Check == "selftest" && at.After(silentSelftest) {
+			silentSelftest = at
+		}
+	}
 
 	id := strings.TrimSpace(mustRun(t, "vigil-collector", "dfe", "check", "--data", c.data, "--reason", "termly check", "--by", "head1", "--wait", "5m"))
 	var rec checkRecord
@@ -162,6 +168,26 @@ params:
 		t.Errorf("silent agent: %+v (its last selftest %s)", s, silentSelftest)
 	}
 
+	// Before any review the CLI shows the reminder; the roles and a review
+	// entered with the CLI are in the pack.
+	if out := mustRun(t, "vigil-collector", "dfe", "review", "list", "--data", c.data); !strings.Contains(out, "REMINDER: No review") {
+		t.Errorf("dfe review list before any review:\n%s", out)
+	}
+	roles := mustRun(t, "vigil-collector", "dfe", "roles", "--data", c.data, "--by", "head1", "--senior-leader", "Priya Shah",
+		"--governor", "Tom Evans", "--dsl", "Grace Obi", "--it-provider", "Northgate IT Ltd", "--it-provider-contact", "support desk")
+	if !strings.Contains(roles, "Northgate IT Ltd") || !strings.Contains(roles, "support desk") {
+		t.Errorf("dfe roles:\n%s", roles)
+	}
+	if _, stderr, code := run(t, "vigil-collector", "dfe", "review", "add", "--data", c.data, "--date", time.Now().UTC().Format("2006-01-02"),
+		"--attendee", "Priya Shah"); code == 0 || !strings.Contains(stderr, "findings") {
+		t.Errorf("a review without findings was accepted (%d): %s", code, stderr)
+	}
+	mustRun(t, "vigil-collector", "dfe", "review", "add", "--data", c.data, "--by", "head1", "--date", time.Now().UTC().Format("2006-01-02"),
+		"--attendee", "Priya Shah", "--attendee", "Grace Obi", "--findings", "Monitoring proved on the working devices", "--action", "Restart the silent device")
+	if out := mustRun(t, "vigil-collector", "dfe", "review", "list", "--data", c.data); strings.Contains(out, "REMINDER") || !strings.Contains(out, "next review due") {
+		t.Errorf("dfe review list after the review:\n%s", out)
+	}
+
 	pdf := filepath.Join(t.TempDir(), "pack.pdf")
 	mustRun(t, "vigil-collector", "dfe", "pack", "--data", c.data, "--format", "pdf", "--out", pdf)
 	out, err := exec.Command("pdftotext", "-layout", pdf, "-").CombinedOutput()
@@ -174,11 +200,15 @@ params:
 		"3 devices, 1 working end to end, 2 not.",
 		"(" + helper.id + "): Session helper missing: screen not monitored.",
 		"(" + silent.id + "): Not connected. silent:",
-		"NOT NAMED", // nobody entered in the roles register yet
+		"Priya Shah", "Northgate IT Ltd", "Monitoring proved on the working devices", "Action: Restart the silent device",
+		"roles register updated",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the pack lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(text, "NOT NAMED") || strings.Contains(text, "REMINDER") {
+		t.Errorf("the pack shows an empty role or a review reminder after both were entered:\n%s", out)
 	}
 	if strings.Contains(text, "("+working.id+")") {
 		t.Errorf("the working device is listed among those that did not prove themselves:\n%s", out)

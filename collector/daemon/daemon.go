@@ -356,6 +356,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		j := coverage.Classify(d, now, sch)
 		return string(j.State) + ": " + j.Why
 	}}
+	if err := checks.CloseInterrupted(); err != nil {
+		return nil, err
+	}
 	dfeSvc := &dfe.Service{Store: st, Checks: checks}
 	c.gsrv = c.srv.GRPCServer()
 	if err := c.listen(); err != nil {

@@ -196,6 +196,35 @@ func (s *Service) Latest() (store.FleetCheck, bool, error) {
 	return store.FleetCheck{}, false, nil
 }
 
+// CloseInterrupted completes the checks a previous run of the collector
+// left unfinished: their unsettled devices are recorded as not answered
+// because of the restart, so no record stays "running" forever and the
+// pack's check record is never one that can no longer finish. Call it at
+// start, before serving.
+func (s *Service) CloseInterrupted() error {
+	s.init()
+	all, err := s.Store.FleetChecks()
+	if err != nil {
+		return fmt.Errorf("read fleet checks: %w", err)
+	}
+	for _, c := range all {
+		if !c.CompletedAt.IsZero() {
+			continue
+		}
+		for i := range c.Devices {
+			if c.Devices[i].Outcome == Pending {
+				c.Devices[i].Outcome, c.Devices[i].Detail = NoAnswer, "the collector restarted before the device's selftest came back"
+			}
+		}
+		c.CompletedAt = s.Now().UTC()
+		if err := s.Store.PutFleetCheck(c); err != nil {
+			return fmt.Errorf("close interrupted fleet check %s: %w", c.ID, err)
+		}
+		s.Logger.Warn("fleet check interrupted by a restart; closed with the devices it had not heard from", "check", c.ID)
+	}
+	return nil
+}
+
 func (s *Service) run(id string) {
 	s.mu.Lock()
 	devices := append([]store.FleetCheckDevice(nil), s.running[id].Devices...)
