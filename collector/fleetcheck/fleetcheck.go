@@ -297,13 +297,14 @@ func (s *Service) checkDevice(part store.FleetCheckDevice) store.FleetCheckDevic
 		return part
 	}
 	part.Nonce = res.GetResult().GetFields()["nonce"].GetStringValue()
+	firstSeq := uint64(res.GetResult().GetFields()["first_seq"].GetNumberValue())
 	if part.Nonce == "" {
 		part.Outcome, part.Detail = NoAnswer, "the agent's answer names no selftest"
 		return part
 	}
 	deadline := s.Now().Add(s.ArriveTimeout)
 	for {
-		if s.arrived(part.DeviceID, part.Nonce) {
+		if s.arrived(part.DeviceID, part.Nonce, firstSeq) {
 			part.ProvedAt = s.Now().UTC()
 			break
 		}
@@ -327,14 +328,17 @@ func (s *Service) checkDevice(part store.FleetCheckDevice) store.FleetCheckDevic
 }
 
 // arrived says whether the device's selftest finding with nonce is stored.
-func (s *Service) arrived(device, nonce string) bool {
+// The agent's spool numbered it firstSeq (0: unknown); findings are read
+// newest first, so the scan stops below it rather than reading hundreds of
+// findings every poll while a fleet's selftests are on their way.
+func (s *Service) arrived(device, nonce string, firstSeq uint64) bool {
 	found := false
 	err := s.Store.RecentFindings(device, 500, func(f *vigilv1.Finding) bool {
 		if f.GetCheck() == "selftest" && f.GetDetails().GetFields()["nonce"].GetStringValue() == nonce {
 			found = true
 			return false
 		}
-		return true
+		return f.GetSeq() > firstSeq
 	})
 	if err != nil {
 		s.Logger.Warn("read findings for the fleet check", "device", device, "err", err)
