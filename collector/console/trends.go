@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -94,7 +95,7 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 	catKeys, statusKeys := keys(cats), keys(statuses)
 	outKeys := append([]string(nil), Conclusions...)
 	for c := range outcomes {
-		if !contains(outKeys, c) {
+		if !slices.Contains(outKeys, c) {
 			outKeys = append(outKeys, c)
 		}
 	}
@@ -129,13 +130,4 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 		resp["threshold"] = reports.Threshold
 	}
 	writeJSON(w, http.StatusOK, resp)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

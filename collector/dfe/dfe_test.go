@@ -186,9 +186,6 @@ func TestEvidencePackFromRecords(t *testing.T) {
 	}
 
 	text := pdfText(t, p.WritePDF)
-	if os.Getenv("DUMP_PACK") != "" {
-		t.Log(text)
-	}
 	flat := strings.Join(strings.Fields(text), " ")
 	for _, want := range []string{
 		"Filtering and monitoring: evidence pack",
