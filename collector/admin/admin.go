@@ -87,6 +87,9 @@ type Server struct {
 	// inventory (default: services over Store).
 	Licences  *licences.Service
 	Inventory *inventory.Service
+	// DFE serves the roles register, reviews, fleet checks and the
+	// evidence pack (dfe.go; nil: those routes answer 503).
+	DFE *DFE
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -145,6 +148,7 @@ func (s *Server) Handler() http.Handler {
 	s.auditRoutes(mux)
 	s.releaseRoutes(mux)
 	s.licenceRoutes(mux)
+	s.dfeRoutes(mux)
 	return mux
 }
 

@@ -82,6 +82,14 @@ const usage = `vigil-collector: stores findings from Vigil agents
   audit sign     --data DIR ID --by NAME [--note TEXT]   (sign-off: recorded as one more link; the record is not changed)
   audit verify   --data DIR ID | --file EXPORT.json       (checks the hash chain; exit 1 when it does not verify)
   audit export   --data DIR ID [--out FILE]  (the hash chain, verifiable anywhere with audit verify --file)
+  dfe roles      --data DIR [--senior-leader NAME] [--governor NAME] [--dsl NAME] [--it-provider NAME]
+                 [--ROLE-contact TEXT] [--json]   (the DfE roles register; no names: show it; "-" clears a role)
+  dfe review add --data DIR --date YYYY-MM-DD --attendee NAME... --findings TEXT [--action TEXT...] [--next YYYY-MM-DD]
+  dfe review list --data DIR [--json]         (the annual review records and when the next is due)
+  dfe check      --data DIR [--reason TEXT] [--wait 10m]   (fleet-wide end-to-end selftest; progress on stderr, ID on stdout)
+  dfe check show --data DIR ID [--json]      (per device: working, session helper missing, not connected..., last proved)
+  dfe pack       --data DIR [--format pdf|csv|json] [--out FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+                 (the DfE filtering and monitoring evidence pack)
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE [--as USER]   (decrypts; the view is logged)
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
@@ -159,6 +167,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = auditVerifyCmd(args[1:], stdout)
 	case "audit export":
 		err = auditExportCmd(args[1:], stdout)
+	case "dfe roles", "dfe review", "dfe check", "dfe pack":
+		err = dfeCmd(cmd, args[1:], stdout, stderr)
 	case "evidence get":
 		err = evidenceGet(args[1:], stdout)
 	case "access-log":

@@ -20,7 +20,9 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/auth"
+	"github.com/vigil-safeguarding/vigil/collector/dfe"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
+	"github.com/vigil-safeguarding/vigil/collector/fleetcheck"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
@@ -75,6 +77,10 @@ type Config struct {
 	// Audits, if set, serves device audits (audits.go): the same Service the
 	// daemon gives the admin socket and the gRPC server.
 	Audits *audit.Service
+	// DFE and FleetChecks, if set, serve the DfE evidence (dfe.go): the
+	// same Services the daemon gives the admin socket.
+	DFE         *dfe.Service
+	FleetChecks *fleetcheck.Service
 }
 
 // Server serves the console.
@@ -92,6 +98,10 @@ type Server struct {
 	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 	terms   *schoolTerms      // terms added by the school (terms.go)
 
+	// The DfE evidence (dfe.go); nil dfe: no evidence endpoints.
+	dfe    *dfe.Service
+	checks *fleetcheck.Service
+
 	// The alert queue's listing reaches the store only through what it
 	// needs (tests wrap it to inject faults).
 	queue queueStore
@@ -106,7 +116,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits,
+		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits, dfe: cfg.DFE, checks: cfg.FleetChecks,
 		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
 	s.queue = cfg.Store
 	if s.log == nil {
@@ -214,6 +224,7 @@ func (s *Server) Handler() http.Handler {
 	s.auditRoutes(mux)
 	s.deployRoutes(mux)
 	s.licenceRoutes(mux)
+	s.dfeRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})

@@ -15,6 +15,19 @@ import (
 // when there is one (--smtp): technicians, also DSLs for pupil devices,
 // then the headteacher if nobody acknowledges.
 func newCoverageWatcher(cfg Config, st *store.Store, mail *notify.Notifier, hours *notify.Schedule, log *slog.Logger) *coverage.Watcher {
+	sch := coverageSchedule(cfg, hours)
+	cc := coverage.Config{Devices: st, Schedule: sch, Logger: log, Interval: min(sch.Heartbeat, 30*time.Second),
+		EscalateAfter: cfg.EscalateAfter,
+		First:         []string{auth.RoleTechnician}, Pupil: []string{auth.RoleDSL}, Escalation: []string{auth.RoleHeadteacher}}
+	if mail != nil { // a nil *Notifier in the Mailer interface would be called
+		cc.Mailer = mail
+	}
+	return coverage.NewWatcher(cc)
+}
+
+// coverageSchedule is what absence is judged against: the coverage watcher
+// and the fleet check name an absent device the same way.
+func coverageSchedule(cfg Config, hours *notify.Schedule) coverage.Schedule {
 	hb := cfg.Heartbeat
 	if hb <= 0 {
 		hb = 60 * time.Second // the server's default
@@ -23,11 +36,5 @@ func newCoverageWatcher(cfg Config, st *store.Store, mail *notify.Notifier, hour
 	if hours != nil { // a nil *Schedule in the interface would be called
 		sch.Hours = hours
 	}
-	cc := coverage.Config{Devices: st, Schedule: sch, Logger: log, Interval: min(hb, 30*time.Second),
-		EscalateAfter: cfg.EscalateAfter,
-		First:         []string{auth.RoleTechnician}, Pupil: []string{auth.RoleDSL}, Escalation: []string{auth.RoleHeadteacher}}
-	if mail != nil { // likewise a nil *Notifier in the Mailer interface
-		cc.Mailer = mail
-	}
-	return coverage.NewWatcher(cc)
+	return sch
 }

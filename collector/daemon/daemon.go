@@ -27,6 +27,8 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
+	"github.com/vigil-safeguarding/vigil/collector/dfe"
+	"github.com/vigil-safeguarding/vigil/collector/fleetcheck"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/notify"
@@ -326,7 +328,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 			log.Info("store closed cleanly")
 		}
 	})
-	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log); err != nil {
+	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log, rulesdist.WithHistory(c.st)); err != nil {
 		return nil, err
 	}
 	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
@@ -352,6 +354,15 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
 	c.audits.Agents = c.srv
+	sch := coverageSchedule(cfg, c.set.hours)
+	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Absence: func(d store.Device, now time.Time) string {
+		j := coverage.Classify(d, now, sch)
+		return string(j.State) + ": " + j.Why
+	}}
+	if err := checks.CloseInterrupted(); err != nil {
+		return nil, err
+	}
+	dfeSvc := &dfe.Service{Store: st, Checks: checks}
 	c.gsrv = c.srv.GRPCServer()
 	if err := c.listen(); err != nil {
 		return nil, err
@@ -384,13 +395,14 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
-		Audits:            c.audits,
+		Audits: c.audits, DFE: dfeSvc, FleetChecks: checks,
 		ExclusionsChanged: c.rulesChanged, SchoolTermsChanged: c.rulesChanged})
 	if err != nil {
 		return nil, err
 	}
 	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
-		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades}}
+		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades},
+		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
 	if cfg.SMTP != "" {
 		from := cfg.SMTPFrom
 		if from == "" {

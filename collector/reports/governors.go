@@ -2,6 +2,7 @@ package reports
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -45,6 +46,37 @@ type Grid struct {
 	RowTotal   []Cell
 	ColTotal   []Cell
 	Total      Cell
+}
+
+// MarshalJSON writes a shown count as a number and a hidden one as its
+// words, so an API never carries a suppressed count's value.
+func (c Cell) MarshalJSON() ([]byte, error) {
+	if c.Hidden() {
+		return json.Marshal(c.String())
+	}
+	return json.Marshal(c.N)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote (a hidden count's value is
+// not in it, so it reads as zero).
+func (c *Cell) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*c = Cell{Suppressed: s == Cell{Suppressed: true}.String(), Withheld: s == "withheld"}
+		if !c.Hidden() {
+			return fmt.Errorf("count %q is neither a number nor a suppressed count", s)
+		}
+		return nil
+	}
+	*c = Cell{}
+	return json.Unmarshal(b, &c.N)
+}
+
+// NewGrid builds a grid from counts[row][col], to be passed to Suppress
+// wherever counts are shown to governors (the governors' report and the
+// trends the console serves them).
+func NewGrid(rows, rowLabels, cols, colLabels []string, counts map[string]map[string]int) *Grid {
+	return newGrid(rows, rowLabels, cols, colLabels, counts)
 }
 
 // newGrid builds a grid from counts[row][col].

@@ -67,6 +67,9 @@ type Monitoring struct {
 	Pending             []ExclusionRow
 	OutOfCompliance     []DeviceRow
 	NotReporting        []DeviceRow // longest silent first
+	// Review is where the DfE annual review stands; its reminder is
+	// printed when one is due.
+	Review ReviewStatus
 }
 
 // Outcome is where an alert's review ended, or stands: the conclusion of
@@ -148,7 +151,7 @@ func inWindow(t, from, to time.Time) bool { return !t.Before(from) && t.Before(t
 // BuildMonitoring makes the monitoring report for alerts observed in
 // [from, to); exclusions and devices are as they stand at s.Now.
 func BuildMonitoring(s Snapshot, from, to time.Time) Monitoring {
-	m := Monitoring{From: from, To: to, Generated: s.Now}
+	m := Monitoring{From: from, To: to, Generated: s.Now, Review: ReviewDue(s.Reviews, s.Now)}
 	cats, sevs, outs := map[string]int{}, map[string]int{}, map[string]int{}
 	var first, concl []time.Duration
 	for _, a := range s.Alerts {
@@ -281,6 +284,7 @@ func (m Monitoring) WriteCSV(w io.Writer) error {
 	rec("window", "from", Day(m.From), "")
 	rec("window", "to", Day(m.To), "exclusive")
 	rec("window", "generated", reportStamp(m.Generated), "")
+	rec("review", m.Review.State, Day(m.Review.Due), m.Review.Reminder)
 	rec("alerts", "total", fmt.Sprint(m.Total), "")
 	for _, c := range m.ByCategory {
 		rec("by_category", c.Key, fmt.Sprint(c.N), c.Label)
@@ -327,6 +331,9 @@ func (m Monitoring) WritePDF(w io.Writer) error {
 	r := newRenderer("Vigil monitoring report")
 	r.heading("Monitoring report", 16)
 	r.para(fmt.Sprintf("Alerts observed from %s to %s (exclusive). Exclusions and devices as at %s.", Day(m.From), Day(m.To), reportStamp(m.Generated)))
+	if m.Review.Reminder != "" {
+		r.para("REMINDER: " + m.Review.Reminder)
+	}
 	r.section(fmt.Sprintf("Alerts: %d", m.Total))
 	bars := func(cs []Count) []ChartBar {
 		out := make([]ChartBar, 0, len(cs))

@@ -23,6 +23,9 @@ type Snapshot struct {
 	Alerts     []store.Alert
 	Exclusions []store.Exclusion
 	Devices    []DeviceStatus
+	// Reviews are the DfE annual reviews, for the monitoring report's
+	// reminder when one is due.
+	Reviews []store.DFEReview
 }
 
 // Judge says whether a device is connected and how it stands on each
@@ -34,6 +37,7 @@ type Judge func(store.Device) (DeviceStatus, error)
 type Store interface {
 	ListAlerts(ctx context.Context, q store.AlertScan, fn func(*store.Alert) bool) ([]byte, error)
 	Exclusions() ([]store.Exclusion, error)
+	DFEReviews() ([]store.DFEReview, error)
 	Devices() []store.Device
 }
 
@@ -53,6 +57,9 @@ func Load(ctx context.Context, st Store, now, from time.Time, judge Judge) (Snap
 	}
 	if s.Exclusions, err = st.Exclusions(); err != nil {
 		return Snapshot{}, fmt.Errorf("reports: read exclusions: %w", err)
+	}
+	if s.Reviews, err = st.DFEReviews(); err != nil {
+		return Snapshot{}, fmt.Errorf("reports: read reviews: %w", err)
 	}
 	for _, d := range st.Devices() {
 		ds, err := judge(d)

@@ -8,6 +8,8 @@ package rulesdist
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
@@ -39,7 +42,27 @@ type Distributor struct {
 
 	mu      sync.RWMutex
 	bundles map[string]*vigilv1.RulesBundle
+
+	// history records every change of a group's bundle (nil: none kept);
+	// recorded is its latest entry per group, read once.
+	history  History
+	recorded map[string]store.RulesChange
 }
+
+// History keeps the rules bundles' change history: the decision log of
+// the DfE evidence pack reads it (the store).
+type History interface {
+	LastRulesChanges() (map[string]store.RulesChange, error)
+	RecordRulesChange(store.RulesChange) error
+}
+
+// Option configures New.
+type Option func(*Distributor)
+
+// WithHistory records each bundle change, compared with the last one
+// recorded, so an edit made while the collector was stopped is recorded
+// at the next start.
+func WithHistory(h History) Option { return func(d *Distributor) { d.history = h } }
 
 // anyKind accepts every check kind: agents validate kinds and parameters
 // against their own registry, and a newer agent may know kinds this
@@ -51,8 +74,11 @@ func (anyKind) ValidateParams(string, *yaml.Node) error { return nil }
 
 // New loads the bundles under dir, seeding dir/default with the embedded
 // default pack on first start.
-func New(dir string, log *slog.Logger) (*Distributor, error) {
+func New(dir string, log *slog.Logger, opts ...Option) (*Distributor, error) {
 	d := &Distributor{dir: dir, log: log, base: map[string]map[string][]byte{}, bundles: map[string]*vigilv1.RulesBundle{}}
+	for _, o := range opts {
+		o(d)
+	}
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
 		if err := seed(filepath.Join(dir, DefaultGroup)); err != nil {
 			return nil, fmt.Errorf("seed default rules in %s: %w", dir, err)
@@ -170,6 +196,7 @@ func (d *Distributor) rebuild() bool {
 	d.mu.Lock()
 	d.bundles = next
 	d.mu.Unlock()
+	d.recordHistory(next)
 	if changed {
 		groups := make([]string, 0, len(next))
 		for g, b := range next {
@@ -179,6 +206,68 @@ func (d *Distributor) rebuild() bool {
 		d.log.Info("rules bundles loaded", "groups", groups)
 	}
 	return changed
+}
+
+// recordHistory appends a change for every group whose bundle differs from
+// the last one recorded. A failure is logged and tried again at the next
+// rebuild: distributing rules must not wait on the history. buildMu is held.
+func (d *Distributor) recordHistory(bundles map[string]*vigilv1.RulesBundle) {
+	if d.history == nil {
+		return
+	}
+	if d.recorded == nil {
+		last, err := d.history.LastRulesChanges()
+		if err != nil {
+			d.log.Error("read the rules history; the change is recorded at the next rebuild", "err", err)
+			return
+		}
+		d.recorded = last
+	}
+	groups := make([]string, 0, len(bundles))
+	for g := range bundles {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	for _, g := range groups {
+		b := bundles[g]
+		prev, had := d.recorded[g]
+		if had && prev.Hash == b.Hash {
+			continue
+		}
+		c := store.RulesChange{At: time.Now().UTC(), Group: g, Hash: b.Hash, Files: map[string]string{}}
+		for p, data := range b.Files {
+			sum := sha256.Sum256(data)
+			c.Files[p] = hex.EncodeToString(sum[:])
+		}
+		if had {
+			c.PrevHash = prev.Hash
+			for p, h := range c.Files {
+				switch old, ok := prev.Files[p]; {
+				case !ok:
+					c.Added = append(c.Added, p)
+				case old != h:
+					c.Changed = append(c.Changed, p)
+				}
+			}
+			for p := range prev.Files {
+				if _, ok := c.Files[p]; !ok {
+					c.Removed = append(c.Removed, p)
+				}
+			}
+		} else {
+			for p := range c.Files {
+				c.Added = append(c.Added, p)
+			}
+		}
+		sort.Strings(c.Added)
+		sort.Strings(c.Removed)
+		sort.Strings(c.Changed)
+		if err := d.history.RecordRulesChange(c); err != nil {
+			d.log.Error("record rules change; tried again at the next rebuild", "group", g, "err", err)
+			continue
+		}
+		d.recorded[g] = c
+	}
 }
 
 // Bundle returns the bundle for group, or the default group's.

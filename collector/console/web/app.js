@@ -28,6 +28,7 @@ const NAV = [
   { route: 'users', label: 'Users', roles: ['admin'] },
   { route: 'deploy', label: 'Deploy', roles: ['technician', 'admin'] },
   { route: 'licences', label: 'Licences', roles: ['technician', 'admin', 'headteacher'] },
+  { route: 'evidence', label: 'DfE evidence', roles: ['headteacher', 'dsl', 'technician'] },
 ];
 
 const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
@@ -307,6 +308,150 @@ function viewReports(query) {
   page('Reports', h('p', {}, 'Reports are built when you download them, from the records as they stand.'), panels);
 }
 
+// The DfE annual review reminder, above every page of those who take part
+// in the review, once it is due within a month or overdue.
+const REMINDER_ROLES = ['headteacher', 'dsl', 'technician', 'governor'];
+async function showReviewReminder() {
+  let box = document.getElementById('review-reminder');
+  if (!box) {
+    box = h('div', { id: 'review-reminder', class: 'notice', role: 'note', hidden: true });
+    main().before(box);
+  }
+  if (!session || session.must_change_password || !REMINDER_ROLES.includes(session.role)) { box.hidden = true; return; }
+  try {
+    const st = await api('GET', '/dfe/status');
+    box.replaceChildren(h('strong', {}, 'Filtering and monitoring review: '), st.reminder || '',
+      ['headteacher', 'dsl'].includes(session.role) ? h('span', {}, ' ', h('a', { href: '#/evidence' }, 'Record the review')) : '');
+    box.hidden = !st.reminder;
+  } catch (e) {
+    box.hidden = true; // the reminder is a courtesy: never block a page on it
+  }
+}
+
+const CHECK_LABELS = {
+  pending: 'Waiting', working: 'Working end to end', session_helper_missing: 'Session helper missing: screen not monitored',
+  not_connected: 'Not connected', no_answer: 'Did not answer', not_received: 'Selftest finding did not arrive',
+};
+
+function checkTable(c) {
+  const cols = ['Device', 'Group', 'Outcome', 'Last selftest received', 'Detail'];
+  const rows = [...(c.devices || [])].sort((a, b) => (a.outcome === 'working') - (b.outcome === 'working'));
+  return h('table', { class: 'responsive fleet-check' },
+    h('caption', {}, c.completed_at ? `Fleet check ${c.id}, completed` : `Fleet check ${c.id}, running…`),
+    h('thead', {}, h('tr', {}, cols.map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, rows.map((d) => h('tr', { dataset: { device: d.device_id, outcome: d.outcome } },
+      h('td', { 'data-label': 'Device' }, h('a', { href: `#/devices/${encodeURIComponent(d.device_id)}` }, d.hostname || d.device_id)),
+      h('td', { 'data-label': 'Group' }, d.group || ''),
+      h('td', { 'data-label': 'Outcome' }, CHECK_LABELS[d.outcome] || d.outcome),
+      h('td', { 'data-label': 'Last selftest received' }, d.last_proved ? when(d.last_proved) : 'never'),
+      h('td', { 'data-label': 'Detail' }, d.detail || '')))));
+}
+
+// The DfE evidence: the pack to download, the roles register, the review
+// records, and the fleet-wide end-to-end check (the technician sees the
+// check only).
+async function viewEvidence(query, seq) {
+  loading('evidence');
+  const keeper = session.role === 'headteacher' || session.role === 'dsl';
+  const [roles, reviews] = keeper ? await Promise.all([api('GET', '/dfe/roles'), api('GET', '/dfe/reviews')]) : [null, null];
+  if (!isCurrent(seq)) return;
+  const panels = [];
+  if (keeper) {
+    panels.push(reportPanel('dfe', 'DfE evidence pack',
+      'The roles register, the annual review record, the decision log (rule changes, exclusions with reason, approver and expiry, school terms), alert-handling figures and the check record: when monitoring last proved itself end to end on every device.',
+      'dfe', 'Leave both empty for the last year.', query));
+
+    const inputs = {};
+    const rows = (roles.roles || []).map((r) => {
+      const name = h('input', { type: 'text', name: `${r.role}-name`, value: r.name || '', autocomplete: 'off' });
+      const contact = h('input', { type: 'text', name: `${r.role}-contact`, value: r.contact || '', autocomplete: 'off' });
+      inputs[r.role] = { name, contact };
+      return h('fieldset', {}, h('legend', {}, r.label), field('Name', name), field('Contact', contact, 'E-mail, phone or company.'));
+    });
+    const rerr = h('p', { class: 'form-error', role: 'alert' });
+    const rbtn = h('button', { type: 'submit' }, 'Save the register');
+    const rform = h('form', { novalidate: true, id: 'roles-form' }, rows, rerr, h('div', { class: 'actions' }, rbtn));
+    rform.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      rerr.textContent = '';
+      rbtn.disabled = true;
+      try {
+        await api('PUT', '/dfe/roles', { roles: Object.entries(inputs).map(([role, i]) => ({ role, name: i.name.value.trim(), contact: i.contact.value.trim() })) });
+        announce('Roles register saved; the change is in the decision log.', 'ok', true);
+        route();
+      } catch (ex) {
+        rerr.textContent = ex.message;
+        rbtn.disabled = false;
+      }
+    });
+    panels.push(h('section', { class: 'panel', 'aria-labelledby': 'roles-h' }, h('h2', { id: 'roles-h' }, 'Roles and responsibilities'),
+      roles.updated_by ? h('p', { class: 'hint' }, 'Last updated ', when(roles.updated_at), ` by ${roles.updated_by}.`) : null, rform));
+
+    const list = (reviews.reviews || []).slice().reverse().map((r) => h('article', { class: 'review' },
+      h('h3', {}, `Review of ${r.date.slice(0, 10)}`),
+      h('dl', { class: 'details' },
+        h('dt', {}, 'Attendees'), h('dd', {}, (r.attendees || []).join(', ')),
+        h('dt', {}, 'Findings'), h('dd', {}, r.findings),
+        h('dt', {}, 'Actions'), h('dd', {}, (r.actions || []).length ? h('ul', {}, r.actions.map((a) => h('li', {}, a))) : 'None'),
+        h('dt', {}, 'Next review'), h('dd', {}, (r.next_review || '').slice(0, 10)))));
+    const date = h('input', { type: 'date', name: 'date', required: true });
+    const attendees = h('textarea', { name: 'attendees', rows: '3', required: true });
+    const findings = h('textarea', { name: 'findings', rows: '4', required: true });
+    const actions = h('textarea', { name: 'actions', rows: '3' });
+    const next = h('input', { type: 'date', name: 'next_review' });
+    const verr = h('p', { class: 'form-error', role: 'alert' });
+    const vbtn = h('button', { type: 'submit' }, 'Record the review');
+    const lines = (t) => t.value.split('\n').map((x) => x.trim()).filter(Boolean);
+    const vform = h('form', { novalidate: true, id: 'review-form' },
+      field('Date of the review', date), field('Attendees', attendees, 'One per line.'), field('Findings', findings),
+      field('Actions agreed', actions, 'One per line.'), field('Next review', next, 'Within a year; leave empty for a year on.'),
+      verr, h('div', { class: 'actions' }, vbtn));
+    vform.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      verr.textContent = '';
+      vbtn.disabled = true;
+      try {
+        await api('POST', '/dfe/reviews', { date: date.value, attendees: lines(attendees), findings: findings.value.trim(), actions: lines(actions), next_review: next.value || undefined });
+        announce('Review recorded.', 'ok', true);
+        route();
+      } catch (ex) {
+        verr.textContent = ex.message;
+        vbtn.disabled = false;
+      }
+    });
+    panels.push(h('section', { class: 'panel', 'aria-labelledby': 'rev-h' }, h('h2', { id: 'rev-h' }, 'Annual review'),
+      h('p', {}, reviews.reminder || `Next review due ${reviews.due}.`), list, h('h3', {}, 'Record a review'), vform));
+  }
+
+  const out = h('div', { id: 'check-result' });
+  const reason = h('input', { type: 'text', name: 'reason', autocomplete: 'off' });
+  const cerr = h('p', { class: 'form-error', role: 'alert' });
+  const cbtn = h('button', { type: 'submit' }, 'Run the fleet check');
+  const cform = h('form', { novalidate: true, id: 'check-form' }, field('Reason (optional)', reason, 'Recorded with your name.'), cerr, h('div', { class: 'actions' }, cbtn));
+  cform.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    cerr.textContent = '';
+    cbtn.disabled = true;
+    try {
+      let c = await api('POST', '/dfe/checks', { reason: reason.value.trim() });
+      out.replaceChildren(checkTable(c));
+      while (!c.completed_at && isCurrent(seq)) {
+        await new Promise((r) => setTimeout(r, 1000));
+        c = await api('GET', `/dfe/checks/${encodeURIComponent(c.id)}`);
+        out.replaceChildren(checkTable(c));
+      }
+      announce('Fleet check complete.', 'ok');
+    } catch (ex) {
+      cerr.textContent = ex.message;
+    }
+    cbtn.disabled = false;
+  });
+  panels.push(h('section', { class: 'panel', 'aria-labelledby': 'chk-h' }, h('h2', { id: 'chk-h' }, 'Check that monitoring works'),
+    h('p', {}, 'Asks every device for a synthetic selftest and follows it through the real path (the device, the network, the collector). Devices that do not prove themselves are named: not connected, no answer, or a session helper missing.'),
+    cform, out));
+  page('DfE filtering and monitoring evidence', panels);
+}
+
 function parseHash() {
   const raw = location.hash.replace(/^#/, '') || '/';
   const [path, qs] = raw.split('?');
@@ -332,6 +477,7 @@ async function route() {
     return;
   }
   renderChrome(top);
+  showReviewReminder();
   if (keepStatus) keepStatus = false; else announce('');
   const view = {
     exclusions: () => viewExclusions(seq),
@@ -347,6 +493,7 @@ async function route() {
     password: () => viewPassword(),
     deploy: () => viewDeploy(seq),
     licences: () => viewLicences(seq),
+    evidence: () => viewEvidence(query, seq),
     me: () => viewMe(),
   }[top];
   if (!view) {
@@ -1413,7 +1560,7 @@ async function viewAccessLog(seq) {
 // Trends (aggregates only: counts, no names, no devices)
 
 function countTable(caption, rows, labelHead) {
-  const max = Math.max(1, ...rows.map((r) => r[1]));
+  const max = Math.max(1, ...rows.map((r) => Number(r[1]) || 0));
   return h('table', { class: 'responsive trends compact' },
     h('caption', { class: 'visually-hidden' }, caption),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, labelHead), h('th', { scope: 'col' }, 'Count'))),
@@ -1445,25 +1592,29 @@ async function viewTrends(seq) {
   const outcome = data.outcomes || data.by_outcome || {};
   const cats = [...new Set(weeks.flatMap((w) => Object.keys(w.counts || {})))].sort();
   const content = [h('p', {}, 'Counts only: alerts by category and week, and concluded reviews by outcome. No names, devices or content are shown here.',
-    data.from ? ` Since ${data.from}.` : '')];
+    data.from ? ` Since ${data.from}.` : '',
+    data.threshold ? ` So that no child can be identified, counts from 1 to ${data.threshold - 1} are shown as "fewer than ${data.threshold}", and counts that would let them be worked out as "withheld".` : '')];
 
-  const total = weeks.reduce((n, w) => n + (w.total || 0), 0);
-  if (total > 0) {
+  // Governors get small counts as words ("fewer than 5", "withheld"), as
+  // in their termly report: shown as given, never as 0, never drawn.
+  const count = (v) => (typeof v === 'string' ? v : Number(v) || 0);
+  const any = weeks.some((w) => typeof w.total === 'string' || Number(w.total) > 0);
+  if (any) {
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'tw-h' }, h('h2', { id: 'tw-h' }, 'Alerts per week'),
-      countTable('Alerts per week (all categories)', weeks.map((w) => [`${w.week}${w.start ? ` (from ${w.start})` : ''}`, w.total || 0]), 'Week')));
+      countTable('Alerts per week (all categories)', weeks.map((w) => [`${w.week}${w.start ? ` (from ${w.start})` : ''}`, count(w.total)]), 'Week')));
     const byCat = data.categories && typeof data.categories === 'object'
       ? Object.entries(data.categories)
-      : cats.map((c) => [c, weeks.reduce((n, w) => n + ((w.counts || {})[c] || 0), 0)]);
+      : cats.map((c) => [c, weeks.reduce((n, w) => n + (Number((w.counts || {})[c]) || 0), 0)]);
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'tc-h' }, h('h2', { id: 'tc-h' }, 'Alerts by category'),
-      countTable('Alerts by category', byCat.sort((a, b) => b[1] - a[1]).map(([c, n]) => [titleCase(c), n]), 'Category')));
+      countTable('Alerts by category', byCat.sort((a, b) => (Number(b[1]) || 0) - (Number(a[1]) || 0)).map(([c, n]) => [titleCase(c), count(n)]), 'Category')));
   } else {
     content.push(h('p', { class: 'panel' }, 'No alerts in the reporting period.'));
   }
   if (data.status && typeof data.status === 'object') {
     content.push(h('section', { class: 'panel', 'aria-labelledby': 'ts-h' }, h('h2', { id: 'ts-h' }, 'Review status'),
-      countTable('Alerts by review status', Object.entries(data.status).map(([k, v]) => [STATUSES[k] || titleCase(k), Number(v) || 0]), 'Status')));
+      countTable('Alerts by review status', Object.entries(data.status).map(([k, v]) => [STATUSES[k] || titleCase(k), count(v)]), 'Status')));
   }
-  const outRows = Object.entries(outcome).map(([k, v]) => [CONCLUSION_LABEL[k] || titleCase(k), Number(v) || 0]);
+  const outRows = Object.entries(outcome).map(([k, v]) => [CONCLUSION_LABEL[k] || titleCase(k), count(v)]);
   content.push(h('section', { class: 'panel', 'aria-labelledby': 'to-h' }, h('h2', { id: 'to-h' }, 'Outcomes'),
     outRows.length ? countTable('Concluded reviews by outcome', outRows, 'Outcome') : h('p', {}, 'No concluded reviews in the reporting period.')));
   page('Trends', content[0], h('div', { class: 'trend-grid' }, content.slice(1)));
