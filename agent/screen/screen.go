@@ -29,10 +29,11 @@
 //     (WAYLAND_DISPLAY set or XDG_SESSION_TYPE=wayland) rather than pretending
 //     to monitor.
 //   - Windows: SetWinEventHook (EVENT_SYSTEM_FOREGROUND, EVENT_OBJECT_NAMECHANGE)
-//     on a locked OS thread with a message loop; screenshots with GDI BitBlt of
-//     the virtual screen. Must run in the interactive user session (a service in
-//     session 0 sees no desktop). This code compiles with CGO_ENABLED=0 but has
-//     not been run by the project's tests.
+//     on a locked OS thread with a message loop, and a once-a-second reread of
+//     the foreground window for changes no WinEvent announced; screenshots with
+//     GDI BitBlt of the virtual screen. Must run in the interactive user session
+//     (a service in session 0 sees no desktop). Tested under Wine 8 on Xvfb
+//     (scripts/wine-test.sh), where no WinEvents arrive and the reread reports.
 //   - macOS: polls osascript (System Events) once per second for the
 //     frontmost application and its front window title, and shells out to
 //     screencapture. Needs the user's Accessibility consent (titles) and Screen

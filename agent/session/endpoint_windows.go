@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/Microsoft/go-winio"
+	"github.com/vigil-safeguarding/vigil/internal/winpipe"
 )
 
 // DefaultSocket is the named pipe the service listens on for session
@@ -19,11 +19,11 @@ func DefaultSocket() string { return `\\.\pipe\vigil-agent-session` }
 // DACL (P) ignores inherited entries.
 const PipeSDDL = "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;IU)"
 
-// Listen creates the named pipe. go-winio creates its first instance with
+// Listen creates the named pipe. Its first instance is made with
 // FILE_FLAG_FIRST_PIPE_INSTANCE, so a pipe of the same name made earlier by
 // someone else (squatting) makes this fail instead of sharing the name.
 func Listen(path string) (net.Listener, error) {
-	l, err := winio.ListenPipe(path, &winio.PipeConfig{SecurityDescriptor: PipeSDDL, InputBufferSize: 64 << 10, OutputBufferSize: 64 << 10})
+	l, err := winpipe.Listen(path, PipeSDDL, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("listen on session pipe %s: %w", path, err)
 	}
@@ -31,5 +31,5 @@ func Listen(path string) (net.Listener, error) {
 }
 
 func dial(ctx context.Context, path string) (net.Conn, error) {
-	return winio.DialPipeContext(ctx, path)
+	return winpipe.Dial(ctx, path)
 }

@@ -124,7 +124,6 @@ type syncBuf = testutil.SyncBuffer
 // startHelper serves svc on a socket and runs a helper on src against it.
 func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 	t.Helper()
-	skipUnderWine(t)
 	old := ocrSettle
 	ocrSettle = 50 * time.Millisecond
 	t.Cleanup(func() { ocrSettle = old })
@@ -140,7 +139,7 @@ func startHelper(t *testing.T, svc Handler, src screen.Source) *syncBuf {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	})
-	wg.Go(func() { NewServer(svc, NewProbe(), log).ListenAndServe(ctx, sock) })
+	wg.Go(func() { NewServer(svc, selfProbe(t), log).ListenAndServe(ctx, sock) })
 	// Root is admitted for any display; other users need a session on it.
 	wg.Go(func() { runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log) })
 	return logs

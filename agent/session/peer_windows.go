@@ -11,18 +11,19 @@ import (
 )
 
 // peerOf identifies the process at the other end of a named pipe: its
-// process id (GetNamedPipeClientProcessId), and from its process token the
+// process id (GetNamedPipeClientProcessId, read by the listener as it
+// accepted the connection), and from its process token the
 // user SID, account name and terminal session id. The session id is one a
 // process cannot change, so it is what the helper is admitted for.
 func peerOf(c net.Conn) (Peer, error) {
 	p := Peer{UID: -1, LoginUID: -1}
-	f, ok := c.(interface{ Fd() uintptr })
+	pc, ok := c.(interface{ ClientProcessID() uint32 })
 	if !ok {
 		return p, errors.New("not a named pipe connection")
 	}
-	var pid uint32
-	if err := windows.GetNamedPipeClientProcessId(windows.Handle(f.Fd()), &pid); err != nil {
-		return p, fmt.Errorf("GetNamedPipeClientProcessId: %w", err)
+	pid := pc.ClientProcessID()
+	if pid == 0 {
+		return p, errors.New("named pipe connection without a client process id")
 	}
 	p.PID = int(pid)
 	sid, name, sess, err := processIdentity(pid)

@@ -31,7 +31,6 @@ func selfIdentity(t *testing.T) (sid, name, session string) {
 // very process), admits it for its token's session whatever it claims,
 // and attributes its report to that identity.
 func TestPipeAttachIdentity(t *testing.T) {
-	skipUnderWine(t)
 	sid, name, sess := selfIdentity(t)
 	t.Logf("this process: sid %s, user %q, session %s", sid, name, sess)
 	if sess == "0" {
@@ -69,7 +68,6 @@ func TestPipeAttachIdentity(t *testing.T) {
 // TestPipeRefusesOtherSession: the service admits a pipe client only for
 // a session of its own user.
 func TestPipeRefusesOtherSession(t *testing.T) {
-	skipUnderWine(t)
 	_, _, sess := selfIdentity(t)
 	pipe := testEndpoint(t)
 	logs := &syncBuf{}
