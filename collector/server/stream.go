@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,7 +26,15 @@ type session struct {
 	instance   string
 	stream     vigilv1.Collector_StreamServer
 	sendMu     sync.Mutex
-	cancel     context.CancelFunc
+	// cancel ends the stream's own context (installed by cancellableStream),
+	// which is what makes a Recv in progress return.
+	cancel context.CancelFunc
+	// recvMu guards waiting and stopping: a stream waiting in Recv is
+	// ended at once on shutdown, one handling a message finishes it (the
+	// commit and its ack) and then ends.
+	recvMu   sync.Mutex
+	waiting  bool
+	stopping bool
 	lastMu     sync.Mutex
 	lastHeard  time.Time
 	rulesHash  string
@@ -41,6 +50,42 @@ func (ss *session) send(m *vigilv1.CollectorMessage) error {
 	ss.sendMu.Lock()
 	defer ss.sendMu.Unlock()
 	return ss.stream.Send(m)
+}
+
+// recv reads the next message on the handler's own goroutine. There is no
+// receive goroutine per stream (a parked goroutine with its stack and
+// channels, for every agent all day): shutdown and Disconnect instead
+// cancel the stream's context, which ends a Recv in progress.
+func (ss *session) recv() (*vigilv1.AgentMessage, error) {
+	ss.recvMu.Lock()
+	if ss.stopping {
+		ss.recvMu.Unlock()
+		return nil, errShuttingDown
+	}
+	ss.waiting = true
+	ss.recvMu.Unlock()
+	m, err := ss.stream.Recv()
+	ss.recvMu.Lock()
+	ss.waiting = false
+	stopping := ss.stopping
+	ss.recvMu.Unlock()
+	if stopping {
+		// Read but not handled: it is not acknowledged, so the agent
+		// sends it again to whichever collector it reaches next.
+		return nil, errShuttingDown
+	}
+	return m, err
+}
+
+// stop ends the stream for shutdown: at once if it is waiting for a
+// message, else after the message it is handling.
+func (ss *session) stop() {
+	ss.recvMu.Lock()
+	ss.stopping = true
+	if ss.waiting {
+		ss.cancel()
+	}
+	ss.recvMu.Unlock()
 }
 
 func (ss *session) heard(t time.Time) {
@@ -84,6 +129,10 @@ func (ss *session) pushRulesIfStale(src RulesSource, agentHash string) {
 // batches still share a commit through the store's group commit.
 func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 	ctx := stream.Context()
+	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	if !ok {
+		return status.Error(codes.Internal, "stream context cannot be ended by the collector: serve through Server.GRPCServer")
+	}
 	deviceID, err := peerDevice(ctx)
 	if err != nil {
 		return err
@@ -93,7 +142,7 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		return status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
 	}
 
-	first, err := recvWithTimeout(ctx, stream, 15*time.Second)
+	first, err := recvWithTimeout(stream, cancel, 15*time.Second)
 	if err != nil {
 		return err
 	}
@@ -106,8 +155,6 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		return status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
 		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
 	if err := s.register(ss, dev, hello); err != nil {
@@ -137,62 +184,38 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 	}
 	ss.offerUpgradeIfDue(s.cfg.Upgrades)
 
-	// Recv runs apart so that shutdown is noticed between messages while a
-	// commit in progress still completes and is acknowledged.
-	msgs := make(chan *vigilv1.AgentMessage)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	for {
-		select {
-		case <-s.shutdown:
-			return errShuttingDown
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case err := <-recvErr:
-			if errors.Is(err, context.Canceled) {
+		m, err := ss.recv()
+		if err != nil {
+			if errors.Is(err, errShuttingDown) {
+				return err
+			}
+			if ctx.Err() != nil {
+				// Ended by Disconnect, a replacing stream, or the agent.
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return err
+		}
+		ss.heard(s.cfg.Now())
+		if err := s.handle(ctx, ss, dev, m); err != nil {
+			if errors.Is(err, errGoodbye) {
 				return nil
 			}
 			return err
-		case m := <-msgs:
-			ss.heard(s.cfg.Now())
-			if err := s.handle(ctx, ss, dev, m); err != nil {
-				if errors.Is(err, errGoodbye) {
-					return nil
-				}
-				return err
-			}
 		}
 	}
 }
 
-func recvWithTimeout(ctx context.Context, stream vigilv1.Collector_StreamServer, d time.Duration) (*vigilv1.AgentMessage, error) {
-	type res struct {
-		m   *vigilv1.AgentMessage
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() { m, err := stream.Recv(); ch <- res{m, err} }()
-	select {
-	case r := <-ch:
-		return r.m, r.err
-	case <-time.After(d):
+// recvWithTimeout reads the hello, ending the stream if none comes within d
+// (a timer, not a goroutine, per connecting agent).
+func recvWithTimeout(stream vigilv1.Collector_StreamServer, cancel context.CancelFunc, d time.Duration) (*vigilv1.AgentMessage, error) {
+	var late atomic.Bool
+	t := time.AfterFunc(d, func() { late.Store(true); cancel() })
+	m, err := stream.Recv()
+	if !t.Stop() && late.Load() {
 		return nil, status.Error(codes.DeadlineExceeded, "no hello within 15s")
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return m, err
 }
 
 // register admits a session. A second live stream for one identity from a
@@ -201,6 +224,12 @@ func recvWithTimeout(ctx context.Context, stream vigilv1.Collector_StreamServer,
 // heartbeats, in which case it is a dead connection being replaced.
 func (s *Server) register(ss *session, dev store.Device, hello *vigilv1.Hello) error {
 	s.mu.Lock()
+	select {
+	case <-s.shutdown:
+		s.mu.Unlock()
+		return errShuttingDown
+	default:
+	}
 	if len(s.sessions) >= s.cfg.MaxStreams {
 		s.mu.Unlock()
 		return resourceExhausted("collector at its stream limit", s.cfg.RetryAfter)
