@@ -198,6 +198,11 @@ func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxConcurrentStreams(64),
 		grpc.StreamInterceptor(s.observeStream),
 		grpc.InTapHandle(cancellableStream),
+		// An agent opens one stream per connection and keeps it all day,
+		// so HPACK's dynamic table would index headers that are never
+		// sent again on that connection: advertise none and keep no
+		// table per connection.
+		grpc.HeaderTableSize(0),
 	}
 	tr := DefaultTransport()
 	if s.cfg.Transport != nil {

@@ -127,40 +127,103 @@ func (ss *session) pushRulesIfStale(src RulesSource, agentHash string) {
 // Stream serves one agent. Each batch is committed and acknowledged before
 // the next is read, so an ack always follows a durable commit; many agents'
 // batches still share a commit through the store's group commit.
+//
+// The handler's goroutine spends the agent's whole connection parked in
+// Recv, so what is on its stack then is paid per agent all day: the stack
+// only shrinks when less than a quarter of it is in use. The hello and its
+// large locals (the device record, the welcome) therefore live in
+// admit's frame, which has returned before the first Recv of the loop.
 func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
+	var (
+		ss  *session
+		dev *store.Device
+	)
+	// Apart for the same reason as each message (handleApart): admitting
+	// (the hello, the welcome, a rules bundle to marshal) is the deepest
+	// work a stream does.
+	if err := apart(func() (err error) { ss, dev, err = s.admit(stream); return err }); err != nil {
+		return err
+	}
+	defer s.unregister(ss)
+	return s.serveStream(stream.Context(), ss, dev)
+}
+
+func (s *Server) serveStream(ctx context.Context, ss *session, dev *store.Device) error {
+	for {
+		m, err := ss.recv()
+		if err != nil {
+			if errors.Is(err, errShuttingDown) {
+				return err
+			}
+			if ctx.Err() != nil {
+				// Ended by Disconnect, a replacing stream, or the agent.
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return err
+		}
+		ss.heard(s.cfg.Now())
+		if err := s.handleApart(ctx, ss, dev, m); err != nil {
+			if errors.Is(err, errGoodbye) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// handleApart runs handle on a goroutine of its own and waits for it. The
+// stream's goroutine lives as long as the agent's connection, and a Go stack
+// that has grown only shrinks while less than a quarter of it is in use:
+// handling a batch (validation, the commit) would grow it to 16 KiB, which
+// the ~4 KiB it needs while parked in Recv can never shrink back, for every
+// agent all day. A goroutine per message costs about a microsecond; a
+// message comes a minute.
+func (s *Server) handleApart(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
+	return apart(func() error { return s.handle(ctx, ss, dev, m) })
+}
+
+// apart runs fn on a new goroutine and waits for it.
+func apart(fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
+}
+
+// admit reads the hello, registers the session and welcomes the agent. On
+// success the caller owns the registration (unregister when the stream ends).
+func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.Device, error) {
 	ctx := stream.Context()
 	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
 	if !ok {
-		return status.Error(codes.Internal, "stream context cannot be ended by the collector: serve through Server.GRPCServer")
+		return nil, nil, status.Error(codes.Internal, "stream context cannot be ended by the collector: serve through Server.GRPCServer")
 	}
 	deviceID, err := peerDevice(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	dev, ok := s.cfg.Store.GetDevice(deviceID)
 	if !ok || dev.Revoked {
-		return status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
+		return nil, nil, status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
 	}
 
 	first, err := recvWithTimeout(stream, cancel, 15*time.Second)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	hello := first.GetHello()
 	if hello == nil {
-		return status.Error(codes.InvalidArgument, "the first message on a stream must be hello")
+		return nil, nil, status.Error(codes.InvalidArgument, "the first message on a stream must be hello")
 	}
 	if dev.HostFingerprint != "" && hello.GetHostFingerprint() != dev.HostFingerprint {
 		s.raiseIdentityConflict(ctx, dev, hello, "host fingerprint differs from the one enrolled")
-		return status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
+		return nil, nil, status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
 	}
 
 	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
 		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
 	if err := s.register(ss, dev, hello); err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer s.unregister(ss)
 
 	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) {
 		d.LastSeen, d.Connected = s.cfg.Now(), true
@@ -176,34 +239,15 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
 		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: s.cfg.EvidenceRecipient}
 	if err := ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Welcome{Welcome: welcome}}); err != nil {
-		return err
+		s.unregister(ss)
+		return nil, nil, err
 	}
 	ss.pushRulesIfStale(s.cfg.Rules, hello.GetRulesHash())
 	if s.cfg.OnConnect != nil {
 		go s.cfg.OnConnect(deviceID)
 	}
 	ss.offerUpgradeIfDue(s.cfg.Upgrades)
-
-	for {
-		m, err := ss.recv()
-		if err != nil {
-			if errors.Is(err, errShuttingDown) {
-				return err
-			}
-			if ctx.Err() != nil {
-				// Ended by Disconnect, a replacing stream, or the agent.
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return err
-		}
-		ss.heard(s.cfg.Now())
-		if err := s.handle(ctx, ss, dev, m); err != nil {
-			if errors.Is(err, errGoodbye) {
-				return nil
-			}
-			return err
-		}
-	}
+	return ss, &dev, nil
 }
 
 // recvWithTimeout reads the hello, ending the stream if none comes within d
@@ -258,10 +302,10 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Unlock()
 }
 
-func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *vigilv1.AgentMessage) error {
+func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
 	switch msg := m.Msg.(type) {
 	case *vigilv1.AgentMessage_Findings:
-		ack, err := s.Ingest(ctx, dev, msg.Findings)
+		ack, err := s.Ingest(ctx, *dev, msg.Findings)
 		if err != nil {
 			return err
 		}
