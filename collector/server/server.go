@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
@@ -196,6 +197,12 @@ func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(64),
 		grpc.StreamInterceptor(s.observeStream),
+		grpc.InTapHandle(cancellableStream),
+		// An agent opens one stream per connection and keeps it all day,
+		// so HPACK's dynamic table would index headers that are never
+		// sent again on that connection: advertise none and keep no
+		// table per connection.
+		grpc.HeaderTableSize(0),
 	}
 	tr := DefaultTransport()
 	if s.cfg.Transport != nil {
@@ -242,7 +249,30 @@ func (s *Server) ConnectedByGroup() map[string]int {
 // Shutdown tells every stream to finish the batch it is committing, send
 // its ack and end; GracefulStop on the grpc.Server then returns.
 func (s *Server) Shutdown() {
+	s.mu.Lock()
 	s.shutOnce.Do(func() { close(s.shutdown) })
+	live := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		live = append(live, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range live {
+		ss.stop()
+	}
+}
+
+// streamCancelKey carries the cancel function of a stream's own context.
+type streamCancelKey struct{}
+
+// cancellableStream (an InTapHandle) gives every stream a context the
+// collector can cancel. A server stream's Recv returns when that context
+// ends, so a stream can be ended from outside its handler (shutdown,
+// Disconnect, a replacing stream) without a goroutine per stream parked in
+// Recv. It runs on the connection's reader before the stream's buffers are
+// tied to the context, which is why it is a tap and not an interceptor.
+func cancellableStream(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
 }
 
 // Connected reports whether a device has a live stream.

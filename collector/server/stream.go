@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,7 +26,15 @@ type session struct {
 	instance   string
 	stream     vigilv1.Collector_StreamServer
 	sendMu     sync.Mutex
-	cancel     context.CancelFunc
+	// cancel ends the stream's own context (installed by cancellableStream),
+	// which is what makes a Recv in progress return.
+	cancel context.CancelFunc
+	// recvMu guards waiting and stopping: a stream waiting in Recv is
+	// ended at once on shutdown, one handling a message finishes it (the
+	// commit and its ack) and then ends.
+	recvMu   sync.Mutex
+	waiting  bool
+	stopping bool
 	lastMu     sync.Mutex
 	lastHeard  time.Time
 	rulesHash  string
@@ -41,6 +50,42 @@ func (ss *session) send(m *vigilv1.CollectorMessage) error {
 	ss.sendMu.Lock()
 	defer ss.sendMu.Unlock()
 	return ss.stream.Send(m)
+}
+
+// recv reads the next message on the handler's own goroutine. There is no
+// receive goroutine per stream (a parked goroutine with its stack and
+// channels, for every agent all day): shutdown and Disconnect instead
+// cancel the stream's context, which ends a Recv in progress.
+func (ss *session) recv() (*vigilv1.AgentMessage, error) {
+	ss.recvMu.Lock()
+	if ss.stopping {
+		ss.recvMu.Unlock()
+		return nil, errShuttingDown
+	}
+	ss.waiting = true
+	ss.recvMu.Unlock()
+	m, err := ss.stream.Recv()
+	ss.recvMu.Lock()
+	ss.waiting = false
+	stopping := ss.stopping
+	ss.recvMu.Unlock()
+	if stopping {
+		// Read but not handled: it is not acknowledged, so the agent
+		// sends it again to whichever collector it reaches next.
+		return nil, errShuttingDown
+	}
+	return m, err
+}
+
+// stop ends the stream for shutdown: at once if it is waiting for a
+// message, else after the message it is handling.
+func (ss *session) stop() {
+	ss.recvMu.Lock()
+	ss.stopping = true
+	if ss.waiting {
+		ss.cancel()
+	}
+	ss.recvMu.Unlock()
 }
 
 func (ss *session) heard(t time.Time) {
@@ -82,38 +127,103 @@ func (ss *session) pushRulesIfStale(src RulesSource, agentHash string) {
 // Stream serves one agent. Each batch is committed and acknowledged before
 // the next is read, so an ack always follows a durable commit; many agents'
 // batches still share a commit through the store's group commit.
+//
+// The handler's goroutine spends the agent's whole connection parked in
+// Recv, so what is on its stack then is paid per agent all day: the stack
+// only shrinks when less than a quarter of it is in use. The hello and its
+// large locals (the device record, the welcome) therefore live in
+// admit's frame, which has returned before the first Recv of the loop.
 func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
-	ctx := stream.Context()
-	deviceID, err := peerDevice(ctx)
-	if err != nil {
-		return err
-	}
-	dev, ok := s.cfg.Store.GetDevice(deviceID)
-	if !ok || dev.Revoked {
-		return status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
-	}
-
-	first, err := recvWithTimeout(ctx, stream, 15*time.Second)
-	if err != nil {
-		return err
-	}
-	hello := first.GetHello()
-	if hello == nil {
-		return status.Error(codes.InvalidArgument, "the first message on a stream must be hello")
-	}
-	if dev.HostFingerprint != "" && hello.GetHostFingerprint() != dev.HostFingerprint {
-		s.raiseIdentityConflict(ctx, dev, hello, "host fingerprint differs from the one enrolled")
-		return status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
-		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
-	if err := s.register(ss, dev, hello); err != nil {
+	var (
+		ss  *session
+		dev *store.Device
+	)
+	// Apart for the same reason as each message (handleApart): admitting
+	// (the hello, the welcome, a rules bundle to marshal) is the deepest
+	// work a stream does.
+	if err := apart(func() (err error) { ss, dev, err = s.admit(stream); return err }); err != nil {
 		return err
 	}
 	defer s.unregister(ss)
+	return s.serveStream(stream.Context(), ss, dev)
+}
+
+func (s *Server) serveStream(ctx context.Context, ss *session, dev *store.Device) error {
+	for {
+		m, err := ss.recv()
+		if err != nil {
+			if errors.Is(err, errShuttingDown) {
+				return err
+			}
+			if ctx.Err() != nil {
+				// Ended by Disconnect, a replacing stream, or the agent.
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return err
+		}
+		ss.heard(s.cfg.Now())
+		if err := s.handleApart(ctx, ss, dev, m); err != nil {
+			if errors.Is(err, errGoodbye) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// handleApart runs handle on a goroutine of its own and waits for it. The
+// stream's goroutine lives as long as the agent's connection, and a Go stack
+// that has grown only shrinks while less than a quarter of it is in use:
+// handling a batch (validation, the commit) would grow it to 16 KiB, which
+// the ~4 KiB it needs while parked in Recv can never shrink back, for every
+// agent all day. A goroutine per message costs about a microsecond; a
+// message comes a minute.
+func (s *Server) handleApart(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
+	return apart(func() error { return s.handle(ctx, ss, dev, m) })
+}
+
+// apart runs fn on a new goroutine and waits for it.
+func apart(fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
+}
+
+// admit reads the hello, registers the session and welcomes the agent. On
+// success the caller owns the registration (unregister when the stream ends).
+func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.Device, error) {
+	ctx := stream.Context()
+	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	if !ok {
+		return nil, nil, status.Error(codes.Internal, "stream context cannot be ended by the collector: serve through Server.GRPCServer")
+	}
+	deviceID, err := peerDevice(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	dev, ok := s.cfg.Store.GetDevice(deviceID)
+	if !ok || dev.Revoked {
+		return nil, nil, status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
+	}
+
+	first, err := recvWithTimeout(stream, cancel, 15*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return nil, nil, status.Error(codes.InvalidArgument, "the first message on a stream must be hello")
+	}
+	if dev.HostFingerprint != "" && hello.GetHostFingerprint() != dev.HostFingerprint {
+		s.raiseIdentityConflict(ctx, dev, hello, "host fingerprint differs from the one enrolled")
+		return nil, nil, status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
+	}
+
+	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
+		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
+	if err := s.register(ss, dev, hello); err != nil {
+		return nil, nil, err
+	}
 
 	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) {
 		d.LastSeen, d.Connected = s.cfg.Now(), true
@@ -129,70 +239,27 @@ func (s *Server) Stream(stream vigilv1.Collector_StreamServer) error {
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
 		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: s.cfg.EvidenceRecipient}
 	if err := ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Welcome{Welcome: welcome}}); err != nil {
-		return err
+		s.unregister(ss)
+		return nil, nil, err
 	}
 	ss.pushRulesIfStale(s.cfg.Rules, hello.GetRulesHash())
 	if s.cfg.OnConnect != nil {
 		go s.cfg.OnConnect(deviceID)
 	}
 	ss.offerUpgradeIfDue(s.cfg.Upgrades)
-
-	// Recv runs apart so that shutdown is noticed between messages while a
-	// commit in progress still completes and is acknowledged.
-	msgs := make(chan *vigilv1.AgentMessage)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for {
-		select {
-		case <-s.shutdown:
-			return errShuttingDown
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case err := <-recvErr:
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		case m := <-msgs:
-			ss.heard(s.cfg.Now())
-			if err := s.handle(ctx, ss, dev, m); err != nil {
-				if errors.Is(err, errGoodbye) {
-					return nil
-				}
-				return err
-			}
-		}
-	}
+	return ss, &dev, nil
 }
 
-func recvWithTimeout(ctx context.Context, stream vigilv1.Collector_StreamServer, d time.Duration) (*vigilv1.AgentMessage, error) {
-	type res struct {
-		m   *vigilv1.AgentMessage
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() { m, err := stream.Recv(); ch <- res{m, err} }()
-	select {
-	case r := <-ch:
-		return r.m, r.err
-	case <-time.After(d):
+// recvWithTimeout reads the hello, ending the stream if none comes within d
+// (a timer, not a goroutine, per connecting agent).
+func recvWithTimeout(stream vigilv1.Collector_StreamServer, cancel context.CancelFunc, d time.Duration) (*vigilv1.AgentMessage, error) {
+	var late atomic.Bool
+	t := time.AfterFunc(d, func() { late.Store(true); cancel() })
+	m, err := stream.Recv()
+	if !t.Stop() && late.Load() {
 		return nil, status.Error(codes.DeadlineExceeded, "no hello within 15s")
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return m, err
 }
 
 // register admits a session. A second live stream for one identity from a
@@ -201,6 +268,12 @@ func recvWithTimeout(ctx context.Context, stream vigilv1.Collector_StreamServer,
 // heartbeats, in which case it is a dead connection being replaced.
 func (s *Server) register(ss *session, dev store.Device, hello *vigilv1.Hello) error {
 	s.mu.Lock()
+	select {
+	case <-s.shutdown:
+		s.mu.Unlock()
+		return errShuttingDown
+	default:
+	}
 	if len(s.sessions) >= s.cfg.MaxStreams {
 		s.mu.Unlock()
 		return resourceExhausted("collector at its stream limit", s.cfg.RetryAfter)
@@ -229,10 +302,10 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Unlock()
 }
 
-func (s *Server) handle(ctx context.Context, ss *session, dev store.Device, m *vigilv1.AgentMessage) error {
+func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
 	switch msg := m.Msg.(type) {
 	case *vigilv1.AgentMessage_Findings:
-		ack, err := s.Ingest(ctx, dev, msg.Findings)
+		ack, err := s.Ingest(ctx, *dev, msg.Findings)
 		if err != nil {
 			return err
 		}
