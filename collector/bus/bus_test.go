@@ -111,6 +111,9 @@ func streamMsgs(t *testing.T, b *Bus) uint64 {
 func TestAcknowledgedBatchesSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	b := startBus(t, Config{Dir: dir})
+	if jc := b.ns.JetStreamConfig(); jc == nil || !jc.SyncAlways {
+		t.Fatalf("JetStream runs without fsync on every write: %+v", jc)
+	}
 	pub := &Publisher{JS: b.JetStream()}
 	ctx := context.Background()
 	want := map[string]int{}

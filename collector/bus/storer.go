@@ -25,9 +25,9 @@ type FindingStore interface {
 type StorerConfig struct {
 	// School whose subjects are consumed (default "default").
 	School string
-	// Batch is how many messages are fetched at once (default 128); they
-	// are committed concurrently so the store's group commit shares one
-	// transaction among them.
+	// Batch is how many messages are pulled and committed at once
+	// (default 128); the store's group commit shares transactions among
+	// them.
 	Batch int
 	// AckWait is how long a message fetched but not acknowledged waits
 	// before JetStream redelivers it (default 30s): a storer that died
@@ -87,44 +87,38 @@ func NewStorer(ctx context.Context, js jetstream.JetStream, st FindingStore, cfg
 	return &Storer{cfg: cfg, st: st, cons: cons, log: cfg.Logger}, nil
 }
 
-// Run commits messages into the store until ctx ends. A fetch that fails
-// (a cluster electing a leader, the server shutting down) is retried.
+// Run commits messages into the store until ctx ends. Messages arrive by a
+// continuous pull (JetStream keeps Batch in flight); each is committed in
+// its own goroutine, at most Batch at once, so the store's group commit
+// puts many in one transaction while a slow commit holds up no other.
 func (s *Storer) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		batch, err := s.cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			s.log.Debug("storer: fetch failed; retrying", "err", err)
-			sleep(ctx, 250*time.Millisecond)
-			continue
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			s.log.Debug("storer: fetch ended early", "err", err, "got", len(msgs))
-		}
-		s.commit(ctx, msgs)
-	}
-	return nil
-}
-
-// commit stores each message's batch and acknowledges the message only
-// once its commit returned; the commits run at once so the store groups
-// them into one transaction.
-func (s *Storer) commit(ctx context.Context, msgs []jetstream.Msg) {
+	sem := make(chan struct{}, s.cfg.Batch)
 	var wg sync.WaitGroup
-	for _, m := range msgs {
+	cc, err := s.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return // not acknowledged: redelivered to the next storer
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-sem }()
 			s.commitOne(ctx, m)
 		}()
+	}, jetstream.PullMaxMessages(s.cfg.Batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// Heartbeats missed while a cluster elects a leader, or the
+		// server shutting down: the pull is renewed by the client.
+		s.log.Debug("storer: pull interrupted", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("bus: consume %s: %w", DurableName(s.cfg.School), err)
 	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
 	wg.Wait()
+	return nil
 }
 
 func (s *Storer) commitOne(ctx context.Context, m jetstream.Msg) {
@@ -149,14 +143,5 @@ func (s *Storer) commitOne(ctx context.Context, m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		// Redelivered after AckWait and dropped then as duplicates.
 		s.log.Debug("storer: ack failed", "subject", m.Subject(), "err", err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
