@@ -156,18 +156,21 @@ type collector struct {
 	t         *testing.T
 	data      string
 	grpc, web string
-	p         *proc
+	// args are added to every `serve` of this collector.
+	args []string
+	p    *proc
 }
 
-func newCollector(t *testing.T) *collector {
-	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t)}
+func newCollector(t *testing.T, serveArgs ...string) *collector {
+	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t), args: serveArgs}
 	c.start()
 	return c
 }
 
 func (c *collector) start() {
 	c.t.Helper()
-	c.p = start(c.t, "vigil-collector", "serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web, "--heartbeat", "2s")
+	args := append([]string{"serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web, "--heartbeat", "2s"}, c.args...)
+	c.p = start(c.t, "vigil-collector", args...)
 	waitFor(c.t, 60*time.Second, "collector admin socket", func() bool {
 		_, _, code := run(c.t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
 		return code == 0

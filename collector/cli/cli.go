@@ -258,6 +258,7 @@ func serve(args []string, stderr io.Writer) error {
 	maxUnauthSrc := fs.Int("max-unauth-per-source", 0, "cap on those per source address (0: 128)")
 	debugListen := fs.String("debug-listen", "", "loopback HOST:PORT serving Go's /debug/pprof/ profiles, for measuring memory per agent (off when empty; refused on a non-loopback address)")
 	grpcBuffers := fs.String("grpc-buffers", "lean", "per-connection buffers on the agent port: lean (no read buffer, pooled write buffer) or grpc-default (32 KiB each, per connection; for comparison)")
+	ingest := fs.String("ingest", daemon.IngestDirect, "how agents' findings reach the store: direct (committed to Badger before the ack) or jetstream (acknowledged once an embedded JetStream has fsynced them; a storer drains them into Badger)")
 	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
@@ -324,7 +325,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
-		Transport:    &transport,
+		Transport: &transport, Ingest: *ingest,
 		HTTPCertFile: *httpCert, HTTPKeyFile: *httpKey, HTTPPlain: !*httpTLS, TrustedProxies: proxies,
 	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/auth"
+	"github.com/vigil-safeguarding/vigil/collector/bus"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/dfe"
@@ -119,7 +120,19 @@ type Config struct {
 	MetricsToken string
 	// Ready, if set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
+	// Ingest is how agents' findings reach the store: IngestDirect (the
+	// default, "") commits each batch into Badger before the ack;
+	// IngestJetStream publishes it to an embedded JetStream (file store,
+	// fsync on every write, DATA/jetstream), acknowledges after the
+	// PubAck, and an embedded storer drains the stream into Badger.
+	Ingest string
 }
+
+// Ingest modes (--ingest).
+const (
+	IngestDirect    = "direct"
+	IngestJetStream = "jetstream"
+)
 
 // HTTPLimits are the console listener's timeouts and caps. Every slow
 // client is cut off by one of them: 100 connections sending a body a byte
@@ -205,6 +218,11 @@ func validate(cfg Config) (settings, error) {
 	if cfg.DataDir == "" {
 		return set, errors.New("no data dir")
 	}
+	switch cfg.Ingest {
+	case "", IngestDirect, IngestJetStream:
+	default:
+		return set, fmt.Errorf("--ingest %q: want %s or %s", cfg.Ingest, IngestDirect, IngestJetStream)
+	}
 	minSev := cfg.NotifySeverity
 	if minSev == "" {
 		minSev = "high"
@@ -262,6 +280,9 @@ type collector struct {
 	tls   bool
 	url   string
 	exclC chan struct{}
+
+	// storer drains the findings stream into st (jetstream ingest only).
+	storer *bus.Storer
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -349,7 +370,13 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.met = metrics.New(prometheus.NewRegistry())
 	c.lim = agentLimitsFor(cfg, c.plan)
 	c.audits = &audit.Service{Store: st, Logger: log}
-	c.srv = server.New(server.Config{Store: st, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+	var findings server.FindingSink // nil: the store
+	if cfg.Ingest == IngestJetStream {
+		if findings, err = c.startBus(); err != nil {
+			return nil, err
+		}
+	}
+	c.srv = server.New(server.Config{Store: st, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
@@ -517,6 +544,9 @@ func (c *collector) run(ctx context.Context) error {
 		restarted = true
 		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
 	})
+	if c.storer != nil {
+		sup.loop("jetstream storer", c.storer.Run)
+	}
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
 	sup.loop("coverage watcher", func(ctx context.Context) error { c.cov.Run(ctx); return nil })
 	if c.lim.dynamic && openFDs() >= 0 {
@@ -583,6 +613,24 @@ func (c *collector) run(ctx context.Context) error {
 	cancel()
 	sup.stop()
 	return serveErr
+}
+
+// startBus runs the embedded JetStream for --ingest jetstream and returns
+// the publisher the gRPC server acknowledges through. It is closed before
+// the store (closers run last first), after run has stopped the storer.
+func (c *collector) startBus() (server.FindingSink, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("start jetstream ingest: %w", err)
+	}
+	c.onClose(b.Close)
+	if c.storer, err = bus.NewStorer(ctx, b.JetStream(), c.st, bus.StorerConfig{Logger: c.log}); err != nil {
+		return nil, fmt.Errorf("start jetstream storer: %w", err)
+	}
+	c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
+	return &bus.Publisher{JS: b.JetStream()}, nil
 }
 
 // exclusionsExtra supplies the approved-exclusions file for every group's

@@ -52,12 +52,24 @@ type Store interface {
 	UseToken(id, secretHash string, now time.Time) (store.Token, error)
 }
 
+// FindingSink is where a validated batch is committed before the agent is
+// acknowledged: the store itself (direct ingest), or a publisher to
+// JetStream (collector/bus) that returns once the stream holds the batch
+// durably and leaves the Badger commit to a storer. Either way an ack
+// follows a durable write, and a resent batch is harmless.
+type FindingSink interface {
+	CommitFindings(ctx context.Context, findings []*vigilv1.Finding) (stored, dups int, err error)
+}
+
 // Config for New. Zero limits take the defaults below.
 type Config struct {
-	Store  Store
-	CA     *pki.Authority
-	Rules  RulesSource
-	Logger *slog.Logger
+	Store Store
+	// Findings receives agents' batches (nil: Store, committed directly).
+	// The collector's own findings always go to Store.
+	Findings FindingSink
+	CA       *pki.Authority
+	Rules    RulesSource
+	Logger   *slog.Logger
 	// Upgrades, when set, offers signed agent releases per group.
 	Upgrades UpgradeSource
 	// MaxDownloads bounds release downloads served at once (default 64).
@@ -119,6 +131,9 @@ type Server struct {
 
 // New builds a Server from cfg.
 func New(cfg Config) *Server {
+	if cfg.Findings == nil {
+		cfg.Findings = cfg.Store
+	}
 	if cfg.MaxBatchFindings <= 0 {
 		cfg.MaxBatchFindings = 1000
 	}

@@ -368,8 +368,9 @@ func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *
 	}
 }
 
-// Ingest validates a batch from dev and commits it durably, returning the
-// ack to send. A finding that breaks the shared contract (internal/contract)
+// Ingest validates a batch from dev and commits it durably through
+// cfg.Findings (the store, or JetStream in front of it), returning the ack
+// to send. A finding that breaks the shared contract (internal/contract)
 // is refused on its own: it is listed in Ack.rejected with the reason, a
 // "finding-rejected" record takes its (device, seq) so a technician sees
 // what was lost, and the rest of the batch is stored, so one bad finding can
@@ -412,7 +413,7 @@ func (s *Server) Ingest(ctx context.Context, dev store.Device, b *vigilv1.Findin
 		// Nor may an agent speak for another device.
 		f.DeviceId = dev.DeviceID
 	}
-	stored, dups, err := s.cfg.Store.CommitFindings(ctx, commit)
+	stored, dups, err := s.cfg.Findings.CommitFindings(ctx, commit)
 	switch {
 	case errors.Is(err, store.ErrOverloaded):
 		return nil, resourceExhausted("collector is overloaded; retry later", s.cfg.RetryAfter)
