@@ -18,10 +18,8 @@ func RunTestHelper(ctx context.Context, src screen.Source, sock string, log *slo
 	return runHelper(ctx, src, HelperOptions{Socket: sock, Display: ":99"}, log)
 }
 
-// SocketForTest returns an endpoint path for one test, skipping where a
-// served endpoint cannot work (Wine).
+// SocketForTest returns an endpoint path (socket or pipe name) for one test.
 func SocketForTest(t *testing.T) string {
 	t.Helper()
-	skipUnderWine(t)
 	return testEndpoint(t)
 }

@@ -21,20 +21,20 @@ import (
 
 // session is one connected agent's stream.
 type session struct {
-	device     string
-	group      string
-	instance   string
-	stream     vigilv1.Collector_StreamServer
-	sendMu     sync.Mutex
+	device   string
+	group    string
+	instance string
+	stream   vigilv1.Collector_StreamServer
+	sendMu   sync.Mutex
 	// cancel ends the stream's own context (installed by cancellableStream),
 	// which is what makes a Recv in progress return.
 	cancel context.CancelFunc
 	// recvMu guards waiting and stopping: a stream waiting in Recv is
 	// ended at once on shutdown, one handling a message finishes it (the
 	// commit and its ack) and then ends.
-	recvMu   sync.Mutex
-	waiting  bool
-	stopping bool
+	recvMu     sync.Mutex
+	waiting    bool
+	stopping   bool
 	lastMu     sync.Mutex
 	lastHeard  time.Time
 	rulesHash  string
