@@ -102,6 +102,8 @@ type Server struct {
 	dfe    *dfe.Service
 	checks *fleetcheck.Service
 
+	coverage Coverage // SetCoverage; nil: no coverage endpoints
+
 	// The alert queue's listing reaches the store only through what it
 	// needs (tests wrap it to inject faults).
 	queue queueStore
@@ -225,6 +227,7 @@ func (s *Server) Handler() http.Handler {
 	s.deployRoutes(mux)
 	s.licenceRoutes(mux)
 	s.dfeRoutes(mux)
+	s.coverageRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})
