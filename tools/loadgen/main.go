@@ -390,4 +390,3 @@ func sampleWhile(ctx context.Context, pid int, d time.Duration) held {
 		}
 	}
 }
-
