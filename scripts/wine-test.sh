@@ -39,6 +39,7 @@ DEFAULT_PKGS=(
 	./agent/checks/all/
 	./agent/checks/bluetooth/
 	./agent/checks/removable/
+	./agent/control/ # control API over a named pipe (Wine has no AF_UNIX)
 	./agent/engine/
 	./agent/inventory/ # Uninstall registry keys read for real
 	./agent/screen/
