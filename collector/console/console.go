@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/fleetcheck"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
@@ -97,6 +98,7 @@ type Server struct {
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
 	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 	terms   *schoolTerms      // terms added by the school (terms.go)
+	tenants *tenancy.Policy   // the school dimension (schools.go)
 
 	// The DfE evidence (dfe.go); nil dfe: no evidence endpoints.
 	dfe    *dfe.Service
@@ -119,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits, dfe: cfg.DFE, checks: cfg.FleetChecks,
 		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
 	s.queue = cfg.Store
+	s.tenants = &tenancy.Policy{Dir: cfg.Store}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
