@@ -6,9 +6,12 @@ package console
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
+	"github.com/vigil-safeguarding/vigil/collector/reports"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tenancy"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
 )
 
 // tenancyPolicy is the school policy over the console's store.
@@ -39,4 +42,80 @@ func (s *Server) accountSchool(role, school string) (string, error) {
 		return "", nil
 	}
 	return sc.ID, nil
+}
+
+// seesDevice is tenancy's answer for u and a device.
+func (s *Server) seesDevice(u *store.User, device string) bool {
+	return s.tenancyPolicy().SeesDevice(u, device)
+}
+
+// schoolSnapshot keeps of a report snapshot what u's school owns: its
+// alerts, its devices, and the exclusions proposed on its alerts. The
+// governors' report is a school's aggregates; the monitoring report then
+// narrows the alerts further by routing (visible).
+func (s *Server) schoolSnapshot(u *store.User, snap *reports.Snapshot) {
+	if tenancy.InstallationWide(u) {
+		return
+	}
+	alerts := snap.Alerts[:0]
+	for _, a := range snap.Alerts {
+		if s.seesDevice(u, a.Finding.GetDeviceId()) {
+			alerts = append(alerts, a)
+		}
+	}
+	snap.Alerts = alerts
+	devs := snap.Devices[:0]
+	for _, d := range snap.Devices {
+		if s.seesDevice(u, d.Device.DeviceID) {
+			devs = append(devs, d)
+		}
+	}
+	snap.Devices = devs
+	excl := snap.Exclusions[:0]
+	for _, x := range snap.Exclusions {
+		if dev, _, ok := parseAlertID(x.AlertID); ok && s.seesDevice(u, dev) {
+			excl = append(excl, x)
+		}
+	}
+	snap.Exclusions = excl
+}
+
+// seesToken: a token (and the package that carries it) is its school's.
+func (s *Server) seesToken(u *store.User, t tokens.Info) bool {
+	return tenancy.SeesSchool(u, t.School)
+}
+
+// packageSchool is the school a package built by u enrolls into: a school
+// account's own (asking for another school is answered as for a school
+// that does not exist); an installation-wide account may name any.
+func (s *Server) packageSchool(u *store.User, asked string) (string, error) {
+	sc, err := s.st.FindSchool(asked)
+	if err != nil {
+		return "", err
+	}
+	if asked == "" && !tenancy.InstallationWide(u) {
+		return tenancy.SchoolOf(u), nil
+	}
+	if !tenancy.SeesSchool(u, sc.ID) {
+		return "", fmt.Errorf("%w: no school %q", store.ErrNotFound, asked)
+	}
+	return sc.ID, nil
+}
+
+// routeMux is the console's ServeMux, remembering each pattern it is
+// given: the tenant isolation test enumerates them, so a route added
+// without a school decision (collector/tenancy.Routes) fails it.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
 }

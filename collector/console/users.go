@@ -173,7 +173,7 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request, by string
 	writeJSON(w, http.StatusOK, UserResetResponse{User: userJSON(u), TemporaryPassword: gen})
 }
 
-func (s *Server) userRoutes(mux *http.ServeMux) {
+func (s *Server) userRoutes(mux *routeMux) {
 	admins := roles(RoleAdmin)
 	mux.Handle("GET /api/v1/users", s.api(admins, s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(admins, s.createUser))

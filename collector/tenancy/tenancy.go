@@ -3,10 +3,11 @@
 // school's DSL, headteacher, technician and governors see only the
 // devices, alerts, findings and evidence of their own school. Every entry
 // point asks here: the console's alert routing (console.visible, which the
-// alert list, detail, actions, review form, incidents CSV, device timeline,
-// reports and collector/evidence's reveal all call), the device pages, the
-// token and package endpoints, and the route gate every console API call
-// passes (RouteOpen) for the routes that are not school-aware yet.
+// alert list and categories, detail, actions, review form, incidents CSV,
+// device timeline, monitoring report and collector/evidence's reveal all
+// call), the device pages, the trends and governors' aggregates, the token
+// and package endpoints, and the route gate every console API call passes
+// (RouteOpen) for the routes that are not school-aware yet.
 //
 // What another school owns is answered exactly as something that does not
 // exist: the callers map a false here to the same not-found they give an
@@ -94,8 +95,12 @@ const (
 
 // Routes classifies every route the console registers, by its ServeMux
 // pattern. The isolation test enumerates the console's registered routes
-// and fails for any that is missing here.
-var Routes = map[string]Scope{
+// and fails for any that is missing here; a route missing here is treated
+// as Installation (closed to school accounts once there are two schools).
+func Routes() map[string]Scope { return routes }
+
+// routes is a constant table (Routes hands it out; nothing writes it).
+var routes = map[string]Scope{
 	"POST /api/v1/session":                    Public,
 	"GET /api/v1/oidc":                        Public,
 	"GET /api/v1/oidc/login":                  Public,
@@ -118,7 +123,18 @@ var Routes = map[string]Scope{
 	"GET /api/v1/tokens":                      Scoped,
 	"POST /api/v1/tokens/{id}/revoke":         Scoped,
 	"POST /api/v1/packages":                   Scoped,
-	// Not school-aware yet: see the package comment of Installation.
+	// Aggregates and reports over the viewer's school only.
+	"GET /api/v1/trends":                  Scoped,
+	"GET /api/v1/reports/monitoring.json": Scoped,
+	"GET /api/v1/reports/monitoring.csv":  Scoped,
+	"GET /api/v1/reports/monitoring.pdf":  Scoped,
+	"GET /api/v1/reports/governors.json":  Scoped,
+	"GET /api/v1/reports/governors.csv":   Scoped,
+	"GET /api/v1/reports/governors.pdf":   Scoped,
+	// Not school-aware yet: see the comment of Installation. Exclusions
+	// and terms change the rules bundle every agent of the installation
+	// gets (per-school bundles are not built), the access log and the DfE
+	// register are the installation's, audits may span every device.
 	"GET /api/v1/exclusions":                Installation,
 	"POST /api/v1/exclusions/{id}/approve":  Installation,
 	"GET /api/v1/terms":                     Installation,
@@ -126,13 +142,6 @@ var Routes = map[string]Scope{
 	"POST /api/v1/terms/{id}/remove":        Installation,
 	"GET /api/v1/terms/decisions":           Installation,
 	"GET /api/v1/access-log":                Installation,
-	"GET /api/v1/trends":                    Installation,
-	"GET /api/v1/reports/monitoring.json":   Installation,
-	"GET /api/v1/reports/monitoring.csv":    Installation,
-	"GET /api/v1/reports/monitoring.pdf":    Installation,
-	"GET /api/v1/reports/governors.json":    Installation,
-	"GET /api/v1/reports/governors.csv":     Installation,
-	"GET /api/v1/reports/governors.pdf":     Installation,
 	"GET /api/v1/audits":                    Installation,
 	"POST /api/v1/audits":                   Installation,
 	"GET /api/v1/audits/{id}":               Installation,
@@ -154,6 +163,16 @@ var Routes = map[string]Scope{
 	"POST /api/v1/users/{username}/disable": Installation,
 	"POST /api/v1/users/{username}/enable":  Installation,
 	"POST /api/v1/users/{username}/reset":   Installation,
+	"GET /api/v1/dfe/status":                Installation,
+	"GET /api/v1/dfe/roles":                 Installation,
+	"PUT /api/v1/dfe/roles":                 Installation,
+	"GET /api/v1/dfe/reviews":               Installation,
+	"POST /api/v1/dfe/reviews":              Installation,
+	"POST /api/v1/dfe/checks":               Installation,
+	"GET /api/v1/dfe/checks/{id}":           Installation,
+	"GET /api/v1/reports/dfe.json":          Installation,
+	"GET /api/v1/reports/dfe.csv":           Installation,
+	"GET /api/v1/reports/dfe.pdf":           Installation,
 }
 
 // RouteOpen says whether u may use the route with this ServeMux pattern
@@ -161,7 +180,7 @@ var Routes = map[string]Scope{
 // not school-aware is open to a school account only while the
 // installation has one school.
 func (p *Policy) RouteOpen(pattern string, u *store.User) (bool, error) {
-	switch Routes[pattern] {
+	switch routes[pattern] {
 	case Public, Account, Scoped:
 		return true, nil
 	}
