@@ -94,9 +94,9 @@ func TestTenantIsolationMatrix(t *testing.T) {
 	// caller's own routing; list routes have no record to name, and are
 	// checked for the other school's data only.
 	type recordRoute struct {
-		path func(u string, ts *tenantSchool) string
-		body func(ts *tenantSchool) any
-		none string // the path of a record that does not exist
+		path     func(u string, ts *tenantSchool) string
+		body     func(ts *tenantSchool) any
+		none     string // the path of a record that does not exist
 		noneBody any
 	}
 	alertOf := func(u string, ts *tenantSchool) string {
