@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -66,4 +69,38 @@ func schoolList(args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", sc.ID, sc.Name, added)
 	}
 	return tw.Flush()
+}
+
+// userGrant gives a DSL account (a trust safeguarding lead) sight of a
+// further school, or takes it away; both are in the access log.
+func userGrant(args []string, stdout io.Writer, grant bool) error {
+	name := "user grant"
+	if !grant {
+		name = "user ungrant"
+	}
+	fs, data := dataFlags(name)
+	username := fs.String("username", "", "the dsl account")
+	school := fs.String("school", "", "school (ID or name)")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *username == "" || *school == "" || *reason == "" {
+		return errors.New("--username, --school and --reason are required")
+	}
+	path := "/v1/users/" + url.PathEscape(*username) + "/grant"
+	if !grant {
+		path = "/v1/users/" + url.PathEscape(*username) + "/ungrant"
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", path, console.GrantRequest{School: *school, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var u console.UserJSON
+	if err := json.NewDecoder(body).Decode(&u); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s (school %s) now also sees: %s\n", u.Username, u.School, strings.Join(append([]string{"-"}, u.Granted...)[min(1, len(u.Granted)):], ", "))
+	return nil
 }

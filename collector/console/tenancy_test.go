@@ -1,7 +1,12 @@
 package console
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +338,93 @@ func TestAccountSchool(t *testing.T) {
 	}
 	if got["oakdsl"] != "oak-primary" || got["ashdsl"] != store.DefaultSchool || got["admin"] != "" {
 		t.Errorf("users' schools: %v", got)
+	}
+}
+
+// TestTrustGrant: a trust safeguarding lead is a DSL account granted
+// further schools on the admin socket: they then see those schools'
+// alerts, evidence and devices, and no others; the grant and its removal
+// are in the access log; only DSL accounts can be granted; installation
+// routes stay closed to them.
+func TestTrustGrant(t *testing.T) {
+	e := newEnv(t)
+	for _, sc := range []store.School{{ID: "oak", Name: "Oak"}, {ID: "elm", Name: "Elm"}} {
+		if _, err := e.st.AddSchool(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const oakDevice, elmDevice = "oakoakoakoakoakoakoakoakoa", "elmelmelmelmelmelmelmelmel"
+	for dev, sc := range map[string]string{oakDevice: "oak", elmDevice: "elm"} {
+		if err := e.st.PutDevice(store.Device{DeviceID: dev, School: sc, Hostname: sc + "-lap", LastSeen: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.people(store.Person{Username: "oakpupil", Role: "pupil"}, store.Person{Username: "elmpupil", Role: "pupil"})
+	oakAlert := e.alertOn(oakDevice, "oakpupil", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "oaksecret", time.Now())
+	elmAlert := e.alertOn(elmDevice, "elmpupil", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "elmsecret", time.Now())
+	e.user("trustlead", RoleDSL, false, "")
+	e.user("tech", RoleTechnician, false, "")
+	adm := httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	grant := func(path string, body GrantRequest) (int, string) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", adm.URL+path, bytes.NewReader(b))
+		req.Header.Set("X-Vigil-User", "ceo")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	c := e.login("trustlead")
+	if code, _ := c.do("GET", "/api/v1/alerts/"+oakAlert, nil); code != 404 {
+		t.Fatalf("before the grant: %d, want 404", code)
+	}
+	if code, b := grant("/v1/users/trustlead/grant", GrantRequest{School: "Oak"}); code != 400 || !strings.Contains(b, "why") {
+		t.Errorf("grant without a reason: %d %s", code, b)
+	}
+	if code, b := grant("/v1/users/tech/grant", GrantRequest{School: "oak", Reason: "r"}); code != 400 || !strings.Contains(b, "only dsl") {
+		t.Errorf("grant to a technician: %d %s", code, b)
+	}
+	if code, b := grant("/v1/users/trustlead/grant", GrantRequest{School: "Oak", Reason: "trust safeguarding lead for Oak"}); code != 200 || !strings.Contains(b, `"granted_schools":["oak"]`) {
+		t.Fatalf("grant: %d %s", code, b)
+	}
+	// The session already open sees the grant: the account is read per request.
+	if code, b := c.do("GET", "/api/v1/alerts/"+oakAlert, nil); code != 200 || !strings.Contains(string(b), "oaksecret") {
+		t.Errorf("granted school's alert: %d %.200s", code, b)
+	}
+	if code, b := c.do("GET", "/api/v1/evidence/"+oakAlert+"/"+fmt.Sprintf("ev%030d", 1)+"?reason=grant", nil); code != 200 {
+		t.Errorf("granted school's evidence: %d %.200s", code, b)
+	}
+	if code, b := c.do("GET", "/api/v1/devices/"+oakDevice, nil); code != 200 {
+		t.Errorf("granted school's device: %d %s", code, b)
+	}
+	noneCode, noneB := c.do("GET", "/api/v1/alerts/"+AlertID("nonenonenonenonenonenonen0", 1), nil)
+	if code, b := c.do("GET", "/api/v1/alerts/"+elmAlert, nil); code != noneCode || string(b) != string(noneB) {
+		t.Errorf("a school not granted: %d %s", code, b)
+	}
+	if code, b := c.do("GET", "/api/v1/alerts?status=new", nil); code != 200 || !strings.Contains(string(b), oakAlert) || strings.Contains(string(b), "elm") {
+		t.Errorf("queue: %d %.300s", code, b)
+	}
+	if code, _ := c.do("GET", "/api/v1/exclusions", nil); code != 403 {
+		t.Errorf("installation route with a grant: %d, want 403", code)
+	}
+	if code, b := grant("/v1/users/trustlead/ungrant", GrantRequest{School: "oak", Reason: "left the role"}); code != 200 || strings.Contains(b, "granted_schools") {
+		t.Fatalf("ungrant: %d %s", code, b)
+	}
+	if code, _ := c.do("GET", "/api/v1/alerts/"+oakAlert, nil); code != 404 {
+		t.Errorf("after the grant is removed: %d, want 404", code)
+	}
+	var actions []string
+	for _, a := range e.accessLog() {
+		if strings.Contains(a.Action, "grant") {
+			actions = append(actions, a.Who+" "+a.Action+" "+a.Detail+" ("+a.Reason+")")
+		}
+	}
+	want := []string{"ceo grant-school account trustlead, school oak (trust safeguarding lead for Oak)", "ceo revoke-school-grant account trustlead, school oak (left the role)"}
+	if strings.Join(actions, "\n") != strings.Join(want, "\n") {
+		t.Errorf("access log:\n%s\nwant:\n%s", strings.Join(actions, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -31,13 +31,15 @@ type UserJSON struct {
 	// School is the account's school; "" for admin accounts, which are
 	// installation-wide.
 	School string `json:"school"`
+	// Granted: further schools a trust safeguarding lead (dsl) sees.
+	Granted []string `json:"granted_schools,omitempty"`
 }
 
 func userJSON(u store.User) UserJSON {
 	return UserJSON{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Email: u.Email, Chair: u.Chair,
 		TOTP: u.TOTPSecret != "", Created: ts(u.Created), Disabled: u.Disabled, DisabledBy: u.DisabledBy,
 		DisabledAt: ts(u.DisabledAt), LastSignIn: ts(u.LastSignIn), MustChangePassword: u.MustChangePassword,
-		PasswordChanged: ts(u.PasswordChanged), School: accountSchoolName(u)}
+		PasswordChanged: ts(u.PasswordChanged), School: accountSchoolName(u), Granted: u.Granted}
 }
 
 // accountSchoolName: admin accounts belong to no school.
@@ -219,5 +221,11 @@ func (s *Server) adminUserRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/users/{username}/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.resetPassword(w, r, adminActor(r))
+	})
+	mux.HandleFunc("POST /v1/users/{username}/grant", func(w http.ResponseWriter, r *http.Request) {
+		s.grantSchool(w, r, adminActor(r), true)
+	})
+	mux.HandleFunc("POST /v1/users/{username}/ungrant", func(w http.ResponseWriter, r *http.Request) {
+		s.grantSchool(w, r, adminActor(r), false)
 	})
 }

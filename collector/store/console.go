@@ -51,7 +51,10 @@ type User struct {
 	Chair       bool   `json:"chair,omitempty"`
 	// School is the school whose data the account sees ("" is
 	// DefaultSchool). Admin accounts administer the installation.
-	School       string    `json:"school,omitempty"`
+	School string `json:"school,omitempty"`
+	// Granted are further schools a DSL account sees (a trust safeguarding
+	// lead); each grant and its removal is in the access log.
+	Granted      []string  `json:"granted_schools,omitempty"`
 	PasswordHash []byte    `json:"password_hash"`
 	TOTPSecret   string    `json:"totp_secret,omitempty"`
 	Created      time.Time `json:"created"`

@@ -15,6 +15,9 @@
 package tenancy
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
@@ -47,9 +50,29 @@ func SchoolOf(u *store.User) string {
 	return store.SchoolOf(u.School)
 }
 
-// SeesSchool says whether u may see what school owns.
+// SeesSchool says whether u may see what school owns: their own school,
+// or one granted to them as a trust safeguarding lead.
 func SeesSchool(u *store.User, school string) bool {
-	return InstallationWide(u) || SchoolOf(u) == store.SchoolOf(school)
+	school = store.SchoolOf(school)
+	return InstallationWide(u) || SchoolOf(u) == school || granted(u, school)
+}
+
+// granted: a grant counts for DSL accounts only (the trust safeguarding
+// lead); Grant refuses others, and a role changed since does not keep it.
+func granted(u *store.User, school string) bool {
+	return u.Role == auth.RoleDSL && slices.Contains(u.Granted, school)
+}
+
+// MayGrant says whether u may be granted school: a DSL account (the
+// trust safeguarding lead) of another school.
+func MayGrant(u *store.User, school string) error {
+	if u.Role != auth.RoleDSL {
+		return fmt.Errorf("only dsl accounts (a trust safeguarding lead) are granted schools; %s is %s", u.Username, u.Role)
+	}
+	if SchoolOf(u) == store.SchoolOf(school) {
+		return fmt.Errorf("%s is an account of %s already", u.Username, store.SchoolOf(school))
+	}
+	return nil
 }
 
 // DeviceSchool is the school a device is in. A device without a record
@@ -66,7 +89,7 @@ func (p *Policy) DeviceSchool(id string) string {
 // SeesDevice says whether u may see device id and what it reported
 // (findings, alerts, evidence, audits).
 func (p *Policy) SeesDevice(u *store.User, id string) bool {
-	return InstallationWide(u) || SchoolOf(u) == p.DeviceSchool(id)
+	return InstallationWide(u) || SeesSchool(u, p.DeviceSchool(id))
 }
 
 // Scope says how a console route treats schools.

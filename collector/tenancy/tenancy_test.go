@@ -57,6 +57,14 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("%s sees %s: %v, want %v", name, c.dev, got, c.want)
 		}
 	}
+	lead := &store.User{Username: "lead", Role: auth.RoleDSL, Granted: []string{"oak"}}
+	techGranted := &store.User{Username: "t", Role: auth.RoleTechnician, Granted: []string{"oak"}}
+	if !p.SeesDevice(lead, "d-oak") || !p.SeesDevice(lead, "d-ash") || p.SeesDevice(techGranted, "d-oak") {
+		t.Error("grants: a DSL's grant counts, a technician's does not")
+	}
+	if MayGrant(lead, "") == nil || MayGrant(techGranted, "elm") == nil || MayGrant(ash, "oak") != nil {
+		t.Error("MayGrant")
+	}
 	if !SeesSchool(oak, "oak") || SeesSchool(oak, "") || !SeesSchool(ash, store.DefaultSchool) || !SeesSchool(admin, "oak") {
 		t.Error("SeesSchool")
 	}
