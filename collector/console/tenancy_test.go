@@ -31,7 +31,8 @@ type tenantSchool struct {
 
 // TestTenantIsolationMatrix: every console API route the Handler
 // registers (enumerated from its mux, so a new route without a school
-// decision fails here) × every role × own school / other school. Two
+// decision fails here) × every role × own school / other school, and a
+// DSL granted the other school (a trust safeguarding lead). Two
 // schools: the default one (everything existing, records naming no school)
 // and Oak Primary. A school account asking for another school's record
 // gets exactly what it gets for one that does not exist (same status, same
@@ -252,6 +253,33 @@ func TestTenantIsolationMatrix(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// Trust grant: a DSL of the default school granted Oak answers on
+	// every school-scoped record route as Oak's own DSL does.
+	e.userIn("", "trustlead", RoleDSL, false, "")
+	if _, err := e.st.UpdateUser("trustlead", func(u *store.User) error { u.Granted = []string{"oak-primary"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, pattern := range e.srv.patterns {
+		rec, ok := records[pattern]
+		if !ok {
+			continue
+		}
+		method, _, _ := strings.Cut(pattern, " ")
+		oak := schools["oak"]
+		var body any
+		if rec.body != nil {
+			body = rec.body(oak)
+		}
+		path := rec.path("dsl", oak)
+		ownCode, _ := login("oakdsl").do(method, path, body)
+		code, b := login("trustlead").do(method, path, body)
+		fmt.Fprintf(&table, "%-9s %-6s %-45.45s granted %d (oak's dsl %d)\n", "trustlead", method, path, code, ownCode)
+		if code != ownCode {
+			t.Errorf("trustlead (granted oak) %s %s: %d, oak's own DSL %d: %.200s", method, path, code, ownCode, b)
+		}
+		noLeak("trustlead", method, path, code, b, &tenantSchool{id: "elsewhere"})
 	}
 
 	// What a school account does see of its own school (so the matrix is
