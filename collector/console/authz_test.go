@@ -58,7 +58,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("matrix CA"))},
 		DefaultCollector: "vigil.school.lan:7443"}
-	mtok, err := e.srv.deploy.Tokens.Create(t.Context(), "pupils", time.Hour, 3)
+	mtok, err := e.srv.deploy.Tokens.CreateIn(t.Context(), "", "pupils", time.Hour, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
