@@ -26,7 +26,7 @@ var coverageReaders = roles(RoleTechnician, RoleDSL, RoleHeadteacher)
 // routes through this server, so the watcher cannot exist when New runs.
 func (s *Server) SetCoverage(cv Coverage) { s.coverage = cv }
 
-func (s *Server) coverageRoutes(mux *http.ServeMux) {
+func (s *Server) coverageRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/coverage", s.api(coverageReaders, s.coverageList))
 	mux.Handle("GET /api/v1/coverage/{device}", s.api(coverageReaders, s.coverageDevice))
 	mux.Handle("POST /api/v1/coverage/{device}/ack", s.api(coverageReaders, s.coverageAck))
@@ -37,7 +37,13 @@ func (s *Server) coverageList(w http.ResponseWriter, r *http.Request, v *viewer)
 		jsonError(w, http.StatusNotFound, "coverage is not judged by this collector")
 		return
 	}
-	writeJSON(w, http.StatusOK, s.coverage.Judge())
+	out := []coverage.Report{}
+	for _, rep := range s.coverage.Judge() {
+		if s.seesDevice(&v.User, rep.DeviceID) {
+			out = append(out, rep)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) coverageDevice(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -47,7 +53,7 @@ func (s *Server) coverageDevice(w http.ResponseWriter, r *http.Request, v *viewe
 	}
 	id := r.PathValue("device")
 	for _, rep := range s.coverage.Judge() {
-		if rep.DeviceID == id {
+		if rep.DeviceID == id && s.seesDevice(&v.User, id) {
 			writeJSON(w, http.StatusOK, rep)
 			return
 		}
@@ -61,7 +67,7 @@ func (s *Server) coverageAck(w http.ResponseWriter, r *http.Request, v *viewer) 
 		return
 	}
 	id := r.PathValue("device")
-	if _, ok := s.st.GetDevice(id); !ok {
+	if _, ok := s.st.GetDevice(id); !ok || !s.seesDevice(&v.User, id) {
 		jsonError(w, http.StatusNotFound, "no such device")
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
@@ -48,6 +49,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 	const oakDevice = "oakoakoakoakoakoakoakoakoa"
 	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("matrix CA"))},
 		DefaultCollector: "vigil.trust.lan:7443", AgentDir: t.TempDir()}
+	e.srv.SetCoverage(coverage.NewWatcher(coverage.Config{Devices: e.st, Schedule: coverage.Schedule{Heartbeat: time.Minute}}))
 	e.people(
 		store.Person{Username: "ashpupil", DisplayName: "Ash Pupilname", Role: "pupil", Year: "Y9"},
 		store.Person{Username: "ashteacher", DisplayName: "Ash Teachername", Role: "staff"},
@@ -128,6 +130,10 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		}, none: "/api/v1/evidence/" + noAlert + "/ev000000000000000000000000000001?reason=matrix"},
 		"GET /api/v1/devices/{id}": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/devices/" + ts.device },
 			none: "/api/v1/devices/" + noDevice},
+		"GET /api/v1/coverage/{device}": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/coverage/" + ts.device },
+			none: "/api/v1/coverage/" + noDevice},
+		"POST /api/v1/coverage/{device}/ack": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/coverage/" + ts.device + "/ack" },
+			none: "/api/v1/coverage/" + noDevice + "/ack"},
 		"POST /api/v1/tokens/{id}/revoke": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/tokens/" + ts.token + "/revoke" },
 			body: func(*tenantSchool) any { return map[string]string{"reason": "matrix"} },
 			none: "/api/v1/tokens/00000000deadbeef/revoke", noneBody: map[string]string{"reason": "matrix"}},
@@ -142,6 +148,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"GET /api/v1/deploy":                  "/api/v1/deploy",
 		"GET /api/v1/tokens":                  "/api/v1/tokens",
 		"GET /api/v1/trends":                  "/api/v1/trends",
+		"GET /api/v1/coverage":                "/api/v1/coverage",
 		"GET /api/v1/reports/monitoring.json": "/api/v1/reports/monitoring.json",
 		"GET /api/v1/reports/monitoring.csv":  "/api/v1/reports/monitoring.csv",
 		"GET /api/v1/reports/monitoring.pdf":  "/api/v1/reports/monitoring.pdf",

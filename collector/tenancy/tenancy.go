@@ -148,6 +148,9 @@ var routes = map[string]Scope{
 	"POST /api/v1/packages":                   Scoped,
 	// Aggregates and reports over the viewer's school only.
 	"GET /api/v1/trends":                  Scoped,
+	"GET /api/v1/coverage":                Scoped,
+	"GET /api/v1/coverage/{device}":       Scoped,
+	"POST /api/v1/coverage/{device}/ack":  Scoped,
 	"GET /api/v1/reports/monitoring.json": Scoped,
 	"GET /api/v1/reports/monitoring.csv":  Scoped,
 	"GET /api/v1/reports/monitoring.pdf":  Scoped,
