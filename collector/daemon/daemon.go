@@ -126,6 +126,13 @@ type Config struct {
 	// fsync on every write, DATA/jetstream), acknowledges after the
 	// PubAck, and an embedded storer drains the stream into Badger.
 	Ingest string
+	// NATS, when set with IngestJetStream, are the client URLs of an
+	// external JetStream cluster (vigil-collector nats-node processes)
+	// used instead of the embedded server; NATSReplicas is the stream's
+	// replication there (default 3). The collector then also mirrors its
+	// device records into the bus for stream front-ends (ServeFrontend).
+	NATS         []string
+	NATSReplicas int
 }
 
 // Ingest modes (--ingest).
@@ -283,6 +290,8 @@ type collector struct {
 
 	// storer drains the findings stream into st (jetstream ingest only).
 	storer *bus.Storer
+	// mirror copies device records into the bus for front-ends (--nats).
+	mirror *bus.Mirror
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -371,12 +380,16 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.lim = agentLimitsFor(cfg, c.plan)
 	c.audits = &audit.Service{Store: st, Logger: log}
 	var findings server.FindingSink // nil: the store
+	var agentStore server.Store = st
 	if cfg.Ingest == IngestJetStream {
 		if findings, err = c.startBus(); err != nil {
 			return nil, err
 		}
+		if c.mirror != nil {
+			agentStore = mirroredStore{Store: st, m: c.mirror}
+		}
 	}
-	c.srv = server.New(server.Config{Store: st, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+	c.srv = server.New(server.Config{Store: agentStore, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
@@ -546,6 +559,9 @@ func (c *collector) run(ctx context.Context) error {
 	})
 	if c.storer != nil {
 		sup.loop("jetstream storer", c.storer.Run)
+		if c.mirror != nil {
+			sup.loop("device mirror", c.mirror.Run)
+		}
 	}
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
 	sup.loop("coverage watcher", func(ctx context.Context) error { c.cov.Run(ctx); return nil })
@@ -621,7 +637,17 @@ func (c *collector) run(ctx context.Context) error {
 func (c *collector) startBus() (server.FindingSink, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
+	var b *bus.Bus
+	var err error
+	if len(c.cfg.NATS) > 0 {
+		replicas := c.cfg.NATSReplicas
+		if replicas <= 0 {
+			replicas = 3
+		}
+		b, err = bus.Connect(ctx, c.cfg.NATS, bus.Config{ServerName: "vigil-storer", Replicas: replicas, Logger: c.log})
+	} else {
+		b, err = bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start jetstream ingest: %w", err)
 	}
@@ -629,7 +655,19 @@ func (c *collector) startBus() (server.FindingSink, error) {
 	if c.storer, err = bus.NewStorer(ctx, b.JetStream(), c.st, bus.StorerConfig{Logger: c.log}); err != nil {
 		return nil, fmt.Errorf("start jetstream storer: %w", err)
 	}
-	c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
+	if len(c.cfg.NATS) > 0 {
+		kv, err := b.Devices(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Logger: c.log}
+		if err := c.mirror.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("mirror device records: %w", err)
+		}
+		c.log.Info("ingest through external JetStream; device records mirrored for front-ends", "nats", c.cfg.NATS, "stream", bus.StreamName)
+	} else {
+		c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
+	}
 	return &bus.Publisher{JS: b.JetStream()}, nil
 }
 
@@ -794,4 +832,21 @@ func agentAddress(configured string, names []string, grpc net.Addr) string {
 		return ""
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// mirroredStore writes an enrolled device's record into the bus before the
+// agent is answered, so that its first stream, to whichever front-end,
+// finds it.
+type mirroredStore struct {
+	*store.Store
+	m *bus.Mirror
+}
+
+func (s mirroredStore) PutDevice(d store.Device) error {
+	if err := s.Store.PutDevice(d); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.m.PutRecord(ctx, d)
 }

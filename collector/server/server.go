@@ -52,6 +52,21 @@ type Store interface {
 	UseToken(id, secretHash string, now time.Time) (store.Token, error)
 }
 
+// DeviceLookup is a Store whose device records can fail to be read (a
+// front-end reading them over the bus): a stream is then told to come back
+// later rather than that its device is unknown.
+type DeviceLookup interface {
+	LookupDevice(id string) (store.Device, bool, error)
+}
+
+func lookupDevice(st Store, id string) (store.Device, bool, error) {
+	if l, ok := st.(DeviceLookup); ok {
+		return l.LookupDevice(id)
+	}
+	d, ok := st.GetDevice(id)
+	return d, ok, nil
+}
+
 // FindingSink is where a validated batch is committed before the agent is
 // acknowledged: the store itself (direct ingest), or a publisher to
 // JetStream (collector/bus) that returns once the stream holds the batch

@@ -201,7 +201,12 @@ func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.
 	if err != nil {
 		return nil, nil, err
 	}
-	dev, ok := s.cfg.Store.GetDevice(deviceID)
+	dev, ok, err := lookupDevice(s.cfg.Store, deviceID)
+	if err != nil {
+		// Not "re-enroll": the device may well be enrolled, and an agent
+		// told so would throw its identity away.
+		return nil, nil, status.Errorf(codes.Unavailable, "device records cannot be read now: %v", err)
+	}
 	if !ok || dev.Revoked {
 		return nil, nil, status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
 	}
