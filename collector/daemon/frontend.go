@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -19,8 +18,9 @@ import (
 
 // FrontendConfig for ServeFrontend.
 type FrontendConfig struct {
-	// DataDir holds pki/ (the CA and server certificate, copied from the
-	// store-owning collector's data dir: agents pin that CA) and rules/
+	// DataDir holds pki/ (ca.pem, server.pem and server.key copied from
+	// the store-owning collector's data dir: agents pin that CA; not the
+	// CA key, which only the enrolling collector needs) and rules/
 	// (the rules bundles handed to agents). No store is opened.
 	DataDir    string
 	GRPCListen string
@@ -61,14 +61,10 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 		cfg.Name = "vigil-frontend"
 	}
 	log := cfg.Logger
-	pkiPath := filepath.Join(cfg.DataDir, pkiDir)
-	// LoadOrCreate would make a new CA, which no agent trusts.
-	if _, err := os.Stat(filepath.Join(pkiPath, "ca.pem")); err != nil {
-		return fmt.Errorf("front-end needs the store-owning collector's %s copied into %s: %w", pkiDir, pkiPath, err)
-	}
-	ca, err := pki.LoadOrCreate(pkiPath, nil)
+	ca, err := pki.LoadServing(filepath.Join(cfg.DataDir, pkiDir))
 	if err != nil {
-		return err
+		return fmt.Errorf("front-end needs ca.pem, server.pem and server.key copied from the store-owning collector's %s into %s: %w",
+			pkiDir, filepath.Join(cfg.DataDir, pkiDir), err)
 	}
 	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log)
 	if err != nil {
@@ -91,7 +87,8 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	fs := &bus.FrontStore{KV: kv, Pub: &bus.Publisher{JS: b.JetStream()}}
 	// The evidence recipient stays empty in Welcome: agents keep the one
 	// they pinned at enrollment, and no front-end holds the evidence key.
-	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport})
+	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
+		OnConnect: func(id string) { log.Info("agent stream held", "device", id) }})
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
