@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -174,6 +175,28 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		waitFor(t, 120*time.Second, "agent "+a.id+" of the killed front-end streaming to another", func() bool {
 			return holder(a.id, since) != nil && a.status().Uplink.Connected
 		})
+	}
+
+	// Control messages reach an agent through whichever front-end holds
+	// it: a request made at the store-owning collector, to every agent
+	// (those moved off the killed front-end included), is answered.
+	for _, a := range agents {
+		out := mustRun(t, "vigil-collector", "agent", "request", "--data", c.data, "--device", a.id, "--kind", "selftest",
+			"--param", "count=1", "--timeout", "60s")
+		var res struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || !res.OK {
+			t.Fatalf("request to %s through its front-end: %q (%v)", a.id, out, err)
+		}
+	}
+	// A device no front-end holds is refused at once, not after the
+	// timeout.
+	_, errOut, code := run(t, "vigil-collector", "agent", "request", "--data", c.data, "--device", "no-such-device",
+		"--kind", "selftest", "--timeout", "60s")
+	if code == 0 || !strings.Contains(errOut, "no front-end holds") {
+		t.Fatalf("request to an unheld device: exit %d, %q", code, errOut)
 	}
 
 	for _, a := range agents {

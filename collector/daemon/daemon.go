@@ -290,8 +290,10 @@ type collector struct {
 
 	// storer drains the findings stream into st (jetstream ingest only).
 	storer *bus.Storer
-	// mirror copies device records into the bus for front-ends (--nats).
+	// mirror copies device records into the bus for front-ends (--nats);
+	// remote sends requests to agents those front-ends hold.
 	mirror *bus.Mirror
+	remote server.RemoteAgents
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -392,7 +394,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.srv = server.New(server.Config{Store: agentStore, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
-		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
+		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected, Remote: c.remote})
 	c.audits.Agents = c.srv
 	sch := coverageSchedule(cfg, c.set.hours)
 	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Absence: func(d store.Device, now time.Time) string {
@@ -661,6 +663,7 @@ func (c *collector) startBus() (server.FindingSink, error) {
 			return nil, err
 		}
 		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Logger: c.log}
+		c.remote = &bus.ControlClient{NC: b.Conn()}
 		if err := c.mirror.Sync(ctx); err != nil {
 			return nil, fmt.Errorf("mirror device records: %w", err)
 		}

@@ -87,8 +87,15 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	fs := &bus.FrontStore{KV: kv, Pub: &bus.Publisher{JS: b.JetStream()}}
 	// The evidence recipient stays empty in Welcome: agents keep the one
 	// they pinned at enrollment, and no front-end holds the evidence key.
+	// Agents is set below, before the server accepts a stream.
+	ctl := &bus.ControlServer{NC: b.Conn(), Logger: log}
 	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
-		OnConnect: func(id string) { log.Info("agent stream held", "device", id) }})
+		OnConnect: func(id string) {
+			ctl.Held(id)
+			log.Info("agent stream held", "device", id)
+		},
+		OnDisconnect: ctl.Released})
+	ctl.Agents = srv
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {

@@ -67,6 +67,11 @@ func lookupDevice(st Store, id string) (store.Device, bool, error) {
 	return d, ok, nil
 }
 
+// RemoteAgents reaches agents held by other processes.
+type RemoteAgents interface {
+	Request(ctx context.Context, deviceID string, req *vigilv1.Request) (*vigilv1.RequestResult, error)
+}
+
 // FindingSink is where a validated batch is committed before the agent is
 // acknowledged: the store itself (direct ingest), or a publisher to
 // JetStream (collector/bus) that returns once the stream holds the batch
@@ -120,6 +125,12 @@ type Config struct {
 	// OnConnect, when set, is called (in its own goroutine) once a
 	// device's stream is welcomed: queued work for it (audits) is sent then.
 	OnConnect func(deviceID string)
+	// OnDisconnect, when set, is called once a device's stream has ended
+	// (and was not replaced by a newer one of the same device).
+	OnDisconnect func(deviceID string)
+	// Remote, when set, carries requests to devices whose streams are held
+	// by stream front-ends (collector/bus).
+	Remote RemoteAgents
 }
 
 // Server is both gRPC services plus the registry of connected agents.
@@ -355,6 +366,9 @@ func (s *Server) Request(ctx context.Context, deviceID, kind string, params map[
 		s.pending[id] = ch
 	}
 	s.mu.Unlock()
+	if !ok && s.cfg.Remote != nil {
+		return s.cfg.Remote.Request(ctx, deviceID, &vigilv1.Request{RequestId: id, Kind: kind, Params: st})
+	}
 	if !ok {
 		return nil, fmt.Errorf("device %s is not connected", deviceID)
 	}

@@ -300,11 +300,15 @@ func (s *Server) register(ss *session, dev store.Device, hello *vigilv1.Hello) e
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	if s.sessions[ss.device] == ss {
+	ended := s.sessions[ss.device] == ss
+	if ended {
 		delete(s.sessions, ss.device)
 		s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) { d.Connected = false })
 	}
 	s.mu.Unlock()
+	if ended && s.cfg.OnDisconnect != nil {
+		s.cfg.OnDisconnect(ss.device)
+	}
 }
 
 func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
