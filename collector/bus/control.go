@@ -32,6 +32,9 @@ func ControlSubject(school, device string) string {
 	return ControlPrefix + "." + subjectToken(school) + "." + subjectToken(device)
 }
 
+// waitHeader carries how long the requester waits (a Go duration).
+const waitHeader = "Vigil-Wait"
+
 // ErrNotHeld: no front-end holds the device's stream.
 var ErrNotHeld = errors.New("no front-end holds this device's stream")
 
@@ -49,7 +52,13 @@ func (c *ControlClient) Request(ctx context.Context, deviceID string, req *vigil
 	if err != nil {
 		return nil, fmt.Errorf("bus: encode request for %s: %w", deviceID, err)
 	}
-	m, err := c.NC.RequestWithContext(ctx, ControlSubject(c.School, deviceID), data)
+	msg := nats.NewMsg(ControlSubject(c.School, deviceID))
+	msg.Data = data
+	if dl, ok := ctx.Deadline(); ok {
+		// The front-end waits for the agent no longer than this requester.
+		msg.Header.Set(waitHeader, time.Until(dl).String())
+	}
+	m, err := c.NC.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, fmt.Errorf("device %s: %w", deviceID, ErrNotHeld)
 	}
@@ -142,6 +151,9 @@ func (c *ControlServer) serve(deviceID string, m *nats.Msg) {
 		wait := c.MaxWait
 		if wait <= 0 {
 			wait = 10 * time.Minute
+		}
+		if d, err := time.ParseDuration(m.Header.Get(waitHeader)); err == nil && d > 0 && d < wait {
+			wait = d
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()

@@ -384,10 +384,18 @@ func (s *Server) Request(ctx context.Context, deviceID, kind string, params map[
 	select {
 	case r := <-ch:
 		return r, nil
+	case <-ss.stream.Context().Done():
+		// The agent does not carry a request over to its next stream:
+		// tell the requester now rather than at its deadline.
+		return nil, fmt.Errorf("the stream of %s ended before it answered: %w", deviceID, ErrRequestLost)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for %s to answer: %w", deviceID, ctx.Err())
 	}
 }
+
+// ErrRequestLost: the stream a request was sent on ended before the
+// agent's answer came; the request may or may not have been carried out.
+var ErrRequestLost = errors.New("request lost with its stream")
 
 // peerDevice returns the device ID from the verified client certificate.
 func peerDevice(ctx context.Context) (string, error) {
