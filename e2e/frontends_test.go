@@ -159,6 +159,7 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 	t.Logf("kill -9 %s and nats node n%d", victim.name, deadNode+1)
 	victim.p.kill()
 	nodes[deadNode].kill()
+	killTime := time.Now()
 	moved := held[victim]
 	since := map[*frontend]int{}
 	for _, f := range fes {
@@ -237,6 +238,18 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		t.Fatalf("request to an unheld device: exit %d, %q", code, errOut)
 	}
 
+	// Presence reaches the store through the device events the front-ends
+	// publish: the store-owning collector lists every agent connected and
+	// heard from since the kills, the moved ones included.
+	waitFor(t, 60*time.Second, "every agent connected and recently seen in the store's device list", func() bool {
+		n := 0
+		for _, d := range c.devices() {
+			if d.Connected && d.LastSeen.After(killTime) && d.AgentVersion != "" {
+				n++
+			}
+		}
+		return n == nAgents
+	})
 	// The selftest findings the requests made are stored exactly once too.
 	checkStored(rounds*perRound + 1)
 	t.Logf("%d agents, %d moved off the killed front-end, every emitted finding stored exactly once", nAgents, len(moved))

@@ -158,9 +158,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 // enrolled a moment ago at the store-owning collector is found); findings
 // go to JetStream through the Publisher; enrollment is refused
 // (ErrEnrollAtStorer). A device's live state (connected, last seen,
-// heartbeat figures) is kept in this process only, for the server's own
-// use while the stream lasts: it does not reach the store's console (see
-// docs/scale.md, not done).
+// heartbeat figures) is kept here for the server's own use while the
+// stream lasts; what reaches the store are the agent's messages themselves
+// (server.Config.Events, EventPublisher), applied there.
 type FrontStore struct {
 	KV  jetstream.KeyValue
 	Pub *Publisher

@@ -292,8 +292,10 @@ type collector struct {
 	storer *bus.Storer
 	// mirror copies device records into the bus for front-ends (--nats);
 	// remote sends requests to agents those front-ends hold.
-	mirror *bus.Mirror
-	remote server.RemoteAgents
+	mirror   *bus.Mirror
+	remote   server.RemoteAgents
+	presence *bus.RemotePresence
+	bus      *bus.Bus
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -563,6 +565,11 @@ func (c *collector) run(ctx context.Context) error {
 		sup.loop("jetstream storer", c.storer.Run)
 		if c.mirror != nil {
 			sup.loop("device mirror", c.mirror.Run)
+			sup.loop("device events", func(ctx context.Context) error {
+				return bus.RunEvents(ctx, c.bus.JetStream(), "", func(ev *vigilv1.DeviceEvent) error {
+					return server.ApplyDeviceEvent(c.st, ev)
+				}, c.presence, c.log)
+			})
 		}
 	}
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
@@ -663,7 +670,12 @@ func (c *collector) startBus() (server.FindingSink, error) {
 			return nil, err
 		}
 		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Logger: c.log}
-		c.remote = &bus.ControlClient{NC: b.Conn()}
+		if err := b.EnsureEvents(ctx); err != nil {
+			return nil, err
+		}
+		c.presence = &bus.RemotePresence{StaleAfter: 3 * c.heartbeat()}
+		c.remote = remoteAgents{ControlClient: &bus.ControlClient{NC: b.Conn()}, RemotePresence: c.presence}
+		c.bus = b
 		if err := c.mirror.Sync(ctx); err != nil {
 			return nil, fmt.Errorf("mirror device records: %w", err)
 		}
@@ -852,4 +864,20 @@ func (s mirroredStore) PutDevice(d store.Device) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.m.PutRecord(ctx, d)
+}
+
+// remoteAgents reaches agents whose streams front-ends hold: requests
+// over their control subjects, presence from their device events.
+type remoteAgents struct {
+	*bus.ControlClient
+	*bus.RemotePresence
+}
+
+// heartbeat is the interval asked of agents (the server's default when
+// unset).
+func (c *collector) heartbeat() time.Duration {
+	if c.cfg.Heartbeat > 0 {
+		return c.cfg.Heartbeat
+	}
+	return 60 * time.Second
 }

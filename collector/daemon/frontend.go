@@ -84,6 +84,9 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	if err != nil {
 		return fmt.Errorf("front-end: %w", err)
 	}
+	if err := b.EnsureEvents(startCtx); err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
 	fs := &bus.FrontStore{KV: kv, Pub: &bus.Publisher{JS: b.JetStream()}}
 	// The evidence recipient stays empty in Welcome: agents keep the one
 	// they pinned at enrollment, and no front-end holds the evidence key.
@@ -94,7 +97,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)
 		},
-		OnDisconnect: ctl.Released})
+		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream()}})
 	ctl.Agents = srv
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)

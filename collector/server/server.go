@@ -69,6 +69,8 @@ func lookupDevice(st Store, id string) (store.Device, bool, error) {
 
 // RemoteAgents reaches agents held by other processes.
 type RemoteAgents interface {
+	// Connected reports whether another process holds the device's stream.
+	Connected(deviceID string) bool
 	Request(ctx context.Context, deviceID string, req *vigilv1.Request) (*vigilv1.RequestResult, error)
 }
 
@@ -131,6 +133,9 @@ type Config struct {
 	// Remote, when set, carries requests to devices whose streams are held
 	// by stream front-ends (collector/bus).
 	Remote RemoteAgents
+	// Events, when set (a front-end), receives every change a device's
+	// messages make to its record, for the store-owning collector to apply.
+	Events DeviceEventSink
 }
 
 // Server is both gRPC services plus the registry of connected agents.
@@ -321,7 +326,7 @@ func (s *Server) Connected(deviceID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.sessions[deviceID]
-	return ok
+	return ok || (s.cfg.Remote != nil && s.cfg.Remote.Connected(deviceID))
 }
 
 // Disconnect ends a device's stream, if any (after revocation).

@@ -120,11 +120,148 @@ func (x *DeviceRecord) GetHostFingerprint() string {
 	return ""
 }
 
+// DeviceEvent is what a stream front-end tells the store-owning collector
+// about a device whose stream it holds, on the JetStream stream
+// VIGIL_DEVICE_EVENTS: the agent's own messages that change the device
+// record, applied there by the same code that applies them to a stream the
+// collector holds itself, so the store keeps its presence history.
+type DeviceEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// When the front-end received it (the record's last-seen time).
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*DeviceEvent_Hello
+	//	*DeviceEvent_Heartbeat
+	//	*DeviceEvent_Goodbye
+	//	*DeviceEvent_Ended
+	Event         isDeviceEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceEvent) Reset() {
+	*x = DeviceEvent{}
+	mi := &file_vigil_v1_bus_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceEvent) ProtoMessage() {}
+
+func (x *DeviceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_bus_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceEvent.ProtoReflect.Descriptor instead.
+func (*DeviceEvent) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_bus_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeviceEvent) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *DeviceEvent) GetEvent() isDeviceEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *DeviceEvent) GetHello() *Hello {
+	if x != nil {
+		if x, ok := x.Event.(*DeviceEvent_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *DeviceEvent) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*DeviceEvent_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *DeviceEvent) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Event.(*DeviceEvent_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
+func (x *DeviceEvent) GetEnded() bool {
+	if x != nil {
+		if x, ok := x.Event.(*DeviceEvent_Ended); ok {
+			return x.Ended
+		}
+	}
+	return false
+}
+
+type isDeviceEvent_Event interface {
+	isDeviceEvent_Event()
+}
+
+type DeviceEvent_Hello struct {
+	Hello *Hello `protobuf:"bytes,10,opt,name=hello,proto3,oneof"`
+}
+
+type DeviceEvent_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,11,opt,name=heartbeat,proto3,oneof"`
+}
+
+type DeviceEvent_Goodbye struct {
+	Goodbye *Goodbye `protobuf:"bytes,12,opt,name=goodbye,proto3,oneof"`
+}
+
+type DeviceEvent_Ended struct {
+	// The stream ended (not replaced by a newer one on that front-end).
+	Ended bool `protobuf:"varint,13,opt,name=ended,proto3,oneof"`
+}
+
+func (*DeviceEvent_Hello) isDeviceEvent_Event() {}
+
+func (*DeviceEvent_Heartbeat) isDeviceEvent_Event() {}
+
+func (*DeviceEvent_Goodbye) isDeviceEvent_Event() {}
+
+func (*DeviceEvent_Ended) isDeviceEvent_Event() {}
+
 var File_vigil_v1_bus_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x02\n" +
+	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\x9a\x02\n" +
 	"\fDeviceRecord\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
@@ -134,7 +271,16 @@ const file_vigil_v1_bus_proto_rawDesc = "" +
 	"revoked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12;\n" +
 	"\venrolled_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12)\n" +
-	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprintB<Z:github.com/vigil-safeguarding/vigil/proto/vigil/v1;vigilv1b\x06proto3"
+	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprint\"\x84\x02\n" +
+	"\vDeviceEvent\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12'\n" +
+	"\x05hello\x18\n" +
+	" \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x123\n" +
+	"\theartbeat\x18\v \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
+	"\agoodbye\x18\f \x01(\v2\x11.vigil.v1.GoodbyeH\x00R\agoodbye\x12\x16\n" +
+	"\x05ended\x18\r \x01(\bH\x00R\x05endedB\a\n" +
+	"\x05eventB<Z:github.com/vigil-safeguarding/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
 var (
 	file_vigil_v1_bus_proto_rawDescOnce sync.Once
@@ -148,19 +294,27 @@ func file_vigil_v1_bus_proto_rawDescGZIP() []byte {
 	return file_vigil_v1_bus_proto_rawDescData
 }
 
-var file_vigil_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_vigil_v1_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_vigil_v1_bus_proto_goTypes = []any{
 	(*DeviceRecord)(nil),          // 0: vigil.v1.DeviceRecord
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(*DeviceEvent)(nil),           // 1: vigil.v1.DeviceEvent
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*Hello)(nil),                 // 3: vigil.v1.Hello
+	(*Heartbeat)(nil),             // 4: vigil.v1.Heartbeat
+	(*Goodbye)(nil),               // 5: vigil.v1.Goodbye
 }
 var file_vigil_v1_bus_proto_depIdxs = []int32{
-	1, // 0: vigil.v1.DeviceRecord.revoked_at:type_name -> google.protobuf.Timestamp
-	1, // 1: vigil.v1.DeviceRecord.enrolled_at:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: vigil.v1.DeviceRecord.revoked_at:type_name -> google.protobuf.Timestamp
+	2, // 1: vigil.v1.DeviceRecord.enrolled_at:type_name -> google.protobuf.Timestamp
+	2, // 2: vigil.v1.DeviceEvent.at:type_name -> google.protobuf.Timestamp
+	3, // 3: vigil.v1.DeviceEvent.hello:type_name -> vigil.v1.Hello
+	4, // 4: vigil.v1.DeviceEvent.heartbeat:type_name -> vigil.v1.Heartbeat
+	5, // 5: vigil.v1.DeviceEvent.goodbye:type_name -> vigil.v1.Goodbye
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_bus_proto_init() }
@@ -168,13 +322,21 @@ func file_vigil_v1_bus_proto_init() {
 	if File_vigil_v1_bus_proto != nil {
 		return
 	}
+	file_vigil_v1_vigil_proto_init()
+	file_vigil_v1_coverage_proto_init()
+	file_vigil_v1_bus_proto_msgTypes[1].OneofWrappers = []any{
+		(*DeviceEvent_Hello)(nil),
+		(*DeviceEvent_Heartbeat)(nil),
+		(*DeviceEvent_Goodbye)(nil),
+		(*DeviceEvent_Ended)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_bus_proto_rawDesc), len(file_vigil_v1_bus_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
