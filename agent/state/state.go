@@ -41,16 +41,16 @@ func (d Dir) RunRecordPath() string { return filepath.Join(string(d), "run.json"
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {
-	Collector         string `json:"collector"`
+	Collector string `json:"collector"`
 	// Collectors, when set, are the stream addresses (a trust's stateless
 	// front-ends, docs/scale.md) used instead of Collector, which stays
 	// the address enrolment was done at: the agent holds its stream to one
 	// of them, picked at random, and moves to another when it is lost.
-	Collectors []string `json:"collectors,omitempty"`
-	DeviceID          string `json:"device_id"`
-	Group             string `json:"group"`
-	CAFingerprint     string `json:"ca_fingerprint"`
-	EvidenceRecipient string `json:"evidence_recipient,omitempty"`
+	Collectors        []string `json:"collectors,omitempty"`
+	DeviceID          string   `json:"device_id"`
+	Group             string   `json:"group"`
+	CAFingerprint     string   `json:"ca_fingerprint"`
+	EvidenceRecipient string   `json:"evidence_recipient,omitempty"`
 	// SpoolMaxBytes bounds the on-disk spool; 0 takes the default.
 	SpoolMaxBytes int64 `json:"spool_max_bytes,omitempty"`
 	// Role of the device's users for rule scoping (pupil, staff, ...).
