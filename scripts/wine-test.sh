@@ -39,6 +39,7 @@ DEFAULT_PKGS=(
 	./agent/checks/all/
 	./agent/checks/bluetooth/
 	./agent/checks/removable/
+	./agent/control/ # control API over a named pipe (Wine has no AF_UNIX)
 	./agent/engine/
 	./agent/inventory/ # Uninstall registry keys read for real
 	./agent/screen/
@@ -95,7 +96,10 @@ DEFAULT_PKGS=(
 #                                 Windows). The WTS probe finds no sessions
 #                                 (WTSQueryUserToken needs LocalSystem).
 #   ./e2e/                        Linux only (dbus-daemon, python3-dbusmock,
-#                                 `go build -race` at test time); not run.
+#                                 `go build -race` at test time); not run here.
+#                                 Its Wine tests (TestWindowsAgentUnderWine,
+#                                 TestMSIUnderWine) start vigil-agent.exe under
+#                                 Wine themselves (docs/windows.md).
 #   the rest of ./agent/..., ./collector/...: no test files.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE="$ROOT/.cache/wine"

@@ -1,6 +1,8 @@
-// Package control is the agent's local control API: HTTP over a Unix socket
-// in the state dir (owner-only), used by the vigil-agent CLI while the agent
-// runs (trigger-test, status).
+// Package control is the agent's local control API, used by the vigil-agent
+// CLI while the agent runs (trigger-test, status): HTTP over a Unix socket
+// in the state dir (owner-only), or on Windows over a named pipe derived
+// from that path (LocalSystem and Administrators only; see
+// endpoint_windows.go).
 package control
 
 import (
@@ -11,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 )
@@ -30,20 +31,19 @@ type TriggerResult struct {
 	Nonce    string `json:"nonce"`
 }
 
-// Serve serves the control API on the socket at path until ctx ends.
+// Serve serves the control API on the endpoint of path (the state dir's
+// control.sock) until ctx ends.
 func Serve(ctx context.Context, path string, b Backend) error {
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	c, err := dial(dctx, path)
+	cancel()
+	if err == nil {
 		c.Close()
-		return fmt.Errorf("another agent is already running with this state dir (%s answers)", path)
+		return fmt.Errorf("another agent is already running with this state dir (%s answers)", Endpoint(path))
 	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, remove, err := listen(path)
 	if err != nil {
-		return fmt.Errorf("listen on control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return err
+		return fmt.Errorf("listen on control socket %s: %w", Endpoint(path), err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/trigger-test", func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +74,7 @@ func Serve(ctx context.Context, path string, b Backend) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
-		os.Remove(path)
+		remove()
 	}()
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -94,12 +94,11 @@ func httpError(w http.ResponseWriter, code int, err error) {
 	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
-// Call sends a request to the agent's control socket and decodes the JSON
-// answer into out.
+// Call sends a request to the agent's control endpoint of path and decodes
+// the JSON answer into out.
 func Call(ctx context.Context, path, method, route string, body, out any) error {
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
+		return dial(ctx, path)
 	}}}
 	var rd io.Reader
 	if body != nil {
@@ -112,7 +111,7 @@ func Call(ctx context.Context, path, method, route string, body, out any) error 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("the agent is not running (nothing answers on %s): %w", path, err)
+		return fmt.Errorf("the agent is not running (nothing answers on %s): %w", Endpoint(path), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

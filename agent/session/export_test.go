@@ -23,3 +23,8 @@ func SocketForTest(t *testing.T) string {
 	t.Helper()
 	return testEndpoint(t)
 }
+
+// ProbeForTest is the session probe that admits this test process's own
+// user (the real probe on Unix, where the tests run as root; under Wine,
+// which reports no interactive sessions, this process's own session).
+func ProbeForTest(t *testing.T) SessionProbe { return selfProbe(t) }

@@ -69,7 +69,7 @@ func TestTitleBeforeRulesGetsScreenshot(t *testing.T) {
 	svc := &counted{Hub: hub}
 	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := session.NewServer(svc, session.NewProbe(), log)
+	srv := session.NewServer(svc, session.ProbeForTest(t), log)
 	hub.UseHelpers(srv)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -61,6 +61,7 @@ type Store interface {
 	licences.Register
 	inventory.Store
 	GetUser(username string) (store.User, error)
+	SchoolStore
 }
 
 // Server serves the admin API.
@@ -94,9 +95,11 @@ type Server struct {
 
 // TokenRequest is the body of POST /v1/tokens.
 type TokenRequest struct {
-	Group string        `json:"group"`
-	TTL   time.Duration `json:"ttl"`
-	Uses  int           `json:"uses"`
+	// School (ID or name) the token enrolls into; "" is the default.
+	School string        `json:"school,omitempty"`
+	Group  string        `json:"group"`
+	TTL    time.Duration `json:"ttl"`
+	Uses   int           `json:"uses"`
 }
 
 // TokenResponse answers it.
@@ -149,6 +152,7 @@ func (s *Server) Handler() http.Handler {
 	s.releaseRoutes(mux)
 	s.licenceRoutes(mux)
 	s.dfeRoutes(mux)
+	s.schoolRoutes(mux)
 	return mux
 }
 
@@ -166,7 +170,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "decode token request: %v", err)
 		return
 	}
-	tok, err := s.tokenService().Create(r.Context(), req.Group, req.TTL, req.Uses)
+	tok, err := s.tokenService().CreateIn(r.Context(), req.School, req.Group, req.TTL, req.Uses)
 	if errors.Is(err, tokens.ErrBadRequest) {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -217,6 +221,20 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listFindings(w http.ResponseWriter, r *http.Request) {
 	var q store.Query
 	q.Device = r.URL.Query().Get("device")
+	// --school: only the findings of that school's devices.
+	school := ""
+	if v := r.URL.Query().Get("school"); v != "" {
+		sc, err := s.Store.FindSchool(v)
+		if errors.Is(err, store.ErrNotFound) {
+			httpError(w, http.StatusNotFound, "%v", err)
+			return
+		}
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, "find school: %v", err)
+			return
+		}
+		school = sc.ID
+	}
 	if v := r.URL.Query().Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
@@ -233,10 +251,27 @@ func (s *Server) listFindings(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Limit = n
 	}
+	// The store's limit counts before the school filter; count after it.
+	limit := q.Limit
+	if school != "" {
+		q.Limit = 0
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
+	n := 0
 	err := s.Store.ListFindings(r.Context(), q, func(f *vigilv1.Finding) bool {
+		if school != "" {
+			if limit > 0 && n >= limit {
+				return false
+			}
+			// A device without a record is the default school's, as in
+			// collector/tenancy.
+			if sc, ok := s.Store.DeviceSchool(f.GetDeviceId()); (ok && sc != school) || (!ok && school != store.DefaultSchool) {
+				return true
+			}
+			n++
+		}
 		return enc.Encode(findings.ToJSON(f)) == nil
 	})
 	bw.Flush()

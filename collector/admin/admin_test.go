@@ -176,6 +176,36 @@ func TestFindingsAndDevices(t *testing.T) {
 	if got := lines("/v1/findings?device=dev-a&since=" + since); len(got) != 2 {
 		t.Errorf("since %s: %d findings, want 2", since, len(got))
 	}
+	// Schools: dev-b moves to a second school; dev-a, enrolled before
+	// schools, is the default school's.
+	var oak store.School
+	if err := e.do(t, "", "POST", "/v1/schools", SchoolRequest{Name: "Oak Primary"}, &oak); err != nil || oak.ID != "oak-primary" {
+		t.Fatalf("add school: %+v %v", oak, err)
+	}
+	wantErr(t, e.do(t, "", "POST", "/v1/schools", SchoolRequest{Name: "oak primary"}, nil), "exists")
+	var schools []store.School
+	if err := e.do(t, "", "GET", "/v1/schools", nil, &schools); err != nil || len(schools) != 2 {
+		t.Fatalf("schools %+v %v", schools, err)
+	}
+	if err := e.st.PutDevice(store.Device{DeviceID: "dev-b", Group: "pupils", School: oak.ID, EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]string{"?school=Oak+Primary": "dev-b", "?school=default": "dev-a", "?school=oak-primary&limit=2": "dev-b"} {
+		got := lines("/v1/findings" + q)
+		n := 5
+		if strings.Contains(q, "limit") {
+			n = 2
+		}
+		if len(got) != n {
+			t.Errorf("%s: %d findings, want %d", q, len(got), n)
+		}
+		for _, f := range got {
+			if f["device_id"] != want {
+				t.Errorf("%s let through %v", q, f["device_id"])
+			}
+		}
+	}
+	wantErr(t, e.do(t, "", "GET", "/v1/findings?school=nowhere", nil, nil), "no school")
 	wantErr(t, e.do(t, "", "GET", "/v1/findings?since=yesterday", nil, nil), "RFC3339")
 	wantErr(t, e.do(t, "", "GET", "/v1/findings?limit=-1", nil, nil), "non-negative")
 

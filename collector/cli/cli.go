@@ -48,10 +48,12 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  (one JetStream cluster node, fsync on every write; loopback only)
   frontend       --data DIR --nats URL,... [--grpc-listen ADDR]   (stateless agent-stream front-end; DIR holds
                  a copy of the storer's pki/ and rules/; devices enroll at the storer)
-  token create   --data DIR --group NAME [--ttl 24h] [--uses N]
+  school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
+  school list    --data DIR [--json]          (the default school holds everything that names no school)
+  token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
-  package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT
+  package        --data DIR --group NAME --format deb|rpm|msi --collector-address HOST:PORT [--school NAME]
                  [--arch amd64|arm64] [--out FILE] [--agent-binary FILE] [--version X.Y.Z] [--uses 2000] [--ttl 8760h]
                  (an agent package pre-configured for the group: address, CA pin, a new group token)
   release add    --data DIR --file BIN --version V [--os linux|windows|darwin] [--arch amd64|arm64] [--key FILE]
@@ -61,7 +63,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   release rollback --data DIR --group G                             (back to the group's previous rollout)
   release status   --data DIR --group G [--json]                    (which devices run which version)
   release minimum  --data DIR --version X.Y.Z                       (no rollout or rollback below it)
-  findings list  --data DIR [--device ID] [--since RFC3339] [--limit N] [--json]
+  findings list  --data DIR [--device ID] [--school NAME] [--since RFC3339] [--limit N] [--json]
   devices list   --data DIR [--json]
   devices coverage --data DIR [--json]            each device's coverage state (stopped, uninstalled, crash loop, silent, ...) and why
   devices coverage ack --data DIR --device ID     acknowledge a device's coverage alarm (no escalation)
@@ -98,7 +100,9 @@ const usage = `vigil-collector: stores findings from Vigil agents
   evidence get   --data DIR --device ID --id EVIDENCE --reason TEXT --out FILE [--as USER]   (decrypts; the view is logged)
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
-                 [--must-change-password]   (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
+                 [--must-change-password] [--school NAME]   (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
+  user grant     --data DIR --username U --school NAME --reason TEXT   (a trust safeguarding lead: a dsl account sees that school too; in the access log)
+  user ungrant   --data DIR --username U --school NAME --reason TEXT
   user list      --data DIR [--json]          (role, state, last sign-in, pending password change)
   user disable   --data DIR --username U      (every session of U ends at once)
   user enable    --data DIR --username U
@@ -185,6 +189,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "licences import", "licences list", "licences add", "licences update", "licences remove",
 		"licences reconcile", "licences alias", "licences unalias", "inventory list", "devices dispose":
 		err = licencesCmd(cmd, args[1:], stdout)
+	case "school add":
+		err = schoolAdd(args[1:], stdout)
+	case "school list":
+		err = schoolList(args[1:], stdout)
+	case "user grant":
+		err = userGrant(args[1:], stdout, true)
+	case "user ungrant":
+		err = userGrant(args[1:], stdout, false)
 	case "user add":
 		err = userAdd(args[1:], stdout)
 	case "user list":
@@ -392,6 +404,7 @@ func parseDays(v string) (time.Duration, error) {
 func tokenCreate(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("token create")
 	group := fs.String("group", "", "device group the token enrolls into")
+	school := fs.String("school", "", "school (ID or name) a device enrolled with the token lands in (default: the default school)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid")
 	uses := fs.Int("uses", 1, "how many devices may enroll with it")
 	if err := parse(fs, args, data); err != nil {
@@ -403,7 +416,7 @@ func tokenCreate(args []string, stdout io.Writer) error {
 	if *uses < 1 {
 		return errors.New("--uses must be at least 1")
 	}
-	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/tokens", admin.TokenRequest{Group: *group, TTL: *ttl, Uses: *uses})
+	body, err := admin.NewClient(*data).Do(context.Background(), "POST", "/v1/tokens", admin.TokenRequest{School: *school, Group: *group, TTL: *ttl, Uses: *uses})
 	if err != nil {
 		return err
 	}
@@ -419,13 +432,14 @@ func tokenCreate(args []string, stdout io.Writer) error {
 func findingsList(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("findings list")
 	device := fs.String("device", "", "only this device")
+	school := fs.String("school", "", "only the devices of this school (ID or name)")
 	since := fs.String("since", "", "only findings observed at or after this RFC3339 time")
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
-	q := "?device=" + *device + "&since=" + *since + "&limit=" + strconv.Itoa(*limit)
+	q := "?" + url.Values{"device": {*device}, "school": {*school}, "since": {*since}, "limit": {strconv.Itoa(*limit)}}.Encode()
 	body, err := admin.NewClient(*data).Do(context.Background(), "GET", "/v1/findings"+q, nil)
 	if err != nil {
 		return err
@@ -707,6 +721,7 @@ func userAdd(args []string, stdout io.Writer) error {
 	chair := fs.Bool("chair", false, "this governor is the chair of governors (reviews alerts about the headteacher)")
 	totp := fs.Bool("totp", false, "require an authenticator code at sign-in (prints the otpauth:// URI to enrol)")
 	mustChange := fs.Bool("must-change-password", false, "the person chooses their own password at the first sign-in")
+	school := fs.String("school", "", "school (ID or name) whose data the account sees (default: the default school; not for admin accounts)")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
@@ -719,7 +734,7 @@ func userAdd(args []string, stdout io.Writer) error {
 	}
 	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/users", console.UserAddRequest{
 		Username: *username, DisplayName: *display, Role: *role, Password: password, Email: *email, Chair: *chair, TOTP: *totp,
-		MustChangePassword: *mustChange})
+		MustChangePassword: *mustChange, School: *school})
 	if err != nil {
 		return err
 	}
@@ -728,7 +743,7 @@ func userAdd(args []string, stdout io.Writer) error {
 	if err := json.NewDecoder(body).Decode(&resp); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
-	fmt.Fprintf(stdout, "user %s added (%s)\n", resp.Username, resp.Role)
+	fmt.Fprintf(stdout, "user %s added (%s, school %s)\n", resp.Username, resp.Role, resp.School)
 	if resp.TOTPURI != "" {
 		fmt.Fprintf(stdout, "enrol this in an authenticator app: %s\n", resp.TOTPURI)
 	}
@@ -774,7 +789,7 @@ func userList(args []string, stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERNAME\tNAME\tROLE\tSTATE\tLAST SIGN-IN\tTWO-STEP")
+	fmt.Fprintln(tw, "USERNAME\tNAME\tROLE\tSTATE\tLAST SIGN-IN\tTWO-STEP\tSCHOOL")
 	for _, u := range users {
 		role := u.Role
 		if u.Chair {
@@ -798,7 +813,11 @@ func userList(args []string, stdout io.Writer) error {
 		if u.TOTP {
 			totp = "on"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Username, u.DisplayName, role, state, last, totp)
+		school := u.School
+		if school == "" {
+			school = "(all: installation-wide)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.Username, u.DisplayName, role, state, last, totp, school)
 	}
 	return tw.Flush()
 }

@@ -42,10 +42,10 @@ func tokenList(args []string, stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOKEN\tGROUP\tSTATE\tUSES\tCREATED\tEXPIRES")
+	fmt.Fprintln(tw, "TOKEN\tGROUP\tSTATE\tUSES\tCREATED\tEXPIRES\tSCHOOL")
 	for _, t := range toks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Group, t.State, t.Uses, t.MaxUses,
-			t.CreatedAt.Format(time.RFC3339), t.ExpiresAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.Group, t.State, t.Uses, t.MaxUses,
+			t.CreatedAt.Format(time.RFC3339), t.ExpiresAt.Format(time.RFC3339), t.School)
 	}
 	return tw.Flush()
 }
@@ -71,9 +71,9 @@ func tokenRevoke(args []string, stdout io.Writer) error {
 // socket: the CLI cannot open the store while the collector holds it.
 type adminTokens struct{ c *admin.Client }
 
-func (a adminTokens) Create(ctx context.Context, group string, ttl time.Duration, uses int) (tokens.Issued, error) {
+func (a adminTokens) CreateIn(ctx context.Context, school, group string, ttl time.Duration, uses int) (tokens.Issued, error) {
 	var tok tokens.Issued
-	body, err := a.c.Do(ctx, "POST", "/v1/tokens", admin.TokenRequest{Group: group, TTL: ttl, Uses: uses})
+	body, err := a.c.Do(ctx, "POST", "/v1/tokens", admin.TokenRequest{School: school, Group: group, TTL: ttl, Uses: uses})
 	if err != nil {
 		return tok, err
 	}
@@ -101,6 +101,7 @@ func (a adminTokens) Revoke(ctx context.Context, id, who, reason string) (tokens
 func packageCmd(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("package")
 	group := fs.String("group", "", "device group the package enrolls devices into")
+	school := fs.String("school", "", "school (ID or name) the package's devices land in (default: the default school)")
 	format := fs.String("format", "", "deb, rpm or msi")
 	arch := fs.String("arch", "amd64", "amd64 or arm64")
 	addr := fs.String("collector-address", "", "HOST:PORT at which devices reach this collector's gRPC listener (as on the server certificate)")
@@ -134,7 +135,7 @@ func packageCmd(args []string, stdout io.Writer) error {
 
 	ctx := context.Background()
 	toks := adminTokens{admin.NewClient(*data)}
-	made, err := packaging.Make(ctx, packaging.Request{Spec: spec, TTL: *ttl, Uses: *uses, Who: osUser()}, toks, f)
+	made, err := packaging.Make(ctx, packaging.Request{Spec: spec, School: *school, TTL: *ttl, Uses: *uses, Who: osUser()}, toks, f)
 	if err != nil {
 		return err
 	}
@@ -153,7 +154,7 @@ func packageCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	st, _ := os.Stat(path)
-	fmt.Fprintf(stdout, "wrote %s (%d bytes): group %s, collector %s\n", path, st.Size(), *group, *addr)
+	fmt.Fprintf(stdout, "wrote %s (%d bytes): school %s, group %s, collector %s\n", path, st.Size(), tok.School, *group, *addr)
 	fmt.Fprintf(stdout, "token %s: %d uses, expires %s; retire this package with `vigil-collector token revoke --data %s --id %s`\n",
 		tok.ID, tok.Uses, tok.ExpiresAt.Format(time.RFC3339), *data, tok.ID)
 	return nil

@@ -168,8 +168,9 @@ func (s *Server) RouteOf(f *vigilv1.Finding) string { return s.routeOf(f) }
 
 // Reviews says whether u reviews route and is not the person the alert
 // about f is about: whom collector/notify may e-mail about it on that route.
+// Only the reviewers of the device's school are told (collector/tenancy).
 func (s *Server) Reviews(u *store.User, route string, f *vigilv1.Finding) bool {
-	return viewerRoute(u) == route && !isSubject(u, f.GetUser())
+	return s.tenancyPolicy().SeesDevice(u, f.GetDeviceId()) && viewerRoute(u) == route && !isSubject(u, f.GetUser())
 }
 
 // actor is u as the review of the alert about f, in state st, sees them:
@@ -183,13 +184,16 @@ func (s *Server) actor(u *store.User, f *vigilv1.Finding, st store.AlertState) t
 	return who
 }
 
-// visible: the alert is routed (or escalated) to the viewer, or its review
-// names them (the second reviewer the first asked for), and it is not
-// about the viewer (triage.MayView). Every path that shows an alert or its
-// evidence (list, detail, actions, evidence, PDF, CSV, device timeline)
+// visible: the alert is of the viewer's school (collector/tenancy), it is
+// routed (or escalated) to the viewer, or its review names them (the
+// second reviewer the first asked for), and it is not about the viewer
+// (triage.MayView). Every path that shows an alert or its evidence (list,
+// detail, actions, evidence, PDF, CSV, device timeline, monitoring report)
 // asks here.
 func (s *Server) visible(u *store.User, a *store.Alert) bool {
-	return triage.MayView(a.State, s.actor(u, a.Finding, a.State))
+	// The school first: another school's alert is, to u, one that does
+	// not exist (collector/tenancy).
+	return s.tenancyPolicy().SeesDevice(u, a.Finding.GetDeviceId()) && triage.MayView(a.State, s.actor(u, a.Finding, a.State))
 }
 
 // Visible is visible for other entry points (collector/evidence).

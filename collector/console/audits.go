@@ -24,7 +24,7 @@ func auditReaders(u *store.User) bool {
 
 func auditSigners(u *store.User) bool { return u.Role == RoleHeadteacher }
 
-func (s *Server) auditRoutes(mux *http.ServeMux) {
+func (s *Server) auditRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/audits", s.api(auditReaders, s.listAudits))
 	mux.Handle("POST /api/v1/audits", s.api(auditReaders, s.requestAudit))
 	mux.Handle("GET /api/v1/audits/{id}", s.api(auditReaders, s.showAudit))

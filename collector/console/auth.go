@@ -100,6 +100,13 @@ func (s *Server) api(ok allow, h apiHandler) http.Handler {
 			jsonError(w, http.StatusForbidden, "your role (%s) may not do this", v.Role)
 			return
 		}
+		if open, err := s.tenancyPolicy().RouteOpen(r.Pattern, &v.User); err != nil {
+			s.internal(w, "check the school policy", err)
+			return
+		} else if !open {
+			jsonError(w, http.StatusForbidden, "this page is not available to school accounts in an installation of several schools yet")
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, v)), v)
 	})
 }

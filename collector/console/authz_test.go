@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/identity"
@@ -48,9 +49,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := e.st.PutDevice(store.Device{DeviceID: "dev-cov", Group: "pupils", Hostname: "lap-09", LastSeen: now.Add(-48 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	cov := coverage.NewWatcher(coverage.Config{Devices: e.st, Schedule: coverage.Schedule{Heartbeat: time.Minute}})
+	cov.Check(t.Context())
+	e.srv.SetCoverage(cov)
+
 	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("matrix CA"))},
 		DefaultCollector: "vigil.school.lan:7443"}
-	mtok, err := e.srv.deploy.Tokens.Create(t.Context(), "pupils", time.Hour, 3)
+	mtok, err := e.srv.deploy.Tokens.CreateIn(t.Context(), "", "pupils", time.Hour, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +96,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/devices", nil, []string{"tech", "dsl", "head"}},
 		{"GET", "/api/v1/devices/" + testDevice, nil, []string{"tech", "dsl", "head"}},
 		{"GET", "/api/v1/trends", nil, []string{"gov", "chair", "head", "dsl"}},
+		{"GET", "/api/v1/coverage", nil, []string{"tech", "dsl", "head"}},
+		{"GET", "/api/v1/coverage/dev-cov", nil, []string{"tech", "dsl", "head"}},
+		{"POST", "/api/v1/coverage/dev-cov/ack", nil, []string{"tech", "dsl", "head"}},
 		{"GET", "/api/v1/reports/monitoring.json", nil, []string{"dsl", "head"}},
 		{"GET", "/api/v1/reports/monitoring.csv", nil, []string{"dsl", "head"}},
 		{"GET", "/api/v1/reports/monitoring.pdf", nil, []string{"dsl", "head"}},

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/fleetcheck"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	"github.com/vigil-safeguarding/vigil/internal/personid"
 )
 
@@ -97,10 +98,16 @@ type Server struct {
 	reveal  *evidence.Service // the one evidence reveal (evidence.go)
 	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
 	terms   *schoolTerms      // terms added by the school (terms.go)
+	tenants *tenancy.Policy   // the school dimension (schools.go)
+	// patterns: every route Handler registered, for the isolation test,
+	// which must find each one classified by collector/tenancy.
+	patterns []string
 
 	// The DfE evidence (dfe.go); nil dfe: no evidence endpoints.
 	dfe    *dfe.Service
 	checks *fleetcheck.Service
+
+	coverage Coverage // SetCoverage; nil: no coverage endpoints
 
 	// The alert queue's listing reaches the store only through what it
 	// needs (tests wrap it to inject faults).
@@ -119,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits, dfe: cfg.DFE, checks: cfg.FleetChecks,
 		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
 	s.queue = cfg.Store
+	s.tenants = &tenancy.Policy{Dir: cfg.Store}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -198,7 +206,8 @@ func anyone(*store.User) bool { return true }
 
 // Handler routes the console: the API and the UI.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	mux := &routeMux{ServeMux: http.NewServeMux()}
+	defer func() { s.patterns = mux.patterns }()
 	mux.HandleFunc("POST /api/v1/session", s.login)
 	mux.Handle("DELETE /api/v1/session", s.api(anyone, s.logout))
 	mux.Handle("GET /api/v1/me", s.api(anyone, s.me))
@@ -225,11 +234,12 @@ func (s *Server) Handler() http.Handler {
 	s.deployRoutes(mux)
 	s.licenceRoutes(mux)
 	s.dfeRoutes(mux)
+	s.coverageRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such API endpoint")
 	})
 	mux.Handle("/", staticHandler())
-	return securityHeaders(mux)
+	return securityHeaders(mux.ServeMux)
 }
 
 // securityHeaders sets the headers every response carries.

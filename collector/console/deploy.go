@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,7 @@ type DeployConfig struct {
 // deployers: technicians deploy; admins can too (they run the collector).
 var deployers = roles(RoleTechnician, RoleAdmin)
 
-func (s *Server) deployRoutes(mux *http.ServeMux) {
+func (s *Server) deployRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/deploy", s.api(deployers, s.deployInfo))
 	mux.Handle("GET /api/v1/tokens", s.api(deployers, s.listTokens))
 	mux.Handle("POST /api/v1/tokens/{id}/revoke", s.api(deployers, s.revokeToken))
@@ -74,7 +75,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.internal(w, "list tokens", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, list)
+	mine := make([]tokens.Info, 0, len(list))
+	for _, t := range list {
+		if s.seesToken(&v.User, t) {
+			mine = append(mine, t)
+		}
+	}
+	writeJSON(w, http.StatusOK, mine)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -91,6 +98,17 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, v *viewer) 
 	req.Reason = strings.TrimSpace(req.Reason)
 	if req.Reason == "" || len(req.Reason) > 500 {
 		jsonError(w, http.StatusBadRequest, "say why the token is revoked (1-500 characters); it goes in the access log")
+		return
+	}
+	// Another school's token is, to v, one that does not exist.
+	list, err := s.deploy.Tokens.List(r.Context())
+	if err != nil {
+		s.internal(w, "find token", err)
+		return
+	}
+	i := slices.IndexFunc(list, func(t tokens.Info) bool { return t.ID == r.PathValue("id") })
+	if i < 0 || !s.seesToken(&v.User, list[i]) {
+		jsonError(w, http.StatusNotFound, "no such token")
 		return
 	}
 	info, err := s.deploy.Tokens.Revoke(r.Context(), r.PathValue("id"), v.Username, req.Reason)
@@ -110,6 +128,9 @@ type packageRequest struct {
 	Format           string `json:"format"`
 	Arch             string `json:"arch"`
 	CollectorAddress string `json:"collector_address"`
+	// School the package's devices land in: a school account's own (the
+	// default); an admin may name any.
+	School string `json:"school,omitempty"`
 }
 
 // downloadPackage builds an agent package for a group with a new group
@@ -128,6 +149,15 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 	}
 	if req.Arch == "" {
 		req.Arch = "amd64"
+	}
+	school, err := s.packageSchool(&v.User, req.School)
+	if errors.Is(err, store.ErrNotFound) {
+		jsonError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if err != nil {
+		s.internal(w, "find the package's school", err)
+		return
 	}
 	if req.CollectorAddress == "" {
 		req.CollectorAddress = s.deploy.DefaultCollector
@@ -149,7 +179,7 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 
 	spec := packaging.Spec{Format: packaging.Format(req.Format), Arch: req.Arch, Group: req.Group, Collector: req.CollectorAddress,
 		FallbackVersion: version.Version}
-	made, err := packaging.Make(r.Context(), packaging.Request{Spec: spec, AgentDir: s.deploy.AgentDir, Who: v.Username}, s.deploy.Tokens, f)
+	made, err := packaging.Make(r.Context(), packaging.Request{Spec: spec, School: school, AgentDir: s.deploy.AgentDir, Who: v.Username}, s.deploy.Tokens, f)
 	if errors.Is(err, packaging.ErrNoAgentBinary) {
 		// Not the technician's input: the collector is missing a build.
 		jsonError(w, http.StatusFailedDependency, "%v", err)
@@ -178,7 +208,7 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 		return
 	}
 	// A package carries a credential: none leaves unlogged.
-	detail := fmt.Sprintf("group %s, %s %s, token %s, collector %s, %d bytes", req.Group, req.Format, req.Arch, made.Token.ID, req.CollectorAddress, size)
+	detail := fmt.Sprintf("school %s, group %s, %s %s, token %s, collector %s, %d bytes", store.SchoolOf(school), req.Group, req.Format, req.Arch, made.Token.ID, req.CollectorAddress, size)
 	logFn := s.st.LogAccess
 	if s.logAccessFn != nil {
 		logFn = s.logAccessFn

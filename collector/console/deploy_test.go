@@ -211,7 +211,7 @@ func TestDeployDownloadDebAndRevoke(t *testing.T) {
 func TestDeployRefusesOtherRoles(t *testing.T) {
 	e, _ := deployEnv(t, t.TempDir(), "vigil.school.lan:7443")
 	// A real token exists, so a leak would show.
-	tok, err := e.srv.deploy.Tokens.Create(t.Context(), "pupils", time.Hour, 5)
+	tok, err := e.srv.deploy.Tokens.CreateIn(t.Context(), "", "pupils", time.Hour, 5)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ type DeviceDetailJSON struct {
 // or escalated to them, not about themselves), with the alert's id.
 func (s *Server) deviceDetail(w http.ResponseWriter, r *http.Request, v *viewer) {
 	d, ok := s.st.GetDevice(r.PathValue("id"))
-	if !ok {
+	if !ok || !s.tenancyPolicy().SeesDevice(&v.User, d.DeviceID) {
 		jsonError(w, http.StatusNotFound, "no such device")
 		return
 	}

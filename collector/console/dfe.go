@@ -30,7 +30,7 @@ var (
 const PackDays = 365
 
 // dfeRoutes registers the evidence endpoints (called by Handler).
-func (s *Server) dfeRoutes(mux *http.ServeMux) {
+func (s *Server) dfeRoutes(mux *routeMux) {
 	if s.dfe == nil {
 		return
 	}

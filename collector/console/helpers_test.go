@@ -95,10 +95,17 @@ func (e *env) setNow(t time.Time) {
 
 func (e *env) user(username, role string, chair bool, email string) {
 	e.t.Helper()
+	e.userIn("", username, role, chair, email)
+}
+
+// userIn is user for an account of a school ("" is the default school).
+func (e *env) userIn(school, username, role string, chair bool, email string) {
+	e.t.Helper()
 	u, err := auth.NewUser(username, strings.ToUpper(username[:1])+username[1:]+" Name", role, testPassword, email, chair, time.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	u.School = school
 	if err := e.st.CreateUser(u); err != nil {
 		e.t.Fatal(err)
 	}
@@ -130,6 +137,12 @@ func testPNG() []byte {
 // (so the alert index is written by commitGroup) and returns its id.
 func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at time.Time) string {
 	e.t.Helper()
+	return e.alertOn(testDevice, user, category, sev, term, at)
+}
+
+// alertOn is alert on another device (another school's, say).
+func (e *env) alertOn(device, user, category string, sev vigilv1.Severity, term string, at time.Time) string {
+	e.t.Helper()
 	e.mu.Lock()
 	e.seq++
 	seq := e.seq
@@ -140,7 +153,7 @@ func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at
 	w.Write(testPNG())
 	w.Close()
 	evID := fmt.Sprintf("ev%030d", seq)
-	f := &vigilv1.Finding{DeviceId: testDevice, Seq: seq, Group: "pupils", ObservedAt: timestamppb.New(at), User: user,
+	f := &vigilv1.Finding{DeviceId: device, Seq: seq, Group: "pupils", ObservedAt: timestamppb.New(at), User: user,
 		Check: "screen", RuleId: "screen-keywords", Severity: sev, Category: category,
 		Message: category + " term in the active window title", Details: details,
 		Evidence:     []*vigilv1.EvidenceRef{{Id: evID, MediaType: "image/png", Sha256: evidenceSHA(ct.Bytes()), Size: int64(ct.Len())}},
@@ -151,7 +164,7 @@ func (e *env) alert(user, category string, sev vigilv1.Severity, term string, at
 	if _, _, err := e.st.CommitFindings(context.Background(), []*vigilv1.Finding{f}); err != nil {
 		e.t.Fatal(err)
 	}
-	return AlertID(testDevice, seq)
+	return AlertID(device, seq)
 }
 
 // client is a browser-like session: cookie jar plus the CSRF token.

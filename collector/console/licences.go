@@ -19,7 +19,7 @@ var (
 	licenceEditors = roles(RoleTechnician, RoleAdmin)
 )
 
-func (s *Server) licenceRoutes(mux *http.ServeMux) {
+func (s *Server) licenceRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/licences", s.api(licenceReaders, s.licenceList))
 	mux.Handle("POST /api/v1/licences", s.api(licenceEditors, s.licenceAdd))
 	mux.Handle("PUT /api/v1/licences/{id}", s.api(licenceEditors, s.licenceUpdate))

@@ -32,7 +32,7 @@ const (
 	oidcHome = "/#/"
 )
 
-func (s *Server) oidcRoutes(mux *http.ServeMux) {
+func (s *Server) oidcRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /api/v1/oidc", s.oidcInfo)
 	mux.HandleFunc("GET /api/v1/oidc/login", s.oidcLogin)
 	mux.HandleFunc("GET /api/v1/oidc/callback", s.oidcCallback)

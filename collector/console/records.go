@@ -219,6 +219,9 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
 	devs := s.st.Devices()
 	out := make([]DeviceJSON, 0, len(devs))
 	for _, d := range devs {
+		if !s.tenancyPolicy().SeesDevice(&v.User, d.DeviceID) {
+			continue
+		}
 		j := s.deviceJSON(d, now)
 		latest, err := s.st.LatestFindings(d.DeviceID, postureChecks, 5000)
 		if err != nil {

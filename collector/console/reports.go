@@ -26,7 +26,7 @@ var (
 const MonitoringDays = 7
 
 // reportRoutes registers the report downloads (called by Handler).
-func (s *Server) reportRoutes(mux *http.ServeMux) {
+func (s *Server) reportRoutes(mux *routeMux) {
 	for _, f := range []string{"json", "csv", "pdf"} {
 		mux.Handle("GET /api/v1/reports/monitoring."+f, s.api(monitoringReaders, s.monitoringReport(f)))
 		mux.Handle("GET /api/v1/reports/governors."+f, s.api(governorsReaders, s.governorsReport(f)))
@@ -82,6 +82,7 @@ func (s *Server) MonitoringReport(r *http.Request, u *store.User, from, to time.
 	if err != nil {
 		return reports.Monitoring{}, err
 	}
+	s.schoolSnapshot(u, &snap)
 	kept := snap.Alerts[:0]
 	for i := range snap.Alerts {
 		if s.visible(u, &snap.Alerts[i]) {
@@ -126,6 +127,7 @@ func (s *Server) governorsReport(format string) func(http.ResponseWriter, *http.
 			s.internal(w, "governors' report", err)
 			return
 		}
+		s.schoolSnapshot(&v.User, &snap)
 		g := reports.BuildGovernors(snap, from, to)
 		s.sendReport(w, format, fmt.Sprintf("governors-%s-to-%s", reports.Day(from), reports.Day(to.AddDate(0, 0, -1))), governorsJSON(g), g.WriteCSV, g.WritePDF)
 	}

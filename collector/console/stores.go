@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/licences"
 	"github.com/vigil-safeguarding/vigil/collector/reports"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -24,6 +25,7 @@ type Store interface {
 	exclusionStore
 	termStore
 	deviceStore
+	schoolStore
 
 	queueStore
 	auth.Store
@@ -77,4 +79,11 @@ type termStore interface {
 type deviceStore interface {
 	GetDevice(id string) (store.Device, bool)
 	Devices() []store.Device
+}
+
+// schoolStore: the schools of a trust and which school a device is in
+// (collector/tenancy reads it).
+type schoolStore interface {
+	tenancy.Directory
+	FindSchool(idOrName string) (store.School, error)
 }

@@ -30,7 +30,7 @@ type schoolTerms struct {
 	addMu sync.Mutex
 }
 
-func (s *Server) termRoutes(mux *http.ServeMux) {
+func (s *Server) termRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/terms", s.api(termEditors, s.listTerms))
 	mux.Handle("POST /api/v1/terms", s.api(termEditors, s.addTerm))
 	mux.Handle("POST /api/v1/terms/{id}/remove", s.api(termEditors, s.removeTerm))

@@ -56,7 +56,12 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 	for _, st := range triage.Statuses {
 		statuses[string(st)] = true
 	}
+	// Aggregates of the viewer's school only (collector/tenancy).
+	sees := s.tenancyPolicy().SeesDevice
 	_, err := s.st.ListAlerts(r.Context(), store.AlertScan{From: from}, func(a *store.Alert) bool {
+		if !sees(&v.User, a.Finding.GetDeviceId()) {
+			return true
+		}
 		y, wk := a.Finding.GetObservedAt().AsTime().UTC().ISOWeek()
 		k := fmt.Sprintf("%d-W%02d", y, wk)
 		if _, ok := index[k]; ok {
@@ -74,7 +79,10 @@ func (s *Server) trends(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	outcomes := map[string]int{}
-	err = s.st.AlertStates(func(_ string, _ uint64, st store.AlertState) error {
+	err = s.st.AlertStates(func(dev string, _ uint64, st store.AlertState) error {
+		if !sees(&v.User, dev) {
+			return nil
+		}
 		if st.Status == triage.Concluded && !st.ConcludedAt.Before(from) {
 			outcomes[st.Conclusion]++
 		}

@@ -28,13 +28,26 @@ type UserJSON struct {
 	LastSignIn         string `json:"last_sign_in"` // empty: never signed in
 	MustChangePassword bool   `json:"must_change_password"`
 	PasswordChanged    string `json:"password_changed,omitempty"`
+	// School is the account's school; "" for admin accounts, which are
+	// installation-wide.
+	School string `json:"school"`
+	// Granted: further schools a trust safeguarding lead (dsl) sees.
+	Granted []string `json:"granted_schools,omitempty"`
 }
 
 func userJSON(u store.User) UserJSON {
 	return UserJSON{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Email: u.Email, Chair: u.Chair,
 		TOTP: u.TOTPSecret != "", Created: ts(u.Created), Disabled: u.Disabled, DisabledBy: u.DisabledBy,
 		DisabledAt: ts(u.DisabledAt), LastSignIn: ts(u.LastSignIn), MustChangePassword: u.MustChangePassword,
-		PasswordChanged: ts(u.PasswordChanged)}
+		PasswordChanged: ts(u.PasswordChanged), School: accountSchoolName(u), Granted: u.Granted}
+}
+
+// accountSchoolName: admin accounts belong to no school.
+func accountSchoolName(u store.User) string {
+	if u.Role == RoleAdmin {
+		return ""
+	}
+	return store.SchoolOf(u.School)
 }
 
 // UserAddRequest is the body of POST /api/v1/users and POST /v1/users on
@@ -47,6 +60,9 @@ type UserAddRequest struct {
 	Email       string `json:"email"`
 	Chair       bool   `json:"chair"`
 	TOTP        bool   `json:"totp"`
+	// School (ID or name) whose data the account sees; "" is the default
+	// school. Admin accounts administer the whole installation and name none.
+	School string `json:"school,omitempty"`
 	// MustChangePassword: the person chooses their own password at the
 	// first sign-in (the admin typed this one for them).
 	MustChangePassword bool `json:"must_change_password"`
@@ -56,6 +72,7 @@ type UserAddRequest struct {
 type UserAddResponse struct {
 	Username string `json:"username"`
 	Role     string `json:"role"`
+	School   string `json:"school"`
 	TOTPURI  string `json:"totp_uri,omitempty"`
 }
 
@@ -89,6 +106,10 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request, by string, allo
 		u.TOTPSecret = auth.NewTOTPSecret()
 	}
 	u.MustChangePassword = req.MustChangePassword
+	if u.School, err = s.accountSchool(req.Role, req.School); err != nil {
+		jsonError(w, http.StatusBadRequest, "%v", err)
+		return store.User{}, false
+	}
 	u, err = s.auth.Create(r.Context(), by, u, req.Password)
 	if err != nil {
 		s.authError(w, "create user", err)
@@ -154,7 +175,7 @@ func (s *Server) resetPassword(w http.ResponseWriter, r *http.Request, by string
 	writeJSON(w, http.StatusOK, UserResetResponse{User: userJSON(u), TemporaryPassword: gen})
 }
 
-func (s *Server) userRoutes(mux *http.ServeMux) {
+func (s *Server) userRoutes(mux *routeMux) {
 	admins := roles(RoleAdmin)
 	mux.Handle("GET /api/v1/users", s.api(admins, s.listUsers))
 	mux.Handle("POST /api/v1/users", s.api(admins, s.createUser))
@@ -186,7 +207,7 @@ func (s *Server) adminUserRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		resp := UserAddResponse{Username: u.Username, Role: u.Role}
+		resp := UserAddResponse{Username: u.Username, Role: u.Role, School: accountSchoolName(u)}
 		if u.TOTPSecret != "" {
 			resp.TOTPURI = auth.TOTPURI(u.TOTPSecret, u.Username)
 		}
@@ -200,5 +221,11 @@ func (s *Server) adminUserRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/users/{username}/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.resetPassword(w, r, adminActor(r))
+	})
+	mux.HandleFunc("POST /v1/users/{username}/grant", func(w http.ResponseWriter, r *http.Request) {
+		s.grantSchool(w, r, adminActor(r), true)
+	})
+	mux.HandleFunc("POST /v1/users/{username}/ungrant", func(w http.ResponseWriter, r *http.Request) {
+		s.grantSchool(w, r, adminActor(r), false)
 	})
 }

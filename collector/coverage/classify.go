@@ -89,9 +89,11 @@ type Judgement struct {
 	State    State  `json:"state"`
 	// Problem: something is wrong with coverage, whatever the hour.
 	// Alarm: a problem while the device is expected to be on, which is
-	// what is pushed to people.
+	// what is pushed to people. Its JSON name is not "alarm": Report
+	// embeds this beside the alarm's record, which takes that name, and
+	// encoding/json silently drops the shadowed field.
 	Problem  bool      `json:"problem"`
-	Alarm    bool      `json:"alarm"`
+	Alarm    bool      `json:"alarming"`
 	Expected bool      `json:"expected_now"`
 	Why      string    `json:"why"`
 	LastSeen time.Time `json:"last_seen,omitzero"`

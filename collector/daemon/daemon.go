@@ -457,6 +457,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 			WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
 	}
 	c.cov = newCoverageWatcher(cfg, st, c.mail, c.set.hours, log)
+	c.cons.SetCoverage(c.cov)
 	amux := http.NewServeMux()
 	amux.Handle("/v1/coverage", c.cov.Handler())
 	amux.Handle("/v1/coverage/", c.cov.Handler())

@@ -37,13 +37,17 @@ const (
 // Tokens mints and revokes group enrollment tokens: the collector's
 // tokens.Service in the daemon, the admin socket from the CLI.
 type Tokens interface {
-	Create(ctx context.Context, group string, ttl time.Duration, uses int) (tokens.Issued, error)
+	// CreateIn mints a token for a group of a school ("" is the default).
+	CreateIn(ctx context.Context, school, group string, ttl time.Duration, uses int) (tokens.Issued, error)
 	Revoke(ctx context.Context, id, who, reason string) (tokens.Info, error)
 }
 
 // Request is one package for one group, as the CLI or the console asks.
 type Request struct {
 	Spec Spec
+	// School the package's devices land in (by ID or name; "" is the
+	// default school): its token carries it.
+	School string
 	// TTL and Uses of the package's token (defaults above).
 	TTL  time.Duration
 	Uses int
@@ -106,7 +110,7 @@ func Make(ctx context.Context, req Request, toks Tokens, w io.Writer) (Made, err
 	if req.Uses <= 0 {
 		req.Uses = DefaultTokenUses
 	}
-	tok, err := toks.Create(ctx, s.Group, req.TTL, req.Uses)
+	tok, err := toks.CreateIn(ctx, req.School, s.Group, req.TTL, req.Uses)
 	if err != nil {
 		return Made{}, fmt.Errorf("mint the package's token: %w", err)
 	}

@@ -102,14 +102,14 @@ func (s *Server) enroll(_ context.Context, req *vigilv1.EnrollRequest) (*vigilv1
 	}
 	now := s.cfg.Now()
 	dev := store.Device{
-		DeviceID: deviceID, Group: t.Group, Hostname: req.GetHostname(), OS: req.GetOs(), Arch: req.GetArch(),
+		DeviceID: deviceID, Group: t.Group, School: t.School, Hostname: req.GetHostname(), OS: req.GetOs(), Arch: req.GetArch(),
 		HostFingerprint: req.GetHostFingerprint(), EnrolledAt: now, TokenID: t.ID,
 		AgentVersion: req.GetAgentVersion(), LastSeen: now,
 	}
 	if err := s.cfg.Store.PutDevice(dev); err != nil {
 		return nil, reasonInternalError, status.Errorf(codes.Internal, "record device: %v", err)
 	}
-	s.log.Info("device enrolled", "device", deviceID, "group", t.Group, "hostname", req.GetHostname(), "token", t.ID)
+	s.log.Info("device enrolled", "device", deviceID, "school", store.SchoolOf(t.School), "group", t.Group, "hostname", req.GetHostname(), "token", t.ID)
 	resp := &vigilv1.EnrollResponse{
 		DeviceId: deviceID, Group: t.Group, ClientCertDer: certDER, CaCertDer: s.cfg.CA.CACert.Raw,
 		EvidenceRecipient: s.cfg.EvidenceRecipient,

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/agent/state"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/identity"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -53,6 +54,30 @@ func TestEnroll(t *testing.T) {
 		dev, ok := e.st.GetDevice(want)
 		if !ok || dev.Group != "year-7" || dev.HostFingerprint != "fp-success" {
 			t.Errorf("stored device %+v (found %v)", dev, ok)
+		}
+	})
+
+	t.Run("school", func(t *testing.T) {
+		// A token minted for a school (by the real token policy, as the CLI
+		// and the console do) lands the device in that school; one for no
+		// school, in the default school, as before schools.
+		if _, err := e.st.AddSchool(store.School{Name: "Oak Primary"}); err != nil {
+			t.Fatal(err)
+		}
+		toks := &tokens.Service{Store: e.st, CAFingerprint: e.ca.Fingerprint()}
+		for _, c := range []struct{ school, want string }{{"Oak Primary", "oak-primary"}, {"", store.DefaultSchool}} {
+			iss, err := toks.CreateIn(t.Context(), c.school, "year-8", time.Hour, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, req := enrollReq(t, iss.Token, "fp-school-"+c.want)
+			if _, _, err := e.callEnroll(conn, key, req); err != nil {
+				t.Fatal(err)
+			}
+			id, _ := identity.DeviceID(&key.PublicKey)
+			if sc, ok := e.st.DeviceSchool(id); !ok || sc != c.want {
+				t.Errorf("token for %q: device in school %q (found %v), want %q", c.school, sc, ok, c.want)
+			}
 		}
 	})
 

@@ -44,11 +44,17 @@ var ErrExists = errors.New("store: already exists")
 
 // User is a console account.
 type User struct {
-	Username     string    `json:"username"`
-	DisplayName  string    `json:"display_name"`
-	Role         string    `json:"role"`
-	Email        string    `json:"email,omitempty"`
-	Chair        bool      `json:"chair,omitempty"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+	Email       string `json:"email,omitempty"`
+	Chair       bool   `json:"chair,omitempty"`
+	// School is the school whose data the account sees ("" is
+	// DefaultSchool). Admin accounts administer the installation.
+	School string `json:"school,omitempty"`
+	// Granted are further schools a DSL account sees (a trust safeguarding
+	// lead); each grant and its removal is in the access log.
+	Granted      []string  `json:"granted_schools,omitempty"`
 	PasswordHash []byte    `json:"password_hash"`
 	TOTPSecret   string    `json:"totp_secret,omitempty"`
 	Created      time.Time `json:"created"`

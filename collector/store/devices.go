@@ -14,8 +14,11 @@ import (
 // change often; they live in memory and are flushed every few seconds and at
 // Close, since losing a few seconds of last-seen is harmless.
 type Device struct {
-	DeviceID        string    `json:"device_id"`
-	Group           string    `json:"group"`
+	DeviceID string `json:"device_id"`
+	Group    string `json:"group"`
+	// School is the school the device's enrollment token carried ("" is
+	// DefaultSchool); it decides who in the console sees the device.
+	School          string    `json:"school,omitempty"`
 	Hostname        string    `json:"hostname"`
 	OS              string    `json:"os"`
 	Arch            string    `json:"arch"`

@@ -13,13 +13,16 @@ import (
 // Token is an enrollment token's server-side record; the secret itself is
 // never stored, only its hash.
 type Token struct {
-	ID         string    `json:"id"`
-	SecretHash string    `json:"secret_hash"`
-	Group      string    `json:"group"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	MaxUses    int       `json:"max_uses"`
-	Uses       int       `json:"uses"`
+	ID         string `json:"id"`
+	SecretHash string `json:"secret_hash"`
+	Group      string `json:"group"`
+	// School is where a device enrolled with the token lands ("" is
+	// DefaultSchool).
+	School    string    `json:"school,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int       `json:"max_uses"`
+	Uses      int       `json:"uses"`
 	// Revocation (collector/tokens.Service.Revoke); ExpiresAt is moved to
 	// the revocation time too, which is what enrollment checks.
 	RevokedAt    time.Time `json:"revoked_at,omitempty"`

@@ -31,6 +31,8 @@ type Store interface {
 	PutToken(t store.Token) error
 	Tokens() ([]store.Token, error)
 	LogAccess(e store.AccessEntry) error
+	// FindSchool resolves the school a token is for (by ID or name).
+	FindSchool(idOrName string) (store.School, error)
 }
 
 // Service mints, lists and revokes enrollment tokens in the store.
@@ -46,6 +48,7 @@ type Issued struct {
 	Token     string    `json:"token"`
 	ID        string    `json:"id"`
 	Group     string    `json:"group"`
+	School    string    `json:"school"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Uses      int       `json:"uses"`
 }
@@ -54,6 +57,7 @@ type Issued struct {
 type Info struct {
 	ID        string    `json:"id"`
 	Group     string    `json:"group"`
+	School    string    `json:"school"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	MaxUses   int       `json:"max_uses"`
@@ -78,9 +82,22 @@ func (s *Service) log() *slog.Logger {
 	return s.Logger
 }
 
-// Create mints a token for group, valid for ttl (default 24 h), for uses
-// enrollments (0 means 1).
+// Create mints a token for group in the default school, valid for ttl
+// (default 24 h), for uses enrollments (0 means 1).
 func (s *Service) Create(ctx context.Context, group string, ttl time.Duration, uses int) (Issued, error) {
+	return s.CreateIn(ctx, "", group, ttl, uses)
+}
+
+// CreateIn is Create for a school (by ID or name; "" is the default): a
+// device enrolled with the token lands in that school.
+func (s *Service) CreateIn(ctx context.Context, school, group string, ttl time.Duration, uses int) (Issued, error) {
+	sc, err := s.Store.FindSchool(school)
+	if errors.Is(err, store.ErrNotFound) {
+		return Issued{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err != nil {
+		return Issued{}, fmt.Errorf("find the token's school: %w", err)
+	}
 	if !groupRE.MatchString(group) {
 		return Issued{}, fmt.Errorf("%w: group %q: use 1-64 of a-z 0-9 - _", ErrBadRequest, group)
 	}
@@ -98,13 +115,22 @@ func (s *Service) Create(ctx context.Context, group string, ttl time.Duration, u
 	rand.Read(secret)
 	tok := identity.Token{ID: hex.EncodeToString(idb), Secret: secret, CAFingerprint: s.CAFingerprint}
 	now := s.now()
-	rec := store.Token{ID: tok.ID, SecretHash: identity.SecretHash(secret), Group: group,
+	rec := store.Token{ID: tok.ID, SecretHash: identity.SecretHash(secret), Group: group, School: schoolField(sc.ID),
 		CreatedAt: now, ExpiresAt: now.Add(ttl), MaxUses: uses}
 	if err := s.Store.PutToken(rec); err != nil {
 		return Issued{}, fmt.Errorf("store new token: %w", err)
 	}
-	s.log().Info("enrollment token created", "token", tok.ID, "group", group, "expires", rec.ExpiresAt, "uses", uses)
-	return Issued{Token: tok.String(), ID: tok.ID, Group: group, ExpiresAt: rec.ExpiresAt, Uses: uses}, nil
+	s.log().Info("enrollment token created", "token", tok.ID, "school", sc.ID, "group", group, "expires", rec.ExpiresAt, "uses", uses)
+	return Issued{Token: tok.String(), ID: tok.ID, Group: group, School: sc.ID, ExpiresAt: rec.ExpiresAt, Uses: uses}, nil
+}
+
+// schoolField is how a record names its school: the default as "", so a
+// single-school installation's records are as they were before schools.
+func schoolField(id string) string {
+	if id == store.DefaultSchool {
+		return ""
+	}
+	return id
 }
 
 // Describe is a stored token as shown to people.
@@ -122,7 +148,7 @@ func (s *Service) Describe(t store.Token) Info {
 	if st == "active" {
 		left = t.MaxUses - t.Uses
 	}
-	return Info{ID: t.ID, Group: t.Group, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses,
+	return Info{ID: t.ID, Group: t.Group, School: store.SchoolOf(t.School), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses,
 		UsesLeft: left, Revoked: !t.RevokedAt.IsZero(), State: st}
 }
 
@@ -163,7 +189,7 @@ func (s *Service) Revoke(ctx context.Context, id, who, reason string) (Info, err
 			return Info{}, fmt.Errorf("revoke token %s: %w", id, err)
 		}
 		if err := s.Store.LogAccess(store.AccessEntry{Time: now, Who: who, Action: "revoke-token", Reason: reason,
-			Detail: "token " + id + ", group " + t.Group}); err != nil {
+			Detail: "token " + id + schoolDetail(t.School) + ", group " + t.Group}); err != nil {
 			// The revocation stands (refusing enrollments matters more); the
 			// missing entry is loud in the log.
 			s.log().Error("token revoked but the access log entry was not written", "token", id, "err", err)
@@ -172,4 +198,13 @@ func (s *Service) Revoke(ctx context.Context, id, who, reason string) (Info, err
 		return s.Describe(t), nil
 	}
 	return Info{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+}
+
+// schoolDetail names a school other than the default in an access-log
+// entry (a single-school installation's entries read as before).
+func schoolDetail(school string) string {
+	if school == "" {
+		return ""
+	}
+	return ", school " + school
 }

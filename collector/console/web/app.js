@@ -1228,10 +1228,49 @@ function compliance(v) {
   return h('span', { class: 'badge fail' }, titleCase(s));
 }
 
+// Coverage: the collector's judgement of a device's absence (clean stop,
+// uninstall, crash loop, missing session helper, silence in expected
+// hours). An open alarm's e-mail links to the device; acknowledging it here
+// is what stops its escalation to the headteacher.
+async function coverageOf(path) {
+  try {
+    return await api('GET', path);
+  } catch (ex) {
+    return null; // no coverage judged by this collector: the page works without it
+  }
+}
+
+function coverageAckButton(r) {
+  if (!r || !r.alarm || !r.alarm.open || r.alarm.acked_by) return null;
+  return h('button', { type: 'button', class: 'secondary', dataset: { ackCoverage: r.device_id }, onclick: async () => {
+    try {
+      await api('POST', `/coverage/${encodeURIComponent(r.device_id)}/ack`);
+      announce(`Coverage alarm for ${r.hostname || r.device_id} acknowledged.`, 'ok', true);
+      route();
+    } catch (ex) {
+      announce(ex.message, 'error');
+    }
+  } }, 'Acknowledge', h('span', { class: 'visually-hidden' }, ` the coverage alarm for ${r.hostname || r.device_id}`));
+}
+
+function coverageText(r) {
+  if (!r) return '—';
+  const a = r.alarm || {};
+  return [h('span', { class: r.problem ? 'badge fail' : 'badge pass' }, titleCase(String(r.state || 'unknown').replaceAll('_', ' '))),
+    ' ', r.why || '',
+    a.open ? h('span', { class: 'hint' }, a.acked_by ? `Alarm acknowledged by ${a.acked_by} ${ago(a.acked_at)}.` : `Alarm open since ${when(a.since)}${a.escalated ? ', escalated to the headteacher' : ''}.`) : null];
+}
+
 async function viewDevices(seq) {
   loading('devices');
-  const data = await api('GET', '/devices');
+  const [data, cov] = await Promise.all([api('GET', '/devices'), coverageOf('/coverage')]);
   if (!isCurrent(seq)) return;
+  const alarms = (Array.isArray(cov) ? cov : []).filter((r) => r.alarm && r.alarm.open);
+  const alarmPanel = alarms.length ? h('section', { class: 'panel', id: 'coverage-alarms', 'aria-labelledby': 'coverage-h' },
+    h('h2', { id: 'coverage-h' }, `Coverage alarms (${alarms.length})`),
+    h('ul', {}, alarms.map((r) => h('li', { dataset: { device: r.device_id } },
+      h('a', { href: `#/devices/${encodeURIComponent(r.device_id)}` }, h('strong', {}, r.hostname || r.device_id)), ': ',
+      coverageText(r), ' ', coverageAckButton(r))))) : null;
   const devices = Array.isArray(data) ? data : data.devices || [];
   devices.sort((a, b) => Number(!!b.silent) - Number(!!a.silent) || String(a.hostname || a.device_id).localeCompare(String(b.hostname || b.device_id)));
   const silent = devices.filter((d) => d.silent).length;
@@ -1257,14 +1296,14 @@ async function viewDevices(seq) {
   page('Devices',
     h('p', { id: 'devices-summary' }, `${devices.length} device${devices.length === 1 ? '' : 's'}; `,
       silent ? h('strong', {}, `${silent} silent (no contact within the expected interval): check these first.`) : 'none silent.'),
-    table);
+    alarmPanel, table);
 }
 
 // One device: its record and timeline (the newest findings the server lets
 // this role see; a technician gets no screen findings).
 async function viewDevice(id, seq) {
   loading('the device');
-  const d = await api('GET', `/devices/${encodeURIComponent(id)}`);
+  const [d, cov] = await Promise.all([api('GET', `/devices/${encodeURIComponent(id)}`), coverageOf(`/coverage/${encodeURIComponent(id)}`)]);
   if (!isCurrent(seq)) return;
   const c = d.compliance || {};
   const connection = d.revoked ? h('span', { class: 'badge offline' }, 'Revoked') : d.silent ? h('span', { class: 'badge silent' }, 'Silent')
@@ -1274,6 +1313,7 @@ async function viewDevice(id, seq) {
     ['Group', d.group || '—'],
     ['System', [d.os, d.arch].filter(Boolean).join(' / ') || '—'],
     ['Connection', connection],
+    ['Coverage', h('span', { id: 'device-coverage' }, coverageText(cov), ' ', coverageAckButton(cov))],
     ['Last seen', [when(d.last_seen), h('span', { class: 'hint' }, ago(d.last_seen))]],
     ['Agent', d.agent_version || '—'],
     ['Rules', d.rules_hash ? h('span', { class: 'mono' }, d.rules_hash) : '—'],

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/server"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/internal/findings"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// TestSchoolCommands runs school add|list, token create --school and
+// findings list --school as a trust's IT lead would, against a real admin
+// socket over a real store.
+func TestSchoolCommands(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vcli") // short: Unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	log := slog.New(slog.DiscardHandler)
+	ca, err := pki.LoadOrCreate(filepath.Join(dir, "pki"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "badger"), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	lis, err := admin.Listen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: (&admin.Server{Store: st, CA: ca, Agents: server.New(server.Config{Store: st, Logger: log}), Logger: log}).Handler()}
+	go hs.Serve(lis)
+	t.Cleanup(func() { hs.Close() })
+	run := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := Main(append(args[:2:2], append([]string{"--data", dir}, args[2:]...)...), &out, &errb)
+		return out.String(), errb.String(), code
+	}
+
+	if out, stderr, code := run("school", "list"); code != 0 || !strings.Contains(out, "default") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("a new collector is a trust of one: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, stderr, code := run("school", "add", "--name", "Oak Primary"); code != 0 || !strings.Contains(out, "school oak-primary added") {
+		t.Fatalf("add: exit %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code := run("school", "add", "--name", "OAK PRIMARY"); code == 0 || !strings.Contains(stderr, "exists") {
+		t.Fatalf("duplicate name: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "add"); code == 0 || !strings.Contains(stderr, "--name") {
+		t.Fatalf("no name: exit %d %s", code, stderr)
+	}
+	out, _, code := run("school", "list", "--json")
+	var all []store.School
+	if code != 0 || json.Unmarshal([]byte(out), &all) != nil || len(all) != 2 || all[1].Name != "Oak Primary" {
+		t.Fatalf("list: exit %d %s", code, out)
+	}
+	entries, _ := st.AccessLog()
+	if len(entries) != 1 || entries[0].Action != "add-school" || !strings.Contains(entries[0].Detail, "oak-primary") {
+		t.Errorf("adding a school is not in the access log: %+v", entries)
+	}
+
+	if _, stderr, code := run("token", "create", "--group", "pupils", "--school", "Elm High"); code == 0 || !strings.Contains(stderr, "no school") {
+		t.Fatalf("token for an unknown school: exit %d %s", code, stderr)
+	}
+	if out, stderr, code := run("token", "create", "--group", "pupils", "--school", "Oak Primary"); code != 0 || out == "" {
+		t.Fatalf("token create --school: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("token", "list"); !strings.Contains(out, "oak-primary") {
+		t.Errorf("token list does not show the school:\n%s", out)
+	}
+
+	// findings list --school: a device of each school.
+	if err := st.PutDevice(store.Device{DeviceID: "dev-default", EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutDevice(store.Device{DeviceID: "dev-oak", School: "oak-primary", EnrolledAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var fs []*vigilv1.Finding
+	for _, d := range []string{"dev-default", "dev-oak"} {
+		fs = append(fs, &vigilv1.Finding{DeviceId: d, Seq: 1, ObservedAt: timestamppb.Now(), Check: "selftest", RuleId: "selftest",
+			RuleVersion: 1, Severity: vigilv1.Severity_SEVERITY_LOW, Category: "agent", Message: "self-test"})
+	}
+	if _, _, err := st.CommitFindings(context.Background(), fs); err != nil {
+		t.Fatal(err)
+	}
+	for school, want := range map[string]string{"Oak Primary": "dev-oak", "default": "dev-default"} {
+		out, stderr, code := run("findings", "list", "--school", school, "--json")
+		var f findings.JSON
+		if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &f) != nil || f.DeviceID != want {
+			t.Errorf("findings list --school %s: exit %d %s %s", school, code, out, stderr)
+		}
+	}
+}

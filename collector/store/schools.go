@@ -1,0 +1,164 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// A trust is one installation with schools as tenants. Every device,
+// token and console account belongs to one school; a record written before
+// schools existed (School == "") belongs to DefaultSchool, which exists
+// without being added, so a single school is simply a trust of one.
+
+// pfxSchool: sc/<school id> -> School (JSON).
+const pfxSchool = "sc/"
+
+// DefaultSchool is the school of every record that names none.
+const DefaultSchool = "default"
+
+// School is one tenant of the installation.
+type School struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+// ErrBadSchool: a school ID or name that cannot be used.
+var ErrBadSchool = errors.New("store: bad school")
+
+var schoolIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// SchoolOf is the school a record names: DefaultSchool for none.
+func SchoolOf(id string) string {
+	if id == "" {
+		return DefaultSchool
+	}
+	return id
+}
+
+// SchoolID derives an ID from a school's name: lower case, runs of
+// anything but a-z and 0-9 become one "-" ("St Mary's C of E" ->
+// "st-mary-s-c-of-e").
+func SchoolID(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	id := strings.TrimRight(b.String(), "-")
+	if len(id) > 63 {
+		id = strings.TrimRight(id[:63], "-")
+	}
+	return id
+}
+
+func defaultSchool() School { return School{ID: DefaultSchool, Name: "Default school"} }
+
+// AddSchool stores a new school; ErrExists if its ID (or, case aside, its
+// name) is taken. An empty ID is derived from the name.
+func (s *Store) AddSchool(sc School) (School, error) {
+	sc.Name = strings.TrimSpace(sc.Name)
+	if sc.ID == "" {
+		sc.ID = SchoolID(sc.Name)
+	}
+	if sc.Name == "" || len(sc.Name) > 200 {
+		return School{}, fmt.Errorf("%w: a school needs a name of 1-200 characters", ErrBadSchool)
+	}
+	if !schoolIDRE.MatchString(sc.ID) {
+		return School{}, fmt.Errorf("%w: id %q: use 1-63 of a-z 0-9 -, starting with a letter or digit", ErrBadSchool, sc.ID)
+	}
+	if sc.ID == DefaultSchool {
+		return School{}, fmt.Errorf("%w: school %q exists already (it holds everything that names no school)", ErrExists, sc.ID)
+	}
+	all, err := s.Schools()
+	if err != nil {
+		return School{}, err
+	}
+	for _, x := range all {
+		if x.ID == sc.ID || strings.EqualFold(x.Name, sc.Name) {
+			return School{}, fmt.Errorf("%w: school %q (%s)", ErrExists, x.ID, x.Name)
+		}
+	}
+	v, _ := json.Marshal(sc)
+	// The ID and name checks above and this write are not one transaction:
+	// schools are added by the operator, one at a time, and a lost race
+	// would be two records for one ID, the second overwriting the first
+	// with the same ID; the name check is a courtesy.
+	err = s.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get([]byte(pfxSchool + sc.ID)); err == nil {
+			return fmt.Errorf("%w: school %q", ErrExists, sc.ID)
+		}
+		return txn.Set([]byte(pfxSchool+sc.ID), v)
+	})
+	if err != nil {
+		return School{}, fmt.Errorf("store: add school %s: %w", sc.ID, err)
+	}
+	return sc, nil
+}
+
+// Schools lists every school, the default first, then by ID.
+func (s *Store) Schools() ([]School, error) {
+	var out []School
+	err := scanJSON(s.db, pfxSchool, func(_, v []byte) error {
+		var sc School
+		if err := json.Unmarshal(v, &sc); err != nil {
+			return err
+		}
+		out = append(out, sc)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list schools: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return append([]School{defaultSchool()}, out...), nil
+}
+
+// FindSchool resolves a school by ID or, case aside, by name; ErrNotFound
+// if there is none. "" is the default school.
+func (s *Store) FindSchool(idOrName string) (School, error) {
+	idOrName = strings.TrimSpace(idOrName)
+	if idOrName == "" || idOrName == DefaultSchool {
+		return defaultSchool(), nil
+	}
+	all, err := s.Schools()
+	if err != nil {
+		return School{}, err
+	}
+	for _, x := range all {
+		if x.ID == idOrName {
+			return x, nil
+		}
+	}
+	for _, x := range all {
+		if strings.EqualFold(x.Name, idOrName) {
+			return x, nil
+		}
+	}
+	return School{}, fmt.Errorf("%w: no school %q (vigil-collector school list)", ErrNotFound, idOrName)
+}
+
+// DeviceSchool is the school a device was enrolled into; ok is false for
+// a device this collector does not know.
+func (s *Store) DeviceSchool(id string) (string, bool) {
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	d, ok := s.devices[id]
+	if !ok {
+		return "", false
+	}
+	return SchoolOf(d.School), true
+}

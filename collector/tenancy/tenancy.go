@@ -1,0 +1,221 @@
+// Package tenancy is the school dimension of who may see what: a trust is
+// one installation with schools as tenants (collector/store School), and a
+// school's DSL, headteacher, technician and governors see only the
+// devices, alerts, findings and evidence of their own school. Every entry
+// point asks here: the console's alert routing (console.visible, which the
+// alert list and categories, detail, actions, review form, incidents CSV,
+// device timeline, monitoring report and collector/evidence's reveal all
+// call), the device pages, the trends and governors' aggregates, the token
+// and package endpoints, and the route gate every console API call passes
+// (RouteOpen) for the routes that are not school-aware yet.
+//
+// What another school owns is answered exactly as something that does not
+// exist: the callers map a false here to the same not-found they give an
+// unknown id, with no data in the body.
+package tenancy
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/vigil-safeguarding/vigil/collector/auth"
+	"github.com/vigil-safeguarding/vigil/collector/store"
+)
+
+// Directory is what the policy reads: which school each device is in, and
+// how many schools there are.
+type Directory interface {
+	DeviceSchool(id string) (string, bool)
+	Schools() ([]store.School, error)
+}
+
+// Policy decides the school dimension. Construct it in the wiring over the
+// collector's store.
+type Policy struct {
+	Dir Directory
+}
+
+// InstallationWide says whether u administers the installation rather than
+// one school: admin accounts, and the collector's operator (nil: the admin
+// socket, with the same trust as the data dir). Admin accounts see no
+// safeguarding content whatever their school (their role never reaches
+// it); they manage accounts and the installation.
+func InstallationWide(u *store.User) bool { return u == nil || u.Role == auth.RoleAdmin }
+
+// SchoolOf is the school an account belongs to.
+func SchoolOf(u *store.User) string {
+	if u == nil {
+		return ""
+	}
+	return store.SchoolOf(u.School)
+}
+
+// SeesSchool says whether u may see what school owns: their own school,
+// or one granted to them as a trust safeguarding lead.
+func SeesSchool(u *store.User, school string) bool {
+	school = store.SchoolOf(school)
+	return InstallationWide(u) || SchoolOf(u) == school || granted(u, school)
+}
+
+// granted: a grant counts for DSL accounts only (the trust safeguarding
+// lead); Grant refuses others, and a role changed since does not keep it.
+func granted(u *store.User, school string) bool {
+	return u.Role == auth.RoleDSL && slices.Contains(u.Granted, school)
+}
+
+// MayGrant says whether u may be granted school: a DSL account (the
+// trust safeguarding lead) of another school.
+func MayGrant(u *store.User, school string) error {
+	if u.Role != auth.RoleDSL {
+		return fmt.Errorf("only dsl accounts (a trust safeguarding lead) are granted schools; %s is %s", u.Username, u.Role)
+	}
+	if SchoolOf(u) == store.SchoolOf(school) {
+		return fmt.Errorf("%s is an account of %s already", u.Username, store.SchoolOf(school))
+	}
+	return nil
+}
+
+// DeviceSchool is the school a device is in. A device without a record
+// (findings are only accepted from enrolled devices, so only a record
+// written before the device table) is the default school's, like every
+// other record that names no school.
+func (p *Policy) DeviceSchool(id string) string {
+	if sc, ok := p.Dir.DeviceSchool(id); ok {
+		return sc
+	}
+	return store.DefaultSchool
+}
+
+// SeesDevice says whether u may see device id and what it reported
+// (findings, alerts, evidence, audits).
+func (p *Policy) SeesDevice(u *store.User, id string) bool {
+	return InstallationWide(u) || SeesSchool(u, p.DeviceSchool(id))
+}
+
+// Scope says how a console route treats schools.
+type Scope int
+
+// The scopes.
+const (
+	// Unclassified: a route nobody has classified. It is treated as
+	// Installation (closed to school accounts once there are two schools),
+	// and the isolation test fails until it is classified.
+	Unclassified Scope = iota
+	// Account: the route shows only the caller's own account or session.
+	Account
+	// Public: before sign-in (the sign-in itself, OIDC); no school data.
+	Public
+	// Scoped: the handler asks this package about everything it returns or
+	// changes, so it is open to every school's accounts.
+	Scoped
+	// Installation: not school-aware yet (aggregates over every device,
+	// installation-wide settings). While the installation is one school it
+	// is open as before; once there are more, only installation-wide
+	// accounts (admin) may use it, and school accounts are refused with no
+	// data rather than shown another school's.
+	Installation
+)
+
+// Routes classifies every route the console registers, by its ServeMux
+// pattern. The isolation test enumerates the console's registered routes
+// and fails for any that is missing here; a route missing here is treated
+// as Installation (closed to school accounts once there are two schools).
+func Routes() map[string]Scope { return routes }
+
+// routes is a constant table (Routes hands it out; nothing writes it).
+var routes = map[string]Scope{
+	"POST /api/v1/session":                    Public,
+	"GET /api/v1/oidc":                        Public,
+	"GET /api/v1/oidc/login":                  Public,
+	"GET /api/v1/oidc/callback":               Public,
+	"DELETE /api/v1/session":                  Account,
+	"GET /api/v1/me":                          Account,
+	"POST /api/v1/me/password":                Account,
+	"/api/":                                   Public, // the JSON 404 for unknown API paths
+	"/":                                       Public, // the embedded web UI (static files)
+	"GET /api/v1/alerts":                      Scoped,
+	"GET /api/v1/alert-categories":            Scoped,
+	"GET /api/v1/alerts/{id}":                 Scoped,
+	"POST /api/v1/alerts/{id}/actions":        Scoped,
+	"GET /api/v1/alerts/{id}/form.pdf":        Scoped,
+	"GET /api/v1/evidence/{alert}/{evidence}": Scoped,
+	"GET /api/v1/incidents.csv":               Scoped,
+	"GET /api/v1/devices":                     Scoped,
+	"GET /api/v1/devices/{id}":                Scoped,
+	"GET /api/v1/deploy":                      Scoped,
+	"GET /api/v1/tokens":                      Scoped,
+	"POST /api/v1/tokens/{id}/revoke":         Scoped,
+	"POST /api/v1/packages":                   Scoped,
+	// Aggregates and reports over the viewer's school only.
+	"GET /api/v1/trends":                  Scoped,
+	"GET /api/v1/coverage":                Scoped,
+	"GET /api/v1/coverage/{device}":       Scoped,
+	"POST /api/v1/coverage/{device}/ack":  Scoped,
+	"GET /api/v1/reports/monitoring.json": Scoped,
+	"GET /api/v1/reports/monitoring.csv":  Scoped,
+	"GET /api/v1/reports/monitoring.pdf":  Scoped,
+	"GET /api/v1/reports/governors.json":  Scoped,
+	"GET /api/v1/reports/governors.csv":   Scoped,
+	"GET /api/v1/reports/governors.pdf":   Scoped,
+	// Not school-aware yet: see the comment of Installation. Exclusions
+	// and terms change the rules bundle every agent of the installation
+	// gets (per-school bundles are not built), the access log and the DfE
+	// register are the installation's, audits may span every device.
+	"GET /api/v1/exclusions":                Installation,
+	"POST /api/v1/exclusions/{id}/approve":  Installation,
+	"GET /api/v1/terms":                     Installation,
+	"POST /api/v1/terms":                    Installation,
+	"POST /api/v1/terms/{id}/remove":        Installation,
+	"GET /api/v1/terms/decisions":           Installation,
+	"GET /api/v1/access-log":                Installation,
+	"GET /api/v1/audits":                    Installation,
+	"POST /api/v1/audits":                   Installation,
+	"GET /api/v1/audits/{id}":               Installation,
+	"GET /api/v1/audits/{id}/progress":      Installation,
+	"POST /api/v1/audits/{id}/sign":         Installation,
+	"GET /api/v1/audits/{id}/report.pdf":    Installation,
+	"GET /api/v1/audits/{id}/report.csv":    Installation,
+	"GET /api/v1/licences":                  Installation,
+	"POST /api/v1/licences":                 Installation,
+	"PUT /api/v1/licences/{id}":             Installation,
+	"DELETE /api/v1/licences/{id}":          Installation,
+	"POST /api/v1/licences/import":          Installation,
+	"GET /api/v1/licences/reconcile":        Installation,
+	"POST /api/v1/licences/aliases":         Installation,
+	"DELETE /api/v1/licences/aliases":       Installation,
+	"GET /api/v1/inventory":                 Installation,
+	"GET /api/v1/users":                     Installation,
+	"POST /api/v1/users":                    Installation,
+	"POST /api/v1/users/{username}/disable": Installation,
+	"POST /api/v1/users/{username}/enable":  Installation,
+	"POST /api/v1/users/{username}/reset":   Installation,
+	"GET /api/v1/dfe/status":                Installation,
+	"GET /api/v1/dfe/roles":                 Installation,
+	"PUT /api/v1/dfe/roles":                 Installation,
+	"GET /api/v1/dfe/reviews":               Installation,
+	"POST /api/v1/dfe/reviews":              Installation,
+	"POST /api/v1/dfe/checks":               Installation,
+	"GET /api/v1/dfe/checks/{id}":           Installation,
+	"GET /api/v1/reports/dfe.json":          Installation,
+	"GET /api/v1/reports/dfe.csv":           Installation,
+	"GET /api/v1/reports/dfe.pdf":           Installation,
+}
+
+// RouteOpen says whether u may use the route with this ServeMux pattern
+// as far as schools go (the role check is the console's). A route that is
+// not school-aware is open to a school account only while the
+// installation has one school.
+func (p *Policy) RouteOpen(pattern string, u *store.User) (bool, error) {
+	switch routes[pattern] {
+	case Public, Account, Scoped:
+		return true, nil
+	}
+	if InstallationWide(u) {
+		return true, nil
+	}
+	all, err := p.Dir.Schools()
+	if err != nil {
+		return false, err
+	}
+	return len(all) == 1, nil
+}

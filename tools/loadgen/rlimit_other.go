@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// raiseFileLimit: no descriptor limit to raise here.
+func raiseFileLimit() {}
