@@ -52,7 +52,17 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		})
 	}
 
-	c := newCollector(t, "--ingest", "jetstream", "--nats", urls)
+	// The store-owning collector creates the stream, consumers and bucket
+	// (R3) once the fresh cluster has elected its meta leader, which on a
+	// loaded machine takes longer than the harness's usual start wait.
+	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t),
+		args: []string{"--ingest", "jetstream", "--nats", urls}}
+	c.p = start(t, "vigil-collector", append([]string{"serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web,
+		"--heartbeat", "2s"}, c.args...)...)
+	waitFor(t, 4*time.Minute, "store-owning collector admin socket", func() bool {
+		_, _, code := run(t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
+		return code == 0
+	})
 	if !strings.Contains(c.p.log.String(), "device records mirrored for front-ends") {
 		t.Fatal("the storer did not say it mirrors device records")
 	}
@@ -70,7 +80,7 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		feAddrs = append(feAddrs, f.grpc)
 	}
 	for _, f := range fes {
-		waitFor(t, 60*time.Second, f.name+" serving", func() bool {
+		waitFor(t, 4*time.Minute, f.name+" serving", func() bool {
 			return strings.Contains(f.p.log.String(), "stream front-end serving")
 		})
 	}

@@ -645,7 +645,13 @@ func (c *collector) run(ctx context.Context) error {
 // the publisher the gRPC server acknowledges through. It is closed before
 // the store (closers run last first), after run has stopped the storer.
 func (c *collector) startBus() (server.FindingSink, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	wait := time.Minute
+	if len(c.cfg.NATS) > 0 {
+		// A cluster started together elects its meta leader first; on a
+		// busy machine that alone can take a minute.
+		wait = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var b *bus.Bus
 	var err error

@@ -73,7 +73,9 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	if _, err := raiseFileLimit(); err != nil {
 		log.Warn("could not raise the file descriptor limit", "err", err)
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	// A fresh cluster elects its meta leader first (a minute on a busy
+	// machine) before the stream and bucket can be opened.
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	b, err := bus.Connect(startCtx, cfg.NATS, bus.Config{ServerName: cfg.Name, Replicas: cfg.Replicas, Logger: log})
 	if err != nil {
