@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,7 +40,7 @@ import (
 
 const usage = `vigil-agent: Vigil's device agent
 
-  enroll        --collector ADDR --token TOKEN [--state DIR]
+  enroll        --collector ADDR --token TOKEN [--state DIR] [--stream-collectors A,B,C]  (stream to front-ends, failing over)
   enroll        [--state DIR] [--enroll-config F]  enroll now from a package's enrollment configuration
   enroll --later --collector ADDR --token TOKEN [--group NAME] [--enroll-config F]
                                                     only write the configuration; the service enrolls at start
@@ -134,6 +135,7 @@ func enrollCmd(args []string, stdout io.Writer) error {
 	bootPath := fs.String("enroll-config", enroll.DefaultBootstrapPath(), "enrollment configuration a package installed")
 	later := fs.Bool("later", false, "write --collector/--token to --enroll-config for the service instead of enrolling now (MSI, scripted installs)")
 	group := fs.String("group", "", "with --later: the group the token is for (informational)")
+	streams := fs.String("stream-collectors", "", "comma-separated host:port of stream front-ends to hold the stream to instead of --collector (docs/scale.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,6 +163,22 @@ func enrollCmd(args []string, stdout io.Writer) error {
 	res, err := enroll.Enroll(context.Background(), absState(*st), *addr, *token)
 	if err != nil {
 		return err
+	}
+	if *streams != "" {
+		dir := absState(*st)
+		cfg, err := dir.LoadConfig()
+		if err != nil {
+			return err
+		}
+		cfg.Collectors = nil
+		for _, a := range strings.Split(*streams, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.Collectors = append(cfg.Collectors, a)
+			}
+		}
+		if err := dir.SaveConfig(cfg); err != nil {
+			return fmt.Errorf("write agent config: %w", err)
+		}
 	}
 	fmt.Fprintf(stdout, "enrolled: device %s in group %s\n", res.DeviceID, res.Group)
 	return nil

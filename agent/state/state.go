@@ -41,11 +41,16 @@ func (d Dir) RunRecordPath() string { return filepath.Join(string(d), "run.json"
 
 // Config is what enrollment leaves behind for `run`.
 type Config struct {
-	Collector         string `json:"collector"`
-	DeviceID          string `json:"device_id"`
-	Group             string `json:"group"`
-	CAFingerprint     string `json:"ca_fingerprint"`
-	EvidenceRecipient string `json:"evidence_recipient,omitempty"`
+	Collector string `json:"collector"`
+	// Collectors, when set, are the stream addresses (a trust's stateless
+	// front-ends, docs/scale.md) used instead of Collector, which stays
+	// the address enrolment was done at: the agent holds its stream to one
+	// of them, picked at random, and moves to another when it is lost.
+	Collectors        []string `json:"collectors,omitempty"`
+	DeviceID          string   `json:"device_id"`
+	Group             string   `json:"group"`
+	CAFingerprint     string   `json:"ca_fingerprint"`
+	EvidenceRecipient string   `json:"evidence_recipient,omitempty"`
 	// SpoolMaxBytes bounds the on-disk spool; 0 takes the default.
 	SpoolMaxBytes int64 `json:"spool_max_bytes,omitempty"`
 	// Role of the device's users for rule scoping (pupil, staff, ...).
@@ -53,6 +58,14 @@ type Config struct {
 	// ReleaseKey is the collector's ed25519 release public key, pinned at
 	// enrollment: only binaries signed by it are installed as upgrades.
 	ReleaseKey []byte `json:"release_key,omitempty"`
+}
+
+// StreamAddrs are the addresses the agent may hold its stream to.
+func (c Config) StreamAddrs() []string {
+	if len(c.Collectors) > 0 {
+		return c.Collectors
+	}
+	return []string{c.Collector}
 }
 
 // Ensure creates the directory owner-only (and tightens an existing one).

@@ -17,10 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"strings"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -186,13 +190,31 @@ func (u *Uplink) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(u.cfg.Agent.Collector,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
-	)
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32 << 20)),
+	}
+	target := u.cfg.Agent.Collector
+	if addrs := u.cfg.Agent.StreamAddrs(); len(addrs) > 1 {
+		// Several front-ends: pick_first over the list, shuffled so that a
+		// fleet spreads over them; when the held one is lost the next
+		// stream goes to the first of the others that answers.
+		r := manual.NewBuilderWithScheme("vigil-collectors")
+		state := resolver.State{}
+		for _, a := range addrs {
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+		}
+		r.InitialState(state)
+		target = r.Scheme() + ":///collectors"
+		opts = append(opts, grpc.WithResolvers(r),
+			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`))
+	} else {
+		target = addrs[0]
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("collector address %q: %w", u.cfg.Agent.Collector, err)
+		return nil, fmt.Errorf("collector address %q: %w", strings.Join(u.cfg.Agent.StreamAddrs(), ","), err)
 	}
 	return conn, nil
 }

@@ -83,23 +83,22 @@ type Bus struct {
 	js  jetstream.JetStream
 }
 
-// Start runs the embedded server, connects to it and makes sure the findings
-// stream exists with cfg's settings.
-func Start(ctx context.Context, cfg Config) (*Bus, error) {
+// Node is a running nats-server with JetStream, embedded in this process:
+// the collector's own (Start) or a cluster node run as its own process
+// (`vigil-collector nats-node`).
+type Node struct {
+	ns *server.Server
+}
+
+// StartNode runs a nats-server with cfg's options (SyncAlways file store in
+// cfg.Dir/jetstream) and waits until it accepts connections. It creates no
+// stream: that is done by whoever connects to publish or store.
+func StartNode(cfg Config) (*Node, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("bus: no data dir")
 	}
 	if cfg.ServerName == "" {
 		cfg.ServerName = "vigil"
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = defaultMaxSize
-	}
-	if cfg.DupeWindow <= 0 {
-		cfg.DupeWindow = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -118,6 +117,45 @@ func Start(ctx context.Context, cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, errors.New("bus: nats-server not ready within 30s")
 	}
+	return &Node{ns: ns}, nil
+}
+
+// ClientURL is where a NATS client reaches this node.
+func (n *Node) ClientURL() string { return n.ns.ClientURL() }
+
+// Close shuts the server down and waits for it.
+func (n *Node) Close() {
+	n.ns.Shutdown()
+	n.ns.WaitForShutdown()
+}
+
+func (cfg *Config) defaults() {
+	if cfg.ServerName == "" {
+		cfg.ServerName = "vigil"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = defaultMaxSize
+	}
+	if cfg.DupeWindow <= 0 {
+		cfg.DupeWindow = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+}
+
+// Start runs the embedded server, connects to it and makes sure the findings
+// stream exists with cfg's settings.
+func Start(ctx context.Context, cfg Config) (*Bus, error) {
+	cfg.defaults()
+	node, err := StartNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns := node.ns
 	b := &Bus{cfg: cfg, log: cfg.Logger, ns: ns}
 	// Reconnects are for a clustered node whose peers come and go; the
 	// in-process connection itself only ends with the server.
@@ -126,16 +164,58 @@ func Start(ctx context.Context, cfg Config) (*Bus, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("bus: connect in-process: %w", err)
 	}
+	return b, b.open(ctx)
+}
+
+// Connect joins an external JetStream cluster (nats-node processes) at
+// urls as a client and makes sure the findings stream exists with cfg's
+// settings (cfg.Dir, Cluster and ClientListen are unused). The client
+// reconnects to any node in urls for as long as the process runs, so a lost
+// node costs only the publishes in flight to it, which the agents resend.
+func Connect(ctx context.Context, urls []string, cfg Config) (*Bus, error) {
+	cfg.defaults()
+	if len(urls) == 0 {
+		return nil, errors.New("bus: no NATS URLs")
+	}
+	for _, u := range urls {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" {
+			return nil, fmt.Errorf("bus: NATS URL %q: want nats://HOST:PORT", u)
+		}
+		if _, _, err := loopbackHostPort("NATS URL", pu.Host); err != nil {
+			return nil, err
+		}
+	}
+	b := &Bus{cfg: cfg, log: cfg.Logger}
+	var err error
+	b.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name(cfg.ServerName), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			cfg.Logger.Warn("nats: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { cfg.Logger.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to %s: %w", strings.Join(urls, ","), err)
+	}
+	return b, b.open(ctx)
+}
+
+// open makes the JetStream context and the stream; on error b is closed.
+func (b *Bus) open(ctx context.Context) error {
+	var err error
 	if b.js, err = jetstream.New(b.nc); err != nil {
 		b.Close()
-		return nil, fmt.Errorf("bus: jetstream: %w", err)
+		return fmt.Errorf("bus: jetstream: %w", err)
 	}
 	if err := b.ensureStream(ctx); err != nil {
 		b.Close()
-		return nil, err
+		return err
 	}
-	return b, nil
+	return nil
 }
+
+// Conn is the bus's NATS connection (per-device control subjects use it).
+func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 func serverOptions(cfg Config) (*server.Options, error) {
 	dir := filepath.Join(cfg.Dir, storeSubdir)
@@ -239,7 +319,7 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 // ClientURL is where a NATS client on this machine reaches this node ("" when
 // it is in-process only).
 func (b *Bus) ClientURL() string {
-	if b.cfg.ClientListen == "" {
+	if b.cfg.ClientListen == "" || b.ns == nil {
 		return ""
 	}
 	return b.ns.ClientURL()

@@ -43,6 +43,11 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--http-cert F --http-key F] [--trusted-proxy CIDR,...] [--http-tls=false (loopback only)]
                  (the console is HTTPS; by default with a certificate from the collector's CA)
                  [--agent-address HOST:PORT] [--agent-dir DIR]   (console Deploy page: packages' collector address, agent builds)
+                 [--ingest direct|jetstream [--nats URL,... --nats-replicas 3]]   (docs/scale.md)
+  nats-node      --data DIR --name N [--listen HOST:PORT] [--cluster NAME --cluster-listen HOST:PORT --routes A,B,C]
+                 (one JetStream cluster node, fsync on every write; loopback only)
+  frontend       --data DIR --nats URL,... [--grpc-listen ADDR]   (stateless agent-stream front-end; DIR holds
+                 a copy of the storer's pki/ and rules/; devices enroll at the storer)
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
@@ -115,7 +120,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "access-log" && cmd != "package" {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && cmd != "serve" && cmd != "nats-node" && cmd != "frontend" && cmd != "access-log" && cmd != "package" {
 		cmd += " " + args[1]
 		args = args[1:]
 	}
@@ -123,6 +128,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		err = serve(args[1:], stderr)
+	case "nats-node":
+		err = natsNode(args[1:], stderr)
+	case "frontend":
+		err = frontendCmd(args[1:], stderr)
 	case "token create":
 		err = tokenCreate(args[1:], stdout)
 	case "token list":
@@ -271,6 +280,8 @@ func serve(args []string, stderr io.Writer) error {
 	debugListen := fs.String("debug-listen", "", "loopback HOST:PORT serving Go's /debug/pprof/ profiles, for measuring memory per agent (off when empty; refused on a non-loopback address)")
 	grpcBuffers := fs.String("grpc-buffers", "lean", "per-connection buffers on the agent port: lean (no read buffer, pooled write buffer) or grpc-default (32 KiB each, per connection; for comparison)")
 	ingest := fs.String("ingest", daemon.IngestDirect, "how agents' findings reach the store: direct (committed to Badger before the ack) or jetstream (acknowledged once an embedded JetStream has fsynced them; a storer drains them into Badger)")
+	natsURLs := fs.String("nats", "", "with --ingest jetstream: comma-separated nats://HOST:PORT of an external JetStream cluster (vigil-collector nats-node) instead of the embedded server; device records are then mirrored there for front-ends")
+	natsReplicas := fs.Int("nats-replicas", 3, "with --nats: replication of the findings stream and the devices bucket")
 	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
@@ -337,7 +348,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
-		Transport: &transport, Ingest: *ingest,
+		Transport: &transport, Ingest: *ingest, NATS: splitList(*natsURLs), NATSReplicas: *natsReplicas,
 		HTTPCertFile: *httpCert, HTTPKeyFile: *httpKey, HTTPPlain: !*httpTLS, TrustedProxies: proxies,
 	})
 }

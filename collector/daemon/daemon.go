@@ -126,6 +126,13 @@ type Config struct {
 	// fsync on every write, DATA/jetstream), acknowledges after the
 	// PubAck, and an embedded storer drains the stream into Badger.
 	Ingest string
+	// NATS, when set with IngestJetStream, are the client URLs of an
+	// external JetStream cluster (vigil-collector nats-node processes)
+	// used instead of the embedded server; NATSReplicas is the stream's
+	// replication there (default 3). The collector then also mirrors its
+	// device records into the bus for stream front-ends (ServeFrontend).
+	NATS         []string
+	NATSReplicas int
 }
 
 // Ingest modes (--ingest).
@@ -283,6 +290,12 @@ type collector struct {
 
 	// storer drains the findings stream into st (jetstream ingest only).
 	storer *bus.Storer
+	// mirror copies device records into the bus for front-ends (--nats);
+	// remote sends requests to agents those front-ends hold.
+	mirror   *bus.Mirror
+	remote   server.RemoteAgents
+	presence *bus.RemotePresence
+	bus      *bus.Bus
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -371,15 +384,19 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	c.lim = agentLimitsFor(cfg, c.plan)
 	c.audits = &audit.Service{Store: st, Logger: log}
 	var findings server.FindingSink // nil: the store
+	var agentStore server.Store = st
 	if cfg.Ingest == IngestJetStream {
 		if findings, err = c.startBus(); err != nil {
 			return nil, err
 		}
+		if c.mirror != nil {
+			agentStore = mirroredStore{Store: st, m: c.mirror}
+		}
 	}
-	c.srv = server.New(server.Config{Store: st, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
+	c.srv = server.New(server.Config{Store: agentStore, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
 		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
-		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected})
+		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected, Remote: c.remote})
 	c.audits.Agents = c.srv
 	sch := coverageSchedule(cfg, c.set.hours)
 	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Absence: func(d store.Device, now time.Time) string {
@@ -547,6 +564,14 @@ func (c *collector) run(ctx context.Context) error {
 	})
 	if c.storer != nil {
 		sup.loop("jetstream storer", c.storer.Run)
+		if c.mirror != nil {
+			sup.loop("device mirror", c.mirror.Run)
+			sup.loop("device events", func(ctx context.Context) error {
+				return bus.RunEvents(ctx, c.bus.JetStream(), "", func(ev *vigilv1.DeviceEvent) error {
+					return server.ApplyDeviceEvent(c.st, ev)
+				}, c.presence, c.log)
+			})
+		}
 	}
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
 	sup.loop("coverage watcher", func(ctx context.Context) error { c.cov.Run(ctx); return nil })
@@ -620,9 +645,25 @@ func (c *collector) run(ctx context.Context) error {
 // the publisher the gRPC server acknowledges through. It is closed before
 // the store (closers run last first), after run has stopped the storer.
 func (c *collector) startBus() (server.FindingSink, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	wait := time.Minute
+	if len(c.cfg.NATS) > 0 {
+		// A cluster started together elects its meta leader first; on a
+		// busy machine that alone can take a minute.
+		wait = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	b, err := bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
+	var b *bus.Bus
+	var err error
+	if len(c.cfg.NATS) > 0 {
+		replicas := c.cfg.NATSReplicas
+		if replicas <= 0 {
+			replicas = 3
+		}
+		b, err = bus.Connect(ctx, c.cfg.NATS, bus.Config{ServerName: "vigil-storer", Replicas: replicas, Logger: c.log})
+	} else {
+		b, err = bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start jetstream ingest: %w", err)
 	}
@@ -630,7 +671,25 @@ func (c *collector) startBus() (server.FindingSink, error) {
 	if c.storer, err = bus.NewStorer(ctx, b.JetStream(), c.st, bus.StorerConfig{Logger: c.log}); err != nil {
 		return nil, fmt.Errorf("start jetstream storer: %w", err)
 	}
-	c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
+	if len(c.cfg.NATS) > 0 {
+		kv, err := b.Devices(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Logger: c.log}
+		if err := b.EnsureEvents(ctx); err != nil {
+			return nil, err
+		}
+		c.presence = &bus.RemotePresence{StaleAfter: 3 * c.heartbeat()}
+		c.remote = remoteAgents{ControlClient: &bus.ControlClient{NC: b.Conn()}, RemotePresence: c.presence}
+		c.bus = b
+		if err := c.mirror.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("mirror device records: %w", err)
+		}
+		c.log.Info("ingest through external JetStream; device records mirrored for front-ends", "nats", c.cfg.NATS, "stream", bus.StreamName)
+	} else {
+		c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
+	}
 	return &bus.Publisher{JS: b.JetStream()}, nil
 }
 
@@ -795,4 +854,37 @@ func agentAddress(configured string, names []string, grpc net.Addr) string {
 		return ""
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// mirroredStore writes an enrolled device's record into the bus before the
+// agent is answered, so that its first stream, to whichever front-end,
+// finds it.
+type mirroredStore struct {
+	*store.Store
+	m *bus.Mirror
+}
+
+func (s mirroredStore) PutDevice(d store.Device) error {
+	if err := s.Store.PutDevice(d); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.m.PutRecord(ctx, d)
+}
+
+// remoteAgents reaches agents whose streams front-ends hold: requests
+// over their control subjects, presence from their device events.
+type remoteAgents struct {
+	*bus.ControlClient
+	*bus.RemotePresence
+}
+
+// heartbeat is the interval asked of agents (the server's default when
+// unset).
+func (c *collector) heartbeat() time.Duration {
+	if c.cfg.Heartbeat > 0 {
+		return c.cfg.Heartbeat
+	}
+	return 60 * time.Second
 }

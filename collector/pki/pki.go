@@ -68,6 +68,32 @@ func LoadOrCreate(dir string, hosts []string) (*Authority, error) {
 	return &Authority{CACert: caCert, caKey: caKey, ServerCert: srv}, nil
 }
 
+// LoadServing loads the CA certificate and the server certificate from dir,
+// without the CA key: what a stream front-end needs to terminate agents'
+// mTLS. Its Authority cannot sign (SignDevice fails), so a front-end's
+// compromise mints no device certificates. dir needs ca.pem, server.pem
+// and server.key copied from the store-owning collector.
+func LoadServing(dir string) (*Authority, error) {
+	b, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("load CA certificate: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s holds no PEM block", filepath.Join(dir, caCertFile))
+	}
+	caCert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA certificate: %w", err)
+	}
+	srv, err := tls.LoadX509KeyPair(filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate: %w", err)
+	}
+	srv.Certificate = append(srv.Certificate, caCert.Raw)
+	return &Authority{CACert: caCert, ServerCert: srv}, nil
+}
+
 // Fingerprint of the CA, carried in every enrollment token.
 func (a *Authority) Fingerprint() string { return identity.Fingerprint(a.CACert.Raw) }
 
@@ -97,6 +123,9 @@ func CheckCSR(csrDER []byte) (deviceID string, csr *x509.CertificateRequest, err
 
 // SignDevice issues the client certificate for a request CheckCSR accepted.
 func (a *Authority) SignDevice(deviceID string, csr *x509.CertificateRequest, group string) (certDER []byte, err error) {
+	if a.caKey == nil {
+		return nil, errors.New("this collector holds no CA key (a stream front-end): devices enroll at the store-owning collector")
+	}
 	serial, err := randSerial()
 	if err != nil {
 		return nil, err

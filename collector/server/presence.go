@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -72,4 +73,94 @@ func (s *Server) notePresenceFindings(device string, b *vigilv1.FindingBatch) {
 			d.Presence.SessionHelperMissingSince = time.Time{}
 		}
 	})
+}
+
+// applyHello, applyHeartbeat, applyGoodbye and applyEnded are what a
+// device's own messages change in its record, whether the stream is held
+// by this process or by a front-end that forwarded them (ApplyDeviceEvent).
+func applyHello(d *store.Device, hello *vigilv1.Hello, now time.Time) {
+	d.LastSeen, d.Connected = now, true
+	// Same bounds as enrollment and heartbeats: the record is kept in
+	// memory and rewritten on every flush.
+	d.AgentVersion, d.RulesHash = limit(hello.GetAgentVersion(), 64), limit(hello.GetRulesHash(), 80)
+	if hello.GetHostname() != "" {
+		d.Hostname = limit(hello.GetHostname(), 255)
+	}
+	helloPresence(&d.Presence, hello, now)
+}
+
+func applyHeartbeat(d *store.Device, hb *vigilv1.Heartbeat, now time.Time) {
+	d.LastSeen = now
+	d.Presence.Seen(d.LastSeen)
+	d.AgentVersion, d.RulesHash = limit(hb.GetAgentVersion(), 64), limit(hb.GetRulesHash(), 80)
+	d.SpoolDepth, d.SpoolBytes, d.DroppedTotal = hb.GetSpoolDepth(), hb.GetSpoolBytes(), hb.GetDroppedTotal()
+	d.CPUPercent, d.RSSBytes = hb.GetCpuPercent(), hb.GetRssBytes()
+	d.RejectedTotal, d.SpoolWriteFailures = hb.GetRejectedTotal(), hb.GetSpoolWriteFailures()
+	d.LastError = limit(hb.GetLastError(), maxLastError)
+}
+
+func applyGoodbye(d *store.Device, reason string, now time.Time) {
+	d.Presence.Goodbye, d.Presence.GoodbyeAt = reason, now
+}
+
+// DeviceEventSink receives what changes device records, for a process
+// that does not hold the store (a front-end publishing to the bus).
+type DeviceEventSink interface {
+	DeviceEvent(ctx context.Context, ev *vigilv1.DeviceEvent) error
+}
+
+// deviceEvent forwards ev when this server has a sink. Only a goodbye must
+// not be lost (it is sent with an error path of its own); a missed hello,
+// heartbeat or end is made good by the next one.
+func (s *Server) deviceEvent(ev *vigilv1.DeviceEvent) {
+	if s.cfg.Events == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Events.DeviceEvent(ctx, ev); err != nil {
+		s.log.Warn("device event not forwarded", "device", ev.GetDeviceId(), "err", err)
+	}
+}
+
+// DeviceRecords is what ApplyDeviceEvent changes; *store.Store is one.
+type DeviceRecords interface {
+	GetDevice(id string) (store.Device, bool)
+	UpdateDevice(id string, fn func(*store.Device)) error
+	FlushDevices() error
+}
+
+// ApplyDeviceEvent applies an event forwarded by a front-end to the
+// store's device record, with the functions used for streams held here.
+// An event for a device the store does not know is dropped (it was
+// deleted, or the event is not for this store).
+func ApplyDeviceEvent(st DeviceRecords, ev *vigilv1.DeviceEvent) error {
+	now := ev.GetAt().AsTime()
+	var fn func(*store.Device)
+	switch e := ev.GetEvent().(type) {
+	case *vigilv1.DeviceEvent_Hello:
+		fn = func(d *store.Device) { applyHello(d, e.Hello, now) }
+	case *vigilv1.DeviceEvent_Heartbeat:
+		fn = func(d *store.Device) { applyHeartbeat(d, e.Heartbeat, now) }
+	case *vigilv1.DeviceEvent_Goodbye:
+		reason := goodbyeReasons[e.Goodbye.GetReason()]
+		if reason == "" {
+			return nil
+		}
+		fn = func(d *store.Device) { applyGoodbye(d, reason, now) }
+	case *vigilv1.DeviceEvent_Ended:
+		fn = func(d *store.Device) { d.Connected = false }
+	default:
+		return nil
+	}
+	if _, ok := st.GetDevice(ev.GetDeviceId()); !ok {
+		return nil
+	}
+	if err := st.UpdateDevice(ev.GetDeviceId(), fn); err != nil {
+		return err
+	}
+	if _, ok := ev.GetEvent().(*vigilv1.DeviceEvent_Goodbye); ok {
+		return st.FlushDevices()
+	}
+	return nil
 }

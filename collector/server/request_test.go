@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -116,5 +117,46 @@ func TestRequestRoundTrip(t *testing.T) {
 		t.Error("request to a disconnected device returned no error")
 	} else if want := fmt.Sprintf("device %s is not connected", d.id); err.Error() != want {
 		t.Errorf("request to a disconnected device: %v, want %q", err, want)
+	}
+}
+
+// TestRequestLostWithStream: a stream that ends while a request waits for
+// its answer fails the request at once with ErrRequestLost (the agent does
+// not carry it to its next stream), not at the caller's deadline.
+func TestRequestLostWithStream(t *testing.T) {
+	e := newEnv(t, Config{}, store.Options{})
+	d := e.enrollDevice(t)
+	as := d.mustStream(t, "lost")
+	agentDone := answer(as, func(string) bool { return true }) // never answers
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		_, err := e.srv.Request(ctx, d.id, "selftest", nil)
+		errc <- err
+	}()
+	// The request is pending once it is registered.
+	deadline := time.Now().Add(rpcTimeout)
+	for {
+		e.srv.mu.Lock()
+		n := len(e.srv.pending)
+		e.srv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("request never pending")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	as.cancel()
+	<-agentDone
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrRequestLost) {
+			t.Fatalf("request on an ended stream: %v, want ErrRequestLost", err)
+		}
+	case <-time.After(rpcTimeout):
+		t.Fatal("request still waiting after its stream ended")
 	}
 }

@@ -52,6 +52,28 @@ type Store interface {
 	UseToken(id, secretHash string, now time.Time) (store.Token, error)
 }
 
+// DeviceLookup is a Store whose device records can fail to be read (a
+// front-end reading them over the bus): a stream is then told to come back
+// later rather than that its device is unknown.
+type DeviceLookup interface {
+	LookupDevice(id string) (store.Device, bool, error)
+}
+
+func lookupDevice(st Store, id string) (store.Device, bool, error) {
+	if l, ok := st.(DeviceLookup); ok {
+		return l.LookupDevice(id)
+	}
+	d, ok := st.GetDevice(id)
+	return d, ok, nil
+}
+
+// RemoteAgents reaches agents held by other processes.
+type RemoteAgents interface {
+	// Connected reports whether another process holds the device's stream.
+	Connected(deviceID string) bool
+	Request(ctx context.Context, deviceID string, req *vigilv1.Request) (*vigilv1.RequestResult, error)
+}
+
 // FindingSink is where a validated batch is committed before the agent is
 // acknowledged: the store itself (direct ingest), or a publisher to
 // JetStream (collector/bus) that returns once the stream holds the batch
@@ -105,6 +127,15 @@ type Config struct {
 	// OnConnect, when set, is called (in its own goroutine) once a
 	// device's stream is welcomed: queued work for it (audits) is sent then.
 	OnConnect func(deviceID string)
+	// OnDisconnect, when set, is called once a device's stream has ended
+	// (and was not replaced by a newer one of the same device).
+	OnDisconnect func(deviceID string)
+	// Remote, when set, carries requests to devices whose streams are held
+	// by stream front-ends (collector/bus).
+	Remote RemoteAgents
+	// Events, when set (a front-end), receives every change a device's
+	// messages make to its record, for the store-owning collector to apply.
+	Events DeviceEventSink
 }
 
 // Server is both gRPC services plus the registry of connected agents.
@@ -295,7 +326,7 @@ func (s *Server) Connected(deviceID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.sessions[deviceID]
-	return ok
+	return ok || (s.cfg.Remote != nil && s.cfg.Remote.Connected(deviceID))
 }
 
 // Disconnect ends a device's stream, if any (after revocation).
@@ -340,6 +371,9 @@ func (s *Server) Request(ctx context.Context, deviceID, kind string, params map[
 		s.pending[id] = ch
 	}
 	s.mu.Unlock()
+	if !ok && s.cfg.Remote != nil {
+		return s.cfg.Remote.Request(ctx, deviceID, &vigilv1.Request{RequestId: id, Kind: kind, Params: st})
+	}
 	if !ok {
 		return nil, fmt.Errorf("device %s is not connected", deviceID)
 	}
@@ -355,10 +389,18 @@ func (s *Server) Request(ctx context.Context, deviceID, kind string, params map[
 	select {
 	case r := <-ch:
 		return r, nil
+	case <-ss.stream.Context().Done():
+		// The agent does not carry a request over to its next stream:
+		// tell the requester now rather than at its deadline.
+		return nil, fmt.Errorf("the stream of %s ended before it answered: %w", deviceID, ErrRequestLost)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for %s to answer: %w", deviceID, ctx.Err())
 	}
 }
+
+// ErrRequestLost: the stream a request was sent on ended before the
+// agent's answer came; the request may or may not have been carried out.
+var ErrRequestLost = errors.New("request lost with its stream")
 
 // peerDevice returns the device ID from the verified client certificate.
 func peerDevice(ctx context.Context) (string, error) {

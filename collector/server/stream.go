@@ -201,7 +201,12 @@ func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.
 	if err != nil {
 		return nil, nil, err
 	}
-	dev, ok := s.cfg.Store.GetDevice(deviceID)
+	dev, ok, err := lookupDevice(s.cfg.Store, deviceID)
+	if err != nil {
+		// Not "re-enroll": the device may well be enrolled, and an agent
+		// told so would throw its identity away.
+		return nil, nil, status.Errorf(codes.Unavailable, "device records cannot be read now: %v", err)
+	}
 	if !ok || dev.Revoked {
 		return nil, nil, status.Error(codes.PermissionDenied, "device is not enrolled with this collector (or was revoked): re-enroll")
 	}
@@ -225,16 +230,9 @@ func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.
 		return nil, nil, err
 	}
 
-	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) {
-		d.LastSeen, d.Connected = s.cfg.Now(), true
-		// Same bounds as enrollment and heartbeats: the record is kept in
-		// memory and rewritten on every flush.
-		d.AgentVersion, d.RulesHash = limit(hello.GetAgentVersion(), 64), limit(hello.GetRulesHash(), 80)
-		if hello.GetHostname() != "" {
-			d.Hostname = limit(hello.GetHostname(), 255)
-		}
-		helloPresence(&d.Presence, hello, s.cfg.Now())
-	})
+	now := s.cfg.Now()
+	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) { applyHello(d, hello, now) })
+	s.deviceEvent(&vigilv1.DeviceEvent{DeviceId: deviceID, At: timestamppb.New(now), Event: &vigilv1.DeviceEvent_Hello{Hello: hello}})
 	welcome := &vigilv1.Welcome{DeviceId: deviceID, Group: dev.Group,
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
 		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: s.cfg.EvidenceRecipient}
@@ -295,11 +293,18 @@ func (s *Server) register(ss *session, dev store.Device, hello *vigilv1.Hello) e
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	if s.sessions[ss.device] == ss {
+	ended := s.sessions[ss.device] == ss
+	if ended {
 		delete(s.sessions, ss.device)
 		s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) { d.Connected = false })
 	}
 	s.mu.Unlock()
+	if ended {
+		s.deviceEvent(&vigilv1.DeviceEvent{DeviceId: ss.device, At: timestamppb.New(s.cfg.Now()), Event: &vigilv1.DeviceEvent_Ended{Ended: true}})
+	}
+	if ended && s.cfg.OnDisconnect != nil {
+		s.cfg.OnDisconnect(ss.device)
+	}
 }
 
 func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *vigilv1.AgentMessage) error {
@@ -313,15 +318,9 @@ func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *
 		return ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Ack{Ack: ack}})
 	case *vigilv1.AgentMessage_Heartbeat:
 		hb := msg.Heartbeat
-		s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) {
-			d.LastSeen = s.cfg.Now()
-			d.Presence.Seen(d.LastSeen)
-			d.AgentVersion, d.RulesHash = limit(hb.GetAgentVersion(), 64), limit(hb.GetRulesHash(), 80)
-			d.SpoolDepth, d.SpoolBytes, d.DroppedTotal = hb.GetSpoolDepth(), hb.GetSpoolBytes(), hb.GetDroppedTotal()
-			d.CPUPercent, d.RSSBytes = hb.GetCpuPercent(), hb.GetRssBytes()
-			d.RejectedTotal, d.SpoolWriteFailures = hb.GetRejectedTotal(), hb.GetSpoolWriteFailures()
-			d.LastError = limit(hb.GetLastError(), maxLastError)
-		})
+		now := s.cfg.Now()
+		s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) { applyHeartbeat(d, hb, now) })
+		s.deviceEvent(&vigilv1.DeviceEvent{DeviceId: ss.device, At: timestamppb.New(now), Event: &vigilv1.DeviceEvent_Heartbeat{Heartbeat: hb}})
 		ss.pushRulesIfStale(s.cfg.Rules, hb.GetRulesHash())
 		ss.lastMu.Lock()
 		ss.version = limit(hb.GetAgentVersion(), 64)
@@ -349,10 +348,19 @@ func (s *Server) handle(ctx context.Context, ss *session, dev *store.Device, m *
 		if reason == "" {
 			return status.Error(codes.InvalidArgument, "goodbye without a known reason")
 		}
-		if err := s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) {
-			d.Presence.Goodbye, d.Presence.GoodbyeAt = reason, s.cfg.Now()
-		}); err != nil {
+		now := s.cfg.Now()
+		if err := s.cfg.Store.UpdateDevice(ss.device, func(d *store.Device) { applyGoodbye(d, reason, now) }); err != nil {
 			return status.Error(codes.Internal, "could not record goodbye")
+		}
+		if s.cfg.Events != nil {
+			// Durable before the agent is let go, as the flush below is.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.cfg.Events.DeviceEvent(ctx, &vigilv1.DeviceEvent{DeviceId: ss.device, At: timestamppb.New(now),
+				Event: &vigilv1.DeviceEvent_Goodbye{Goodbye: msg.Goodbye}})
+			cancel()
+			if err != nil {
+				return status.Error(codes.Unavailable, "could not record goodbye; say it again")
+			}
 		}
 		// Durable at once: a stop or uninstall is often followed by the
 		// collector never hearing from the device again.

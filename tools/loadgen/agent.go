@@ -72,7 +72,11 @@ func loadOrEnroll(ctx context.Context, o options, log *slog.Logger) ([]ident, er
 			var id ident
 			var err error
 			for wait := 500 * time.Millisecond; ; wait = min(2*wait, 20*time.Second) {
-				id, err = enroll(ctx, o.addr, o.token, idx)
+				at := o.addr
+				if o.enrollAddr != "" {
+					at = o.enrollAddr
+				}
+				id, err = enroll(ctx, at, o.token, idx)
 				if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 					break
 				}

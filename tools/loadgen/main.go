@@ -38,13 +38,13 @@ import (
 )
 
 type options struct {
-	addr, token, identities string
-	agents, perProc, first  int
-	heartbeat, findingEvery time.Duration
-	hold, rampTimeout       time.Duration
-	rate                    int
-	collectorPID            int
-	child                   bool
+	addr, enrollAddr, token, identities string
+	agents, perProc, first              int
+	heartbeat, findingEvery             time.Duration
+	hold, rampTimeout                   time.Duration
+	rate                                int
+	collectorPID                        int
+	child                               bool
 }
 
 // Summary is what one run reports (a child reports its part, the parent
@@ -73,6 +73,7 @@ type Summary struct {
 func main() {
 	var o options
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:7443", "collector agent address")
+	flag.StringVar(&o.enrollAddr, "enroll-addr", "", "enroll at this address instead of -addr (a stream front-end refuses enrolment: give the store-owning collector)")
 	flag.StringVar(&o.token, "token", "", "enrollment token (enough uses for -agents)")
 	flag.StringVar(&o.identities, "identities", "", "folder keeping enrolled identities between runs (required)")
 	flag.IntVar(&o.agents, "agents", 100, "simulated agents")
@@ -136,7 +137,7 @@ func runParent(ctx context.Context, o options, log *slog.Logger) (Summary, error
 	start := time.Now()
 	for first := 0; first < o.agents; first += o.perProc {
 		n := min(o.perProc, o.agents-first)
-		args := []string{"-child", "-addr", o.addr, "-token", o.token, "-identities", o.identities,
+		args := []string{"-child", "-addr", o.addr, "-enroll-addr", o.enrollAddr, "-token", o.token, "-identities", o.identities,
 			"-agents", strconv.Itoa(n), "-first", strconv.Itoa(first), "-heartbeat", o.heartbeat.String(),
 			"-finding-every", o.findingEvery.String(), "-hold", "0s", "-rate", strconv.Itoa(o.rate),
 			"-ramp-timeout", o.rampTimeout.String()}

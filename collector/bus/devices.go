@@ -1,0 +1,282 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
+	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
+)
+
+// DevicesBucket is the JetStream KV bucket through which the store-owning
+// collector tells stateless front-ends which devices exist and which are
+// revoked. The store stays the record; the bucket is a copy of the few
+// fields a front-end needs to admit a stream (vigilv1.DeviceRecord).
+const DevicesBucket = "VIGIL_DEVICES"
+
+// ErrEnrollAtStorer is what a front-end answers to an enrollment: tokens
+// live in the store, so devices enroll at the store-owning collector and
+// then stream to any front-end.
+var ErrEnrollAtStorer = errors.New("this collector is a stream front-end: enroll at the store-owning collector")
+
+// Devices opens (creating if need be) the devices bucket with the stream's
+// replication. Like the stream it is retried while a cluster elects its
+// meta leader.
+func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{Bucket: DevicesBucket, History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err := b.js.CreateOrUpdateKeyValue(attempt, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: open bucket %s: %w", DevicesBucket, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func recordOf(d store.Device, rv *store.Revocation) *vigilv1.DeviceRecord {
+	r := &vigilv1.DeviceRecord{DeviceId: d.DeviceID, Group: d.Group, Hostname: d.Hostname, Revoked: d.Revoked,
+		EnrolledAt: timestamppb.New(d.EnrolledAt), HostFingerprint: d.HostFingerprint}
+	if rv != nil {
+		r.Revoked, r.RevokedAt = true, timestamppb.New(rv.RevokedAt)
+	}
+	return r
+}
+
+// DeviceSource is what the mirror reads of the store; *store.Store is one.
+type DeviceSource interface {
+	Devices() []store.Device
+	Revocations() ([]store.Revocation, error)
+}
+
+// Mirror writes the store's device records into the devices bucket: at
+// once for an enrollment (PutRecord, before the agent is answered), and by
+// Run for everything else (revocations made by the console or the CLI,
+// devices enrolled before the bucket existed), every Interval.
+type Mirror struct {
+	KV       jetstream.KeyValue
+	Source   DeviceSource
+	Interval time.Duration // default 1s
+	Logger   *slog.Logger
+
+	mu      sync.Mutex
+	written map[string]string // device id -> encoded record last written
+}
+
+// PutRecord writes d's record now.
+func (m *Mirror) PutRecord(ctx context.Context, d store.Device) error {
+	return m.put(ctx, recordOf(d, nil))
+}
+
+func (m *Mirror) put(ctx context.Context, r *vigilv1.DeviceRecord) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("bus: encode device record %s: %w", r.DeviceId, err)
+	}
+	m.mu.Lock()
+	same := m.written != nil && m.written[r.DeviceId] == string(data)
+	m.mu.Unlock()
+	if same {
+		return nil
+	}
+	if _, err := m.KV.Put(ctx, r.DeviceId, data); err != nil {
+		return fmt.Errorf("bus: write device record %s: %w", r.DeviceId, err)
+	}
+	m.mu.Lock()
+	if m.written == nil {
+		m.written = map[string]string{}
+	}
+	m.written[r.DeviceId] = string(data)
+	m.mu.Unlock()
+	return nil
+}
+
+// Sync writes every record that changed since the last write.
+func (m *Mirror) Sync(ctx context.Context) error {
+	rvs, err := m.Source.Revocations()
+	if err != nil {
+		return fmt.Errorf("bus: read revocations: %w", err)
+	}
+	byID := make(map[string]*store.Revocation, len(rvs))
+	for i := range rvs {
+		byID[rvs[i].DeviceID] = &rvs[i]
+	}
+	for _, d := range m.Source.Devices() {
+		if err := m.put(ctx, recordOf(d, byID[d.DeviceID])); err != nil {
+			return err
+		}
+		delete(byID, d.DeviceID)
+	}
+	for id, rv := range byID { // a key revoked before its device record existed
+		if err := m.put(ctx, recordOf(store.Device{DeviceID: id}, rv)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run syncs until ctx ends; a failed sync (the cluster without a quorum)
+// is retried at the next tick.
+func (m *Mirror) Run(ctx context.Context) error {
+	every := m.Interval
+	if every <= 0 {
+		every = time.Second
+	}
+	log := m.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := m.Sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("device mirror: sync failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// FrontStore is the server.Store of a stateless front-end. Device records
+// come from the devices bucket (read when a stream opens, so a device that
+// enrolled a moment ago at the store-owning collector is found); findings
+// go to JetStream through the Publisher; enrollment is refused
+// (ErrEnrollAtStorer). A device's live state (connected, last seen,
+// heartbeat figures) is kept here for the server's own use while the
+// stream lasts; what reaches the store are the agent's messages themselves
+// (server.Config.Events, EventPublisher), applied there.
+type FrontStore struct {
+	KV  jetstream.KeyValue
+	Pub *Publisher
+
+	mu   sync.Mutex
+	live map[string]*store.Device
+}
+
+// lookupTimeout bounds a bucket read while a stream waits to be welcomed.
+const lookupTimeout = 10 * time.Second
+
+// LookupDevice reads id's record from the bucket, telling a device that is
+// not there (ok false) from a bucket that could not be read (err).
+func (f *FrontStore) LookupDevice(id string) (store.Device, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	e, err := f.KV.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return store.Device{}, false, nil
+	}
+	if err != nil {
+		return store.Device{}, false, fmt.Errorf("bus: read device record %s: %w", id, err)
+	}
+	var r vigilv1.DeviceRecord
+	if err := proto.Unmarshal(e.Value(), &r); err != nil {
+		return store.Device{}, false, fmt.Errorf("bus: decode device record %s: %w", id, err)
+	}
+	d := store.Device{DeviceID: r.DeviceId, Group: r.Group, Hostname: r.Hostname, Revoked: r.Revoked,
+		EnrolledAt: r.EnrolledAt.AsTime(), HostFingerprint: r.HostFingerprint}
+	f.mu.Lock()
+	if l := f.live[id]; l != nil {
+		// Identity from the record (it may have been revoked since), the
+		// rest as this front-end last saw it.
+		keep := *l
+		keep.Group, keep.Revoked, keep.HostFingerprint, keep.EnrolledAt = d.Group, d.Revoked, d.HostFingerprint, d.EnrolledAt
+		d = keep
+	}
+	f.mu.Unlock()
+	return d, true, nil
+}
+
+// GetDevice is LookupDevice with a read error taken as not found.
+func (f *FrontStore) GetDevice(id string) (store.Device, bool) {
+	d, ok, err := f.LookupDevice(id)
+	return d, ok && err == nil
+}
+
+// UpdateDevice applies fn to the device's live state in this process.
+func (f *FrontStore) UpdateDevice(id string, fn func(*store.Device)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.live == nil {
+		f.live = map[string]*store.Device{}
+	}
+	d := f.live[id]
+	if d == nil {
+		d = &store.Device{DeviceID: id}
+		f.live[id] = d
+	}
+	fn(d)
+	return nil
+}
+
+// FlushDevices has nothing to write: live state is not persisted here.
+func (f *FrontStore) FlushDevices() error { return nil }
+
+// PutDevice refuses: devices enroll at the store-owning collector.
+func (f *FrontStore) PutDevice(store.Device) error { return ErrEnrollAtStorer }
+
+// UseToken refuses: tokens are in the store.
+func (f *FrontStore) UseToken(string, string, time.Time) (store.Token, error) {
+	return store.Token{}, ErrEnrollAtStorer
+}
+
+// Revoked reports the record's revocation. A bucket that cannot be read is
+// an error, so enrollment checks fail closed.
+func (f *FrontStore) Revoked(id string) (store.Revocation, bool, error) {
+	d, ok, err := f.LookupDevice(id)
+	if err != nil || !ok || !d.Revoked {
+		return store.Revocation{}, false, err
+	}
+	return store.Revocation{DeviceID: id}, true, nil
+}
+
+// CommitFindings publishes (the front-end's own findings included).
+func (f *FrontStore) CommitFindings(ctx context.Context, findings []*vigilv1.Finding) (int, int, error) {
+	return f.Pub.CommitFindings(ctx, findings)
+}
+
+// WatchRevocations calls onRevoked for every device whose record says
+// revoked, as the records change, until ctx ends: the front-end holding
+// that device's stream ends it, as the store-owning collector does for its
+// own streams. Records already revoked are delivered first (a no-op for a
+// device with no stream here), so nothing revoked while the watch was down
+// is missed.
+func WatchRevocations(ctx context.Context, kv jetstream.KeyValue, onRevoked func(deviceID string), log *slog.Logger) error {
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			log.Warn("device records: watch failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var r vigilv1.DeviceRecord
+			if proto.Unmarshal(e.Value(), &r) == nil && r.Revoked {
+				onRevoked(r.DeviceId)
+			}
+		}
+		w.Stop()
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-safeguarding/vigil/collector/bus"
+	"github.com/vigil-safeguarding/vigil/collector/netlimit"
+	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
+	"github.com/vigil-safeguarding/vigil/collector/server"
+)
+
+// FrontendConfig for ServeFrontend.
+type FrontendConfig struct {
+	// DataDir holds pki/ (ca.pem, server.pem and server.key copied from
+	// the store-owning collector's data dir: agents pin that CA; not the
+	// CA key, which only the enrolling collector needs) and rules/
+	// (the rules bundles handed to agents). No store is opened.
+	DataDir    string
+	GRPCListen string
+	// NATS are the JetStream cluster's client URLs; Replicas the stream's
+	// and devices bucket's replication (default 3).
+	NATS      []string
+	Replicas  int
+	Heartbeat time.Duration
+	Transport *server.Transport
+	// Name identifies this front-end to NATS (default "vigil-frontend").
+	Name   string
+	Logger *slog.Logger
+	// Ready, if set, is called with the bound agent address once serving.
+	Ready func(grpcAddr string)
+}
+
+// ServeFrontend runs a stateless stream front-end until ctx ends: it
+// terminates agents' mTLS streams with the same gRPC server as serve, but
+// holds no store. A batch is acknowledged once JetStream has it; device
+// records come from the devices bucket the store-owning collector (serve
+// --ingest jetstream --nats) writes; enrollment is refused (devices enroll
+// at the store-owning collector). Killing a front-end loses nothing an
+// agent was acknowledged for: its agents reconnect to another.
+func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
+	if cfg.DataDir == "" {
+		return errors.New("no data dir")
+	}
+	if len(cfg.NATS) == 0 {
+		return errors.New("a front-end needs --nats URL[,URL...]")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.Name == "" {
+		cfg.Name = "vigil-frontend"
+	}
+	log := cfg.Logger
+	ca, err := pki.LoadServing(filepath.Join(cfg.DataDir, pkiDir))
+	if err != nil {
+		return fmt.Errorf("front-end needs ca.pem, server.pem and server.key copied from the store-owning collector's %s into %s: %w",
+			pkiDir, filepath.Join(cfg.DataDir, pkiDir), err)
+	}
+	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log)
+	if err != nil {
+		return err
+	}
+	if _, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the file descriptor limit", "err", err)
+	}
+	// A fresh cluster elects its meta leader first (a minute on a busy
+	// machine) before the stream and bucket can be opened.
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	b, err := bus.Connect(startCtx, cfg.NATS, bus.Config{ServerName: cfg.Name, Replicas: cfg.Replicas, Logger: log})
+	if err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
+	defer b.Close()
+	kv, err := b.Devices(startCtx)
+	if err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
+	if err := b.EnsureEvents(startCtx); err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
+	fs := &bus.FrontStore{KV: kv, Pub: &bus.Publisher{JS: b.JetStream()}}
+	// The evidence recipient stays empty in Welcome: agents keep the one
+	// they pinned at enrollment, and no front-end holds the evidence key.
+	// Agents is set below, before the server accepts a stream.
+	ctl := &bus.ControlServer{NC: b.Conn(), Logger: log}
+	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
+		OnConnect: func(id string) {
+			ctl.Held(id)
+			log.Info("agent stream held", "device", id)
+		},
+		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream()}})
+	ctl.Agents = srv
+	gsrv := srv.GRPCServer()
+	raw, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCListen, err)
+	}
+	lis := netlimit.Wrap(raw, netlimit.Config{MaxConns: 20000, MaxUnauth: 2048, MaxUnauthPerSource: 128, UnauthLifetime: 30 * time.Second})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go bus.WatchRevocations(runCtx, kv, srv.Disconnect, log)
+	go func() {
+		if err := dist.Watch(runCtx, func() { srv.PushRules("") }); err != nil && runCtx.Err() == nil {
+			log.Error("rules folder watch ended", "err", err)
+		}
+	}()
+	served := make(chan error, 1)
+	go func() { served <- gsrv.Serve(lis) }()
+	log.Info("stream front-end serving", "grpc", lis.Addr().String(), "nats", cfg.NATS)
+	if cfg.Ready != nil {
+		cfg.Ready(lis.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("serve gRPC: %w", err)
+	}
+	srv.Shutdown()
+	done := make(chan struct{})
+	go func() { gsrv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		gsrv.Stop()
+	}
+	return err
+}

@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// frontend is a `vigil-collector frontend` process.
+type frontend struct {
+	name, data, grpc string
+	p                *proc
+}
+
+// TestFrontendsNodeAndFrontendKilled: three nats-node processes form a
+// JetStream cluster (R3); the store-owning collector (serve --ingest
+// jetstream --nats) enrolls agents and drains the stream into Badger; three
+// stateless front-ends hold the agents' streams. Agents stream to the
+// front-ends (--stream-collectors, shuffled over the three). Under load one
+// front-end holding agents and one NATS node are killed -9 and not brought
+// back: the agents move to the remaining front-ends, and the store ends
+// with exactly the emitted set, none lost, none duplicated.
+func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts eleven processes")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+
+	var clientURLs, routes []string
+	for i := 0; i < 3; i++ {
+		clientURLs = append(clientURLs, "nats://"+freePort(t))
+		routes = append(routes, freePort(t))
+	}
+	urls := strings.Join(clientURLs, ",")
+	nodes := make([]*proc, 3)
+	for i := range nodes {
+		nodes[i] = start(t, "vigil-collector", "nats-node", "--data", filepath.Join(t.TempDir(), "nats"), "--name", fmt.Sprintf("n%d", i+1),
+			"--listen", strings.TrimPrefix(clientURLs[i], "nats://"), "--cluster", "vigil-e2e", "--cluster-listen", routes[i],
+			"--routes", strings.Join(routes, ","))
+	}
+	for i, n := range nodes {
+		waitFor(t, 60*time.Second, fmt.Sprintf("nats node %d ready", i+1), func() bool {
+			return strings.Contains(n.log.String(), "nats node ready")
+		})
+	}
+
+	// The store-owning collector creates the stream, consumers and bucket
+	// (R3) once the fresh cluster has elected its meta leader, which on a
+	// loaded machine takes longer than the harness's usual start wait.
+	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t),
+		args: []string{"--ingest", "jetstream", "--nats", urls}}
+	c.p = start(t, "vigil-collector", append([]string{"serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web,
+		"--heartbeat", "2s"}, c.args...)...)
+	waitFor(t, 4*time.Minute, "store-owning collector admin socket", func() bool {
+		_, _, code := run(t, "vigil-collector", "devices", "list", "--data", c.data, "--json")
+		return code == 0
+	})
+	if !strings.Contains(c.p.log.String(), "device records mirrored for front-ends") {
+		t.Fatal("the storer did not say it mirrors device records")
+	}
+	fes := make([]*frontend, 3)
+	var feAddrs []string
+	for i := range fes {
+		f := &frontend{name: fmt.Sprintf("fe%d", i+1), data: filepath.Join(t.TempDir(), "frontend"), grpc: freePort(t)}
+		// A front-end terminates mTLS with the storer's CA and server
+		// certificate (not the CA key, not the evidence key); it holds no
+		// store.
+		copyFiles(t, filepath.Join(c.data, "pki"), filepath.Join(f.data, "pki"), "ca.pem", "server.pem", "server.key")
+		f.p = start(t, "vigil-collector", "frontend", "--data", f.data, "--nats", urls, "--grpc-listen", f.grpc,
+			"--name", f.name, "--heartbeat", "2s")
+		fes[i] = f
+		feAddrs = append(feAddrs, f.grpc)
+	}
+	for _, f := range fes {
+		waitFor(t, 4*time.Minute, f.name+" serving", func() bool {
+			return strings.Contains(f.p.log.String(), "stream front-end serving")
+		})
+	}
+
+	const nAgents = 6
+	agents := make([]*agent, nAgents)
+	tok := c.token("pupils", "--uses", fmt.Sprint(nAgents))
+	for i := range agents {
+		a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent"), sock: filepath.Join(t.TempDir(), "run", "session.sock")}
+		out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", tok, "--state", a.state,
+			"--stream-collectors", strings.Join(feAddrs, ","))
+		if fields := strings.Fields(out); len(fields) >= 3 {
+			a.id = fields[2]
+		} else {
+			t.Fatalf("enroll output %q", out)
+		}
+		a.start()
+		agents[i] = a
+	}
+	// holder is the live front-end that last welcomed id's stream after
+	// offset since[f] of its log.
+	holder := func(id string, since map[*frontend]int) *frontend {
+		for _, f := range fes {
+			if f.p == nil {
+				continue
+			}
+			l := f.p.log.String()
+			if strings.Contains(l[min(since[f], len(l)):], `agent stream held" device=`+id) {
+				return f
+			}
+		}
+		return nil
+	}
+	for _, a := range agents {
+		waitFor(t, 60*time.Second, "agent "+a.id+" streaming to a front-end", func() bool {
+			return a.status().Uplink.Connected && holder(a.id, nil) != nil
+		})
+	}
+	// The front-end to kill: one holding agents (the one holding most).
+	held := map[*frontend][]*agent{}
+	for _, a := range agents {
+		h := holder(a.id, nil)
+		held[h] = append(held[h], a)
+	}
+	var victim *frontend
+	for f, as := range held {
+		if victim == nil || len(as) > len(held[victim]) {
+			victim = f
+		}
+	}
+	t.Logf("agents per front-end: %s %d, %s %d, %s %d; will kill %s",
+		fes[0].name, len(held[fes[0]]), fes[1].name, len(held[fes[1]]), fes[2].name, len(held[fes[2]]), victim.name)
+	deadNode := rng.IntN(3)
+
+	const rounds, perRound = 6, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, nAgents)
+	roundDone := make([]chan struct{}, nAgents)
+	for i, a := range agents {
+		roundDone[i] = make(chan struct{}, rounds)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if _, err := a.trigger(perRound, ""); err != nil {
+					errs <- fmt.Errorf("agent %s round %d: %w", a.id, r, err)
+					return
+				}
+				roundDone[i] <- struct{}{}
+			}
+		}()
+	}
+	// Under load: once every agent has emitted two rounds, kill the
+	// front-end and a NATS node.
+	for i := range agents {
+		for k := 0; k < 2; k++ {
+			select {
+			case <-roundDone[i]:
+			case err := <-errs:
+				t.Fatal(err)
+			case <-time.After(2 * time.Minute):
+				t.Fatal("agents did not emit their first rounds")
+			}
+		}
+	}
+	t.Logf("kill -9 %s and nats node n%d", victim.name, deadNode+1)
+	victim.p.kill()
+	nodes[deadNode].kill()
+	killTime := time.Now()
+	moved := held[victim]
+	since := map[*frontend]int{}
+	for _, f := range fes {
+		since[f] = len(f.p.log.String())
+	}
+	victim.p = nil
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	for _, a := range moved {
+		waitFor(t, 120*time.Second, "agent "+a.id+" of the killed front-end streaming to another", func() bool {
+			return holder(a.id, since) != nil && a.status().Uplink.Connected
+		})
+	}
+
+	// checkStored waits until every agent's spool is drained and the store
+	// holds exactly its emitted set.
+	checkStored := func(atLeast uint64) {
+		t.Helper()
+		for _, a := range agents {
+			emitted := a.status().Spool.NextSeq - 1
+			if emitted < atLeast {
+				t.Fatalf("agent %s emitted %d, want at least %d", a.id, emitted, atLeast)
+			}
+			waitFor(t, 180*time.Second, "store holds every finding of "+a.id, func() bool {
+				return uint64(len(c.findings(a.id))) >= emitted && a.status().Spool.Count == 0
+			})
+			seen := map[uint64]bool{}
+			for _, f := range c.findings(a.id) {
+				if seen[f.Seq] {
+					t.Fatalf("agent %s: seq %d stored twice", a.id, f.Seq)
+				}
+				seen[f.Seq] = true
+			}
+			for s := uint64(1); s <= emitted; s++ {
+				if !seen[s] {
+					t.Fatalf("agent %s: seq %d lost", a.id, s)
+				}
+			}
+			if uint64(len(seen)) != emitted {
+				t.Fatalf("agent %s: store holds %d, emitted %d", a.id, len(seen), emitted)
+			}
+		}
+	}
+	checkStored(rounds * perRound)
+	// Control messages reach an agent through whichever front-end holds
+	// it: a request made at the store-owning collector, to every agent
+	// (those moved off the killed front-end included), is answered.
+	// A request sent while the agent is between streams (none holds it)
+	// or on a stream that then breaks is reported so at once, and the
+	// requester sends it again, as an operator would; bounded.
+	for _, a := range agents {
+		waitFor(t, 120*time.Second, "request to "+a.id+" answered through its front-end", func() bool {
+			out, errOut, code := run(t, "vigil-collector", "agent", "request", "--data", c.data, "--device", a.id, "--kind", "selftest",
+				"--param", "count=1", "--timeout", "60s")
+			var res struct {
+				OK bool `json:"ok"`
+			}
+			if code == 0 && json.Unmarshal([]byte(out), &res) == nil && res.OK {
+				return true
+			}
+			if !strings.Contains(errOut+out, "request lost with its stream") && !strings.Contains(errOut, "no front-end holds") {
+				t.Fatalf("request to %s through its front-end: %q %q", a.id, out, errOut)
+			}
+			return false
+		})
+	}
+	// A device no front-end holds is refused at once, not after the
+	// timeout.
+	_, errOut, code := run(t, "vigil-collector", "agent", "request", "--data", c.data, "--device", "no-such-device",
+		"--kind", "selftest", "--timeout", "60s")
+	if code == 0 || !strings.Contains(errOut, "no front-end holds") {
+		t.Fatalf("request to an unheld device: exit %d, %q", code, errOut)
+	}
+
+	// Presence reaches the store through the device events the front-ends
+	// publish: the store-owning collector lists every agent connected and
+	// heard from since the kills, the moved ones included.
+	waitFor(t, 60*time.Second, "every agent connected and recently seen in the store's device list", func() bool {
+		n := 0
+		for _, d := range c.devices() {
+			if d.Connected && d.LastSeen.After(killTime) && d.AgentVersion != "" {
+				n++
+			}
+		}
+		return n == nAgents
+	})
+	// The selftest findings the requests made are stored exactly once too.
+	checkStored(rounds*perRound + 1)
+	t.Logf("%d agents, %d moved off the killed front-end, every emitted finding stored exactly once", nAgents, len(moved))
+}
+
+// copyFiles copies the named files of src into dst (owner-only).
+func copyFiles(t *testing.T, src, dst string, names ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
