@@ -156,23 +156,40 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 		a  *store.Alert
 		at time.Time
 	}
+	// Concluded reviews only, unless the DSL asks for open ones too
+	// (include=open): the export used to leave them out without saying so.
+	withOpen := r.URL.Query().Get("include") == "open"
 	var rows []row
-	err := s.st.AlertStates(func(dev string, seq uint64, st store.AlertState) error {
-		if st.Status != "concluded" {
+	var err error
+	if withOpen {
+		// Every alert: a new one has no review state to walk.
+		_, err = s.st.ListAlerts(r.Context(), store.AlertScan{}, func(a *store.Alert) bool {
+			if s.visible(&v.User, a) {
+				rows = append(rows, row{a, a.State.ConcludedAt})
+			}
+			return r.Context().Err() == nil
+		})
+		if err == nil {
+			err = r.Context().Err()
+		}
+	} else {
+		err = s.st.AlertStates(func(dev string, seq uint64, st store.AlertState) error {
+			if st.Status != triage.Concluded {
+				return nil
+			}
+			a, err := s.st.GetAlert(dev, seq)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if s.visible(&v.User, a) {
+				rows = append(rows, row{a, st.ConcludedAt})
+			}
 			return nil
-		}
-		a, err := s.st.GetAlert(dev, seq)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if s.visible(&v.User, a) {
-			rows = append(rows, row{a, st.ConcludedAt})
-		}
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		s.internal(w, "export incidents", err)
 		return
@@ -180,14 +197,33 @@ func (s *Server) incidentsCSV(w http.ResponseWriter, r *http.Request, v *viewer)
 	if !s.logAccess(w, v, "export-incidents", nil, "", "") {
 		return
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
+	// Concluded ones by conclusion, oldest first; then open ones by when
+	// they were observed.
+	sort.SliceStable(rows, func(i, j int) bool {
+		ci, cj := !rows[i].at.IsZero(), !rows[j].at.IsZero()
+		if ci != cj {
+			return ci
+		}
+		if ci {
+			return rows[i].at.Before(rows[j].at)
+		}
+		return rows[i].a.Finding.GetObservedAt().AsTime().Before(rows[j].a.Finding.GetObservedAt().AsTime())
+	})
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="vigil-incidents.csv"`)
 	out := make([][]string, 0, len(rows))
 	for _, rw := range rows {
 		j := s.alertJSON(rw.a)
 		st := rw.a.State
-		out = append(out, []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), ConclusionText(st), ts(st.ConcludedAt)})
+		conclusion, concluded := ConclusionText(st), ts(st.ConcludedAt)
+		switch st.Status {
+		case triage.Concluded:
+		case triage.FalsePositive:
+			conclusion, concluded = "false positive (review ended, not concluded)", ""
+		default:
+			conclusion, concluded = "not concluded: "+strings.ReplaceAll(string(st.Status), "_", " "), ""
+		}
+		out = append(out, []string{j.ID, j.Time, j.Person, j.Category, j.Severity, j.Term, st.Reason, s.userLabel(st.FirstReviewer), s.userLabel(st.SecondReviewer), conclusion, concluded})
 	}
 	if err := records.IncidentsCSV(w, out); err != nil {
 		s.log.Warn("console: write incident log", "err", err)

@@ -533,3 +533,43 @@ func sameJSON(a, b []store.HistoryEntry) bool {
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
 }
+
+// TestIncidentsCSVOpenAlerts: the incident log says what it holds. By
+// default concluded reviews only (the link says so); include=open adds the
+// open alerts the caller may see, each saying it is not concluded, after
+// the concluded ones.
+func TestIncidentsCSVOpenAlerts(t *testing.T) {
+	e := newEnv(t)
+	e.user("dsl1", RoleDSL, false, "")
+	e.user("dsl2", RoleDSL, false, "")
+	now := time.Now()
+	done := e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "kill myself", now.Add(-2*time.Hour))
+	open := e.alert("pupil2", "bullying", vigilv1.Severity_SEVERITY_HIGH, "loser", now.Add(-time.Hour))
+	e.conclude(done, "dsl1", "dsl2", "no_concern")
+	c := e.login("dsl1")
+	read := func(path string) [][]string {
+		t.Helper()
+		code, b := c.do("GET", path, nil)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, b)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	if rows := read("/api/v1/incidents.csv"); len(rows) != 2 || rows[1][0] != done {
+		t.Fatalf("default export: %v, want the concluded alert only", rows)
+	}
+	rows := read("/api/v1/incidents.csv?include=open")
+	if len(rows) != 3 || rows[1][0] != done || rows[2][0] != open {
+		t.Fatalf("with open alerts: %v", rows)
+	}
+	if rows[2][9] != "not concluded: new" || rows[2][10] != "" {
+		t.Errorf("open alert's row: %v", rows[2])
+	}
+	if rows[1][9] == "" || rows[1][10] == "" {
+		t.Errorf("concluded alert's row: %v", rows[1])
+	}
+}

@@ -734,7 +734,10 @@ async function viewQueue(query, seq) {
   page('Alerts',
     filters,
     h('div', { class: 'toolbar' }, summary,
-      h('a', { class: 'button secondary', href: `${API}/incidents.csv`, download: 'incidents.csv' }, 'Export incident log (CSV)')),
+      // The log held concluded reviews only without saying so (issue 10
+      // item 7): each link says what it holds.
+      h('a', { class: 'button secondary', href: `${API}/incidents.csv`, download: 'incidents.csv', id: 'export-concluded' }, 'Export incident log: concluded reviews (CSV)'),
+      h('a', { class: 'button secondary', href: `${API}/incidents.csv?include=open`, download: 'incidents-with-open.csv', id: 'export-with-open' }, 'Export with open alerts too (CSV)')),
     tableHolder, more);
   draw();
 }
