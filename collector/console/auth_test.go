@@ -102,7 +102,7 @@ func TestLoginRateLimitCookieAndHeaders(t *testing.T) {
 		t.Errorf("cookie: %+v", ck)
 	}
 	for k, v := range map[string]string{
-		"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+		"Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'",
 		"X-Content-Type-Options":  "nosniff",
 		"Referrer-Policy":         "no-referrer",
 	} {

@@ -83,7 +83,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/alerts/{alert}", nil, readers},
 		{"POST", "/api/v1/alerts/{alert}/actions", map[string]string{"action": "note", "text": "matrix note"}, readers},
 		{"GET", "/api/v1/alerts/{alert}/form.pdf", nil, readers},
-		{"GET", "/api/v1/evidence/{alert}/" + evID + "?reason=matrix", nil, []string{"dsl"}},
+		{"POST", "/api/v1/evidence/{alert}/" + evID, map[string]string{"reason": "matrix"}, []string{"dsl"}},
 		{"GET", "/api/v1/exclusions", nil, []string{"dsl"}},
 		{"POST", "/api/v1/exclusions/x1/approve", map[string]string{"reason": "school project on self-harm awareness", "expires_at": exp}, []string{"dsl"}},
 		{"GET", "/api/v1/terms", nil, []string{"dsl"}},

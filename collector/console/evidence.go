@@ -25,16 +25,30 @@ func (s *Server) newReveal(key *age.X25519Identity) *evidence.Service {
 		}}
 }
 
-// evidence answers GET /api/v1/evidence/{alert}/{evidence}?reason=: the
-// policy is evidence.Service.Reveal's; this maps its answer to HTTP.
+// RevealRequest is the body of POST /api/v1/evidence/{alert}/{evidence}.
+// The reason travels in the body, not the URL, so that it never lands in
+// a proxy's or a browser's history (issue 10 item 7).
+type RevealRequest struct {
+	Reason string `json:"reason"`
+}
+
+// evidence answers POST /api/v1/evidence/{alert}/{evidence}: the policy is
+// evidence.Service.Reveal's; this maps its answer to HTTP.
 func (s *Server) evidence(w http.ResponseWriter, r *http.Request, v *viewer) {
 	dev, seq, ok := parseAlertID(r.PathValue("alert"))
 	if !ok || seq == 0 {
 		jsonError(w, http.StatusNotFound, "no such alert")
 		return
 	}
+	var req RevealRequest
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &req); err != nil {
+			jsonError(w, http.StatusBadRequest, "decode reveal request: %v", err)
+			return
+		}
+	}
 	got, err := s.reveal.Reveal(evidence.Viewer{User: &v.User},
-		evidence.Request{Device: dev, Seq: seq, EvidenceID: r.PathValue("evidence"), Reason: r.URL.Query().Get("reason")})
+		evidence.Request{Device: dev, Seq: seq, EvidenceID: r.PathValue("evidence"), Reason: req.Reason})
 	if err != nil {
 		s.revealError(w, v, r.PathValue("alert"), err)
 		return

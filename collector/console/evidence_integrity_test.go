@@ -56,7 +56,7 @@ func TestEvidenceReuseRefusedAndRevealVerified(t *testing.T) {
 	second := AlertID(testDevice, seq)
 
 	// The first alert still shows its own screenshot.
-	resp := c.req("GET", "/api/v1/evidence/"+first+"/"+ev+"?reason=triage", nil, nil)
+	resp := c.req("POST", "/api/v1/evidence/"+first+"/"+ev, map[string]string{"reason": "triage"}, nil)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("reveal of the first alert: %d", resp.StatusCode)
@@ -65,7 +65,7 @@ func TestEvidenceReuseRefusedAndRevealVerified(t *testing.T) {
 		t.Fatalf("first alert's evidence was replaced: %v", err)
 	}
 	// The second alert's reveal is refused and the refusal logged.
-	code, b := c.do("GET", "/api/v1/evidence/"+second+"/"+ev+"?reason=triage", nil)
+	code, b := c.do("POST", "/api/v1/evidence/"+second+"/"+ev, map[string]string{"reason": "triage"})
 	if code != 409 || bytes.Contains(b, []byte("PNG")) {
 		t.Fatalf("reveal of the reusing alert: %d %s", code, b)
 	}

@@ -111,16 +111,20 @@ func TestSelfExclusionEveryIdentityForm(t *testing.T) {
 	for name, id := range ids {
 		form := selfForms[name]
 		ev := "ev" + strings.Repeat("0", 30-len(id[len(testDevice)+1:])) + id[len(testDevice)+1:]
-		paths := map[string]string{
-			"detail":   "/api/v1/alerts/" + id,
-			"evidence": "/api/v1/evidence/" + id + "/" + ev + "?reason=review",
-			"pdf":      "/api/v1/alerts/" + id + "/form.pdf",
+		type call struct {
+			method, path string
+			body         any
+		}
+		paths := map[string]call{
+			"detail":   {"GET", "/api/v1/alerts/" + id, nil},
+			"evidence": {"POST", "/api/v1/evidence/" + id + "/" + ev, map[string]string{"reason": "review"}},
+			"pdf":      {"GET", "/api/v1/alerts/" + id + "/form.pdf", nil},
 		}
 		for what, p := range paths {
-			if code, _ := other.do("GET", p, nil); code != 200 {
+			if code, _ := other.do(p.method, p.path, p.body); code != 200 {
 				t.Errorf("%s (%q): dsl2 %s: %d, want 200", name, form, what, code)
 			}
-			if code, b := self.do("GET", p, nil); code != 404 {
+			if code, b := self.do(p.method, p.path, p.body); code != 404 {
 				t.Errorf("%s (%q): dsl1 gets its own alert's %s: %d %.80q", name, form, what, code, b)
 			}
 		}

@@ -125,9 +125,10 @@ func TestTenantIsolationMatrix(t *testing.T) {
 			none: "/api/v1/alerts/" + noAlert + "/actions", noneBody: map[string]string{"action": "note", "text": "matrix note"}},
 		"GET /api/v1/alerts/{id}/form.pdf": {path: func(u string, ts *tenantSchool) string { return "/api/v1/alerts/" + alertOf(u, ts) + "/form.pdf" },
 			none: "/api/v1/alerts/" + noAlert + "/form.pdf"},
-		"GET /api/v1/evidence/{alert}/{evidence}": {path: func(u string, ts *tenantSchool) string {
-			return "/api/v1/evidence/" + ts.alerts["dsl"] + "/" + ts.evID + "?reason=matrix"
-		}, none: "/api/v1/evidence/" + noAlert + "/ev000000000000000000000000000001?reason=matrix"},
+		"POST /api/v1/evidence/{alert}/{evidence}": {path: func(u string, ts *tenantSchool) string {
+			return "/api/v1/evidence/" + ts.alerts["dsl"] + "/" + ts.evID
+		}, body: func(*tenantSchool) any { return map[string]string{"reason": "matrix"} },
+			none: "/api/v1/evidence/" + noAlert + "/ev000000000000000000000000000001", noneBody: map[string]string{"reason": "matrix"}},
 		"GET /api/v1/devices/{id}": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/devices/" + ts.device },
 			none: "/api/v1/devices/" + noDevice},
 		"GET /api/v1/coverage/{device}": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/coverage/" + ts.device },
@@ -430,7 +431,7 @@ func TestTrustGrant(t *testing.T) {
 	if code, b := c.do("GET", "/api/v1/alerts/"+oakAlert, nil); code != 200 || !strings.Contains(string(b), "oaksecret") {
 		t.Errorf("granted school's alert: %d %.200s", code, b)
 	}
-	if code, b := c.do("GET", "/api/v1/evidence/"+oakAlert+"/"+fmt.Sprintf("ev%030d", 1)+"?reason=grant", nil); code != 200 {
+	if code, b := c.do("POST", "/api/v1/evidence/"+oakAlert+"/"+fmt.Sprintf("ev%030d", 1), map[string]string{"reason": "grant"}); code != 200 {
 		t.Errorf("granted school's evidence: %d %.200s", code, b)
 	}
 	if code, b := c.do("GET", "/api/v1/devices/"+oakDevice, nil); code != 200 {

@@ -369,16 +369,16 @@ func TestEvidenceRevealLoggedAndIllegalRefused(t *testing.T) {
 	ev := d.Evidence[0].ID
 	before := len(e.accessLog())
 
-	if code, _ := c.do("GET", "/api/v1/evidence/"+id+"/"+ev, nil); code != 400 {
+	if code, _ := c.do("POST", "/api/v1/evidence/"+id+"/"+ev, nil); code != 400 {
 		t.Errorf("no reason: %d, want 400", code)
 	}
-	if code, _ := c.do("GET", "/api/v1/evidence/"+id+"/nosuch?reason=x", nil); code != 404 {
+	if code, _ := c.do("POST", "/api/v1/evidence/"+id+"/nosuch", map[string]string{"reason": "x"}); code != 404 {
 		t.Errorf("unknown evidence: %d", code)
 	}
 	if n := len(e.accessLog()); n != before {
 		t.Errorf("refused reveals were logged as views")
 	}
-	resp := c.req("GET", "/api/v1/evidence/"+id+"/"+ev+"?reason=triage+of+alert", nil, nil)
+	resp := c.req("POST", "/api/v1/evidence/"+id+"/"+ev, map[string]string{"reason": "triage of alert"}, nil)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" {
 		t.Fatalf("reveal: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -393,7 +393,7 @@ func TestEvidenceRevealLoggedAndIllegalRefused(t *testing.T) {
 	}
 	// Logged first: when the access log cannot be written, nothing is shown.
 	e.srv.logAccessFn = func(store.AccessEntry) error { return errors.New("disk full") }
-	code, b := c.do("GET", "/api/v1/evidence/"+id+"/"+ev+"?reason=again", nil)
+	code, b := c.do("POST", "/api/v1/evidence/"+id+"/"+ev, map[string]string{"reason": "again"})
 	if code != 500 || bytes.Contains(b, []byte("PNG")) {
 		t.Errorf("reveal with a failing access log: %d %q", code, b)
 	}
@@ -408,7 +408,7 @@ func TestEvidenceRevealLoggedAndIllegalRefused(t *testing.T) {
 		if !a.Illegal {
 			t.Errorf("%s: illegal=false", x)
 		}
-		code, b := c.do("GET", "/api/v1/evidence/"+x+"/"+a.Evidence[0].ID+"?reason=look", nil)
+		code, b := c.do("POST", "/api/v1/evidence/"+x+"/"+a.Evidence[0].ID, map[string]string{"reason": "look"})
 		var m map[string]string
 		json.Unmarshal(b, &m)
 		if code != 403 || m["guidance"] != IllegalGuidance || bytes.Contains(b, []byte("PNG")) {
@@ -421,7 +421,7 @@ func TestEvidenceRevealLoggedAndIllegalRefused(t *testing.T) {
 		t.Errorf("medium sexual_content marked illegal")
 	}
 	// Only the DSL reveals evidence.
-	if code, _ := e.login("head").do("GET", "/api/v1/evidence/"+id+"/"+ev+"?reason=x", nil); code != 403 {
+	if code, _ := e.login("head").do("POST", "/api/v1/evidence/"+id+"/"+ev, map[string]string{"reason": "x"}); code != 403 {
 		t.Errorf("headteacher reveal: %d", code)
 	}
 	// The headteacher reads the access log.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,7 @@ type world struct {
 	web     *httptest.Server
 	seq     uint64
 	clients map[string]*http.Client
+	csrf    map[string]string // each session's CSRF token
 }
 
 func newWorld(t *testing.T) *world {
@@ -64,7 +66,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dir: dir, st: st, key: key, clients: map[string]*http.Client{}}
+	w := &world{t: t, dir: dir, st: st, key: key, clients: map[string]*http.Client{}, csrf: map[string]string{}}
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	for _, u := range []store.User{
 		{Username: "dsl1", Role: console.RoleDSL}, {Username: "dsl2", Role: console.RoleDSL},
@@ -131,7 +133,12 @@ func (w *world) session(username string) *http.Client {
 	if err != nil || resp.StatusCode != 200 {
 		w.t.Fatalf("sign in %s: %v %v", username, resp, err)
 	}
+	var me struct {
+		CSRF string `json:"csrf_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&me)
 	resp.Body.Close()
+	w.csrf[username] = me.CSRF
 	w.clients[username] = c
 	return c
 }
@@ -154,11 +161,12 @@ type entry struct {
 
 var entries = []entry{
 	{"console", false, func(w *world, as string, seq uint64, ev, reason string) outcome {
-		q := ""
-		if reason != "" {
-			q = "?reason=" + url.QueryEscape(reason)
-		}
-		resp, err := w.session(as).Get(fmt.Sprintf("%s/api/v1/evidence/%s-%d/%s%s", w.web.URL, device, seq, ev, q))
+		c := w.session(as)
+		body, _ := json.Marshal(map[string]string{"reason": reason})
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/evidence/%s-%d/%s", w.web.URL, device, seq, ev), bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-CSRF-Token", w.csrf[as])
+		resp, err := c.Do(req)
 		if err != nil {
 			w.t.Fatal(err)
 		}

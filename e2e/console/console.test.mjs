@@ -534,7 +534,10 @@ try {
   const resp = await evResp;
   assert(resp.status() === 200, `evidence answered ${resp.status()}`);
   assert((resp.headers()['content-type'] || '').startsWith('image/png'), `evidence content type ${resp.headers()['content-type']}`);
-  assert(new URL(resp.url()).searchParams.get('reason') === reason, 'reason not sent with the evidence request');
+  // The reason travels in the POST body, never in the URL (issue 10 item 7).
+  assert(resp.request().method() === 'POST', `evidence requested with ${resp.request().method()}`);
+  assert(JSON.parse(resp.request().postData() || '{}').reason === reason, 'reason not sent in the evidence request body');
+  assert(!resp.url().includes('reason') && !resp.url().includes(encodeURIComponent(reason)), `reason in the evidence URL: ${resp.url()}`);
   const img = page.locator('#evidence img');
   await img.waitFor();
   await page.waitForFunction(() => { const i = document.querySelector('#evidence img'); return i && i.complete && i.naturalWidth > 0; }, null, { timeout: STEP_TIMEOUT_MS });

@@ -982,11 +982,35 @@ function evidenceItem(a, ev, i, n) {
   return wrap;
 }
 
-// reveal loads the image only now, with the reason in the request; the
-// server records the view before it answers.
-function reveal(a, ev, why, frame, controls, label) {
-  const url = `${API}/evidence/${encodeURIComponent(a.id)}/${encodeURIComponent(ev.id)}?reason=${encodeURIComponent(why)}`;
+// reveal loads the image only now, with the reason in a POST body (never
+// in the URL, where proxies and the history keep it); the server records
+// the view before it answers.
+async function reveal(a, ev, why, frame, controls, label) {
+  const url = `${API}/evidence/${encodeURIComponent(a.id)}/${encodeURIComponent(ev.id)}`;
   controls.replaceChildren(h('p', { class: 'loading' }, 'Loading evidence…'));
+  const fail = (msg, guidance) => {
+    controls.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, msg), guidance ? illegalGuidance(guidance) : null);
+    announce(msg, 'error');
+  };
+  let res;
+  try {
+    res = await fetch(url, { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'image/*, application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ reason: why }) });
+  } catch {
+    fail('The collector could not be reached. Check the connection and try again.', '');
+    return;
+  }
+  if (res.status === 401) { signedOut('Your session has ended. Please sign in again.'); return; }
+  if (!res.ok) {
+    // A refused view is not a view: nothing is shown, the reason is said.
+    const body = await res.json().catch(() => ({}));
+    let msg = body.error || 'The evidence could not be shown.';
+    if (res.status === 403 && !body.error) msg = 'Viewing this evidence is not available for your role.';
+    fail(msg, body.guidance || '');
+    return;
+  }
+  const src = URL.createObjectURL(await res.blob());
   const img = h('img', { alt: `${label} from ${a.device?.hostname || a.device_id || 'the device'} at the time of the alert` });
   img.addEventListener('load', () => {
     frame.replaceChildren(img);
@@ -999,23 +1023,11 @@ function reveal(a, ev, why, frame, controls, label) {
     controls.replaceChildren(hide, h('span', { class: 'hint' }, 'Your view has been recorded in the access log.'));
     announce('Evidence revealed. Your view has been recorded in the access log.', 'ok');
   }, { once: true });
-  img.addEventListener('error', async () => {
-    // Ask again for the reason the server refused (JSON); a refused view
-    // is not a view, so this does not show anything either.
-    let msg = 'The evidence could not be shown.';
-    let guidance = '';
-    try {
-      const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-      if (res.status === 401) { signedOut('Your session has ended. Please sign in again.'); return; }
-      const body = await res.json().catch(() => ({}));
-      if (res.status === 403) msg = body.error || 'Viewing this evidence is not available for your role.';
-      else if (body.error) msg = body.error;
-      guidance = body.guidance || '';
-    } catch { /* keep the generic message */ }
-    controls.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, msg), guidance ? illegalGuidance(guidance) : null);
-    announce(msg, 'error');
+  img.addEventListener('error', () => {
+    URL.revokeObjectURL(src);
+    fail('The evidence could not be shown.', '');
   }, { once: true });
-  img.src = url;
+  img.src = src;
 }
 
 function drawTriage(el, a, refresh) {
