@@ -101,7 +101,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   access-log     --data DIR [--json]
   user add       --data DIR --username U --role ROLE --password-file F [--display-name N] [--email A] [--chair] [--totp]
                  [--must-change-password] [--school NAME]   (roles: dsl, headteacher, technician, governor, admin; F may be - for stdin)
-  user grant     --data DIR --username U --school NAME --reason TEXT   (a trust safeguarding lead: a dsl account sees that school too; in the access log)
+  user grant     --data DIR --username U --school NAME --reason TEXT   (trust lead: a dsl, technician or governor (not chair) account sees that school too; in the access log)
   user ungrant   --data DIR --username U --school NAME --reason TEXT
   user list      --data DIR [--json]          (role, state, last sign-in, pending password change)
   user disable   --data DIR --username U      (every session of U ends at once)

@@ -71,7 +71,7 @@ func schoolList(args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// userGrant gives a DSL account (a trust safeguarding lead) sight of a
+// userGrant gives a trust role's account (tenancy.TrustRole) sight of a
 // further school, or takes it away; both are in the access log.
 func userGrant(args []string, stdout io.Writer, grant bool) error {
 	name := "user grant"

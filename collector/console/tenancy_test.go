@@ -399,7 +399,8 @@ func TestTrustGrant(t *testing.T) {
 	oakAlert := e.alertOn(oakDevice, "oakpupil", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "oaksecret", time.Now())
 	elmAlert := e.alertOn(elmDevice, "elmpupil", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "elmsecret", time.Now())
 	e.user("trustlead", RoleDSL, false, "")
-	e.user("tech", RoleTechnician, false, "")
+	e.user("chair", RoleGovernor, true, "")
+	e.user("head", RoleHeadteacher, false, "")
 	adm := httptest.NewServer(e.srv.AdminHandler())
 	t.Cleanup(adm.Close)
 	grant := func(path string, body GrantRequest) (int, string) {
@@ -421,8 +422,12 @@ func TestTrustGrant(t *testing.T) {
 	if code, b := grant("/v1/users/trustlead/grant", GrantRequest{School: "Oak"}); code != 400 || !strings.Contains(b, "why") {
 		t.Errorf("grant without a reason: %d %s", code, b)
 	}
-	if code, b := grant("/v1/users/tech/grant", GrantRequest{School: "oak", Reason: "r"}); code != 400 || !strings.Contains(b, "only dsl") {
-		t.Errorf("grant to a technician: %d %s", code, b)
+	// A headteacher and a chair review concerns about their own school's
+	// staff and head: never granted another school.
+	for _, u := range []string{"chair", "head"} {
+		if code, b := grant("/v1/users/"+u+"/grant", GrantRequest{School: "oak", Reason: "r"}); code != 400 || !strings.Contains(b, "only dsl, technician and governor") {
+			t.Errorf("grant to %s: %d %s", u, code, b)
+		}
 	}
 	if code, b := grant("/v1/users/trustlead/grant", GrantRequest{School: "Oak", Reason: "trust safeguarding lead for Oak"}); code != 200 || !strings.Contains(b, `"granted_schools":["oak"]`) {
 		t.Fatalf("grant: %d %s", code, b)
@@ -462,5 +467,71 @@ func TestTrustGrant(t *testing.T) {
 	want := []string{"ceo grant-school account trustlead, school oak (trust safeguarding lead for Oak)", "ceo revoke-school-grant account trustlead, school oak (left the role)"}
 	if strings.Join(actions, "\n") != strings.Join(want, "\n") {
 		t.Errorf("access log:\n%s\nwant:\n%s", strings.Join(actions, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestTrustITLeadAndGovernor: the other trust roles are grants too. A
+// technician granted Oak (a trust IT lead) sees Oak's devices and tokens
+// besides their own school's and builds packages for Oak, still no alert;
+// a governor granted Oak (a trust governor) gets the governors' aggregates
+// over both schools and still nothing else.
+func TestTrustITLeadAndGovernor(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.st.AddSchool(store.School{ID: "oak", Name: "Oak"}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("trust CA"))},
+		DefaultCollector: "vigil.trust.lan:7443", AgentDir: t.TempDir()}
+	const oakDevice = "oakoakoakoakoakoakoakoakoa"
+	now := time.Now()
+	for dev, sc := range map[string]string{testDevice: "", oakDevice: "oak"} {
+		if err := e.st.PutDevice(store.Device{DeviceID: dev, School: sc, Hostname: "lap-" + dev[:3], LastSeen: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.people(store.Person{Username: "ashpupil", Role: "pupil"}, store.Person{Username: "oakpupil", Role: "pupil"})
+	e.alertOn(testDevice, "ashpupil", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "ashsecret", now.Add(-time.Hour))
+	oakAlert := e.alertOn(oakDevice, "oakpupil", "bullying", vigilv1.Severity_SEVERITY_HIGH, "oaksecret", now.Add(-time.Hour))
+	oakTok, err := e.srv.deploy.Tokens.CreateIn(t.Context(), "oak", "pupils", time.Hour, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.user("tech", RoleTechnician, false, "")
+	e.user("gov", RoleGovernor, false, "")
+	for _, u := range []string{"tech", "gov"} {
+		if _, err := e.st.UpdateUser(u, func(u *store.User) error { u.Granted = []string{"oak"}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tech := e.login("tech")
+	var devs []DeviceJSON
+	if code := tech.getJSON("/api/v1/devices", &devs); code != 200 || len(devs) != 2 {
+		t.Fatalf("trust IT lead's devices: %d %+v", code, devs)
+	}
+	if code, b := tech.do("GET", "/api/v1/tokens", nil); code != 200 || !strings.Contains(string(b), oakTok.ID) {
+		t.Errorf("trust IT lead's tokens: %d %.300s", code, b)
+	}
+	if code, b := tech.do("GET", "/api/v1/alerts/"+oakAlert, nil); code != 403 || strings.Contains(string(b), "oaksecret") {
+		t.Errorf("trust IT lead opens an alert: %d %.200s", code, b)
+	}
+	gov := e.login("gov")
+	code, b := gov.do("GET", "/api/v1/trends", nil)
+	if code != 200 || strings.Contains(string(b), "oaksecret") || strings.Contains(string(b), "oakpupil") || strings.Contains(string(b), oakDevice) {
+		t.Fatalf("trust governor's trends: %d %.300s", code, b)
+	}
+	if !strings.Contains(string(b), "bullying") || !strings.Contains(string(b), "self_harm") {
+		t.Errorf("trust governor's trends do not span both schools: %.400s", b)
+	}
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/alerts/" + oakAlert, "/api/v1/devices"} {
+		if code, b := gov.do("GET", p, nil); code != 403 {
+			t.Errorf("trust governor %s: %d %.200s", p, code, b)
+		}
+	}
+	// Without the grant the governor's trends are their own school's.
+	if _, err := e.st.UpdateUser("gov", func(u *store.User) error { u.Granted = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := gov.do("GET", "/api/v1/trends", nil); code != 200 || strings.Contains(string(b), "bullying") {
+		t.Errorf("governor without the grant: %d %.300s", code, b)
 	}
 }

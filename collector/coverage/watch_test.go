@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 )
 
 // smtpServer starts a real SMTP server (aiosmtpd) on loopback filing every
@@ -112,7 +113,7 @@ func TestWatcherMailsOnceAndEscalates(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWatcher(Config{Devices: st, Schedule: Schedule{Hours: hours, Heartbeat: 30 * time.Second}, Now: clk.Now,
-		Mailer: notify.New(notify.Config{Store: st, Logger: quiet, Now: clk.Now,
+		Mailer: notify.New(notify.Config{Store: st, Schools: &tenancy.Policy{Dir: st}, Logger: quiet, Now: clk.Now,
 			SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"}),
 		EscalateAfter: 30 * time.Minute, Logger: quiet,
 		First: []string{auth.RoleTechnician}, Pupil: []string{auth.RoleDSL}, Escalation: []string{auth.RoleHeadteacher}})

@@ -38,6 +38,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	"github.com/vigil-safeguarding/vigil/collector/tokens"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -452,7 +453,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		if from == "" {
 			from = "vigil@localhost"
 		}
-		c.mail = notify.New(notify.Config{Store: st, Routing: c.cons, Logger: log,
+		c.mail = notify.New(notify.Config{Store: st, Routing: c.cons, Schools: &tenancy.Policy{Dir: st}, Logger: log,
 			SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev, EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url,
 			WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
 	}

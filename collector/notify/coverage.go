@@ -13,6 +13,9 @@ import (
 // device needs attention; escalation says nobody acknowledged it in time.
 // It reports how many were sent; an error only if none could be.
 func (s *Notifier) MailCoverage(ctx context.Context, roles []string, device string, escalation bool) (int, error) {
+	if s.cfg.Schools == nil {
+		return 0, errors.New("coverage e-mail: no school policy configured, so nobody may be told")
+	}
 	users, err := s.st.Users()
 	if err != nil {
 		return 0, fmt.Errorf("list users for a coverage e-mail: %w", err)
@@ -31,7 +34,7 @@ func (s *Notifier) MailCoverage(ctx context.Context, roles []string, device stri
 	sent, tried := 0, 0
 	var errs []error
 	for _, u := range users {
-		if u.Disabled || u.Email == "" || !want[u.Role] || ctx.Err() != nil {
+		if u.Disabled || u.Email == "" || !want[u.Role] || ctx.Err() != nil || !s.cfg.Schools.SeesDevice(&u, device) {
 			continue
 		}
 		tried++

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/auth"
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *env {
 
 // notifier is New over the env's store, console and clock with cfg's mail settings.
 func (e *env) notifier(cfg Config) *Notifier {
-	cfg.Store, cfg.Routing, cfg.Now = e.st, e.cons, e.clock
+	cfg.Store, cfg.Routing, cfg.Schools, cfg.Now = e.st, e.cons, &tenancy.Policy{Dir: e.st}, e.clock
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return New(cfg)
 }

@@ -37,6 +37,9 @@ type Config struct {
 	// Routing says whose route an alert is on and who reviews a route.
 	// Only the alert notifier (Run) needs it.
 	Routing Routing
+	// Schools decides who is told about a device (coverage alarms); nil:
+	// nobody is.
+	Schools Schools
 	Logger  *slog.Logger
 	Now     func() time.Time
 
@@ -93,6 +96,12 @@ type Routing interface {
 	// Reviews says whether u reviews route and may be told of the alert
 	// about f on it (u is not the person the alert is about).
 	Reviews(u *store.User, route string, f *vigilv1.Finding) bool
+}
+
+// Schools is the school dimension of who is told about a device
+// (collector/tenancy.Policy): only those who may see it.
+type Schools interface {
+	SeesDevice(u *store.User, device string) bool
 }
 
 // Notifier sends the collector's e-mail.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -255,3 +256,42 @@ const (
 	RoleHeadteacher = auth.RoleHeadteacher
 	RoleGovernor    = auth.RoleGovernor
 )
+
+// TestCoverageMailBySchool: a device's coverage alarm is e-mailed to its
+// own school's technicians (and a trust IT lead granted that school), never
+// to another school's: the same tenancy policy as every console page.
+func TestCoverageMailBySchool(t *testing.T) {
+	addr, dir := smtpServer(t)
+	e := newEnv(t)
+	if _, err := e.st.AddSchool(store.School{ID: "oak", Name: "Oak"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.PutDevice(store.Device{DeviceID: testDevice, Hostname: "ash-lap"}); err != nil {
+		t.Fatal(err)
+	}
+	e.user("ashtech", auth.RoleTechnician, false, "ashtech@school.test")
+	oaktech := e.user("oaktech", auth.RoleTechnician, false, "oaktech@school.test")
+	e.user("trustit", auth.RoleTechnician, false, "trustit@school.test")
+	for name, fn := range map[string]func(*store.User) error{
+		oaktech.Username: func(u *store.User) error { u.School = "oak"; return nil },
+		"trustit":        func(u *store.User) error { u.School = "oak"; u.Granted = []string{store.DefaultSchool}; return nil },
+	} {
+		if _, err := e.st.UpdateUser(name, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := e.notifier(Config{SMTPAddr: addr, From: "vigil@school.test", ConsoleURL: "https://vigil.school.test"})
+	sent, err := n.MailCoverage(t.Context(), []string{auth.RoleTechnician}, testDevice, false)
+	if err != nil || sent != 2 {
+		t.Fatalf("MailCoverage: %d sent, %v; want 2", sent, err)
+	}
+	got := waitMail(t, dir, 2, time.Minute)
+	var to []string
+	for _, m := range got {
+		to = append(to, m.to)
+	}
+	sort.Strings(to)
+	if strings.Join(to, " ") != "ashtech@school.test trustit@school.test" {
+		t.Errorf("coverage e-mail went to %v", to)
+	}
+}

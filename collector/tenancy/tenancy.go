@@ -57,17 +57,41 @@ func SeesSchool(u *store.User, school string) bool {
 	return InstallationWide(u) || SchoolOf(u) == school || granted(u, school)
 }
 
-// granted: a grant counts for DSL accounts only (the trust safeguarding
-// lead); Grant refuses others, and a role changed since does not keep it.
+// granted: a grant counts for the trust roles only; Grant refuses others,
+// and a role changed since does not keep it.
 func granted(u *store.User, school string) bool {
-	return u.Role == auth.RoleDSL && slices.Contains(u.Granted, school)
+	return TrustRole(u) != "" && slices.Contains(u.Granted, school)
 }
 
-// MayGrant says whether u may be granted school: a DSL account (the
-// trust safeguarding lead) of another school.
+// TrustRole names what an account granted further schools is to the
+// trust: a DSL is a trust safeguarding lead (alerts of those schools, by
+// the same routing), a technician a trust IT lead (their fleets, tokens and
+// packages), a governor who is not a school's chair a trust governor (the
+// governors' aggregates over those schools, nothing more: the role never
+// reaches an alert). "" for roles that are never granted: a headteacher
+// and a chair of governors review concerns about staff and the head of
+// their own school, which another school's must not see.
+func TrustRole(u *store.User) string {
+	switch {
+	case u.Role == auth.RoleDSL:
+		return "trust safeguarding lead"
+	case u.Role == auth.RoleTechnician:
+		return "trust IT lead"
+	case u.Role == auth.RoleGovernor && !u.Chair:
+		return "trust governor"
+	}
+	return ""
+}
+
+// MayGrant says whether u may be granted school: an account of a trust
+// role (TrustRole) of another school.
 func MayGrant(u *store.User, school string) error {
-	if u.Role != auth.RoleDSL {
-		return fmt.Errorf("only dsl accounts (a trust safeguarding lead) are granted schools; %s is %s", u.Username, u.Role)
+	if TrustRole(u) == "" {
+		role := u.Role
+		if u.Chair {
+			role = "chair of governors"
+		}
+		return fmt.Errorf("only dsl, technician and governor (not chair) accounts are granted schools (a trust safeguarding lead, IT lead or governor); %s is %s", u.Username, role)
 	}
 	if SchoolOf(u) == store.SchoolOf(school) {
 		return fmt.Errorf("%s is an account of %s already", u.Username, store.SchoolOf(school))
