@@ -62,6 +62,7 @@ type Store interface {
 	inventory.Store
 	GetUser(username string) (store.User, error)
 	SchoolStore
+	Users() ([]store.User, error)
 }
 
 // Server serves the admin API.

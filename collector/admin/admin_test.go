@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -291,4 +292,38 @@ func TestSocket(t *testing.T) {
 		t.Fatalf("stale socket: %v", err)
 	}
 	l.Close()
+}
+
+// TestSchoolExport: the admin socket streams a school's export, whole (an
+// end line), logged before anything is read; an unknown school is 404.
+func TestSchoolExport(t *testing.T) {
+	e := newEnv(t)
+	var oak store.School
+	if err := e.do(t, "", "POST", "/v1/schools", SchoolRequest{Name: "Oak Primary"}, &oak); err != nil {
+		t.Fatal(err)
+	}
+	for id, sc := range map[string]string{"dev-a": "", "dev-b": oak.ID} {
+		if err := e.st.PutDevice(store.Device{DeviceID: id, Group: "pupils", School: sc, EnrolledAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := e.cl.DoAs(context.Background(), "os:ceo", "GET", "/v1/schools/Oak%20Primary/export", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"kind":"header"`) || !strings.Contains(lines[1], `"dev-b"`) ||
+		!strings.Contains(lines[2], `"kind":"end"`) || strings.Contains(string(b), "dev-a") {
+		t.Fatalf("export:\n%s", b)
+	}
+	log, err := e.st.AccessLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := log[len(log)-1]; l.Action != "export-school" || l.Who != "os:ceo" || !strings.Contains(l.Detail, oak.ID) {
+		t.Errorf("access log: %+v", l)
+	}
+	wantErr(t, e.do(t, "", "GET", "/v1/schools/nowhere/export", nil, nil), "no such school")
 }

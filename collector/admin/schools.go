@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -27,6 +28,39 @@ type SchoolRequest struct {
 func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools", s.addSchool)
 	mux.HandleFunc("GET /v1/schools", s.listSchools)
+	mux.HandleFunc("GET /v1/schools/{school}/export", s.exportSchool)
+}
+
+// exportSchool streams everything one school owns (collector/schoolexport)
+// as JSON Lines. It is written to the access log before anything is read:
+// an export the log does not show must not exist.
+func (s *Server) exportSchool(w http.ResponseWriter, r *http.Request) {
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if errors.Is(err, store.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "find school: %v", err)
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "export-school",
+		Detail: "school " + sc.ID + " (" + sc.Name + ")"}); err != nil {
+		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	counts, err := schoolexport.Export(r.Context(), s.Store, sc.ID, who, s.Now(), w)
+	if err != nil {
+		// The status is sent; the missing end line tells the reader.
+		s.Logger.Error("school export cut short", "school", sc.ID, "err", err)
+		return
+	}
+	s.Logger.Info("school exported", "school", sc.ID, "by", who, "counts", counts)
 }
 
 // addSchool adds a school to the trust. Adding one is recorded in the

@@ -50,6 +50,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  a copy of the storer's pki/ and rules/; devices enroll at the storer)
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
+  school export  --data DIR --school NAME --out FILE   (everything the school owns, JSON Lines; in the access log)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
@@ -193,6 +194,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = schoolAdd(args[1:], stdout)
 	case "school list":
 		err = schoolList(args[1:], stdout)
+	case "school export":
+		err = schoolExport(args[1:], stdout)
 	case "user grant":
 		err = userGrant(args[1:], stdout, true)
 	case "user ungrant":

@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/console"
+	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -102,5 +106,56 @@ func userGrant(args []string, stdout io.Writer, grant bool) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s (school %s) now also sees: %s\n", u.Username, u.School, strings.Join(append([]string{"-"}, u.Granted...)[min(1, len(u.Granted)):], ", "))
+	return nil
+}
+
+// schoolExport writes everything a school owns (collector/schoolexport)
+// to a file only its owner can read, and checks that the file is whole.
+func schoolExport(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school export")
+	school := fs.String("school", "", "the school to export (ID or name)")
+	out := fs.String("out", "", "file to write (JSON Lines, docs/scale.md)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *out == "" {
+		return errors.New("--school and --out are required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "GET", "/v1/schools/"+url.PathEscape(*school)+"/export", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create the export file: %w", err)
+	}
+	// Read the stream line by line as it is written, to find its end line.
+	var last schoolexport.Line
+	sc := bufio.NewScanner(io.TeeReader(body, f))
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		last = schoolexport.Line{}
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			f.Close()
+			return fmt.Errorf("the collector's export is not JSON Lines: %w", err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		f.Close()
+		return fmt.Errorf("read the export: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write the export file: %w", err)
+	}
+	if last.Kind != "end" || last.End == nil {
+		return fmt.Errorf("the export in %s was cut short (no end line): see the collector's log", *out)
+	}
+	kinds := make([]string, 0, len(last.End.Counts))
+	for k, n := range last.End.Counts {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(kinds)
+	fmt.Fprintf(stdout, "wrote %s: %s; the export is in the access log\n", *out, strings.Join(kinds, ", "))
 	return nil
 }
