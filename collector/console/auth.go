@@ -148,11 +148,29 @@ type meResponse struct {
 	// MustChangePassword: the console offers nothing but the password
 	// change until it is done.
 	MustChangePassword bool `json:"must_change_password"`
+	// School names the account's school once the installation has more
+	// than one (a trust), with the schools granted to it; empty for a
+	// single school and for admin accounts, so nothing changes there.
+	School  string   `json:"school,omitempty"`
+	Granted []string `json:"granted_schools,omitempty"`
 }
 
-func meOf(u store.User, csrf string) meResponse {
-	return meResponse{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Chair: u.Chair, CSRFToken: csrf,
+func (s *Server) meOf(u store.User, csrf string) meResponse {
+	me := meResponse{Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, Chair: u.Chair, CSRFToken: csrf,
 		MustChangePassword: u.MustChangePassword}
+	if all, err := s.st.Schools(); err == nil && len(all) > 1 && u.Role != RoleAdmin {
+		name := func(id string) string {
+			if sc, err := s.st.FindSchool(store.SchoolOf(id)); err == nil {
+				return sc.Name
+			}
+			return id
+		}
+		me.School = name(u.School)
+		for _, g := range u.Granted {
+			me.Granted = append(me.Granted, name(g))
+		}
+	}
+	return me
 }
 
 // clientIP is the address a request is attributed to; every use goes
@@ -199,7 +217,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("console: signed in", "username", u.Username, "role", u.Role)
-	writeJSON(w, http.StatusOK, meOf(u, csrf))
+	writeJSON(w, http.StatusOK, s.meOf(u, csrf))
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -213,7 +231,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, v *viewer) {
-	writeJSON(w, http.StatusOK, meOf(v.User, v.csrf))
+	writeJSON(w, http.StatusOK, s.meOf(v.User, v.csrf))
 }
 
 // PasswordChangeRequest is the body of POST /api/v1/me/password.
@@ -235,5 +253,5 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	v.MustChangePassword = false
-	writeJSON(w, http.StatusOK, meOf(v.User, v.csrf))
+	writeJSON(w, http.StatusOK, s.meOf(v.User, v.csrf))
 }

@@ -535,3 +535,23 @@ func TestTrustITLeadAndGovernor(t *testing.T) {
 		t.Errorf("governor without the grant: %d %.300s", code, b)
 	}
 }
+
+// TestMeNamesTheSchool: /me names the account's school (and its grants)
+// once there is more than one, and says nothing of schools before.
+func TestMeNamesTheSchool(t *testing.T) {
+	e := newEnv(t)
+	e.user("dsl", RoleDSL, false, "")
+	var me meResponse
+	if code := e.login("dsl").getJSON("/api/v1/me", &me); code != 200 || me.School != "" || me.Granted != nil {
+		t.Fatalf("single school: %d %+v", code, me)
+	}
+	if _, err := e.st.AddSchool(store.School{ID: "oak", Name: "Oak Primary"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.UpdateUser("dsl", func(u *store.User) error { u.Granted = []string{"oak"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code := e.login("dsl").getJSON("/api/v1/me", &me); code != 200 || me.School != "Default school" || len(me.Granted) != 1 || me.Granted[0] != "Oak Primary" {
+		t.Fatalf("trust: %d %+v", code, me)
+	}
+}

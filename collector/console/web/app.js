@@ -256,7 +256,10 @@ function renderChrome(current) {
   }
   nav.hidden = false;
   $('#account').hidden = false;
-  $('#account-name').textContent = `${session.display_name || session.username} · ${ROLE_LABELS[session.role] || session.role}`;
+  // In a trust the header names the school whose data this is (and the
+  // schools granted), so a trust lead never mistakes one for another.
+  const schools = session.school ? ` · ${[session.school, ...(session.granted_schools || [])].join(', ')}` : '';
+  $('#account-name').textContent = `${session.display_name || session.username} · ${ROLE_LABELS[session.role] || session.role}${schools}`;
 }
 
 // ---------------------------------------------------------------------------
