@@ -2039,7 +2039,7 @@ function releasePanels(rel, status) {
   };
 
   const builds = (rel.releases || []).length ? simpleTable('Published agent releases, newest first', ['Version', 'Platform', 'Size', 'SHA-256', 'Published'],
-    rel.releases.map((r) => [r.version, `${r.os}/${r.arch}`, `${Math.round(r.size / 1024)} KiB`, h('span', { class: 'mono' }, String(r.sha256).slice(0, 16) + '…'), when(r.added_at)]))
+    rel.releases.map((r) => [r.version, `${r.os}/${r.arch}`, r.size >= 1048576 ? `${(r.size / 1048576).toFixed(1)} MiB` : `${Math.max(1, Math.ceil(r.size / 1024))} KiB`, h('span', { class: 'mono' }, String(r.sha256).slice(0, 16) + '…'), when(r.added_at)]))
     : h('p', {}, 'No agent release published yet.');
 
   let publish = null;
@@ -2123,7 +2123,7 @@ function releasePanels(rel, status) {
   return [
     h('section', { class: 'panel', 'aria-labelledby': 'rl-h' }, h('h2', { id: 'rl-h' }, 'Agent releases'),
       h('p', {}, 'Agents install only releases signed with this collector\'s release key. Every change here is recorded in the access log.'), builds,
-      publish || h('p', {}, 'This collector does not hold the release signing key (it is kept offline), so releases are added with vigil-collector release add --key FILE.')),
+      h('h3', {}, 'Publish a release'), publish || h('p', {}, 'This collector does not hold the release signing key (it is kept offline), so releases are added with vigil-collector release add --key FILE.')),
     h('section', { class: 'panel', 'aria-labelledby': 'ro-h' }, h('h2', { id: 'ro-h' }, 'Rollouts by group'), rollouts, roErrList,
       h('h3', {}, 'Roll out a version'), versions.length ? rollout : h('p', {}, 'Publish a release first.'), deviceTable ? h('h3', {}, 'Devices') : null, deviceTable,
       h('h3', {}, 'Minimum version'), minimum),
