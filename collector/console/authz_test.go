@@ -63,6 +63,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	releaseEnv(t, e, "1.2.0")
+
 	if err := e.st.AddSchoolTerm(store.SchoolTerm{ID: "k1", Term: "secretterm", Category: "bullying", Severity: "high",
 		Rationale: "r", Cases: "+ secretterm\n- x\n", AddedBy: "dsl", AddedAt: now}, "r"); err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	readers := []string{"dsl", "head", "chair"}
 	exp := now.Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
-	n := 0
+	n, versions := 0, 0
 	endpoints := []endpoint{
 		{"GET", "/api/v1/me", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
 		{"GET", "/api/v1/alerts", nil, readers},
@@ -114,6 +116,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/licences/reconcile", nil, []string{"tech", "admin", "head"}},
 		{"GET", "/api/v1/inventory", nil, []string{"tech", "admin", "head"}},
 		{"POST", "/api/v1/licences/import", map[string]string{"csv": "product,seats\nMatrix Suite 2024,1\n"}, []string{"tech", "admin"}},
+		{"GET", "/api/v1/releases", nil, []string{"tech", "admin"}},
+		{"GET", "/api/v1/releases/status", nil, []string{"tech", "admin"}},
+		{"POST", "/api/v1/releases/rollout", map[string]string{"version": "1.2.0", "group": "pupils"}, []string{"tech", "admin"}},
+		{"POST", "/api/v1/releases/rollback", map[string]string{"group": "pupils"}, []string{"tech", "admin"}},
+		{"POST", "/api/v1/releases/minimum", map[string]string{"version": "1.0.0"}, []string{"tech", "admin"}},
+		// {n}: a version of its own for each caller (a version names one binary).
+		{"POST", "/api/v1/releases?version=3.0.{n}&os=linux&arch=amd64", "agent binary", []string{"tech", "admin"}},
 		// Last: it ends the session.
 		{"DELETE", "/api/v1/session", nil, []string{"dsl", "head", "tech", "gov", "chair", "admin"}},
 	}
@@ -136,6 +145,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				alert = id
 			}
 			path := strings.ReplaceAll(ep.path, "{alert}", alert)
+			if strings.Contains(path, "{n}") {
+				versions++
+				path = strings.ReplaceAll(path, "{n}", fmt.Sprint(versions))
+			}
 			body := ep.body
 			if body == "newuser" {
 				n++

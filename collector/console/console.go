@@ -75,6 +75,8 @@ type Config struct {
 	Proxies TrustedProxies
 	// Deploy, if set, serves the technician's Deploy page API (deploy.go).
 	Deploy *DeployConfig
+	// Releases, if set, serves agent releases and rollouts (releases.go).
+	Releases *ReleasesConfig
 	// Audits, if set, serves device audits (audits.go): the same Service the
 	// daemon gives the admin socket and the gRPC server.
 	Audits *audit.Service
@@ -86,19 +88,20 @@ type Config struct {
 
 // Server serves the console.
 type Server struct {
-	st      Store
-	log     *slog.Logger
-	now     func() time.Time
-	conn    func(string) bool
-	auth    *auth.Service // accounts, sign-in, sessions
-	proxies TrustedProxies
-	exclChg func()            // Config.ExclusionsChanged; may be nil
-	oidc    *auth.OIDC        // nil: OIDC sign-in off
-	deploy  *DeployConfig     // nil: no token or package endpoints
-	reveal  *evidence.Service // the one evidence reveal (evidence.go)
-	audits  *audit.Service    // Config.Audits; nil: no audit endpoints
-	terms   *schoolTerms      // terms added by the school (terms.go)
-	tenants *tenancy.Policy   // the school dimension (schools.go)
+	st       Store
+	log      *slog.Logger
+	now      func() time.Time
+	conn     func(string) bool
+	auth     *auth.Service // accounts, sign-in, sessions
+	proxies  TrustedProxies
+	exclChg  func()            // Config.ExclusionsChanged; may be nil
+	oidc     *auth.OIDC        // nil: OIDC sign-in off
+	deploy   *DeployConfig     // nil: no token or package endpoints
+	releases *ReleasesConfig   // nil: no release endpoints
+	reveal   *evidence.Service // the one evidence reveal (evidence.go)
+	audits   *audit.Service    // Config.Audits; nil: no audit endpoints
+	terms    *schoolTerms      // terms added by the school (terms.go)
+	tenants  *tenancy.Policy   // the school dimension (schools.go)
 	// patterns: every route Handler registered, for the isolation test,
 	// which must find each one classified by collector/tenancy.
 	patterns []string
@@ -123,7 +126,7 @@ type Server struct {
 // New returns a console server over st.
 func New(cfg Config) (*Server, error) {
 	s := &Server{proxies: cfg.Proxies, st: cfg.Store, log: cfg.Logger, now: cfg.Now, conn: cfg.Connected,
-		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, audits: cfg.Audits, dfe: cfg.DFE, checks: cfg.FleetChecks,
+		exclChg: cfg.ExclusionsChanged, deploy: cfg.Deploy, releases: cfg.Releases, audits: cfg.Audits, dfe: cfg.DFE, checks: cfg.FleetChecks,
 		terms: &schoolTerms{changed: cfg.SchoolTermsChanged}}
 	s.queue = cfg.Store
 	s.tenants = &tenancy.Policy{Dir: cfg.Store}
@@ -232,6 +235,7 @@ func (s *Server) Handler() http.Handler {
 	s.userRoutes(mux)
 	s.auditRoutes(mux)
 	s.deployRoutes(mux)
+	s.releaseRoutes(mux)
 	s.licenceRoutes(mux)
 	s.dfeRoutes(mux)
 	s.coverageRoutes(mux)

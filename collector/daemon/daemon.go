@@ -439,8 +439,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies, Deploy: deploy, InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
-		Audits: c.audits, DFE: dfeSvc, FleetChecks: checks,
+		Proxies: cfg.TrustedProxies, Deploy: deploy, Releases: &console.ReleasesConfig{Service: c.rel, Changed: c.srv.PushUpgrades},
+		InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
+		Audits:              c.audits, DFE: dfeSvc, FleetChecks: checks,
 		ExclusionsChanged: c.rulesChanged, SchoolTermsChanged: c.rulesChanged})
 	if err != nil {
 		return nil, err

@@ -183,16 +183,22 @@ func Add(dataDir string, key ed25519.PrivateKey, file, version, goos, goarch str
 	if !pub.Equal(key.Public()) {
 		return Manifest{}, fmt.Errorf("the signing key is not the one whose public half agents pin (%s)", PublicKeyPath(dataDir))
 	}
-	root := filepath.Join(dataDir, Dir)
-	dir := releaseDir(root, version, goos, goarch)
-	if _, err := os.Stat(dir); err == nil {
-		return Manifest{}, fmt.Errorf("release %s for %s/%s already exists; publish a new version instead", version, goos, goarch)
+	if err := checkNew(dataDir, version, goos, goarch); err != nil {
+		return Manifest{}, err
 	}
 	src, err := os.Open(file)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("open release binary: %w", err)
 	}
 	defer src.Close()
+	return add(dataDir, key, src, version, goos, goarch, now)
+}
+
+// add stores and signs the binary read from src; Add has checked the
+// version, platform and key.
+func add(dataDir string, key ed25519.PrivateKey, src io.Reader, version, goos, goarch string, now time.Time) (Manifest, error) {
+	root := filepath.Join(dataDir, Dir)
+	dir := releaseDir(root, version, goos, goarch)
 	tmp, err := os.MkdirTemp(root, ".adding-")
 	if err != nil {
 		return Manifest{}, fmt.Errorf("create release dir: %w", err)
@@ -214,10 +220,10 @@ func Add(dataDir string, key ed25519.PrivateKey, file, version, goos, goarch str
 		return Manifest{}, fmt.Errorf("copy release binary: %w", err)
 	}
 	if n > release.MaxBinary {
-		return Manifest{}, fmt.Errorf("release binary is larger than %d MiB", release.MaxBinary>>20)
+		return Manifest{}, fmt.Errorf("%w: release binary is larger than %d MiB", ErrBadRelease, release.MaxBinary>>20)
 	}
 	if n == 0 {
-		return Manifest{}, errors.New("release binary is empty")
+		return Manifest{}, fmt.Errorf("%w: release binary is empty", ErrBadRelease)
 	}
 	m := Manifest{Version: version, OS: goos, Arch: goarch, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, AddedAt: now.UTC()}
 	m.Signature = release.Sign(key, m.SHA256, version, goos, goarch)
@@ -226,9 +232,87 @@ func Add(dataDir string, key ed25519.PrivateKey, file, version, goos, goarch str
 		return Manifest{}, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			// Two publishers of one version raced; the first one won.
+			return Manifest{}, fmt.Errorf("%w: release %s for %s/%s already exists; publish a new version instead", ErrExists, version, goos, goarch)
+		}
 		return Manifest{}, fmt.Errorf("store release: %w", err)
 	}
 	return m, nil
+}
+
+// ErrExists means the release (version, os, arch) is already stored.
+var ErrExists = errors.New("release exists")
+
+// ErrKeyOffline means the collector does not hold the release signing key
+// (the school keeps it offline, docs/security.md), so it cannot publish.
+var ErrKeyOffline = errors.New("the release signing key is not on this collector")
+
+// ErrBadRelease means a release's version, platform or binary was refused.
+var ErrBadRelease = errors.New("bad release")
+
+func checkNew(dataDir, version, goos, goarch string) error {
+	if _, err := os.Stat(releaseDir(filepath.Join(dataDir, Dir), version, goos, goarch)); err == nil {
+		return fmt.Errorf("%w: release %s for %s/%s already exists; publish a new version instead", ErrExists, version, goos, goarch)
+	}
+	return nil
+}
+
+// Publish signs and stores the binary read from src with the signing key
+// the collector holds (DATA/releases/release.key), as `release add` does
+// by default. A collector whose key is kept offline answers ErrKeyOffline:
+// those releases are added with `release add --key` where the key is.
+func (m *Manager) Publish(src io.Reader, version, goos, goarch string) (Manifest, error) {
+	if err := release.ValidVersion(version); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %v", ErrBadRelease, err)
+	}
+	if err := release.ValidPlatform(goos, goarch); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %v", ErrBadRelease, err)
+	}
+	key, err := LoadPrivateKey(PrivateKeyPath(m.dataDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return Manifest{}, ErrKeyOffline
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	if !m.pub.Equal(key.Public()) {
+		return Manifest{}, fmt.Errorf("the signing key is not the one whose public half agents pin (%s)", PublicKeyPath(m.dataDir))
+	}
+	// One publish at a time: the existence check and the rename are then
+	// not raced by this collector's own console.
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	if err := checkNew(m.dataDir, version, goos, goarch); err != nil {
+		return Manifest{}, err
+	}
+	man, err := add(m.dataDir, key, src, version, goos, goarch, m.now())
+	if err != nil {
+		return Manifest{}, err
+	}
+	m.log.Info("release published", "version", version, "os", goos, "arch", goarch, "sha256", man.SHA256, "size", man.Size)
+	return man, nil
+}
+
+// HoldsSigningKey says whether the signing key is in the data dir, so
+// Publish can sign (false: it is kept offline).
+func (m *Manager) HoldsSigningKey() bool {
+	_, err := os.Stat(PrivateKeyPath(m.dataDir))
+	return err == nil
+}
+
+// List returns every stored release, newest first.
+func (m *Manager) List() ([]Manifest, error) { return List(m.dataDir) }
+
+// Rollouts returns every group's rollout.
+func (m *Manager) Rollouts() map[string]Rollout {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Rollout, len(m.state.Groups))
+	for g, r := range m.state.Groups {
+		out[g] = *r
+	}
+	return out
 }
 
 // List returns every stored release, newest first.
@@ -306,6 +390,8 @@ type Manager struct {
 
 	mu    sync.Mutex
 	state rolloutState
+
+	pubMu sync.Mutex // one Publish at a time
 }
 
 // Open loads the release key (creating it on first use) and the rollouts.

@@ -3,6 +3,7 @@ package releases
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -227,5 +228,51 @@ func TestMinimumVersion(t *testing.T) {
 	m2, _ := Open(data, quiet())
 	if m2.Minimum() != "1.3.0" {
 		t.Fatal("minimum not kept")
+	}
+}
+
+// TestPublishSignsLikeAdd: Publish (the console's upload) stores and signs
+// what it read with the data dir's key, exactly as Add does; a second
+// publish of one release, a bad platform and a key kept offline are refused.
+func TestPublishSignsLikeAdd(t *testing.T) {
+	data, m, _ := setup(t)
+	if !m.HoldsSigningKey() {
+		t.Fatal("a fresh data dir does not hold its signing key")
+	}
+	man, err := m.Publish(strings.NewReader("published bytes"), "2.0.0", "darwin", "arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release.Verify(m.PublicKey(), man.Signature, man.SHA256, "2.0.0", "darwin", "arm64"); err != nil {
+		t.Fatalf("published signature: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(data, Dir, "2.0.0_darwin_arm64", binaryFile))
+	if err != nil || string(got) != "published bytes" {
+		t.Fatalf("stored binary: %q %v", got, err)
+	}
+	if list, err := m.List(); err != nil || len(list) != 1 || list[0].SHA256 != man.SHA256 {
+		t.Fatalf("List after Publish: %+v %v", list, err)
+	}
+	if _, err := m.Publish(strings.NewReader("other bytes"), "2.0.0", "darwin", "arm64"); !errors.Is(err, ErrExists) {
+		t.Errorf("publishing a release twice: %v, want ErrExists", err)
+	}
+	if _, err := m.Publish(strings.NewReader("x"), "2.0.1", "plan9", "amd64"); !errors.Is(err, ErrBadRelease) {
+		t.Errorf("bad platform: %v, want ErrBadRelease", err)
+	}
+	if _, err := m.Publish(strings.NewReader(""), "2.0.1", "linux", "amd64"); !errors.Is(err, ErrBadRelease) {
+		t.Errorf("empty binary: %v, want ErrBadRelease", err)
+	}
+	if _, err := m.StartRollout("pilot", "2.0.0", 40); err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Rollouts(); len(r) != 1 || r["pilot"].Version != "2.0.0" || r["pilot"].Percent != 40 {
+		t.Errorf("Rollouts: %+v", r)
+	}
+	os.Remove(PrivateKeyPath(data))
+	if m.HoldsSigningKey() {
+		t.Error("HoldsSigningKey with the key removed")
+	}
+	if _, err := m.Publish(strings.NewReader("x"), "2.0.2", "linux", "amd64"); !errors.Is(err, ErrKeyOffline) {
+		t.Errorf("publish with the key offline: %v, want ErrKeyOffline", err)
 	}
 }

@@ -223,6 +223,14 @@ var routes = map[string]Scope{
 	"GET /api/v1/reports/dfe.json":          Installation,
 	"GET /api/v1/reports/dfe.csv":           Installation,
 	"GET /api/v1/reports/dfe.pdf":           Installation,
+	// Agent releases and rollouts are the installation's: one signing key,
+	// groups that are not per school.
+	"GET /api/v1/releases":           Installation,
+	"POST /api/v1/releases":          Installation,
+	"GET /api/v1/releases/status":    Installation,
+	"POST /api/v1/releases/rollout":  Installation,
+	"POST /api/v1/releases/rollback": Installation,
+	"POST /api/v1/releases/minimum":  Installation,
 }
 
 // RouteOpen says whether u may use the route with this ServeMux pattern

@@ -2013,9 +2013,147 @@ async function downloadPackage(body) {
   return { name: m ? m[1] : 'package', token: res.headers.get('X-Vigil-Token-Id'), size: blob.size };
 }
 
+// uploadRelease sends an agent binary as the request body (it is not
+// JSON: up to 256 MiB) for the collector to sign and store.
+async function uploadRelease(file, version, os, arch) {
+  const q = new URLSearchParams({ version, os, arch });
+  let res;
+  try {
+    res = await fetch(`${API}/releases?${q}`, { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/octet-stream', Accept: 'application/json', 'X-CSRF-Token': session.csrf_token }, body: file });
+  } catch (e) {
+    throw new ApiError(0, 'The collector could not be reached. Check the connection and try again.');
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    clearSuccess();
+    if (res.status === 401) signedOut('Your session has ended. Please sign in again.');
+    throw new ApiError(res.status, (data && data.error) || res.statusText || `HTTP ${res.status}`, data);
+  }
+  return data;
+}
+
+const RELEASE_STATES = { current: 'Running it', pending: 'To be offered', failed: 'Failed', not_targeted: 'Not in this share', no_rollout: 'No rollout' };
+
+// releasePanels: the versions published, each group's rollout (roll out,
+// roll back), the minimum and which devices run which version. null when
+// the collector has no release service (the panels are left out).
+function releasePanels(rel, status) {
+  if (!rel) return [];
+  const groups = Array.isArray(status) ? status : [];
+  const versions = [...new Set((rel.releases || []).map((r) => r.version))];
+  const submitting = async (btn, err, what, fn) => {
+    err.textContent = '';
+    btn.disabled = true;
+    try {
+      const msg = await fn();
+      announce(msg, 'ok', true);
+      route();
+    } catch (ex) {
+      err.textContent = ex.message;
+      announce(`${what}: ${ex.message}`, 'error');
+      btn.disabled = false;
+    }
+  };
+
+  const builds = (rel.releases || []).length ? simpleTable('Published agent releases, newest first', ['Version', 'Platform', 'Size', 'SHA-256', 'Published'],
+    rel.releases.map((r) => [r.version, `${r.os}/${r.arch}`, r.size >= 1048576 ? `${(r.size / 1048576).toFixed(1)} MiB` : `${Math.max(1, Math.ceil(r.size / 1024))} KiB`, h('span', { class: 'mono' }, String(r.sha256).slice(0, 16) + '…'), when(r.added_at)]))
+    : h('p', {}, 'No agent release published yet.');
+
+  let publish = null;
+  if (rel.publish) {
+    const file = h('input', { type: 'file', name: 'binary', required: true });
+    const ver = h('input', { type: 'text', name: 'version', required: true, autocomplete: 'off', placeholder: '1.4.0' });
+    const os = select('os', [['linux', 'Linux'], ['windows', 'Windows'], ['darwin', 'macOS']], 'linux');
+    const arch = select('arch', [['amd64', 'amd64'], ['arm64', 'arm64']], 'amd64');
+    const err = h('p', { class: 'form-error', role: 'alert' });
+    const btn = h('button', { type: 'submit' }, 'Publish', h('span', { class: 'visually-hidden' }, ' the agent binary'));
+    publish = h('form', { novalidate: true }, field('Agent binary', file, 'The vigil-agent build for one platform; the collector signs it with its release key.'),
+      field('Version', ver, 'What `vigil-agent version` prints for this build.'), field('Operating system', os), field('Architecture', arch),
+      err, h('div', { class: 'actions' }, btn));
+    publish.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!file.files.length || !ver.value.trim()) { err.textContent = 'Choose the binary and give its version.'; return; }
+      announce('Uploading and signing the release…');
+      submitting(btn, err, 'The release was not published', async () => {
+        const m = await uploadRelease(file.files[0], ver.value.trim(), os.value, arch.value);
+        return `Release ${m.version} for ${m.os}/${m.arch} published and signed.`;
+      });
+    });
+  }
+
+  const groupIn = h('input', { type: 'text', name: 'group', required: true, pattern: '[a-z0-9_-]{1,64}', autocomplete: 'off', autocapitalize: 'none', placeholder: 'pilot' });
+  const verSel = select('version', versions.map((v) => [v, v]), versions[0]);
+  const pct = h('input', { type: 'number', name: 'percent', min: '1', max: '100', value: '100', inputmode: 'numeric' });
+  const roErr = h('p', { class: 'form-error', role: 'alert' });
+  const roBtn = h('button', { type: 'submit', disabled: !versions.length }, 'Roll out', h('span', { class: 'visually-hidden' }, ' the version to the group'));
+  const rollout = h('form', { novalidate: true }, field('Device group', groupIn, 'Roll out to a pilot group first, then to the rest.'),
+    field('Version', verSel), field('Share of the group (%)', pct, 'Raising it later only adds devices.'), roErr, h('div', { class: 'actions' }, roBtn));
+  rollout.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const g = groupIn.value.trim();
+    if (!/^[a-z0-9_-]{1,64}$/.test(g)) { roErr.textContent = 'Give a device group of 1-64 of a-z, 0-9, - and _.'; return; }
+    submitting(roBtn, roErr, 'The rollout was not started', async () => {
+      const res = await api('POST', '/releases/rollout', { group: g, version: verSel.value, percent: Number(pct.value) || 100 });
+      return `Group ${g} is rolling out ${res.rollout.version} (${res.rollout.percent}%).`;
+    });
+  });
+
+  const roErrList = h('p', { class: 'form-error', role: 'alert' });
+  const spread = (gs) => Object.entries(gs.versions || {}).sort((a, b) => b[1] - a[1]).map(([v, n]) => `${v || 'unknown'}: ${n}`).join(', ') || 'no devices';
+  const rollouts = groups.length ? h('table', { class: 'responsive' },
+    h('caption', { class: 'visually-hidden' }, 'Rollout and versions run, by device group'),
+    h('thead', {}, h('tr', {}, ['Group', 'Target', 'Since', 'Versions run', ''].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, groups.map((gs) => {
+      const back = gs.rollout ? h('button', { type: 'button', class: 'secondary', onclick: (e) => {
+        const to = gs.rollout.previous ? gs.rollout.previous.version : 'no rollout (devices keep what they run)';
+        if (!window.confirm(`Roll group ${gs.group} back from ${gs.rollout.version} to ${to}?`)) return;
+        submitting(e.currentTarget, roErrList, 'The rollback failed', async () => {
+          const res = await api('POST', '/releases/rollback', { group: gs.group });
+          return `Group ${gs.group} rolled back to ${res.rollout ? res.rollout.version : 'no rollout'}.`;
+        });
+      } }, 'Roll back', h('span', { class: 'visually-hidden' }, ` group ${gs.group}`)) : null;
+      return h('tr', {},
+        h('td', { 'data-label': 'Group' }, gs.group),
+        h('td', { 'data-label': 'Target' }, gs.rollout ? `${gs.rollout.version}${gs.rollout.percent < 100 ? ` (${gs.rollout.percent}%)` : ''}` : 'None'),
+        h('td', { 'data-label': 'Since' }, gs.rollout ? when(gs.rollout.started_at) : '—'),
+        h('td', { 'data-label': 'Versions run' }, spread(gs)),
+        h('td', {}, back));
+    }))) : h('p', {}, 'No devices or rollouts yet.');
+
+  const devices = groups.flatMap((gs) => (gs.devices || []).map((d) => [gs.group, d.hostname || d.device_id, d.version || 'unknown',
+    (RELEASE_STATES[d.state] || titleCase(d.state)) + (d.failed ? ` (${d.failed.outcome.replace('_', ' ')}: ${d.failed.reason})` : ''), d.connected ? 'Yes' : 'No']));
+  const deviceTable = devices.length ? simpleTable('Devices and the agent version they run', ['Group', 'Device', 'Version', 'State', 'Connected'], devices) : null;
+
+  const minIn = h('input', { type: 'text', name: 'minimum', autocomplete: 'off', value: rel.minimum || '', placeholder: '1.4.0' });
+  const minErr = h('p', { class: 'form-error', role: 'alert' });
+  const minBtn = h('button', { type: 'submit', class: 'secondary' }, 'Set minimum', h('span', { class: 'visually-hidden' }, ' agent version'));
+  const minimum = h('form', { novalidate: true }, field('Minimum version', minIn,
+    'After a release fixes a security problem: no rollout or rollback may target an older version. Empty clears it.'), minErr, h('div', { class: 'actions' }, minBtn));
+  minimum.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitting(minBtn, minErr, 'The minimum was not set', async () => {
+      const res = await api('POST', '/releases/minimum', { version: minIn.value.trim() });
+      return res.minimum ? `Minimum agent version set to ${res.minimum}.` : 'Minimum agent version cleared.';
+    });
+  });
+
+  return [
+    h('section', { class: 'panel', 'aria-labelledby': 'rl-h' }, h('h2', { id: 'rl-h' }, 'Agent releases'),
+      h('p', {}, 'Agents install only releases signed with this collector\'s release key. Every change here is recorded in the access log.'), builds,
+      h('h3', {}, 'Publish a release'), publish || h('p', {}, 'This collector does not hold the release signing key (it is kept offline), so releases are added with vigil-collector release add --key FILE.')),
+    h('section', { class: 'panel', 'aria-labelledby': 'ro-h' }, h('h2', { id: 'ro-h' }, 'Rollouts by group'), rollouts, roErrList,
+      h('h3', {}, 'Roll out a version'), versions.length ? rollout : h('p', {}, 'Publish a release first.'), deviceTable ? h('h3', {}, 'Devices') : null, deviceTable,
+      h('h3', {}, 'Minimum version'), minimum),
+  ];
+}
+
 async function viewDeploy(seq) {
   loading('deployment');
-  const [info, toks] = await Promise.all([api('GET', '/deploy'), api('GET', '/tokens')]);
+  // A collector without the release service answers 503; the page still
+  // shows packages and tokens.
+  const [info, toks, rel, relStatus] = await Promise.all([api('GET', '/deploy'), api('GET', '/tokens'),
+    api('GET', '/releases').catch(() => null), api('GET', '/releases/status').catch(() => null)]);
   if (!isCurrent(seq)) return;
   const group = h('input', { type: 'text', name: 'group', required: true, pattern: '[a-z0-9_-]{1,64}', autocomplete: 'off', autocapitalize: 'none' });
   const format = select('format', (info.formats || ['deb', 'rpm', 'msi']).map((f) => [f, { deb: 'deb (Debian, Ubuntu)', rpm: 'rpm (Fedora, RHEL)', msi: 'MSI (Windows: Intune, GPO)' }[f] || f]), 'msi');
@@ -2080,7 +2218,8 @@ async function viewDeploy(seq) {
       h('p', {}, 'Each download carries a new enrollment token for the group (2000 uses, one year) and the collector\'s CA pin; ',
         'install it silently (msiexec /i FILE /qn, dpkg -i, dnf install). Downloads are recorded in the access log.'), form),
     h('section', { class: 'panel', 'aria-labelledby': 'tk-h' }, h('h2', { id: 'tk-h' }, 'Enrollment tokens'),
-      h('p', {}, 'Revoke the token of a package that went astray: no new device can enroll with it.'), table));
+      h('p', {}, 'Revoke the token of a package that went astray: no new device can enroll with it.'), table),
+    releasePanels(rel, relStatus));
 }
 
 // ---------------------------------------------------------------------------
