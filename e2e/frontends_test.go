@@ -200,24 +200,7 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 			if emitted < atLeast {
 				t.Fatalf("agent %s emitted %d, want at least %d", a.id, emitted, atLeast)
 			}
-			waitFor(t, 180*time.Second, "store holds every finding of "+a.id, func() bool {
-				return uint64(len(c.findings(a.id))) >= emitted && a.status().Spool.Count == 0
-			})
-			seen := map[uint64]bool{}
-			for _, f := range c.findings(a.id) {
-				if seen[f.Seq] {
-					t.Fatalf("agent %s: seq %d stored twice", a.id, f.Seq)
-				}
-				seen[f.Seq] = true
-			}
-			for s := uint64(1); s <= emitted; s++ {
-				if !seen[s] {
-					t.Fatalf("agent %s: seq %d lost", a.id, s)
-				}
-			}
-			if uint64(len(seen)) != emitted {
-				t.Fatalf("agent %s: store holds %d, emitted %d", a.id, len(seen), emitted)
-			}
+			storedExactly(t, c, a, emitted, nil, 180*time.Second)
 		}
 	}
 	checkStored(rounds * perRound)

@@ -369,3 +369,38 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// storedExactly waits (within) until the collector holds a's findings and
+// a's spool is drained, then requires exactly the emitted set, seqs
+// 1..emitted: none stored twice, none lost, nothing more; every finding of
+// an acknowledged trigger carries its nonce. It returns them by seq.
+func storedExactly(t *testing.T, c *collector, a *agent, emitted uint64, acked []triggerResult, within time.Duration) map[uint64]finding {
+	t.Helper()
+	waitFor(t, within, "collector holds every emitted finding of "+a.id, func() bool {
+		return uint64(len(c.findings(a.id))) >= emitted && a.status().Spool.Count == 0
+	})
+	got := c.findings(a.id)
+	seen := make(map[uint64]finding, len(got))
+	for _, f := range got {
+		if _, dup := seen[f.Seq]; dup {
+			t.Fatalf("agent %s: seq %d stored twice", a.id, f.Seq)
+		}
+		seen[f.Seq] = f
+	}
+	for s := uint64(1); s <= emitted; s++ {
+		if _, ok := seen[s]; !ok {
+			t.Fatalf("agent %s: seq %d lost", a.id, s)
+		}
+	}
+	if uint64(len(seen)) != emitted {
+		t.Fatalf("agent %s: collector holds %d findings, agent emitted %d", a.id, len(seen), emitted)
+	}
+	for _, r := range acked {
+		for s := r.FirstSeq; s <= r.LastSeq; s++ {
+			if seen[s].Details["nonce"] != r.Nonce {
+				t.Fatalf("agent %s: seq %d: nonce %v, want %s", a.id, s, seen[s].Details["nonce"], r.Nonce)
+			}
+		}
+	}
+	return seen
+}

@@ -64,32 +64,7 @@ func TestJetStreamIngestKill(t *testing.T) {
 	}
 
 	emitted := a.status().Spool.NextSeq - 1
-	waitFor(t, 120*time.Second, "collector holds every emitted finding", func() bool {
-		return uint64(len(c.findings(a.id))) >= emitted && a.status().Spool.Count == 0
-	})
-	got := c.findings(a.id)
-	seen := make(map[uint64]finding, len(got))
-	for _, f := range got {
-		if _, dup := seen[f.Seq]; dup {
-			t.Fatalf("seq %d stored twice", f.Seq)
-		}
-		seen[f.Seq] = f
-	}
-	if uint64(len(seen)) != emitted {
-		t.Errorf("collector holds %d findings, agent emitted %d", len(seen), emitted)
-	}
-	for s := uint64(1); s <= emitted; s++ {
-		if _, ok := seen[s]; !ok {
-			t.Fatalf("seq %d lost", s)
-		}
-	}
-	for _, r := range acked {
-		for s := r.FirstSeq; s <= r.LastSeq; s++ {
-			if seen[s].Details["nonce"] != r.Nonce {
-				t.Fatalf("seq %d: nonce %v, want %s", s, seen[s].Details["nonce"], r.Nonce)
-			}
-		}
-	}
+	seen := storedExactly(t, c, a, emitted, acked, 120*time.Second)
 	// A clean stop after the storer drained leaves nothing in the stream
 	// to redeliver, and the next start serves again.
 	if err := c.p.stop(); err != nil {

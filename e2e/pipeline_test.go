@@ -273,34 +273,9 @@ func TestChaos(t *testing.T) {
 	if confirmed < 10000 {
 		t.Fatalf("only %d findings confirmed emitted", confirmed)
 	}
-	waitFor(t, 90*time.Second, "collector holds every emitted finding", func() bool {
-		return uint64(len(c.findings(a.id))) >= emitted && a.status().Spool.Count == 0
-	})
-	got := c.findings(a.id)
-	seen := make(map[uint64]finding, len(got))
-	for _, f := range got {
-		if _, dup := seen[f.Seq]; dup {
-			t.Fatalf("seq %d stored twice", f.Seq)
-		}
-		seen[f.Seq] = f
-	}
-	// The emitted set is seqs 1..emitted: the spool never evicted here.
-	if uint64(len(seen)) != emitted {
-		t.Errorf("collector holds %d findings, agent emitted %d", len(seen), emitted)
-	}
-	for s := uint64(1); s <= emitted; s++ {
-		if _, ok := seen[s]; !ok {
-			t.Fatalf("seq %d lost", s)
-		}
-	}
-	// Every confirmed trigger's findings are there, with its nonce.
-	for _, r := range acked {
-		for s := r.FirstSeq; s <= r.LastSeq; s++ {
-			if seen[s].Details["nonce"] != r.Nonce {
-				t.Fatalf("seq %d: nonce %v, want %s", s, seen[s].Details["nonce"], r.Nonce)
-			}
-		}
-	}
+	// The emitted set is seqs 1..emitted (the spool never evicted here),
+	// and every confirmed trigger's findings are there, with its nonce.
+	seen := storedExactly(t, c, a, emitted, acked, 90*time.Second)
 	t.Logf("emitted %d (confirmed %d in %d triggers), stored %d, none lost or duplicated", emitted, confirmed, len(acked), len(seen))
 }
 

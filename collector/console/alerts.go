@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -76,17 +74,7 @@ func Illegal(f *vigilv1.Finding) bool { return evidence.Illegal(f) }
 // AlertID is "<device_id>-<seq>" (store.AlertID).
 func AlertID(device string, seq uint64) string { return store.AlertID(device, seq) }
 
-func parseAlertID(id string) (string, uint64, bool) {
-	i := strings.LastIndexByte(id, '-')
-	if i <= 0 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
-	if err != nil {
-		return "", 0, false
-	}
-	return id[:i], seq, true
-}
+func parseAlertID(id string) (string, uint64, bool) { return store.ParseAlertID(id) }
 
 type evidenceJSON struct {
 	ID        string `json:"id"`

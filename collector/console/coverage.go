@@ -14,6 +14,7 @@ import (
 // escalation to the headteacher.
 type Coverage interface {
 	Judge() []coverage.Report
+	JudgeDevice(id string) (coverage.Report, bool)
 	Ack(device, by string) error
 }
 
@@ -52,13 +53,12 @@ func (s *Server) coverageDevice(w http.ResponseWriter, r *http.Request, v *viewe
 		return
 	}
 	id := r.PathValue("device")
-	for _, rep := range s.coverage.Judge() {
-		if rep.DeviceID == id && s.seesDevice(&v.User, id) {
-			writeJSON(w, http.StatusOK, rep)
-			return
-		}
+	rep, ok := s.coverage.JudgeDevice(id)
+	if !ok || !s.seesDevice(&v.User, id) {
+		jsonError(w, http.StatusNotFound, "no such device")
+		return
 	}
-	jsonError(w, http.StatusNotFound, "no such device")
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) coverageAck(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -15,6 +15,7 @@ import (
 // Devices is what the watcher needs from the store.
 type Devices interface {
 	Devices() []store.Device
+	GetDevice(id string) (store.Device, bool)
 	UpdateDevice(id string, fn func(*store.Device)) error
 }
 
@@ -76,6 +77,15 @@ func (w *Watcher) Judge() []Report {
 		out = append(out, Report{Judgement: Classify(d, now, w.cfg.Schedule), Alarm: d.Presence.Alarm})
 	}
 	return out
+}
+
+// JudgeDevice is Judge for one device; false for a device it does not know.
+func (w *Watcher) JudgeDevice(id string) (Report, bool) {
+	d, ok := w.cfg.Devices.GetDevice(id)
+	if !ok {
+		return Report{}, false
+	}
+	return Report{Judgement: Classify(d, w.cfg.Now(), w.cfg.Schedule), Alarm: d.Presence.Alarm}, true
 }
 
 // Run checks the fleet every Interval until ctx ends.

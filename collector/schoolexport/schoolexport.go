@@ -193,7 +193,8 @@ func Export(ctx context.Context, st Store, school, by string, now time.Time, w i
 		return nil, fmt.Errorf("read the access log: %w", err)
 	}
 	for _, e := range log {
-		if !accounts[e.Who] && !devices[e.DeviceID] && !devices[alertDevice(e.AlertID)] {
+		alertDev, _, _ := store.ParseAlertID(e.AlertID)
+		if !accounts[e.Who] && !devices[e.DeviceID] && !devices[alertDev] {
 			continue
 		}
 		if err := put(Line{Kind: "access", Access: &e}); err != nil {
@@ -264,14 +265,4 @@ func exportDevice(ctx context.Context, st Store, dev string, put func(Line) erro
 		return fmt.Errorf("read the findings of %s: %w", dev, err)
 	}
 	return nil
-}
-
-// alertDevice is the device of an alert ID (DEVICE-SEQ).
-func alertDevice(id string) string {
-	for i := len(id) - 1; i >= 0; i-- {
-		if id[i] == '-' {
-			return id[:i]
-		}
-	}
-	return ""
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -274,6 +275,19 @@ type (
 // AlertID is an alert's ID, "<device_id>-<seq>", as the console, its
 // links and the access log name it.
 func AlertID(device string, seq uint64) string { return device + "-" + strconv.FormatUint(seq, 10) }
+
+// ParseAlertID splits an AlertID into its device and seq.
+func ParseAlertID(id string) (device string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i <= 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return id[:i], seq, true
+}
 
 // Alert is one entry of the alert index with its finding and triage state.
 type Alert struct {
