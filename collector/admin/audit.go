@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -14,9 +15,12 @@ import (
 // AuditRequest is the body of POST /v1/audits: exactly one of Device,
 // Group and All.
 type AuditRequest struct {
-	Device string        `json:"device,omitempty"`
-	Group  string        `json:"group,omitempty"`
-	All    bool          `json:"all,omitempty"`
+	Device string `json:"device,omitempty"`
+	Group  string `json:"group,omitempty"`
+	All    bool   `json:"all,omitempty"`
+	// School is the school the audit is of (ID or name): needed once the
+	// installation has more than one, since an audit covers one school.
+	School string        `json:"school,omitempty"`
 	Reason string        `json:"reason"`
 	Expiry time.Duration `json:"expiry,omitempty"`
 }
@@ -90,7 +94,16 @@ func (s *Server) auditRequest(w http.ResponseWriter, r *http.Request) {
 	if who == "" {
 		who = "cli"
 	}
-	h, err := svc.Request(r.Context(), scope, who, req.Reason, req.Expiry)
+	school, err := s.auditSchool(req.School)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, audit.ErrBadRequest) {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "find school: %v", err)
+		return
+	}
+	h, err := svc.Request(r.Context(), school, scope, audit.Operator(who), req.Reason, req.Expiry)
 	if errors.Is(err, audit.ErrBadRequest) {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -105,12 +118,33 @@ func (s *Server) auditRequest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, h)
 }
 
+// auditSchool is the school an operator's audit request is of: the one
+// named, or the only one. With several schools the operator names it, so
+// "all" never silently means one school's devices.
+func (s *Server) auditSchool(asked string) (string, error) {
+	if asked != "" {
+		sc, err := s.Store.FindSchool(asked)
+		if err != nil {
+			return "", err
+		}
+		return sc.ID, nil
+	}
+	all, err := s.Store.Schools()
+	if err != nil {
+		return "", err
+	}
+	if len(all) > 1 {
+		return "", fmt.Errorf("%w: this installation has %d schools; name the school the audit is of (--school)", audit.ErrBadRequest, len(all))
+	}
+	return store.DefaultSchool, nil
+}
+
 func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 	svc := s.audits(w)
 	if svc == nil {
 		return
 	}
-	list, err := svc.List()
+	list, err := svc.List(audit.Operator(whoOf(r)))
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "%v", err)
 		return
@@ -143,7 +177,7 @@ func (s *Server) auditShow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	// An audit holds personal data (accounts, hostnames): View logs the
 	// read like any other view before it returns the record.
-	rec, err := svc.View(id, whoOf(r))
+	rec, err := svc.View(id, audit.Operator(whoOf(r)))
 	if err != nil {
 		auditErr(w, id, err)
 		return
@@ -157,7 +191,7 @@ func (s *Server) auditProgress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	p, err := svc.Progress(id)
+	p, err := svc.Progress(id, audit.Operator(whoOf(r)))
 	if err != nil {
 		auditErr(w, id, err)
 		return
@@ -171,7 +205,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	c, err := svc.ExportChain(id, whoOf(r)) // logged before it returns
+	c, err := svc.ExportChain(id, audit.Operator(whoOf(r))) // logged before it returns
 	if err != nil {
 		auditErr(w, id, err)
 		return
@@ -185,7 +219,7 @@ func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	v, err := svc.CheckChain(id)
+	v, err := svc.CheckChain(id, audit.Operator(whoOf(r)))
 	if err != nil {
 		auditErr(w, id, err)
 		return
@@ -210,7 +244,7 @@ func (s *Server) auditSign(w http.ResponseWriter, r *http.Request) {
 	}
 	// A record that no longer verifies is not signed: the sign-off would
 	// vouch for changed content.
-	if err := svc.Verify(id); err != nil {
+	if err := svc.Verify(id, audit.Operator(whoOf(r))); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			auditErr(w, id, err)
 			return
@@ -218,7 +252,7 @@ func (s *Server) auditSign(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusConflict, "audit %s does not verify, so it cannot be signed: %v", id, err)
 		return
 	}
-	e, err := svc.Sign(id, req.By, req.Note)
+	e, err := svc.Sign(id, audit.Operator(whoOf(r)), req.By, req.Note)
 	if err != nil {
 		auditErr(w, id, err)
 		return

@@ -97,7 +97,11 @@ func (s Scope) Validate() error {
 
 // Header is the first entry of an audit: who asked, what, why, when.
 type Header struct {
-	ID          string       `json:"id"`
+	ID string `json:"id"`
+	// School is the school the audit belongs to and whose devices it
+	// covers ("" is store.DefaultSchool, as for every record, so a
+	// single school's audits read as before schools existed).
+	School      string       `json:"school,omitempty"`
 	Scope       Scope        `json:"scope"`
 	RequestedBy string       `json:"requested_by"`
 	Reason      string       `json:"reason"`
@@ -148,6 +152,7 @@ type Service struct {
 	mu       sync.Mutex
 	inflight map[string]bool // device \x00 audit id -> asked again meanwhile
 	progress map[string]*progressState
+	schools  map[string]string // audit id -> Header.School, once read
 }
 
 // progressState is an audit's progress kept in memory once read, updated
@@ -192,6 +197,7 @@ func (s *Service) init() {
 		s.slots = make(chan struct{}, s.MaxInFlight)
 		s.inflight = map[string]bool{}
 		s.progress = map[string]*progressState{}
+		s.schools = map[string]string{}
 		s.appends = make(chan pendingAppend, s.MaxInFlight)
 		go s.appender()
 	})
@@ -288,26 +294,36 @@ func (s *Service) record(id, kind, device string, body []byte) error {
 	return <-done
 }
 
-// Request starts an audit of scope and sends it to every connected device
-// in it; the others get it when they reconnect, until expiry.
-func (s *Service) Request(ctx context.Context, scope Scope, by, reason string, expiry time.Duration) (Header, error) {
+// Request starts an audit of scope within school ("all" is every device
+// of the school) for by, and sends it to every connected device in it; the
+// others get it when they reconnect, until expiry. A school by may not see
+// is answered as one without the device (ErrBadRequest, naming nothing of
+// it).
+func (s *Service) Request(ctx context.Context, school string, scope Scope, by Reader, reason string, expiry time.Duration) (Header, error) {
 	s.init()
+	school = store.SchoolOf(school)
+	if !by.sees(school) {
+		return Header{}, fmt.Errorf("%w: no enrolled device in %s", ErrBadRequest, scope)
+	}
 	if err := scope.Validate(); err != nil {
 		return Header{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if by == "" || reason == "" {
+	if by.Name == "" || reason == "" {
 		return Header{}, fmt.Errorf("%w: an audit needs who asks and a reason", ErrBadRequest)
 	}
-	if len(reason) > 2000 || len(by) > 200 {
+	if len(reason) > 2000 || len(by.Name) > 200 {
 		return Header{}, fmt.Errorf("%w: reason (2000) or requester (200) too long", ErrBadRequest)
 	}
 	if expiry <= 0 {
 		expiry = DefaultExpiry
 	}
 	now := s.Now().UTC()
-	h := Header{ID: newID(now), Scope: scope, RequestedBy: by, Reason: reason, RequestedAt: now, ExpiresAt: now.Add(expiry)}
+	h := Header{ID: newID(now), Scope: scope, RequestedBy: by.Name, Reason: reason, RequestedAt: now, ExpiresAt: now.Add(expiry)}
+	if school != store.DefaultSchool {
+		h.School = school
+	}
 	for _, d := range s.Store.Devices() {
-		if d.Revoked {
+		if d.Revoked || store.SchoolOf(d.School) != school {
 			continue
 		}
 		if (scope.Kind == "device" && d.DeviceID == scope.Value) || (scope.Kind == "group" && d.Group == scope.Value) || scope.Kind == "all" {
@@ -318,7 +334,7 @@ func (s *Service) Request(ctx context.Context, scope Scope, by, reason string, e
 		return Header{}, fmt.Errorf("%w: no enrolled device in %s", ErrBadRequest, scope)
 	}
 	sort.Slice(h.Devices, func(i, j int) bool { return h.Devices[i].DeviceID < h.Devices[j].DeviceID })
-	if prev, err := s.previous(scope); err == nil && prev != "" {
+	if prev, err := s.previous(h.School, scope); err == nil && prev != "" {
 		if _, head, err := s.Store.AuditChain(prev); err == nil {
 			h.Previous, h.PreviousHash = prev, head.Hash
 		}
@@ -334,7 +350,10 @@ func (s *Service) Request(ctx context.Context, scope Scope, by, reason string, e
 	if _, err := s.Store.CreateAudit(h.ID, now, body, queue); err != nil {
 		return Header{}, err
 	}
-	s.Logger.Info("audit requested", "audit", h.ID, "scope", scope.String(), "by", by, "devices", len(h.Devices))
+	s.mu.Lock()
+	s.schools[h.ID] = h.School
+	s.mu.Unlock()
+	s.Logger.Info("audit requested", "audit", h.ID, "school", school, "scope", scope.String(), "by", by.Name, "devices", len(h.Devices))
 	for _, d := range h.Devices {
 		if s.Agents != nil && s.Agents.Connected(d.DeviceID) {
 			s.dispatch(d.DeviceID, h.ID)
@@ -502,10 +521,14 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// Sign records a sign-off (the headteacher's). The record is not changed:
-// the sign-off is one more entry of the chain.
-func (s *Service) Sign(id, by, note string) (store.AuditEntry, error) {
+// Sign records a sign-off by signer (the headteacher's name as shown),
+// for r. The record is not changed: the sign-off is one more entry of the
+// chain.
+func (s *Service) Sign(id string, r Reader, by, note string) (store.AuditEntry, error) {
 	s.init()
+	if err := s.visible(id, r); err != nil {
+		return store.AuditEntry{}, err
+	}
 	if by == "" {
 		return store.AuditEntry{}, fmt.Errorf("%w: a sign-off needs who signs", ErrBadRequest)
 	}
@@ -516,9 +539,9 @@ func (s *Service) Sign(id, by, note string) (store.AuditEntry, error) {
 	return s.Store.AppendAuditEntry(id, store.AuditSignoffEntry, "", s.Now(), body)
 }
 
-// previous returns the latest audit of scope (called before the new one
-// is written).
-func (s *Service) previous(scope Scope) (string, error) {
+// previous returns the latest audit of scope in school (called before the
+// new one is written).
+func (s *Service) previous(school string, scope Scope) (string, error) {
 	hs, err := s.Store.AuditHeaders()
 	if err != nil {
 		return "", err
@@ -526,7 +549,7 @@ func (s *Service) previous(scope Scope) (string, error) {
 	last, lastAt := "", time.Time{}
 	for _, e := range hs {
 		var h Header
-		if json.Unmarshal(e.Body, &h) != nil || h.Scope.Key() != scope.Key() {
+		if json.Unmarshal(e.Body, &h) != nil || h.Scope.Key() != scope.Key() || h.School != school {
 			continue
 		}
 		if h.RequestedAt.After(lastAt) {

@@ -21,7 +21,7 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	staff[1].connect(t)
 	pupil[0].connect(t)
 
-	h, err := f.svc.Request(context.Background(), Scope{Kind: "group", Value: "staff"}, "head", "termly ICT audit", 0)
+	h, err := f.svc.Request(context.Background(), "", Scope{Kind: "group", Value: "staff"}, Reader{Name: "head"}, "termly ICT audit", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +29,10 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 		t.Fatalf("header %+v", h)
 	}
 	waitFor(t, "two connected devices answered", func() bool {
-		p, err := f.svc.Progress(h.ID)
+		p, err := f.svc.Progress(h.ID, Reader{})
 		return err == nil && p.Answered == 2
 	})
-	p, _ := f.svc.Progress(h.ID)
+	p, _ := f.svc.Progress(h.ID, Reader{})
 	if p.Total != 3 || p.Queued != 1 || p.Offline != 1 || p.Done {
 		t.Fatalf("progress %+v, want 2/3 answered, 1 offline queued", p)
 	}
@@ -42,10 +42,10 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	// The offline device answers when it connects.
 	staff[2].connect(t)
 	waitFor(t, "the reconnected device answered", func() bool {
-		p, err := f.svc.Progress(h.ID)
+		p, err := f.svc.Progress(h.ID, Reader{})
 		return err == nil && p.Done
 	})
-	r, err := f.svc.readRecord(h.ID)
+	r, err := f.svc.readRecord(h.ID, Reader{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,27 +68,27 @@ func TestGroupAuditWithOfflineDevice(t *testing.T) {
 	}
 	// Sign-off: one more link; earlier entries untouched.
 	before := r.Hash
-	if _, err := f.svc.Sign(h.ID, "Mrs Head", "reviewed"); err != nil {
+	if _, err := f.svc.Sign(h.ID, Reader{}, "Mrs Head", "reviewed"); err != nil {
 		t.Fatal(err)
 	}
-	r2, _ := f.svc.readRecord(h.ID)
+	r2, _ := f.svc.readRecord(h.ID, Reader{})
 	if !r2.Verified || r2.Hash == before || len(r2.Signoffs) != 1 || r2.Signoffs[0].By != "Mrs Head" {
 		t.Fatalf("after sign-off: %+v", r2)
 	}
-	if _, err := f.svc.Sign(h.ID, "", ""); err == nil {
+	if _, err := f.svc.Sign(h.ID, Reader{}, "", ""); err == nil {
 		t.Error("a sign-off without a name must be refused")
 	}
 
 	// A changed record is refused: rewrite one stored answer in Badger.
-	chain, _ := f.svc.chain(h.ID)
+	chain, _ := f.svc.chain(h.ID, Reader{})
 	e := chain.Entries[1]
 	e.Body = []byte(strings.Replace(string(e.Body), "libreoffice", "libreoffise", 1))
 	v, _ := json.Marshal(e)
 	f.tamper(t, append([]byte("au/e/"+h.ID+"/"), 0, 0, 0, 1), v)
-	if err := f.svc.Verify(h.ID); err == nil || !strings.Contains(err.Error(), "entry 1") {
+	if err := f.svc.Verify(h.ID, Reader{}); err == nil || !strings.Contains(err.Error(), "entry 1") {
 		t.Fatalf("a changed answer must fail verification naming it, got %v", err)
 	}
-	if r3, _ := f.svc.readRecord(h.ID); r3.Verified || r3.VerifyError == "" {
+	if r3, _ := f.svc.readRecord(h.ID, Reader{}); r3.Verified || r3.VerifyError == "" {
 		t.Fatal("the record must show it does not verify")
 	}
 }
@@ -97,17 +97,17 @@ func TestAuditExpiresAsNotReached(t *testing.T) {
 	f := newFleet(t)
 	devs := f.enroll(t, 2, "pupils", func(int) *vigilv1.Inventory { return smallInventory(nil, nil) })
 	devs[0].connect(t)
-	h, err := f.svc.Request(context.Background(), Scope{Kind: "all"}, "tech", "inventory", time.Hour)
+	h, err := f.svc.Request(context.Background(), "", Scope{Kind: "all"}, Reader{Name: "tech"}, "inventory", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "connected device answered", func() bool { p, _ := f.svc.Progress(h.ID); return p.Answered == 1 })
+	waitFor(t, "connected device answered", func() bool { p, _ := f.svc.Progress(h.ID, Reader{}); return p.Answered == 1 })
 	later := time.Now().Add(2 * time.Hour)
 	f.now.Store(&later)
 	if err := f.svc.ExpireDue(); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := f.svc.readRecord(h.ID)
+	r, _ := f.svc.readRecord(h.ID, Reader{})
 	if !r.Progress.Done || r.Progress.NotReached != 1 || !r.Verified {
 		t.Fatalf("progress %+v", r.Progress)
 	}
@@ -132,12 +132,12 @@ func TestAuditAgentErrorAndBadRequests(t *testing.T) {
 	devs := f.enroll(t, 1, "staff", nil)
 	devs[0].failWith = `unknown request kind "audit"`
 	devs[0].connect(t)
-	h, err := f.svc.Request(context.Background(), Scope{Kind: "device", Value: devs[0].id}, "tech", "check", 0)
+	h, err := f.svc.Request(context.Background(), "", Scope{Kind: "device", Value: devs[0].id}, Reader{Name: "tech"}, "check", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "no-answer recorded", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
-	r, _ := f.svc.readRecord(h.ID)
+	waitFor(t, "no-answer recorded", func() bool { p, _ := f.svc.Progress(h.ID, Reader{}); return p.Done })
+	r, _ := f.svc.readRecord(h.ID, Reader{})
 	if r.Results[0].NoAnswer == nil || !strings.Contains(r.Results[0].NoAnswer.Detail, "unknown request kind") {
 		t.Fatalf("result %+v", r.Results[0])
 	}
@@ -150,7 +150,7 @@ func TestAuditAgentErrorAndBadRequests(t *testing.T) {
 		{Scope{Kind: "everything"}, "a", "b"},
 		{Scope{Kind: "all"}, "a", ""},
 	} {
-		if _, err := f.svc.Request(context.Background(), bad.scope, bad.by, bad.reason, 0); err == nil {
+		if _, err := f.svc.Request(context.Background(), "", bad.scope, Reader{Name: bad.by}, bad.reason, 0); err == nil {
 			t.Errorf("request %+v accepted", bad)
 		}
 	}
@@ -165,22 +165,22 @@ func TestAuditDiffFromPrevious(t *testing.T) {
 	devs[0].connect(t)
 	devs[1].connect(t)
 	scope := Scope{Kind: "group", Value: "staff"}
-	first, _ := f.svc.Request(context.Background(), scope, "head", "autumn", time.Hour)
-	waitFor(t, "first audit answers", func() bool { p, _ := f.svc.Progress(first.ID); return p.Answered == 2 })
+	first, _ := f.svc.Request(context.Background(), "", scope, Reader{Name: "head"}, "autumn", time.Hour)
+	waitFor(t, "first audit answers", func() bool { p, _ := f.svc.Progress(first.ID, Reader{}); return p.Answered == 2 })
 	devs[1].disconnect()
 	// A device enrolled since is new in the next audit.
 	devs = append(devs, f.enroll(t, 1, "staff", inv)...)
 	devs[0].setInventory(smallInventory(map[string]string{"firefox-esr": "128", "tor-browser": "13"}, map[string]string{"antivirus": "fail", "bluetooth": "pass"}))
 	devs[2].connect(t)
 	// A different scope between the two is not "the previous audit".
-	other, _ := f.svc.Request(context.Background(), Scope{Kind: "device", Value: devs[0].id}, "tech", "x", time.Hour)
-	waitFor(t, "other audit", func() bool { p, _ := f.svc.Progress(other.ID); return p.Done })
-	second, _ := f.svc.Request(context.Background(), scope, "head", "spring", time.Hour)
+	other, _ := f.svc.Request(context.Background(), "", Scope{Kind: "device", Value: devs[0].id}, Reader{Name: "tech"}, "x", time.Hour)
+	waitFor(t, "other audit", func() bool { p, _ := f.svc.Progress(other.ID, Reader{}); return p.Done })
+	second, _ := f.svc.Request(context.Background(), "", scope, Reader{Name: "head"}, "spring", time.Hour)
 	if second.Previous != first.ID || second.PreviousHash == "" {
 		t.Fatalf("previous %q, want %q", second.Previous, first.ID)
 	}
-	waitFor(t, "second audit answers", func() bool { p, _ := f.svc.Progress(second.ID); return p.Answered == 2 })
-	r, _ := f.svc.readRecord(second.ID)
+	waitFor(t, "second audit answers", func() bool { p, _ := f.svc.Progress(second.ID, Reader{}); return p.Answered == 2 })
+	r, _ := f.svc.readRecord(second.ID, Reader{})
 	d := r.Diff
 	if d == nil || d.Previous != first.ID {
 		t.Fatalf("diff %+v", d)
@@ -198,7 +198,7 @@ func TestAuditDiffFromPrevious(t *testing.T) {
 	if len(c.ComplianceChanges) != 1 || c.ComplianceChanges[0] != (ComplianceChange{RuleID: "antivirus", Was: "pass", Now: "fail"}) {
 		t.Errorf("compliance %+v", c.ComplianceChanges)
 	}
-	list, _ := f.svc.List()
+	list, _ := f.svc.List(Reader{})
 	if len(list) != 3 || list[0].ID != second.ID {
 		t.Errorf("list %+v", list)
 	}
@@ -210,9 +210,9 @@ func TestVerifyChainRefusesRemovedEntries(t *testing.T) {
 	for _, d := range devs {
 		d.connect(t)
 	}
-	h, _ := f.svc.Request(context.Background(), Scope{Kind: "all"}, "head", "r", 0)
-	waitFor(t, "answers", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
-	c, _ := f.svc.chain(h.ID)
+	h, _ := f.svc.Request(context.Background(), "", Scope{Kind: "all"}, Reader{Name: "head"}, "r", 0)
+	waitFor(t, "answers", func() bool { p, _ := f.svc.Progress(h.ID, Reader{}); return p.Done })
+	c, _ := f.svc.chain(h.ID, Reader{})
 	if err := VerifyChain(c); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestAuditAskedAgainOnNewStream(t *testing.T) {
 	a := devs[0]
 	a.silent = true
 	a.connect(t)
-	h, err := f.svc.Request(context.Background(), Scope{Kind: "all"}, "head", "r", time.Hour)
+	h, err := f.svc.Request(context.Background(), "", Scope{Kind: "all"}, Reader{Name: "head"}, "r", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,5 +246,5 @@ func TestAuditAskedAgainOnNewStream(t *testing.T) {
 	a.silent = false
 	a.mu.Unlock()
 	a.connect(t)
-	waitFor(t, "answer on the new stream", func() bool { p, _ := f.svc.Progress(h.ID); return p.Done })
+	waitFor(t, "answer on the new stream", func() bool { p, _ := f.svc.Progress(h.ID, Reader{}); return p.Done })
 }

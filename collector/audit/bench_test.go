@@ -72,13 +72,13 @@ func BenchmarkFleetAudit(b *testing.B) {
 		baseSecs += time.Since(t0).Seconds()
 
 		t0 = time.Now()
-		h, err := f.svc.Request(context.Background(), Scope{Kind: "all"}, "bench", "fleet audit", time.Hour)
+		h, err := f.svc.Request(context.Background(), "", Scope{Kind: "all"}, Reader{Name: "bench"}, "fleet audit", time.Hour)
 		if err != nil {
 			b.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Minute)
 		for {
-			p, err := f.svc.Progress(h.ID)
+			p, err := f.svc.Progress(h.ID, Reader{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -83,7 +83,7 @@ func TestEveryAuditReadIsLoggedOnce(t *testing.T) {
 		web.Close()
 		st.Close()
 	})
-	h, err := svc.Request(context.Background(), audit.Scope{Kind: "group", Value: "ict"}, "head1", "termly check", 0)
+	h, err := svc.Request(context.Background(), "", audit.Scope{Kind: "group", Value: "ict"}, audit.Reader{Name: "head1"}, "termly check", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

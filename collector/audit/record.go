@@ -77,19 +77,53 @@ func short(h string) string {
 	return h
 }
 
-// chain returns an audit's chain as stored. Entry points read it through
-// ExportChain (logged) or CheckChain (the head hash only).
-func (s *Service) chain(id string) (Chain, error) {
+// chain returns an audit's chain as stored, if r may see the audit's
+// school: every read of an audit passes here, so an audit of another
+// school answers exactly as one that does not exist (store.ErrNotFound).
+// Entry points read it through ExportChain (logged) or CheckChain (the
+// head hash only).
+func (s *Service) chain(id string, r Reader) (Chain, error) {
+	s.init()
 	entries, head, err := s.Store.AuditChain(id)
 	if err != nil {
 		return Chain{}, err
 	}
-	return Chain{Entries: entries, Head: head}, nil
+	c := Chain{Entries: entries, Head: head}
+	var h Header
+	if len(entries) > 0 {
+		// A header that does not decode names no school: the default's,
+		// like every record that names none; build reports it.
+		json.Unmarshal(entries[0].Body, &h)
+	}
+	s.mu.Lock()
+	s.schools[id] = h.School
+	s.mu.Unlock()
+	if !r.sees(h.School) {
+		return Chain{}, fmt.Errorf("audit %s: %w", id, store.ErrNotFound)
+	}
+	return c, nil
+}
+
+// visible answers chain's question from what is known of audit id's
+// school, reading its chain only the first time.
+func (s *Service) visible(id string, r Reader) error {
+	s.init()
+	s.mu.Lock()
+	school, known := s.schools[id]
+	s.mu.Unlock()
+	if !known {
+		_, err := s.chain(id, r)
+		return err
+	}
+	if !r.sees(school) {
+		return fmt.Errorf("audit %s: %w", id, store.ErrNotFound)
+	}
+	return nil
 }
 
 // Verify checks the stored chain of an audit.
-func (s *Service) Verify(id string) error {
-	c, err := s.chain(id)
+func (s *Service) Verify(id string, r Reader) error {
+	c, err := s.chain(id, r)
 	if err != nil {
 		return err
 	}
@@ -143,9 +177,9 @@ type Record struct {
 // readRecord reads an audit back: verified, with progress and the
 // differences from the previous audit of the same scope. Entry points read
 // it through View or Export, which log the read.
-func (s *Service) readRecord(id string) (Record, error) {
+func (s *Service) readRecord(id string, rd Reader) (Record, error) {
 	s.init()
-	c, err := s.chain(id)
+	c, err := s.chain(id, rd)
 	if err != nil {
 		return Record{}, err
 	}
@@ -154,7 +188,7 @@ func (s *Service) readRecord(id string) (Record, error) {
 		return Record{}, err
 	}
 	if r.Previous != "" {
-		if pc, err := s.chain(r.Previous); err == nil {
+		if pc, err := s.chain(r.Previous, rd); err == nil {
 			if pr, err := s.build(pc); err == nil {
 				r.Diff = Compare(pr, r)
 			}
@@ -221,8 +255,11 @@ func (s *Service) build(c Chain) (Record, error) {
 
 // Progress reads how far an audit is: from memory once the audit was read
 // (the appender keeps it current), so polling it is cheap.
-func (s *Service) Progress(id string) (Progress, error) {
+func (s *Service) Progress(id string, r Reader) (Progress, error) {
 	s.init()
+	if err := s.visible(id, r); err != nil {
+		return Progress{}, err
+	}
 	s.mu.Lock()
 	st := s.progress[id]
 	s.mu.Unlock()
@@ -233,7 +270,8 @@ func (s *Service) Progress(id string) (Progress, error) {
 		s.mu.Lock()
 		st = s.progress[id]
 		if st == nil {
-			c, err := s.chain(id)
+			entries, head, err := s.Store.AuditChain(id)
+			c := Chain{Entries: entries, Head: head}
 			if err != nil {
 				s.mu.Unlock()
 				return Progress{}, err
@@ -276,6 +314,7 @@ func (s *Service) Progress(id string) (Progress, error) {
 // Summary is one line of `audit list`.
 type Summary struct {
 	ID          string    `json:"id"`
+	School      string    `json:"school,omitempty"`
 	Scope       Scope     `json:"scope"`
 	RequestedBy string    `json:"requested_by"`
 	Reason      string    `json:"reason"`
@@ -283,8 +322,8 @@ type Summary struct {
 	Devices     int       `json:"devices"`
 }
 
-// List returns every audit, newest first.
-func (s *Service) List() ([]Summary, error) {
+// List returns every audit r may see, newest first.
+func (s *Service) List(r Reader) ([]Summary, error) {
 	hs, err := s.Store.AuditHeaders()
 	if err != nil {
 		return nil, err
@@ -295,7 +334,10 @@ func (s *Service) List() ([]Summary, error) {
 		if err := json.Unmarshal(e.Body, &h); err != nil {
 			return nil, fmt.Errorf("audit header: %w", err)
 		}
-		out = append(out, Summary{ID: h.ID, Scope: h.Scope, RequestedBy: h.RequestedBy, Reason: h.Reason, RequestedAt: h.RequestedAt, Devices: len(h.Devices)})
+		if !r.sees(h.School) {
+			continue
+		}
+		out = append(out, Summary{ID: h.ID, School: h.School, Scope: h.Scope, RequestedBy: h.RequestedBy, Reason: h.Reason, RequestedAt: h.RequestedAt, Devices: len(h.Devices)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt.After(out[j].RequestedAt) })
 	return out, nil

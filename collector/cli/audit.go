@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/audit"
+	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
 // parseWithID parses flags that may come before and after one positional
@@ -51,7 +52,8 @@ func auditRequestCmd(args []string, stdout, stderr io.Writer) error {
 	fs, data := dataFlags("audit request")
 	device := fs.String("device", "", "audit one device (ID)")
 	group := fs.String("group", "", "audit every device of a group")
-	all := fs.Bool("all", false, "audit the whole fleet")
+	all := fs.Bool("all", false, "audit the whole fleet (of the school)")
+	school := fs.String("school", "", "the school audited (ID or name); required once there is more than one: an audit covers one school")
 	reason := fs.String("reason", "", "why the audit is asked for (recorded)")
 	by := fs.String("by", "", "who asks (recorded; default the OS user)")
 	expiry := fs.Duration("expiry", audit.DefaultExpiry, "how long offline devices are waited for; then 'not reached'")
@@ -68,7 +70,7 @@ func auditRequestCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	c := admin.NewClient(*data)
 	ctx := context.Background()
-	body, err := c.DoAs(ctx, who, "POST", "/v1/audits", admin.AuditRequest{Device: *device, Group: *group, All: *all, Reason: *reason, Expiry: *expiry})
+	body, err := c.DoAs(ctx, who, "POST", "/v1/audits", admin.AuditRequest{Device: *device, Group: *group, All: *all, School: *school, Reason: *reason, Expiry: *expiry})
 	if err != nil {
 		return err
 	}
@@ -258,9 +260,9 @@ func auditListCmd(args []string, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(list)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tREQUESTED\tBY\tSCOPE\tDEVICES\tREASON")
+	fmt.Fprintln(tw, "ID\tREQUESTED\tBY\tSCHOOL\tSCOPE\tDEVICES\tREASON")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.RequestedAt.Local().Format("2006-01-02 15:04"), s.RequestedBy, s.Scope, s.Devices, s.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.ID, s.RequestedAt.Local().Format("2006-01-02 15:04"), s.RequestedBy, store.SchoolOf(s.School), s.Scope, s.Devices, s.Reason)
 	}
 	return tw.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/reports"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 )
 
 // Who may do what with device audits (docs/console.md, "Device audits").
@@ -34,6 +35,14 @@ func (s *Server) auditRoutes(mux *routeMux) {
 	mux.Handle("GET /api/v1/audits/{id}/report.csv", s.api(auditReaders, s.auditCSV))
 }
 
+// auditReader is v as audits see a reader: their name for the access log
+// and collector/tenancy's answer for the schools they may see, which the
+// audit service asks on every read, the list and the sign-off.
+func auditReader(v *viewer) audit.Reader {
+	u := v.User
+	return audit.Reader{Name: v.Username, Sees: func(school string) bool { return tenancy.SeesSchool(&u, school) }}
+}
+
 // auditService answers 503 when the collector runs without audits.
 func (s *Server) auditService(w http.ResponseWriter) *audit.Service {
 	if s.audits == nil {
@@ -45,7 +54,9 @@ func (s *Server) auditService(w http.ResponseWriter) *audit.Service {
 func auditFailed(s *Server, w http.ResponseWriter, what, id string, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		jsonError(w, http.StatusNotFound, "no audit %q", id)
+		// The same answer for an audit of another school as for one that
+		// does not exist (collector/tenancy): nothing of the id echoed.
+		jsonError(w, http.StatusNotFound, "no such audit")
 	case errors.Is(err, audit.ErrBadRequest):
 		jsonError(w, http.StatusBadRequest, "%v", err)
 	case errors.Is(err, audit.ErrNotLogged):
@@ -61,7 +72,7 @@ func (s *Server) listAudits(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if svc == nil {
 		return
 	}
-	list, err := svc.List()
+	list, err := svc.List(auditReader(v))
 	if err != nil {
 		s.internal(w, "list audits", err)
 		return
@@ -74,6 +85,9 @@ type auditRequestBody struct {
 	Device string `json:"device"`
 	Group  string `json:"group"`
 	All    bool   `json:"all"`
+	// School: the school audited (ID or name); default the requester's
+	// own. A trust IT lead may name a school granted to them.
+	School string `json:"school"`
 	Reason string `json:"reason"`
 	// ExpiryHours: how long offline devices are waited for (0: the default).
 	ExpiryHours int `json:"expiry_hours"`
@@ -115,7 +129,16 @@ func (s *Server) requestAudit(w http.ResponseWriter, r *http.Request, v *viewer)
 		jsonError(w, http.StatusBadRequest, "expiry_hours must be between 0 and %d", 24*90)
 		return
 	}
-	h, err := svc.Request(r.Context(), scope, v.Username, b.Reason, time.Duration(b.ExpiryHours)*time.Hour)
+	school, err := s.requestSchool(&v.User, b.School)
+	if errors.Is(err, store.ErrNotFound) {
+		jsonError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if err != nil {
+		s.internal(w, "find the audit's school", err)
+		return
+	}
+	h, err := svc.Request(r.Context(), school, scope, auditReader(v), b.Reason, time.Duration(b.ExpiryHours)*time.Hour)
 	if err != nil {
 		auditFailed(s, w, "request audit", "", err)
 		return
@@ -134,7 +157,7 @@ func (s *Server) showAudit(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	id := r.PathValue("id")
 	// View logs the read before it returns the record.
-	rec, err := svc.View(id, v.Username)
+	rec, err := svc.View(id, auditReader(v))
 	if err != nil {
 		auditFailed(s, w, "read audit", id, err)
 		return
@@ -150,7 +173,7 @@ func (s *Server) auditProgress(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	id := r.PathValue("id")
-	p, err := svc.Progress(id)
+	p, err := svc.Progress(id, auditReader(v))
 	if err != nil {
 		auditFailed(s, w, "audit progress", id, err)
 		return
@@ -173,7 +196,7 @@ func (s *Server) signAudit(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	// A record that no longer verifies is not signed: the sign-off would
 	// vouch for changed content.
-	if err := svc.Verify(id); err != nil {
+	if err := svc.Verify(id, auditReader(v)); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			auditFailed(s, w, "sign audit", id, err)
 			return
@@ -188,7 +211,7 @@ func (s *Server) signAudit(w http.ResponseWriter, r *http.Request, v *viewer) {
 	} else {
 		by += " (" + v.Username + ")"
 	}
-	e, err := svc.Sign(id, by, b.Note)
+	e, err := svc.Sign(id, auditReader(v), by, b.Note)
 	if err != nil {
 		auditFailed(s, w, "sign audit", id, err)
 		return
@@ -207,7 +230,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, v *viewer, 
 	}
 	id := r.PathValue("id")
 	// Export logs the read before it returns the record.
-	rec, err := svc.Export(id, v.Username, format)
+	rec, err := svc.Export(id, auditReader(v), format)
 	if err != nil {
 		auditFailed(s, w, "export audit", id, err)
 		return

@@ -150,7 +150,7 @@ func (s *Server) downloadPackage(w http.ResponseWriter, r *http.Request, v *view
 	if req.Arch == "" {
 		req.Arch = "amd64"
 	}
-	school, err := s.packageSchool(&v.User, req.School)
+	school, err := s.requestSchool(&v.User, req.School)
 	if errors.Is(err, store.ErrNotFound) {
 		jsonError(w, http.StatusNotFound, "no such school")
 		return

@@ -86,10 +86,11 @@ func (s *Server) seesToken(u *store.User, t tokens.Info) bool {
 	return tenancy.SeesSchool(u, t.School)
 }
 
-// packageSchool is the school a package built by u enrolls into: a school
-// account's own (asking for another school is answered as for a school
+// requestSchool is the school a request of u's is for (the school a
+// package enrolls into, the school an audit covers): a school account's
+// own (asking for another school is answered as for a school
 // that does not exist); an installation-wide account may name any.
-func (s *Server) packageSchool(u *store.User, asked string) (string, error) {
+func (s *Server) requestSchool(u *store.User, asked string) (string, error) {
 	sc, err := s.st.FindSchool(asked)
 	if err != nil {
 		return "", err

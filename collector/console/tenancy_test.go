@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/audit"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tenancy"
@@ -27,6 +29,7 @@ type tenantSchool struct {
 	alerts  map[string]string // reviewer account -> an alert routed to them
 	evID    string            // evidence of alerts["dsl"]
 	token   string            // an enrollment token of the school
+	audit   string            // a device audit of the school
 	markers []string          // in no response to another school's account
 }
 
@@ -49,6 +52,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 	const oakDevice = "oakoakoakoakoakoakoakoakoa"
 	e.srv.deploy = &DeployConfig{Tokens: &tokens.Service{Store: e.st, CAFingerprint: identity.Fingerprint([]byte("matrix CA"))},
 		DefaultCollector: "vigil.trust.lan:7443", AgentDir: t.TempDir()}
+	e.srv.audits = &audit.Service{Store: e.st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	e.srv.SetCoverage(coverage.NewWatcher(coverage.Config{Devices: e.st, Schedule: coverage.Schedule{Heartbeat: time.Minute}}))
 	e.people(
 		store.Person{Username: "ashpupil", DisplayName: "Ash Pupilname", Role: "pupil", Year: "Y9"},
@@ -92,6 +96,11 @@ func TestTenantIsolationMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts.token = tok.ID
+		h, err := e.srv.audits.Request(t.Context(), sc.id, audit.Scope{Kind: "all"}, audit.Reader{Name: sc.prefix + "head"}, sc.prefix+"secret audit", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.audit = h.ID
 		schools[sc.prefix] = ts
 	}
 	e.user("admin", RoleAdmin, false, "")
@@ -117,6 +126,10 @@ func TestTenantIsolationMatrix(t *testing.T) {
 	pkg := func(ts *tenantSchool) any {
 		return map[string]string{"school": ts.id, "group": "pupils", "format": "deb", "arch": "amd64"}
 	}
+	auditOf := func(ts *tenantSchool) any {
+		return map[string]any{"school": ts.id, "all": true, "reason": "matrix"}
+	}
+	const noAudit = "au-20261206T000000.000-000000"
 	records := map[string]recordRoute{
 		"GET /api/v1/alerts/{id}": {path: func(u string, ts *tenantSchool) string { return "/api/v1/alerts/" + alertOf(u, ts) },
 			none: "/api/v1/alerts/" + noAlert},
@@ -138,6 +151,19 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"POST /api/v1/tokens/{id}/revoke": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/tokens/" + ts.token + "/revoke" },
 			body: func(*tenantSchool) any { return map[string]string{"reason": "matrix"} },
 			none: "/api/v1/tokens/00000000deadbeef/revoke", noneBody: map[string]string{"reason": "matrix"}},
+		"POST /api/v1/audits": {path: func(string, *tenantSchool) string { return "/api/v1/audits" }, body: auditOf,
+			none: "/api/v1/audits", noneBody: map[string]any{"school": "no-such-school", "all": true, "reason": "matrix"}},
+		"GET /api/v1/audits/{id}": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/audits/" + ts.audit },
+			none: "/api/v1/audits/" + noAudit},
+		"GET /api/v1/audits/{id}/progress": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/audits/" + ts.audit + "/progress" },
+			none: "/api/v1/audits/" + noAudit + "/progress"},
+		"POST /api/v1/audits/{id}/sign": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/audits/" + ts.audit + "/sign" },
+			body: func(*tenantSchool) any { return map[string]string{"note": "matrix"} },
+			none: "/api/v1/audits/" + noAudit + "/sign", noneBody: map[string]string{"note": "matrix"}},
+		"GET /api/v1/audits/{id}/report.pdf": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/audits/" + ts.audit + "/report.pdf" },
+			none: "/api/v1/audits/" + noAudit + "/report.pdf"},
+		"GET /api/v1/audits/{id}/report.csv": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/audits/" + ts.audit + "/report.csv" },
+			none: "/api/v1/audits/" + noAudit + "/report.csv"},
 		"POST /api/v1/packages": {path: func(string, *tenantSchool) string { return "/api/v1/packages" }, body: pkg,
 			none: "/api/v1/packages", noneBody: map[string]string{"school": "no-such-school", "group": "pupils", "format": "deb", "arch": "amd64"}},
 	}
@@ -156,6 +182,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"GET /api/v1/reports/governors.json":  "/api/v1/reports/governors.json",
 		"GET /api/v1/reports/governors.csv":   "/api/v1/reports/governors.csv",
 		"GET /api/v1/reports/governors.pdf":   "/api/v1/reports/governors.pdf",
+		"GET /api/v1/audits":                  "/api/v1/audits",
 	}
 
 	if len(e.srv.patterns) < 40 {

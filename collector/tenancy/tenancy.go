@@ -181,10 +181,19 @@ var routes = map[string]Scope{
 	"GET /api/v1/reports/governors.json":  Scoped,
 	"GET /api/v1/reports/governors.csv":   Scoped,
 	"GET /api/v1/reports/governors.pdf":   Scoped,
+	// Device audits: an audit is of one school and covers its devices
+	// only; collector/audit asks SeesSchool on every read (audit.Reader).
+	"GET /api/v1/audits":                 Scoped,
+	"POST /api/v1/audits":                Scoped,
+	"GET /api/v1/audits/{id}":            Scoped,
+	"GET /api/v1/audits/{id}/progress":   Scoped,
+	"POST /api/v1/audits/{id}/sign":      Scoped,
+	"GET /api/v1/audits/{id}/report.pdf": Scoped,
+	"GET /api/v1/audits/{id}/report.csv": Scoped,
 	// Not school-aware yet: see the comment of Installation. Exclusions
 	// and terms change the rules bundle every agent of the installation
 	// gets (per-school bundles are not built), the access log and the DfE
-	// register are the installation's, audits may span every device.
+	// register are the installation's.
 	"GET /api/v1/exclusions":                Installation,
 	"POST /api/v1/exclusions/{id}/approve":  Installation,
 	"GET /api/v1/terms":                     Installation,
@@ -192,13 +201,6 @@ var routes = map[string]Scope{
 	"POST /api/v1/terms/{id}/remove":        Installation,
 	"GET /api/v1/terms/decisions":           Installation,
 	"GET /api/v1/access-log":                Installation,
-	"GET /api/v1/audits":                    Installation,
-	"POST /api/v1/audits":                   Installation,
-	"GET /api/v1/audits/{id}":               Installation,
-	"GET /api/v1/audits/{id}/progress":      Installation,
-	"POST /api/v1/audits/{id}/sign":         Installation,
-	"GET /api/v1/audits/{id}/report.pdf":    Installation,
-	"GET /api/v1/audits/{id}/report.csv":    Installation,
 	"GET /api/v1/licences":                  Installation,
 	"POST /api/v1/licences":                 Installation,
 	"PUT /api/v1/licences/{id}":             Installation,

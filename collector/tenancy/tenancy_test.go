@@ -24,7 +24,7 @@ func TestPolicy(t *testing.T) {
 	oak := &store.User{Username: "oakdsl", Role: auth.RoleDSL, School: "oak"}
 	admin := &store.User{Username: "admin", Role: auth.RoleAdmin}
 
-	const route = "GET /api/v1/audits"
+	const route = "GET /api/v1/licences"
 	if open, err := p.RouteOpen(route, ash); err != nil || !open {
 		t.Errorf("a trust of one: installation routes stay open to its accounts: %v %v", open, err)
 	}
