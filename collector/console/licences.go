@@ -168,7 +168,9 @@ func (s *Server) licenceUnalias(w http.ResponseWriter, r *http.Request, v *viewe
 }
 
 func (s *Server) inventoryList(w http.ResponseWriter, r *http.Request, v *viewer) {
-	items, err := (&inventory.Service{Store: s.st, Now: s.now}).List(r.Context())
+	pol, u := s.tenancyPolicy(), v.User
+	inv := &inventory.Service{Store: s.st, Now: s.now, Sees: func(id string) bool { return pol.SeesDevice(&u, id) }}
+	items, err := inv.List(r.Context())
 	if err != nil {
 		jsonError(w, http.StatusInternalServerError, "%v", err)
 		return

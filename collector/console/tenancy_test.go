@@ -183,6 +183,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"GET /api/v1/reports/governors.csv":   "/api/v1/reports/governors.csv",
 		"GET /api/v1/reports/governors.pdf":   "/api/v1/reports/governors.pdf",
 		"GET /api/v1/audits":                  "/api/v1/audits",
+		"GET /api/v1/inventory":               "/api/v1/inventory",
 	}
 
 	if len(e.srv.patterns) < 40 {

@@ -37,6 +37,10 @@ type Service struct {
 	Store    Store
 	Licensed Licensed // optional
 	Now      func() time.Time
+	// Sees, if set, keeps the devices the reader may see (collector/
+	// tenancy's SeesDevice for a console account: a school's inventory is
+	// its own devices); nil lists every device (the operator).
+	Sees func(deviceID string) bool
 }
 
 // Item is one device in the inventory.
@@ -65,6 +69,9 @@ func (s *Service) List(ctx context.Context) ([]Item, error) {
 	devs := s.Store.Devices()
 	out := make([]Item, 0, len(devs))
 	for _, d := range devs {
+		if s.Sees != nil && !s.Sees(d.DeviceID) {
+			continue
+		}
 		it := Item{Device: d, Disposed: disposed[d.DeviceID]}
 		if a, ok := latest[d.DeviceID]; ok {
 			it.LastAudit, it.LastAuditID = a.At, a.AuditID

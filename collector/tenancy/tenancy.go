@@ -183,6 +183,8 @@ var routes = map[string]Scope{
 	"GET /api/v1/reports/governors.pdf":   Scoped,
 	// Device audits: an audit is of one school and covers its devices
 	// only; collector/audit asks SeesSchool on every read (audit.Reader).
+	// The inventory lists the devices the viewer may see (SeesDevice).
+	"GET /api/v1/inventory":              Scoped,
 	"GET /api/v1/audits":                 Scoped,
 	"POST /api/v1/audits":                Scoped,
 	"GET /api/v1/audits/{id}":            Scoped,
@@ -209,7 +211,6 @@ var routes = map[string]Scope{
 	"GET /api/v1/licences/reconcile":        Installation,
 	"POST /api/v1/licences/aliases":         Installation,
 	"DELETE /api/v1/licences/aliases":       Installation,
-	"GET /api/v1/inventory":                 Installation,
 	"GET /api/v1/users":                     Installation,
 	"POST /api/v1/users":                    Installation,
 	"POST /api/v1/users/{username}/disable": Installation,
