@@ -28,6 +28,9 @@ type School struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
+	// DeletingAt is set when a deletion starts (DeleteSchool): the school
+	// is then no longer listed or found, so nothing new lands in it.
+	DeletingAt time.Time `json:"deleting_at,omitzero"`
 }
 
 // ErrBadSchool: a school ID or name that cannot be used.
@@ -116,6 +119,9 @@ func (s *Store) Schools() ([]School, error) {
 		var sc School
 		if err := json.Unmarshal(v, &sc); err != nil {
 			return err
+		}
+		if !sc.DeletingAt.IsZero() {
+			return nil
 		}
 		out = append(out, sc)
 		return nil
