@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -326,4 +327,86 @@ func TestSchoolExport(t *testing.T) {
 		t.Errorf("access log: %+v", l)
 	}
 	wantErr(t, e.do(t, "", "GET", "/v1/schools/nowhere/export", nil, nil), "no such school")
+}
+
+// TestSchoolExportedAndDeleted: a school leaving the trust is exported and
+// deleted; another school's export (every line but the header and its
+// access-log lines, which now hold the deletion) is byte-identical before
+// and after, and the deleted school is gone from every answer.
+func TestSchoolExportedAndDeleted(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	for _, name := range []string{"Oak", "Elm"} {
+		if err := e.do(t, "", "POST", "/v1/schools", SchoolRequest{Name: name}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, sc := range []string{"", "oak", "elm"} {
+		dev := fmt.Sprintf("%s-dev-%022d", store.SchoolOf(sc), i)[:26]
+		if err := e.st.PutDevice(store.Device{DeviceID: dev, Group: "pupils", School: sc, Hostname: store.SchoolOf(sc) + "-lap", EnrolledAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		var fs []*vigilv1.Finding
+		for seq := uint64(1); seq <= 3; seq++ {
+			fs = append(fs, &vigilv1.Finding{DeviceId: dev, Seq: seq, Check: "selftest", RuleId: "selftest", Category: "selftest",
+				Message: sc + " finding", ObservedAt: timestamppb.New(now.Add(time.Duration(seq) * time.Second))})
+		}
+		if _, _, err := e.st.CommitFindings(context.Background(), fs); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.PutToken(store.Token{ID: store.SchoolOf(sc) + "tok", School: sc, Group: "pupils", CreatedAt: now, ExpiresAt: now.Add(time.Hour), MaxUses: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.CreateUser(store.User{Username: store.SchoolOf(sc) + "dsl", Role: "dsl", School: sc, PasswordHash: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := func(school string) []string {
+		t.Helper()
+		rc, err := e.cl.DoAs(context.Background(), "os:trust-it", "GET", "/v1/schools/"+school+"/export", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		var keep []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if !strings.Contains(l, `"kind":"header"`) && !strings.Contains(l, `"kind":"access"`) && !strings.Contains(l, `"kind":"end"`) {
+				keep = append(keep, l)
+			}
+		}
+		return keep
+	}
+	elmBefore, oakBefore := export("elm"), export("oak")
+	if len(elmBefore) < 5 || len(oakBefore) < 5 {
+		t.Fatalf("exports: elm %d lines, oak %d", len(elmBefore), len(oakBefore))
+	}
+	wantErr(t, e.do(t, "", "POST", "/v1/schools/oak/delete", DeleteSchoolRequest{Confirm: "Oak", Reason: "left the trust"}, nil), "confirm with its ID")
+	wantErr(t, e.do(t, "", "POST", "/v1/schools/default/delete", DeleteSchoolRequest{Confirm: "default", Reason: "x"}, nil), "cannot be deleted")
+	var rep store.SchoolDeletion
+	if err := e.do(t, "", "POST", "/v1/schools/Oak/delete", DeleteSchoolRequest{Confirm: "oak", Reason: "left the trust"}, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 {
+		t.Errorf("deletion report %+v", rep)
+	}
+	elmAfter := export("elm")
+	if strings.Join(elmAfter, "\n") != strings.Join(elmBefore, "\n") {
+		t.Errorf("elm's export changed:\nbefore %s\nafter  %s", strings.Join(elmBefore, "\n"), strings.Join(elmAfter, "\n"))
+	}
+	wantErr(t, e.do(t, "", "GET", "/v1/schools/oak/export", nil, nil), "no such school")
+	var schools []store.School
+	if err := e.do(t, "", "GET", "/v1/schools", nil, &schools); err != nil || len(schools) != 2 {
+		t.Errorf("schools after: %+v %v", schools, err)
+	}
+	log, _ := e.st.AccessLog()
+	var deleted []string
+	for _, l := range log {
+		if l.Action == "delete-school" {
+			deleted = append(deleted, l.Detail)
+		}
+	}
+	if len(deleted) != 2 || !strings.Contains(deleted[1], "school oak deleted: 1 devices") {
+		t.Errorf("access log of the deletion: %q", deleted)
+	}
 }

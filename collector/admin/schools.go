@@ -3,8 +3,10 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -16,6 +18,14 @@ type SchoolStore interface {
 	Schools() ([]store.School, error)
 	FindSchool(idOrName string) (store.School, error)
 	DeviceSchool(id string) (string, bool)
+	DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (store.SchoolDeletion, error)
+}
+
+// DeleteSchoolRequest is the body of POST /v1/schools/{school}/delete:
+// Confirm must repeat the school's ID, since nothing deleted comes back.
+type DeleteSchoolRequest struct {
+	Confirm string `json:"confirm"`
+	Reason  string `json:"reason"`
 }
 
 // SchoolRequest is the body of POST /v1/schools.
@@ -29,6 +39,68 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools", s.addSchool)
 	mux.HandleFunc("GET /v1/schools", s.listSchools)
 	mux.HandleFunc("GET /v1/schools/{school}/export", s.exportSchool)
+	mux.HandleFunc("POST /v1/schools/{school}/delete", s.deleteSchool)
+}
+
+// deleteSchool removes a school that leaves the trust and everything it
+// owns (store.DeleteSchool), its devices disconnected. The start is written
+// to the access log first (no log, no deletion), the outcome after.
+func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
+	var req DeleteSchoolRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode delete request: %v", err)
+		return
+	}
+	id := r.PathValue("school")
+	if sc, err := s.Store.FindSchool(id); err == nil {
+		id = sc.ID
+	} // else: a deletion cut short, no longer found by name; its ID resumes it
+	if id == store.DefaultSchool {
+		httpError(w, http.StatusBadRequest, "the default school holds every record that names no school; it cannot be deleted")
+		return
+	}
+	if req.Confirm != id {
+		httpError(w, http.StatusBadRequest, "to delete school %q and everything it owns, confirm with its ID (--confirm %s)", id, id)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a deletion needs a reason (recorded)")
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "delete-school", Reason: req.Reason, Detail: "school " + id + " started"}); err != nil {
+		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
+		return
+	}
+	var disconnect func(string)
+	if s.Agents != nil {
+		disconnect = s.Agents.Disconnect
+	}
+	rep, err := s.Store.DeleteSchool(id, s.Now(), disconnect)
+	switch {
+	case errors.Is(err, store.ErrBadSchool):
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	case errors.Is(err, store.ErrNotFound):
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "%v (run it again to finish)", err)
+		return
+	}
+	total := 0
+	for _, n := range rep.Keys {
+		total += n
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "delete-school", Reason: req.Reason,
+		Detail: fmt.Sprintf("school %s deleted: %d devices, %d records, %d grants", id, rep.Devices, total, rep.Grants)}); err != nil {
+		s.Logger.Error("school deleted but the access log entry was not written", "school", id, "err", err)
+	}
+	s.Logger.Warn("school deleted", "school", id, "by", who, "devices", rep.Devices, "records", total)
+	writeJSON(w, rep)
 }
 
 // exportSchool streams everything one school owns (collector/schoolexport)

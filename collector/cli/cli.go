@@ -51,6 +51,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
   school export  --data DIR --school NAME --out FILE   (everything the school owns, JSON Lines; in the access log)
+  school delete  --data DIR --school NAME --confirm ID --reason TEXT   (a school leaving the trust: everything it owns removed, nothing else touched)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
@@ -196,6 +197,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = schoolList(args[1:], stdout)
 	case "school export":
 		err = schoolExport(args[1:], stdout)
+	case "school delete":
+		err = schoolDelete(args[1:], stdout)
 	case "user grant":
 		err = userGrant(args[1:], stdout, true)
 	case "user ungrant":

@@ -159,3 +159,37 @@ func schoolExport(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "wrote %s: %s; the export is in the access log\n", *out, strings.Join(kinds, ", "))
 	return nil
 }
+
+// schoolDelete removes a school that leaves the trust, and everything it
+// owns, through the running collector (store.DeleteSchool).
+func schoolDelete(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school delete")
+	school := fs.String("school", "", "the school to delete (ID or name)")
+	confirm := fs.String("confirm", "", "the school's ID again: nothing deleted comes back")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *reason == "" {
+		return errors.New("--school and --reason are required (and --confirm ID)")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(*school)+"/delete",
+		admin.DeleteSchoolRequest{Confirm: *confirm, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var rep store.SchoolDeletion
+	if err := json.NewDecoder(body).Decode(&rep); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	kinds := make([]string, 0, len(rep.Keys))
+	total := 0
+	for k, n := range rep.Keys {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		total += n
+	}
+	sort.Strings(kinds)
+	fmt.Fprintf(stdout, "deleted school %s: %d devices, %d records (%s), %d grants taken back; in the access log\n", rep.School, rep.Devices, total, strings.Join(kinds, ", "), rep.Grants)
+	return nil
+}

@@ -46,7 +46,10 @@ const deleteBatch = 10000
 
 // DeleteSchool removes school id and everything it owns (see above). The
 // default school cannot be deleted: it holds every record that names none.
-func (s *Store) DeleteSchool(id string, at time.Time) (SchoolDeletion, error) {
+// disconnect, if set, is called for each of its devices once the device
+// is out of the cache (so it cannot stream again) and before anything is
+// scanned, so nothing a live stream writes outlives the deletion.
+func (s *Store) DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (SchoolDeletion, error) {
 	rep := SchoolDeletion{School: id, Keys: map[string]int{}}
 	if id == DefaultSchool || id == "" {
 		return rep, fmt.Errorf("%w: the default school holds every record that names none; it cannot be deleted", ErrBadSchool)
@@ -90,6 +93,11 @@ func (s *Store) DeleteSchool(id string, at time.Time) (SchoolDeletion, error) {
 		return rep, fmt.Errorf("store: delete school %s: list devices: %w", id, err)
 	}
 	rep.Devices = len(devs)
+	if disconnect != nil {
+		for d := range devs {
+			disconnect(d)
+		}
+	}
 
 	keys, grants, err := s.schoolKeys(id, devs)
 	if err != nil {

@@ -116,13 +116,22 @@ func TestDeleteSchoolLeavesOthersByteIdentical(t *testing.T) {
 	if err := s.CreateUser(User{Username: "elmlead", Role: "dsl", School: "elm", Granted: []string{"oak", "ash"}, PasswordHash: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteSchool(DefaultSchool, time.Now()); !errors.Is(err, ErrBadSchool) {
+	if _, err := s.DeleteSchool(DefaultSchool, time.Now(), nil); !errors.Is(err, ErrBadSchool) {
 		t.Fatalf("deleting the default school: %v", err)
 	}
 	before := dumpAll(t, s)
-	rep, err := s.DeleteSchool("oak", time.Now())
+	var dropped []string
+	rep, err := s.DeleteSchool("oak", time.Now(), func(d string) {
+		if _, ok := s.GetDevice(d); ok {
+			t.Errorf("device %s disconnected while it could still stream", d)
+		}
+		dropped = append(dropped, d)
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(dropped) != 2 {
+		t.Errorf("disconnected %v", dropped)
 	}
 	after := dumpAll(t, s)
 	t.Logf("deleted: %+v", rep)
@@ -183,7 +192,7 @@ func TestDeleteSchoolLeavesOthersByteIdentical(t *testing.T) {
 	if _, err := s.FindSchool("oak"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("FindSchool after deletion: %v", err)
 	}
-	if _, err := s.DeleteSchool("oak", time.Now()); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DeleteSchool("oak", time.Now(), nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("deleting it again: %v", err)
 	}
 }
@@ -207,7 +216,7 @@ func TestDeleteSchoolResumes(t *testing.T) {
 	if _, err := s.FindSchool("Oak"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("found while deleting: %v", err)
 	}
-	rep, err := s.DeleteSchool("oak", time.Now())
+	rep, err := s.DeleteSchool("oak", time.Now(), nil)
 	if err != nil || rep.Devices != 2 {
 		t.Fatalf("resumed deletion: %+v %v", rep, err)
 	}
