@@ -92,7 +92,11 @@ func TestEvidencePackFromRecords(t *testing.T) {
 	// The rules history, recorded by the real distributor: the seeded
 	// default pack, then an edit of one file.
 	rulesDir := filepath.Join(t.TempDir(), "rules")
-	dist, err := rulesdist.New(rulesDir, slog.New(slog.NewTextHandler(io.Discard, nil)), rulesdist.WithHistory(st))
+	// The distributor's clock ticks inside the pack's period whatever the
+	// day the test runs (the history is keyed by time).
+	tick := now.Add(-2 * time.Hour)
+	clock := rulesdist.WithClock(func() time.Time { tick = tick.Add(time.Minute); return tick })
+	dist, err := rulesdist.New(rulesDir, slog.New(slog.NewTextHandler(io.Discard, nil)), rulesdist.WithHistory(st), clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +126,7 @@ func TestEvidencePackFromRecords(t *testing.T) {
 		t.Fatalf("edit recorded as %+v", changes[1])
 	}
 	// A restart with nothing changed records nothing more.
-	if _, err := rulesdist.New(rulesDir, slog.New(slog.NewTextHandler(io.Discard, nil)), rulesdist.WithHistory(st)); err != nil {
+	if _, err := rulesdist.New(rulesDir, slog.New(slog.NewTextHandler(io.Discard, nil)), rulesdist.WithHistory(st), clock); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := st.RulesChanges(); len(again) != 2 {

@@ -47,6 +47,10 @@ type Distributor struct {
 	// recorded is its latest entry per group, read once.
 	history  History
 	recorded map[string]store.RulesChange
+
+	// now stamps bundle versions and history entries; a test of a report
+	// over a fixed period sets it so the change falls inside the period.
+	now func() time.Time
 }
 
 // History keeps the rules bundles' change history: the decision log of
@@ -63,6 +67,10 @@ type Option func(*Distributor)
 // recorded, so an edit made while the collector was stopped is recorded
 // at the next start.
 func WithHistory(h History) Option { return func(d *Distributor) { d.history = h } }
+
+// WithClock sets the clock that stamps bundle versions and recorded
+// changes (default time.Now).
+func WithClock(now func() time.Time) Option { return func(d *Distributor) { d.now = now } }
 
 // anyKind accepts every check kind: agents validate kinds and parameters
 // against their own registry, and a newer agent may know kinds this
@@ -191,7 +199,7 @@ func (d *Distributor) rebuild() bool {
 			continue
 		}
 		changed = true
-		next[g] = &vigilv1.RulesBundle{Version: time.Now().UTC().Format(time.RFC3339), Hash: hash, Files: files}
+		next[g] = &vigilv1.RulesBundle{Version: d.clock().UTC().Format(time.RFC3339), Hash: hash, Files: files}
 	}
 	d.mu.Lock()
 	d.bundles = next
@@ -234,7 +242,7 @@ func (d *Distributor) recordHistory(bundles map[string]*vigilv1.RulesBundle) {
 		if had && prev.Hash == b.Hash {
 			continue
 		}
-		c := store.RulesChange{At: time.Now().UTC(), Group: g, Hash: b.Hash, Files: map[string]string{}}
+		c := store.RulesChange{At: d.clock().UTC(), Group: g, Hash: b.Hash, Files: map[string]string{}}
 		for p, data := range b.Files {
 			sum := sha256.Sum256(data)
 			c.Files[p] = hex.EncodeToString(sum[:])
@@ -289,4 +297,11 @@ func (d *Distributor) Watch(ctx context.Context, changed func()) error {
 		}
 		changed()
 	})
+}
+
+func (d *Distributor) clock() time.Time {
+	if d.now != nil {
+		return d.now()
+	}
+	return time.Now()
 }
