@@ -85,11 +85,17 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		})
 	}
 
+	// Two schools of a trust: every other agent enrolls in north, whose
+	// findings and events travel under north's subjects to north's storer
+	// (added while the collector runs, so its storer starts late).
+	mustRun(t, "vigil-collector", "school", "add", "--data", c.data, "--name", "North Academy", "--id", "north")
 	const nAgents = 6
 	agents := make([]*agent, nAgents)
-	tok := c.token("pupils", "--uses", fmt.Sprint(nAgents))
+	toks := []string{c.token("pupils", "--uses", fmt.Sprint(nAgents)), c.token("pupils", "--uses", fmt.Sprint(nAgents), "--school", "north")}
+	schoolOf := map[string]string{}
 	for i := range agents {
 		a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent"), sock: filepath.Join(t.TempDir(), "run", "session.sock")}
+		tok := toks[i%2]
 		out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", tok, "--state", a.state,
 			"--stream-collectors", strings.Join(feAddrs, ","))
 		if fields := strings.Fields(out); len(fields) >= 3 {
@@ -99,7 +105,11 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		}
 		a.start()
 		agents[i] = a
+		schoolOf[a.id] = []string{"default", "north"}[i%2]
 	}
+	waitFor(t, 60*time.Second, "north's storer started", func() bool {
+		return strings.Contains(c.p.log.String(), `jetstream storer started" school=north`)
+	})
 	// holder is the live front-end that last welcomed id's stream after
 	// offset since[f] of its log.
 	holder := func(id string, since map[*frontend]int) *frontend {
@@ -248,6 +258,20 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 	})
 	// The selftest findings the requests made are stored exactly once too.
 	checkStored(rounds*perRound + 1)
+	// Each device is stored in its own school, and no message was refused
+	// (a front-end publishing a device under another school's subjects is).
+	for _, d := range c.devices() {
+		got := d.School
+		if got == "" {
+			got = "default"
+		}
+		if got != schoolOf[d.DeviceID] {
+			t.Errorf("device %s is in school %q, enrolled in %q", d.DeviceID, got, schoolOf[d.DeviceID])
+		}
+	}
+	if strings.Contains(c.p.log.String(), "message refused") {
+		t.Errorf("the store-owning collector refused bus messages:\n%s", c.p.log.String())
+	}
 	t.Logf("%d agents, %d moved off the killed front-end, every emitted finding stored exactly once", nAgents, len(moved))
 }
 

@@ -244,6 +244,7 @@ type device struct {
 	RulesHash    string    `json:"rules_hash"`
 	Connected    bool      `json:"connected"`
 	SpoolDepth   int64     `json:"spool_depth"`
+	School       string    `json:"school"`
 }
 
 func (c *collector) devices() []device {

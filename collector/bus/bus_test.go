@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -81,8 +83,15 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// defaultSchool records every device in the default school: the tests of
+// delivery publish findings of devices the store never enrolled.
+func defaultSchool(string) (string, bool) { return "", true }
+
 func runStorer(t *testing.T, b *Bus, st FindingStore, cfg StorerConfig) {
 	t.Helper()
+	if cfg.Records == nil {
+		cfg.Records = defaultSchool
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := NewStorer(ctx, b.JetStream(), st, cfg)
 	if err != nil {
@@ -186,7 +195,7 @@ func TestStorerIdempotentOnRedelivery(t *testing.T) {
 	}
 	// A first storer takes every message and commits them, then "dies"
 	// before acknowledging.
-	cfg := StorerConfig{AckWait: time.Second}
+	cfg := StorerConfig{AckWait: time.Second, Records: defaultSchool}
 	if _, err := NewStorer(ctx, b.JetStream(), st, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +254,70 @@ func TestSubjectsAndListenersStayLocal(t *testing.T) {
 	}
 	if _, err := Start(context.Background(), Config{Dir: t.TempDir(), Cluster: &Cluster{Name: "c", Listen: "127.0.0.1:0", Routes: []string{"192.0.2.1:6222"}}}); err == nil {
 		t.Fatal("a route off this machine was accepted")
+	}
+}
+
+// TestStorerRefusesAnotherSchoolsSubject: a message is stored only by the
+// storer of the school its device is recorded in, and only when its subject
+// names that school. A publisher that puts a north device's findings under
+// the default school's subjects (a front-end wrong or compromised) has them
+// refused for good and counted, not stored; published under north they are
+// stored once; a subject naming another device than the findings' is
+// refused too.
+func TestStorerRefusesAnotherSchoolsSubject(t *testing.T) {
+	b := startBus(t, Config{Dir: t.TempDir()})
+	st := openStore(t, t.TempDir())
+	for _, d := range []store.Device{{DeviceID: "dev-n", School: "north"}, {DeviceID: "dev-d"}} {
+		if err := st.PutDevice(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	records := func(id string) (string, bool) { d, ok := st.GetDevice(id); return d.School, ok }
+	var mu sync.Mutex
+	refused := map[string]int{}
+	for _, school := range []string{"", "north"} {
+		runStorer(t, b, st, StorerConfig{School: school, Records: records, OnRefused: func(school, why string) {
+			mu.Lock()
+			refused[school+"/"+why]++
+			mu.Unlock()
+		}})
+	}
+	ctx := context.Background()
+	lying := &Publisher{JS: b.JetStream(), SchoolOf: func(string) (string, error) { return "", nil }}
+	honest := &Publisher{JS: b.JetStream(), SchoolOf: func(id string) (string, error) { s, _ := records(id); return s, nil }}
+	if _, _, err := lying.CommitFindings(ctx, batch("dev-n", 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := honest.CommitFindings(ctx, batch("dev-n", 4, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := honest.CommitFindings(ctx, batch("dev-d", 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// A subject naming dev-d carrying dev-n's findings.
+	data, err := proto.Marshal(&vigilv1.FindingBatch{Findings: batch("dev-n", 7, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JetStream().Publish(ctx, Subject("north", "dev-d"), data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every message consumed", 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return streamMsgs(t, b) == 0 && refused["default/"+RefusedWrongSchool] == 1 && refused["north/"+RefusedWrongDevice] == 1
+	})
+	got := stored(t, st)
+	want := map[string]int{"dev-n/4": 1, "dev-n/5": 1, "dev-n/6": 1, "dev-d/1": 1, "dev-d/2": 1}
+	if len(got) != len(want) {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	for k := range want {
+		if got[k] != 1 {
+			t.Fatalf("stored %v, want %v", got, want)
+		}
+	}
+	if len(refused) != 2 {
+		t.Fatalf("refusals %v", refused)
 	}
 }

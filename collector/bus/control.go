@@ -41,8 +41,10 @@ var ErrNotHeld = errors.New("no front-end holds this device's stream")
 // ControlClient sends requests to agents held by front-ends (the store-
 // owning collector's side; server.Config.Remote).
 type ControlClient struct {
-	NC     *nats.Conn
-	School string
+	NC *nats.Conn
+	// SchoolOf names the device's school, whose control subject the
+	// request goes to (nil: the default school).
+	SchoolOf SchoolOf
 }
 
 // Request sends req to the device's front-end and waits (until ctx ends)
@@ -52,7 +54,13 @@ func (c *ControlClient) Request(ctx context.Context, deviceID string, req *vigil
 	if err != nil {
 		return nil, fmt.Errorf("bus: encode request for %s: %w", deviceID, err)
 	}
-	msg := nats.NewMsg(ControlSubject(c.School, deviceID))
+	school, err := c.SchoolOf.of(deviceID)
+	if err != nil {
+		// A device without a record (not enrolled, or its school deleted)
+		// has no stream any front-end would accept.
+		return nil, fmt.Errorf("device %s: %w (%v)", deviceID, ErrNotHeld, err)
+	}
+	msg := nats.NewMsg(ControlSubject(school, deviceID))
 	msg.Data = data
 	if dl, ok := ctx.Deadline(); ok {
 		// The front-end waits for the agent no longer than this requester.
@@ -83,9 +91,11 @@ type Agents interface {
 // devices whose streams it holds (Held when a stream is welcomed, Released
 // when it ends).
 type ControlServer struct {
-	NC     *nats.Conn
-	School string
-	Agents Agents
+	NC *nats.Conn
+	// SchoolOf names the held device's school (its control subject; nil:
+	// the default school).
+	SchoolOf SchoolOf
+	Agents   Agents
 	// MaxWait bounds how long a request waits for the agent (default 10m;
 	// the requester usually gives up sooner).
 	MaxWait time.Duration
@@ -105,7 +115,12 @@ func (c *ControlServer) Held(deviceID string) {
 	if c.subs[deviceID] != nil {
 		return
 	}
-	sub, err := c.NC.Subscribe(ControlSubject(c.School, deviceID), func(m *nats.Msg) { go c.serve(deviceID, m) })
+	school, err := c.SchoolOf.of(deviceID)
+	if err != nil {
+		c.logger().Warn("control: device's school unknown; requests will not reach this device", "device", deviceID, "err", err)
+		return
+	}
+	sub, err := c.NC.Subscribe(ControlSubject(school, deviceID), func(m *nats.Msg) { go c.serve(deviceID, m) })
 	if err != nil {
 		c.logger().Warn("control: subscribe failed; requests will not reach this device", "device", deviceID, "err", err)
 		return

@@ -49,7 +49,7 @@ func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
 
 func recordOf(d store.Device, rv *store.Revocation) *vigilv1.DeviceRecord {
 	r := &vigilv1.DeviceRecord{DeviceId: d.DeviceID, Group: d.Group, Hostname: d.Hostname, Revoked: d.Revoked,
-		EnrolledAt: timestamppb.New(d.EnrolledAt), HostFingerprint: d.HostFingerprint}
+		EnrolledAt: timestamppb.New(d.EnrolledAt), HostFingerprint: d.HostFingerprint, School: store.SchoolOf(d.School)}
 	if rv != nil {
 		r.Revoked, r.RevokedAt = true, timestamppb.New(rv.RevokedAt)
 	}
@@ -165,8 +165,31 @@ type FrontStore struct {
 	KV  jetstream.KeyValue
 	Pub *Publisher
 
-	mu   sync.Mutex
-	live map[string]*store.Device
+	mu      sync.Mutex
+	live    map[string]*store.Device
+	schools map[string]string // device -> school of its last record read
+}
+
+// SchoolOf is the school of the device's record, as read when its stream
+// was admitted (read again if this process has not read it): its findings,
+// events and control requests go under that school's subjects.
+func (f *FrontStore) SchoolOf(id string) (string, error) {
+	f.mu.Lock()
+	school, ok := f.schools[id]
+	f.mu.Unlock()
+	if ok {
+		return school, nil
+	}
+	_, found, err := f.LookupDevice(id)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("device %s has no record", id)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.schools[id], nil
 }
 
 // lookupTimeout bounds a bucket read while a stream waits to be welcomed.
@@ -189,13 +212,20 @@ func (f *FrontStore) LookupDevice(id string) (store.Device, bool, error) {
 		return store.Device{}, false, fmt.Errorf("bus: decode device record %s: %w", id, err)
 	}
 	d := store.Device{DeviceID: r.DeviceId, Group: r.Group, Hostname: r.Hostname, Revoked: r.Revoked,
-		EnrolledAt: r.EnrolledAt.AsTime(), HostFingerprint: r.HostFingerprint}
+		EnrolledAt: r.EnrolledAt.AsTime(), HostFingerprint: r.HostFingerprint, School: r.School}
+	if d.School == store.DefaultSchool {
+		d.School = "" // as the store writes it
+	}
 	f.mu.Lock()
+	if f.schools == nil {
+		f.schools = map[string]string{}
+	}
+	f.schools[id] = store.SchoolOf(d.School)
 	if l := f.live[id]; l != nil {
 		// Identity from the record (it may have been revoked since), the
 		// rest as this front-end last saw it.
 		keep := *l
-		keep.Group, keep.Revoked, keep.HostFingerprint, keep.EnrolledAt = d.Group, d.Revoked, d.HostFingerprint, d.EnrolledAt
+		keep.Group, keep.Revoked, keep.HostFingerprint, keep.EnrolledAt, keep.School = d.Group, d.Revoked, d.HostFingerprint, d.EnrolledAt, d.School
 		d = keep
 	}
 	f.mu.Unlock()

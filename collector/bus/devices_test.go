@@ -42,7 +42,8 @@ func TestFrontStoreSeesStoreDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := &FrontStore{KV: fkv, Pub: &Publisher{JS: frontBus.JetStream()}}
+	fs := &FrontStore{KV: fkv}
+	fs.Pub = &Publisher{JS: frontBus.JetStream(), SchoolOf: fs.SchoolOf}
 
 	if _, ok, err := fs.LookupDevice("dev-a"); ok || err != nil {
 		t.Fatalf("unknown device: ok=%v err=%v, want not found and no error", ok, err)
@@ -93,12 +94,26 @@ func TestFrontStoreSeesStoreDevices(t *testing.T) {
 		t.Fatal("the front-end's watch was not told of the revocation")
 	}
 
-	// Findings published by the front-end are stored by the storer.
-	storer, err := NewStorer(ctx, storerBus.JetStream(), st, StorerConfig{Logger: testLogger()})
-	if err != nil {
+	// Findings published by the front-end go under the school of the
+	// device's record, and that school's storer stores them.
+	devB := store.Device{DeviceID: "dev-b", Group: "pupils", Hostname: "north-1", School: "north", EnrolledAt: time.Now()}
+	if err := st.PutDevice(devB); err != nil {
 		t.Fatal(err)
 	}
-	go storer.Run(wctx)
+	if err := m.PutRecord(ctx, devB); err != nil {
+		t.Fatal(err)
+	}
+	for _, school := range []string{"", "north"} {
+		storer, err := NewStorer(ctx, storerBus.JetStream(), st, StorerConfig{School: school, Logger: testLogger(),
+			Records: func(id string) (string, bool) { d, ok := st.GetDevice(id); return d.School, ok }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go storer.Run(wctx)
+	}
+	if school, err := fs.SchoolOf("dev-b"); err != nil || school != "north" {
+		t.Fatalf("front-end's school of dev-b: %q %v", school, err)
+	}
 	if _, _, err := fs.CommitFindings(ctx, batch("dev-b", 1, 5)); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -52,8 +53,9 @@ func (b *Bus) EnsureEvents(ctx context.Context) error {
 
 // EventPublisher is a front-end's server.DeviceEventSink.
 type EventPublisher struct {
-	JS     jetstream.JetStream
-	School string
+	JS jetstream.JetStream
+	// SchoolOf: as for Publisher, events go under the device's school.
+	SchoolOf SchoolOf
 }
 
 // DeviceEvent publishes ev and waits for the PubAck.
@@ -62,7 +64,11 @@ func (p *EventPublisher) DeviceEvent(ctx context.Context, ev *vigilv1.DeviceEven
 	if err != nil {
 		return fmt.Errorf("bus: encode device event of %s: %w", ev.GetDeviceId(), err)
 	}
-	if _, err := p.JS.Publish(ctx, EventSubject(p.School, ev.GetDeviceId()), data, jetstream.WithExpectStream(EventsStream)); err != nil {
+	school, err := p.SchoolOf.of(ev.GetDeviceId())
+	if err != nil {
+		return err
+	}
+	if _, err := p.JS.Publish(ctx, EventSubject(school, ev.GetDeviceId()), data, jetstream.WithExpectStream(EventsStream)); err != nil {
 		return fmt.Errorf("bus: publish device event of %s: %w", ev.GetDeviceId(), err)
 	}
 	return nil
@@ -104,12 +110,25 @@ func (r *RemotePresence) note(ev *vigilv1.DeviceEvent) {
 	}
 }
 
-// RunEvents consumes the events stream with one durable consumer, one
+// RunEvents consumes one school's events with one durable consumer, one
 // message at a time so that a device's events are applied in the order
-// they were published, until ctx ends.
-func RunEvents(ctx context.Context, js jetstream.JetStream, school string, apply EventApplier, presence *RemotePresence, log *slog.Logger) error {
+// they were published, until ctx ends. An event whose subject does not
+// name the device's recorded school is refused (terminated, onRefused
+// told), as the storer refuses findings.
+func RunEvents(ctx context.Context, js jetstream.JetStream, school string, records Records, apply EventApplier, presence *RemotePresence,
+	onRefused func(school, reason string), log *slog.Logger) error {
 	if school == "" {
 		school = DefaultSchool
+	}
+	if records == nil {
+		return errors.New("bus: device events need the store's device records to check each message's school")
+	}
+	refuse := func(m jetstream.Msg, why string, err error) {
+		log.Error("device events: message refused, not applied", "school", school, "subject", m.Subject(), "reason", why, "err", err)
+		if onRefused != nil {
+			onRefused(school, why)
+		}
+		m.Term()
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
 		Durable: "devices_" + subjectToken(school), FilterSubject: EventsPrefix + "." + subjectToken(school) + ".>",
@@ -121,8 +140,11 @@ func RunEvents(ctx context.Context, js jetstream.JetStream, school string, apply
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var ev vigilv1.DeviceEvent
 		if err := proto.Unmarshal(m.Data(), &ev); err != nil {
-			log.Error("device events: undecodable message dropped", "subject", m.Subject(), "err", err)
-			m.Term()
+			refuse(m, RefusedUndecodable, err)
+			return
+		}
+		if why := checkSubject(records, EventsPrefix, m.Subject(), ev.GetDeviceId()); why != "" {
+			refuse(m, why, fmt.Errorf("event of device %q", ev.GetDeviceId()))
 			return
 		}
 		if err := apply(&ev); err != nil {

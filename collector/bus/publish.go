@@ -24,8 +24,29 @@ import (
 // was fsynced (on a quorum of nodes for an R3 stream).
 type Publisher struct {
 	JS jetstream.JetStream
-	// School whose subjects the findings go to (default "default").
-	School string
+	// SchoolOf names the school a device enrolled in: its findings go to
+	// that school's subjects, which only that school's storer consumes.
+	// Nil publishes every device under the default school.
+	SchoolOf SchoolOf
+}
+
+// SchoolOf answers the school a device is recorded in ("" or "default" for
+// the default school); an error when the record cannot be read, so nothing
+// is published under a school guessed at.
+type SchoolOf func(deviceID string) (string, error)
+
+func (f SchoolOf) of(deviceID string) (string, error) {
+	if f == nil {
+		return DefaultSchool, nil
+	}
+	school, err := f(deviceID)
+	if err != nil {
+		return "", fmt.Errorf("bus: school of device %s: %w", deviceID, err)
+	}
+	if school == "" {
+		school = DefaultSchool
+	}
+	return school, nil
 }
 
 // CommitFindings publishes findings (all of one device) as one FindingBatch
@@ -47,7 +68,11 @@ func (p *Publisher) CommitFindings(ctx context.Context, findings []*vigilv1.Find
 	if err != nil {
 		return 0, 0, fmt.Errorf("bus: encode batch of %s: %w", device, err)
 	}
-	msg := &nats.Msg{Subject: Subject(p.School, device), Data: data}
+	school, err := p.SchoolOf.of(device)
+	if err != nil {
+		return 0, 0, err
+	}
+	msg := &nats.Msg{Subject: Subject(school, device), Data: data}
 	ack, err := p.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(device, findings)), jetstream.WithExpectStream(StreamName))
 	if err != nil {
 		var apiErr *jetstream.APIError

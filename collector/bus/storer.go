@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,50 @@ type StorerConfig struct {
 	// RetryDelay is how long a message the store refused (overloaded,
 	// disk full, failed commit) waits before redelivery (default 2s).
 	RetryDelay time.Duration
-	Logger     *slog.Logger
+	// Records names the school each device is recorded in at the store
+	// (required). A message is stored only when its subject names the
+	// device's own school: a front-end, compromised or wrong, cannot write
+	// into another school's records by publishing under its subjects.
+	Records Records
+	// OnRefused, if set, is told of every message refused for good (its
+	// school and why), for the collector's metrics.
+	OnRefused func(school, reason string)
+	Logger    *slog.Logger
+}
+
+// Records answers the school a device is recorded in ("" or "default" for
+// the default school); ok false for a device the store does not know.
+type Records func(deviceID string) (school string, ok bool)
+
+// Reasons a message is refused for good (OnRefused, the logs).
+const (
+	RefusedUndecodable   = "undecodable"
+	RefusedUnknownDevice = "unknown-device"
+	RefusedWrongSchool   = "wrong-school"
+	RefusedWrongDevice   = "subject-device-mismatch"
+)
+
+// checkSubject is the one check of a message's subject against the store's
+// record: subject (PREFIX.SCHOOL.DEVICE) must name the device the message
+// is about, and that device must be recorded in SCHOOL. It answers the
+// reason for a refusal, or "".
+func checkSubject(records Records, prefix, subject, deviceID string) string {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	school, dev, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || dev != subjectToken(deviceID) {
+		return RefusedWrongDevice
+	}
+	recorded, known := records(deviceID)
+	if !known {
+		return RefusedUnknownDevice
+	}
+	if recorded == "" {
+		recorded = DefaultSchool
+	}
+	if subjectToken(recorded) != school {
+		return RefusedWrongSchool
+	}
+	return ""
 }
 
 // Storer drains one school's subjects into its store through a durable
@@ -70,6 +114,9 @@ func NewStorer(ctx context.Context, js jetstream.JetStream, st FindingStore, cfg
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Records == nil {
+		return nil, errors.New("bus: a storer needs the store's device records to check each message's school")
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
 		Durable:       DurableName(cfg.School),
@@ -126,9 +173,18 @@ func (s *Storer) commitOne(ctx context.Context, m jetstream.Msg) {
 	if err := proto.Unmarshal(m.Data(), &b); err != nil {
 		// Only a publisher of another version could send this; redelivering
 		// it would never succeed.
-		s.log.Error("storer: undecodable message dropped", "subject", m.Subject(), "err", err)
-		m.Term()
+		s.refuse(m, RefusedUndecodable, err)
 		return
+	}
+	if len(b.Findings) == 0 {
+		m.Ack()
+		return
+	}
+	for _, f := range b.Findings {
+		if why := checkSubject(s.cfg.Records, SubjectPrefix, m.Subject(), f.GetDeviceId()); why != "" {
+			s.refuse(m, why, fmt.Errorf("finding of device %q", f.GetDeviceId()))
+			return
+		}
 	}
 	// Commit even if ctx is ending: once queued the store completes it,
 	// and an ack sent then saves a redelivery.
@@ -143,5 +199,59 @@ func (s *Storer) commitOne(ctx context.Context, m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		// Redelivered after AckWait and dropped then as duplicates.
 		s.log.Debug("storer: ack failed", "subject", m.Subject(), "err", err)
+	}
+}
+
+// refuse terminates m (never redelivered, never stored) and says why.
+func (s *Storer) refuse(m jetstream.Msg, why string, err error) {
+	school := s.cfg.School
+	if school == "" {
+		school = DefaultSchool
+	}
+	s.log.Error("storer: message refused, not stored", "school", school, "subject", m.Subject(), "reason", why, "err", err)
+	if s.cfg.OnRefused != nil {
+		s.cfg.OnRefused(school, why)
+	}
+	if err := m.Term(); err != nil {
+		s.log.Warn("storer: terminate refused message", "subject", m.Subject(), "err", err)
+	}
+}
+
+// EachSchool calls run(ctx, school) in its own goroutine once for every
+// school that schools lists: at once, and again every interval (default
+// 5s) for schools added since, so a school added while the collector runs
+// gets its storer within that time. It returns when ctx ends and every run
+// has returned. A failed listing is logged and retried at the next tick.
+func EachSchool(ctx context.Context, schools func() ([]string, error), interval time.Duration,
+	run func(ctx context.Context, school string), log *slog.Logger) {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	started := map[string]bool{}
+	var wg sync.WaitGroup
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		ids, err := schools()
+		if err != nil {
+			log.Warn("bus: list schools failed; retrying", "err", err)
+		}
+		for _, id := range ids {
+			if id == "" {
+				id = DefaultSchool
+			}
+			if started[id] {
+				continue
+			}
+			started[id] = true
+			wg.Add(1)
+			go func() { defer wg.Done(); run(ctx, id) }()
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -289,8 +289,10 @@ type collector struct {
 	url   string
 	exclC chan struct{}
 
-	// storer drains the findings stream into st (jetstream ingest only).
-	storer *bus.Storer
+	// storers drain the findings stream into st, one per school (jetstream
+	// ingest only): those of the schools there at start are made by
+	// startBus, a school added later gets one from runSchoolBus.
+	storers map[string]*bus.Storer
 	// mirror copies device records into the bus for front-ends (--nats);
 	// remote sends requests to agents those front-ends hold.
 	mirror   *bus.Mirror
@@ -564,15 +566,13 @@ func (c *collector) run(ctx context.Context) error {
 		restarted = true
 		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
 	})
-	if c.storer != nil {
-		sup.loop("jetstream storer", c.storer.Run)
+	if c.bus != nil {
+		sup.loop("jetstream storers", func(ctx context.Context) error {
+			bus.EachSchool(ctx, c.schoolIDs, 5*time.Second, c.runSchoolBus, log)
+			return nil
+		})
 		if c.mirror != nil {
 			sup.loop("device mirror", c.mirror.Run)
-			sup.loop("device events", func(ctx context.Context) error {
-				return bus.RunEvents(ctx, c.bus.JetStream(), "", func(ev *vigilv1.DeviceEvent) error {
-					return server.ApplyDeviceEvent(c.st, ev)
-				}, c.presence, c.log)
-			})
 		}
 	}
 	sup.loop("audit delivery", func(ctx context.Context) error { c.audits.Run(ctx); return nil })
@@ -670,8 +670,16 @@ func (c *collector) startBus() (server.FindingSink, error) {
 		return nil, fmt.Errorf("start jetstream ingest: %w", err)
 	}
 	c.onClose(b.Close)
-	if c.storer, err = bus.NewStorer(ctx, b.JetStream(), c.st, bus.StorerConfig{Logger: c.log}); err != nil {
-		return nil, fmt.Errorf("start jetstream storer: %w", err)
+	c.bus = b
+	schools, err := c.schoolIDs()
+	if err != nil {
+		return nil, fmt.Errorf("start jetstream storers: %w", err)
+	}
+	c.storers = map[string]*bus.Storer{}
+	for _, school := range schools {
+		if c.storers[school], err = bus.NewStorer(ctx, b.JetStream(), c.st, c.storerConfig(school)); err != nil {
+			return nil, fmt.Errorf("start jetstream storer of school %s: %w", school, err)
+		}
 	}
 	if len(c.cfg.NATS) > 0 {
 		kv, err := b.Devices(ctx)
@@ -683,8 +691,7 @@ func (c *collector) startBus() (server.FindingSink, error) {
 			return nil, err
 		}
 		c.presence = &bus.RemotePresence{StaleAfter: 3 * c.heartbeat()}
-		c.remote = remoteAgents{ControlClient: &bus.ControlClient{NC: b.Conn()}, RemotePresence: c.presence}
-		c.bus = b
+		c.remote = remoteAgents{ControlClient: &bus.ControlClient{NC: b.Conn(), SchoolOf: c.publishSchool}, RemotePresence: c.presence}
 		if err := c.mirror.Sync(ctx); err != nil {
 			return nil, fmt.Errorf("mirror device records: %w", err)
 		}
@@ -692,7 +699,90 @@ func (c *collector) startBus() (server.FindingSink, error) {
 	} else {
 		c.log.Info("ingest through embedded JetStream", "stream", bus.StreamName, "dir", filepath.Join(c.cfg.DataDir, "jetstream"), "sync", "always")
 	}
-	return &bus.Publisher{JS: b.JetStream()}, nil
+	return &bus.Publisher{JS: b.JetStream(), SchoolOf: c.publishSchool}, nil
+}
+
+// schoolIDs lists the installation's schools (the default first).
+func (c *collector) schoolIDs() ([]string, error) {
+	all, err := c.st.Schools()
+	if err != nil {
+		return nil, fmt.Errorf("list schools: %w", err)
+	}
+	ids := make([]string, len(all))
+	for i, sc := range all {
+		ids[i] = sc.ID
+	}
+	return ids, nil
+}
+
+// recordedSchool is the storers' check of a message against the store.
+func (c *collector) recordedSchool(id string) (string, bool) {
+	d, ok := c.st.GetDevice(id)
+	return d.School, ok
+}
+
+// publishSchool names the school whose subjects a device's findings and
+// control requests go to.
+func (c *collector) publishSchool(id string) (string, error) {
+	d, ok := c.st.GetDevice(id)
+	if !ok {
+		return "", fmt.Errorf("device %s is not enrolled", id)
+	}
+	return d.School, nil
+}
+
+func (c *collector) storerConfig(school string) bus.StorerConfig {
+	return bus.StorerConfig{School: school, Records: c.recordedSchool, Logger: c.log,
+		OnRefused: func(school, reason string) { c.met.BusRefused(school, "findings", reason) }}
+}
+
+// runSchoolBus consumes one school's findings (and, with front-ends, its
+// device events) until ctx ends. A consumer that cannot be created yet (a
+// cluster without a quorum) is retried.
+func (c *collector) runSchoolBus(ctx context.Context, school string) {
+	st := c.storers[school] // read-only after startBus
+	for st == nil {
+		var err error
+		if st, err = bus.NewStorer(ctx, c.bus.JetStream(), c.st, c.storerConfig(school)); err != nil {
+			c.log.Warn("jetstream storer of a new school not started; retrying", "school", school, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+		} else {
+			c.log.Info("jetstream storer started", "school", school, "durable", bus.DurableName(school))
+		}
+	}
+	var wg sync.WaitGroup
+	if c.mirror != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				err := bus.RunEvents(ctx, c.bus.JetStream(), school, c.recordedSchool, func(ev *vigilv1.DeviceEvent) error {
+					return server.ApplyDeviceEvent(c.st, ev)
+				}, c.presence, func(school, reason string) { c.met.BusRefused(school, "events", reason) }, c.log)
+				if err != nil && ctx.Err() == nil {
+					c.log.Warn("device events consumer ended; restarting", "school", school, "err", err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(5 * time.Second):
+					}
+				}
+			}
+		}()
+	}
+	for ctx.Err() == nil {
+		if err := st.Run(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("jetstream storer ended; restarting", "school", school, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	wg.Wait()
 }
 
 // exclusionsExtra supplies the approved-exclusions file for every group's

@@ -89,17 +89,20 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	if err := b.EnsureEvents(startCtx); err != nil {
 		return fmt.Errorf("front-end: %w", err)
 	}
-	fs := &bus.FrontStore{KV: kv, Pub: &bus.Publisher{JS: b.JetStream()}}
+	// Findings, events and control requests go under the school of the
+	// device's own record: the storer of that school refuses anything else.
+	fs := &bus.FrontStore{KV: kv}
+	fs.Pub = &bus.Publisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf}
 	// The evidence recipient stays empty in Welcome: agents keep the one
 	// they pinned at enrollment, and no front-end holds the evidence key.
 	// Agents is set below, before the server accepts a stream.
-	ctl := &bus.ControlServer{NC: b.Conn(), Logger: log}
+	ctl := &bus.ControlServer{NC: b.Conn(), SchoolOf: fs.SchoolOf, Logger: log}
 	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
 		OnConnect: func(id string) {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)
 		},
-		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream()}})
+		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf}})
 	ctl.Agents = srv
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)

@@ -33,6 +33,7 @@ type Metrics struct {
 	evidenceBytes  prometheus.Counter
 	heartbeats     prometheus.Counter
 	notifyFailures *prometheus.CounterVec
+	busRefused     *prometheus.CounterVec
 }
 
 // New registers the collector's metrics, plus the Go runtime and process
@@ -77,9 +78,13 @@ func New(reg *prometheus.Registry) *Metrics {
 			Name: "vigil_notification_failures_total",
 			Help: "Alert e-mails not sent, by reason (send, no_recipient, record).",
 		}, []string{"reason"}),
+		busRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_bus_refused_total",
+			Help: "Messages from the NATS bus refused for good and never stored, by school consumed, kind (findings, events) and reason (wrong-school, unknown-device, subject-device-mismatch, undecodable).",
+		}, []string{"school", "kind", "reason"}),
 	}
 	reg.MustRegister(m.enrollments, m.refusedMsgs, m.refusedConns, m.batches, m.findings, m.ackLatency,
-		m.evidenceBytes, m.heartbeats, m.notifyFailures,
+		m.evidenceBytes, m.heartbeats, m.notifyFailures, m.busRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that should read 0 before the first event, so alert rules see
 	// a value rather than nothing.
@@ -118,6 +123,15 @@ func (m *Metrics) RefusedMessage(reason string) {
 		return
 	}
 	m.refusedMsgs.WithLabelValues(reason).Inc()
+}
+
+// BusRefused counts a bus message refused for good (bus.Storer, device
+// events): kind is "findings" or "events".
+func (m *Metrics) BusRefused(school, kind, reason string) {
+	if m == nil {
+		return
+	}
+	m.busRefused.WithLabelValues(school, kind, reason).Inc()
 }
 
 // RefusedConnection counts a connection closed by a listener limit.

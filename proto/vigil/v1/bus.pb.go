@@ -37,8 +37,13 @@ type DeviceRecord struct {
 	// The enrolled host's fingerprint: a stream from another host with
 	// this identity (a cloned image) is refused at the front-end too.
 	HostFingerprint string `protobuf:"bytes,7,opt,name=host_fingerprint,json=hostFingerprint,proto3" json:"host_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The school the device enrolled in (store.Device.School; "" is the
+	// default school). A front-end publishes the device's findings and
+	// events under this school's subjects, and the storer refuses a message
+	// whose subject names another.
+	School        string `protobuf:"bytes,8,opt,name=school,proto3" json:"school,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeviceRecord) Reset() {
@@ -116,6 +121,13 @@ func (x *DeviceRecord) GetEnrolledAt() *timestamppb.Timestamp {
 func (x *DeviceRecord) GetHostFingerprint() string {
 	if x != nil {
 		return x.HostFingerprint
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetSchool() string {
+	if x != nil {
+		return x.School
 	}
 	return ""
 }
@@ -261,7 +273,7 @@ var File_vigil_v1_bus_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\x9a\x02\n" +
+	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\xb2\x02\n" +
 	"\fDeviceRecord\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
@@ -271,7 +283,8 @@ const file_vigil_v1_bus_proto_rawDesc = "" +
 	"revoked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12;\n" +
 	"\venrolled_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12)\n" +
-	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprint\"\x84\x02\n" +
+	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprint\x12\x16\n" +
+	"\x06school\x18\b \x01(\tR\x06school\"\x84\x02\n" +
 	"\vDeviceEvent\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12'\n" +
