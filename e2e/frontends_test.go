@@ -273,6 +273,30 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		t.Errorf("the store-owning collector refused bus messages:\n%s", c.p.log.String())
 	}
 	t.Logf("%d agents, %d moved off the killed front-end, every emitted finding stored exactly once", nAgents, len(moved))
+
+	// North leaves the trust: deleting it removes its devices' records from
+	// the bus too, so the front-ends end their streams and admit them no
+	// more, while the default school's agents stream on.
+	out := mustRun(t, "vigil-collector", "school", "delete", "--data", c.data, "--school", "north", "--confirm", "north", "--reason", "left the trust")
+	t.Logf("school delete: %s", strings.TrimSpace(out))
+	waitFor(t, 2*time.Minute, "north's agents cut off by the front-ends", func() bool {
+		for _, a := range agents {
+			if schoolOf[a.id] == "north" && a.status().Uplink.Connected {
+				return false
+			}
+		}
+		return true
+	})
+	for _, a := range agents {
+		if schoolOf[a.id] == "default" {
+			waitFor(t, 60*time.Second, "default school's agent "+a.id+" still streaming", func() bool { return a.status().Uplink.Connected })
+		}
+	}
+	for _, d := range c.devices() {
+		if schoolOf[d.DeviceID] != "default" {
+			t.Errorf("device %s of the deleted school is still listed", d.DeviceID)
+		}
+	}
 }
 
 // copyFiles copies the named files of src into dst (owner-only).

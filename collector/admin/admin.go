@@ -92,6 +92,9 @@ type Server struct {
 	// DFE serves the roles register, reviews, fleet checks and the
 	// evidence pack (dfe.go; nil: those routes answer 503).
 	DFE *DFE
+	// Bus, when set (--ingest jetstream), is told of a deleted school so
+	// that nothing of it stays queued on NATS or in the devices bucket.
+	Bus SchoolBus
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vigil-safeguarding/vigil/collector/bus"
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
@@ -19,6 +21,18 @@ type SchoolStore interface {
 	FindSchool(idOrName string) (store.School, error)
 	DeviceSchool(id string) (string, bool)
 	DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (store.SchoolDeletion, error)
+}
+
+// SchoolBus is the NATS side of a school's deletion (*bus.Bus).
+type SchoolBus interface {
+	ForgetSchool(ctx context.Context, school string) (bus.SchoolForgotten, error)
+}
+
+// SchoolDeleted is the answer to a deletion: what the store removed and,
+// with JetStream ingest, what the bus held.
+type SchoolDeleted struct {
+	store.SchoolDeletion
+	Bus *bus.SchoolForgotten `json:"bus,omitempty"`
 }
 
 // DeleteSchoolRequest is the body of POST /v1/schools/{school}/delete:
@@ -84,12 +98,27 @@ func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrBadSchool):
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound) && s.Bus == nil:
 		httpError(w, http.StatusNotFound, "no such school")
 		return
+	case errors.Is(err, store.ErrNotFound):
+		// Gone from the store: a run whose bus step failed is finished by
+		// running it again; for a school that never was, the bus has
+		// nothing of it either.
+		rep = store.SchoolDeletion{School: id}
 	case err != nil:
 		httpError(w, http.StatusInternalServerError, "%v (run it again to finish)", err)
 		return
+	}
+	out := SchoolDeleted{SchoolDeletion: rep}
+	if s.Bus != nil {
+		forgot, err := s.Bus.ForgetSchool(r.Context(), id)
+		if err != nil {
+			s.Logger.Error("school deleted from the store, not yet from the bus", "school", id, "err", err)
+			httpError(w, http.StatusInternalServerError, "school %s deleted from the store; removing its queued messages and device records from NATS failed: %v (run it again to finish)", id, err)
+			return
+		}
+		out.Bus = &forgot
 	}
 	total := 0
 	for _, n := range rep.Keys {
@@ -100,7 +129,7 @@ func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Error("school deleted but the access log entry was not written", "school", id, "err", err)
 	}
 	s.Logger.Warn("school deleted", "school", id, "by", who, "devices", rep.Devices, "records", total)
-	writeJSON(w, rep)
+	writeJSON(w, out)
 }
 
 // exportSchool streams everything one school owns (collector/schoolexport)

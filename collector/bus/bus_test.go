@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -319,5 +320,74 @@ func TestStorerRefusesAnotherSchoolsSubject(t *testing.T) {
 	}
 	if len(refused) != 2 {
 		t.Fatalf("refusals %v", refused)
+	}
+}
+
+// TestForgetSchool: a deleted school's queued findings, device events,
+// durable consumers and device records leave the bus; another school's
+// stay as they were.
+func TestForgetSchool(t *testing.T) {
+	b := startBus(t, Config{Dir: t.TempDir()})
+	ctx := context.Background()
+	if err := b.EnsureEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, t.TempDir())
+	m := &Mirror{KV: kv, Source: st, Logger: testLogger()}
+	school := map[string]string{"dev-n": "north", "dev-d": ""}
+	for id, sc := range school {
+		if err := m.PutRecord(ctx, store.Device{DeviceID: id, School: sc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sc := range []string{"", "north"} {
+		if _, err := NewStorer(ctx, b.JetStream(), st, StorerConfig{School: sc, Records: defaultSchool}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &Publisher{JS: b.JetStream(), SchoolOf: func(id string) (string, error) { return school[id], nil }}
+	events := &EventPublisher{JS: b.JetStream(), SchoolOf: pub.SchoolOf}
+	for k := 0; k < 3; k++ {
+		for id := range school {
+			if _, _, err := pub.CommitFindings(ctx, batch(id, 1+k*5, 5)); err != nil {
+				t.Fatal(err)
+			}
+			if err := events.DeviceEvent(ctx, &vigilv1.DeviceEvent{DeviceId: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := b.ForgetSchool(ctx, "north")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Findings != 3 || got.Events != 3 || got.Records != 1 {
+		t.Fatalf("forgot %+v, want 3 batches, 3 events and 1 record", got)
+	}
+	if n := streamMsgs(t, b); n != 3 {
+		t.Fatalf("the findings stream holds %d messages, want the default school's 3", n)
+	}
+	if _, err := kv.Get(ctx, "dev-n"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("north's device record: %v", err)
+	}
+	if _, err := kv.Get(ctx, "dev-d"); err != nil {
+		t.Fatalf("the default school's device record: %v", err)
+	}
+	if _, err := b.JetStream().Consumer(ctx, StreamName, DurableName("north")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("north's storer consumer: %v", err)
+	}
+	if _, err := b.JetStream().Consumer(ctx, StreamName, DurableName("")); err != nil {
+		t.Fatalf("the default school's storer consumer: %v", err)
+	}
+	// Run again (a retry after a failure): nothing more to remove.
+	if again, err := b.ForgetSchool(ctx, "north"); err != nil || again != (SchoolForgotten{}) {
+		t.Fatalf("second run: %+v %v", again, err)
+	}
+	if _, err := b.ForgetSchool(ctx, ""); err == nil {
+		t.Fatal("the default school was forgotten")
 	}
 }

@@ -202,6 +202,11 @@ func (f *FrontStore) LookupDevice(id string) (store.Device, bool, error) {
 	defer cancel()
 	e, err := f.KV.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// Its record removed (the school deleted): forget its school too,
+		// so nothing more of it is published under a school's subjects.
+		f.mu.Lock()
+		delete(f.schools, id)
+		f.mu.Unlock()
 		return store.Device{}, false, nil
 	}
 	if err != nil {
@@ -299,6 +304,12 @@ func WatchRevocations(ctx context.Context, kv jetstream.KeyValue, onRevoked func
 		}
 		for e := range w.Updates() {
 			if e == nil {
+				continue
+			}
+			if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
+				// The record removed (its school deleted, ForgetSchool):
+				// like a revocation, its stream ends and is not admitted again.
+				onRevoked(e.Key())
 				continue
 			}
 			var r vigilv1.DeviceRecord

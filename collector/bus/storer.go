@@ -220,14 +220,15 @@ func (s *Storer) refuse(m jetstream.Msg, why string, err error) {
 // EachSchool calls run(ctx, school) in its own goroutine once for every
 // school that schools lists: at once, and again every interval (default
 // 5s) for schools added since, so a school added while the collector runs
-// gets its storer within that time. It returns when ctx ends and every run
+// gets its storer within that time. A school no longer listed (deleted)
+// has its run's context cancelled. It returns when ctx ends and every run
 // has returned. A failed listing is logged and retried at the next tick.
 func EachSchool(ctx context.Context, schools func() ([]string, error), interval time.Duration,
 	run func(ctx context.Context, school string), log *slog.Logger) {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
-	started := map[string]bool{}
+	running := map[string]context.CancelFunc{}
 	var wg sync.WaitGroup
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -235,17 +236,28 @@ func EachSchool(ctx context.Context, schools func() ([]string, error), interval 
 		ids, err := schools()
 		if err != nil {
 			log.Warn("bus: list schools failed; retrying", "err", err)
-		}
-		for _, id := range ids {
-			if id == "" {
-				id = DefaultSchool
+		} else {
+			listed := map[string]bool{}
+			for _, id := range ids {
+				if id == "" {
+					id = DefaultSchool
+				}
+				listed[id] = true
+				if running[id] != nil {
+					continue
+				}
+				sctx, cancel := context.WithCancel(ctx)
+				running[id] = cancel
+				wg.Add(1)
+				go func() { defer wg.Done(); run(sctx, id) }()
 			}
-			if started[id] {
-				continue
+			for id, cancel := range running {
+				if !listed[id] {
+					log.Info("bus: school no longer listed; its consumers stop", "school", id)
+					cancel()
+					delete(running, id)
+				}
 			}
-			started[id] = true
-			wg.Add(1)
-			go func() { defer wg.Done(); run(ctx, id) }()
 		}
 		select {
 		case <-ctx.Done():

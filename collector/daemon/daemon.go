@@ -451,6 +451,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades},
 		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
+	if c.bus != nil { // a nil *Bus in the interface would be called
+		adm.Bus = c.bus
+	}
 	if cfg.SMTP != "" {
 		from := cfg.SMTPFrom
 		if from == "" {
@@ -740,20 +743,6 @@ func (c *collector) storerConfig(school string) bus.StorerConfig {
 // device events) until ctx ends. A consumer that cannot be created yet (a
 // cluster without a quorum) is retried.
 func (c *collector) runSchoolBus(ctx context.Context, school string) {
-	st := c.storers[school] // read-only after startBus
-	for st == nil {
-		var err error
-		if st, err = bus.NewStorer(ctx, c.bus.JetStream(), c.st, c.storerConfig(school)); err != nil {
-			c.log.Warn("jetstream storer of a new school not started; retrying", "school", school, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-		} else {
-			c.log.Info("jetstream storer started", "school", school, "durable", bus.DurableName(school))
-		}
-	}
 	var wg sync.WaitGroup
 	if c.mirror != nil {
 		wg.Add(1)
@@ -773,9 +762,25 @@ func (c *collector) runSchoolBus(ctx context.Context, school string) {
 			}
 		}()
 	}
+	// The storer made at start is used first; one that ended with an
+	// error (its consumer deleted, a cluster without quorum) is made anew.
+	st := c.storers[school] // read-only after startBus
 	for ctx.Err() == nil {
+		if st == nil {
+			var err error
+			if st, err = bus.NewStorer(ctx, c.bus.JetStream(), c.st, c.storerConfig(school)); err != nil {
+				c.log.Warn("jetstream storer not started; retrying", "school", school, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+				continue
+			}
+			c.log.Info("jetstream storer started", "school", school, "durable", bus.DurableName(school))
+		}
 		if err := st.Run(ctx); err != nil && ctx.Err() == nil {
 			c.log.Error("jetstream storer ended; restarting", "school", school, "err", err)
+			st = nil
 			select {
 			case <-ctx.Done():
 			case <-time.After(5 * time.Second):
