@@ -21,6 +21,15 @@ type SchoolStore interface {
 	FindSchool(idOrName string) (store.School, error)
 	DeviceSchool(id string) (string, bool)
 	DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (store.SchoolDeletion, error)
+	SetSchoolRetention(id string, r store.Retention) (store.School, error)
+}
+
+// SchoolRetentionRequest is the body of POST /v1/schools/{school}/retention:
+// the school's own retention by category (store.Retention; empty: the
+// installation's again), and why.
+type SchoolRetentionRequest struct {
+	Retention store.Retention `json:"retention"`
+	Reason    string          `json:"reason"`
 }
 
 // SchoolBus is the NATS side of a school's deletion (*bus.Bus).
@@ -54,6 +63,55 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/schools", s.listSchools)
 	mux.HandleFunc("GET /v1/schools/{school}/export", s.exportSchool)
 	mux.HandleFunc("POST /v1/schools/{school}/delete", s.deleteSchool)
+	mux.HandleFunc("POST /v1/schools/{school}/retention", s.schoolRetention)
+}
+
+// schoolRetention sets how long a school keeps its devices' findings. The
+// change is written to the access log before it is made.
+func (s *Server) schoolRetention(w http.ResponseWriter, r *http.Request) {
+	var req SchoolRetentionRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode retention request: %v", err)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a retention change needs a reason (recorded)")
+		return
+	}
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if err != nil {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if sc.ID == store.DefaultSchool {
+		httpError(w, http.StatusBadRequest, "the default school keeps findings as the installation does: set serve --retention")
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	detail := "school " + sc.ID + " retention " + req.Retention.String()
+	if len(req.Retention) == 0 {
+		detail = "school " + sc.ID + " retention: the installation's"
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "school-retention", Reason: req.Reason, Detail: detail}); err != nil {
+		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
+		return
+	}
+	sc, err = s.Store.SetSchoolRetention(sc.ID, req.Retention)
+	switch {
+	case errors.Is(err, store.ErrBadSchool):
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	case errors.Is(err, store.ErrNotFound):
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	writeJSON(w, sc)
 }
 
 // deleteSchool removes a school that leaves the trust and everything it

@@ -52,6 +52,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   school list    --data DIR [--json]          (the default school holds everything that names no school)
   school export  --data DIR --school NAME --out FILE   (everything the school owns, JSON Lines; in the access log)
   school delete  --data DIR --school NAME --confirm ID --reason TEXT   (a school leaving the trust: everything it owns removed, nothing else touched)
+  school retention --data DIR --school NAME (--retention cat=30d,default=365d | --clear) --reason TEXT   (the school's own retention of its findings)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
@@ -199,6 +200,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = schoolExport(args[1:], stdout)
 	case "school delete":
 		err = schoolDelete(args[1:], stdout)
+	case "school retention":
+		err = schoolRetention(args[1:], stdout)
 	case "user grant":
 		err = userGrant(args[1:], stdout, true)
 	case "user ungrant":

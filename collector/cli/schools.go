@@ -64,13 +64,17 @@ func schoolList(args []string, stdout io.Writer) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDED")
+	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION")
 	for _, sc := range all {
 		added := "-"
 		if !sc.CreatedAt.IsZero() {
 			added = sc.CreatedAt.Format("2006-01-02")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", sc.ID, sc.Name, added)
+		ret := "the installation's"
+		if len(sc.Retention) > 0 {
+			ret = sc.Retention.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret)
 	}
 	return tw.Flush()
 }
@@ -191,5 +195,53 @@ func schoolDelete(args []string, stdout io.Writer) error {
 	}
 	sort.Strings(kinds)
 	fmt.Fprintf(stdout, "deleted school %s: %d devices, %d records (%s), %d grants taken back; in the access log\n", rep.School, rep.Devices, total, strings.Join(kinds, ", "), rep.Grants)
+	return nil
+}
+
+// schoolRetention sets how long a school keeps its devices' findings,
+// through the running collector (store.SetSchoolRetention).
+func schoolRetention(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school retention")
+	school := fs.String("school", "", "the school (ID or name)")
+	spec := fs.String("retention", "", `the school's retention per finding category, e.g. "default=365d,selftest=30d" (0 keeps forever; "default" for the categories not named, else the installation's applies to them)`)
+	clear := fs.Bool("clear", false, "the installation's retention (serve --retention) again")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *reason == "" || (*spec == "") == !*clear {
+		return errors.New("--school, --reason and one of --retention SPEC or --clear are required")
+	}
+	ret := store.Retention{}
+	for _, part := range strings.Split(*spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--retention: %q is not category=duration", part)
+		}
+		d, err := parseDays(v)
+		if err != nil {
+			return fmt.Errorf("--retention %s: %w", k, err)
+		}
+		ret[k] = d
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(*school)+"/retention",
+		admin.SchoolRetentionRequest{Retention: ret, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var sc store.School
+	if err := json.NewDecoder(body).Decode(&sc); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if len(sc.Retention) == 0 {
+		fmt.Fprintf(stdout, "school %s keeps findings as the installation does (serve --retention)\n", sc.ID)
+	} else {
+		fmt.Fprintf(stdout, "school %s keeps findings %s (findings stored from now on); in the access log\n", sc.ID, sc.Retention.String())
+	}
 	return nil
 }

@@ -86,6 +86,27 @@ func TestSchoolCommands(t *testing.T) {
 		t.Errorf("token list does not show the school:\n%s", out)
 	}
 
+	// school retention: a school's own, in the list and the access log;
+	// the default school's is the installation's.
+	if _, stderr, code := run("school", "retention", "--school", "default", "--retention", "default=30d", "--reason", "x"); code == 0 || !strings.Contains(stderr, "serve --retention") {
+		t.Errorf("retention of the default school: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "retention", "--school", "Oak Primary", "--retention", "selftest=seven", "--reason", "x"); code == 0 || !strings.Contains(stderr, "selftest") {
+		t.Errorf("a bad retention: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "retention", "--school", "Oak Primary", "--retention", "default=30d"); code == 0 || !strings.Contains(stderr, "--reason") {
+		t.Errorf("a retention without a reason: exit %d %s", code, stderr)
+	}
+	if out, stderr, code := run("school", "retention", "--school", "Oak Primary", "--retention", "default=365d,selftest=30d", "--reason", "the academy's records policy"); code != 0 || !strings.Contains(out, "default=365d,selftest=30d") {
+		t.Fatalf("school retention: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("school", "list"); !strings.Contains(out, "default=365d,selftest=30d") || !strings.Contains(out, "the installation's") {
+		t.Errorf("school list does not show the retention:\n%s", out)
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "school-retention" || entries[len(entries)-1].Reason != "the academy's records policy" {
+		t.Errorf("the retention change is not in the access log: %+v", entries[len(entries)-1])
+	}
+
 	// findings list --school: a device of each school.
 	if err := st.PutDevice(store.Device{DeviceID: "dev-default", EnrolledAt: time.Now()}); err != nil {
 		t.Fatal(err)

@@ -787,7 +787,7 @@ func (s *Store) Import(findings []*vigilv1.Finding, states map[AlertRef]AlertSta
 		if err != nil {
 			return fmt.Errorf("store: import: encode finding %s/%d: %w", f.DeviceId, f.Seq, err)
 		}
-		exp := expiryOf(s.retention(f.Category))
+		exp := expiryOf(s.retentionOf(f.DeviceId, f.Category))
 		es := []*badger.Entry{badger.NewEntry(findingKey(f.DeviceId, f.Seq), v), badger.NewEntry(timeKey(f), nil)}
 		if IsAlert(f) {
 			st, ok := states[AlertRef{f.DeviceId, f.Seq}]

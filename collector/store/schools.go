@@ -31,6 +31,9 @@ type School struct {
 	// DeletingAt is set when a deletion starts (DeleteSchool): the school
 	// is then no longer listed or found, so nothing new lands in it.
 	DeletingAt time.Time `json:"deleting_at,omitzero"`
+	// Retention, when set, is the school's own retention of its devices'
+	// findings (SetSchoolRetention); otherwise the installation's applies.
+	Retention Retention `json:"retention,omitempty"`
 }
 
 // ErrBadSchool: a school ID or name that cannot be used.
@@ -109,6 +112,15 @@ func (s *Store) AddSchool(sc School) (School, error) {
 	if err != nil {
 		return School{}, fmt.Errorf("store: add school %s: %w", sc.ID, err)
 	}
+	// A school added again after a deletion starts with its own retention
+	// (usually none), not the one it had.
+	s.retMu.Lock()
+	if len(sc.Retention) > 0 {
+		s.schoolRet[sc.ID] = sc.Retention
+	} else {
+		delete(s.schoolRet, sc.ID)
+	}
+	s.retMu.Unlock()
 	return sc, nil
 }
 

@@ -107,6 +107,11 @@ type Store struct {
 
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
+
+	// schoolRet is each school's own retention (School.Retention), read on
+	// every finding written; guarded by retMu (schoolretention.go).
+	retMu     sync.RWMutex
+	schoolRet map[string]Retention
 	dirty   map[string]uint64  // device -> generation of its last change
 
 	accessSeq atomic.Uint32
@@ -239,6 +244,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.checkDisk()
 	}
 	if err := s.loadDevices(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadSchoolRetention(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -488,7 +497,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 // stored is a no-op, one with other content is refused (returned), and the
 // finding is stored without it.
 func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, blobs []*vigilv1.EvidenceBlob) ([]EvidenceConflict, error) {
-	ttl := s.retention(f.Category)
+	ttl := s.retentionOf(f.DeviceId, f.Category)
 	withTTL := func(e *badger.Entry) *badger.Entry {
 		if ttl > 0 {
 			return e.WithTTL(ttl)

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Retention is how long findings are kept, by finding category, with the
+// key RetentionDefault for every other category; 0 keeps forever.
+type Retention map[string]time.Duration
+
+// RetentionDefault is the Retention key for the categories not named.
+const RetentionDefault = "default"
+
+// String is the --retention form: "default=400d,selftest=30d".
+func (r Retention) String() string {
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		d := r[k]
+		if d%(24*time.Hour) == 0 {
+			parts[i] = fmt.Sprintf("%s=%dd", k, d/(24*time.Hour))
+		} else {
+			parts[i] = k + "=" + d.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// loadSchoolRetention fills the cache read by retentionOf.
+func (s *Store) loadSchoolRetention() error {
+	all, err := s.Schools()
+	if err != nil {
+		return err
+	}
+	m := map[string]Retention{}
+	for _, sc := range all {
+		if len(sc.Retention) > 0 {
+			m[sc.ID] = sc.Retention
+		}
+	}
+	s.retMu.Lock()
+	s.schoolRet = m
+	s.retMu.Unlock()
+	return nil
+}
+
+// retentionOf is the time-to-live of a new finding of device in category:
+// the device's school's own retention where the school set one (a
+// category it names, else its default), else the installation's.
+func (s *Store) retentionOf(device, category string) time.Duration {
+	if school, ok := s.DeviceSchool(device); ok {
+		s.retMu.RLock()
+		r := s.schoolRet[school]
+		s.retMu.RUnlock()
+		if d, ok := r[category]; ok {
+			return d
+		}
+		if d, ok := r[RetentionDefault]; ok {
+			return d
+		}
+	}
+	return s.retention(category)
+}
+
+// SetSchoolRetention sets a school's own retention (nil or empty: the
+// installation's again). It applies to findings stored from now on: a
+// finding's expiry is fixed when it is written. The default school's
+// retention is the installation's (--retention).
+func (s *Store) SetSchoolRetention(id string, r Retention) (School, error) {
+	if id == "" || id == DefaultSchool {
+		return School{}, fmt.Errorf("%w: the default school keeps findings as the installation does (serve --retention)", ErrBadSchool)
+	}
+	for k, d := range r {
+		if k == "" || len(k) > 64 || d < 0 {
+			return School{}, fmt.Errorf("%w: retention %q=%s: a category and a duration of 0 (forever) or more", ErrBadSchool, k, d)
+		}
+	}
+	if len(r) == 0 {
+		r = nil
+	}
+	var sc School
+	err := s.retryUpdate(func(txn *badger.Txn) error {
+		it, err := txn.Get([]byte(pfxSchool + id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: no school %q", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := it.Value(func(v []byte) error { return json.Unmarshal(v, &sc) }); err != nil {
+			return err
+		}
+		if !sc.DeletingAt.IsZero() {
+			return fmt.Errorf("%w: no school %q", ErrNotFound, id)
+		}
+		sc.Retention = r
+		v, _ := json.Marshal(sc)
+		return txn.Set([]byte(pfxSchool+id), v)
+	})
+	if err != nil {
+		return School{}, fmt.Errorf("store: set retention of school %s: %w", id, err)
+	}
+	s.retMu.Lock()
+	if r == nil {
+		delete(s.schoolRet, id)
+	} else {
+		s.schoolRet[id] = r
+	}
+	s.retMu.Unlock()
+	return sc, nil
+}
