@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/bus"
+	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
@@ -22,6 +23,16 @@ type SchoolStore interface {
 	DeviceSchool(id string) (string, bool)
 	DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (store.SchoolDeletion, error)
 	SetSchoolRetention(id string, r store.Retention) (store.School, error)
+	SetSchoolHours(id, hours, timezone string) (store.School, error)
+}
+
+// SchoolHoursRequest is the body of POST /v1/schools/{school}/hours: the
+// school's own working hours ("mon-fri 08:30-15:30") and time zone (both
+// empty: the installation's again), and why.
+type SchoolHoursRequest struct {
+	WorkingHours string `json:"working_hours"`
+	Timezone     string `json:"timezone"`
+	Reason       string `json:"reason"`
 }
 
 // SchoolRetentionRequest is the body of POST /v1/schools/{school}/retention:
@@ -64,6 +75,73 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/schools/{school}/export", s.exportSchool)
 	mux.HandleFunc("POST /v1/schools/{school}/delete", s.deleteSchool)
 	mux.HandleFunc("POST /v1/schools/{school}/retention", s.schoolRetention)
+	mux.HandleFunc("POST /v1/schools/{school}/hours", s.schoolHours)
+}
+
+// schoolHours sets the working hours a school's absent devices and
+// out-of-hours alerts are judged by. Checked as serve checks
+// --working-hours and --timezone; written to the access log first.
+func (s *Server) schoolHours(w http.ResponseWriter, r *http.Request) {
+	var req SchoolHoursRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode working hours request: %v", err)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a change of working hours needs a reason (recorded)")
+		return
+	}
+	if req.WorkingHours != "" {
+		if req.Timezone == "" {
+			httpError(w, http.StatusBadRequest, "working hours need the school's time zone (--timezone Europe/London)")
+			return
+		}
+		loc, err := time.LoadLocation(req.Timezone)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "time zone %q: %v", req.Timezone, err)
+			return
+		}
+		if _, err := notify.ParseSchedule(req.WorkingHours, loc); err != nil {
+			httpError(w, http.StatusBadRequest, "working hours: %v", err)
+			return
+		}
+	} else {
+		req.Timezone = ""
+	}
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if err != nil {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if sc.ID == store.DefaultSchool {
+		httpError(w, http.StatusBadRequest, "the default school works the installation's hours: set serve --working-hours")
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	detail := "school " + sc.ID + " working hours " + req.WorkingHours + " (" + req.Timezone + ")"
+	if req.WorkingHours == "" {
+		detail = "school " + sc.ID + " working hours: the installation's"
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "school-hours", Reason: req.Reason, Detail: detail}); err != nil {
+		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
+		return
+	}
+	sc, err = s.Store.SetSchoolHours(sc.ID, req.WorkingHours, req.Timezone)
+	switch {
+	case errors.Is(err, store.ErrBadSchool):
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	case errors.Is(err, store.ErrNotFound):
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	writeJSON(w, sc)
 }
 
 // schoolRetention sets how long a school keeps its devices' findings. The

@@ -64,7 +64,7 @@ func schoolList(args []string, stdout io.Writer) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION")
+	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION\tWORKING HOURS")
 	for _, sc := range all {
 		added := "-"
 		if !sc.CreatedAt.IsZero() {
@@ -74,7 +74,11 @@ func schoolList(args []string, stdout io.Writer) error {
 		if len(sc.Retention) > 0 {
 			ret = sc.Retention.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret)
+		hours := "the installation's"
+		if sc.WorkingHours != "" {
+			hours = sc.WorkingHours + " (" + sc.Timezone + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret, hours)
 	}
 	return tw.Flush()
 }
@@ -242,6 +246,39 @@ func schoolRetention(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "school %s keeps findings as the installation does (serve --retention)\n", sc.ID)
 	} else {
 		fmt.Fprintf(stdout, "school %s keeps findings %s (findings stored from now on); in the access log\n", sc.ID, sc.Retention.String())
+	}
+	return nil
+}
+
+// schoolHours sets a school's own working hours, through the running
+// collector: its absent devices and out-of-hours alerts are judged by them.
+func schoolHours(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school hours")
+	school := fs.String("school", "", "the school (ID or name)")
+	hours := fs.String("working-hours", "", `the school's hours, e.g. "mon-thu 08:30-15:30, fri 08:30-14:00"`)
+	tz := fs.String("timezone", "Europe/London", "the school's time zone")
+	clear := fs.Bool("clear", false, "the installation's hours (serve --working-hours) again")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *reason == "" || (*hours == "") == !*clear {
+		return errors.New("--school, --reason and one of --working-hours HOURS or --clear are required")
+	}
+	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(*school)+"/hours",
+		admin.SchoolHoursRequest{WorkingHours: *hours, Timezone: *tz, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var sc store.School
+	if err := json.NewDecoder(body).Decode(&sc); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if sc.WorkingHours == "" {
+		fmt.Fprintf(stdout, "school %s works the installation's hours (serve --working-hours)\n", sc.ID)
+	} else {
+		fmt.Fprintf(stdout, "school %s works %s (%s); in the access log\n", sc.ID, sc.WorkingHours, sc.Timezone)
 	}
 	return nil
 }

@@ -107,6 +107,26 @@ func TestSchoolCommands(t *testing.T) {
 		t.Errorf("the retention change is not in the access log: %+v", entries[len(entries)-1])
 	}
 
+	// school hours: checked as serve checks --working-hours.
+	if _, stderr, code := run("school", "hours", "--school", "Oak Primary", "--working-hours", "sometimes", "--reason", "x"); code == 0 || !strings.Contains(stderr, "working hours") {
+		t.Errorf("bad working hours: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "hours", "--school", "Oak Primary", "--working-hours", "mon-fri 08:30-15:00", "--timezone", "Mars/Olympus", "--reason", "x"); code == 0 || !strings.Contains(stderr, "Mars/Olympus") {
+		t.Errorf("bad time zone: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "hours", "--school", "default", "--working-hours", "mon-fri 08:30-15:00", "--reason", "x"); code == 0 || !strings.Contains(stderr, "serve --working-hours") {
+		t.Errorf("hours of the default school: exit %d %s", code, stderr)
+	}
+	if out, stderr, code := run("school", "hours", "--school", "Oak Primary", "--working-hours", "mon-fri 08:30-15:00", "--reason", "a primary's day"); code != 0 || !strings.Contains(out, "mon-fri 08:30-15:00 (Europe/London)") {
+		t.Fatalf("school hours: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("school", "list"); !strings.Contains(out, "mon-fri 08:30-15:00 (Europe/London)") {
+		t.Errorf("school list does not show the hours:\n%s", out)
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "school-hours" {
+		t.Errorf("the hours change is not in the access log: %+v", entries[len(entries)-1])
+	}
+
 	// findings list --school: a device of each school.
 	if err := st.PutDevice(store.Device{DeviceID: "dev-default", EnrolledAt: time.Now()}); err != nil {
 		t.Fatal(err)

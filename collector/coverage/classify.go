@@ -53,6 +53,9 @@ type Schedule struct {
 	// Hours, when set, are the school's working hours; outside them no
 	// device is expected.
 	Hours Hours
+	// HoursFor, when set, answers a school's own working hours (nil: it
+	// has none, and Hours applies): a trust's schools keep their own days.
+	HoursFor func(school string) Hours
 	// Heartbeat is the agents' heartbeat interval; Grace (default three
 	// heartbeats) is how long a device may go unheard before it is silent.
 	Heartbeat time.Duration
@@ -102,6 +105,11 @@ type Judgement struct {
 // Classify judges one device at now. It reads only its arguments.
 func Classify(d store.Device, now time.Time, sch Schedule) Judgement {
 	sch = sch.withDefaults()
+	if sch.HoursFor != nil {
+		if h := sch.HoursFor(store.SchoolOf(d.School)); h != nil {
+			sch.Hours = h
+		}
+	}
 	p := d.Presence
 	j := Judgement{DeviceID: d.DeviceID, Hostname: d.Hostname, Group: d.Group, LastSeen: d.LastSeen}
 	j.Expected = expected(p, now, sch)

@@ -80,3 +80,36 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyBySchoolHours: a school with its own hours (a primary that
+// closes at 15:00) has a device that went quiet at 15:30 judged dormant,
+// while the same silence in a school on the installation's hours (to
+// 17:00) is an alarm.
+func TestClassifyBySchoolHours(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installation, err := notify.ParseSchedule("mon-fri 08:00-17:00", london)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary, err := notify.ParseSchedule("mon-fri 08:30-15:00", london)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch := Schedule{Hours: installation, Heartbeat: 30 * time.Second, HoursFor: func(school string) Hours {
+		if school == "oak-primary" {
+			return primary
+		}
+		return nil
+	}}
+	quiet := time.Date(2026, 12, 2, 15, 30, 0, 0, london) // a Wednesday
+	now := quiet.Add(20 * time.Minute)
+	for school, want := range map[string]State{"oak-primary": Dormant, "": Silent, "elm-high": Silent} {
+		d := store.Device{DeviceID: "D-" + school, School: school, LastSeen: quiet}
+		if j := Classify(d, now, sch); j.State != want {
+			t.Errorf("school %q: %s (%s), want %s", school, j.State, j.Why, want)
+		}
+	}
+}

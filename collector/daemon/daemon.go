@@ -289,6 +289,10 @@ type collector struct {
 	url   string
 	exclC chan struct{}
 
+	// schoolHours: each school's own working hours (coverage judging, the
+	// out-of-hours chain).
+	schoolHours *schoolHours
+
 	// storers drain the findings stream into st, one per school (jetstream
 	// ingest only): those of the schools there at start are made by
 	// startBus, a school added later gets one from runSchoolBus.
@@ -401,7 +405,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected, Remote: c.remote})
 	c.audits.Agents = c.srv
-	sch := coverageSchedule(cfg, c.set.hours)
+	c.schoolHours = newSchoolHours(st, log)
+	sch := coverageSchedule(cfg, c.set.hours, c.schoolHours)
 	checks := &fleetcheck.Service{Store: st, Agents: c.srv, Logger: log, Absence: func(d store.Device, now time.Time) string {
 		j := coverage.Classify(d, now, sch)
 		return string(j.State) + ": " + j.Why
@@ -461,9 +466,9 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		}
 		c.mail = notify.New(notify.Config{Store: st, Routing: c.cons, Schools: &tenancy.Policy{Dir: st}, Logger: log,
 			SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev, EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url,
-			WorkingHours: c.set.hours, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
+			WorkingHours: c.set.hours, HoursOf: c.schoolHours.ofDevice, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
 	}
-	c.cov = newCoverageWatcher(cfg, st, c.mail, c.set.hours, log)
+	c.cov = newCoverageWatcher(cfg, st, c.mail, c.set.hours, c.schoolHours, log)
 	c.cons.SetCoverage(c.cov)
 	amux := http.NewServeMux()
 	amux.Handle("/v1/coverage", c.cov.Handler())

@@ -67,6 +67,10 @@ type Config struct {
 	// working hours, report e-mails go out only within them.
 	WorkingHours *Schedule
 	OutOfHours   []string
+	// HoursOf, when set, answers the working hours of the school of the
+	// device an alert is about, when that school set its own (nil: it did
+	// not, and WorkingHours applies).
+	HoursOf func(deviceID string) *Schedule
 	// OnFailure, if set, is told of each e-mail not sent ("send") and each
 	// one nobody could be sent ("no_recipient"), for /metrics.
 	OnFailure func(reason string)
@@ -140,8 +144,14 @@ func New(cfg Config) *Notifier {
 // is the route itself.
 const routeOutOfHours = "out_of_hours:"
 
-func (cfg *Config) outOfHours(t time.Time) bool {
-	return cfg.WorkingHours != nil && len(cfg.OutOfHours) > 0 && !cfg.WorkingHours.Working(t)
+func (cfg *Config) outOfHours(t time.Time, device string) bool {
+	hours := cfg.WorkingHours
+	if cfg.HoursOf != nil {
+		if h := cfg.HoursOf(device); h != nil {
+			hours = h
+		}
+	}
+	return hours != nil && len(cfg.OutOfHours) > 0 && !hours.Working(t)
 }
 
 // ParseSeverity reads a severity name (as in rule files, any case).
@@ -259,7 +269,7 @@ func (s *Notifier) notifyNew(ctx context.Context, k alertKey) {
 		return
 	}
 	route := s.routing.RouteOf(a.Finding)
-	if s.cfg.outOfHours(s.now()) && s.sendOutOfHours(a, route) {
+	if s.cfg.outOfHours(s.now(), a.Finding.GetDeviceId()) && s.sendOutOfHours(a, route) {
 		return
 	}
 	s.sendChain(a, route, 0, false)

@@ -166,3 +166,33 @@ func TestOutOfHoursChain(t *testing.T) {
 		}
 	}
 }
+
+// TestOutOfHoursBySchool: an alert is out of hours by the hours of its
+// device's school when that school set its own, else the installation's.
+func TestOutOfHoursBySchool(t *testing.T) {
+	installation, err := ParseSchedule("mon-fri 08:00-17:00", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary, err := ParseSchedule("mon-fri 08:30-15:00", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{WorkingHours: installation, OutOfHours: []string{"oncall"}, HoursOf: func(device string) *Schedule {
+		if device == "d-oak" {
+			return primary
+		}
+		return nil
+	}}
+	at := time.Date(2026, 12, 2, 16, 0, 0, 0, time.UTC) // Wednesday 16:00
+	if !cfg.outOfHours(at, "d-oak") {
+		t.Error("16:00 is in hours for a school that closes at 15:00")
+	}
+	if cfg.outOfHours(at, "d-elm") {
+		t.Error("16:00 is out of hours for a school on the installation's hours")
+	}
+	cfg.OutOfHours = nil
+	if cfg.outOfHours(at, "d-oak") {
+		t.Error("out of hours with nobody on call")
+	}
+}

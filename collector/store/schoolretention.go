@@ -89,8 +89,42 @@ func (s *Store) SetSchoolRetention(id string, r Retention) (School, error) {
 	if len(r) == 0 {
 		r = nil
 	}
+	sc, err := s.updateSchool(id, func(sc *School) { sc.Retention = r })
+	if err != nil {
+		return School{}, fmt.Errorf("store: set retention of school %s: %w", id, err)
+	}
+	s.retMu.Lock()
+	if r == nil {
+		delete(s.schoolRet, id)
+	} else {
+		s.schoolRet[id] = r
+	}
+	s.retMu.Unlock()
+	return sc, nil
+}
+
+// SetSchoolHours sets a school's own working hours and time zone ("" for
+// both: the installation's again). The caller has checked them
+// (notify.ParseSchedule, time.LoadLocation).
+func (s *Store) SetSchoolHours(id, hours, timezone string) (School, error) {
+	if id == "" || id == DefaultSchool {
+		return School{}, fmt.Errorf("%w: the default school works the installation's hours (serve --working-hours)", ErrBadSchool)
+	}
+	if len(hours) > 500 || len(timezone) > 100 || (hours == "") != (timezone == "") {
+		return School{}, fmt.Errorf("%w: working hours and a time zone are set together", ErrBadSchool)
+	}
+	sc, err := s.updateSchool(id, func(sc *School) { sc.WorkingHours, sc.Timezone = hours, timezone })
+	if err != nil {
+		return School{}, fmt.Errorf("store: set working hours of school %s: %w", id, err)
+	}
+	return sc, nil
+}
+
+// updateSchool changes one school's record in a transaction.
+func (s *Store) updateSchool(id string, change func(*School)) (School, error) {
 	var sc School
 	err := s.retryUpdate(func(txn *badger.Txn) error {
+		sc = School{}
 		it, err := txn.Get([]byte(pfxSchool + id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: no school %q", ErrNotFound, id)
@@ -104,19 +138,9 @@ func (s *Store) SetSchoolRetention(id string, r Retention) (School, error) {
 		if !sc.DeletingAt.IsZero() {
 			return fmt.Errorf("%w: no school %q", ErrNotFound, id)
 		}
-		sc.Retention = r
+		change(&sc)
 		v, _ := json.Marshal(sc)
 		return txn.Set([]byte(pfxSchool+id), v)
 	})
-	if err != nil {
-		return School{}, fmt.Errorf("store: set retention of school %s: %w", id, err)
-	}
-	s.retMu.Lock()
-	if r == nil {
-		delete(s.schoolRet, id)
-	} else {
-		s.schoolRet[id] = r
-	}
-	s.retMu.Unlock()
-	return sc, nil
+	return sc, err
 }

@@ -34,6 +34,11 @@ type School struct {
 	// Retention, when set, is the school's own retention of its devices'
 	// findings (SetSchoolRetention); otherwise the installation's applies.
 	Retention Retention `json:"retention,omitempty"`
+	// WorkingHours and Timezone, when set, are the school's own hours
+	// (notify.ParseSchedule form) for judging absent devices and the
+	// out-of-hours chain; otherwise the installation's apply.
+	WorkingHours string `json:"working_hours,omitempty"`
+	Timezone     string `json:"timezone,omitempty"`
 }
 
 // ErrBadSchool: a school ID or name that cannot be used.
