@@ -112,7 +112,7 @@ type Store struct {
 	// every finding written; guarded by retMu (schoolretention.go).
 	retMu     sync.RWMutex
 	schoolRet map[string]Retention
-	dirty   map[string]uint64  // device -> generation of its last change
+	dirty     map[string]uint64 // device -> generation of its last change
 
 	accessSeq atomic.Uint32
 	auditMu   sync.Mutex // one audit chain append at a time (audit.go)
