@@ -108,11 +108,12 @@ type Store struct {
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
 
+	dirty   map[string]uint64  // device -> generation of its last change
+
 	// schoolRet is each school's own retention (School.Retention), read on
 	// every finding written; guarded by retMu (schoolretention.go).
 	retMu     sync.RWMutex
 	schoolRet map[string]Retention
-	dirty     map[string]uint64 // device -> generation of its last change
 
 	accessSeq atomic.Uint32
 	auditMu   sync.Mutex // one audit chain append at a time (audit.go)
