@@ -107,7 +107,6 @@ type Store struct {
 
 	devMu   sync.Mutex
 	devices map[string]*Device // cache of all device records
-
 	dirty   map[string]uint64  // device -> generation of its last change
 
 	// schoolRet is each school's own retention (School.Retention), read on
