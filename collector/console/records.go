@@ -35,9 +35,18 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.internal(w, "read access log", err)
 		return
 	}
-	if entries == nil {
-		entries = []store.AccessEntry{}
+	sees, err := s.tenancyPolicy().ReadsAccessLog(&v.User)
+	if err != nil {
+		s.internal(w, "read schools", err)
+		return
 	}
+	visible := make([]store.AccessEntry, 0, len(entries))
+	for _, e := range entries {
+		if sees(e) {
+			visible = append(visible, e)
+		}
+	}
+	entries = visible
 	// Newest first.
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Time.After(entries[j].Time) })
 	writeJSON(w, http.StatusOK, entries)

@@ -184,6 +184,7 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"GET /api/v1/reports/governors.pdf":   "/api/v1/reports/governors.pdf",
 		"GET /api/v1/audits":                  "/api/v1/audits",
 		"GET /api/v1/inventory":               "/api/v1/inventory",
+		"GET /api/v1/access-log":              "/api/v1/access-log",
 	}
 
 	if len(e.srv.patterns) < 40 {
@@ -320,6 +321,23 @@ func TestTenantIsolationMatrix(t *testing.T) {
 
 	// What a school account does see of its own school (so the matrix is
 	// not green for a console that shows nobody anything).
+	var logEntries []store.AccessEntry
+	if code := login("oakhead").getJSON("/api/v1/access-log", &logEntries); code != 200 || len(logEntries) == 0 {
+		t.Errorf("oak's headteacher reads no access-log entry about their school: %d %+v", code, logEntries)
+	}
+	for _, en := range logEntries {
+		dev := en.DeviceID
+		if dev == "" {
+			dev, _, _ = parseAlertID(en.AlertID)
+		}
+		if dev != oakDevice {
+			t.Errorf("oak's headteacher reads an access-log entry about %q: %+v", dev, en)
+		}
+	}
+	var all []store.AccessEntry
+	if code := login("admin").getJSON("/api/v1/access-log", &all); code != 200 || len(all) <= len(logEntries) {
+		t.Errorf("the admin reads %d access-log entries, oak's headteacher %d", len(all), len(logEntries))
+	}
 	var list struct {
 		Alerts []AlertJSON `json:"alerts"`
 	}

@@ -110,6 +110,48 @@ func (p *Policy) DeviceSchool(id string) string {
 	return store.DefaultSchool
 }
 
+// ReadsAccessLog answers the filter of the access log for u: every entry
+// for an installation-wide account and in a trust of one (a single school
+// reads its whole log, as before schools existed), else SeesAccessEntry.
+func (p *Policy) ReadsAccessLog(u *store.User) (func(store.AccessEntry) bool, error) {
+	all := func(store.AccessEntry) bool { return true }
+	if InstallationWide(u) {
+		return all, nil
+	}
+	schools, err := p.Dir.Schools()
+	if err != nil {
+		return nil, err
+	}
+	if len(schools) == 1 {
+		return all, nil
+	}
+	return func(e store.AccessEntry) bool { return p.SeesAccessEntry(u, e) }, nil
+}
+
+// SeesAccessEntry says whether u may read an entry of the access log: an
+// installation-wide account reads every entry; a school account those
+// about a device (named, or by the alert) of a school it sees, whoever
+// acted. Entries about no device (schools, accounts, settings) and about
+// a device that no longer exists (its school deleted: the log is kept,
+// the device is not, and the default school must not inherit it) are the
+// installation's.
+//
+// ReadsAccessLog is the filter an entry point applies to the whole log.
+func (p *Policy) SeesAccessEntry(u *store.User, e store.AccessEntry) bool {
+	if InstallationWide(u) {
+		return true
+	}
+	device := e.DeviceID
+	if device == "" && e.AlertID != "" {
+		device, _, _ = store.ParseAlertID(e.AlertID)
+	}
+	if device == "" {
+		return false
+	}
+	school, ok := p.Dir.DeviceSchool(device)
+	return ok && SeesSchool(u, school)
+}
+
 // SeesDevice says whether u may see device id and what it reported
 // (findings, alerts, evidence, audits).
 func (p *Policy) SeesDevice(u *store.User, id string) bool {
@@ -184,7 +226,10 @@ var routes = map[string]Scope{
 	// Device audits: an audit is of one school and covers its devices
 	// only; collector/audit asks SeesSchool on every read (audit.Reader).
 	// The inventory lists the devices the viewer may see (SeesDevice).
-	"GET /api/v1/inventory":              Scoped,
+	"GET /api/v1/inventory": Scoped,
+	// The access log: a school account reads the entries about its
+	// school's devices (SeesAccessEntry); the rest is the installation's.
+	"GET /api/v1/access-log":             Scoped,
 	"GET /api/v1/audits":                 Scoped,
 	"POST /api/v1/audits":                Scoped,
 	"GET /api/v1/audits/{id}":            Scoped,
@@ -202,7 +247,6 @@ var routes = map[string]Scope{
 	"POST /api/v1/terms":                    Installation,
 	"POST /api/v1/terms/{id}/remove":        Installation,
 	"GET /api/v1/terms/decisions":           Installation,
-	"GET /api/v1/access-log":                Installation,
 	"GET /api/v1/licences":                  Installation,
 	"POST /api/v1/licences":                 Installation,
 	"PUT /api/v1/licences/{id}":             Installation,

@@ -94,3 +94,52 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestSeesAccessEntry: a school account reads the access-log entries about
+// its school's devices (named or through the alert), whoever acted; not
+// those about no device, nor about a device that no longer exists (a
+// deleted school's), which the default school must not inherit.
+func TestSeesAccessEntry(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "badger"), store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p := &Policy{Dir: st}
+	// A trust of one reads its whole log, as before schools existed.
+	sees, err := p.ReadsAccessLog(&store.User{Username: "head", Role: auth.RoleHeadteacher})
+	if err != nil || !sees(store.AccessEntry{Action: "add-user", Who: "admin"}) {
+		t.Errorf("a single school's headteacher does not read an entry about no device: %v", err)
+	}
+	if _, err := st.AddSchool(store.School{ID: "oak", Name: "Oak"}); err != nil {
+		t.Fatal(err)
+	}
+	if sees, _ := p.ReadsAccessLog(&store.User{Username: "head", Role: auth.RoleHeadteacher}); sees(store.AccessEntry{Action: "add-user", Who: "admin"}) {
+		t.Error("with two schools a school's headteacher reads an entry about no device")
+	}
+	for _, d := range []store.Device{{DeviceID: "d-ash"}, {DeviceID: "d-oak", School: "oak"}} {
+		if err := st.PutDevice(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ash := &store.User{Username: "ashhead", Role: auth.RoleHeadteacher}
+	oak := &store.User{Username: "oakhead", Role: auth.RoleHeadteacher, School: "oak"}
+	lead := &store.User{Username: "lead", Role: auth.RoleDSL, Granted: []string{"oak"}}
+	admin := &store.User{Username: "admin", Role: auth.RoleAdmin}
+	for _, c := range []struct {
+		e                     store.AccessEntry
+		ash, oak, lead, admin bool
+	}{
+		{store.AccessEntry{DeviceID: "d-oak", Who: "lead"}, false, true, true, true},
+		{store.AccessEntry{AlertID: store.AlertID("d-oak", 3), Who: "oakdsl"}, false, true, true, true},
+		{store.AccessEntry{DeviceID: "d-ash", Who: "ashdsl"}, true, false, true, true},
+		{store.AccessEntry{Action: "add-school", Who: "cli", Detail: "school oak"}, false, false, false, true},
+		{store.AccessEntry{DeviceID: "d-gone", Who: "cli"}, false, false, false, true},
+	} {
+		for u, want := range map[*store.User]bool{ash: c.ash, oak: c.oak, lead: c.lead, admin: c.admin} {
+			if got := p.SeesAccessEntry(u, c.e); got != want {
+				t.Errorf("%s reads %+v: %v, want %v", u.Username, c.e, got, want)
+			}
+		}
+	}
+}
