@@ -108,40 +108,17 @@ func (s *Server) schoolHours(w http.ResponseWriter, r *http.Request) {
 	} else {
 		req.Timezone = ""
 	}
-	sc, err := s.Store.FindSchool(r.PathValue("school"))
-	if err != nil {
-		httpError(w, http.StatusNotFound, "no such school")
-		return
-	}
-	if sc.ID == store.DefaultSchool {
-		httpError(w, http.StatusBadRequest, "the default school works the installation's hours: set serve --working-hours")
-		return
-	}
-	who := whoOf(r)
-	if who == "" {
-		who = "cli"
-	}
-	detail := "school " + sc.ID + " working hours " + req.WorkingHours + " (" + req.Timezone + ")"
-	if req.WorkingHours == "" {
-		detail = "school " + sc.ID + " working hours: the installation's"
-	}
-	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "school-hours", Reason: req.Reason, Detail: detail}); err != nil {
-		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
-		return
-	}
-	sc, err = s.Store.SetSchoolHours(sc.ID, req.WorkingHours, req.Timezone)
-	switch {
-	case errors.Is(err, store.ErrBadSchool):
-		httpError(w, http.StatusBadRequest, "%v", err)
-		return
-	case errors.Is(err, store.ErrNotFound):
-		httpError(w, http.StatusNotFound, "no such school")
-		return
-	case err != nil:
-		httpError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	writeJSON(w, sc)
+	s.changeSchool(w, r, "school-hours", req.Reason,
+		"the default school works the installation's hours: set serve --working-hours",
+		func(id string) string {
+			if req.WorkingHours == "" {
+				return "school " + id + " working hours: the installation's"
+			}
+			return "school " + id + " working hours " + req.WorkingHours + " (" + req.Timezone + ")"
+		},
+		func(id string) (store.School, error) {
+			return s.Store.SetSchoolHours(id, req.WorkingHours, req.Timezone)
+		})
 }
 
 // schoolRetention sets how long a school keeps its devices' findings. The
@@ -156,28 +133,41 @@ func (s *Server) schoolRetention(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "a retention change needs a reason (recorded)")
 		return
 	}
+	s.changeSchool(w, r, "school-retention", req.Reason,
+		"the default school keeps findings as the installation does: set serve --retention",
+		func(id string) string {
+			if len(req.Retention) == 0 {
+				return "school " + id + " retention: the installation's"
+			}
+			return "school " + id + " retention " + req.Retention.String()
+		},
+		func(id string) (store.School, error) { return s.Store.SetSchoolRetention(id, req.Retention) })
+}
+
+// changeSchool is the one path of a change to a school's settings: the
+// school found (not the default, whose settings are serve's flags), the
+// change written to the access log before it is made, then made, and the
+// school's record answered.
+func (s *Server) changeSchool(w http.ResponseWriter, r *http.Request, action, reason, defaultRefusal string,
+	detail func(id string) string, set func(id string) (store.School, error)) {
 	sc, err := s.Store.FindSchool(r.PathValue("school"))
 	if err != nil {
 		httpError(w, http.StatusNotFound, "no such school")
 		return
 	}
 	if sc.ID == store.DefaultSchool {
-		httpError(w, http.StatusBadRequest, "the default school keeps findings as the installation does: set serve --retention")
+		httpError(w, http.StatusBadRequest, "%s", defaultRefusal)
 		return
 	}
 	who := whoOf(r)
 	if who == "" {
 		who = "cli"
 	}
-	detail := "school " + sc.ID + " retention " + req.Retention.String()
-	if len(req.Retention) == 0 {
-		detail = "school " + sc.ID + " retention: the installation's"
-	}
-	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "school-retention", Reason: req.Reason, Detail: detail}); err != nil {
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: action, Reason: reason, Detail: detail(sc.ID)}); err != nil {
 		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
 		return
 	}
-	sc, err = s.Store.SetSchoolRetention(sc.ID, req.Retention)
+	sc, err = set(sc.ID)
 	switch {
 	case errors.Is(err, store.ErrBadSchool):
 		httpError(w, http.StatusBadRequest, "%v", err)

@@ -232,15 +232,9 @@ func schoolRetention(args []string, stdout io.Writer) error {
 		}
 		ret[k] = d
 	}
-	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(*school)+"/retention",
-		admin.SchoolRetentionRequest{Retention: ret, Reason: *reason})
+	sc, err := changeSchool(*data, *school, "/retention", admin.SchoolRetentionRequest{Retention: ret, Reason: *reason})
 	if err != nil {
 		return err
-	}
-	defer body.Close()
-	var sc store.School
-	if err := json.NewDecoder(body).Decode(&sc); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
 	}
 	if len(sc.Retention) == 0 {
 		fmt.Fprintf(stdout, "school %s keeps findings as the installation does (serve --retention)\n", sc.ID)
@@ -265,15 +259,9 @@ func schoolHours(args []string, stdout io.Writer) error {
 	if *school == "" || *reason == "" || (*hours == "") == !*clear {
 		return errors.New("--school, --reason and one of --working-hours HOURS or --clear are required")
 	}
-	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(*school)+"/hours",
-		admin.SchoolHoursRequest{WorkingHours: *hours, Timezone: *tz, Reason: *reason})
+	sc, err := changeSchool(*data, *school, "/hours", admin.SchoolHoursRequest{WorkingHours: *hours, Timezone: *tz, Reason: *reason})
 	if err != nil {
 		return err
-	}
-	defer body.Close()
-	var sc store.School
-	if err := json.NewDecoder(body).Decode(&sc); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
 	}
 	if sc.WorkingHours == "" {
 		fmt.Fprintf(stdout, "school %s works the installation's hours (serve --working-hours)\n", sc.ID)
@@ -281,4 +269,19 @@ func schoolHours(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "school %s works %s (%s); in the access log\n", sc.ID, sc.WorkingHours, sc.Timezone)
 	}
 	return nil
+}
+
+// changeSchool posts a change of a school's settings to the admin socket
+// and answers the school's record.
+func changeSchool(data, school, what string, req any) (store.School, error) {
+	body, err := admin.NewClient(data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(school)+what, req)
+	if err != nil {
+		return store.School{}, err
+	}
+	defer body.Close()
+	var sc store.School
+	if err := json.NewDecoder(body).Decode(&sc); err != nil {
+		return store.School{}, fmt.Errorf("decode answer: %w", err)
+	}
+	return sc, nil
 }
