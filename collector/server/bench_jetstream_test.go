@@ -54,7 +54,8 @@ func benchStreams(b *testing.B, bs *bus.Bus) (stored, acked time.Duration) {
 	var committed atomic.Int64
 	if bs != nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		s, err := bus.NewStorer(ctx, bs.JetStream(), countCommits{e.st, &committed}, bus.StorerConfig{Logger: quietLog})
+		s, err := bus.NewStorer(ctx, bs.JetStream(), countCommits{e.st, &committed}, bus.StorerConfig{Logger: quietLog,
+			Records: func(id string) (string, bool) { d, ok := e.st.GetDevice(id); return d.School, ok }})
 		if err != nil {
 			b.Fatal(err)
 		}
