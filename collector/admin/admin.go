@@ -95,6 +95,9 @@ type Server struct {
 	// Bus, when set (--ingest jetstream), is told of a deleted school so
 	// that nothing of it stays queued on NATS or in the devices bucket.
 	Bus SchoolBus
+	// Keys, when set, holds the schools' evidence keys; a deleted
+	// school's is destroyed last (collector/evidencekeys).
+	Keys SchoolKeys
 }
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -389,7 +392,11 @@ func (s *Server) reveal() *evidence.Service {
 	if s.Evidence != nil {
 		return s.Evidence
 	}
-	return &evidence.Service{Store: s.Store, Key: s.EvidenceKey, Now: s.Now}
+	svc := &evidence.Service{Store: s.Store, Key: s.EvidenceKey, Now: s.Now}
+	if s.Keys != nil {
+		svc.Keys = s.Keys
+	}
+	return svc
 }
 
 // evidence decrypts one piece of evidence through evidence.Service.Reveal

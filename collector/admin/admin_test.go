@@ -2,7 +2,10 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -28,10 +33,11 @@ import (
 // and gRPC server (no agent connected), served on the Unix socket in a
 // data dir, reached with the CLI's Client.
 type env struct {
-	dir string
-	st  *store.Store
-	ca  *pki.Authority
-	cl  *Client
+	dir  string
+	st   *store.Store
+	ca   *pki.Authority
+	cl   *Client
+	keys *evidencekeys.Keyring
 }
 
 func newEnv(t *testing.T) *env {
@@ -52,15 +58,23 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	agents := server.New(server.Config{Store: st, CA: ca, Logger: log})
+	base, err := pki.LoadOrCreateEvidenceKey(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := evidencekeys.Open(filepath.Join(dir, "pki"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := server.New(server.Config{Store: st, CA: ca, Logger: log, Evidence: keys})
 	lis, err := Listen(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: (&Server{Store: st, CA: ca, Agents: agents, Logger: log}).Handler()}
+	hs := &http.Server{Handler: (&Server{Store: st, CA: ca, Agents: agents, Logger: log, EvidenceKey: base, Keys: keys}).Handler()}
 	go hs.Serve(lis)
 	t.Cleanup(func() { hs.Close() })
-	return &env{dir: dir, st: st, ca: ca, cl: NewClient(dir)}
+	return &env{dir: dir, st: st, ca: ca, cl: NewClient(dir), keys: keys}
 }
 
 func (e *env) do(t *testing.T, who, method, path string, body, out any) error {
@@ -333,6 +347,27 @@ func TestSchoolExport(t *testing.T) {
 // deleted; another school's export (every line but the header and its
 // access-log lines, which now hold the deletion) is byte-identical before
 // and after, and the deleted school is gone from every answer.
+// sealTo seals text to school's evidence recipient, as its agents do.
+func sealTo(t *testing.T, keys *evidencekeys.Keyring, school, text string) []byte {
+	t.Helper()
+	rs, err := keys.Recipient(school)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := age.ParseX25519Recipient(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ct bytes.Buffer
+	w, err := age.Encrypt(&ct, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, text)
+	w.Close()
+	return ct.Bytes()
+}
+
 func TestSchoolExportedAndDeleted(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now().UTC()
@@ -341,6 +376,7 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	devs := map[string]string{}
 	for i, sc := range []string{"", "oak", "elm"} {
 		dev := fmt.Sprintf("%s-dev-%022d", store.SchoolOf(sc), i)[:26]
 		if err := e.st.PutDevice(store.Device{DeviceID: dev, Group: "pupils", School: sc, Hostname: store.SchoolOf(sc) + "-lap", EnrolledAt: now}); err != nil {
@@ -351,6 +387,15 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 			fs = append(fs, &vigilv1.Finding{DeviceId: dev, Seq: seq, Check: "selftest", RuleId: "selftest", Category: "selftest",
 				Message: sc + " finding", ObservedAt: timestamppb.New(now.Add(time.Duration(seq) * time.Second))})
 		}
+		// Evidence sealed on the device to its school's recipient, as the
+		// agent does once enrolled.
+		ct := sealTo(t, e.keys, sc, store.SchoolOf(sc)+" screenshot")
+		sum := sha256.Sum256(ct)
+		fs[0].Evidence = []*vigilv1.EvidenceRef{{Id: "ev1", MediaType: "image/png", Sha256: hex.EncodeToString(sum[:]), Size: int64(len(ct))}}
+		fs[0].EvidenceData = []*vigilv1.EvidenceBlob{{Id: "ev1", Data: ct}}
+		fs[0].Check, fs[0].Severity = "screen", vigilv1.Severity_SEVERITY_HIGH
+		fs[0].ScreenMatch = &vigilv1.ScreenMatch{Term: "test", Library: "keywords-selftest", Category: "selftest", Source: "window_title", EvidenceIds: []string{"ev1"}}
+		devs[store.SchoolOf(sc)] = dev
 		if _, _, err := e.st.CommitFindings(context.Background(), fs); err != nil {
 			t.Fatal(err)
 		}
@@ -381,14 +426,67 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 	if len(elmBefore) < 5 || len(oakBefore) < 5 {
 		t.Fatalf("exports: elm %d lines, oak %d", len(elmBefore), len(oakBefore))
 	}
+	reveal := func(school string) (string, error) {
+		rc, err := e.cl.DoAs(context.Background(), "os:trust-it", "GET", "/v1/evidence/"+devs[school]+"/ev1?reason=check", nil)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	for _, school := range []string{"oak", "elm", "default"} {
+		if got, err := reveal(school); err != nil || got != school+" screenshot" {
+			t.Fatalf("%s's evidence before: %q %v", school, got, err)
+		}
+	}
+	// What outlives the store's deletion elsewhere: a backup of oak's
+	// evidence as stored, and elm's key file.
+	oakCopy, err := e.st.Evidence(devs["oak"], "ev1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elmKey, err := os.ReadFile(filepath.Join(e.dir, "pki", evidencekeys.Dir, "elm.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	wantErr(t, e.do(t, "", "POST", "/v1/schools/oak/delete", DeleteSchoolRequest{Confirm: "Oak", Reason: "left the trust"}, nil), "confirm with its ID")
 	wantErr(t, e.do(t, "", "POST", "/v1/schools/default/delete", DeleteSchoolRequest{Confirm: "default", Reason: "x"}, nil), "cannot be deleted")
-	var rep store.SchoolDeletion
+	var rep SchoolDeleted
 	if err := e.do(t, "", "POST", "/v1/schools/Oak/delete", DeleteSchoolRequest{Confirm: "oak", Reason: "left the trust"}, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 {
+	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 || rep.Keys["e/"] != 1 || !rep.EvidenceKeyDestroyed {
 		t.Errorf("deletion report %+v", rep)
+	}
+	// Oak's evidence is gone with its key: the copy opens with no key of
+	// this installation, as held or as read again from disk.
+	reopened, err := evidencekeys.Open(filepath.Join(e.dir, "pki"), nil)
+	if err == nil {
+		t.Fatal("keyring opened without the installation key")
+	}
+	base, _ := pki.LoadOrCreateEvidenceKey(filepath.Join(e.dir, "pki"))
+	if reopened, err = evidencekeys.Open(filepath.Join(e.dir, "pki"), base); err != nil {
+		t.Fatal(err)
+	}
+	for _, kr := range []*evidencekeys.Keyring{e.keys, reopened} {
+		for _, school := range []string{"oak", "elm", "default"} {
+			if r, err := age.Decrypt(bytes.NewReader(oakCopy), kr.Identities(school)...); err == nil {
+				b, _ := io.ReadAll(r)
+				t.Errorf("oak's evidence opened after the deletion with %s's keys: %q", school, b)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "pki", evidencekeys.Dir, "oak.key")); !os.IsNotExist(err) {
+		t.Errorf("oak's key file: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(e.dir, "pki", evidencekeys.Dir, "elm.key")); !bytes.Equal(after, elmKey) {
+		t.Error("elm's key file changed")
+	}
+	for _, school := range []string{"elm", "default"} {
+		if got, err := reveal(school); err != nil || got != school+" screenshot" {
+			t.Errorf("%s's evidence after oak left: %q %v", school, got, err)
+		}
 	}
 	elmAfter := export("elm")
 	if strings.Join(elmAfter, "\n") != strings.Join(elmBefore, "\n") {

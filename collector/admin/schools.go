@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/bus"
+	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -48,11 +49,21 @@ type SchoolBus interface {
 	ForgetSchool(ctx context.Context, school string) (bus.SchoolForgotten, error)
 }
 
-// SchoolDeleted is the answer to a deletion: what the store removed and,
-// with JetStream ingest, what the bus held.
+// SchoolKeys are the schools' evidence keys (*evidencekeys.Keyring).
+type SchoolKeys interface {
+	evidence.Keys
+	Has(school string) bool
+	Destroy(school string) (bool, error)
+}
+
+// SchoolDeleted is the answer to a deletion: what the store removed,
+// with JetStream ingest what the bus held, and whether the school's
+// evidence key was destroyed (so that no copy of its evidence anywhere
+// can be opened again).
 type SchoolDeleted struct {
 	store.SchoolDeletion
-	Bus *bus.SchoolForgotten `json:"bus,omitempty"`
+	Bus                  *bus.SchoolForgotten `json:"bus,omitempty"`
+	EvidenceKeyDestroyed bool                 `json:"evidence_key_destroyed"`
 }
 
 // DeleteSchoolRequest is the body of POST /v1/schools/{school}/delete:
@@ -224,13 +235,13 @@ func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrBadSchool):
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
-	case errors.Is(err, store.ErrNotFound) && s.Bus == nil:
+	case errors.Is(err, store.ErrNotFound) && s.Bus == nil && (s.Keys == nil || !s.Keys.Has(id)):
 		httpError(w, http.StatusNotFound, "no such school")
 		return
 	case errors.Is(err, store.ErrNotFound):
-		// Gone from the store: a run whose bus step failed is finished by
-		// running it again; for a school that never was, the bus has
-		// nothing of it either.
+		// Gone from the store: a run whose bus or key step failed is
+		// finished by running it again; for a school that never was, the
+		// bus and the keyring have nothing of it either.
 		rep = store.SchoolDeletion{School: id}
 	case err != nil:
 		httpError(w, http.StatusInternalServerError, "%v (run it again to finish)", err)
@@ -246,12 +257,21 @@ func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Bus = &forgot
 	}
+	if s.Keys != nil {
+		destroyed, err := s.Keys.Destroy(id)
+		if err != nil {
+			s.Logger.Error("school deleted, its evidence key not yet destroyed", "school", id, "err", err)
+			httpError(w, http.StatusInternalServerError, "school %s deleted; destroying its evidence key failed: %v (run it again to finish)", id, err)
+			return
+		}
+		out.EvidenceKeyDestroyed = destroyed
+	}
 	total := 0
 	for _, n := range rep.Keys {
 		total += n
 	}
 	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "delete-school", Reason: req.Reason,
-		Detail: fmt.Sprintf("school %s deleted: %d devices, %d records, %d grants", id, rep.Devices, total, rep.Grants)}); err != nil {
+		Detail: fmt.Sprintf("school %s deleted: %d devices, %d records, %d grants, evidence key destroyed: %t", id, rep.Devices, total, rep.Grants, out.EvidenceKeyDestroyed)}); err != nil {
 		s.Logger.Error("school deleted but the access log entry was not written", "school", id, "err", err)
 	}
 	s.Logger.Warn("school deleted", "school", id, "by", who, "devices", rep.Devices, "records", total)

@@ -47,9 +47,10 @@ func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 }
 
-func recordOf(d store.Device, rv *store.Revocation) *vigilv1.DeviceRecord {
+func recordOf(d store.Device, rv *store.Revocation, recipient string) *vigilv1.DeviceRecord {
 	r := &vigilv1.DeviceRecord{DeviceId: d.DeviceID, Group: d.Group, Hostname: d.Hostname, Revoked: d.Revoked,
-		EnrolledAt: timestamppb.New(d.EnrolledAt), HostFingerprint: d.HostFingerprint, School: store.SchoolOf(d.School)}
+		EnrolledAt: timestamppb.New(d.EnrolledAt), HostFingerprint: d.HostFingerprint, School: store.SchoolOf(d.School),
+		EvidenceRecipient: recipient}
 	if rv != nil {
 		r.Revoked, r.RevokedAt = true, timestamppb.New(rv.RevokedAt)
 	}
@@ -67,18 +68,43 @@ type DeviceSource interface {
 // Run for everything else (revocations made by the console or the CLI,
 // devices enrolled before the bucket existed), every Interval.
 type Mirror struct {
-	KV       jetstream.KeyValue
-	Source   DeviceSource
-	Interval time.Duration // default 1s
-	Logger   *slog.Logger
+	KV     jetstream.KeyValue
+	Source DeviceSource
+	// Recipients, when set, names each school's evidence recipient in its
+	// devices' records (*evidencekeys.Keyring).
+	Recipients Recipients
+	Interval   time.Duration // default 1s
+	Logger     *slog.Logger
 
 	mu      sync.Mutex
 	written map[string]string // device id -> encoded record last written
 }
 
+// Recipients names the age recipient a school's devices seal evidence to.
+type Recipients interface {
+	Recipient(school string) (string, error)
+}
+
+// recipient is school's evidence recipient, "" (the agent keeps its own)
+// when there are no keys here.
+func (m *Mirror) recipient(school string) (string, error) {
+	if m.Recipients == nil {
+		return "", nil
+	}
+	r, err := m.Recipients.Recipient(store.SchoolOf(school))
+	if err != nil {
+		return "", fmt.Errorf("bus: evidence recipient of school %s: %w", store.SchoolOf(school), err)
+	}
+	return r, nil
+}
+
 // PutRecord writes d's record now.
 func (m *Mirror) PutRecord(ctx context.Context, d store.Device) error {
-	return m.put(ctx, recordOf(d, nil))
+	r, err := m.recipient(d.School)
+	if err != nil {
+		return err
+	}
+	return m.put(ctx, recordOf(d, nil, r))
 }
 
 func (m *Mirror) put(ctx context.Context, r *vigilv1.DeviceRecord) error {
@@ -114,14 +140,23 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	for i := range rvs {
 		byID[rvs[i].DeviceID] = &rvs[i]
 	}
+	recipients := map[string]string{}
 	for _, d := range m.Source.Devices() {
-		if err := m.put(ctx, recordOf(d, byID[d.DeviceID])); err != nil {
+		school := store.SchoolOf(d.School)
+		r, ok := recipients[school]
+		if !ok {
+			if r, err = m.recipient(school); err != nil {
+				return err
+			}
+			recipients[school] = r
+		}
+		if err := m.put(ctx, recordOf(d, byID[d.DeviceID], r)); err != nil {
 			return err
 		}
 		delete(byID, d.DeviceID)
 	}
 	for id, rv := range byID { // a key revoked before its device record existed
-		if err := m.put(ctx, recordOf(store.Device{DeviceID: id}, rv)); err != nil {
+		if err := m.put(ctx, recordOf(store.Device{DeviceID: id}, rv, "")); err != nil {
 			return err
 		}
 	}
@@ -165,9 +200,20 @@ type FrontStore struct {
 	KV  jetstream.KeyValue
 	Pub *Publisher
 
-	mu      sync.Mutex
-	live    map[string]*store.Device
-	schools map[string]string // device -> school of its last record read
+	mu         sync.Mutex
+	live       map[string]*store.Device
+	schools    map[string]string // device -> school of its last record read
+	recipients map[string]string // school -> evidence recipient of its last record read
+}
+
+// Recipient is the evidence recipient the school's device records name
+// (server.EvidenceKeys): the front-end reads a device's record before
+// welcoming it, so its school's is known by then; "" when the records
+// name none (the agent keeps the one it has).
+func (f *FrontStore) Recipient(school string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recipients[school], nil
 }
 
 // SchoolOf is the school of the device's record, as read when its stream
@@ -226,6 +272,12 @@ func (f *FrontStore) LookupDevice(id string) (store.Device, bool, error) {
 		f.schools = map[string]string{}
 	}
 	f.schools[id] = store.SchoolOf(d.School)
+	if r.EvidenceRecipient != "" {
+		if f.recipients == nil {
+			f.recipients = map[string]string{}
+		}
+		f.recipients[store.SchoolOf(d.School)] = r.EvidenceRecipient
+	}
 	if l := f.live[id]; l != nil {
 		// Identity from the record (it may have been revoked since), the
 		// rest as this front-end last saw it.

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
+	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
@@ -37,7 +40,12 @@ func TestFrontStoreSeesStoreDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Mirror{KV: skv, Source: st, Interval: 50 * time.Millisecond, Logger: testLogger()}
+	base, _ := age.GenerateX25519Identity()
+	keys, err := evidencekeys.Open(t.TempDir(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Mirror{KV: skv, Source: st, Recipients: keys, Interval: 50 * time.Millisecond, Logger: testLogger()}
 	fkv, err := frontBus.Devices(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +121,17 @@ func TestFrontStoreSeesStoreDevices(t *testing.T) {
 	}
 	if school, err := fs.SchoolOf("dev-b"); err != nil || school != "north" {
 		t.Fatalf("front-end's school of dev-b: %q %v", school, err)
+	}
+	// The front-end, holding no key, names each school's evidence
+	// recipient as the records do.
+	for _, school := range []string{"north", store.DefaultSchool} {
+		want, _ := keys.Recipient(school)
+		if got, _ := fs.Recipient(school); got != want {
+			t.Errorf("front-end's evidence recipient of %s: %q, want %q", school, got, want)
+		}
+	}
+	if n, d := keys.Recipient("north"); n == base.Recipient().String() || d != nil {
+		t.Errorf("north's recipient %s is the installation's (%v)", n, d)
 	}
 	if _, _, err := fs.CommitFindings(ctx, batch("dev-b", 1, 5)); err != nil {
 		t.Fatal(err)

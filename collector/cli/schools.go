@@ -187,7 +187,7 @@ func schoolDelete(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer body.Close()
-	var rep store.SchoolDeletion
+	var rep admin.SchoolDeleted
 	if err := json.NewDecoder(body).Decode(&rep); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -199,6 +199,9 @@ func schoolDelete(args []string, stdout io.Writer) error {
 	}
 	sort.Strings(kinds)
 	fmt.Fprintf(stdout, "deleted school %s: %d devices, %d records (%s), %d grants taken back; in the access log\n", rep.School, rep.Devices, total, strings.Join(kinds, ", "), rep.Grants)
+	if rep.EvidenceKeyDestroyed {
+		fmt.Fprintf(stdout, "its evidence key is destroyed: no copy of its evidence (a backup, an export) can be opened again\n")
+	}
 	return nil
 }
 

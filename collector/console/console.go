@@ -46,10 +46,13 @@ func ValidRole(r string) bool { return auth.ValidRole(r) }
 // Config for New.
 type Config struct {
 	Store Store
-	// EvidenceKey decrypts evidence for a logged reveal by a DSL.
-	EvidenceKey *age.X25519Identity
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// EvidenceKeys open evidence, by the device's school, for a logged
+	// reveal by a DSL; EvidenceKey, when EvidenceKeys is nil, opens all of
+	// it.
+	EvidenceKeys evidence.Keys
+	EvidenceKey  *age.X25519Identity
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// Connected reports whether a device has a live stream (may be nil).
 	Connected func(deviceID string) bool
 	// SessionIdle is how long an unused session lives (default 12 h).
@@ -136,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.reveal = s.newReveal(cfg.EvidenceKey)
+	s.reveal = s.newReveal(cfg.EvidenceKeys, cfg.EvidenceKey)
 	s.auth = auth.New(auth.Config{Store: cfg.Store, Logger: s.log, Now: s.now, SessionIdle: cfg.SessionIdle,
 		PasswordWorkers: cfg.PasswordWorkers, PasswordQueue: cfg.PasswordQueue, InitialPasswordFile: cfg.InitialPasswordFile})
 	if cfg.OIDC != nil {

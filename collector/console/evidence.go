@@ -15,8 +15,8 @@ import (
 // `vigil-collector evidence get` goes through the same policy.
 func (s *Server) Evidence() *evidence.Service { return s.reveal }
 
-func (s *Server) newReveal(key *age.X25519Identity) *evidence.Service {
-	return &evidence.Service{Store: s.st, Key: key, Visible: s.visible, Now: s.now,
+func (s *Server) newReveal(keys evidence.Keys, key *age.X25519Identity) *evidence.Service {
+	return &evidence.Service{Store: s.st, Keys: keys, Key: key, Visible: s.visible, Now: s.now,
 		LogAccess: func(e store.AccessEntry) error {
 			if s.logAccessFn != nil {
 				return s.logAccessFn(e)

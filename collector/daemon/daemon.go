@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/console"
 	"github.com/vigil-safeguarding/vigil/collector/coverage"
 	"github.com/vigil-safeguarding/vigil/collector/dfe"
+	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/fleetcheck"
 	"github.com/vigil-safeguarding/vigil/collector/metrics"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
@@ -279,6 +280,7 @@ type collector struct {
 	mail *notify.Notifier
 	// cov judges devices' absence and mails alarms.
 	cov   *coverage.Watcher
+	keys  *evidencekeys.Keyring
 	gsrv  *grpc.Server
 	glis  *netlimit.Listener
 	hlis  *netlimit.Listener
@@ -346,6 +348,11 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// One evidence key per school; the installation's is the default
+	// school's (collector/evidencekeys).
+	if c.keys, err = evidencekeys.Open(filepath.Join(cfg.DataDir, pkiDir), evidenceKey); err != nil {
+		return nil, err
+	}
 	var key []byte
 	if cfg.Encrypt {
 		if key, err = loadOrCreateKey(filepath.Join(cfg.DataDir, keyFile)); err != nil {
@@ -401,7 +408,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		}
 	}
 	c.srv = server.New(server.Config{Store: agentStore, Findings: findings, CA: c.ca, Rules: c.dist, Upgrades: rel, Logger: log, HeartbeatInterval: cfg.Heartbeat,
-		EvidenceRecipient: evidenceKey.Recipient().String(), Metrics: c.met,
+		Evidence: c.keys, Metrics: c.met,
 		MaxStreams: c.lim.streams, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 		Transport: cfg.Transport, OnConnect: c.audits.DeviceConnected, Remote: c.remote})
 	c.audits.Agents = c.srv
@@ -445,7 +452,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	toks := &tokens.Service{Store: st, CAFingerprint: c.ca.Fingerprint(), Logger: log}
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
-	c.cons, err = console.New(console.Config{Store: st, EvidenceKey: evidenceKey, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
+	c.cons, err = console.New(console.Config{Store: st, EvidenceKeys: c.keys, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
 		Proxies: cfg.TrustedProxies, Deploy: deploy, Releases: &console.ReleasesConfig{Service: c.rel, Changed: c.srv.PushUpgrades},
 		InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
 		Audits:              c.audits, DFE: dfeSvc, FleetChecks: checks,
@@ -453,7 +460,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
+	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades},
 		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
 	if c.bus != nil { // a nil *Bus in the interface would be called
@@ -694,7 +701,7 @@ func (c *collector) startBus() (server.FindingSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Logger: c.log}
+		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Recipients: c.keys, Logger: c.log}
 		if err := b.EnsureEvents(ctx); err != nil {
 			return nil, err
 		}

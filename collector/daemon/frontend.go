@@ -93,11 +93,11 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// device's own record: the storer of that school refuses anything else.
 	fs := &bus.FrontStore{KV: kv}
 	fs.Pub = &bus.Publisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf}
-	// The evidence recipient stays empty in Welcome: agents keep the one
-	// they pinned at enrollment, and no front-end holds the evidence key.
+	// No front-end holds an evidence key: Welcome names the recipient of
+	// the device's school as its record in the bucket does.
 	// Agents is set below, before the server accepts a stream.
 	ctl := &bus.ControlServer{NC: b.Conn(), SchoolOf: fs.SchoolOf, Logger: log}
-	srv := server.New(server.Config{Store: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
+	srv := server.New(server.Config{Store: fs, Evidence: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
 		OnConnect: func(id string) {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)

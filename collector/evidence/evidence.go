@@ -63,6 +63,13 @@ type Store interface {
 	EvidenceOwner(device, id string) (uint64, error)
 	Evidence(device, id string, ref *vigilv1.EvidenceRef) ([]byte, error)
 	LogAccess(store.AccessEntry) error
+	GetDevice(id string) (store.Device, bool)
+}
+
+// Keys are the identities that open a school's evidence
+// (*evidencekeys.Keyring).
+type Keys interface {
+	Identities(school string) []age.Identity
 }
 
 // Service reveals evidence. Construct it in the wiring (console.New makes
@@ -70,8 +77,11 @@ type Store interface {
 // the admin socket).
 type Service struct {
 	Store Store
-	// Key decrypts evidence; nil: nothing can be revealed.
-	Key *age.X25519Identity
+	// Keys open evidence by the device's school; Key, when Keys is nil,
+	// opens all of it (a collector of one key). Neither: nothing can be
+	// revealed.
+	Keys Keys
+	Key  *age.X25519Identity
 	// Visible is the console's routing: whether account u may see alert a.
 	// Nil: console accounts may not reveal (only the operator).
 	Visible func(u *store.User, a *store.Alert) bool
@@ -160,6 +170,19 @@ func refuse(k Kind, err error, format string, a ...any) *Error {
 // AlertID is the alert's ID as the console and the access log name it.
 func AlertID(device string, seq uint64) string { return store.AlertID(device, seq) }
 
+// identities are the keys for the device's school: a device's evidence
+// opens only with its own school's key or the installation's.
+func (s *Service) identities(device string) []age.Identity {
+	if s.Keys == nil {
+		if s.Key == nil {
+			return nil
+		}
+		return []age.Identity{s.Key}
+	}
+	d, _ := s.Store.GetDevice(device)
+	return s.Keys.Identities(store.SchoolOf(d.School))
+}
+
 // Reveal applies the policy (the package comment) and returns the
 // decrypted evidence or an *Error.
 func (s *Service) Reveal(v Viewer, req Request) (*Revealed, error) {
@@ -241,10 +264,15 @@ func (s *Service) Reveal(v Viewer, req Request) (*Revealed, error) {
 	case err != nil:
 		return nil, refuse(Internal, err, "read evidence")
 	}
-	if s.Key == nil {
+	ids := s.identities(req.Device)
+	if len(ids) == 0 {
 		return nil, refuse(Internal, nil, "this collector has no evidence key")
 	}
-	plain, err := age.Decrypt(bytes.NewReader(ct), s.Key)
+	plain, err := age.Decrypt(bytes.NewReader(ct), ids...)
+	var noKey *age.NoIdentityMatchError
+	if errors.As(err, &noKey) {
+		return nil, refuse(Internal, err, "no key of this device's school opens the evidence (its school's key was destroyed, or it was sealed to another collector)")
+	}
 	if err != nil {
 		return nil, refuse(Internal, err, "decrypt evidence")
 	}

@@ -106,13 +106,17 @@ func (s *Server) enroll(_ context.Context, req *vigilv1.EnrollRequest) (*vigilv1
 		HostFingerprint: req.GetHostFingerprint(), EnrolledAt: now, TokenID: t.ID,
 		AgentVersion: req.GetAgentVersion(), LastSeen: now,
 	}
+	recipient, err := s.evidenceRecipient(t.School)
+	if err != nil {
+		return nil, reasonInternalError, status.Errorf(codes.Internal, "evidence key of the school: %v", err)
+	}
 	if err := s.cfg.Store.PutDevice(dev); err != nil {
 		return nil, reasonInternalError, status.Errorf(codes.Internal, "record device: %v", err)
 	}
 	s.log.Info("device enrolled", "device", deviceID, "school", store.SchoolOf(t.School), "group", t.Group, "hostname", req.GetHostname(), "token", t.ID)
 	resp := &vigilv1.EnrollResponse{
 		DeviceId: deviceID, Group: t.Group, ClientCertDer: certDER, CaCertDer: s.cfg.CA.CACert.Raw,
-		EvidenceRecipient: s.cfg.EvidenceRecipient,
+		EvidenceRecipient: recipient,
 	}
 	if s.cfg.Upgrades != nil {
 		resp.ReleasePublicKey = s.cfg.Upgrades.PublicKey()

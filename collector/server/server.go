@@ -110,9 +110,12 @@ type Config struct {
 	// Transport sizes per-connection buffers (zero value: DefaultTransport).
 	Transport *Transport
 	// RetryAfter is the delay suggested with RESOURCE_EXHAUSTED.
-	RetryAfter        time.Duration
-	EvidenceRecipient string
-	Now               func() time.Time
+	RetryAfter time.Duration
+	// Evidence names the recipient a device seals its evidence to, by its
+	// school (collector/evidencekeys); nil: none is named, and an agent
+	// keeps the one it has.
+	Evidence EvidenceKeys
+	Now      func() time.Time
 
 	// Failed enrollments per source address: EnrollFailBurst at once, then
 	// EnrollFailuresPerMinute (defaults 20 and 6). Refusals are logged in
@@ -136,6 +139,22 @@ type Config struct {
 	// Events, when set (a front-end), receives every change a device's
 	// messages make to its record, for the store-owning collector to apply.
 	Events DeviceEventSink
+}
+
+// EvidenceKeys names the age recipient a school's devices seal their
+// evidence to: *evidencekeys.Keyring at the store, the device records'
+// on a front-end (bus.FrontStore), which holds no key.
+type EvidenceKeys interface {
+	Recipient(school string) (string, error)
+}
+
+// evidenceRecipient is what a device of school is told to seal to; ""
+// (none named: the agent keeps its own) when no keys are configured.
+func (s *Server) evidenceRecipient(school string) (string, error) {
+	if s.cfg.Evidence == nil {
+		return "", nil
+	}
+	return s.cfg.Evidence.Recipient(store.SchoolOf(school))
 }
 
 // Server is both gRPC services plus the registry of connected agents.

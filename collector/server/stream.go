@@ -233,9 +233,15 @@ func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.
 	now := s.cfg.Now()
 	s.cfg.Store.UpdateDevice(deviceID, func(d *store.Device) { applyHello(d, hello, now) })
 	s.deviceEvent(&vigilv1.DeviceEvent{DeviceId: deviceID, At: timestamppb.New(now), Event: &vigilv1.DeviceEvent_Hello{Hello: hello}})
+	recipient, err := s.evidenceRecipient(dev.School)
+	if err != nil {
+		// The agent keeps sealing to the recipient it has, which the
+		// keyring still opens; the stream need not fail for it.
+		s.log.Error("evidence key of the device's school", "device", deviceID, "school", store.SchoolOf(dev.School), "err", err)
+	}
 	welcome := &vigilv1.Welcome{DeviceId: deviceID, Group: dev.Group,
 		MaxBatchFindings: int32(s.cfg.MaxBatchFindings), MaxBatchBytes: int32(s.cfg.MaxBatchBytes),
-		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: s.cfg.EvidenceRecipient}
+		HeartbeatSeconds: int32(s.cfg.HeartbeatInterval / time.Second), EvidenceRecipient: recipient}
 	if err := ss.send(&vigilv1.CollectorMessage{Msg: &vigilv1.CollectorMessage_Welcome{Welcome: welcome}}); err != nil {
 		s.unregister(ss)
 		return nil, nil, err

@@ -41,9 +41,14 @@ type DeviceRecord struct {
 	// default school). A front-end publishes the device's findings and
 	// events under this school's subjects, and the storer refuses a message
 	// whose subject names another.
-	School        string `protobuf:"bytes,8,opt,name=school,proto3" json:"school,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	School string `protobuf:"bytes,8,opt,name=school,proto3" json:"school,omitempty"`
+	// The age recipient the device's school seals evidence to
+	// (collector/evidencekeys): a front-end, which holds no key, names it in
+	// Welcome, so whichever front-end holds an agent moves it to its
+	// school's key.
+	EvidenceRecipient string `protobuf:"bytes,9,opt,name=evidence_recipient,json=evidenceRecipient,proto3" json:"evidence_recipient,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *DeviceRecord) Reset() {
@@ -128,6 +133,13 @@ func (x *DeviceRecord) GetHostFingerprint() string {
 func (x *DeviceRecord) GetSchool() string {
 	if x != nil {
 		return x.School
+	}
+	return ""
+}
+
+func (x *DeviceRecord) GetEvidenceRecipient() string {
+	if x != nil {
+		return x.EvidenceRecipient
 	}
 	return ""
 }
@@ -273,7 +285,7 @@ var File_vigil_v1_bus_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\xb2\x02\n" +
+	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\xe1\x02\n" +
 	"\fDeviceRecord\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
@@ -284,7 +296,8 @@ const file_vigil_v1_bus_proto_rawDesc = "" +
 	"\venrolled_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrolledAt\x12)\n" +
 	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprint\x12\x16\n" +
-	"\x06school\x18\b \x01(\tR\x06school\"\x84\x02\n" +
+	"\x06school\x18\b \x01(\tR\x06school\x12-\n" +
+	"\x12evidence_recipient\x18\t \x01(\tR\x11evidenceRecipient\"\x84\x02\n" +
 	"\vDeviceEvent\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12'\n" +
