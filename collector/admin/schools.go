@@ -54,6 +54,7 @@ type SchoolKeys interface {
 	evidence.Keys
 	Has(school string) bool
 	Destroy(school string) (bool, error)
+	Secret(school string) (string, error)
 }
 
 // SchoolDeleted is the answer to a deletion: what the store removed,
@@ -84,6 +85,7 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools", s.addSchool)
 	mux.HandleFunc("GET /v1/schools", s.listSchools)
 	mux.HandleFunc("GET /v1/schools/{school}/export", s.exportSchool)
+	mux.HandleFunc("POST /v1/schools/{school}/evidence-key", s.schoolEvidenceKey)
 	mux.HandleFunc("POST /v1/schools/{school}/delete", s.deleteSchool)
 	mux.HandleFunc("POST /v1/schools/{school}/retention", s.schoolRetention)
 	mux.HandleFunc("POST /v1/schools/{school}/hours", s.schoolHours)
@@ -308,6 +310,70 @@ func (s *Server) exportSchool(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("school exported", "school", sc.ID, "by", who, "counts", counts)
+}
+
+// EvidenceKeyRequest is the body of POST /v1/schools/{school}/evidence-key.
+type EvidenceKeyRequest struct {
+	Reason string `json:"reason"`
+}
+
+// EvidenceKey is the answer: the school's age identity, which opens every
+// piece of evidence its devices sealed to it (those in its export too).
+type EvidenceKey struct {
+	School   string `json:"school"`
+	Identity string `json:"identity"`
+}
+
+// schoolEvidenceKey hands over a school's own evidence key, for a school
+// leaving the trust with its export. It opens all of the school's
+// evidence, so it needs a reason and is written to the access log first.
+func (s *Server) schoolEvidenceKey(w http.ResponseWriter, r *http.Request) {
+	var req EvidenceKeyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode request: %v", err)
+		return
+	}
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if errors.Is(err, store.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "find school: %v", err)
+		return
+	}
+	if sc.ID == store.DefaultSchool {
+		httpError(w, http.StatusBadRequest, "the default school's evidence is sealed to the installation's key (pki/evidence.key), which is not handed over here")
+		return
+	}
+	if s.Keys == nil {
+		httpError(w, http.StatusServiceUnavailable, "this collector has no school evidence keys")
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "handing over a school's evidence key needs a reason (recorded)")
+		return
+	}
+	who := whoOf(r)
+	if who == "" {
+		who = "cli"
+	}
+	if !s.Keys.Has(sc.ID) {
+		httpError(w, http.StatusNotFound, "school %s has no evidence key of its own: none of its devices has been given one yet, so its evidence is sealed to the installation's key", sc.ID)
+		return
+	}
+	if err := s.Store.LogAccess(store.AccessEntry{Time: s.Now().UTC(), Who: who, Action: "export-evidence-key", Reason: req.Reason,
+		Detail: "school " + sc.ID + " (" + sc.Name + ")"}); err != nil {
+		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
+		return
+	}
+	secret, err := s.Keys.Secret(sc.ID)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	s.Logger.Warn("school evidence key handed over", "school", sc.ID, "by", who)
+	writeJSON(w, EvidenceKey{School: sc.ID, Identity: secret})
 }
 
 // addSchool adds a school to the trust. Adding one is recorded in the

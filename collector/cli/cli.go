@@ -50,7 +50,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  a copy of the storer's pki/ and rules/; devices enroll at the storer)
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
-  school export  --data DIR --school NAME --out FILE   (everything the school owns, JSON Lines; in the access log)
+  school export  --data DIR --school NAME --out FILE [--evidence-key FILE --reason R]
+                 (everything the school owns, JSON Lines, and its evidence key; in the access log)
   school delete  --data DIR --school NAME --confirm ID --reason TEXT   (a school leaving the trust: everything it owns removed, nothing else touched)
   school retention --data DIR --school NAME (--retention cat=30d,default=365d | --clear) --reason TEXT   (the school's own retention of its findings)
   school hours   --data DIR --school NAME (--working-hours "mon-fri 08:30-15:30" [--timezone TZ] | --clear) --reason TEXT   (the school's own hours: absent devices, out-of-hours alerts)

@@ -123,11 +123,16 @@ func schoolExport(args []string, stdout io.Writer) error {
 	fs, data := dataFlags("school export")
 	school := fs.String("school", "", "the school to export (ID or name)")
 	out := fs.String("out", "", "file to write (JSON Lines, docs/scale.md)")
+	keyOut := fs.String("evidence-key", "", "also write the school's own evidence key to this file (it opens the exported evidence; needs --reason)")
+	reason := fs.String("reason", "", "why the evidence key is handed over (recorded)")
 	if err := parse(fs, args, data); err != nil {
 		return err
 	}
 	if *school == "" || *out == "" {
 		return errors.New("--school and --out are required")
+	}
+	if *keyOut != "" && *reason == "" {
+		return errors.New("--evidence-key needs --reason (recorded in the access log)")
 	}
 	body, err := admin.NewClient(*data).DoAs(context.Background(), osUser(), "GET", "/v1/schools/"+url.PathEscape(*school)+"/export", nil)
 	if err != nil {
@@ -165,6 +170,34 @@ func schoolExport(args []string, stdout io.Writer) error {
 	}
 	sort.Strings(kinds)
 	fmt.Fprintf(stdout, "wrote %s: %s; the export is in the access log\n", *out, strings.Join(kinds, ", "))
+	if *keyOut != "" {
+		return schoolEvidenceKey(*data, *school, *keyOut, *reason, stdout)
+	}
+	return nil
+}
+
+// schoolEvidenceKey writes the school's own evidence key (an age identity
+// file, owner-only, never overwriting) beside its export.
+func schoolEvidenceKey(data, school, out, reason string, stdout io.Writer) error {
+	body, err := admin.NewClient(data).DoAs(context.Background(), osUser(), "POST", "/v1/schools/"+url.PathEscape(school)+"/evidence-key",
+		admin.EvidenceKeyRequest{Reason: reason})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var k admin.EvidenceKey
+	if err := json.NewDecoder(body).Decode(&k); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create the evidence key file: %w", err)
+	}
+	fmt.Fprintf(f, "# evidence key of school %s: opens the evidence in its export (age -d -i %s)\n%s\n", k.School, out, k.Identity)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write the evidence key file: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: the evidence key of school %s; handing it over is in the access log. Keep it as safe as the evidence\n", out, k.School)
 	return nil
 }
 

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-safeguarding/vigil/collector/admin"
+	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
@@ -45,7 +47,15 @@ func TestSchoolCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: (&admin.Server{Store: st, CA: ca, Agents: server.New(server.Config{Store: st, Logger: log}), Logger: log}).Handler()}
+	base, err := pki.LoadOrCreateEvidenceKey(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := evidencekeys.Open(filepath.Join(dir, "pki"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: (&admin.Server{Store: st, CA: ca, Agents: server.New(server.Config{Store: st, Logger: log}), Logger: log, Keys: keys}).Handler()}
 	go hs.Serve(lis)
 	t.Cleanup(func() { hs.Close() })
 	run := func(args ...string) (string, string, int) {
@@ -148,5 +158,50 @@ func TestSchoolCommands(t *testing.T) {
 		if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &f) != nil || f.DeviceID != want {
 			t.Errorf("findings list --school %s: exit %d %s %s", school, code, out, stderr)
 		}
+	}
+
+	// school export --evidence-key: the school leaves with a key that
+	// opens its evidence, and handing it over is recorded.
+	exp := filepath.Join(dir, "oak.jsonl")
+	keyFile := filepath.Join(dir, "oak.agekey")
+	if _, stderr, code := run("school", "export", "--school", "Oak Primary", "--out", exp, "--evidence-key", keyFile); code == 0 || !strings.Contains(stderr, "--reason") {
+		t.Fatalf("evidence key without a reason: exit %d %s", code, stderr)
+	}
+	os.Remove(exp)
+	if _, stderr, code := run("school", "export", "--school", "Oak Primary", "--out", exp, "--evidence-key", keyFile, "--reason", "leaving"); code == 0 || !strings.Contains(stderr, "no evidence key of its own") {
+		t.Fatalf("evidence key before the school has one: exit %d %s", code, stderr)
+	}
+	os.Remove(exp)
+	oakR, err := keys.Recipient("oak-primary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := run("school", "export", "--school", "Oak Primary", "--out", exp, "--evidence-key", keyFile, "--reason", "leaving the trust"); code != 0 || !strings.Contains(out, "evidence key of school oak-primary") {
+		t.Fatalf("export with the evidence key: exit %d %s %s", code, out, stderr)
+	}
+	kf, err := os.Open(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(kf)
+	kf.Close()
+	if err != nil || len(ids) != 1 || ids[0].(*age.X25519Identity).Recipient().String() != oakR {
+		t.Fatalf("the key file: %v %v", ids, err)
+	}
+	if fi, _ := os.Stat(keyFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode())
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "export-evidence-key" || entries[len(entries)-1].Reason != "leaving the trust" {
+		t.Errorf("handing the key over is not in the access log: %+v", entries[len(entries)-1])
+	}
+	if _, stderr, code := run("school", "export", "--school", "default", "--out", filepath.Join(dir, "d.jsonl"), "--evidence-key", filepath.Join(dir, "d.key"), "--reason", "x"); code == 0 || !strings.Contains(stderr, "installation's key") {
+		t.Errorf("the installation's key handed over: exit %d %s", code, stderr)
+	}
+
+	if out, stderr, code := run("school", "delete", "--school", "Oak Primary", "--confirm", "oak-primary", "--reason", "left the trust"); code != 0 || !strings.Contains(out, "evidence key is destroyed") {
+		t.Fatalf("school delete: exit %d %s %s", code, out, stderr)
+	}
+	if keys.Has("oak-primary") {
+		t.Error("oak's key outlived its school")
 	}
 }

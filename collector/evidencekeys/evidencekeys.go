@@ -134,6 +134,26 @@ func (k *Keyring) Identities(school string) []age.Identity {
 	return []age.Identity{k.base}
 }
 
+// ErrNoKey: the school has no key of its own (its devices have sealed
+// nothing to one yet, or it was destroyed).
+var ErrNoKey = errors.New("evidence keys: the school has no key of its own")
+
+// Secret is the school's identity (AGE-SECRET-KEY-1...), for a school that
+// leaves with its export and must be able to open its evidence. Never the
+// installation's.
+func (k *Keyring) Secret(school string) (string, error) {
+	if isDefault(school) {
+		return "", errors.New("evidence keys: the installation's key is not a school's to hand over")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	id := k.schools[school]
+	if id == nil {
+		return "", ErrNoKey
+	}
+	return id.String(), nil
+}
+
 // Has reports whether the school has a key of its own.
 func (k *Keyring) Has(school string) bool {
 	k.mu.Lock()
