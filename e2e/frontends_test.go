@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 )
 
 // frontend is a `vigil-collector frontend` process.
@@ -106,6 +108,31 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		a.start()
 		agents[i] = a
 		schoolOf[a.id] = []string{"default", "north"}[i%2]
+	}
+	// Each agent seals its evidence to its own school's key.
+	recipientOf := map[string]string{}
+	for school, file := range map[string]string{"default": filepath.Join(c.data, "pki", "evidence.key"), "north": filepath.Join(c.data, "pki", "schools", "north.key")} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%s's evidence key: %v", school, err)
+		}
+		id, err := age.ParseX25519Identity(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recipientOf[school] = id.Recipient().String()
+	}
+	for _, a := range agents {
+		b, err := os.ReadFile(filepath.Join(a.state, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			EvidenceRecipient string `json:"evidence_recipient"`
+		}
+		if err := json.Unmarshal(b, &cfg); err != nil || cfg.EvidenceRecipient != recipientOf[schoolOf[a.id]] {
+			t.Errorf("agent %s of %s seals evidence to %q, want its school's %s (%v)", a.id, schoolOf[a.id], cfg.EvidenceRecipient, recipientOf[schoolOf[a.id]], err)
+		}
 	}
 	waitFor(t, 60*time.Second, "north's storer started", func() bool {
 		return strings.Contains(c.p.log.String(), `jetstream storer started" school=north`)
@@ -279,6 +306,9 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 	// more, while the default school's agents stream on.
 	out := mustRun(t, "vigil-collector", "school", "delete", "--data", c.data, "--school", "north", "--confirm", "north", "--reason", "left the trust")
 	t.Logf("school delete: %s", strings.TrimSpace(out))
+	if _, err := os.Stat(filepath.Join(c.data, "pki", "schools", "north.key")); !strings.Contains(out, "evidence key is destroyed") || !os.IsNotExist(err) {
+		t.Errorf("north's evidence key after the deletion: %v (%s)", err, out)
+	}
 	waitFor(t, 2*time.Minute, "north's agents cut off by the front-ends", func() bool {
 		for _, a := range agents {
 			if schoolOf[a.id] == "north" && a.status().Uplink.Connected {

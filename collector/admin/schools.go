@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/bus"
@@ -14,6 +15,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/notify"
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 )
 
 // SchoolStore is the schools of a trust (collector/store schools.go).
@@ -25,6 +27,15 @@ type SchoolStore interface {
 	DeleteSchool(id string, at time.Time, disconnect func(deviceID string)) (store.SchoolDeletion, error)
 	SetSchoolRetention(id string, r store.Retention) (store.School, error)
 	SetSchoolHours(id, hours, timezone string) (store.School, error)
+	SetSchoolOnCall(id string, users []string) (store.School, error)
+}
+
+// SchoolOnCallRequest is the body of POST /v1/schools/{school}/on-call:
+// the school's own staff on call out of hours (console usernames; empty:
+// the installation's again), and why.
+type SchoolOnCallRequest struct {
+	Users  []string `json:"users"`
+	Reason string   `json:"reason"`
 }
 
 // SchoolHoursRequest is the body of POST /v1/schools/{school}/hours: the
@@ -89,6 +100,7 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools/{school}/delete", s.deleteSchool)
 	mux.HandleFunc("POST /v1/schools/{school}/retention", s.schoolRetention)
 	mux.HandleFunc("POST /v1/schools/{school}/hours", s.schoolHours)
+	mux.HandleFunc("POST /v1/schools/{school}/on-call", s.schoolOnCall)
 }
 
 // schoolHours sets the working hours a school's absent devices and
@@ -132,6 +144,53 @@ func (s *Server) schoolHours(w http.ResponseWriter, r *http.Request) {
 		func(id string) (store.School, error) {
 			return s.Store.SetSchoolHours(id, req.WorkingHours, req.Timezone)
 		})
+}
+
+// schoolOnCall sets who is e-mailed first about the school's alerts out of
+// its working hours. Each must be an enabled account that sees the
+// school (its own, or granted it): an on-call user of one school is never
+// sent another's alert. The change is written to the access log first.
+func (s *Server) schoolOnCall(w http.ResponseWriter, r *http.Request) {
+	var req SchoolOnCallRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode on-call request: %v", err)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a change of on-call users needs a reason (recorded)")
+		return
+	}
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if err != nil {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	var users []string
+	for _, name := range req.Users {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		u, err := s.Store.GetUser(name)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "on-call user %q: no such console account", name)
+			return
+		}
+		if u.Disabled || u.Role == "admin" || !tenancy.SeesSchool(&u, sc.ID) {
+			httpError(w, http.StatusBadRequest, "on-call user %q does not review school %s's alerts (a %s of %s): use one of its own accounts or one granted it", name, sc.ID, u.Role, store.SchoolOf(u.School))
+			return
+		}
+		users = append(users, u.Username)
+	}
+	s.changeSchool(w, r, "school-on-call", req.Reason,
+		"the default school's on-call users are the installation's: set serve --out-of-hours-users",
+		func(id string) string {
+			if len(users) == 0 {
+				return "school " + id + " on call: the installation's"
+			}
+			return "school " + id + " on call: " + strings.Join(users, ", ")
+		},
+		func(id string) (store.School, error) { return s.Store.SetSchoolOnCall(id, users) })
 }
 
 // schoolRetention sets how long a school keeps its devices' findings. The

@@ -64,7 +64,7 @@ func schoolList(args []string, stdout io.Writer) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION\tWORKING HOURS")
+	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION\tWORKING HOURS\tON CALL")
 	for _, sc := range all {
 		added := "-"
 		if !sc.CreatedAt.IsZero() {
@@ -78,7 +78,11 @@ func schoolList(args []string, stdout io.Writer) error {
 		if sc.WorkingHours != "" {
 			hours = sc.WorkingHours + " (" + sc.Timezone + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret, hours)
+		oncall := "the installation's"
+		if len(sc.OnCall) > 0 {
+			oncall = strings.Join(sc.OnCall, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret, hours, oncall)
 	}
 	return tw.Flush()
 }
@@ -303,6 +307,38 @@ func schoolHours(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "school %s works the installation's hours (serve --working-hours)\n", sc.ID)
 	} else {
 		fmt.Fprintf(stdout, "school %s works %s (%s); in the access log\n", sc.ID, sc.WorkingHours, sc.Timezone)
+	}
+	return nil
+}
+
+// schoolOnCall sets who is e-mailed first about the school's alerts out of
+// its working hours.
+func schoolOnCall(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school on-call")
+	school := fs.String("school", "", "the school (ID or name)")
+	users := fs.String("users", "", "console usernames, comma-separated: the school's own accounts or ones granted it")
+	clear := fs.Bool("clear", false, "the installation's on-call users (serve --out-of-hours-users) again")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *reason == "" || (*users == "") == !*clear {
+		return errors.New("--school, --reason and one of --users U1,U2 or --clear are required")
+	}
+	var list []string
+	for _, u := range strings.Split(*users, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			list = append(list, u)
+		}
+	}
+	sc, err := changeSchool(*data, *school, "/on-call", admin.SchoolOnCallRequest{Users: list, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	if len(sc.OnCall) == 0 {
+		fmt.Fprintf(stdout, "school %s: the installation's on-call users (serve --out-of-hours-users)\n", sc.ID)
+	} else {
+		fmt.Fprintf(stdout, "school %s on call out of hours: %s; in the access log\n", sc.ID, strings.Join(sc.OnCall, ", "))
 	}
 	return nil
 }

@@ -137,6 +137,32 @@ func TestSchoolCommands(t *testing.T) {
 		t.Errorf("the hours change is not in the access log: %+v", entries[len(entries)-1])
 	}
 
+	// school on-call: the school's own staff, never another school's.
+	for _, u := range []store.User{{Username: "oakdsl", Role: "dsl", School: "oak-primary"}, {Username: "otherdsl", Role: "dsl"}} {
+		u.PasswordHash = []byte("x")
+		if err := st.CreateUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, stderr, code := run("school", "on-call", "--school", "Oak Primary", "--users", "oakdsl,otherdsl", "--reason", "rota"); code == 0 || !strings.Contains(stderr, `"otherdsl" does not review school oak-primary`) {
+		t.Fatalf("another school's account on call: exit %d %s", code, stderr)
+	}
+	if _, stderr, code := run("school", "on-call", "--school", "Oak Primary", "--users", "nobody", "--reason", "rota"); code == 0 || !strings.Contains(stderr, "no such console account") {
+		t.Fatalf("unknown account on call: exit %d %s", code, stderr)
+	}
+	if out, stderr, code := run("school", "on-call", "--school", "Oak Primary", "--users", "oakdsl", "--reason", "autumn rota"); code != 0 || !strings.Contains(out, "on call out of hours: oakdsl") {
+		t.Fatalf("school on-call: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("school", "list"); !strings.Contains(out, "oakdsl") {
+		t.Errorf("school list does not show the on-call users:\n%s", out)
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "school-on-call" || entries[len(entries)-1].Reason != "autumn rota" {
+		t.Errorf("the on-call change is not in the access log: %+v", entries[len(entries)-1])
+	}
+	if _, stderr, code := run("school", "on-call", "--school", "default", "--users", "otherdsl", "--reason", "x"); code == 0 || !strings.Contains(stderr, "installation's") {
+		t.Errorf("default school's on call: exit %d %s", code, stderr)
+	}
+
 	// findings list --school: a device of each school.
 	if err := st.PutDevice(store.Device{DeviceID: "dev-default", EnrolledAt: time.Now()}); err != nil {
 		t.Fatal(err)

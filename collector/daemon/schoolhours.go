@@ -12,7 +12,8 @@ import (
 
 // schoolHours answers each school's own working hours (store.School
 // WorkingHours and Timezone, set with `school hours`) to the coverage
-// judge and the out-of-hours chain. The schools are read again at most
+// judge and the out-of-hours chain, and its own on-call users
+// (store.School.OnCall, `school on-call`) to that chain. The schools are read again at most
 // every refresh, so a change applies within that time without a
 // restart, and the judge, which asks for every device on every pass, does
 // not scan the store each time.
@@ -24,6 +25,7 @@ type schoolHours struct {
 	mu     sync.Mutex
 	read   time.Time
 	hours  map[string]*notify.Schedule // school -> its own hours
+	oncall map[string][]string         // school -> its own on-call users
 	failed map[string]string           // school -> hours it set that no longer parse (logged once)
 }
 
@@ -50,6 +52,21 @@ func (h *schoolHours) ofDevice(device string) *notify.Schedule {
 	return h.ofSchool(school)
 }
 
+// onCallOf is the on-call users of the device's school, nil when it named
+// none.
+func (h *schoolHours) onCallOf(device string) []string {
+	school, ok := h.st.DeviceSchool(device)
+	if !ok {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hours == nil || time.Since(h.read) > h.refresh {
+		h.load()
+	}
+	return h.oncall[school]
+}
+
 // forCoverage adapts ofSchool to coverage.Schedule.HoursFor (a nil
 // *Schedule must not become a non-nil interface).
 func (h *schoolHours) forCoverage(school string) coverage.Hours {
@@ -72,7 +89,11 @@ func (h *schoolHours) load() {
 		return
 	}
 	m := map[string]*notify.Schedule{}
+	oc := map[string][]string{}
 	for _, sc := range all {
+		if len(sc.OnCall) > 0 {
+			oc[sc.ID] = sc.OnCall
+		}
 		if sc.WorkingHours == "" {
 			continue
 		}
@@ -92,5 +113,5 @@ func (h *schoolHours) load() {
 		}
 		m[sc.ID] = s
 	}
-	h.hours = m
+	h.hours, h.oncall = m, oc
 }

@@ -50,4 +50,24 @@ func TestSchoolHoursFollowTheStore(t *testing.T) {
 	if h.ofDevice("d-oak") != nil {
 		t.Error("oak's hours kept after they were cleared")
 	}
+
+	// On-call users likewise.
+	if h.onCallOf("d-oak") != nil {
+		t.Fatal("on-call users before any were set")
+	}
+	if _, err := st.SetSchoolOnCall("oak", []string{"oakdsl"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.onCallOf("d-oak"); len(got) != 1 || got[0] != "oakdsl" {
+		t.Errorf("oak's on call: %v", got)
+	}
+	if h.onCallOf("d-default") != nil || h.onCallOf("unknown") != nil {
+		t.Error("on-call users for a device of a school without its own")
+	}
+	if _, err := st.SetSchoolOnCall("oak", nil); err != nil {
+		t.Fatal(err)
+	}
+	if h.onCallOf("d-oak") != nil {
+		t.Error("oak's on-call users kept after they were cleared")
+	}
 }

@@ -71,6 +71,10 @@ type Config struct {
 	// device an alert is about, when that school set its own (nil: it did
 	// not, and WorkingHours applies).
 	HoursOf func(deviceID string) *Schedule
+	// OnCallOf, when set, answers the on-call users of the school of the
+	// device an alert is about, when that school named its own (nil or
+	// empty: OutOfHours applies).
+	OnCallOf func(deviceID string) []string
 	// OnFailure, if set, is told of each e-mail not sent ("send") and each
 	// one nobody could be sent ("no_recipient"), for /metrics.
 	OnFailure func(reason string)
@@ -151,7 +155,17 @@ func (cfg *Config) outOfHours(t time.Time, device string) bool {
 			hours = h
 		}
 	}
-	return hours != nil && len(cfg.OutOfHours) > 0 && !hours.Working(t)
+	return hours != nil && len(cfg.onCall(device)) > 0 && !hours.Working(t)
+}
+
+// onCall is who is on call for the device's school.
+func (cfg *Config) onCall(device string) []string {
+	if cfg.OnCallOf != nil {
+		if u := cfg.OnCallOf(device); len(u) > 0 {
+			return u
+		}
+	}
+	return cfg.OutOfHours
 }
 
 // ParseSeverity reads a severity name (as in rule files, any case).
@@ -282,7 +296,7 @@ func (s *Notifier) notifyNew(ctx context.Context, k alertKey) {
 func (s *Notifier) sendOutOfHours(a *store.Alert, route string) bool {
 	id := store.AlertID(a.Finding.DeviceId, a.Finding.Seq)
 	oncall := map[string]bool{}
-	for _, u := range s.cfg.OutOfHours {
+	for _, u := range s.cfg.onCall(a.Finding.DeviceId) {
 		oncall[personid.Canonical(u)] = true
 	}
 	var rcpts []store.User

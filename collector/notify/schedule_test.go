@@ -195,4 +195,26 @@ func TestOutOfHoursBySchool(t *testing.T) {
 	if cfg.outOfHours(at, "d-oak") {
 		t.Error("out of hours with nobody on call")
 	}
+	// A school's own on-call users: its alerts go to them, another
+	// school's never do.
+	cfg.OutOfHours = []string{"trust-oncall"}
+	cfg.OnCallOf = func(device string) []string {
+		if device == "d-oak" {
+			return []string{"oak-oncall"}
+		}
+		return nil
+	}
+	if got := cfg.onCall("d-oak"); len(got) != 1 || got[0] != "oak-oncall" {
+		t.Errorf("oak's on call: %v", got)
+	}
+	if got := cfg.onCall("d-elm"); len(got) != 1 || got[0] != "trust-oncall" {
+		t.Errorf("elm's on call: %v, want the installation's", got)
+	}
+	cfg.OutOfHours = nil
+	if !cfg.outOfHours(at, "d-oak") {
+		t.Error("oak has its own on-call users, but its alert is not sent out of hours")
+	}
+	if cfg.outOfHours(at.Add(2*time.Hour), "d-elm") {
+		t.Error("elm has nobody on call, but its alert is sent out of hours")
+	}
 }

@@ -120,6 +120,23 @@ func (s *Store) SetSchoolHours(id, hours, timezone string) (School, error) {
 	return sc, nil
 }
 
+// SetSchoolOnCall sets the school's own on-call users (nil: the
+// installation's again). The caller has checked that each is an account
+// that sees the school (collector/admin).
+func (s *Store) SetSchoolOnCall(id string, users []string) (School, error) {
+	if id == "" || id == DefaultSchool {
+		return School{}, fmt.Errorf("%w: the default school's on-call users are the installation's (serve --out-of-hours-users)", ErrBadSchool)
+	}
+	if len(users) > 50 {
+		return School{}, fmt.Errorf("%w: at most 50 on-call users", ErrBadSchool)
+	}
+	sc, err := s.updateSchool(id, func(sc *School) { sc.OnCall = append([]string(nil), users...) })
+	if err != nil {
+		return School{}, fmt.Errorf("store: set on-call users of school %s: %w", id, err)
+	}
+	return sc, nil
+}
+
 // updateSchool changes one school's record in a transaction.
 func (s *Store) updateSchool(id string, change func(*School)) (School, error) {
 	var sc School

@@ -39,6 +39,10 @@ type School struct {
 	// out-of-hours chain; otherwise the installation's apply.
 	WorkingHours string `json:"working_hours,omitempty"`
 	Timezone     string `json:"timezone,omitempty"`
+	// OnCall, when set, are the school's own staff on call out of hours
+	// (console usernames, SetSchoolOnCall); otherwise serve
+	// --out-of-hours-users applies.
+	OnCall []string `json:"on_call,omitempty"`
 }
 
 // ErrBadSchool: a school ID or name that cannot be used.
