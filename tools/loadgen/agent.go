@@ -167,7 +167,7 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 	)
 	deadline := time.Now().Add(o.rampTimeout)
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
-		conn, stream, err = connect(ctx, o, id, cert)
+		conn, stream, err = connect(ctx, o.addr, id, cert)
 		if err == nil {
 			break
 		}
@@ -183,9 +183,45 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 		case <-time.After(jitter(wait)):
 		}
 	}
-	defer conn.Close()
 	report(true)
+	// Stream until ctx ends; when a stream ends first (its collector or
+	// front-end died), fail over as the agent does (-failover) and time
+	// the reconnect.
+	for n := 0; ; n++ {
+		lost := serveStream(ctx, o, &id, stream, st)
+		conn.Close()
+		if !lost || ctx.Err() != nil || len(o.failover) == 0 {
+			return
+		}
+		t0 := time.Now()
+		ok := false
+		for wait, try := 250*time.Millisecond, id.Index+n; ctx.Err() == nil && time.Since(t0) < o.rampTimeout; wait, try = min(2*wait, 10*time.Second), try+1 {
+			addr := o.failover[try%len(o.failover)]
+			if conn, stream, err = connect(ctx, addr, id, cert); err == nil {
+				ok = true
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(jitter(wait)):
+			}
+		}
+		st.mu.Lock()
+		if ok {
+			st.reconnects = append(st.reconnects, float64(time.Since(t0).Microseconds())/1000)
+		} else if ctx.Err() == nil {
+			st.reconnectFailed++
+		}
+		st.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}
 
+// serveStream sends heartbeats and findings on one stream until ctx ends
+// (false) or the stream does (true).
+func serveStream(ctx context.Context, o options, id *ident, stream vigilv1.Collector_StreamClient, st *stats) bool {
 	acks := make(chan time.Time, 4)
 	rules := make(chan string, 1)
 	recvDone := make(chan error, 1)
@@ -198,7 +234,10 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 			}
 			switch {
 			case m.GetAck() != nil:
-				acks <- time.Now()
+				select {
+				case acks <- time.Now():
+				default:
+				}
 			case m.GetRules() != nil:
 				select {
 				case rules <- m.GetRules().GetHash():
@@ -217,20 +256,21 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 	}
 	var sentAt time.Time
 	batch := uint64(0)
-	fail := func() {
+	fail := func() bool {
 		st.mu.Lock()
 		st.streamErrors++
 		st.mu.Unlock()
+		return true
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-recvDone:
 			if ctx.Err() == nil {
-				fail()
+				return fail()
 			}
-			return
+			return false
 		case h := <-rules:
 			id.RulesHash = h
 			if b, err := json.Marshal(id); err == nil {
@@ -239,8 +279,7 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 		case <-hb.C:
 			if stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: &vigilv1.Heartbeat{
 				AgentVersion: "loadgen", RulesHash: id.RulesHash, SentAt: timestamppb.Now()}}}) != nil {
-				fail()
-				return
+				return fail()
 			}
 			st.mu.Lock()
 			st.heartbeats++
@@ -257,8 +296,7 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 				Severity: vigilv1.Severity_SEVERITY_INFO, Message: "load generator finding"}
 			if stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Findings{Findings: &vigilv1.FindingBatch{
 				BatchId: batch, Findings: []*vigilv1.Finding{f}}}}) != nil {
-				fail()
-				return
+				return fail()
 			}
 			sentAt = now
 		case at := <-acks:
@@ -273,8 +311,8 @@ func runAgent(ctx context.Context, o options, id ident, st *stats, up chan<- boo
 }
 
 // connect opens one stream and waits for Welcome.
-func connect(ctx context.Context, o options, id ident, cert tls.Certificate) (*grpc.ClientConn, vigilv1.Collector_StreamClient, error) {
-	conn, err := grpc.NewClient(o.addr,
+func connect(ctx context.Context, addr string, id ident, cert tls.Certificate) (*grpc.ClientConn, vigilv1.Collector_StreamClient, error) {
+	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 			MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
 			InsecureSkipVerify: true, VerifyPeerCertificate: identity.PinnedVerifier(id.CAFingerprint),

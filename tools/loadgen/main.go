@@ -39,6 +39,7 @@ import (
 
 type options struct {
 	addr, enrollAddr, token, identities string
+	failover                            []string // where an agent goes when its stream ends (the agent's --stream-collectors)
 	agents, perProc, first              int
 	heartbeat, findingEvery             time.Duration
 	hold, rampTimeout                   time.Duration
@@ -59,7 +60,15 @@ type Summary struct {
 	Acks          int     `json:"acks"`
 	AckP50ms      float64 `json:"ack_p50_ms"`
 	AckP99ms      float64 `json:"ack_p99_ms"`
-	RampSeconds   float64 `json:"ramp_seconds"`
+	// Reconnects after a stream ended during the hold (-failover): how
+	// many, and the time from the stream's end to the next Welcome.
+	Reconnects       int       `json:"reconnects,omitempty"`
+	ReconnectFailed  int       `json:"reconnects_failed,omitempty"`
+	ReconnectP50ms   float64   `json:"reconnect_p50_ms,omitempty"`
+	ReconnectP99ms   float64   `json:"reconnect_p99_ms,omitempty"`
+	ReconnectMaxms   float64   `json:"reconnect_max_ms,omitempty"`
+	ReconnectSamples []float64 `json:"reconnect_samples_ms,omitempty"`
+	RampSeconds      float64   `json:"ramp_seconds"`
 	// Collector memory, sampled by the parent: before any agent connected,
 	// and the mean and peak while all were held.
 	CollectorRSSBefore int64     `json:"collector_rss_before_bytes,omitempty"`
@@ -86,7 +95,13 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 300, "new connections per second (per process)")
 	flag.IntVar(&o.collectorPID, "collector-pid", 0, "collector process to sample RSS and CPU of")
 	flag.BoolVar(&o.child, "child", false, "internal: run as a child of a parent loadgen")
+	failover := flag.String("failover", "", "comma-separated addresses an agent reconnects to when its stream ends during the hold (the reconnect time is measured); empty: it does not")
 	flag.Parse()
+	for _, a := range strings.Split(*failover, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			o.failover = append(o.failover, a)
+		}
+	}
 	if o.identities == "" || (o.token == "" && !o.child) {
 		fmt.Fprintln(os.Stderr, "loadgen: -identities and -token are required")
 		os.Exit(2)
@@ -140,7 +155,7 @@ func runParent(ctx context.Context, o options, log *slog.Logger) (Summary, error
 		args := []string{"-child", "-addr", o.addr, "-enroll-addr", o.enrollAddr, "-token", o.token, "-identities", o.identities,
 			"-agents", strconv.Itoa(n), "-first", strconv.Itoa(first), "-heartbeat", o.heartbeat.String(),
 			"-finding-every", o.findingEvery.String(), "-hold", "0s", "-rate", strconv.Itoa(o.rate),
-			"-ramp-timeout", o.rampTimeout.String()}
+			"-ramp-timeout", o.rampTimeout.String(), "-failover", strings.Join(o.failover, ",")}
 		cmd := exec.CommandContext(ctx, self, args...)
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
@@ -195,7 +210,7 @@ func runParent(ctx context.Context, o options, log *slog.Logger) (Summary, error
 	}
 	total := Summary{Agents: o.agents, RampSeconds: ramp.Seconds(), CollectorRSSBefore: before,
 		CollectorRSSHeld: h.mean, CollectorRSSPeak: h.peak, CollectorCPUPct: h.cpuPct}
-	var samples []float64
+	var samples, reconnects []float64
 	for _, k := range kids {
 		s, ok := <-k.done
 		_ = k.cmd.Wait()
@@ -209,8 +224,12 @@ func runParent(ctx context.Context, o options, log *slog.Logger) (Summary, error
 		total.Retries += s.Retries
 		total.Acks += s.Acks
 		samples = append(samples, s.AckSamplesMs...)
+		total.ReconnectFailed += s.ReconnectFailed
+		reconnects = append(reconnects, s.ReconnectSamples...)
 	}
 	total.AckP50ms, total.AckP99ms = quantile(samples, 0.5), quantile(samples, 0.99)
+	total.Reconnects = len(reconnects)
+	total.ReconnectP50ms, total.ReconnectP99ms, total.ReconnectMaxms = quantile(reconnects, 0.5), quantile(reconnects, 0.99), quantile(reconnects, 1)
 	if total.Connected > 0 && h.mean > 0 && before > 0 {
 		total.RSSPerAgentKB = float64(h.mean-before) / float64(total.Connected) / 1024
 	}
@@ -285,8 +304,10 @@ func runAgents(ctx context.Context, o options, log *slog.Logger) (Summary, error
 	defer st.mu.Unlock()
 	sum.StreamErrors, sum.Heartbeats, sum.Acks, sum.Retries = st.streamErrors, st.heartbeats, len(st.acks), st.retries
 	sum.AckP50ms, sum.AckP99ms = quantile(st.acks, 0.5), quantile(st.acks, 0.99)
+	sum.Reconnects, sum.ReconnectFailed = len(st.reconnects), st.reconnectFailed
+	sum.ReconnectP50ms, sum.ReconnectP99ms, sum.ReconnectMaxms = quantile(st.reconnects, 0.5), quantile(st.reconnects, 0.99), quantile(st.reconnects, 1)
 	if o.child {
-		sum.AckSamplesMs = st.acks
+		sum.AckSamplesMs, sum.ReconnectSamples = st.acks, st.reconnects
 	}
 	return sum, nil
 }
@@ -295,6 +316,8 @@ type stats struct {
 	mu                                sync.Mutex
 	acks                              []float64
 	heartbeats, streamErrors, retries int
+	reconnects                        []float64 // ms from a stream's end to the next Welcome
+	reconnectFailed                   int
 }
 
 // reset starts the measured window: what happened during the ramp (TLS
@@ -368,9 +391,14 @@ func sampleWhile(ctx context.Context, pid int, d time.Duration) held {
 	t0, c0 := time.Now(), cpuTicks(pid)
 	var sum, n int64
 	var h held
+	c1, t1 := c0, t0
+	// A process that died during the hold (a front-end killed on
+	// purpose) is measured while it lived.
 	sample := func() {
-		r := rss(pid)
-		sum, n, h.peak = sum+r, n+1, max(h.peak, r)
+		if r := rss(pid); r > 0 {
+			sum, n, h.peak = sum+r, n+1, max(h.peak, r)
+			c1, t1 = cpuTicks(pid), time.Now()
+		}
 	}
 	sample()
 	tk := time.NewTicker(500 * time.Millisecond)
@@ -382,11 +410,17 @@ func sampleWhile(ctx context.Context, pid int, d time.Duration) held {
 			sample()
 		case <-end:
 			sample()
-			h.mean = sum / n
-			h.cpuPct = float64(cpuTicks(pid)-c0) / 100 / time.Since(t0).Seconds() * 100 // USER_HZ is 100 on Linux
+			if n > 0 {
+				h.mean = sum / n
+			}
+			if t1.After(t0) {
+				h.cpuPct = float64(c1-c0) / 100 / t1.Sub(t0).Seconds() * 100 // USER_HZ is 100 on Linux
+			}
 			return h
 		case <-ctx.Done():
-			h.mean = sum / n
+			if n > 0 {
+				h.mean = sum / n
+			}
 			return h
 		}
 	}
