@@ -56,6 +56,11 @@ type EventPublisher struct {
 	JS jetstream.JetStream
 	// SchoolOf: as for Publisher, events go under the device's school.
 	SchoolOf SchoolOf
+	// InFlight: as for Publisher. A refused event is dropped (logged by
+	// the server): the device's next heartbeat carries its state again.
+	InFlight *InFlight
+
+	own InFlight
 }
 
 // DeviceEvent publishes ev and waits for the PubAck.
@@ -68,7 +73,15 @@ func (p *EventPublisher) DeviceEvent(ctx context.Context, ev *vigilv1.DeviceEven
 	if err != nil {
 		return err
 	}
-	if _, err := p.JS.Publish(ctx, EventSubject(school, ev.GetDeviceId()), data, jetstream.WithExpectStream(EventsStream)); err != nil {
+	limit := p.InFlight
+	if limit == nil {
+		limit = &p.own
+	}
+	err = limit.do(ctx, "device event of "+ev.GetDeviceId(), func() error {
+		_, err := p.JS.Publish(ctx, EventSubject(school, ev.GetDeviceId()), data, jetstream.WithExpectStream(EventsStream))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("bus: publish device event of %s: %w", ev.GetDeviceId(), err)
 	}
 	return nil

@@ -28,6 +28,18 @@ type Publisher struct {
 	// that school's subjects, which only that school's storer consumes.
 	// Nil publishes every device under the default school.
 	SchoolOf SchoolOf
+	// InFlight bounds the publishes waiting for their PubAck (nil: a
+	// bound of DefaultMaxInFlight of its own).
+	InFlight *InFlight
+
+	own InFlight
+}
+
+func (p *Publisher) limit() *InFlight {
+	if p.InFlight != nil {
+		return p.InFlight
+	}
+	return &p.own
 }
 
 // SchoolOf answers the school a device is recorded in ("" or "default" for
@@ -73,7 +85,14 @@ func (p *Publisher) CommitFindings(ctx context.Context, findings []*vigilv1.Find
 		return 0, 0, err
 	}
 	msg := &nats.Msg{Subject: Subject(school, device), Data: data}
-	ack, err := p.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(device, findings)), jetstream.WithExpectStream(StreamName))
+	var ack *jetstream.PubAck
+	err = p.limit().do(ctx, "findings of "+device, func() (err error) {
+		ack, err = p.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(device, findings)), jetstream.WithExpectStream(StreamName))
+		return err
+	})
+	if errors.Is(err, store.ErrOverloaded) {
+		return 0, 0, err
+	}
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.ErrorCode(10077) {

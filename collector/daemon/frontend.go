@@ -92,7 +92,11 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// Findings, events and control requests go under the school of the
 	// device's own record: the storer of that school refuses anything else.
 	fs := &bus.FrontStore{KV: kv}
-	fs.Pub = &bus.Publisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf}
+	// One bound on what waits for NATS, findings and events together: a
+	// cluster that falls behind is answered with RESOURCE_EXHAUSTED, not
+	// held in this process's memory.
+	inflight := &bus.InFlight{}
+	fs.Pub = &bus.Publisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf, InFlight: inflight}
 	// No front-end holds an evidence key: Welcome names the recipient of
 	// the device's school as its record in the bucket does.
 	// Agents is set below, before the server accepts a stream.
@@ -102,7 +106,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)
 		},
-		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf}})
+		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf, InFlight: inflight}})
 	ctl.Agents = srv
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)
