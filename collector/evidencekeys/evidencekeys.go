@@ -19,25 +19,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
 	"filippo.io/age"
 
+	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/fsutil"
 )
 
-// DefaultSchool is the school whose key is the installation's
-// (store.DefaultSchool; repeated here so that this package needs no store).
-const DefaultSchool = "default"
-
 // Dir is where the school keys live, under the collector's pki folder.
 const Dir = "schools"
-
-// The store's rule for school IDs (store.schoolIDRE): it keeps a key's
-// file name inside Dir.
-var schoolIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // Keyring holds the installation's identity and the schools'.
 type Keyring struct {
@@ -64,7 +56,7 @@ func Open(pkiDir string, base *age.X25519Identity) (*Keyring, error) {
 	}
 	for _, e := range ents {
 		school, ok := strings.CutSuffix(e.Name(), ".key")
-		if !ok || !schoolIDRE.MatchString(school) {
+		if !ok || !store.ValidSchoolID(school) {
 			continue // a temporary file of an interrupted write, or not ours
 		}
 		id, err := readKey(filepath.Join(k.dir, e.Name()))
@@ -88,9 +80,10 @@ func readKey(path string) (*age.X25519Identity, error) {
 	return id, nil
 }
 
+// path is inside Dir: school IDs are store.ValidSchoolID, checked first.
 func (k *Keyring) path(school string) string { return filepath.Join(k.dir, school+".key") }
 
-func isDefault(school string) bool { return school == "" || school == DefaultSchool }
+func isDefault(school string) bool { return school == "" || school == store.DefaultSchool }
 
 // Recipient is the age recipient the school's devices seal evidence to,
 // its key created (owner-only) the first time it is asked for.
@@ -98,7 +91,7 @@ func (k *Keyring) Recipient(school string) (string, error) {
 	if isDefault(school) {
 		return k.base.Recipient().String(), nil
 	}
-	if !schoolIDRE.MatchString(school) {
+	if !store.ValidSchoolID(school) {
 		return "", fmt.Errorf("evidence keys: bad school id %q", school)
 	}
 	k.mu.Lock()
@@ -172,7 +165,7 @@ func (k *Keyring) Destroy(school string) (bool, error) {
 	if isDefault(school) {
 		return false, errors.New("evidence keys: the installation's key is not a school's to destroy")
 	}
-	if !schoolIDRE.MatchString(school) {
+	if !store.ValidSchoolID(school) {
 		return false, fmt.Errorf("evidence keys: bad school id %q", school)
 	}
 	k.mu.Lock()

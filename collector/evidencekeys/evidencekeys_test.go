@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/vigil-safeguarding/vigil/collector/store"
 )
 
 func seal(t *testing.T, recipient, text string) []byte {
@@ -45,7 +47,7 @@ func TestSchoolKeys(t *testing.T) {
 	if r, _ := k.Recipient(""); r != base.Recipient().String() {
 		t.Errorf("default school's recipient %s, want the installation's", r)
 	}
-	if r, _ := k.Recipient(DefaultSchool); r != base.Recipient().String() {
+	if r, _ := k.Recipient(store.DefaultSchool); r != base.Recipient().String() {
 		t.Errorf("default school's recipient %s, want the installation's", r)
 	}
 	oakR, err := k.Recipient("oak")

@@ -50,6 +50,10 @@ var ErrBadSchool = errors.New("store: bad school")
 
 var schoolIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// ValidSchoolID reports whether id can name a school (1-63 of a-z 0-9 -,
+// starting with a letter or digit): safe as a file name and a NATS token.
+func ValidSchoolID(id string) bool { return schoolIDRE.MatchString(id) }
+
 // SchoolOf is the school a record names: DefaultSchool for none.
 func SchoolOf(id string) string {
 	if id == "" {
@@ -92,7 +96,7 @@ func (s *Store) AddSchool(sc School) (School, error) {
 	if sc.Name == "" || len(sc.Name) > 200 {
 		return School{}, fmt.Errorf("%w: a school needs a name of 1-200 characters", ErrBadSchool)
 	}
-	if !schoolIDRE.MatchString(sc.ID) {
+	if !ValidSchoolID(sc.ID) {
 		return School{}, fmt.Errorf("%w: id %q: use 1-63 of a-z 0-9 -, starting with a letter or digit", ErrBadSchool, sc.ID)
 	}
 	if sc.ID == DefaultSchool {
