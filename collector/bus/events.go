@@ -73,11 +73,7 @@ func (p *EventPublisher) DeviceEvent(ctx context.Context, ev *vigilv1.DeviceEven
 	if err != nil {
 		return err
 	}
-	limit := p.InFlight
-	if limit == nil {
-		limit = &p.own
-	}
-	err = limit.do(ctx, "device event of "+ev.GetDeviceId(), func() error {
+	err = p.InFlight.or(&p.own).do(ctx, "device event of "+ev.GetDeviceId(), func() error {
 		_, err := p.JS.Publish(ctx, EventSubject(school, ev.GetDeviceId()), data, jetstream.WithExpectStream(EventsStream))
 		return err
 	})

@@ -41,6 +41,14 @@ func (l *InFlight) init() {
 	})
 }
 
+// or is l, or own when l is nil (a publisher's bound of its own).
+func (l *InFlight) or(own *InFlight) *InFlight {
+	if l != nil {
+		return l
+	}
+	return own
+}
+
 // do runs publish in a slot.
 func (l *InFlight) do(ctx context.Context, what string, publish func() error) error {
 	l.init()

@@ -35,12 +35,6 @@ type Publisher struct {
 	own InFlight
 }
 
-func (p *Publisher) limit() *InFlight {
-	if p.InFlight != nil {
-		return p.InFlight
-	}
-	return &p.own
-}
 
 // SchoolOf answers the school a device is recorded in ("" or "default" for
 // the default school); an error when the record cannot be read, so nothing
@@ -86,7 +80,7 @@ func (p *Publisher) CommitFindings(ctx context.Context, findings []*vigilv1.Find
 	}
 	msg := &nats.Msg{Subject: Subject(school, device), Data: data}
 	var ack *jetstream.PubAck
-	err = p.limit().do(ctx, "findings of "+device, func() (err error) {
+	err = p.InFlight.or(&p.own).do(ctx, "findings of "+device, func() (err error) {
 		ack, err = p.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(device, findings)), jetstream.WithExpectStream(StreamName))
 		return err
 	})
