@@ -35,7 +35,6 @@ type Publisher struct {
 	own InFlight
 }
 
-
 // SchoolOf answers the school a device is recorded in ("" or "default" for
 // the default school); an error when the record cannot be read, so nothing
 // is published under a school guessed at.
