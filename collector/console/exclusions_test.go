@@ -30,7 +30,7 @@ func TestApprovedExclusionReachesBundleFile(t *testing.T) {
 		t.Fatalf("exclusions: %+v", xs)
 	}
 	now := time.Now()
-	data, err := ExclusionsFile(e.st, now)
+	data, err := ExclusionsFile(e.st, store.DefaultSchool, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestApprovedExclusionReachesBundleFile(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Errorf("ExclusionsChanged called %d times, want 1", calls.Load())
 	}
-	data, _ = ExclusionsFile(e.st, now)
+	data, _ = ExclusionsFile(e.st, store.DefaultSchool, now)
 	list, err := exclusions.Parse(data)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("bundle file: %v %s", err, data)
@@ -54,7 +54,7 @@ func TestApprovedExclusionReachesBundleFile(t *testing.T) {
 		x.ApprovedBy != "dsl1" || !x.ExpiresAt.Equal(exp) || x.ApprovedAt.IsZero() {
 		t.Errorf("bundle entry %+v", x)
 	}
-	if data, _ = ExclusionsFile(e.st, exp); data != nil {
+	if data, _ = ExclusionsFile(e.st, store.DefaultSchool, exp); data != nil {
 		t.Errorf("expired exclusion still in the bundle: %s", data)
 	}
 

@@ -49,7 +49,7 @@ func TestSchoolTermsAPI(t *testing.T) {
 	if code, b = c.do("POST", "/api/v1/terms", body); code != 400 || !strings.Contains(string(b), "duplicate term") {
 		t.Fatalf("duplicate: %d %s", code, b)
 	}
-	files, _ := schoolterms.BundleFiles(e.st)
+	files, _ := schoolterms.BundleFiles(e.st, store.DefaultSchool)
 	if !strings.Contains(string(files["keywords/school-bullying.txt"]), "gobbo gibbs ; severity=high") {
 		t.Fatalf("bundle files: %q", files)
 	}
@@ -73,7 +73,7 @@ func TestSchoolTermsAPI(t *testing.T) {
 	if code, _ := c.do("POST", "/api/v1/terms/"+added.ID+"/remove", map[string]string{"reason": "again"}); code != 404 {
 		t.Fatalf("second remove: %d", code)
 	}
-	if files, _ := schoolterms.BundleFiles(e.st); files != nil {
+	if files, _ := schoolterms.BundleFiles(e.st, store.DefaultSchool); files != nil {
 		t.Fatalf("removed term still in the bundle: %q", files)
 	}
 	var log struct{ Decisions []store.TermDecision }

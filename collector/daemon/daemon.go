@@ -376,7 +376,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 			log.Info("store closed cleanly")
 		}
 	})
-	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log, rulesdist.WithHistory(c.st)); err != nil {
+	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log, rulesdist.WithHistory(c.st),
+		rulesdist.WithSchools(schoolIDs(st), filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir))); err != nil {
 		return nil, err
 	}
 	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
@@ -385,8 +386,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if set.hours != nil && cfg.SMTP != "" && len(cfg.OutOfHoursUsers) > 0 {
 		log.Info("console: out-of-hours notifications on", "working_hours", set.hours.String(), "on_call", cfg.OutOfHoursUsers)
 	}
-	// Approved exclusions and the school's own terms travel in every
-	// group's rules bundle.
+	// A school's approved exclusions and the terms in force there (its own
+	// and the trust's) travel in every group's rules bundle of the school.
 	c.dist.SetExtra(generatedRules(exclusionsExtra(st, log), schoolTermsExtra(st, log)))
 	c.dist.Refresh()
 	rel, err := releases.Open(cfg.DataDir, log)
@@ -802,21 +803,36 @@ func (c *collector) runSchoolBus(ctx context.Context, school string) {
 	wg.Wait()
 }
 
+// schoolIDs lists the store's schools for the rules bundles.
+func schoolIDs(st *store.Store) func() ([]string, error) {
+	return func() ([]string, error) {
+		list, err := st.Schools()
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]string, 0, len(list))
+		for _, sc := range list {
+			ids = append(ids, sc.ID)
+		}
+		return ids, nil
+	}
+}
+
 // exclusionsExtra supplies the approved-exclusions file for every group's
-// rules bundle (none while no exclusion is in force); if the store cannot be
-// read the last good content stays.
-func exclusionsExtra(st *store.Store, log *slog.Logger) func(string) map[string][]byte {
+// rules bundle of a school (none while no exclusion is in force there); if
+// the store cannot be read the school's last good content stays.
+func exclusionsExtra(st *store.Store, log *slog.Logger) func(school, group string) map[string][]byte {
 	var mu sync.Mutex
-	var last []byte
-	return func(string) map[string][]byte {
+	last := map[string][]byte{}
+	return func(school, _ string) map[string][]byte {
 		mu.Lock()
 		defer mu.Unlock()
-		data, err := console.ExclusionsFile(st, time.Now())
+		data, err := console.ExclusionsFile(st, school, time.Now())
 		if err != nil {
-			log.Error("rules bundles: approved exclusions not refreshed", "err", err)
-			data = last
+			log.Error("rules bundles: approved exclusions not refreshed", "school", school, "err", err)
+			data = last[school]
 		}
-		last = data
+		last[school] = data
 		if data == nil {
 			return nil
 		}

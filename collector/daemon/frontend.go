@@ -66,7 +66,11 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 		return fmt.Errorf("front-end needs ca.pem, server.pem and server.key copied from the store-owning collector's %s into %s: %w",
 			pkiDir, filepath.Join(cfg.DataDir, pkiDir), err)
 	}
-	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log)
+	// The rules and each school's overrides are the front-end's copy of
+	// the store-owning collector's folders (generated files, exclusions and
+	// terms, are not carried over the bus yet: docs/scale.md).
+	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log,
+		rulesdist.WithSchools(nil, filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir)))
 	if err != nil {
 		return err
 	}

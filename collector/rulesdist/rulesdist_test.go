@@ -32,11 +32,11 @@ func TestExtraFilesInEveryBundle(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	plain := map[string]string{DefaultGroup: d.Bundle(DefaultGroup).Hash, "staff": d.Bundle("staff").Hash}
+	plain := map[string]string{DefaultGroup: d.Bundle("", DefaultGroup).Hash, "staff": d.Bundle("", "staff").Hash}
 
 	var mu sync.Mutex
 	var approved []exclusions.Exclusion
-	d.SetExtra(func(group string) map[string][]byte {
+	d.SetExtra(func(_, group string) map[string][]byte {
 		mu.Lock()
 		defer mu.Unlock()
 		return map[string][]byte{exclusions.Path: exclusions.Marshal(approved)}
@@ -46,7 +46,7 @@ func TestExtraFilesInEveryBundle(t *testing.T) {
 	}
 	before := map[string]string{}
 	for _, g := range []string{DefaultGroup, "staff", "no-such-folder"} {
-		b := d.Bundle(g)
+		b := d.Bundle("", g)
 		if string(b.Files[exclusions.Path]) != string(exclusions.Marshal(nil)) {
 			t.Errorf("%s: bundle lacks %s: %q", g, exclusions.Path, b.Files[exclusions.Path])
 		}
@@ -71,7 +71,7 @@ func TestExtraFilesInEveryBundle(t *testing.T) {
 		t.Fatal("approving an exclusion did not change the bundles")
 	}
 	for _, g := range []string{DefaultGroup, "staff"} {
-		b := d.Bundle(g)
+		b := d.Bundle("", g)
 		if b.Hash == before[g] {
 			t.Errorf("%s: hash unchanged after approval", g)
 		}
@@ -91,13 +91,13 @@ func TestExtraFilesInEveryBundle(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := d.Bundle("staff").Files["more.yaml"]; !ok || d.Bundle("staff").Files[exclusions.Path] == nil {
+	if _, ok := d.Bundle("", "staff").Files["more.yaml"]; !ok || d.Bundle("", "staff").Files[exclusions.Path] == nil {
 		t.Error("reload lost the folder edit or the generated file")
 	}
 	// Invalid generated files are left out rather than breaking the bundle.
-	d.SetExtra(func(string) map[string][]byte { return map[string][]byte{exclusions.Path: []byte("{")} })
+	d.SetExtra(func(_, _ string) map[string][]byte { return map[string][]byte{exclusions.Path: []byte("{")} })
 	d.Refresh()
-	if b := d.Bundle(DefaultGroup); b.Files[exclusions.Path] != nil || b.Hash != plain[DefaultGroup] {
+	if b := d.Bundle("", DefaultGroup); b.Files[exclusions.Path] != nil || b.Hash != plain[DefaultGroup] {
 		t.Error("invalid generated file was included")
 	}
 }

@@ -288,16 +288,18 @@ func render(terms []store.SchoolTerm) (map[string][]byte, map[string]map[int]ori
 	return out, origins
 }
 
-// Lister reads the terms in force.
+// Lister reads the terms in force in a school: its own, and the trust-wide
+// ones it has not suppressed (*store.Store is one).
 type Lister interface {
-	SchoolTerms() ([]store.SchoolTerm, error)
+	TermsInForce(school string) ([]store.SchoolTerm, error)
 }
 
-// BundleFiles reads the terms in force and renders them (Files).
-func BundleFiles(l Lister) (map[string][]byte, error) {
-	ts, err := l.SchoolTerms()
+// BundleFiles reads the terms in force in school and renders them (Files)
+// for that school's bundles.
+func BundleFiles(l Lister, school string) (map[string][]byte, error) {
+	ts, err := l.TermsInForce(school)
 	if err != nil {
-		return nil, fmt.Errorf("read school terms: %w", err)
+		return nil, fmt.Errorf("read the terms in force in %s: %w", store.SchoolOf(school), err)
 	}
 	return Files(ts), nil
 }

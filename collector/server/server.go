@@ -31,9 +31,10 @@ import (
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
 
-// RulesSource hands out the current rules bundle for a device group.
+// RulesSource hands out the current rules bundle of a school for a device
+// group (collector/rulesdist).
 type RulesSource interface {
-	Bundle(group string) *vigilv1.RulesBundle
+	Bundle(school, group string) *vigilv1.RulesBundle
 }
 
 // Store is what the gRPC server needs of the collector's store: enrolment

@@ -22,6 +22,7 @@ import (
 // session is one connected agent's stream.
 type session struct {
 	device   string
+	school   string // the device's school: its rules bundle is that school's
 	group    string
 	instance string
 	stream   vigilv1.Collector_StreamServer
@@ -106,7 +107,7 @@ func (ss *session) pushRulesIfStale(src RulesSource, agentHash string) {
 	if src == nil {
 		return
 	}
-	b := src.Bundle(ss.group)
+	b := src.Bundle(ss.school, ss.group)
 	if b == nil {
 		return
 	}
@@ -224,7 +225,7 @@ func (s *Server) admit(stream vigilv1.Collector_StreamServer) (*session, *store.
 		return nil, nil, status.Error(codes.FailedPrecondition, "this device identity was enrolled on another host (cloned image?): re-enroll this device with a new token")
 	}
 
-	ss := &session{device: deviceID, group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
+	ss := &session{device: deviceID, school: store.SchoolOf(dev.School), group: dev.Group, instance: hello.GetInstanceId(), stream: stream, cancel: cancel, lastHeard: s.cfg.Now(),
 		version: limit(hello.GetAgentVersion(), 64), os: limit(hello.GetOs(), 16), arch: limit(hello.GetArch(), 16)}
 	if err := s.register(ss, dev, hello); err != nil {
 		return nil, nil, err

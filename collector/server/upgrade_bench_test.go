@@ -29,7 +29,7 @@ type fixedRules struct {
 	b  *vigilv1.RulesBundle
 }
 
-func (f *fixedRules) Bundle(string) *vigilv1.RulesBundle {
+func (f *fixedRules) Bundle(string, string) *vigilv1.RulesBundle {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.b

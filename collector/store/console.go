@@ -533,6 +533,16 @@ type Exclusion struct {
 	ApprovedAt     time.Time `json:"approved_at,omitzero"`
 	ApprovalReason string    `json:"approval_reason,omitempty"`
 	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	// School is the school of the alert it was proposed from ("" is the
+	// default school); an approved exclusion applies on that school's
+	// devices only, unless the approver made it TrustWide.
+	School    string `json:"school,omitempty"`
+	TrustWide bool   `json:"trust_wide,omitempty"`
+}
+
+// AppliesIn says whether x (once approved) applies on the devices of school.
+func (x Exclusion) AppliesIn(school string) bool {
+	return x.TrustWide || SchoolOf(x.School) == SchoolOf(school)
 }
 
 // PutExclusion writes an exclusion record.

@@ -230,7 +230,11 @@ func (s *Store) FleetChecks() ([]FleetCheck, error) {
 type RulesChange struct {
 	At    time.Time `json:"at"`
 	Group string    `json:"group"`
-	Hash  string    `json:"hash"`
+	// School is the school whose bundle of the group changed ("" is the
+	// default school's: bundles differ by school once a school has its own
+	// rules overrides, terms or exclusions).
+	School string `json:"school,omitempty"`
+	Hash   string `json:"hash"`
 	// PrevHash is empty for the first bundle the collector recorded.
 	PrevHash string `json:"prev_hash,omitempty"`
 	// Files maps every file of the bundle to the SHA-256 of its content,
@@ -248,6 +252,9 @@ func (s *Store) RecordRulesChange(c RulesChange) error {
 	}
 	v, _ := json.Marshal(c)
 	k := append(binary.BigEndian.AppendUint64([]byte(pfxRulesChange), uint64(c.At.UnixNano())), c.Group...)
+	if c.School != "" && c.School != DefaultSchool {
+		k = append(append(k, '@'), c.School...)
+	}
 	return s.update(func(txn *badger.Txn) error { return txn.Set(k, v) })
 }
 
@@ -265,7 +272,18 @@ func (s *Store) RulesChanges() ([]RulesChange, error) {
 	return out, err
 }
 
-// LastRulesChanges is the latest recorded change of each group.
+// RulesBundleKey names a school's bundle of a group in LastRulesChanges:
+// the group for the default school (as before schools existed), else
+// "<school>/<group>".
+func RulesBundleKey(school, group string) string {
+	if SchoolOf(school) == DefaultSchool {
+		return group
+	}
+	return school + "/" + group
+}
+
+// LastRulesChanges is the latest recorded change of each school's bundle
+// of each group, by RulesBundleKey.
 func (s *Store) LastRulesChanges() (map[string]RulesChange, error) {
 	all, err := s.RulesChanges()
 	if err != nil {
@@ -273,7 +291,7 @@ func (s *Store) LastRulesChanges() (map[string]RulesChange, error) {
 	}
 	out := map[string]RulesChange{}
 	for _, c := range all {
-		out[c.Group] = c
+		out[RulesBundleKey(c.School, c.Group)] = c
 	}
 	return out, nil
 }

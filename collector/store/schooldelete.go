@@ -18,7 +18,8 @@ import (
 // disposal and revocation records) is keyed by its device ID; tokens and
 // console accounts name their school; an audit names its school in its
 // header entry; an exclusion proposed from one of its alerts names the
-// alert. What stays is the installation's: the append-only access log (the
+// alert or the school; its own keyword terms and its suppressions of the
+// trust's terms name the school. What stays is the installation's: the append-only access log (the
 // accountability record of who read what, holding IDs only), the keyword
 // term and rules decision logs, the DfE register, licences and report-mail
 // records; docs/security.md says so.
@@ -230,9 +231,18 @@ func (s *Store) schoolKeys(id string, devs map[string]bool) (keys [][]byte, gran
 						if d, _, ok := ParseAlertID(x.AlertID); ok && devs[d] {
 							mine = true
 						}
+						mine = mine || (!x.TrustWide && x.School == id)
 					}
 					return nil
 				})
+			case bytes.HasPrefix(k, []byte(pfxSchoolTerm)):
+				verr = item.Value(func(v []byte) error {
+					var t SchoolTerm
+					mine = json.Unmarshal(v, &t) == nil && !t.TrustWide && t.School == id
+					return nil
+				})
+			case bytes.HasPrefix(k, []byte(pfxTermSuppress+id+"/")):
+				mine = true
 			}
 			if verr != nil {
 				return verr
