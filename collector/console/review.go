@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-safeguarding/vigil/collector/store"
+	"github.com/vigil-safeguarding/vigil/collector/tenancy"
 	"github.com/vigil-safeguarding/vigil/collector/triage"
 )
 
@@ -210,7 +211,8 @@ func (s *Server) alertAction(w http.ResponseWriter, r *http.Request, v *viewer) 
 		}
 		return &store.Exclusion{ID: act.ExclusionID, AlertID: AlertID(f.DeviceId, f.Seq), RuleID: f.RuleId,
 			Library: f.GetScreenMatch().GetLibrary(), Term: f.GetScreenMatch().GetTerm(), Category: f.Category,
-			Status: "pending", ProposedBy: v.Username, ProposedAt: now, ProposalReason: next.FalsePositiveReason}, nil
+			Status: "pending", ProposedBy: v.Username, ProposedAt: now, ProposalReason: next.FalsePositiveReason,
+			School: schoolField(s.tenancyPolicy().DeviceSchool(f.DeviceId))}, nil
 	})
 	var te *triage.Error
 	switch {
@@ -228,22 +230,42 @@ func (s *Server) alertAction(w http.ResponseWriter, r *http.Request, v *viewer) 
 	writeJSON(w, http.StatusOK, s.detailJSON(a, v))
 }
 
+// listExclusions: the exclusions of the schools the viewer sees, and
+// every trust-wide one in force in theirs (of another school's, what is
+// excluded only: tenancy.ExclusionSummary).
 func (s *Server) listExclusions(w http.ResponseWriter, r *http.Request, v *viewer) {
 	list, err := s.st.Exclusions()
 	if err != nil {
 		s.internal(w, "list exclusions", err)
 		return
 	}
-	if list == nil {
-		list = []store.Exclusion{}
+	out := []store.Exclusion{}
+	for _, x := range list {
+		switch {
+		case tenancy.SeesExclusion(&v.User, x):
+			out = append(out, x)
+		case x.TrustWide && x.Status == "approved":
+			out = append(out, tenancy.ExclusionSummary(x))
+		}
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// schoolField is how a record names its school: "" for the default one.
+func schoolField(school string) string {
+	if store.SchoolOf(school) == store.DefaultSchool {
+		return ""
+	}
+	return school
 }
 
 func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *viewer) {
 	var req struct {
 		Reason    string `json:"reason"`
 		ExpiresAt string `json:"expires_at"`
+		// TrustWide applies it on every school's devices: only an account
+		// that sees every school (tenancy.SetsTrustWide).
+		TrustWide bool `json:"trust_wide"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		jsonError(w, http.StatusBadRequest, "%v", err)
@@ -263,7 +285,20 @@ func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *vie
 		jsonError(w, http.StatusBadRequest, "expires_at must be in the future")
 		return
 	}
+	// Another school's exclusion is answered exactly as one that does not
+	// exist; the school is read again in the update's transaction.
+	if cur, err := s.st.GetExclusion(r.PathValue("id")); err == nil && !tenancy.SeesExclusion(&v.User, cur) {
+		jsonError(w, http.StatusNotFound, "no such exclusion")
+		return
+	}
+	if req.TrustWide && !s.mayTrustWide(w, v) {
+		return
+	}
 	x, err := s.st.UpdateExclusion(r.PathValue("id"), func(x *store.Exclusion) error {
+		if !tenancy.SeesExclusion(&v.User, *x) {
+			return store.ErrNotFound
+		}
+		x.TrustWide = req.TrustWide
 		if x.Status != "pending" {
 			return conflict("this exclusion is not pending")
 		}
@@ -282,7 +317,7 @@ func (s *Server) approveExclusion(w http.ResponseWriter, r *http.Request, v *vie
 	case err != nil:
 		s.internal(w, "approve exclusion", err)
 	default:
-		s.log.Info("console: exclusion approved", "id", x.ID, "by", v.Username, "rule", x.RuleID, "term", x.Term, "expires", x.ExpiresAt)
+		s.log.Info("console: exclusion approved", "id", x.ID, "by", v.Username, "school", x.School, "trust_wide", x.TrustWide, "rule", x.RuleID, "term", x.Term, "expires", x.ExpiresAt)
 		if s.exclChg != nil {
 			s.exclChg() // rebuild the rules bundles and push them to agents
 		}

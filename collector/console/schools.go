@@ -74,7 +74,7 @@ func (s *Server) schoolSnapshot(u *store.User, snap *reports.Snapshot) {
 	snap.Devices = devs
 	excl := snap.Exclusions[:0]
 	for _, x := range snap.Exclusions {
-		if dev, _, ok := parseAlertID(x.AlertID); ok && s.seesDevice(u, dev) {
+		if tenancy.SeesExclusion(u, x) {
 			excl = append(excl, x)
 		}
 	}

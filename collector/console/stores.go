@@ -67,11 +67,17 @@ type exclusionStore interface {
 	UpdateExclusion(id string, fn func(*store.Exclusion) error) (store.Exclusion, error)
 }
 
-// termStore: the school's own keyword terms and the reviewers' decisions.
+// termStore: the schools' and the trust's keyword terms, the schools'
+// suppressions of trust-wide ones and the decision log.
 type termStore interface {
 	SchoolTerms() ([]store.SchoolTerm, error)
+	GetSchoolTerm(id string) (store.SchoolTerm, error)
+	TermsInForce(school string) ([]store.SchoolTerm, error)
 	AddSchoolTerm(t store.SchoolTerm, reason string) error
 	RemoveSchoolTerm(id, by, reason string, at time.Time) (store.SchoolTerm, error)
+	SuppressTerm(x store.TermSuppression) error
+	RestoreTerm(school, id, by, reason string, at time.Time) error
+	TermSuppressions() ([]store.TermSuppression, error)
 	TermDecisions() ([]store.TermDecision, error)
 }
 

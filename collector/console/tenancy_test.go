@@ -30,6 +30,9 @@ type tenantSchool struct {
 	evID    string            // evidence of alerts["dsl"]
 	token   string            // an enrollment token of the school
 	audit   string            // a device audit of the school
+	term    string            // a keyword term of the school
+	dropped string            // another, for the remove route
+	excl    string            // an exclusion proposed from one of its alerts
 	markers []string          // in no response to another school's account
 }
 
@@ -101,10 +104,28 @@ func TestTenantIsolationMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts.audit = h.ID
+		for _, id := range []*string{&ts.term, &ts.dropped} {
+			*id = newExclusionID()
+			if err := e.st.AddSchoolTerm(store.SchoolTerm{ID: *id, Term: sc.prefix + "secret nick " + *id, Category: "bullying", Severity: "high",
+				Rationale: sc.prefix + "secret rationale", School: school, AddedBy: sc.prefix + "dsl", AddedAt: now}, sc.prefix+"secret reason"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ts.excl = newExclusionID()
+		if err := e.st.PutExclusion(store.Exclusion{ID: ts.excl, AlertID: ts.alerts["dsl"], RuleID: "screen-keywords", Library: "keywords-self-harm",
+			Term: sc.prefix + "secret phrase", Status: "pending", ProposedBy: sc.prefix + "dsl", ProposedAt: now,
+			ProposalReason: sc.prefix + "secret proposal", School: school}); err != nil {
+			t.Fatal(err)
+		}
 		schools[sc.prefix] = ts
 	}
 	e.user("admin", RoleAdmin, false, "")
 	const noDevice = "nonenonenonenonenonenonen0"
+	// A trust-wide term: in force in both schools, seen by both.
+	if err := e.st.AddSchoolTerm(store.SchoolTerm{ID: "trustterm", Term: "trust wide nick", Category: "bullying", Severity: "high",
+		Rationale: "heard across the trust", TrustWide: true, AddedBy: "x", AddedAt: now}, "trust"); err != nil {
+		t.Fatal(err)
+	}
 
 	// How each school-scoped route is asked for one record: own, another
 	// school's, and one that does not exist. {a} is an alert of the
@@ -130,7 +151,29 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		return map[string]any{"school": ts.id, "all": true, "reason": "matrix"}
 	}
 	const noAudit = "au-20261206T000000.000-000000"
+	added := 0
+	newTerm := func(ts *tenantSchool) any {
+		// Letters only, none that normalises to another (1/l/I, 0/o).
+		const letters = "bcdfghjkmnpqrstvwxz"
+		added++
+		n := "zqx" + ts.id[:3] + string(letters[added%len(letters)]) + string(letters[added/len(letters)%len(letters)])
+		return map[string]any{"term": n, "category": "bullying", "severity": "high", "rationale": "matrix",
+			"cases": "+ look at " + n + " lol\n- nothing to see\n", "school": ts.id}
+	}
+	reason := func(*tenantSchool) any { return map[string]string{"reason": "matrix"} }
+	approve := map[string]string{"reason": "matrix", "expires_at": now.Add(time.Hour).UTC().Format(time.RFC3339)}
 	records := map[string]recordRoute{
+		"POST /api/v1/terms": {path: func(string, *tenantSchool) string { return "/api/v1/terms" }, body: newTerm,
+			none: "/api/v1/terms", noneBody: map[string]any{"term": "zqxnone", "category": "bullying", "severity": "high", "rationale": "matrix",
+				"cases": "+ zqxnone\n- nothing\n", "school": "no-such-school"}},
+		"POST /api/v1/terms/{id}/remove": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/terms/" + ts.dropped + "/remove" },
+			body: reason, none: "/api/v1/terms/0000000000000000/remove", noneBody: map[string]string{"reason": "matrix"}},
+		"POST /api/v1/terms/{id}/suppress": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/terms/" + ts.term + "/suppress" },
+			body: reason, none: "/api/v1/terms/0000000000000000/suppress", noneBody: map[string]string{"reason": "matrix"}},
+		"POST /api/v1/terms/{id}/restore": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/terms/" + ts.term + "/restore" },
+			body: reason, none: "/api/v1/terms/0000000000000000/restore", noneBody: map[string]string{"reason": "matrix"}},
+		"POST /api/v1/exclusions/{id}/approve": {path: func(_ string, ts *tenantSchool) string { return "/api/v1/exclusions/" + ts.excl + "/approve" },
+			body: func(*tenantSchool) any { return approve }, none: "/api/v1/exclusions/0000000000000000/approve", noneBody: approve},
 		"GET /api/v1/alerts/{id}": {path: func(u string, ts *tenantSchool) string { return "/api/v1/alerts/" + alertOf(u, ts) },
 			none: "/api/v1/alerts/" + noAlert},
 		"POST /api/v1/alerts/{id}/actions": {path: func(u string, ts *tenantSchool) string { return "/api/v1/alerts/" + alertOf(u, ts) + "/actions" },
@@ -185,6 +228,9 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		"GET /api/v1/audits":                  "/api/v1/audits",
 		"GET /api/v1/inventory":               "/api/v1/inventory",
 		"GET /api/v1/access-log":              "/api/v1/access-log",
+		"GET /api/v1/terms":                   "/api/v1/terms",
+		"GET /api/v1/terms/decisions":         "/api/v1/terms/decisions",
+		"GET /api/v1/exclusions":              "/api/v1/exclusions",
 	}
 
 	if len(e.srv.patterns) < 40 {
@@ -305,13 +351,13 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		}
 		method, _, _ := strings.Cut(pattern, " ")
 		oak := schools["oak"]
-		var body any
+		var body, leadBody any
 		if rec.body != nil {
-			body = rec.body(oak)
+			body, leadBody = rec.body(oak), rec.body(oak)
 		}
 		path := rec.path("dsl", oak)
 		ownCode, _ := login("oakdsl").do(method, path, body)
-		code, b := login("trustlead").do(method, path, body)
+		code, b := login("trustlead").do(method, path, leadBody)
 		fmt.Fprintf(&table, "%-9s %-6s %-45.45s granted %d (oak's dsl %d)\n", "trustlead", method, path, code, ownCode)
 		if code != ownCode {
 			t.Errorf("trustlead (granted oak) %s %s: %d, oak's own DSL %d: %.200s", method, path, code, ownCode, b)
@@ -495,8 +541,11 @@ func TestTrustGrant(t *testing.T) {
 	if code, b := c.do("GET", "/api/v1/alerts?status=new", nil); code != 200 || !strings.Contains(string(b), oakAlert) || strings.Contains(string(b), "elm") {
 		t.Errorf("queue: %d %.300s", code, b)
 	}
-	if code, _ := c.do("GET", "/api/v1/exclusions", nil); code != 403 {
-		t.Errorf("installation route with a grant: %d, want 403", code)
+	// Granted one school of three, the lead does not set what is in force
+	// in every school.
+	if code, b := c.do("POST", "/api/v1/terms", map[string]any{"term": "zqxtrust", "category": "bullying", "severity": "high",
+		"rationale": "r", "cases": "+ zqxtrust\n- nothing\n", "trust_wide": true}); code != 403 || !strings.Contains(string(b), "every school") {
+		t.Errorf("a trust-wide term from a lead granted some schools: %d %s, want 403", code, b)
 	}
 	if code, b := grant("/v1/users/trustlead/ungrant", GrantRequest{School: "oak", Reason: "left the role"}); code != 200 || strings.Contains(b, "granted_schools") {
 		t.Fatalf("ungrant: %d %s", code, b)

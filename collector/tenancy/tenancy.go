@@ -158,6 +158,54 @@ func (p *Policy) SeesDevice(u *store.User, id string) bool {
 	return InstallationWide(u) || SeesSchool(u, p.DeviceSchool(id))
 }
 
+// SeesTerm says whether u may see keyword term t: a school's term by those
+// who see the school, a trust-wide term by every account (it is in force
+// on their school's devices, so their DSL must know what is matched).
+func SeesTerm(u *store.User, t store.SchoolTerm) bool {
+	return t.TrustWide || SeesSchool(u, t.School)
+}
+
+// SeesTermDecision says whether u may read an entry of the terms' decision
+// log: a school's suppression or restore by those who see that school,
+// anything else by those who see the term.
+func SeesTermDecision(u *store.User, d store.TermDecision) bool {
+	if d.School != "" {
+		return SeesSchool(u, d.School)
+	}
+	return SeesTerm(u, d.Term)
+}
+
+// SeesExclusion says whether u may see an exclusion in full: those who see
+// the school whose alert proposed it. A trust-wide exclusion applies in
+// every school, so every account sees that it exists (ExclusionSummary),
+// but the proposal (its alert, proposer and reason) stays with the school.
+func SeesExclusion(u *store.User, x store.Exclusion) bool { return SeesSchool(u, x.School) }
+
+// ExclusionSummary is what an account of another school sees of a
+// trust-wide exclusion: what is excluded, by whom approved, why and until
+// when; not the alert, the proposer or the proposal's reason.
+func ExclusionSummary(x store.Exclusion) store.Exclusion {
+	return store.Exclusion{ID: x.ID, RuleID: x.RuleID, Library: x.Library, Term: x.Term, Category: x.Category, Status: x.Status,
+		ApprovedBy: x.ApprovedBy, ApprovedAt: x.ApprovedAt, ApprovalReason: x.ApprovalReason, ExpiresAt: x.ExpiresAt, TrustWide: true}
+}
+
+// SetsTrustWide says whether u may set what is in force in every school
+// (trust-wide keyword terms and exclusions): an account that sees every
+// school of the installation, such as a trust safeguarding lead granted
+// them all. In a trust of one, the school's own DSL.
+func (p *Policy) SetsTrustWide(u *store.User) (bool, error) {
+	all, err := p.Dir.Schools()
+	if err != nil {
+		return false, err
+	}
+	for _, sc := range all {
+		if !SeesSchool(u, sc.ID) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // Scope says how a console route treats schools.
 type Scope int
 
@@ -237,16 +285,19 @@ var routes = map[string]Scope{
 	"POST /api/v1/audits/{id}/sign":      Scoped,
 	"GET /api/v1/audits/{id}/report.pdf": Scoped,
 	"GET /api/v1/audits/{id}/report.csv": Scoped,
-	// Not school-aware yet: see the comment of Installation. Exclusions
-	// and terms change the rules bundle every agent of the installation
-	// gets (per-school bundles are not built), the access log and the DfE
-	// register are the installation's.
-	"GET /api/v1/exclusions":                Installation,
-	"POST /api/v1/exclusions/{id}/approve":  Installation,
-	"GET /api/v1/terms":                     Installation,
-	"POST /api/v1/terms":                    Installation,
-	"POST /api/v1/terms/{id}/remove":        Installation,
-	"GET /api/v1/terms/decisions":           Installation,
+	// Exclusions and keyword terms are a school's (in its rules bundles
+	// only) or trust-wide (in every school's unless a school suppresses
+	// a term): SeesTerm, SeesTermDecision, SeesExclusion, SetsTrustWide.
+	"GET /api/v1/exclusions":               Scoped,
+	"POST /api/v1/exclusions/{id}/approve": Scoped,
+	"GET /api/v1/terms":                    Scoped,
+	"POST /api/v1/terms":                   Scoped,
+	"POST /api/v1/terms/{id}/remove":       Scoped,
+	"POST /api/v1/terms/{id}/suppress":     Scoped,
+	"POST /api/v1/terms/{id}/restore":      Scoped,
+	"GET /api/v1/terms/decisions":          Scoped,
+	// Not school-aware yet: see the comment of Installation. The DfE
+	// register is the installation's.
 	"GET /api/v1/licences":                  Installation,
 	"POST /api/v1/licences":                 Installation,
 	"PUT /api/v1/licences/{id}":             Installation,
