@@ -63,6 +63,11 @@ type Store interface {
 	GetUser(username string) (store.User, error)
 	SchoolStore
 	Users() ([]store.User, error)
+	// A school's export carries its terms and exclusions.
+	SchoolTerms() ([]store.SchoolTerm, error)
+	TermSuppressions() ([]store.TermSuppression, error)
+	TermDecisions() ([]store.TermDecision, error)
+	Exclusions() ([]store.Exclusion, error)
 }
 
 // Server serves the admin API.

@@ -46,6 +46,10 @@ type Store interface {
 	Tokens() ([]store.Token, error)
 	Users() ([]store.User, error)
 	AccessLog() ([]store.AccessEntry, error)
+	SchoolTerms() ([]store.SchoolTerm, error)
+	TermSuppressions() ([]store.TermSuppression, error)
+	TermDecisions() ([]store.TermDecision, error)
+	Exclusions() ([]store.Exclusion, error)
 }
 
 // Line is one line of the file: Kind says which one field is set.
@@ -60,7 +64,13 @@ type Line struct {
 	Token    *Token             `json:"token,omitempty"`
 	Account  *Account           `json:"account,omitempty"`
 	Access   *store.AccessEntry `json:"access,omitempty"`
-	End      *End               `json:"end,omitempty"`
+	// The school's own keyword terms, its suppressions of trust-wide ones,
+	// their decisions, and the exclusions of its alerts.
+	Term         *store.SchoolTerm      `json:"term,omitempty"`
+	Suppression  *store.TermSuppression `json:"term_suppression,omitempty"`
+	TermDecision *store.TermDecision    `json:"term_decision,omitempty"`
+	Exclusion    *store.Exclusion       `json:"exclusion,omitempty"`
+	End          *End                   `json:"end,omitempty"`
 }
 
 // Header is the first line.
@@ -201,6 +211,9 @@ func Export(ctx context.Context, st Store, school, by string, now time.Time, w i
 			return nil, err
 		}
 	}
+	if err := exportRules(st, id, devices, put); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -263,6 +276,60 @@ func exportDevice(ctx context.Context, st Store, dev string, put func(Line) erro
 	}
 	if err != nil {
 		return fmt.Errorf("read the findings of %s: %w", dev, err)
+	}
+	return nil
+}
+
+// exportRules writes what the school decided about what is matched on its
+// devices: its own terms, its suppressions of the trust's terms, the
+// decisions of both, and the exclusions proposed from its alerts (the
+// same ownership store.DeleteSchool removes).
+func exportRules(st Store, school string, devices map[string]bool, put func(Line) error) error {
+	own := func(sc string) bool { return store.SchoolOf(sc) == school }
+	terms, err := st.SchoolTerms()
+	if err != nil {
+		return fmt.Errorf("read keyword terms: %w", err)
+	}
+	for _, t := range terms {
+		if !t.TrustWide && own(t.School) {
+			if err := put(Line{Kind: "term", Term: &t}); err != nil {
+				return err
+			}
+		}
+	}
+	sup, err := st.TermSuppressions()
+	if err != nil {
+		return fmt.Errorf("read term suppressions: %w", err)
+	}
+	for _, x := range sup {
+		if own(x.School) {
+			if err := put(Line{Kind: "term_suppression", Suppression: &x}); err != nil {
+				return err
+			}
+		}
+	}
+	ds, err := st.TermDecisions()
+	if err != nil {
+		return fmt.Errorf("read the terms' decision log: %w", err)
+	}
+	for _, d := range ds {
+		if d.School != "" && own(d.School) || d.School == "" && !d.Term.TrustWide && own(d.Term.School) {
+			if err := put(Line{Kind: "term_decision", TermDecision: &d}); err != nil {
+				return err
+			}
+		}
+	}
+	xs, err := st.Exclusions()
+	if err != nil {
+		return fmt.Errorf("read exclusions: %w", err)
+	}
+	for _, x := range xs {
+		dev, _, _ := store.ParseAlertID(x.AlertID)
+		if devices[dev] || !x.TrustWide && x.School != "" && own(x.School) {
+			if err := put(Line{Kind: "exclusion", Exclusion: &x}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -85,6 +85,19 @@ func TestExportOneSchool(t *testing.T) {
 		if err := st.LogAccess(store.AccessEntry{Time: now, Who: sc.prefix + "dsl", Action: "view-evidence", AlertID: sc.device + "-3", Reason: sc.prefix + " look"}); err != nil {
 			t.Fatal(err)
 		}
+		if err := st.AddSchoolTerm(store.SchoolTerm{ID: sc.prefix + "term", Term: sc.prefix + "nick", School: sc.id, AddedBy: sc.prefix + "dsl", AddedAt: now}, sc.prefix+" nick reason"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.AddSchoolTerm(store.SchoolTerm{ID: "trust" + sc.prefix, Term: "trust nick " + sc.prefix, TrustWide: true, AddedBy: "lead", AddedAt: now}, "trust"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SuppressTerm(store.TermSuppression{School: sc.id, TermID: "trust" + sc.prefix, By: sc.prefix + "dsl", At: now, Reason: sc.prefix + " opt out"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.PutExclusion(store.Exclusion{ID: sc.prefix + "x", AlertID: sc.device + "-3", Term: sc.prefix + "secretterm", Status: "pending",
+			ProposedBy: sc.prefix + "dsl", ProposalReason: sc.prefix + " drama", School: sc.id}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	admin, err := auth.NewUser("admin", "Admin", auth.RoleAdmin, "correct horse battery", "", false, now)
 	if err != nil {
@@ -100,7 +113,7 @@ func TestExportOneSchool(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := out.String()
-	for _, leak := range []string{"ashash", "ash-lap", "ashdsl", "ashpupil", "ashsecretterm", "ashtoken", "ash review", "ash-encrypted", "secrethash", "password_hash", "totp", "$2a$", "admin"} {
+	for _, leak := range []string{"ashash", "ash-lap", "ashdsl", "ashpupil", "ashsecretterm", "ashtoken", "ash review", "ash-encrypted", "ashnick", "ash opt out", "ash drama", "ash nick", "secrethash", "password_hash", "totp", "$2a$", "admin"} {
 		if strings.Contains(raw, leak) {
 			i := strings.Index(raw, leak)
 			t.Errorf("the export carries %q: …%s…", leak, raw[max(0, i-80):min(len(raw), i+40)])
@@ -120,7 +133,8 @@ func TestExportOneSchool(t *testing.T) {
 		lines[len(lines)-1].Kind != "end" {
 		t.Fatalf("framing: first %+v last %+v", lines[0], lines[len(lines)-1])
 	}
-	want := map[string]int{"header": 1, "device": 1, "finding": 3, "alert": 1, "evidence": 1, "token": 1, "account": 1, "access": 1}
+	want := map[string]int{"header": 1, "device": 1, "finding": 3, "alert": 1, "evidence": 1, "token": 1, "account": 1, "access": 1,
+		"term": 1, "term_suppression": 1, "term_decision": 2, "exclusion": 1}
 	for k, n := range want {
 		if counts[k] != n || lines[len(lines)-1].End.Counts[k] != n {
 			t.Errorf("%s: %d exported (end line says %d), want %d", k, counts[k], lines[len(lines)-1].End.Counts[k], n)

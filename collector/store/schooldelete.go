@@ -18,10 +18,11 @@ import (
 // disposal and revocation records) is keyed by its device ID; tokens and
 // console accounts name their school; an audit names its school in its
 // header entry; an exclusion proposed from one of its alerts names the
-// alert or the school; its own keyword terms and its suppressions of the
-// trust's terms name the school. What stays is the installation's: the append-only access log (the
-// accountability record of who read what, holding IDs only), the keyword
-// term and rules decision logs, the DfE register, licences and report-mail
+// alert or the school; its own keyword terms, its suppressions of the
+// trust's terms and their entries in the terms' decision log name the
+// school. What stays is the installation's: the append-only access log (the
+// accountability record of who read what, holding IDs only), the trust's
+// keyword terms and their decisions, the rules history, the DfE register, licences and report-mail
 // records; docs/security.md says so.
 //
 // A school being deleted is marked first (School.DeletingAt), so the
@@ -243,6 +244,15 @@ func (s *Store) schoolKeys(id string, devs map[string]bool) (keys [][]byte, gran
 				})
 			case bytes.HasPrefix(k, []byte(pfxTermSuppress+id+"/")):
 				mine = true
+			case bytes.HasPrefix(k, []byte(pfxTermDecision)):
+				// The decisions about its own terms and its suppressions
+				// are the school's (a term is often a pupil's nickname);
+				// those about the trust's terms stay.
+				verr = item.Value(func(v []byte) error {
+					var d TermDecision
+					mine = json.Unmarshal(v, &d) == nil && (d.School == id || !d.Term.TrustWide && d.Term.School == id)
+					return nil
+				})
 			}
 			if verr != nil {
 				return verr
