@@ -278,8 +278,15 @@ type agent struct {
 
 func enrollAgent(t *testing.T, c *collector, group string) *agent {
 	t.Helper()
+	return enrollWithToken(t, c, c.token(group))
+}
+
+// enrollWithToken enrolls an agent with a token made by the caller (one
+// of another school, say).
+func enrollWithToken(t *testing.T, c *collector, token string) *agent {
+	t.Helper()
 	a := &agent{t: t, state: filepath.Join(t.TempDir(), "agent"), sock: filepath.Join(t.TempDir(), "run", "session.sock")}
-	out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", c.token(group), "--state", a.state)
+	out := mustRun(t, "vigil-agent", "enroll", "--collector", c.grpc, "--token", token, "--state", a.state)
 	// "enrolled: device ID in group G"
 	fields := strings.Fields(out)
 	if len(fields) < 3 {

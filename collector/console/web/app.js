@@ -1746,29 +1746,41 @@ async function viewTerms(seq) {
   const [data, log] = await Promise.all([api('GET', '/terms'), api('GET', '/terms/decisions')]);
   if (!isCurrent(seq)) return;
   const terms = data.terms || [];
+  const mySchool = (session && session.school) || '';
   const items = terms.map((t) => {
+    // A trust-wide term is removed by whoever sets the trust's terms; a
+    // school's DSL switches it off (or back on) for their own school.
+    const own = !t.trust_wide || data.trust_wide;
+    const off = (t.suppressed_in || []).includes(mySchool);
+    const label = own ? 'Remove term' : off ? 'Switch back on in my school' : 'Switch off in my school';
+    const path = own ? 'remove' : off ? 'restore' : 'suppress';
     const reason = h('input', { type: 'text', name: 'reason', required: true });
     const err = h('p', { class: 'form-error', role: 'alert' });
-    const btn = h('button', { type: 'submit', class: 'secondary' }, 'Remove term');
-    const form = h('form', { novalidate: true, class: 'term-remove' },
-      field('Reason for removing', reason, 'Recorded with your name in the decision log.'), err, h('div', { class: 'actions' }, btn));
+    const btn = h('button', { type: 'submit', class: 'secondary' }, label);
+    const form = h('form', { novalidate: true, class: `term-${path}` },
+      field(own ? 'Reason for removing' : 'Reason', reason, 'Recorded with your name in the decision log.'), err, h('div', { class: 'actions' }, btn));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       err.textContent = '';
-      if (!reason.value.trim()) { err.textContent = 'Give a reason for removing the term.'; return; }
+      if (!reason.value.trim()) { err.textContent = 'Give a reason.'; return; }
       btn.disabled = true;
       try {
-        await api('POST', `/terms/${encodeURIComponent(t.id)}/remove`, { reason: reason.value.trim() });
-        announce(`Term “${t.term}” removed. Devices stop matching it when they get the new rules.`, 'ok', true);
+        await api('POST', `/terms/${encodeURIComponent(t.id)}/${path}`, { reason: reason.value.trim() });
+        const done = { remove: 'removed', suppress: 'switched off in your school', restore: 'switched back on in your school' }[path];
+        announce(`Term “${t.term}” ${done}. Devices follow when they get the new rules.`, 'ok', true);
         route();
       } catch (ex) {
         err.textContent = ex.message;
         btn.disabled = false;
       }
     });
+    const scope = t.trust_wide ? 'Every school of the trust' : (t.school || mySchool || 'This school');
     return h('section', { class: 'panel term', 'aria-labelledby': `t-${t.id}` },
-      h('h2', { id: `t-${t.id}` }, `“${t.term}” `, h('span', { class: `badge sev-${t.severity}` }, titleCase(t.severity))),
+      h('h2', { id: `t-${t.id}` }, `“${t.term}” `, h('span', { class: `badge sev-${t.severity}` }, titleCase(t.severity)),
+        t.trust_wide ? h('span', { class: 'badge' }, 'Trust-wide') : ''),
       h('dl', { class: 'details' },
+        h('dt', {}, 'In force in'), h('dd', {}, scope),
+        ...((t.suppressed_in || []).length ? [h('dt', {}, 'Switched off in'), h('dd', { class: 'term-suppressed' }, t.suppressed_in.join(', '))] : []),
         h('dt', {}, 'Category'), h('dd', {}, titleCase(t.category)),
         h('dt', {}, 'Why it is listed'), h('dd', {}, t.rationale),
         h('dt', {}, 'Added'), h('dd', {}, when(t.added_at), ` by ${t.added_by}`),
@@ -1785,12 +1797,17 @@ async function viewTerms(seq) {
   const err = h('div', { class: 'form-error', role: 'alert', id: 'term-error' });
   const btn = h('button', { type: 'submit' }, 'Add term');
   const controls = { term, category, severity, rationale, cases };
+  // Offered to an account that sees every school of a trust.
+  const trustWide = h('input', { type: 'checkbox', name: 'trust_wide', id: 'term-trust-wide' });
+  const trustField = data.trust_wide && mySchool
+    ? h('div', { class: 'field' }, h('label', { for: 'term-trust-wide' }, trustWide, ' In force in every school of the trust (a school may switch it off for itself)'))
+    : '';
   const form = h('form', { novalidate: true, id: 'term-form' },
     field('Term', term, 'A word or phrase, as a keyword library line writes it; options such as "; except=word" are allowed.'),
     field('Category', category), field('Severity', severity),
     field('Why it is listed', rationale, 'Who uses it and what it means here. Recorded with your name.'),
     field('Test cases', cases, 'One per line: "+ text" must match, "- text" must not. At least one of each.'),
-    err, h('div', { class: 'actions' }, btn));
+    trustField, err, h('div', { class: 'actions' }, btn));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     err.replaceChildren();
@@ -1798,7 +1815,7 @@ async function viewTerms(seq) {
     btn.disabled = true;
     try {
       await api('POST', '/terms', { term: term.value.trim(), category: category.value, severity: severity.value,
-        rationale: rationale.value.trim(), cases: cases.value });
+        rationale: rationale.value.trim(), cases: cases.value, trust_wide: trustWide.checked });
       announce(`Term “${term.value.trim()}” added. Devices match it once they get the new rules.`, 'ok', true);
       route();
     } catch (ex) {
@@ -1817,15 +1834,15 @@ async function viewTerms(seq) {
 
   const decisions = (log.decisions || []).slice().reverse();
   const table = decisions.length ? h('table', { class: 'responsive term-log' },
-    h('caption', {}, 'Every term added or removed, newest first'),
+    h('caption', {}, 'Every term added, removed, switched off or back on, newest first'),
     h('thead', {}, h('tr', {}, ['When', 'Decision', 'Term', 'By', 'Why'].map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, decisions.map((d) => h('tr', {},
-      h('td', { 'data-label': 'When' }, when(d.at)), h('td', { 'data-label': 'Decision' }, titleCase(d.action)),
+      h('td', { 'data-label': 'When' }, when(d.at)), h('td', { 'data-label': 'Decision' }, titleCase(d.action) + (d.school ? ` (${d.school})` : '')),
       h('td', { 'data-label': 'Term' }, `${d.term.term} (${titleCase(d.term.category)})`),
       h('td', { 'data-label': 'By' }, d.by), h('td', { 'data-label': 'Why' }, d.reason))))) : h('p', {}, 'No term has been added yet.');
 
   page('School terms',
-    h('p', {}, 'Words the published keyword libraries do not know: slang heard in the school, a local group, a nickname used to bully. Each is checked like a library term, sent to every device group, and recorded here with who added or removed it and why.'),
+    h('p', {}, 'Words the published keyword libraries do not know: slang heard in the school, a local group, a nickname used to bully. Each is checked like a library term, sent to every device group of the school (or of every school, for a trust-wide term), and recorded here with who added, removed or switched it off and why.'),
     items.length ? items : h('p', { class: 'panel' }, 'The school has added no terms.'),
     h('section', { class: 'panel', 'aria-labelledby': 'ta-h' }, h('h2', { id: 'ta-h' }, 'Add a term'), form),
     h('section', { class: 'panel', 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, 'Decision log'), table));
