@@ -271,18 +271,25 @@ func (s *Server) removeTerm(w http.ResponseWriter, r *http.Request, v *viewer) {
 	writeJSON(w, http.StatusOK, t)
 }
 
+// termAndSchool reads what a suppress or restore names: the reason, the
+// term in the path (one the viewer sees) and the school (one the viewer
+// sees; default their own).
+func (s *Server) termAndSchool(w http.ResponseWriter, r *http.Request, v *viewer, what string) (t store.SchoolTerm, school, reason string, ok bool) {
+	if reason, school, ok = reasonOf(w, r, what); !ok {
+		return
+	}
+	if t, ok = s.visibleTerm(w, r, v); !ok {
+		return
+	}
+	school, ok = s.termSchool(w, v, school)
+	return
+}
+
 // suppressTerm switches a trust-wide term off in one school (the viewer's
 // own, or one it names that the viewer sees).
 func (s *Server) suppressTerm(w http.ResponseWriter, r *http.Request, v *viewer) {
-	reason, school, ok := reasonOf(w, r, "suppressing a trust-wide term")
+	t, school, reason, ok := s.termAndSchool(w, r, v, "suppressing a trust-wide term")
 	if !ok {
-		return
-	}
-	t, ok := s.visibleTerm(w, r, v)
-	if !ok {
-		return
-	}
-	if school, ok = s.termSchool(w, v, school); !ok {
 		return
 	}
 	if !t.TrustWide {
@@ -309,15 +316,8 @@ func (s *Server) suppressTerm(w http.ResponseWriter, r *http.Request, v *viewer)
 // restoreTerm ends a school's suppression, once the term validates beside
 // the school's terms in force (one added meanwhile may clash with it).
 func (s *Server) restoreTerm(w http.ResponseWriter, r *http.Request, v *viewer) {
-	reason, school, ok := reasonOf(w, r, "restoring a trust-wide term")
+	t, school, reason, ok := s.termAndSchool(w, r, v, "restoring a trust-wide term")
 	if !ok {
-		return
-	}
-	t, ok := s.visibleTerm(w, r, v)
-	if !ok {
-		return
-	}
-	if school, ok = s.termSchool(w, v, school); !ok {
 		return
 	}
 	s.terms.addMu.Lock()

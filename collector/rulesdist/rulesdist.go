@@ -170,23 +170,7 @@ func (d *Distributor) Reload() error {
 	}
 	d.buildMu.Lock()
 	defer d.buildMu.Unlock()
-	next := map[string]map[string][]byte{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		g := e.Name()
-		set, errs := rules.LoadDir(filepath.Join(d.dir, g), anyKind{})
-		if len(errs) > 0 {
-			d.log.Error("rules for group do not validate; keeping the previous bundle", "group", g, "errors", errs.Error())
-			if old, ok := d.base[g]; ok {
-				next[g] = old
-			}
-			continue
-		}
-		next[g] = set.Files
-	}
-	d.base = next
+	d.base = d.loadFolders(d.dir, entries, d.base, "group", func(string) bool { return true })
 	d.loadOverrides()
 	d.rebuild()
 	return nil
@@ -204,27 +188,36 @@ func (d *Distributor) loadOverrides() {
 		d.log.Error("read the school rules folder; keeping the previous overrides", "dir", d.schoolDir, "err", err)
 		return
 	}
-	next := map[string]map[string][]byte{}
-	for _, e := range entries {
-		sc := e.Name()
-		if !e.IsDir() {
-			continue
-		}
+	d.overlay = d.loadFolders(d.schoolDir, entries, d.overlay, "school", func(sc string) bool {
 		if !store.ValidSchoolID(sc) {
 			d.log.Error("a school rules folder is not named by a school ID; ignored", "folder", filepath.Join(d.schoolDir, sc))
+			return false
+		}
+		return true
+	})
+}
+
+// loadFolders loads each sub-folder of dir (a group's pack, a school's
+// overrides) that named accepts. One whose files do not validate keeps
+// what it had in prev; the errors are logged with file:line:col.
+func (d *Distributor) loadFolders(dir string, entries []os.DirEntry, prev map[string]map[string][]byte, what string, named func(string) bool) map[string]map[string][]byte {
+	next := map[string]map[string][]byte{}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || !named(name) {
 			continue
 		}
-		set, errs := rules.LoadDir(filepath.Join(d.schoolDir, sc), anyKind{})
+		set, errs := rules.LoadDir(filepath.Join(dir, name), anyKind{})
 		if len(errs) > 0 {
-			d.log.Error("a school's rules overrides do not validate; keeping its previous overrides", "school", sc, "errors", errs.Error())
-			if old, ok := d.overlay[sc]; ok {
-				next[sc] = old
+			d.log.Error("rules do not validate; keeping the previous ones", what, name, "errors", errs.Error())
+			if old, ok := prev[name]; ok {
+				next[name] = old
 			}
 			continue
 		}
-		next[sc] = set.Files
+		next[name] = set.Files
 	}
-	d.overlay = next
+	return next
 }
 
 // schoolList is the schools to compose bundles for: the listed ones, the
