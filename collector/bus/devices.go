@@ -31,7 +31,13 @@ var ErrEnrollAtStorer = errors.New("this collector is a stream front-end: enroll
 // replication. Like the stream it is retried while a cluster elects its
 // meta leader.
 func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
-	cfg := jetstream.KeyValueConfig{Bucket: DevicesBucket, History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}
+	return b.bucket(ctx, DevicesBucket)
+}
+
+// bucket opens (creating if need be) a KV bucket of one value per key with
+// the stream's replication, retried while a cluster elects its meta leader.
+func (b *Bus) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
 		kv, err := b.js.CreateOrUpdateKeyValue(attempt, cfg)
@@ -41,7 +47,7 @@ func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: open bucket %s: %w", DevicesBucket, err)
+			return nil, fmt.Errorf("bus: open bucket %s: %w", name, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -301,10 +301,14 @@ type collector struct {
 	storers map[string]*bus.Storer
 	// mirror copies device records into the bus for front-ends (--nats);
 	// remote sends requests to agents those front-ends hold.
-	mirror   *bus.Mirror
-	remote   server.RemoteAgents
-	presence *bus.RemotePresence
-	bus      *bus.Bus
+	mirror *bus.Mirror
+	// rulesMirror hands front-ends each school's generated rules files
+	// (serve --nats); generated is what rulesdist lays over the folders.
+	rulesMirror *bus.RulesMirror
+	generated   func(school, group string) map[string][]byte
+	remote      server.RemoteAgents
+	presence    *bus.RemotePresence
+	bus         *bus.Bus
 
 	// closers undo what build opened, last first.
 	closers []func()
@@ -377,7 +381,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		}
 	})
 	if c.dist, err = rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log, rulesdist.WithHistory(c.st),
-		rulesdist.WithSchools(schoolIDs(st), filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir))); err != nil {
+		rulesdist.WithSchools(c.schoolIDs, filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir))); err != nil {
 		return nil, err
 	}
 	if err := auth.EnsureAdmin(st, cfg.DataDir, log); err != nil {
@@ -388,7 +392,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	}
 	// A school's approved exclusions and the terms in force there (its own
 	// and the trust's) travel in every group's rules bundle of the school.
-	c.dist.SetExtra(generatedRules(exclusionsExtra(st, log), schoolTermsExtra(st, log)))
+	c.generated = generatedRules(exclusionsExtra(st, log), schoolTermsExtra(st, log))
+	c.dist.SetExtra(c.generated)
 	c.dist.Refresh()
 	rel, err := releases.Open(cfg.DataDir, log)
 	if err != nil {
@@ -611,6 +616,11 @@ func (c *collector) run(ctx context.Context) error {
 			if c.dist.Refresh() {
 				c.srv.PushRules("")
 			}
+			if c.rulesMirror != nil {
+				if err := c.rulesMirror.Sync(ctx); err != nil {
+					log.Error("front-ends' rules files not updated; tried again within a minute", "err", err)
+				}
+			}
 		}
 	})
 	if c.mail != nil {
@@ -703,6 +713,15 @@ func (c *collector) startBus() (server.FindingSink, error) {
 			return nil, err
 		}
 		c.mirror = &bus.Mirror{KV: kv, Source: c.st, Recipients: c.keys, Logger: c.log}
+		rkv, err := b.Rules(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.rulesMirror = &bus.RulesMirror{KV: rkv, Schools: c.schoolIDs,
+			Files: func(school string) map[string][]byte { return c.generated(school, rulesdist.DefaultGroup) }}
+		if err := c.rulesMirror.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("mirror the schools' generated rules files: %w", err)
+		}
 		if err := b.EnsureEvents(ctx); err != nil {
 			return nil, err
 		}
@@ -801,21 +820,6 @@ func (c *collector) runSchoolBus(ctx context.Context, school string) {
 		}
 	}
 	wg.Wait()
-}
-
-// schoolIDs lists the store's schools for the rules bundles.
-func schoolIDs(st *store.Store) func() ([]string, error) {
-	return func() ([]string, error) {
-		list, err := st.Schools()
-		if err != nil {
-			return nil, err
-		}
-		ids := make([]string, 0, len(list))
-		for _, sc := range list {
-			ids = append(ids, sc.ID)
-		}
-		return ids, nil
-	}
 }
 
 // exclusionsExtra supplies the approved-exclusions file for every group's

@@ -67,8 +67,8 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 			pkiDir, filepath.Join(cfg.DataDir, pkiDir), err)
 	}
 	// The rules and each school's overrides are the front-end's copy of
-	// the store-owning collector's folders (generated files, exclusions and
-	// terms, are not carried over the bus yet: docs/scale.md).
+	// the store-owning collector's folders; each school's generated files
+	// (its exclusions and the terms in force there) come over the bus.
 	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log,
 		rulesdist.WithSchools(nil, filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir)))
 	if err != nil {
@@ -96,6 +96,12 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// Findings, events and control requests go under the school of the
 	// device's own record: the storer of that school refuses anything else.
 	fs := &bus.FrontStore{KV: kv}
+	rulesKV, err := b.Rules(startCtx)
+	if err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
+	rulesCache := &bus.RulesCache{}
+	dist.SetExtra(rulesCache.Files)
 	// One bound on what waits for NATS, findings and events together: a
 	// cluster that falls behind is answered with RESOURCE_EXHAUSTED, not
 	// held in this process's memory.
@@ -121,6 +127,11 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go bus.WatchRevocations(runCtx, kv, srv.Disconnect, log)
+	go rulesCache.Run(runCtx, rulesKV, func() {
+		if dist.Refresh() {
+			srv.PushRules("")
+		}
+	}, log)
 	go func() {
 		if err := dist.Watch(runCtx, func() { srv.PushRules("") }); err != nil && runCtx.Err() == nil {
 			log.Error("rules folder watch ended", "err", err)
