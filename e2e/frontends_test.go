@@ -109,6 +109,33 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		agents[i] = a
 		schoolOf[a.id] = []string{"default", "north"}[i%2]
 	}
+	// A term North's DSL adds reaches North's agents through whichever
+	// front-end holds them (the rules bucket), and no default-school agent.
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	const pw = "correct horse battery staple 12"
+	os.WriteFile(pwFile, []byte(pw+"\n"), 0o600)
+	mustRun(t, "vigil-collector", "user", "add", "--data", c.data, "--username", "northdsl", "--role", "dsl",
+		"--display-name", "North DSL", "--password-file", pwFile, "--school", "north")
+	northDSL := signIn(t, c, "northdsl", pw)
+	if code, b := northDSL.do("POST", "/api/v1/terms", map[string]string{"term": "northy nick", "category": "bullying", "severity": "high",
+		"rationale": "heard at North", "cases": "+ lol northy nick\n- nothing here\n"}, nil); code != 201 {
+		t.Fatalf("north adds a term: %d %s", code, b)
+	}
+	for _, a := range agents {
+		lib := filepath.Join(a.state, "rules", "keywords", "school-bullying.txt")
+		if schoolOf[a.id] == "north" {
+			waitFor(t, 2*time.Minute, "north's term reaches agent "+a.id+" through a front-end", func() bool {
+				b, _ := os.ReadFile(lib)
+				return strings.Contains(string(b), "northy nick")
+			})
+		}
+	}
+	for _, a := range agents {
+		if b, _ := os.ReadFile(filepath.Join(a.state, "rules", "keywords", "school-bullying.txt")); schoolOf[a.id] != "north" && strings.Contains(string(b), "northy") {
+			t.Errorf("north's term reached default-school agent %s", a.id)
+		}
+	}
+
 	// Each agent seals its evidence to its own school's key.
 	recipientOf := map[string]string{}
 	for school, file := range map[string]string{"default": filepath.Join(c.data, "pki", "evidence.key"), "north": filepath.Join(c.data, "pki", "schools", "north.key")} {
