@@ -297,6 +297,24 @@ func (d *Distributor) rebuild() bool {
 // override that names a rule the pack defines too) is left out and
 // logged: the school then gets the layers below it. buildMu is held.
 func (d *Distributor) compose(k key, prev *vigilv1.RulesBundle) *vigilv1.RulesBundle {
+	var extra map[string][]byte
+	if d.extra != nil {
+		extra = d.extra(k.school, k.group)
+	}
+	// The usual case, nothing changed: the layers merged give the bundle
+	// already composed (and validated), so it is not validated again (a
+	// refresh of 50 schools is then hashing, not parsing).
+	if prev != nil {
+		all := make(map[string][]byte, len(d.base[k.group])+len(d.overlay[k.school])+len(extra))
+		for _, l := range []map[string][]byte{d.base[k.group], d.overlay[k.school], extra} {
+			for p, b := range l {
+				all[p] = b
+			}
+		}
+		if rules.HashFiles(all) == prev.Hash {
+			return prev
+		}
+	}
 	files := d.base[k.group]
 	layer := func(what string, add map[string][]byte) {
 		if len(add) == 0 {
@@ -316,9 +334,7 @@ func (d *Distributor) compose(k key, prev *vigilv1.RulesBundle) *vigilv1.RulesBu
 		files = merged
 	}
 	layer("the school's rules overrides", d.overlay[k.school])
-	if d.extra != nil {
-		layer("generated rules files", d.extra(k.school, k.group))
-	}
+	layer("generated rules files", extra)
 	hash := rules.HashFiles(files)
 	if prev != nil && prev.Hash == hash {
 		return prev
