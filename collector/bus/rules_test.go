@@ -13,8 +13,6 @@ import (
 	"github.com/vigil-safeguarding/vigil/rules"
 )
 
-func rulesHash(files map[string][]byte) string { return rules.HashFiles(files) }
-
 // TestRulesFilesReachFrontEnds: the store-owning collector's RulesMirror
 // puts each school's generated rules files into the rules bucket of a real
 // node, and a front-end's RulesCache serves them: each school its own, a
@@ -115,7 +113,7 @@ func TestRulesFilesReachFrontEnds(t *testing.T) {
 	}
 	// A good entry after it: once the cache has it, it has seen the bad
 	// one (the watch delivers in order).
-	probe, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: rulesHash(nil), Files: nil})
+	probe, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: rules.HashFiles(nil), Files: nil})
 	if _, err := skv.Put(ctx, "probe", probe); err != nil {
 		t.Fatal(err)
 	}

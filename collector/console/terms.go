@@ -176,9 +176,7 @@ func (s *Server) addTerm(w http.ResponseWriter, r *http.Request, v *viewer) {
 		if !ok {
 			return
 		}
-		if school != store.DefaultSchool {
-			t.School = school
-		}
+		t.School = schoolField(school)
 	}
 	s.terms.addMu.Lock()
 	defer s.terms.addMu.Unlock()
