@@ -53,7 +53,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "badger"), store.Options{Logger: log})
+	// As the daemon opens it: each school's records under its data key.
+	dataKeys, err := store.OpenDataKeys(filepath.Join(dir, "keys", "schools"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "badger"), store.Options{Logger: log, DataKeys: dataKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +461,7 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 	if err := e.do(t, "", "POST", "/v1/schools/Oak/delete", DeleteSchoolRequest{Confirm: "oak", Reason: "left the trust"}, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 || rep.Keys["e/"] != 1 || !rep.EvidenceKeyDestroyed {
+	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 || rep.Keys["e/"] != 1 || !rep.EvidenceKeyDestroyed || !rep.DataKeyDestroyed {
 		t.Errorf("deletion report %+v", rep)
 	}
 	// Oak's evidence is gone with its key: the copy opens with no key of

@@ -183,7 +183,10 @@ const (
 	pkiDir    = "pki"
 	badgerDir = "badger"
 	keyFile   = "keys/store.key"
-	rulesDir  = "rules"
+	// dataKeysDir holds each school's data key (store.DataKeys), beside the
+	// store's key and outside the Badger folder a backup copies.
+	dataKeysDir = "keys/schools"
+	rulesDir    = "rules"
 	// quarantineDir keeps copies of damaged store tables for support.
 	quarantineDir = "quarantine"
 )
@@ -363,7 +366,12 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 			return nil, err
 		}
 	}
+	dataKeys, err := store.OpenDataKeys(filepath.Join(cfg.DataDir, dataKeysDir))
+	if err != nil {
+		return nil, err
+	}
 	c.st, err = store.Open(filepath.Join(cfg.DataDir, badgerDir), store.Options{
+		DataKeys:      dataKeys,
 		EncryptionKey: key, Retention: cfg.Retention, DefaultRetention: cfg.DefaultRetention,
 		QueueLen: cfg.QueueLen, Logger: log,
 		SelfDeviceID: c.ca.SelfDeviceID(), QuarantineDir: filepath.Join(cfg.DataDir, quarantineDir),

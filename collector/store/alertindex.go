@@ -297,7 +297,9 @@ func (s *Store) ensureAlertIndex() error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
 			f := &vigilv1.Finding{}
-			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+			if err := item.Value(func(v []byte) error { return s.decodeFinding(item.Key(), v, f) }); errors.Is(err, ErrDataKeyDestroyed) {
+				continue
+			} else if err != nil {
 				s.log.Error("collector store: reindex alerts: skipping a finding that does not decode", "key", fmt.Sprintf("%q", item.Key()), "err", err)
 				continue
 			}
@@ -308,8 +310,8 @@ func (s *Store) ensureAlertIndex() error {
 			st := AlertState{Status: "new"}
 			sitem, err := txn.Get(AlertStateKey(f.DeviceId, f.Seq))
 			if err == nil {
-				if err := sitem.Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
-					return fmt.Errorf("decode alert state of %s/%d: %w", f.DeviceId, f.Seq, err)
+				if err := sitem.Value(func(v []byte) error { return s.decodeState(sitem.Key(), v, &st) }); err != nil {
+					return fmt.Errorf("alert state of %s/%d: %w", f.DeviceId, f.Seq, err)
 				}
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
@@ -502,7 +504,7 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) ([]*Alert, []byte
 					next = page[len(page)-1].Cursor
 					return nil
 				}
-				a, err := loadAlert(txn, sum.DeviceID, sum.Seq)
+				a, err := s.loadAlert(txn, sum.DeviceID, sum.Seq)
 				if errors.Is(err, ErrNotFound) {
 					lead.next()
 					continue // expired between the keys
@@ -788,12 +790,20 @@ func (s *Store) Import(findings []*vigilv1.Finding, states map[AlertRef]AlertSta
 			return fmt.Errorf("store: import: encode finding %s/%d: %w", f.DeviceId, f.Seq, err)
 		}
 		exp := expiryOf(s.retentionOf(f.DeviceId, f.Category))
-		es := []*badger.Entry{badger.NewEntry(findingKey(f.DeviceId, f.Seq), v), badger.NewEntry(timeKey(f), nil)}
+		fk := findingKey(f.DeviceId, f.Seq)
+		if v, err = s.sealFor(f.DeviceId, fk, v); err != nil {
+			return fmt.Errorf("store: import: seal finding %s/%d: %w", f.DeviceId, f.Seq, err)
+		}
+		es := []*badger.Entry{badger.NewEntry(fk, v), badger.NewEntry(timeKey(f), nil)}
 		if IsAlert(f) {
 			st, ok := states[AlertRef{f.DeviceId, f.Seq}]
 			if ok {
+				sk := AlertStateKey(f.DeviceId, f.Seq)
 				sv, _ := json.Marshal(st)
-				es = append(es, badger.NewEntry(AlertStateKey(f.DeviceId, f.Seq), sv))
+				if sv, err = s.sealFor(f.DeviceId, sk, sv); err != nil {
+					return fmt.Errorf("store: import: seal alert state %s/%d: %w", f.DeviceId, f.Seq, err)
+				}
+				es = append(es, badger.NewEntry(sk, sv))
 			}
 			sum := summaryOf(f, st)
 			es = append(es, alertEntries(&sum, exp)...)

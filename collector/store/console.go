@@ -24,7 +24,6 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-safeguarding/vigil/collector/triage"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
@@ -354,7 +353,7 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertScan, fn func(*Alert) boo
 			}
 			scanned++
 			dev, seq := string(tail[8:len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:])
-			a, err := loadAlert(txn, dev, seq)
+			a, err := s.loadAlert(txn, dev, seq)
 			if errors.Is(err, ErrNotFound) {
 				continue // expired between the keys
 			}
@@ -385,13 +384,13 @@ func (s *Store) GetAlert(device string, seq uint64) (*Alert, error) {
 	var a *Alert
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		a, err = loadAlert(txn, device, seq)
+		a, err = s.loadAlert(txn, device, seq)
 		return err
 	})
 	return a, err
 }
 
-func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
+func (s *Store) loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 	item, err := txn.Get(findingKey(device, seq))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, ErrNotFound
@@ -400,8 +399,10 @@ func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 		return nil, err
 	}
 	f := &vigilv1.Finding{}
-	if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
-		return nil, fmt.Errorf("decode stored finding: %w", err)
+	if err := item.Value(func(v []byte) error { return s.decodeFinding(item.Key(), v, f) }); errors.Is(err, ErrDataKeyDestroyed) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, err
 	}
 	UpgradeLegacyAlert(f) // stored before the typed ScreenMatch
 	if !IsAlert(f) {
@@ -415,8 +416,8 @@ func loadAlert(txn *badger.Txn, device string, seq uint64) (*Alert, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &a.State) }); err != nil {
-		return nil, fmt.Errorf("decode alert state: %w", err)
+	if err := item.Value(func(v []byte) error { return s.decodeState(item.Key(), v, &a.State) }); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -446,15 +447,17 @@ func (s *Store) ReviewAlert(device string, seq uint64, fn func(*AlertState) (*Ex
 		}
 		item, err := txn.Get(key)
 		if err == nil {
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+			if err := item.Value(func(v []byte) error { return s.decodeState(key, v, &st) }); err != nil {
 				return err
 			}
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
 		f := &vigilv1.Finding{}
-		if err := fitem.Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
-			return fmt.Errorf("decode stored finding: %w", err)
+		if err := fitem.Value(func(v []byte) error { return s.decodeFinding(fitem.Key(), v, f) }); errors.Is(err, ErrDataKeyDestroyed) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
 		}
 		UpgradeLegacyAlert(f)
 		old := summaryOf(f, st)
@@ -480,6 +483,10 @@ func (s *Store) ReviewAlert(device string, seq uint64, fn func(*AlertState) (*Ex
 			}
 		}
 		v, _ := json.Marshal(st)
+		v, err = s.sealFor(device, key, v)
+		if err != nil {
+			return fmt.Errorf("seal alert state: %w", err)
+		}
 		e := badger.NewEntry(key, v)
 		// The triage record lives as long as the finding it is about.
 		if exp := fitem.ExpiresAt(); exp > 0 {
@@ -509,7 +516,9 @@ func (s *Store) AlertStates(fn func(device string, seq uint64, st AlertState) er
 			return nil
 		}
 		var st AlertState
-		if err := json.Unmarshal(v, &st); err != nil {
+		if err := s.decodeState(k, v, &st); errors.Is(err, ErrDataKeyDestroyed) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		return fn(string(tail[:len(tail)-8]), binary.BigEndian.Uint64(tail[len(tail)-8:]), st)
@@ -658,7 +667,9 @@ func (s *Store) LatestFindings(device string, checks []string, maxScan int) (map
 		for it.Seek(append(append([]byte(nil), prefix...), 0xff)); it.Valid() && n < maxScan && len(out) < len(want); it.Next() {
 			n++
 			f := &vigilv1.Finding{}
-			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return s.decodeFinding(it.Item().Key(), v, f) }); errors.Is(err, ErrDataKeyDestroyed) {
+				continue
+			} else if err != nil {
 				return err
 			}
 			UpgradeLegacyAlert(f) // so IsAlert holds for alerts stored before ScreenMatch
@@ -682,7 +693,9 @@ func (s *Store) RecentFindings(device string, maxScan int, fn func(*vigilv1.Find
 		for it.Seek(append(append([]byte(nil), prefix...), 0xff)); it.Valid() && n < maxScan; it.Next() {
 			n++
 			f := &vigilv1.Finding{}
-			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return s.decodeFinding(it.Item().Key(), v, f) }); errors.Is(err, ErrDataKeyDestroyed) {
+				continue
+			} else if err != nil {
 				return err
 			}
 			UpgradeLegacyAlert(f) // so IsAlert holds for alerts stored before ScreenMatch

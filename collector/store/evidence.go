@@ -12,7 +12,6 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
-	"google.golang.org/protobuf/proto"
 
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 )
@@ -104,7 +103,7 @@ func (s *Store) Evidence(device, id string, ref *vigilv1.EvidenceRef) ([]byte, e
 		case ref == nil:
 			// Stored before hashes were recorded beside blobs: take the
 			// hash from the finding that references it.
-			h, err := refHashFromFindings(txn, device, id)
+			h, err := s.refHashFromFindings(txn, device, id)
 			if err != nil {
 				return err
 			}
@@ -140,13 +139,13 @@ func (s *Store) Evidence(device, id string, ref *vigilv1.EvidenceRef) ([]byte, e
 
 // refHashFromFindings finds the SHA-256 the device's first finding that
 // references evidence id announced for it (the write-once owner).
-func refHashFromFindings(txn *badger.Txn, device, id string) (string, error) {
+func (s *Store) refHashFromFindings(txn *badger.Txn, device, id string) (string, error) {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(pfxFindingByDevice + device)})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		f := &vigilv1.Finding{}
-		if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
-			return "", fmt.Errorf("decode stored finding: %w", err)
+		if err := it.Item().Value(func(v []byte) error { return s.decodeFinding(it.Item().Key(), v, f) }); err != nil {
+			return "", err
 		}
 		for _, r := range f.Evidence {
 			if r.GetId() == id {
@@ -226,8 +225,8 @@ func (s *Store) EvidenceOwner(device, id string) (uint64, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			f := &vigilv1.Finding{}
-			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, f) }); err != nil {
-				return fmt.Errorf("decode stored finding: %w", err)
+			if err := it.Item().Value(func(v []byte) error { return s.decodeFinding(it.Item().Key(), v, f) }); err != nil {
+				return err
 			}
 			for _, r := range f.Evidence {
 				if r.GetId() == id {

@@ -40,6 +40,10 @@ type SchoolDeletion struct {
 	// Grants counts other schools' accounts whose grant of the school
 	// (a trust role) was taken away.
 	Grants int `json:"grants"`
+	// DataKeyDestroyed: the school's data key (sealing.go) was destroyed,
+	// so no copy of its findings or triage records (a backup, a table not
+	// yet compacted) can be read again.
+	DataKeyDestroyed bool `json:"data_key_destroyed"`
 }
 
 // deleteBatch bounds the keys one write batch holds (Badger splits a
@@ -128,6 +132,15 @@ func (s *Store) DeleteSchool(id string, at time.Time, disconnect func(deviceID s
 			return rep, fmt.Errorf("store: delete school %s: take the grant from %s: %w", id, u, err)
 		}
 		rep.Grants++
+	}
+	// The data key goes once its records are gone (a deletion cut short
+	// before this leaves the records readable for the run that finishes
+	// it) and before the school record, so a run that found the record
+	// has destroyed the key.
+	if s.opts.DataKeys != nil {
+		if rep.DataKeyDestroyed, err = s.opts.DataKeys.Destroy(id); err != nil {
+			return rep, fmt.Errorf("store: delete school %s: %w", id, err)
+		}
 	}
 	if err := s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxSchool + id)) }); err != nil {
 		return rep, fmt.Errorf("store: delete school %s: the school record: %w", id, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,9 @@ var installationPrefixes = []string{pfxAccessLog, pfxRulesChange, "dfe/", "lic/"
 // record that carries anything of Oak and changes no byte of any other
 // record, except the one grant of Oak held by another school's account.
 func TestDeleteSchoolLeavesOthersByteIdentical(t *testing.T) {
-	s := openTest(t, t.TempDir(), nil)
+	// As deployed: each school's records sealed under its own data key
+	// (TestDeletedSchoolUnreadableInBackup checks the sealing itself).
+	s := openSealed(t, t.TempDir(), filepath.Join(t.TempDir(), "keys"))
 	for _, id := range []string{"oak", "elm"} {
 		if _, err := s.AddSchool(School{ID: id, Name: strings.ToUpper(id)}); err != nil {
 			t.Fatal(err)

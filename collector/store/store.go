@@ -89,6 +89,10 @@ type Options struct {
 	// Memory holds Badger's memory settings; zero fields take the school
 	// server defaults (DefaultMemory).
 	Memory Memory
+	// DataKeys seals each school's findings and triage records under the
+	// school's own key (sealing.go). Nil: nothing is sealed, and a sealed
+	// record does not open.
+	DataKeys *DataKeys
 }
 
 // Store is safe for concurrent use.
@@ -504,7 +508,12 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 		}
 		return e
 	}
-	entries := []*badger.Entry{withTTL(badger.NewEntry(findingKey(f.DeviceId, f.Seq), val)), withTTL(badger.NewEntry(timeKey(f), nil))}
+	fk := findingKey(f.DeviceId, f.Seq)
+	val, err := s.sealFor(f.DeviceId, fk, val)
+	if err != nil {
+		return nil, fmt.Errorf("store: seal finding seq %d: %w", f.Seq, err)
+	}
+	entries := []*badger.Entry{withTTL(badger.NewEntry(fk, val)), withTTL(badger.NewEntry(timeKey(f), nil))}
 	if IsAlert(f) {
 		// Alert indexes (alertindex.go): a filtered page of the queue never
 		// scans or decodes findings it does not show.
@@ -629,10 +638,12 @@ type Query struct {
 func (s *Store) ListFindings(ctx context.Context, q Query, fn func(*vigilv1.Finding) bool) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		n := 0
-		emit := func(val []byte) (bool, error) {
+		emit := func(key, val []byte) (bool, error) {
 			f := &vigilv1.Finding{}
-			if err := proto.Unmarshal(val, f); err != nil {
-				return false, fmt.Errorf("decode stored finding: %w", err)
+			if err := s.decodeFinding(key, val, f); errors.Is(err, ErrDataKeyDestroyed) {
+				return true, nil // a deleted school's, not yet compacted away
+			} else if err != nil {
+				return false, err
 			}
 			UpgradeLegacyAlert(f)
 			if !q.Since.IsZero() && f.GetObservedAt().AsTime().Before(q.Since) {
@@ -652,7 +663,7 @@ func (s *Store) ListFindings(ctx context.Context, q Query, fn func(*vigilv1.Find
 				if err != nil {
 					return err
 				}
-				if more, err := emit(val); err != nil || !more {
+				if more, err := emit(it.Item().Key(), val); err != nil || !more {
 					return err
 				}
 			}
@@ -685,7 +696,7 @@ func (s *Store) ListFindings(ctx context.Context, q Query, fn func(*vigilv1.Find
 			if err != nil {
 				return err
 			}
-			if more, err := emit(val); err != nil || !more {
+			if more, err := emit(item.Key(), val); err != nil || !more {
 				return err
 			}
 		}
