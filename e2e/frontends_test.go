@@ -42,23 +42,39 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		routes = append(routes, freePort(t))
 	}
 	urls := strings.Join(clientURLs, ",")
+	// As deployed across machines: every bus member gets a certificate of
+	// the bus CA from the store-owning collector's data dir, and every
+	// NATS connection and route is mutual TLS with it.
+	collectorData := filepath.Join(t.TempDir(), "collector")
+	busTLS := func(name string) string {
+		dir := filepath.Join(t.TempDir(), "bus-"+name)
+		mustRun(t, "vigil-collector", "nats-cert", "--data", collectorData, "--name", name, "--out", dir)
+		return dir
+	}
+	if err := os.MkdirAll(collectorData, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	nodes := make([]*proc, 3)
 	for i := range nodes {
-		nodes[i] = start(t, "vigil-collector", "nats-node", "--data", filepath.Join(t.TempDir(), "nats"), "--name", fmt.Sprintf("n%d", i+1),
+		name := fmt.Sprintf("n%d", i+1)
+		nodes[i] = start(t, "vigil-collector", "nats-node", "--data", filepath.Join(t.TempDir(), "nats"), "--name", name,
 			"--listen", strings.TrimPrefix(clientURLs[i], "nats://"), "--cluster", "vigil-e2e", "--cluster-listen", routes[i],
-			"--routes", strings.Join(routes, ","))
+			"--routes", strings.Join(routes, ","), "--tls", busTLS(name))
 	}
 	for i, n := range nodes {
 		waitFor(t, 60*time.Second, fmt.Sprintf("nats node %d ready", i+1), func() bool {
 			return strings.Contains(n.log.String(), "nats node ready")
 		})
+		if !strings.Contains(n.log.String(), "tls=true") {
+			t.Fatalf("nats node %d is not on mutual TLS: %s", i+1, n.log.String())
+		}
 	}
 
 	// The store-owning collector creates the stream, consumers and bucket
 	// (R3) once the fresh cluster has elected its meta leader, which on a
 	// loaded machine takes longer than the harness's usual start wait.
-	c := &collector{t: t, data: filepath.Join(t.TempDir(), "collector"), grpc: freePort(t), web: freePort(t),
-		args: []string{"--ingest", "jetstream", "--nats", urls}}
+	c := &collector{t: t, data: collectorData, grpc: freePort(t), web: freePort(t),
+		args: []string{"--ingest", "jetstream", "--nats", urls, "--nats-tls", busTLS("storer")}}
 	c.p = start(t, "vigil-collector", append([]string{"serve", "--data", c.data, "--grpc-listen", c.grpc, "--http-listen", c.web,
 		"--heartbeat", "2s"}, c.args...)...)
 	waitFor(t, 4*time.Minute, "store-owning collector admin socket", func() bool {
@@ -76,7 +92,7 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		// certificate (not the CA key, not the evidence key); it holds no
 		// store.
 		copyFiles(t, filepath.Join(c.data, "pki"), filepath.Join(f.data, "pki"), "ca.pem", "server.pem", "server.key")
-		f.p = start(t, "vigil-collector", "frontend", "--data", f.data, "--nats", urls, "--grpc-listen", f.grpc,
+		f.p = start(t, "vigil-collector", "frontend", "--data", f.data, "--nats", urls, "--nats-tls", busTLS(f.name), "--grpc-listen", f.grpc,
 			"--name", f.name, "--heartbeat", "2s")
 		fes[i] = f
 		feAddrs = append(feAddrs, f.grpc)

@@ -39,10 +39,10 @@ const (
 	defaultMaxSize = 8 << 30
 )
 
-// Cluster joins this embedded server to others by routes. Listen and every
-// route must be loopback addresses for now: routes carry findings in clear
-// and without authentication until route TLS with the collector's CA is
-// built, so they may not leave the machine.
+// Cluster joins this embedded server to others by routes. Without
+// Config.TLS, Listen and every route must be loopback addresses: routes
+// would carry findings in clear and unauthenticated. With it, they may be
+// anywhere: every route is mutual TLS with bus certificates.
 type Cluster struct {
 	Name   string   // cluster name, the same on every node
 	Listen string   // host:port of this node's route listener
@@ -71,7 +71,11 @@ type Config struct {
 	// 2m). Past it a resent batch is stored twice in the stream and the
 	// store's (device_id, seq) idempotency drops the second.
 	DupeWindow time.Duration
-	Logger     *slog.Logger
+	// TLS, when set, makes every listener, route and connection of this
+	// member mutual TLS with bus certificates (LoadTLS), and lifts the
+	// loopback-only rule.
+	TLS    *TLS
+	Logger *slog.Logger
 }
 
 // Bus is a running embedded server with a connection to it.
@@ -182,18 +186,22 @@ func Connect(ctx context.Context, urls []string, cfg Config) (*Bus, error) {
 		if err != nil || pu.Host == "" {
 			return nil, fmt.Errorf("bus: NATS URL %q: want nats://HOST:PORT", u)
 		}
-		if _, _, err := loopbackHostPort("NATS URL", pu.Host); err != nil {
+		if _, _, err := hostPort("NATS URL", pu.Host, cfg.TLS != nil); err != nil {
 			return nil, err
 		}
 	}
 	b := &Bus{cfg: cfg, log: cfg.Logger}
 	var err error
-	b.nc, err = nats.Connect(strings.Join(urls, ","), nats.Name(cfg.ServerName), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true),
+	opts := []nats.Option{nats.Name(cfg.ServerName), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			cfg.Logger.Warn("nats: disconnected", "err", err)
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { cfg.Logger.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted()) }))
+		nats.ReconnectHandler(func(nc *nats.Conn) { cfg.Logger.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted()) })}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS.client()))
+	}
+	b.nc, err = nats.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect to %s: %w", strings.Join(urls, ","), err)
 	}
@@ -238,14 +246,17 @@ func serverOptions(cfg Config) (*server.Options, error) {
 	if cfg.ClientListen == "" {
 		opts.DontListen = true
 	} else {
-		host, port, err := loopbackHostPort("client listen", cfg.ClientListen)
+		host, port, err := hostPort("client listen", cfg.ClientListen, cfg.TLS != nil)
 		if err != nil {
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = cfg.TLS.server(), true, 5
+	}
 	if c := cfg.Cluster; c != nil {
-		host, port, err := loopbackHostPort("cluster listen", c.Listen)
+		host, port, err := hostPort("cluster listen", c.Listen, cfg.TLS != nil)
 		if err != nil {
 			return nil, err
 		}
@@ -254,24 +265,28 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		}
 		opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = c.Name, host, port
 		for _, r := range c.Routes {
-			if _, _, err := loopbackHostPort("route", r); err != nil {
+			if _, _, err := hostPort("route", r, cfg.TLS != nil); err != nil {
 				return nil, err
 			}
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats", Host: r})
+		}
+		if cfg.TLS != nil {
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = cfg.TLS.cluster(), 5
 		}
 	}
 	return opts, nil
 }
 
-// loopbackHostPort refuses an address off this machine (see Cluster).
-func loopbackHostPort(what, addr string) (string, int, error) {
+// hostPort splits addr; without TLS it refuses an address off this
+// machine (see Cluster).
+func hostPort(what, addr string, tlsOn bool) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", 0, fmt.Errorf("bus: %s %q: %w", what, addr, err)
 	}
 	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return "", 0, fmt.Errorf("bus: %s %q is not a loopback address (routes and client listeners are unauthenticated, so they stay on this machine)", what, addr)
+	if !tlsOn && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return "", 0, fmt.Errorf("bus: %s %q is not a loopback address: %w", what, addr, errNoTLS)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil {

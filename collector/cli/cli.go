@@ -43,11 +43,13 @@ const usage = `vigil-collector: stores findings from Vigil agents
                  [--http-cert F --http-key F] [--trusted-proxy CIDR,...] [--http-tls=false (loopback only)]
                  (the console is HTTPS; by default with a certificate from the collector's CA)
                  [--agent-address HOST:PORT] [--agent-dir DIR]   (console Deploy page: packages' collector address, agent builds)
-                 [--ingest direct|jetstream [--nats URL,... --nats-replicas 3]]   (docs/scale.md)
+                 [--ingest direct|jetstream [--nats URL,... --nats-replicas 3 --nats-tls DIR]]   (docs/scale.md)
   nats-node      --data DIR --name N [--listen HOST:PORT] [--cluster NAME --cluster-listen HOST:PORT --routes A,B,C]
-                 (one JetStream cluster node, fsync on every write; loopback only)
-  frontend       --data DIR --nats URL,... [--grpc-listen ADDR]   (stateless agent-stream front-end; DIR holds
-                 a copy of the storer's pki/ and rules/; devices enroll at the storer)
+                 [--tls DIR]   (one JetStream cluster node, fsync on every write; loopback only without --tls)
+  nats-cert      --data DIR --name N --out DIR [--hosts H1,H2]   (a bus member's mutual-TLS certificate from
+                 the bus CA, for nats-node --tls and frontend/serve --nats-tls)
+  frontend       --data DIR --nats URL,... [--nats-tls DIR] [--grpc-listen ADDR]   (stateless agent-stream front-end;
+                 DIR holds a copy of the storer's pki/ and rules/; devices enroll at the storer)
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
   school export  --data DIR --school NAME --out FILE [--evidence-key FILE --reason R]
@@ -138,6 +140,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = natsNode(args[1:], stderr)
 	case "frontend":
 		err = frontendCmd(args[1:], stderr)
+	case "nats-cert":
+		err = natsCert(args[1:], stdout)
 	case "token create":
 		err = tokenCreate(args[1:], stdout)
 	case "token list":
@@ -298,6 +302,7 @@ func serve(args []string, stderr io.Writer) error {
 	ingest := fs.String("ingest", daemon.IngestDirect, "how agents' findings reach the store: direct (committed to Badger before the ack) or jetstream (acknowledged once an embedded JetStream has fsynced them; a storer drains them into Badger)")
 	natsURLs := fs.String("nats", "", "with --ingest jetstream: comma-separated nats://HOST:PORT of an external JetStream cluster (vigil-collector nats-node) instead of the embedded server; device records are then mirrored there for front-ends")
 	natsReplicas := fs.Int("nats-replicas", 3, "with --nats: replication of the findings stream and the devices bucket")
+	natsTLS := fs.String("nats-tls", "", "with --nats: folder from `vigil-collector nats-cert`, to connect to the nodes with mutual TLS (required for nodes off this machine)")
 	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that GET /metrics then requires (open when empty)")
 	if err := parse(fs, args, data); err != nil {
 		return err
@@ -348,6 +353,13 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--grpc-buffers: %w", err)
 	}
+	natsTLSCfg, err := loadBusTLS(*natsTLS)
+	if err != nil {
+		return fmt.Errorf("--nats-tls: %w", err)
+	}
+	if natsTLSCfg != nil && len(splitList(*natsURLs)) == 0 {
+		return errors.New("--nats-tls is for an external JetStream cluster: give --nats too")
+	}
 	if *debugListen != "" {
 		stopDebug, err := serveDebug(*debugListen, log)
 		if err != nil {
@@ -364,7 +376,7 @@ func serve(args []string, stderr io.Writer) error {
 		OIDCName: *oidcName, OIDCAllowedDomain: *oidcDomain,
 		DiskReserve: *diskReserve << 20, VerifyInterval: *verifyEvery,
 		MaxConns: *maxConns, MaxUnauthConns: *maxUnauth, MaxUnauthPerSource: *maxUnauthSrc, MetricsToken: metricsToken,
-		Transport: &transport, Ingest: *ingest, NATS: splitList(*natsURLs), NATSReplicas: *natsReplicas,
+		Transport: &transport, Ingest: *ingest, NATS: splitList(*natsURLs), NATSReplicas: *natsReplicas, NATSTLS: natsTLSCfg,
 		HTTPCertFile: *httpCert, HTTPKeyFile: *httpKey, HTTPPlain: !*httpTLS, TrustedProxies: proxies,
 	})
 }

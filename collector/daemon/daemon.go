@@ -135,6 +135,9 @@ type Config struct {
 	// device records into the bus for stream front-ends (ServeFrontend).
 	NATS         []string
 	NATSReplicas int
+	// NATSTLS, when set, makes the connection to NATS mutual TLS with a
+	// bus certificate (bus.LoadTLS); required for nodes off this machine.
+	NATSTLS *bus.TLS
 }
 
 // Ingest modes (--ingest).
@@ -696,7 +699,7 @@ func (c *collector) startBus() (server.FindingSink, error) {
 		if replicas <= 0 {
 			replicas = 3
 		}
-		b, err = bus.Connect(ctx, c.cfg.NATS, bus.Config{ServerName: "vigil-storer", Replicas: replicas, Logger: c.log})
+		b, err = bus.Connect(ctx, c.cfg.NATS, bus.Config{ServerName: "vigil-storer", Replicas: replicas, TLS: c.cfg.NATSTLS, Logger: c.log})
 	} else {
 		b, err = bus.Start(ctx, bus.Config{Dir: c.cfg.DataDir, Logger: c.log})
 	}

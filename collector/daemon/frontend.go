@@ -26,8 +26,10 @@ type FrontendConfig struct {
 	GRPCListen string
 	// NATS are the JetStream cluster's client URLs; Replicas the stream's
 	// and devices bucket's replication (default 3).
-	NATS      []string
-	Replicas  int
+	NATS     []string
+	Replicas int
+	// NATSTLS: mutual TLS to the nodes with a bus certificate (bus.LoadTLS).
+	NATSTLS   *bus.TLS
 	Heartbeat time.Duration
 	Transport *server.Transport
 	// Name identifies this front-end to NATS (default "vigil-frontend").
@@ -81,7 +83,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// machine) before the stream and bucket can be opened.
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	b, err := bus.Connect(startCtx, cfg.NATS, bus.Config{ServerName: cfg.Name, Replicas: cfg.Replicas, Logger: log})
+	b, err := bus.Connect(startCtx, cfg.NATS, bus.Config{ServerName: cfg.Name, Replicas: cfg.Replicas, TLS: cfg.NATSTLS, Logger: log})
 	if err != nil {
 		return fmt.Errorf("front-end: %w", err)
 	}
