@@ -193,3 +193,62 @@ func (s *Store) DeviceSchool(id string) (string, bool) {
 	}
 	return SchoolOf(d.School), true
 }
+
+// assignExclusionSchools gives an exclusion proposed before exclusions
+// named their school (Exclusion.School) the school of the device whose
+// alert it came from. Without it such an exclusion counted as the default
+// school's: its DSLs could not see or approve it, an approval applied on
+// the default school's devices instead of the ones that raised it, and
+// deleting or exporting the school left it behind. Devices never change
+// school, so this is idempotent and runs at every open (exclusions are
+// few); a trust-wide one and one without an alert stay as they are.
+func (s *Store) assignExclusionSchools() (int, error) {
+	type fix struct {
+		key []byte
+		val []byte
+	}
+	var fixes []fix
+	err := scanJSON(s.db, pfxExclusion, func(k, v []byte) error {
+		var x Exclusion
+		if json.Unmarshal(v, &x) != nil || x.School != "" || x.TrustWide || x.AlertID == "" {
+			return nil
+		}
+		dev, _, ok := ParseAlertID(x.AlertID)
+		if !ok {
+			return nil
+		}
+		school, ok := s.DeviceSchool(dev)
+		if !ok || school == DefaultSchool {
+			return nil
+		}
+		// Rewritten from the raw record, so fields this build does not
+		// know survive.
+		var raw map[string]json.RawMessage
+		if json.Unmarshal(v, &raw) != nil {
+			return nil
+		}
+		raw["school"], _ = json.Marshal(school)
+		nv, err := json.Marshal(raw)
+		if err != nil {
+			return err
+		}
+		fixes = append(fixes, fix{k, nv})
+		return nil
+	})
+	if err != nil || len(fixes) == 0 {
+		return 0, err
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		for _, f := range fixes {
+			if err := txn.Set(f.key, f.val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: give exclusions their school: %w", err)
+	}
+	s.log.Info("collector store: exclusions given the school of the alert they came from", "count", len(fixes))
+	return len(fixes), nil
+}

@@ -255,6 +255,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if _, err := s.assignExclusionSchools(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if !opts.InMemory {
 		s.openDamage = s.recordDamage(damage, time.Now(), true)
 		var ids []uint64
