@@ -137,18 +137,36 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 		"rationale": "heard at North", "cases": "+ lol northy nick\n- nothing here\n"}, nil); code != 201 {
 		t.Fatalf("north adds a term: %d %s", code, b)
 	}
+	// And North's technician's override, written at the store-owning
+	// collector only (front-ends have no rules folders): its bundle comes
+	// to them over the bus.
+	override := filepath.Join(c.data, "school-rules", "north", "keywords", "north-slang.txt")
+	if err := os.MkdirAll(filepath.Dir(override), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(override, []byte("#! rule: keywords-north-slang\n#! category: bullying\n#! severity: medium\n#! name: North slang\nnorthslang ; severity=high # heard at North\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range agents {
 		lib := filepath.Join(a.state, "rules", "keywords", "school-bullying.txt")
+		slang := filepath.Join(a.state, "rules", "keywords", "north-slang.txt")
 		if schoolOf[a.id] == "north" {
-			waitFor(t, 2*time.Minute, "north's term reaches agent "+a.id+" through a front-end", func() bool {
+			waitFor(t, 2*time.Minute, "north's term and override reach agent "+a.id+" through a front-end", func() bool {
 				b, _ := os.ReadFile(lib)
-				return strings.Contains(string(b), "northy nick")
+				o, _ := os.ReadFile(slang)
+				return strings.Contains(string(b), "northy nick") && strings.Contains(string(o), "northslang")
 			})
 		}
 	}
 	for _, a := range agents {
-		if b, _ := os.ReadFile(filepath.Join(a.state, "rules", "keywords", "school-bullying.txt")); schoolOf[a.id] != "north" && strings.Contains(string(b), "northy") {
+		if schoolOf[a.id] == "north" {
+			continue
+		}
+		if b, _ := os.ReadFile(filepath.Join(a.state, "rules", "keywords", "school-bullying.txt")); strings.Contains(string(b), "northy") {
 			t.Errorf("north's term reached default-school agent %s", a.id)
+		}
+		if _, err := os.Stat(filepath.Join(a.state, "rules", "keywords", "north-slang.txt")); err == nil {
+			t.Errorf("north's override reached default-school agent %s", a.id)
 		}
 	}
 
@@ -351,6 +369,9 @@ func TestFrontendsNodeAndFrontendKilled(t *testing.T) {
 	t.Logf("school delete: %s", strings.TrimSpace(out))
 	if _, err := os.Stat(filepath.Join(c.data, "pki", "schools", "north.key")); !strings.Contains(out, "evidence key is destroyed") || !os.IsNotExist(err) {
 		t.Errorf("north's evidence key after the deletion: %v (%s)", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(c.data, "school-rules", "north")); !strings.Contains(out, "rules overrides (1 files) are removed") || !os.IsNotExist(err) {
+		t.Errorf("north's rules overrides after the deletion: %v (%s)", err, out)
 	}
 	waitFor(t, 2*time.Minute, "north's agents cut off by the front-ends", func() bool {
 		for _, a := range agents {

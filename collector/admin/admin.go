@@ -103,6 +103,9 @@ type Server struct {
 	// Keys, when set, holds the schools' evidence keys; a deleted
 	// school's is destroyed last (collector/evidencekeys).
 	Keys SchoolKeys
+	// SchoolRulesDir is DATA/school-rules ("": none): a school's rules
+	// overrides are exported with it and removed when it is deleted.
+	SchoolRulesDir string
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/identity"
@@ -76,7 +77,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: (&Server{Store: st, CA: ca, Agents: agents, Logger: log, EvidenceKey: base, Keys: keys}).Handler()}
+	hs := &http.Server{Handler: (&Server{Store: st, CA: ca, Agents: agents, Logger: log, EvidenceKey: base, Keys: keys,
+		SchoolRulesDir: filepath.Join(dir, rulesdist.SchoolRulesDir)}).Handler()}
 	go hs.Serve(lis)
 	t.Cleanup(func() { hs.Close() })
 	return &env{dir: dir, st: st, ca: ca, cl: NewClient(dir), keys: keys}
@@ -427,7 +429,20 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 		}
 		return keep
 	}
+	// Each school's rules overrides, as its technician wrote them.
+	for _, sc := range []string{"oak", "elm"} {
+		p := filepath.Join(e.dir, rulesdist.SchoolRulesDir, sc, "keywords", sc+"-slang.txt")
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(sc+"slang\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	elmBefore, oakBefore := export("elm"), export("oak")
+	if !strings.Contains(strings.Join(oakBefore, "\n"), `"path":"keywords/oak-slang.txt"`) || strings.Contains(strings.Join(oakBefore, "\n"), "elm-slang") {
+		t.Errorf("oak's export does not carry its rules overrides alone: %q", oakBefore)
+	}
 	if len(elmBefore) < 5 || len(oakBefore) < 5 {
 		t.Fatalf("exports: elm %d lines, oak %d", len(elmBefore), len(oakBefore))
 	}
@@ -461,7 +476,7 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 	if err := e.do(t, "", "POST", "/v1/schools/Oak/delete", DeleteSchoolRequest{Confirm: "oak", Reason: "left the trust"}, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 || rep.Keys["e/"] != 1 || !rep.EvidenceKeyDestroyed || !rep.DataKeyDestroyed {
+	if rep.Devices != 1 || rep.Keys["f/d/"] != 3 || rep.Keys["t/"] != 1 || rep.Keys["u/"] != 1 || rep.Keys["e/"] != 1 || !rep.EvidenceKeyDestroyed || !rep.DataKeyDestroyed || rep.RulesOverridesRemoved != 1 {
 		t.Errorf("deletion report %+v", rep)
 	}
 	// Oak's evidence is gone with its key: the copy opens with no key of
@@ -481,6 +496,9 @@ func TestSchoolExportedAndDeleted(t *testing.T) {
 				t.Errorf("oak's evidence opened after the deletion with %s's keys: %q", school, b)
 			}
 		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, rulesdist.SchoolRulesDir, "oak")); !os.IsNotExist(err) {
+		t.Errorf("oak's rules overrides folder: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "pki", evidencekeys.Dir, "oak.key")); !os.IsNotExist(err) {
 		t.Errorf("oak's key file: %v", err)

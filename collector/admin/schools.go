@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/bus"
 	"github.com/vigil-safeguarding/vigil/collector/evidence"
 	"github.com/vigil-safeguarding/vigil/collector/notify"
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tenancy"
@@ -76,6 +77,9 @@ type SchoolDeleted struct {
 	store.SchoolDeletion
 	Bus                  *bus.SchoolForgotten `json:"bus,omitempty"`
 	EvidenceKeyDestroyed bool                 `json:"evidence_key_destroyed"`
+	// RulesOverridesRemoved counts the files of its rules overrides
+	// folder (DATA/school-rules/<school>) removed.
+	RulesOverridesRemoved int `json:"rules_overrides_removed"`
 }
 
 // DeleteSchoolRequest is the body of POST /v1/schools/{school}/delete:
@@ -318,6 +322,15 @@ func (s *Server) deleteSchool(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Bus = &forgot
 	}
+	if s.SchoolRulesDir != "" {
+		n, err := rulesdist.RemoveSchoolOverrides(s.SchoolRulesDir, id)
+		if err != nil {
+			s.Logger.Error("school deleted, its rules overrides not yet removed", "school", id, "err", err)
+			httpError(w, http.StatusInternalServerError, "school %s deleted; removing its rules overrides failed: %v (run it again to finish)", id, err)
+			return
+		}
+		out.RulesOverridesRemoved = n
+	}
 	if s.Keys != nil {
 		destroyed, err := s.Keys.Destroy(id)
 		if err != nil {
@@ -361,8 +374,15 @@ func (s *Server) exportSchool(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "write the access log: %v", err)
 		return
 	}
+	var overrides map[string][]byte
+	if s.SchoolRulesDir != "" && sc.ID != store.DefaultSchool {
+		if overrides, err = rulesdist.SchoolOverrides(s.SchoolRulesDir, sc.ID); err != nil {
+			httpError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	counts, err := schoolexport.Export(r.Context(), s.Store, sc.ID, who, s.Now(), w)
+	counts, err := schoolexport.Export(r.Context(), s.Store, sc.ID, who, s.Now(), overrides, w)
 	if err != nil {
 		// The status is sent; the missing end line tells the reader.
 		s.Logger.Error("school export cut short", "school", sc.ID, "err", err)

@@ -19,8 +19,8 @@ type SchoolForgotten struct {
 
 // ForgetSchool removes what the bus holds of a deleted school: messages
 // still queued under its subjects in the findings and device-events
-// streams, its durable consumers, its generated rules files in the rules
-// bucket, and its devices' records in the devices bucket, so no front-end admits one of its devices again. Streams or a
+// streams, its durable consumers, its rules bundles in the rules bucket,
+// and its devices' records in the devices bucket, so no front-end admits one of its devices again. Streams or a
 // bucket that do not exist (a single collector without front-ends) are
 // skipped; it can be run again after a failure.
 func (b *Bus) ForgetSchool(ctx context.Context, school string) (SchoolForgotten, error) {
@@ -60,10 +60,21 @@ func (b *Bus) ForgetSchool(ctx context.Context, school string) (SchoolForgotten,
 	if out.Events, err = purge(EventsStream, EventsPrefix+"."+tok+".>", "devices_"+tok); err != nil {
 		return out, err
 	}
-	// Its generated rules files (its own terms and exclusions).
+	// Its rules bundles (its overrides, its own terms and exclusions).
 	if rk, err := b.js.KeyValue(ctx, RulesBucket); err == nil {
-		if err := rk.Purge(ctx, tok); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return out, fmt.Errorf("bus: remove the rules files of %s: %w", school, err)
+		keys, err := rk.ListKeys(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+			return out, fmt.Errorf("bus: list the rules bundles: %w", err)
+		}
+		if err == nil {
+			for k := range keys.Keys() {
+				if schoolOfKey(k) != tok {
+					continue
+				}
+				if err := rk.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+					return out, fmt.Errorf("bus: remove the rules bundle %s: %w", k, err)
+				}
+			}
 		}
 	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return out, fmt.Errorf("bus: open bucket %s: %w", RulesBucket, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,12 +18,13 @@ import (
 )
 
 // RulesBucket is the JetStream KV bucket through which the store-owning
-// collector hands front-ends, which hold no store, the rules files it
-// generates for each school: its approved exclusions and the keyword
-// terms in force there. Key: the school ID; value: a vigilv1.RulesBundle
-// holding just those files and their hash. A front-end lays them over its
-// own copy of the rules folders (collector/rulesdist), so an agent gets
-// its school's whole bundle whichever front-end holds it.
+// collector hands front-ends, which hold no store and no rules folders,
+// every bundle it composed (collector/rulesdist: the trust's pack of the
+// group, the school's overrides, the school's generated exclusions and
+// keyword terms), already validated there. Key: RulesKey(school, group);
+// value: the vigilv1.RulesBundle itself. An agent thus gets exactly the
+// bundle the store-owning collector would give it, whichever front-end
+// holds it, and a pack or override edited there reaches every front-end.
 const RulesBucket = "VIGIL_RULES"
 
 // Rules opens (creating if need be) the rules bucket, retried like the
@@ -31,26 +33,47 @@ func (b *Bus) Rules(ctx context.Context) (jetstream.KeyValue, error) {
 	return b.bucket(ctx, RulesBucket)
 }
 
-// RulesMirror writes each school's generated files into the rules bucket
-// when they change.
-type RulesMirror struct {
-	KV jetstream.KeyValue
-	// Files is each school's generated files (rulesdist's extra files).
-	Files   func(school string) map[string][]byte
-	Schools func() ([]string, error)
-
-	mu   sync.Mutex
-	last map[string]string // school -> hash last put
+// RulesKey is the bucket key of a school's bundle of a group:
+// <school>.<group>, the group's characters outside [A-Za-z0-9_-] escaped
+// as =XX (KV keys allow few).
+func RulesKey(school, group string) string {
+	var g strings.Builder
+	for _, c := range []byte(group) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+			g.WriteByte(c)
+		default:
+			fmt.Fprintf(&g, "=%02X", c)
+		}
+	}
+	return subjectToken(store.SchoolOf(school)) + "." + g.String()
 }
 
-// Sync puts every school's files whose hash differs from the last put, and
-// removes the entry of a school no longer listed (deleted: its terms are
-// its own).
+// schoolOfKey is the school part of a RulesKey.
+func schoolOfKey(k string) string {
+	school, _, _ := strings.Cut(k, ".")
+	return school
+}
+
+// BundleSource is what RulesMirror mirrors (*rulesdist.Distributor).
+type BundleSource interface {
+	Each(fn func(school, group string, b *vigilv1.RulesBundle))
+}
+
+// RulesMirror writes every composed bundle into the rules bucket when it
+// changes, and removes the entries of bundles no longer composed (a
+// school deleted, a group's folder removed).
+type RulesMirror struct {
+	KV     jetstream.KeyValue
+	Source BundleSource
+
+	mu   sync.Mutex
+	last map[string]string // key -> hash last put
+}
+
+// Sync puts every bundle whose hash differs from the last put and purges
+// the keys no longer composed.
 func (m *RulesMirror) Sync(ctx context.Context) error {
-	schools, err := m.Schools()
-	if err != nil {
-		return fmt.Errorf("bus: list schools for the rules bucket: %w", err)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last == nil {
@@ -64,29 +87,25 @@ func (m *RulesMirror) Sync(ctx context.Context) error {
 			return fmt.Errorf("bus: list the rules bucket: %w", err)
 		}
 	}
-	listed := map[string]bool{}
-	for _, sc := range schools {
-		sc = store.SchoolOf(sc)
-		k := subjectToken(sc)
-		listed[k] = true
-		files := m.Files(sc)
-		hash := rules.HashFiles(files)
-		if h, ok := m.last[k]; ok && h == hash {
+	now := map[string]*vigilv1.RulesBundle{}
+	m.Source.Each(func(school, group string, b *vigilv1.RulesBundle) { now[RulesKey(school, group)] = b })
+	for k, b := range now {
+		if h, ok := m.last[k]; ok && h == b.GetHash() {
 			continue
 		}
-		v, err := proto.Marshal(&vigilv1.RulesBundle{Hash: hash, Files: files})
+		v, err := proto.Marshal(b)
 		if err != nil {
-			return fmt.Errorf("bus: encode the rules files of %s: %w", sc, err)
+			return fmt.Errorf("bus: encode the rules bundle %s: %w", k, err)
 		}
 		if _, err := m.KV.Put(ctx, k, v); err != nil {
-			return fmt.Errorf("bus: put the rules files of %s: %w", sc, err)
+			return fmt.Errorf("bus: put the rules bundle %s: %w", k, err)
 		}
-		m.last[k] = hash
+		m.last[k] = b.GetHash()
 	}
 	for k := range m.last {
-		if !listed[k] {
+		if now[k] == nil {
 			if err := m.KV.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-				return fmt.Errorf("bus: remove the rules files of %s: %w", k, err)
+				return fmt.Errorf("bus: remove the rules bundle %s: %w", k, err)
 			}
 			delete(m.last, k)
 		}
@@ -94,23 +113,28 @@ func (m *RulesMirror) Sync(ctx context.Context) error {
 	return nil
 }
 
-// RulesCache is a front-end's copy of the rules bucket.
+// RulesCache is a front-end's copy of the rules bucket; it is the
+// front-end's server.RulesSource.
 type RulesCache struct {
-	mu    sync.RWMutex
-	files map[string]map[string][]byte // school -> generated files
+	mu      sync.RWMutex
+	bundles map[string]*vigilv1.RulesBundle // RulesKey -> bundle
 }
 
-// Files is the school's generated files (rulesdist SetExtra); nil before
-// the bucket has been read or for a school without any.
-func (c *RulesCache) Files(school, _ string) map[string][]byte {
+// Bundle is the school's bundle of group, or of the default group, as the
+// store-owning collector composed it; nil for a school it has not
+// mirrored yet (the agent keeps its rules until the bundle arrives and is
+// pushed). Never another school's: a school's bundle holds its own terms.
+func (c *RulesCache) Bundle(school, group string) *vigilv1.RulesBundle {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.files[subjectToken(store.SchoolOf(school))]
+	if b := c.bundles[RulesKey(school, group)]; b != nil {
+		return b
+	}
+	return c.bundles[RulesKey(school, "default")]
 }
 
 // Run follows the bucket until ctx ends, calling changed once the initial
-// values are read and after each later change (then rebuild the bundles
-// and push them).
+// values are read and after each later change (then push the bundles).
 func (c *RulesCache) Run(ctx context.Context, kv jetstream.KeyValue, changed func(), log *slog.Logger) error {
 	for ctx.Err() == nil {
 		w, err := kv.WatchAll(ctx)
@@ -130,17 +154,17 @@ func (c *RulesCache) Run(ctx context.Context, kv jetstream.KeyValue, changed fun
 				continue
 			}
 			c.mu.Lock()
-			if c.files == nil {
-				c.files = map[string]map[string][]byte{}
+			if c.bundles == nil {
+				c.bundles = map[string]*vigilv1.RulesBundle{}
 			}
-			var b vigilv1.RulesBundle
+			b := &vigilv1.RulesBundle{}
 			switch op := e.Operation(); {
 			case op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge:
-				delete(c.files, e.Key())
-			case proto.Unmarshal(e.Value(), &b) != nil || rules.HashFiles(b.Files) != b.Hash:
-				log.Error("rules bucket: an entry does not decode or match its hash; keeping the previous files", "school", e.Key())
+				delete(c.bundles, e.Key())
+			case proto.Unmarshal(e.Value(), b) != nil || rules.HashFiles(b.Files) != b.Hash:
+				log.Error("rules bucket: an entry does not decode or match its hash; keeping the previous bundle", "key", e.Key())
 			default:
-				c.files[e.Key()] = b.Files
+				c.bundles[e.Key()] = b
 			}
 			c.mu.Unlock()
 			if !initial {

@@ -2,6 +2,10 @@ package bus
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -9,17 +13,20 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	vigilv1 "github.com/vigil-safeguarding/vigil/proto/vigil/v1"
 	"github.com/vigil-safeguarding/vigil/rules"
 )
 
-// TestRulesFilesReachFrontEnds: the store-owning collector's RulesMirror
-// puts each school's generated rules files into the rules bucket of a real
-// node, and a front-end's RulesCache serves them: each school its own, a
-// change pushed (changed called) within the wait, unchanged files not put
-// again, a deleted school's entry removed, and an entry that does not match
-// its hash ignored (the previous files stay).
-func TestRulesFilesReachFrontEnds(t *testing.T) {
+// TestRulesBundlesReachFrontEnds: the store-owning collector's RulesMirror
+// puts every bundle its real rulesdist.Distributor composed (the trust's
+// pack, a school's override, its generated file) into the rules bucket of
+// a real node, and a front-end's RulesCache, which has no rules folder,
+// serves each school exactly that bundle: an override edited at the
+// store-owning collector arrives, an unchanged bundle is not put again, a
+// damaged entry is ignored, and a deleted school's bundles go (Sync and
+// ForgetSchool) without touching the others'.
+func TestRulesBundlesReachFrontEnds(t *testing.T) {
 	node, err := StartNode(Config{Dir: t.TempDir(), ServerName: "solo", ClientListen: "127.0.0.1:-1", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -46,21 +53,38 @@ func TestRulesFilesReachFrontEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	base := t.TempDir()
+	sdir := filepath.Join(base, rulesdist.SchoolRulesDir)
 	var mu sync.Mutex
 	schools := []string{"default", "oak"}
-	terms := map[string]string{"default": "ashnick", "oak": "oaknick"}
-	m := &RulesMirror{KV: skv,
-		Schools: func() ([]string, error) { mu.Lock(); defer mu.Unlock(); return append([]string(nil), schools...), nil },
-		Files: func(sc string) map[string][]byte {
-			mu.Lock()
-			defer mu.Unlock()
-			return map[string][]byte{"keywords/school-bullying.txt": []byte(terms[sc] + "\n")}
-		}}
+	d, err := rulesdist.New(filepath.Join(base, "rules"), slog.New(slog.NewTextHandler(io.Discard, nil)),
+		rulesdist.WithSchools(func() ([]string, error) { mu.Lock(); defer mu.Unlock(); return append([]string(nil), schools...), nil }, sdir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	override := func(body string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(sdir, "oak"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sdir, "oak", "local.yaml"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	override("# oak's own rules, none yet\n")
+	d.SetExtra(func(school, _ string) map[string][]byte {
+		return map[string][]byte{"keywords/school-bullying.txt": []byte("#! rule: keywords-school-bullying\n#! category: bullying\n#! severity: medium\n#! name: t\n" + school + "nick ; severity=high # r\n")}
+	})
+	d.Refresh()
+	m := &RulesMirror{KV: skv, Source: d}
 	if err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c := &RulesCache{}
-	changes := make(chan struct{}, 16)
+	changes := make(chan struct{}, 64)
 	go c.Run(ctx, fkv, func() { changes <- struct{}{} }, testLogger())
 	wait := func(what string, cond func() bool) {
 		t.Helper()
@@ -74,14 +98,28 @@ func TestRulesFilesReachFrontEnds(t *testing.T) {
 			}
 		}
 	}
-	lib := func(sc string) string { return string(c.Files(sc, "pupils")["keywords/school-bullying.txt"]) }
-	wait("both schools' files", func() bool { return lib("oak") == "oaknick\n" && lib("default") == "ashnick\n" })
-	if lib("") != "ashnick\n" {
-		t.Error(`school "" is not the default school`)
+	same := func(school, group string) bool {
+		got, want := c.Bundle(school, group), d.Bundle(school, group)
+		return got != nil && want != nil && got.Hash == want.Hash && got.Version == want.Version
+	}
+	wait("every bundle at the front-end", func() bool { return same("oak", "pupils") && same("default", "pupils") })
+	if !same("", "staff") {
+		t.Error(`school "" is not the default school, or a group without a folder is not the default group's`)
+	}
+	oak := c.Bundle("oak", "pupils")
+	if oak.Files["local.yaml"] == nil || !strings.Contains(string(oak.Files["keywords/school-bullying.txt"]), "oaknick") {
+		t.Errorf("Oak's bundle at the front-end lacks its override or its terms: %v", len(oak.Files))
+	}
+	if c.Bundle("default", "pupils").Files["local.yaml"] != nil || strings.Contains(string(c.Bundle("default", "pupils").Files["keywords/school-bullying.txt"]), "oak") {
+		t.Error("Oak's files reached the default school")
+	}
+	if c.Bundle("elm", "pupils") != nil {
+		t.Error("a school not mirrored got another school's bundle")
 	}
 
+	key := RulesKey("oak", rulesdist.DefaultGroup)
 	rev := func() uint64 {
-		e, err := fkv.Get(ctx, "oak")
+		e, err := fkv.Get(ctx, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,43 +130,55 @@ func TestRulesFilesReachFrontEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rev() != before {
-		t.Error("unchanged files were put again")
+		t.Error("an unchanged bundle was put again")
 	}
 
-	mu.Lock()
-	terms["oak"] = "oaknick\noakother"
-	mu.Unlock()
+	// Oak's technician edits its override at the store-owning collector.
+	override("# oak's own rules, edited\n")
 	if err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wait("oak's change", func() bool { return strings.Contains(lib("oak"), "oakother") })
-	if strings.Contains(lib("default"), "oak") {
-		t.Error("oak's files reached the default school")
+	wait("Oak's edited override", func() bool {
+		return same("oak", "pupils") && strings.Contains(string(c.Bundle("oak", "pupils").Files["local.yaml"]), "edited")
+	})
+
+	// A damaged entry is ignored; a good one after it proves it was read.
+	bad, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: "sha256:00", Files: map[string][]byte{"x.yaml": []byte("x")}})
+	if _, err := skv.Put(ctx, key, bad); err != nil {
+		t.Fatal(err)
+	}
+	probe, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: rules.HashFiles(nil)})
+	if _, err := skv.Put(ctx, "probe.default", probe); err != nil {
+		t.Fatal(err)
+	}
+	wait("the probe entry", func() bool { return c.Bundle("probe", "default") != nil })
+	if !same("oak", "default") {
+		t.Error("a damaged entry replaced Oak's bundle")
 	}
 
-	// A damaged entry is ignored.
-	bad, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: "sha256:00", Files: map[string][]byte{"x.yaml": []byte("x")}})
-	if _, err := skv.Put(ctx, "oak", bad); err != nil {
+	// Oak leaves: its bundles go, the default school's stay.
+	forgot, err := storerBus.ForgetSchool(ctx, "oak")
+	if err != nil {
 		t.Fatal(err)
 	}
-	// A good entry after it: once the cache has it, it has seen the bad
-	// one (the watch delivers in order).
-	probe, _ := proto.Marshal(&vigilv1.RulesBundle{Hash: rules.HashFiles(nil), Files: nil})
-	if _, err := skv.Put(ctx, "probe", probe); err != nil {
-		t.Fatal(err)
-	}
-	wait("the probe entry", func() bool { c.mu.RLock(); defer c.mu.RUnlock(); _, ok := c.files["probe"]; return ok })
-	if !strings.Contains(lib("oak"), "oakother") {
-		t.Errorf("a damaged entry replaced oak's files: %q", lib("oak"))
+	_ = forgot
+	wait("Oak's bundles removed", func() bool { return c.Bundle("oak", "pupils") == nil })
+	if !same("default", "pupils") {
+		t.Error("the default school's bundle went with Oak's")
 	}
 	mu.Lock()
 	schools = []string{"default"}
 	mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(sdir, "oak")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wait("oak's entry removed", func() bool { return c.Files("oak", "") == nil })
-	if lib("default") != "ashnick\n" {
-		t.Errorf("the default school's files: %q", lib("default"))
+	if _, err := skv.Get(ctx, key); err == nil {
+		t.Error("Sync put a deleted school's bundle back")
 	}
 }

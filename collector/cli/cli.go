@@ -49,7 +49,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
   nats-cert      --data DIR --name N --out DIR [--hosts H1,H2]   (a bus member's mutual-TLS certificate from
                  the bus CA, for nats-node --tls and frontend/serve --nats-tls)
   frontend       --data DIR --nats URL,... [--nats-tls DIR] [--grpc-listen ADDR]   (stateless agent-stream front-end;
-                 DIR holds a copy of the storer's pki/ and rules/; devices enroll at the storer)
+                 DIR holds a copy of the storer's pki/ca.pem, server.pem, server.key; rules come over the bus;
+                 devices enroll at the storer)
   school add     --data DIR --name NAME [--id ID]   (a school of the trust; devices, tokens and accounts belong to one)
   school list    --data DIR [--json]          (the default school holds everything that names no school)
   school export  --data DIR --school NAME --out FILE [--evidence-key FILE --reason R]

@@ -239,6 +239,9 @@ func schoolDelete(args []string, stdout io.Writer) error {
 	if rep.EvidenceKeyDestroyed {
 		fmt.Fprintf(stdout, "its evidence key is destroyed: no copy of its evidence (a backup, an export) can be opened again\n")
 	}
+	if rep.RulesOverridesRemoved > 0 {
+		fmt.Fprintf(stdout, "its rules overrides (%d files) are removed\n", rep.RulesOverridesRemoved)
+	}
 	if rep.DataKeyDestroyed {
 		fmt.Fprintf(stdout, "its data key is destroyed: no copy of its findings or review records in a store backup can be read again\n")
 	}

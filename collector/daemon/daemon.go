@@ -477,7 +477,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
+	adm := &admin.Server{Store: st, CA: c.ca, SchoolRulesDir: filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir), Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades},
 		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
 	if c.bus != nil { // a nil *Bus in the interface would be called
@@ -592,11 +592,11 @@ func (c *collector) run(ctx context.Context) error {
 			if err := c.dist.Reload(); err != nil {
 				log.Error("reload rules", "err", err)
 			} else {
-				c.srv.PushRules("")
+				c.rulesFolderChanged(ctx)
 			}
 		}
 		restarted = true
-		return c.dist.Watch(ctx, func() { c.srv.PushRules("") })
+		return c.dist.Watch(ctx, func() { c.rulesFolderChanged(ctx) })
 	})
 	if c.bus != nil {
 		sup.loop("jetstream storers", func(ctx context.Context) error {
@@ -627,11 +627,9 @@ func (c *collector) run(ctx context.Context) error {
 			if c.dist.Refresh() {
 				c.srv.PushRules("")
 			}
-			if c.rulesMirror != nil {
-				if err := c.rulesMirror.Sync(ctx); err != nil {
-					log.Error("front-ends' rules files not updated; tried again within a minute", "err", err)
-				}
-			}
+			// Every time, not only on a change: a sync that failed is
+			// tried again here within a minute.
+			c.syncRulesMirror(ctx)
 		}
 	})
 	if c.mail != nil {
@@ -728,10 +726,9 @@ func (c *collector) startBus() (server.FindingSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.rulesMirror = &bus.RulesMirror{KV: rkv, Schools: c.schoolIDs,
-			Files: func(school string) map[string][]byte { return c.generated(school, rulesdist.DefaultGroup) }}
+		c.rulesMirror = &bus.RulesMirror{KV: rkv, Source: c.dist}
 		if err := c.rulesMirror.Sync(ctx); err != nil {
-			return nil, fmt.Errorf("mirror the schools' generated rules files: %w", err)
+			return nil, fmt.Errorf("mirror the rules bundles for front-ends: %w", err)
 		}
 		if err := b.EnsureEvents(ctx); err != nil {
 			return nil, err
@@ -1027,4 +1024,23 @@ func (c *collector) heartbeat() time.Duration {
 		return c.cfg.Heartbeat
 	}
 	return 60 * time.Second
+}
+
+// rulesFolderChanged pushes bundles changed by an edit of the rules
+// folders to this collector's agents and to the front-ends' (through the
+// rules bucket).
+func (c *collector) rulesFolderChanged(ctx context.Context) {
+	c.srv.PushRules("")
+	c.syncRulesMirror(ctx)
+}
+
+// syncRulesMirror puts changed bundles into the rules bucket, if there is
+// one; a failure is logged and tried again at the next minute's refresh.
+func (c *collector) syncRulesMirror(ctx context.Context) {
+	if c.rulesMirror == nil {
+		return
+	}
+	if err := c.rulesMirror.Sync(ctx); err != nil {
+		c.log.Error("front-ends' rules bundles not updated; tried again within a minute", "err", err)
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/bus"
 	"github.com/vigil-safeguarding/vigil/collector/netlimit"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
-	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 )
 
@@ -20,8 +19,8 @@ import (
 type FrontendConfig struct {
 	// DataDir holds pki/ (ca.pem, server.pem and server.key copied from
 	// the store-owning collector's data dir: agents pin that CA; not the
-	// CA key, which only the enrolling collector needs) and rules/
-	// (the rules bundles handed to agents). No store is opened.
+	// CA key, which only the enrolling collector needs). No store is
+	// opened, and no rules folder: bundles come over the bus.
 	DataDir    string
 	GRPCListen string
 	// NATS are the JetStream cluster's client URLs; Replicas the stream's
@@ -68,14 +67,6 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 		return fmt.Errorf("front-end needs ca.pem, server.pem and server.key copied from the store-owning collector's %s into %s: %w",
 			pkiDir, filepath.Join(cfg.DataDir, pkiDir), err)
 	}
-	// The rules and each school's overrides are the front-end's copy of
-	// the store-owning collector's folders; each school's generated files
-	// (its exclusions and the terms in force there) come over the bus.
-	dist, err := rulesdist.New(filepath.Join(cfg.DataDir, rulesDir), log,
-		rulesdist.WithSchools(nil, filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir)))
-	if err != nil {
-		return err
-	}
 	if _, err := raiseFileLimit(); err != nil {
 		log.Warn("could not raise the file descriptor limit", "err", err)
 	}
@@ -102,8 +93,11 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	if err != nil {
 		return fmt.Errorf("front-end: %w", err)
 	}
+	// Every school's every bundle, composed and validated by the
+	// store-owning collector (its packs, the schools' overrides, their
+	// generated terms and exclusions), comes over the bus: a front-end
+	// keeps no rules folders.
 	rulesCache := &bus.RulesCache{}
-	dist.SetExtra(rulesCache.Files)
 	// One bound on what waits for NATS, findings and events together: a
 	// cluster that falls behind is answered with RESOURCE_EXHAUSTED, not
 	// held in this process's memory.
@@ -113,7 +107,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// the device's school as its record in the bucket does.
 	// Agents is set below, before the server accepts a stream.
 	ctl := &bus.ControlServer{NC: b.Conn(), SchoolOf: fs.SchoolOf, Logger: log}
-	srv := server.New(server.Config{Store: fs, Evidence: fs, CA: ca, Rules: dist, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
+	srv := server.New(server.Config{Store: fs, Evidence: fs, CA: ca, Rules: rulesCache, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
 		OnConnect: func(id string) {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)
@@ -129,16 +123,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go bus.WatchRevocations(runCtx, kv, srv.Disconnect, log)
-	go rulesCache.Run(runCtx, rulesKV, func() {
-		if dist.Refresh() {
-			srv.PushRules("")
-		}
-	}, log)
-	go func() {
-		if err := dist.Watch(runCtx, func() { srv.PushRules("") }); err != nil && runCtx.Err() == nil {
-			log.Error("rules folder watch ended", "err", err)
-		}
-	}()
+	go rulesCache.Run(runCtx, rulesKV, func() { srv.PushRules("") }, log)
 	served := make(chan error, 1)
 	go func() { served <- gsrv.Serve(lis) }()
 	log.Info("stream front-end serving", "grpc", lis.Addr().String(), "nats", cfg.NATS)

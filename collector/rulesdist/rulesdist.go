@@ -449,6 +449,20 @@ func (d *Distributor) Bundle(school, group string) *vigilv1.RulesBundle {
 	return added[key{school, group}]
 }
 
+// Each calls fn with every bundle composed (every listed school's every
+// group), in no order; the bus mirrors them to front-ends with it.
+func (d *Distributor) Each(fn func(school, group string, b *vigilv1.RulesBundle)) {
+	d.mu.RLock()
+	all := make(map[key]*vigilv1.RulesBundle, len(d.bundles))
+	for k, b := range d.bundles {
+		all[k] = b
+	}
+	d.mu.RUnlock()
+	for k, b := range all {
+		fn(k.school, k.group, b)
+	}
+}
+
 // lookup: mu is held.
 func (d *Distributor) lookup(school, group string) *vigilv1.RulesBundle {
 	if b, ok := d.bundles[key{school, group}]; ok {
@@ -485,4 +499,54 @@ func (d *Distributor) clock() time.Time {
 		return d.now()
 	}
 	return time.Now()
+}
+
+// SchoolOverrides reads school's override files under schoolDir (the
+// DATA/school-rules folder) by relative, slash-separated path; none if it
+// has no folder. A school's export carries them.
+func SchoolOverrides(schoolDir, school string) (map[string][]byte, error) {
+	if !store.ValidSchoolID(school) {
+		return nil, fmt.Errorf("rules overrides: bad school id %q", school)
+	}
+	root := filepath.Join(schoolDir, school)
+	out := map[string][]byte{}
+	err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			if p == root && os.IsNotExist(err) {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the rules overrides of %s: %w", school, err)
+	}
+	return out, nil
+}
+
+// RemoveSchoolOverrides deletes school's override folder (a school that
+// leaves the trust) and says how many files it held; the watcher then
+// rebuilds without it.
+func RemoveSchoolOverrides(schoolDir, school string) (int, error) {
+	files, err := SchoolOverrides(schoolDir, school)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.RemoveAll(filepath.Join(schoolDir, school)); err != nil {
+		return 0, fmt.Errorf("remove the rules overrides of %s: %w", school, err)
+	}
+	return len(files), nil
 }

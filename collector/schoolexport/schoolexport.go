@@ -8,17 +8,20 @@
 //
 // The export holds no secret that opens anything: no password hashes,
 // TOTP secrets or token secrets; evidence is exported as stored, still
-// encrypted to the installation's evidence key (per-school keys are not
-// built), with its SHA-256.
+// sealed to the school's own evidence key (handed over apart, `school
+// export --evidence-key`), with its SHA-256.
 package schoolexport
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -70,7 +73,17 @@ type Line struct {
 	Suppression  *store.TermSuppression `json:"term_suppression,omitempty"`
 	TermDecision *store.TermDecision    `json:"term_decision,omitempty"`
 	Exclusion    *store.Exclusion       `json:"exclusion,omitempty"`
-	End          *End                   `json:"end,omitempty"`
+	// A file of the school's rules overrides (DATA/school-rules/<school>).
+	RulesOverride *RulesFile `json:"rules_override,omitempty"`
+	End           *End       `json:"end,omitempty"`
+}
+
+// RulesFile is one file of the school's rules overrides, by its path in
+// the school's folder.
+type RulesFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Data   []byte `json:"data_base64"`
 }
 
 // Header is the first line.
@@ -134,7 +147,9 @@ type End struct {
 // Export writes school's records to w (see the package comment) and
 // returns how many of each kind it wrote. ctx ends it early (the file then
 // has no End line).
-func Export(ctx context.Context, st Store, school, by string, now time.Time, w io.Writer) (map[string]int, error) {
+//
+// overrides are the school's rules override files (rulesdist.SchoolOverrides).
+func Export(ctx context.Context, st Store, school, by string, now time.Time, overrides map[string][]byte, w io.Writer) (map[string]int, error) {
 	sc, err := st.FindSchool(school)
 	if err != nil {
 		return nil, fmt.Errorf("find the school to export: %w", err)
@@ -213,6 +228,17 @@ func Export(ctx context.Context, st Store, school, by string, now time.Time, w i
 	}
 	if err := exportRules(st, id, devices, put); err != nil {
 		return nil, err
+	}
+	paths := make([]string, 0, len(overrides))
+	for p := range overrides {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		sum := sha256.Sum256(overrides[p])
+		if err := put(Line{Kind: "rules_override", RulesOverride: &RulesFile{Path: p, SHA256: hex.EncodeToString(sum[:]), Data: overrides[p]}}); err != nil {
+			return nil, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -108,7 +108,8 @@ func TestExportOneSchool(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	counts, err := Export(context.Background(), st, "Oak Primary", "ceo", now, &out)
+	counts, err := Export(context.Background(), st, "Oak Primary", "ceo", now,
+		map[string][]byte{"local.yaml": []byte("# oak's own rules\n"), "keywords/oak-slang.txt": []byte("oakslang\n")}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestExportOneSchool(t *testing.T) {
 		t.Fatalf("framing: first %+v last %+v", lines[0], lines[len(lines)-1])
 	}
 	want := map[string]int{"header": 1, "device": 1, "finding": 3, "alert": 1, "evidence": 1, "token": 1, "account": 1, "access": 1,
-		"term": 1, "term_suppression": 1, "term_decision": 2, "exclusion": 1}
+		"term": 1, "term_suppression": 1, "term_decision": 2, "exclusion": 1, "rules_override": 2}
 	for k, n := range want {
 		if counts[k] != n || lines[len(lines)-1].End.Counts[k] != n {
 			t.Errorf("%s: %d exported (end line says %d), want %d", k, counts[k], lines[len(lines)-1].End.Counts[k], n)
@@ -156,13 +157,17 @@ func TestExportOneSchool(t *testing.T) {
 			if err != nil || string(b) != "oak-encrypted-screenshot" {
 				t.Errorf("evidence line: %v %q", err, b)
 			}
+		case "rules_override":
+			if l.RulesOverride.Path == "local.yaml" && string(l.RulesOverride.Data) != "# oak's own rules\n" || len(l.RulesOverride.SHA256) != 64 {
+				t.Errorf("rules override line: %+v", l.RulesOverride)
+			}
 		case "account":
 			if l.Account.Username != "oakdsl" {
 				t.Errorf("account line: %+v", l.Account)
 			}
 		}
 	}
-	if _, err := Export(context.Background(), st, "no-such-school", "ceo", now, io.Discard); err == nil {
+	if _, err := Export(context.Background(), st, "no-such-school", "ceo", now, nil, io.Discard); err == nil {
 		t.Error("export of a school that does not exist succeeded")
 	}
 }

@@ -43,7 +43,9 @@ func TestDeletedSchoolUnreadableInBackup(t *testing.T) {
 	schoolFixture(t, s, "ash", "")
 	schoolFixture(t, s, "oak", "oak")
 	schoolFixture(t, s, "elm", "elm")
-	dev := func(prefix string, i int) string { return prefix + strings.Repeat("0", 25-len(prefix)) + string(rune('0'+i)) }
+	dev := func(prefix string, i int) string {
+		return prefix + strings.Repeat("0", 25-len(prefix)) + string(rune('0'+i))
+	}
 
 	// On disk (inside Badger's at-rest encryption): sealed to the owner,
 	// nothing of the content in the clear; the default school's plain.
