@@ -112,7 +112,7 @@ func (r *RemotePresence) note(ev *vigilv1.DeviceEvent) {
 		r.last = map[string]time.Time{}
 	}
 	switch ev.GetEvent().(type) {
-	case *vigilv1.DeviceEvent_Hello, *vigilv1.DeviceEvent_Heartbeat:
+	case *vigilv1.DeviceEvent_Hello, *vigilv1.DeviceEvent_Heartbeat, *vigilv1.DeviceEvent_UpgradeReport:
 		r.last[ev.GetDeviceId()] = ev.GetAt().AsTime()
 	default:
 		delete(r.last, ev.GetDeviceId())

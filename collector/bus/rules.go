@@ -37,16 +37,22 @@ func (b *Bus) Rules(ctx context.Context) (jetstream.KeyValue, error) {
 // <school>.<group>, the group's characters outside [A-Za-z0-9_-] escaped
 // as =XX (KV keys allow few).
 func RulesKey(school, group string) string {
-	var g strings.Builder
-	for _, c := range []byte(group) {
+	return subjectToken(store.SchoolOf(school)) + "." + kvToken(group)
+}
+
+// kvToken keeps [A-Za-z0-9_-] of s and escapes every other byte as =XX:
+// KV keys allow few characters, and a dot separates a key's parts.
+func kvToken(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-			g.WriteByte(c)
+			b.WriteByte(c)
 		default:
-			fmt.Fprintf(&g, "=%02X", c)
+			fmt.Fprintf(&b, "=%02X", c)
 		}
 	}
-	return subjectToken(store.SchoolOf(school)) + "." + g.String()
+	return b.String()
 }
 
 // schoolOfKey is the school part of a RulesKey.

@@ -311,6 +311,9 @@ type collector struct {
 	// rulesMirror hands front-ends each school's generated rules files
 	// (serve --nats); generated is what rulesdist lays over the folders.
 	rulesMirror *bus.RulesMirror
+	// releasesMirror hands front-ends the release policy, manifests and
+	// binaries (nil without front-ends).
+	releasesMirror *bus.ReleasesMirror
 	generated   func(school, group string) map[string][]byte
 	remote      server.RemoteAgents
 	presence    *bus.RemotePresence
@@ -470,7 +473,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	deploy := &console.DeployConfig{Tokens: toks, AgentDir: cfg.AgentDir,
 		DefaultCollector: agentAddress(cfg.AgentAddress, cfg.ServerNames, c.glis.Addr())}
 	c.cons, err = console.New(console.Config{Store: st, EvidenceKeys: c.keys, Logger: log, Connected: c.srv.Connected, OIDC: oidcCfg,
-		Proxies: cfg.TrustedProxies, Deploy: deploy, Releases: &console.ReleasesConfig{Service: c.rel, Changed: c.srv.PushUpgrades},
+		Proxies: cfg.TrustedProxies, Deploy: deploy, Releases: &console.ReleasesConfig{Service: c.rel, Changed: c.releasesChanged},
 		InitialPasswordFile: filepath.Join(cfg.DataDir, auth.InitialPasswordFile),
 		Audits:              c.audits, DFE: dfeSvc, FleetChecks: checks,
 		ExclusionsChanged: c.rulesChanged, SchoolTermsChanged: c.rulesChanged})
@@ -478,7 +481,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		return nil, err
 	}
 	adm := &admin.Server{Store: st, CA: c.ca, SchoolRulesDir: filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir), Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
-		Releases: &admin.Releases{Manager: c.rel, Push: c.srv.PushUpgrades},
+		Releases: &admin.Releases{Manager: c.rel, Push: c.releasesChanged},
 		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
 	if c.bus != nil { // a nil *Bus in the interface would be called
 		adm.Bus = c.bus
@@ -630,6 +633,7 @@ func (c *collector) run(ctx context.Context) error {
 			// Every time, not only on a change: a sync that failed is
 			// tried again here within a minute.
 			c.syncRulesMirror(ctx)
+			c.syncReleasesMirror(ctx)
 		}
 	})
 	if c.mail != nil {
@@ -730,6 +734,18 @@ func (c *collector) startBus() (server.FindingSink, error) {
 		if err := c.rulesMirror.Sync(ctx); err != nil {
 			return nil, fmt.Errorf("mirror the rules bundles for front-ends: %w", err)
 		}
+		relKV, err := b.Releases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		relObjects, err := b.ReleaseBinaries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.releasesMirror = &bus.ReleasesMirror{KV: relKV, Objects: relObjects, Source: c.rel}
+		if err := c.releasesMirror.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("mirror the releases for front-ends: %w", err)
+		}
 		if err := b.EnsureEvents(ctx); err != nil {
 			return nil, err
 		}
@@ -790,6 +806,14 @@ func (c *collector) runSchoolBus(ctx context.Context, school string) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				err := bus.RunEvents(ctx, c.bus.JetStream(), school, c.recordedSchool, func(ev *vigilv1.DeviceEvent) error {
+					if rep := ev.GetUpgradeReport(); rep != nil {
+						// From an agent a front-end holds: recorded here,
+						// and the policy mirrored so that no front-end
+						// offers it a version it refused.
+						c.rel.Record(ev.GetDeviceId(), rep)
+						c.syncReleasesMirror(ctx)
+						return nil
+					}
 					return server.ApplyDeviceEvent(c.st, ev)
 				}, c.presence, func(school, reason string) { c.met.BusRefused(school, "events", reason) }, c.log)
 				if err != nil && ctx.Err() == nil {
@@ -1042,5 +1066,28 @@ func (c *collector) syncRulesMirror(ctx context.Context) {
 	}
 	if err := c.rulesMirror.Sync(ctx); err != nil {
 		c.log.Error("front-ends' rules bundles not updated; tried again within a minute", "err", err)
+	}
+}
+
+// releasesChanged offers a changed rollout to this collector's agents of
+// group (all when empty) and, through the bus, to the front-ends'.
+func (c *collector) releasesChanged(group string) {
+	c.srv.PushUpgrades(group)
+	if c.releasesMirror != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c.syncReleasesMirror(ctx)
+	}
+}
+
+// syncReleasesMirror puts a changed release policy, manifest or binary on
+// the bus, if there is one; a failure is logged and tried again at the
+// next minute's refresh.
+func (c *collector) syncReleasesMirror(ctx context.Context) {
+	if c.releasesMirror == nil {
+		return
+	}
+	if err := c.releasesMirror.Sync(ctx); err != nil {
+		c.log.Error("front-ends' releases not updated; tried again within a minute", "err", err)
 	}
 }

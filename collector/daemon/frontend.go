@@ -98,6 +98,17 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// generated terms and exclusions), comes over the bus: a front-end
 	// keeps no rules folders.
 	rulesCache := &bus.RulesCache{}
+	// Agent upgrades likewise: the store-owning collector's release
+	// policy, manifests and binaries (checked against their SHA-256 here,
+	// signed with the release key the agents pinned).
+	relKV, err := b.Releases(startCtx)
+	if err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
+	relObjects, err := b.ReleaseBinaries(startCtx)
+	if err != nil {
+		return fmt.Errorf("front-end: %w", err)
+	}
 	// One bound on what waits for NATS, findings and events together: a
 	// cluster that falls behind is answered with RESOURCE_EXHAUSTED, not
 	// held in this process's memory.
@@ -107,12 +118,14 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	// the device's school as its record in the bucket does.
 	// Agents is set below, before the server accepts a stream.
 	ctl := &bus.ControlServer{NC: b.Conn(), SchoolOf: fs.SchoolOf, Logger: log}
-	srv := server.New(server.Config{Store: fs, Evidence: fs, CA: ca, Rules: rulesCache, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
+	events := &bus.EventPublisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf, InFlight: inflight}
+	relCache := &bus.ReleasesCache{Objects: relObjects, Dir: filepath.Join(cfg.DataDir, "release-cache"), Reports: events, Log: log}
+	srv := server.New(server.Config{Store: fs, Evidence: fs, CA: ca, Rules: rulesCache, Upgrades: relCache, Logger: log, HeartbeatInterval: cfg.Heartbeat, Transport: cfg.Transport,
 		OnConnect: func(id string) {
 			ctl.Held(id)
 			log.Info("agent stream held", "device", id)
 		},
-		OnDisconnect: ctl.Released, Events: &bus.EventPublisher{JS: b.JetStream(), SchoolOf: fs.SchoolOf, InFlight: inflight}})
+		OnDisconnect: ctl.Released, Events: events})
 	ctl.Agents = srv
 	gsrv := srv.GRPCServer()
 	raw, err := net.Listen("tcp", cfg.GRPCListen)
@@ -124,6 +137,7 @@ func ServeFrontend(ctx context.Context, cfg FrontendConfig) error {
 	defer stop()
 	go bus.WatchRevocations(runCtx, kv, srv.Disconnect, log)
 	go rulesCache.Run(runCtx, rulesKV, func() { srv.PushRules("") }, log)
+	go relCache.Run(runCtx, relKV, func() { srv.PushUpgrades("") }, log)
 	served := make(chan error, 1)
 	go func() { served <- gsrv.Serve(lis) }()
 	log.Info("stream front-end serving", "grpc", lis.Addr().String(), "nats", cfg.NATS)

@@ -604,29 +604,82 @@ func inPercent(device, version string, percent int) bool {
 	return int(h.Sum32()%100) < percent
 }
 
-// Offer returns what device (in group, running version on goos/goarch)
-// should be offered, or nil.
-func (m *Manager) Offer(device, group, running, goos, goarch string) *vigilv1.UpgradeOffer {
+// Policy is what decides offers: the minimum, each group's rollout and
+// the versions each device refused or rolled back. The store-owning
+// collector hands it to stream front-ends (collector/bus), which decide
+// offers with OfferFrom exactly as the Manager does.
+type Policy struct {
+	Minimum string                        `json:"minimum,omitempty"`
+	Groups  map[string]*Rollout           `json:"groups"`
+	Failed  map[string]map[string]Failure `json:"failed"`
+}
+
+// Policy returns a copy of the current policy.
+func (m *Manager) Policy() Policy {
 	m.mu.Lock()
-	r := m.state.Groups[group]
-	var target string
-	if r != nil && belowMinimum(r.Version, m.state.Minimum) == nil {
-		target = r.Version
-		if _, failed := m.state.Failed[device][target]; failed || running == target || !inPercent(device, target, r.Percent) {
-			target = ""
+	defer m.mu.Unlock()
+	p := Policy{Minimum: m.state.Minimum, Groups: map[string]*Rollout{}, Failed: map[string]map[string]Failure{}}
+	for g, r := range m.state.Groups {
+		c := *r
+		p.Groups[g] = &c
+	}
+	for d, vs := range m.state.Failed {
+		p.Failed[d] = map[string]Failure{}
+		for v, f := range vs {
+			p.Failed[d][v] = f
 		}
 	}
-	m.mu.Unlock()
-	if target == "" {
+	return p
+}
+
+// OfferFrom is the offer policy decides for device (in group, running a
+// version, on goos/goarch), with manifest looking up the release built for
+// a platform; nil when nothing is to be offered.
+func OfferFrom(p Policy, manifest func(version, goos, goarch string) (Manifest, bool), device, group, running, goos, goarch string) *vigilv1.UpgradeOffer {
+	r := p.Groups[group]
+	if r == nil || belowMinimum(r.Version, p.Minimum) != nil {
 		return nil
 	}
-	man, err := readManifest(releaseDir(filepath.Join(m.dataDir, Dir), target, goos, goarch))
-	if err != nil {
+	target := r.Version
+	if _, failed := p.Failed[device][target]; failed || running == target || !inPercent(device, target, r.Percent) {
+		return nil
+	}
+	man, ok := manifest(target, goos, goarch)
+	if !ok {
 		// No build for this platform: nothing to offer, and nothing wrong
 		// with the device.
 		return nil
 	}
 	return &vigilv1.UpgradeOffer{Version: man.Version, Os: man.OS, Arch: man.Arch, Sha256: man.SHA256, Size: man.Size, Signature: man.Signature}
+}
+
+// Offer returns what device (in group, running version on goos/goarch)
+// should be offered, or nil.
+func (m *Manager) Offer(device, group, running, goos, goarch string) *vigilv1.UpgradeOffer {
+	// Only what this device's offer reads, copied under the lock.
+	m.mu.Lock()
+	p := Policy{Minimum: m.state.Minimum, Failed: map[string]map[string]Failure{device: {}}}
+	if r := m.state.Groups[group]; r != nil {
+		c := *r
+		p.Groups = map[string]*Rollout{group: &c}
+	}
+	for v, f := range m.state.Failed[device] {
+		p.Failed[device][v] = f
+	}
+	m.mu.Unlock()
+	return OfferFrom(p, m.manifest, device, group, running, goos, goarch)
+}
+
+// manifest reads the manifest of a release built for a platform.
+func (m *Manager) manifest(version, goos, goarch string) (Manifest, bool) {
+	man, err := readManifest(releaseDir(filepath.Join(m.dataDir, Dir), version, goos, goarch))
+	return man, err == nil
+}
+
+// BinaryPath is where the binary of an added release is (for the bus to
+// carry it to front-ends).
+func (m *Manager) BinaryPath(man Manifest) string {
+	return filepath.Join(releaseDir(filepath.Join(m.dataDir, Dir), man.Version, man.OS, man.Arch), binaryFile)
 }
 
 // OpenOffered opens the release binary currently offered to device, for

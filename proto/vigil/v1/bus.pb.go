@@ -160,6 +160,7 @@ type DeviceEvent struct {
 	//	*DeviceEvent_Heartbeat
 	//	*DeviceEvent_Goodbye
 	//	*DeviceEvent_Ended
+	//	*DeviceEvent_UpgradeReport
 	Event         isDeviceEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -252,6 +253,15 @@ func (x *DeviceEvent) GetEnded() bool {
 	return false
 }
 
+func (x *DeviceEvent) GetUpgradeReport() *UpgradeReport {
+	if x != nil {
+		if x, ok := x.Event.(*DeviceEvent_UpgradeReport); ok {
+			return x.UpgradeReport
+		}
+	}
+	return nil
+}
+
 type isDeviceEvent_Event interface {
 	isDeviceEvent_Event()
 }
@@ -273,6 +283,13 @@ type DeviceEvent_Ended struct {
 	Ended bool `protobuf:"varint,13,opt,name=ended,proto3,oneof"`
 }
 
+type DeviceEvent_UpgradeReport struct {
+	// What the agent reports of an upgrade offer: a refusal or rollback
+	// stops that version being offered to it (the store-owning
+	// collector's release manager records it).
+	UpgradeReport *UpgradeReport `protobuf:"bytes,14,opt,name=upgrade_report,json=upgradeReport,proto3,oneof"`
+}
+
 func (*DeviceEvent_Hello) isDeviceEvent_Event() {}
 
 func (*DeviceEvent_Heartbeat) isDeviceEvent_Event() {}
@@ -281,11 +298,13 @@ func (*DeviceEvent_Goodbye) isDeviceEvent_Event() {}
 
 func (*DeviceEvent_Ended) isDeviceEvent_Event() {}
 
+func (*DeviceEvent_UpgradeReport) isDeviceEvent_Event() {}
+
 var File_vigil_v1_bus_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\"\xe1\x02\n" +
+	"\x12vigil/v1/bus.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/vigil.proto\x1a\x17vigil/v1/coverage.proto\x1a\x16vigil/v1/upgrade.proto\"\xe1\x02\n" +
 	"\fDeviceRecord\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
@@ -297,7 +316,7 @@ const file_vigil_v1_bus_proto_rawDesc = "" +
 	"enrolledAt\x12)\n" +
 	"\x10host_fingerprint\x18\a \x01(\tR\x0fhostFingerprint\x12\x16\n" +
 	"\x06school\x18\b \x01(\tR\x06school\x12-\n" +
-	"\x12evidence_recipient\x18\t \x01(\tR\x11evidenceRecipient\"\x84\x02\n" +
+	"\x12evidence_recipient\x18\t \x01(\tR\x11evidenceRecipient\"\xc6\x02\n" +
 	"\vDeviceEvent\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12'\n" +
@@ -305,7 +324,8 @@ const file_vigil_v1_bus_proto_rawDesc = "" +
 	" \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\v \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
 	"\agoodbye\x18\f \x01(\v2\x11.vigil.v1.GoodbyeH\x00R\agoodbye\x12\x16\n" +
-	"\x05ended\x18\r \x01(\bH\x00R\x05endedB\a\n" +
+	"\x05ended\x18\r \x01(\bH\x00R\x05ended\x12@\n" +
+	"\x0eupgrade_report\x18\x0e \x01(\v2\x17.vigil.v1.UpgradeReportH\x00R\rupgradeReportB\a\n" +
 	"\x05eventB<Z:github.com/vigil-safeguarding/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
 var (
@@ -328,6 +348,7 @@ var file_vigil_v1_bus_proto_goTypes = []any{
 	(*Hello)(nil),                 // 3: vigil.v1.Hello
 	(*Heartbeat)(nil),             // 4: vigil.v1.Heartbeat
 	(*Goodbye)(nil),               // 5: vigil.v1.Goodbye
+	(*UpgradeReport)(nil),         // 6: vigil.v1.UpgradeReport
 }
 var file_vigil_v1_bus_proto_depIdxs = []int32{
 	2, // 0: vigil.v1.DeviceRecord.revoked_at:type_name -> google.protobuf.Timestamp
@@ -336,11 +357,12 @@ var file_vigil_v1_bus_proto_depIdxs = []int32{
 	3, // 3: vigil.v1.DeviceEvent.hello:type_name -> vigil.v1.Hello
 	4, // 4: vigil.v1.DeviceEvent.heartbeat:type_name -> vigil.v1.Heartbeat
 	5, // 5: vigil.v1.DeviceEvent.goodbye:type_name -> vigil.v1.Goodbye
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 6: vigil.v1.DeviceEvent.upgrade_report:type_name -> vigil.v1.UpgradeReport
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_bus_proto_init() }
@@ -350,11 +372,13 @@ func file_vigil_v1_bus_proto_init() {
 	}
 	file_vigil_v1_vigil_proto_init()
 	file_vigil_v1_coverage_proto_init()
+	file_vigil_v1_upgrade_proto_init()
 	file_vigil_v1_bus_proto_msgTypes[1].OneofWrappers = []any{
 		(*DeviceEvent_Hello)(nil),
 		(*DeviceEvent_Heartbeat)(nil),
 		(*DeviceEvent_Goodbye)(nil),
 		(*DeviceEvent_Ended)(nil),
+		(*DeviceEvent_UpgradeReport)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
