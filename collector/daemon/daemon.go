@@ -314,10 +314,10 @@ type collector struct {
 	// releasesMirror hands front-ends the release policy, manifests and
 	// binaries (nil without front-ends).
 	releasesMirror *bus.ReleasesMirror
-	generated   func(school, group string) map[string][]byte
-	remote      server.RemoteAgents
-	presence    *bus.RemotePresence
-	bus         *bus.Bus
+	generated      func(school, group string) map[string][]byte
+	remote         server.RemoteAgents
+	presence       *bus.RemotePresence
+	bus            *bus.Bus
 
 	// closers undo what build opened, last first.
 	closers []func()
