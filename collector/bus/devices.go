@@ -38,18 +38,65 @@ func (b *Bus) Devices(ctx context.Context) (jetstream.KeyValue, error) {
 // the stream's replication, retried while a cluster elects its meta leader.
 func (b *Bus) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}
+	var kv jetstream.KeyValue
+	err := untilReady(ctx, "open bucket "+name, func(ctx context.Context) (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	return kv, err
+}
+
+// untilReady runs fn (each attempt bounded to 10 s) until it succeeds or
+// ctx ends: a fresh cluster answers only once it has elected its meta
+// leader, a minute on a busy machine.
+func untilReady(ctx context.Context, what string, fn func(context.Context) error) error {
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		kv, err := b.js.CreateOrUpdateKeyValue(attempt, cfg)
+		err := fn(attempt)
 		cancel()
 		if err == nil {
-			return kv, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: open bucket %s: %w", name, err)
+			return fmt.Errorf("bus: %s: %w", what, err)
 		case <-time.After(250 * time.Millisecond):
 		}
+	}
+}
+
+// followBucket watches every key of kv until ctx ends, re-watching after
+// a failure (a node lost, the bucket re-created): apply gets each entry
+// (the current ones first, then every change), and changed, if set, is
+// called once the current entries are all applied and after each later
+// entry. A re-watch delivers the current entries again, so nothing changed
+// while the watch was down is missed.
+func followBucket(ctx context.Context, kv jetstream.KeyValue, what string, apply func(jetstream.KeyValueEntry), changed func(), log *slog.Logger) {
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			log.Warn(what+": watch failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		initial := true
+		for e := range w.Updates() {
+			if e == nil { // the current entries are all delivered
+				initial = false
+				if changed != nil {
+					changed()
+				}
+				continue
+			}
+			apply(e)
+			if !initial && changed != nil {
+				changed()
+			}
+		}
+		w.Stop()
 	}
 }
 
@@ -350,32 +397,17 @@ func (f *FrontStore) CommitFindings(ctx context.Context, findings []*vigilv1.Fin
 // device with no stream here), so nothing revoked while the watch was down
 // is missed.
 func WatchRevocations(ctx context.Context, kv jetstream.KeyValue, onRevoked func(deviceID string), log *slog.Logger) error {
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			log.Warn("device records: watch failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
+	followBucket(ctx, kv, "device records", func(e jetstream.KeyValueEntry) {
+		if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
+			// The record removed (its school deleted, ForgetSchool):
+			// like a revocation, its stream ends and is not admitted again.
+			onRevoked(e.Key())
+			return
 		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
-				// The record removed (its school deleted, ForgetSchool):
-				// like a revocation, its stream ends and is not admitted again.
-				onRevoked(e.Key())
-				continue
-			}
-			var r vigilv1.DeviceRecord
-			if proto.Unmarshal(e.Value(), &r) == nil && r.Revoked {
-				onRevoked(r.DeviceId)
-			}
+		var r vigilv1.DeviceRecord
+		if proto.Unmarshal(e.Value(), &r) == nil && r.Revoked {
+			onRevoked(r.DeviceId)
 		}
-		w.Stop()
-	}
+	}, nil, log)
 	return nil
 }

@@ -17,23 +17,9 @@ import (
 // a front-end connected by URL finds an enrolled device at once, is told of
 // its revocation, refuses enrollment, and its findings reach the store.
 func TestFrontStoreSeesStoreDevices(t *testing.T) {
-	node, err := StartNode(Config{Dir: t.TempDir(), ServerName: "solo", ClientListen: "127.0.0.1:-1", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	storerBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "storer", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(storerBus.Close)
-	frontBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "front", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(frontBus.Close)
+	storerBus, frontBus := storerAndFront(t, ctx)
 
 	st := openStore(t, t.TempDir())
 	skv, err := storerBus.Devices(ctx)

@@ -36,19 +36,10 @@ func EventSubject(school, device string) string {
 func (b *Bus) EnsureEvents(ctx context.Context) error {
 	sc := jetstream.StreamConfig{Name: EventsStream, Subjects: []string{EventsPrefix + ".>"}, Storage: jetstream.FileStorage,
 		Replicas: b.cfg.Replicas, Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardOld, MaxBytes: eventsMaxSize}
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := b.js.CreateOrUpdateStream(attempt, sc)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("bus: create stream %s: %w", EventsStream, err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return untilReady(ctx, "create stream "+EventsStream, func(ctx context.Context) error {
+		_, err := b.js.CreateOrUpdateStream(ctx, sc)
+		return err
+	})
 }
 
 // EventPublisher is a front-end's server.DeviceEventSink.

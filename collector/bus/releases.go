@@ -62,19 +62,12 @@ func (b *Bus) Releases(ctx context.Context) (jetstream.KeyValue, error) {
 // binaries, retried like the buckets while a cluster elects its leader.
 func (b *Bus) ReleaseBinaries(ctx context.Context) (jetstream.ObjectStore, error) {
 	cfg := jetstream.ObjectStoreConfig{Bucket: ReleaseBinaries, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := b.js.CreateOrUpdateObjectStore(attempt, cfg)
-		cancel()
-		if err == nil {
-			return st, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: open object store %s: %w", ReleaseBinaries, err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	var st jetstream.ObjectStore
+	err := untilReady(ctx, "open object store "+ReleaseBinaries, func(ctx context.Context) (err error) {
+		st, err = b.js.CreateOrUpdateObjectStore(ctx, cfg)
+		return err
+	})
+	return st, err
 }
 
 // ReleaseSource is what ReleasesMirror reads (*releases.Manager).
@@ -295,30 +288,7 @@ func (c *ReleasesCache) Record(device string, rep *vigilv1.UpgradeReport) {
 // the initial values are read and after each later change (then offer
 // upgrades again).
 func (c *ReleasesCache) Run(ctx context.Context, kv jetstream.KeyValue, changed func(), log *slog.Logger) error {
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			log.Warn("releases bucket: watch failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		initial := true
-		for e := range w.Updates() {
-			if e == nil {
-				initial = false
-				changed()
-				continue
-			}
-			c.apply(e, log)
-			if !initial {
-				changed()
-			}
-		}
-		w.Stop()
-	}
+	followBucket(ctx, kv, "releases bucket", func(e jetstream.KeyValueEntry) { c.apply(e, log) }, changed, log)
 	return nil
 }
 

@@ -25,23 +25,9 @@ import (
 // which records it, after which no front-end offers that version to that
 // device.
 func TestReleasesReachFrontEnds(t *testing.T) {
-	node, err := StartNode(Config{Dir: t.TempDir(), ServerName: "solo", ClientListen: "127.0.0.1:-1", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	storerBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "storer", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(storerBus.Close)
-	frontBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "front", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(frontBus.Close)
+	storerBus, frontBus := storerAndFront(t, ctx)
 	if err := storerBus.EnsureEvents(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -108,18 +94,7 @@ func TestReleasesReachFrontEnds(t *testing.T) {
 	c := &ReleasesCache{Objects: fobj, Dir: cacheDir, Reports: &EventPublisher{JS: frontBus.JetStream()}, Log: testLogger()}
 	changes := make(chan struct{}, 64)
 	go c.Run(ctx, fkv, func() { changes <- struct{}{} }, testLogger())
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.After(2 * time.Minute)
-		for !cond() {
-			select {
-			case <-changes:
-			case <-time.After(100 * time.Millisecond):
-			case <-deadline:
-				t.Fatalf("timed out: %s", what)
-			}
-		}
-	}
+	wait := func(what string, cond func() bool) { t.Helper(); waitChanged(t, changes, 2*time.Minute, what, cond) }
 	const dev, other = "devaaaaaaaaaaaaaaaaaaaaaaa", "devbbbbbbbbbbbbbbbbbbbbbbb"
 	offer := func(c interface {
 		Offer(device, group, running, goos, goarch string) *vigilv1.UpgradeOffer

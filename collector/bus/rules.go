@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -142,42 +141,21 @@ func (c *RulesCache) Bundle(school, group string) *vigilv1.RulesBundle {
 // Run follows the bucket until ctx ends, calling changed once the initial
 // values are read and after each later change (then push the bundles).
 func (c *RulesCache) Run(ctx context.Context, kv jetstream.KeyValue, changed func(), log *slog.Logger) error {
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			log.Warn("rules bucket: watch failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
+	followBucket(ctx, kv, "rules bucket", func(e jetstream.KeyValueEntry) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.bundles == nil {
+			c.bundles = map[string]*vigilv1.RulesBundle{}
 		}
-		initial := true
-		for e := range w.Updates() {
-			if e == nil { // the initial values are all delivered
-				initial = false
-				changed()
-				continue
-			}
-			c.mu.Lock()
-			if c.bundles == nil {
-				c.bundles = map[string]*vigilv1.RulesBundle{}
-			}
-			b := &vigilv1.RulesBundle{}
-			switch op := e.Operation(); {
-			case op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge:
-				delete(c.bundles, e.Key())
-			case proto.Unmarshal(e.Value(), b) != nil || rules.HashFiles(b.Files) != b.Hash:
-				log.Error("rules bucket: an entry does not decode or match its hash; keeping the previous bundle", "key", e.Key())
-			default:
-				c.bundles[e.Key()] = b
-			}
-			c.mu.Unlock()
-			if !initial {
-				changed()
-			}
+		b := &vigilv1.RulesBundle{}
+		switch op := e.Operation(); {
+		case op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge:
+			delete(c.bundles, e.Key())
+		case proto.Unmarshal(e.Value(), b) != nil || rules.HashFiles(b.Files) != b.Hash:
+			log.Error("rules bucket: an entry does not decode or match its hash; keeping the previous bundle", "key", e.Key())
+		default:
+			c.bundles[e.Key()] = b
 		}
-		w.Stop()
-	}
+	}, changed, log)
 	return nil
 }

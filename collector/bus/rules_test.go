@@ -27,23 +27,9 @@ import (
 // damaged entry is ignored, and a deleted school's bundles go (Sync and
 // ForgetSchool) without touching the others'.
 func TestRulesBundlesReachFrontEnds(t *testing.T) {
-	node, err := StartNode(Config{Dir: t.TempDir(), ServerName: "solo", ClientListen: "127.0.0.1:-1", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	storerBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "storer", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(storerBus.Close)
-	frontBus, err := Connect(ctx, []string{node.ClientURL()}, Config{ServerName: "front", Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(frontBus.Close)
+	storerBus, frontBus := storerAndFront(t, ctx)
 	skv, err := storerBus.Rules(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -86,18 +72,7 @@ func TestRulesBundlesReachFrontEnds(t *testing.T) {
 	c := &RulesCache{}
 	changes := make(chan struct{}, 64)
 	go c.Run(ctx, fkv, func() { changes <- struct{}{} }, testLogger())
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.After(time.Minute)
-		for !cond() {
-			select {
-			case <-changes:
-			case <-time.After(100 * time.Millisecond):
-			case <-deadline:
-				t.Fatalf("timed out: %s", what)
-			}
-		}
-	}
+	wait := func(what string, cond func() bool) { t.Helper(); waitChanged(t, changes, time.Minute, what, cond) }
 	same := func(school, group string) bool {
 		got, want := c.Bundle(school, group), d.Bundle(school, group)
 		return got != nil && want != nil && got.Hash == want.Hash && got.Version == want.Version

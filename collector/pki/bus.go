@@ -45,26 +45,7 @@ func busCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("bus CA: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := randSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "Vigil bus CA", Organization: []string{"Vigil"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(20 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, key, err := newCA("Vigil bus CA")
 	if err != nil {
 		return nil, nil, fmt.Errorf("bus CA: %w", err)
 	}
@@ -73,13 +54,12 @@ func busCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	}
 	// The key last: busCA keys off the key file, so a crash in between
 	// leaves a certificate that is simply made again.
-	if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
+	if err := writePEM(certPath, "CERTIFICATE", cert.Raw); err != nil {
 		return nil, nil, err
 	}
 	if err := writeKey(keyPath, key); err != nil {
 		return nil, nil, err
 	}
-	cert, _ := x509.ParseCertificate(der)
 	return cert, key, nil
 }
 

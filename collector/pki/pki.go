@@ -150,36 +150,18 @@ func create(dir string, hosts []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caCert, caKey, err := newCA("Vigil collector CA")
 	if err != nil {
 		return err
 	}
-	serial, err := randSerial()
-	if err != nil {
-		return err
-	}
+	caDER := caCert.Raw
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "Vigil collector CA", Organization: []string{"Vigil"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(20 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
 
 	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	serial, err = randSerial()
+	serial, err := randSerial()
 	if err != nil {
 		return err
 	}
@@ -219,6 +201,39 @@ func create(dir string, hosts []string) error {
 		return err
 	}
 	return writeKey(filepath.Join(dir, caKeyFile), caKey)
+}
+
+// newCA makes a self-signed P-256 CA named cn, valid for 20 years, that
+// signs end certificates only (no intermediates).
+func newCA(cn string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := randSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"Vigil"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(20 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CA %s: %w", cn, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
 }
 
 func randSerial() (*big.Int, error) {
