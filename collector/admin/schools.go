@@ -29,6 +29,15 @@ type SchoolStore interface {
 	SetSchoolRetention(id string, r store.Retention) (store.School, error)
 	SetSchoolHours(id, hours, timezone string) (store.School, error)
 	SetSchoolOnCall(id string, users []string) (store.School, error)
+	SetSchoolMail(id, relay, from string) (store.School, error)
+}
+
+// SchoolMailRequest is the body of POST /v1/schools/{school}/mail: the
+// school's own mail relay and sender (both empty: the installation's).
+type SchoolMailRequest struct {
+	Relay  string `json:"relay"`
+	From   string `json:"from"`
+	Reason string `json:"reason"`
 }
 
 // SchoolOnCallRequest is the body of POST /v1/schools/{school}/on-call:
@@ -105,6 +114,7 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools/{school}/retention", s.schoolRetention)
 	mux.HandleFunc("POST /v1/schools/{school}/hours", s.schoolHours)
 	mux.HandleFunc("POST /v1/schools/{school}/on-call", s.schoolOnCall)
+	mux.HandleFunc("POST /v1/schools/{school}/mail", s.schoolMail)
 }
 
 // schoolHours sets the working hours a school's absent devices and
@@ -195,6 +205,30 @@ func (s *Server) schoolOnCall(w http.ResponseWriter, r *http.Request) {
 			return "school " + id + " on call: " + strings.Join(users, ", ")
 		},
 		func(id string) (store.School, error) { return s.Store.SetSchoolOnCall(id, users) })
+}
+
+// schoolMail sets the relay and sender of the school's alert e-mails (a
+// school of a trust often has its own mail domain). The change is written
+// to the access log first.
+func (s *Server) schoolMail(w http.ResponseWriter, r *http.Request) {
+	var req SchoolMailRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode mail request: %v", err)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a change of mail relay needs a reason (recorded)")
+		return
+	}
+	s.changeSchool(w, r, "school-mail", req.Reason,
+		"the default school's mail goes by the installation's relay: set serve --smtp and --smtp-from",
+		func(id string) string {
+			if req.Relay == "" {
+				return "school " + id + " mail: the installation's relay"
+			}
+			return "school " + id + " mail: relay " + req.Relay + ", from " + req.From
+		},
+		func(id string) (store.School, error) { return s.Store.SetSchoolMail(id, req.Relay, req.From) })
 }
 
 // schoolRetention sets how long a school keeps its devices' findings. The

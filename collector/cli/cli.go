@@ -59,6 +59,7 @@ const usage = `vigil-collector: stores findings from Vigil agents
   school retention --data DIR --school NAME (--retention cat=30d,default=365d | --clear) --reason TEXT   (the school's own retention of its findings)
   school hours   --data DIR --school NAME (--working-hours "mon-fri 08:30-15:30" [--timezone TZ] | --clear) --reason TEXT   (the school's own hours: absent devices, out-of-hours alerts)
   school on-call --data DIR --school NAME (--users U1,U2 | --clear) --reason TEXT   (the school's own staff e-mailed first out of hours)
+  school mail    --data DIR --school NAME (--relay HOST:PORT --from ADDRESS | --clear) --reason TEXT   (the school's own relay and sender for its alert e-mails)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
   token revoke   --data DIR --id ID [--reason TEXT]  (no further enrollments with it; enrolled devices keep working)
@@ -214,6 +215,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = schoolHours(args[1:], stdout)
 	case "school on-call":
 		err = schoolOnCall(args[1:], stdout)
+	case "school mail":
+		err = schoolMail(args[1:], stdout)
 	case "user grant":
 		err = userGrant(args[1:], stdout, true)
 	case "user ungrant":

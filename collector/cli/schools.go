@@ -64,7 +64,7 @@ func schoolList(args []string, stdout io.Writer) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION\tWORKING HOURS\tON CALL")
+	fmt.Fprintln(tw, "ID\tNAME\tADDED\tRETENTION\tWORKING HOURS\tON CALL\tMAIL")
 	for _, sc := range all {
 		added := "-"
 		if !sc.CreatedAt.IsZero() {
@@ -82,7 +82,11 @@ func schoolList(args []string, stdout io.Writer) error {
 		if len(sc.OnCall) > 0 {
 			oncall = strings.Join(sc.OnCall, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret, hours, oncall)
+		mail := "the installation's"
+		if sc.MailRelay != "" {
+			mail = sc.MailFrom + " via " + sc.MailRelay
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sc.ID, sc.Name, added, ret, hours, oncall, mail)
 	}
 	return tw.Flush()
 }
@@ -345,6 +349,32 @@ func schoolOnCall(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "school %s: the installation's on-call users (serve --out-of-hours-users)\n", sc.ID)
 	} else {
 		fmt.Fprintf(stdout, "school %s on call out of hours: %s; in the access log\n", sc.ID, strings.Join(sc.OnCall, ", "))
+	}
+	return nil
+}
+
+// schoolMail sets the relay and sender of the school's alert e-mails.
+func schoolMail(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school mail")
+	school := fs.String("school", "", "the school (ID or name)")
+	relay := fs.String("relay", "", "the school's mail relay, HOST:PORT")
+	from := fs.String("from", "", "the sender of its alert e-mails, e.g. safeguarding@school.example")
+	clear := fs.Bool("clear", false, "the installation's relay (serve --smtp, --smtp-from) again")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" || *reason == "" || (*relay == "") == !*clear || (*relay == "") != (*from == "") {
+		return errors.New("--school, --reason and either --relay HOST:PORT --from ADDRESS or --clear are required")
+	}
+	sc, err := changeSchool(*data, *school, "/mail", admin.SchoolMailRequest{Relay: *relay, From: *from, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	if sc.MailRelay == "" {
+		fmt.Fprintf(stdout, "school %s: alert e-mails by the installation's relay (serve --smtp)\n", sc.ID)
+	} else {
+		fmt.Fprintf(stdout, "school %s: alert e-mails by %s from %s; in the access log\n", sc.ID, sc.MailRelay, sc.MailFrom)
 	}
 	return nil
 }

@@ -163,6 +163,26 @@ func TestSchoolCommands(t *testing.T) {
 		t.Errorf("default school's on call: exit %d %s", code, stderr)
 	}
 
+	// school mail: the school's own relay and sender, checked, logged.
+	if _, stderr, code := run("school", "mail", "--school", "Oak Primary", "--relay", "smtp.oak.example", "--from", "safeguarding@oak.example", "--reason", "own domain"); code == 0 || !strings.Contains(stderr, "HOST:PORT") {
+		t.Errorf("a relay without a port: exit %d %s", code, stderr)
+	}
+	if out, stderr, code := run("school", "mail", "--school", "Oak Primary", "--relay", "smtp.oak.example:25", "--from", "safeguarding@oak.example", "--reason", "own domain"); code != 0 || !strings.Contains(out, "by smtp.oak.example:25 from safeguarding@oak.example") {
+		t.Fatalf("school mail: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("school", "list"); !strings.Contains(out, "safeguarding@oak.example via smtp.oak.example:25") {
+		t.Errorf("school list does not show the school's relay:\n%s", out)
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "school-mail" || entries[len(entries)-1].Reason != "own domain" {
+		t.Errorf("the mail change is not in the access log: %+v", entries[len(entries)-1])
+	}
+	if _, stderr, code := run("school", "mail", "--school", "default", "--relay", "a:25", "--from", "a@b.example", "--reason", "x"); code == 0 || !strings.Contains(stderr, "installation's relay") {
+		t.Errorf("default school's relay: exit %d %s", code, stderr)
+	}
+	if out, _, code := run("school", "mail", "--school", "Oak Primary", "--clear", "--reason", "back to the trust's"); code != 0 || !strings.Contains(out, "the installation's relay") {
+		t.Errorf("school mail --clear: exit %d %s", code, out)
+	}
+
 	// findings list --school: a device of each school.
 	if err := st.PutDevice(store.Device{DeviceID: "dev-default", EnrolledAt: time.Now()}); err != nil {
 		t.Fatal(err)

@@ -493,7 +493,7 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 		}
 		c.mail = notify.New(notify.Config{Store: st, Routing: c.cons, Schools: &tenancy.Policy{Dir: st}, Logger: log,
 			SMTPAddr: cfg.SMTP, From: from, MinSeverity: c.set.notifySev, EscalateAfter: cfg.EscalateAfter, ConsoleURL: c.url,
-			WorkingHours: c.set.hours, HoursOf: c.schoolHours.ofDevice, OnCallOf: c.schoolHours.onCallOf, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
+			WorkingHours: c.set.hours, HoursOf: c.schoolHours.ofDevice, OnCallOf: c.schoolHours.onCallOf, MailOf: c.schoolHours.mailOf, OutOfHours: cfg.OutOfHoursUsers, OnFailure: c.met.NotificationFailed})
 	}
 	c.cov = newCoverageWatcher(cfg, st, c.mail, c.set.hours, c.schoolHours, log)
 	c.cons.SetCoverage(c.cov)

@@ -13,7 +13,8 @@ import (
 // schoolHours answers each school's own working hours (store.School
 // WorkingHours and Timezone, set with `school hours`) to the coverage
 // judge and the out-of-hours chain, and its own on-call users
-// (store.School.OnCall, `school on-call`) to that chain. The schools are read again at most
+// (store.School.OnCall, `school on-call`) to that chain, and its own mail
+// relay (`school mail`) to the notifier. The schools are read again at most
 // every refresh, so a change applies within that time without a
 // restart, and the judge, which asks for every device on every pass, does
 // not scan the store each time.
@@ -26,6 +27,7 @@ type schoolHours struct {
 	read   time.Time
 	hours  map[string]*notify.Schedule // school -> its own hours
 	oncall map[string][]string         // school -> its own on-call users
+	mail   map[string][2]string        // school -> its own mail relay and sender
 	failed map[string]string           // school -> hours it set that no longer parse (logged once)
 }
 
@@ -67,6 +69,22 @@ func (h *schoolHours) onCallOf(device string) []string {
 	return h.oncall[school]
 }
 
+// mailOf is the mail relay and sender of the device's school, empty when
+// it set none.
+func (h *schoolHours) mailOf(device string) (relay, from string) {
+	school, ok := h.st.DeviceSchool(device)
+	if !ok {
+		return "", ""
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hours == nil || time.Since(h.read) > h.refresh {
+		h.load()
+	}
+	m := h.mail[school]
+	return m[0], m[1]
+}
+
 // forCoverage adapts ofSchool to coverage.Schedule.HoursFor (a nil
 // *Schedule must not become a non-nil interface).
 func (h *schoolHours) forCoverage(school string) coverage.Hours {
@@ -90,9 +108,13 @@ func (h *schoolHours) load() {
 	}
 	m := map[string]*notify.Schedule{}
 	oc := map[string][]string{}
+	ml := map[string][2]string{}
 	for _, sc := range all {
 		if len(sc.OnCall) > 0 {
 			oc[sc.ID] = sc.OnCall
+		}
+		if sc.MailRelay != "" {
+			ml[sc.ID] = [2]string{sc.MailRelay, sc.MailFrom}
 		}
 		if sc.WorkingHours == "" {
 			continue
@@ -113,5 +135,5 @@ func (h *schoolHours) load() {
 		}
 		m[sc.ID] = s
 	}
-	h.hours, h.oncall = m, oc
+	h.hours, h.oncall, h.mail = m, oc, ml
 }

@@ -38,7 +38,7 @@ func (s *Notifier) MailCoverage(ctx context.Context, roles []string, device stri
 			continue
 		}
 		tried++
-		if err := s.deliver(u.Email, subject, body); err != nil {
+		if err := s.deliver(device, u.Email, subject, body); err != nil {
 			if s.cfg.OnFailure != nil {
 				s.cfg.OnFailure("send")
 			}

@@ -75,6 +75,10 @@ type Config struct {
 	// device an alert is about, when that school named its own (nil or
 	// empty: OutOfHours applies).
 	OnCallOf func(deviceID string) []string
+	// MailOf, when set, answers the mail relay (host:port) and sender of
+	// the school of the device an e-mail is about, when that school set
+	// its own (empty: SMTPAddr and From apply).
+	MailOf func(deviceID string) (relay, from string)
 	// OnFailure, if set, is told of each e-mail not sent ("send") and each
 	// one nobody could be sent ("no_recipient"), for /metrics.
 	OnFailure func(reason string)
@@ -461,18 +465,32 @@ func (s *Notifier) sendMail(to, alertID string, kind int) (err error) {
 	}
 	body := fmt.Sprintf("%s\r\n\r\n%s/#/alerts/%s\r\n\r\n", intro, s.cfg.ConsoleURL, alertID) +
 		"This message deliberately holds no details. Sign in to the console to see the alert.\r\n"
-	return s.deliver(to, subject, body)
+	device, _, _ := store.ParseAlertID(alertID)
+	return s.deliver(device, to, subject, body)
 }
 
-// deliver is the one path every notification e-mail leaves by.
-func (s *Notifier) deliver(to, subject, body string) error {
+// route is the relay and sender of mail about device: its school's own
+// when it set them, else the installation's ("" device: the installation's).
+func (s *Notifier) route(device string) (relay, from string) {
+	if device != "" && s.cfg.MailOf != nil {
+		if r, f := s.cfg.MailOf(device); r != "" && f != "" {
+			return r, f
+		}
+	}
+	return s.cfg.SMTPAddr, s.cfg.From
+}
+
+// deliver is the one path every notification e-mail leaves by, through
+// the relay of the school of device (route).
+func (s *Notifier) deliver(device, to, subject, body string) error {
+	relay, from := s.route(device)
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\n", s.cfg.From)
+	fmt.Fprintf(&b, "From: %s\r\n", from)
 	fmt.Fprintf(&b, "To: %s\r\n", to)
 	fmt.Fprintf(&b, "Subject: %s\r\n", subject)
 	fmt.Fprintf(&b, "Date: %s\r\n", s.now().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s@vigil>\r\n", rand.Text()[:24])
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nAuto-Submitted: auto-generated\r\n\r\n")
 	b.WriteString(body)
-	return smtp.SendMail(s.cfg.SMTPAddr, nil, s.cfg.From, []string{to}, []byte(b.String()))
+	return smtp.SendMail(relay, nil, from, []string{to}, []byte(b.String()))
 }

@@ -295,3 +295,80 @@ func TestCoverageMailBySchool(t *testing.T) {
 		t.Errorf("coverage e-mail went to %v", to)
 	}
 }
+
+// TestMailBySchoolRelay: a school that set its own relay and sender
+// (store.SetSchoolMail) has its alert and coverage e-mails sent through
+// them, from its own address; a school that did not, through the
+// installation's. Two real SMTP servers.
+func TestMailBySchoolRelay(t *testing.T) {
+	instAddr, instDir := smtpServer(t)
+	oakAddr, oakDir := smtpServer(t)
+	e := newEnv(t)
+	if _, err := e.st.AddSchool(store.School{ID: "oak", Name: "Oak"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.SetSchoolMail("oak", oakAddr, "safeguarding@oak.test"); err != nil {
+		t.Fatal(err)
+	}
+	const ashDevice = "ashashashashashashashashas"
+	if err := e.st.PutDevice(store.Device{DeviceID: testDevice, School: "oak", Group: "pupils"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.PutDevice(store.Device{DeviceID: ashDevice, Group: "pupils"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []struct{ name, role, school string }{{"oakdsl", RoleDSL, "oak"}, {"oaktech", auth.RoleTechnician, "oak"}, {"ashtech", auth.RoleTechnician, ""}} {
+		e.user(u.name, u.role, false, u.name+"@school.test")
+		if _, err := e.st.UpdateUser(u.name, func(x *store.User) error { x.School = u.school; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mailOf := func(device string) (string, string) {
+		school, _ := e.st.DeviceSchool(device)
+		sc, err := e.st.FindSchool(school)
+		if err != nil {
+			return "", ""
+		}
+		return sc.MailRelay, sc.MailFrom
+	}
+	n := e.notifier(Config{SMTPAddr: instAddr, From: "vigil@trust.test", MailOf: mailOf, MinSeverity: vigilv1.Severity_SEVERITY_HIGH,
+		ConsoleURL: "https://vigil.trust.test", Interval: 100 * time.Millisecond})
+	for _, dev := range []string{testDevice, ashDevice} {
+		if sent, err := n.MailCoverage(t.Context(), []string{auth.RoleTechnician}, dev, false); err != nil || sent != 1 {
+			t.Fatalf("coverage mail about %s: %d sent, %v", dev, sent, err)
+		}
+	}
+	e.run(n)
+	e.alert("pupil1", "self_harm", vigilv1.Severity_SEVERITY_CRITICAL, "oak term", time.Now()) // on testDevice, Oak's
+	oak := waitMail(t, oakDir, 2, time.Minute)
+	inst := waitMail(t, instDir, 1, time.Minute)
+	from := func(m received) string {
+		msg, err := mail.ReadMessage(strings.NewReader(m.raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.Header.Get("From")
+	}
+	var oakTo []string
+	for _, m := range oak {
+		oakTo = append(oakTo, m.to)
+		if from(m) != "safeguarding@oak.test" {
+			t.Errorf("Oak's mail to %s is from %q", m.to, from(m))
+		}
+	}
+	sort.Strings(oakTo)
+	if strings.Join(oakTo, " ") != "oakdsl@school.test oaktech@school.test" {
+		t.Errorf("through Oak's relay: %v", oakTo)
+	}
+	if len(inst) != 1 || inst[0].to != "ashtech@school.test" || from(inst[0]) != "vigil@trust.test" {
+		t.Errorf("through the installation's relay: %+v", inst)
+	}
+	for _, bad := range [][2]string{{"oak-relay", "x@oak.test"}, {oakAddr, "Oak <x@oak.test>"}, {oakAddr, ""}} {
+		if _, err := e.st.SetSchoolMail("oak", bad[0], bad[1]); !errors.Is(err, store.ErrBadSchool) {
+			t.Errorf("SetSchoolMail(%q, %q): %v", bad[0], bad[1], err)
+		}
+	}
+	if _, err := e.st.SetSchoolMail(store.DefaultSchool, oakAddr, "x@oak.test"); !errors.Is(err, store.ErrBadSchool) {
+		t.Errorf("the default school's relay set: %v", err)
+	}
+}

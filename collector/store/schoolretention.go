@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/mail"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,6 +136,32 @@ func (s *Store) SetSchoolOnCall(id string, users []string) (School, error) {
 	sc, err := s.updateSchool(id, func(sc *School) { sc.OnCall = append([]string(nil), users...) })
 	if err != nil {
 		return School{}, fmt.Errorf("store: set on-call users of school %s: %w", id, err)
+	}
+	return sc, nil
+}
+
+// SetSchoolMail sets the school's own mail relay and sender for its alert
+// e-mails (both empty: the installation's again).
+func (s *Store) SetSchoolMail(id, relay, from string) (School, error) {
+	if id == "" || id == DefaultSchool {
+		return School{}, fmt.Errorf("%w: the default school's mail goes by the installation's relay (serve --smtp, --smtp-from)", ErrBadSchool)
+	}
+	if (relay == "") != (from == "") {
+		return School{}, fmt.Errorf("%w: a school's mail relay and sender are set together", ErrBadSchool)
+	}
+	if relay != "" {
+		host, port, err := net.SplitHostPort(relay)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+			return School{}, fmt.Errorf("%w: mail relay %q: want HOST:PORT", ErrBadSchool, relay)
+		}
+		a, err := mail.ParseAddress(from)
+		if err != nil || a.Name != "" || len(from) > 254 {
+			return School{}, fmt.Errorf("%w: sender %q: want a bare address such as safeguarding@school.example", ErrBadSchool, from)
+		}
+	}
+	sc, err := s.updateSchool(id, func(sc *School) { sc.MailRelay, sc.MailFrom = relay, from })
+	if err != nil {
+		return School{}, fmt.Errorf("store: set the mail relay of school %s: %w", id, err)
 	}
 	return sc, nil
 }

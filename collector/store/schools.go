@@ -43,6 +43,11 @@ type School struct {
 	// (console usernames, SetSchoolOnCall); otherwise serve
 	// --out-of-hours-users applies.
 	OnCall []string `json:"on_call,omitempty"`
+	// MailRelay (host:port) and MailFrom, when set, are the school's own
+	// mail relay and sender for its alert e-mails (SetSchoolMail);
+	// otherwise serve --smtp and --smtp-from apply.
+	MailRelay string `json:"mail_relay,omitempty"`
+	MailFrom  string `json:"mail_from,omitempty"`
 }
 
 // ErrBadSchool: a school ID or name that cannot be used.
