@@ -106,6 +106,13 @@ type Server struct {
 	// SchoolRulesDir is DATA/school-rules ("": none): a school's rules
 	// overrides are exported with it and removed when it is deleted.
 	SchoolRulesDir string
+	// SchoolRules, when set, replaces a school's rules overrides once they
+	// validate (*rulesdist.Distributor); RulesChanged is then called to
+	// push the new bundles.
+	SchoolRules interface {
+		SetSchoolOverrides(school string, files map[string][]byte) error
+	}
+	RulesChanged func()
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -2,11 +2,14 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/schoolexport"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/collector/tenancy"
+	"github.com/vigil-safeguarding/vigil/rules"
 )
 
 // SchoolStore is the schools of a trust (collector/store schools.go).
@@ -38,6 +42,20 @@ type SchoolMailRequest struct {
 	Relay  string `json:"relay"`
 	From   string `json:"from"`
 	Reason string `json:"reason"`
+}
+
+// SchoolRulesRequest is the body of POST /v1/schools/{school}/rules: the
+// school's whole set of rules overrides (by relative path; none: removed).
+type SchoolRulesRequest struct {
+	Files  map[string][]byte `json:"files"`
+	Reason string            `json:"reason"`
+}
+
+// SchoolRulesFile is one file of a school's overrides as listed.
+type SchoolRulesFile struct {
+	Path   string `json:"path"`
+	Size   int    `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // SchoolOnCallRequest is the body of POST /v1/schools/{school}/on-call:
@@ -115,6 +133,8 @@ func (s *Server) schoolRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/schools/{school}/hours", s.schoolHours)
 	mux.HandleFunc("POST /v1/schools/{school}/on-call", s.schoolOnCall)
 	mux.HandleFunc("POST /v1/schools/{school}/mail", s.schoolMail)
+	mux.HandleFunc("GET /v1/schools/{school}/rules", s.schoolRulesList)
+	mux.HandleFunc("POST /v1/schools/{school}/rules", s.schoolRulesSet)
 }
 
 // schoolHours sets the working hours a school's absent devices and
@@ -529,4 +549,64 @@ func (s *Server) listSchools(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, all)
+}
+
+// schoolRulesList lists the files of a school's rules overrides.
+func (s *Server) schoolRulesList(w http.ResponseWriter, r *http.Request) {
+	sc, err := s.Store.FindSchool(r.PathValue("school"))
+	if err != nil {
+		httpError(w, http.StatusNotFound, "no such school")
+		return
+	}
+	out := []SchoolRulesFile{}
+	if s.SchoolRulesDir != "" && sc.ID != store.DefaultSchool {
+		files, err := rulesdist.SchoolOverrides(s.SchoolRulesDir, sc.ID)
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		for p, b := range files {
+			sum := sha256.Sum256(b)
+			out = append(out, SchoolRulesFile{Path: p, Size: len(b), SHA256: hex.EncodeToString(sum[:])})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	writeJSON(w, out)
+}
+
+// schoolRulesSet replaces a school's rules overrides, refused whole unless
+// they validate over every group's pack (file:line:col in the answer). The
+// change is written to the access log first, with the set's hash.
+func (s *Server) schoolRulesSet(w http.ResponseWriter, r *http.Request) {
+	if s.SchoolRules == nil {
+		httpError(w, http.StatusServiceUnavailable, "this collector does not keep school rules overrides")
+		return
+	}
+	var req SchoolRulesRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 32<<20)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "decode rules request: %v", err)
+		return
+	}
+	if req.Reason == "" {
+		httpError(w, http.StatusBadRequest, "a change of a school's rules needs a reason (recorded)")
+		return
+	}
+	var setErr error
+	s.changeSchool(w, r, "school-rules", req.Reason,
+		"the default school's rules are the trust's pack (DATA/rules/<group>), edited as files",
+		func(id string) string {
+			if len(req.Files) == 0 {
+				return "school " + id + " rules overrides removed"
+			}
+			return fmt.Sprintf("school %s rules overrides: %d files, %s", id, len(req.Files), rules.HashFiles(req.Files))
+		},
+		func(id string) (store.School, error) {
+			if setErr = s.SchoolRules.SetSchoolOverrides(id, req.Files); setErr != nil {
+				return store.School{}, fmt.Errorf("%w: %v", store.ErrBadSchool, setErr)
+			}
+			if s.RulesChanged != nil {
+				s.RulesChanged()
+			}
+			return s.Store.FindSchool(id)
+		})
 }

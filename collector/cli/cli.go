@@ -59,6 +59,8 @@ const usage = `vigil-collector: stores findings from Vigil agents
   school retention --data DIR --school NAME (--retention cat=30d,default=365d | --clear) --reason TEXT   (the school's own retention of its findings)
   school hours   --data DIR --school NAME (--working-hours "mon-fri 08:30-15:30" [--timezone TZ] | --clear) --reason TEXT   (the school's own hours: absent devices, out-of-hours alerts)
   school on-call --data DIR --school NAME (--users U1,U2 | --clear) --reason TEXT   (the school's own staff e-mailed first out of hours)
+  school rules   --data DIR --school NAME [--from DIR | --clear] [--reason TEXT]   (show, or replace with a folder's files once they
+                 validate over every group's pack, or remove, the school's rules overrides)
   school mail    --data DIR --school NAME (--relay HOST:PORT --from ADDRESS | --clear) --reason TEXT   (the school's own relay and sender for its alert e-mails)
   token create   --data DIR --group NAME [--school NAME] [--ttl 24h] [--uses N]
   token list     --data DIR [--json]
@@ -217,6 +219,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = schoolOnCall(args[1:], stdout)
 	case "school mail":
 		err = schoolMail(args[1:], stdout)
+	case "school rules":
+		err = schoolRules(args[1:], stdout)
 	case "user grant":
 		err = userGrant(args[1:], stdout, true)
 	case "user ungrant":

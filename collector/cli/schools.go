@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -349,6 +350,82 @@ func schoolOnCall(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "school %s: the installation's on-call users (serve --out-of-hours-users)\n", sc.ID)
 	} else {
 		fmt.Fprintf(stdout, "school %s on call out of hours: %s; in the access log\n", sc.ID, strings.Join(sc.OnCall, ", "))
+	}
+	return nil
+}
+
+// schoolRules shows a school's rules overrides, or replaces them with the
+// files of a folder (validated by the running collector over every group's
+// pack), or removes them.
+func schoolRules(args []string, stdout io.Writer) error {
+	fs, data := dataFlags("school rules")
+	school := fs.String("school", "", "the school (ID or name)")
+	from := fs.String("from", "", "a folder whose files (*.yaml, keywords/*.txt, ...) become the school's whole set of overrides")
+	clear := fs.Bool("clear", false, "remove the school's overrides (its devices get the trust's pack)")
+	reason := fs.String("reason", "", "why (recorded in the access log)")
+	if err := parse(fs, args, data); err != nil {
+		return err
+	}
+	if *school == "" {
+		return errors.New("--school is required")
+	}
+	cl := admin.NewClient(*data)
+	if *from == "" && !*clear {
+		body, err := cl.DoAs(context.Background(), osUser(), "GET", "/v1/schools/"+url.PathEscape(*school)+"/rules", nil)
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		var files []admin.SchoolRulesFile
+		if err := json.NewDecoder(body).Decode(&files); err != nil {
+			return fmt.Errorf("decode answer: %w", err)
+		}
+		if len(files) == 0 {
+			fmt.Fprintln(stdout, "no overrides: the school's devices get the trust's pack")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATH\tSIZE\tSHA-256")
+		for _, f := range files {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", f.Path, f.Size, f.SHA256)
+		}
+		return tw.Flush()
+	}
+	if *reason == "" || (*from != "") == *clear {
+		return errors.New("--reason and one of --from DIR or --clear are required")
+	}
+	files := map[string][]byte{}
+	if *from != "" {
+		root, err := filepath.Abs(*from)
+		if err != nil {
+			return err
+		}
+		if err := filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return err
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			files[filepath.ToSlash(rel)] = b
+			return err
+		}); err != nil {
+			return fmt.Errorf("read %s: %w", *from, err)
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("%s holds no files (use --clear to remove the overrides)", *from)
+		}
+	}
+	sc, err := changeSchool(*data, *school, "/rules", admin.SchoolRulesRequest{Files: files, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		fmt.Fprintf(stdout, "school %s: overrides removed; its devices get the trust's pack; in the access log\n", sc.ID)
+	} else {
+		fmt.Fprintf(stdout, "school %s: %d override files validated and in force; pushed to its devices; in the access log\n", sc.ID, len(files))
 	}
 	return nil
 }

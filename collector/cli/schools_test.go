@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-safeguarding/vigil/collector/admin"
 	"github.com/vigil-safeguarding/vigil/collector/evidencekeys"
 	"github.com/vigil-safeguarding/vigil/collector/pki"
+	"github.com/vigil-safeguarding/vigil/collector/rulesdist"
 	"github.com/vigil-safeguarding/vigil/collector/server"
 	"github.com/vigil-safeguarding/vigil/collector/store"
 	"github.com/vigil-safeguarding/vigil/internal/findings"
@@ -55,7 +56,12 @@ func TestSchoolCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: (&admin.Server{Store: st, CA: ca, Agents: server.New(server.Config{Store: st, Logger: log}), Logger: log, Keys: keys}).Handler()}
+	dist, err := rulesdist.New(filepath.Join(dir, "rules"), log, rulesdist.WithSchools(nil, filepath.Join(dir, rulesdist.SchoolRulesDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: (&admin.Server{Store: st, CA: ca, Agents: server.New(server.Config{Store: st, Logger: log}), Logger: log, Keys: keys,
+		SchoolRulesDir: filepath.Join(dir, rulesdist.SchoolRulesDir), SchoolRules: dist}).Handler()}
 	go hs.Serve(lis)
 	t.Cleanup(func() { hs.Close() })
 	run := func(args ...string) (string, string, int) {
@@ -161,6 +167,54 @@ func TestSchoolCommands(t *testing.T) {
 	}
 	if _, stderr, code := run("school", "on-call", "--school", "default", "--users", "otherdsl", "--reason", "x"); code == 0 || !strings.Contains(stderr, "installation's") {
 		t.Errorf("default school's on call: exit %d %s", code, stderr)
+	}
+
+	// school rules: a folder's files become the school's overrides once
+	// they validate over the trust's pack; a bad set is refused whole with
+	// file:line and changes nothing.
+	over := t.TempDir()
+	writeOver := func(rel, body string) {
+		t.Helper()
+		p := filepath.Join(over, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeOver("keywords/oak-slang.txt", "#! rule: keywords-oak-slang\n#! category: bullying\n#! severity: medium\n#! name: Oak slang\noakslang ; severity=high # heard at Oak\n")
+	writeOver("broken.yaml", "id: [unclosed\n")
+	if _, stderr, code := run("school", "rules", "--school", "Oak Primary", "--from", over, "--reason", "oak's words"); code == 0 || !strings.Contains(stderr, "broken.yaml:2:1") {
+		t.Errorf("a broken override set: exit %d %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, rulesdist.SchoolRulesDir, "oak-primary")); !os.IsNotExist(err) {
+		t.Errorf("a refused set changed the folder: %v", err)
+	}
+	os.Remove(filepath.Join(over, "broken.yaml"))
+	if out, stderr, code := run("school", "rules", "--school", "Oak Primary", "--from", over, "--reason", "oak's words"); code != 0 || !strings.Contains(out, "1 override files validated") {
+		t.Fatalf("school rules --from: exit %d %s %s", code, out, stderr)
+	}
+	if out, _, _ := run("school", "rules", "--school", "Oak Primary"); !strings.Contains(out, "keywords/oak-slang.txt") {
+		t.Errorf("school rules does not list the override:\n%s", out)
+	}
+	if b := dist.Bundle("oak-primary", "pupils"); b == nil || !strings.Contains(string(b.Files["keywords/oak-slang.txt"]), "oakslang") {
+		t.Error("the override is not in Oak's bundle")
+	}
+	if b := dist.Bundle("default", "pupils"); b.Files["keywords/oak-slang.txt"] != nil {
+		t.Error("Oak's override reached the default school's bundle")
+	}
+	if entries, _ := st.AccessLog(); entries[len(entries)-1].Action != "school-rules" || !strings.Contains(entries[len(entries)-1].Detail, "1 files, sha256:") {
+		t.Errorf("the rules change is not in the access log: %+v", entries[len(entries)-1])
+	}
+	if _, stderr, code := run("school", "rules", "--school", "default", "--from", over, "--reason", "x"); code == 0 || !strings.Contains(stderr, "trust's pack") {
+		t.Errorf("default school's overrides: exit %d %s", code, stderr)
+	}
+	if out, _, code := run("school", "rules", "--school", "Oak Primary", "--clear", "--reason", "back to the pack"); code != 0 || !strings.Contains(out, "overrides removed") {
+		t.Errorf("school rules --clear: exit %d %s", code, out)
+	}
+	if b := dist.Bundle("oak-primary", "pupils"); b.Files["keywords/oak-slang.txt"] != nil {
+		t.Error("the override stayed in Oak's bundle after --clear")
 	}
 
 	// school mail: the school's own relay and sender, checked, logged.

@@ -480,7 +480,8 @@ func build(cfg Config, set settings) (_ *collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := &admin.Server{Store: st, CA: c.ca, SchoolRulesDir: filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir), Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
+	adm := &admin.Server{Store: st, CA: c.ca, SchoolRulesDir: filepath.Join(cfg.DataDir, rulesdist.SchoolRulesDir),
+		SchoolRules: c.dist, RulesChanged: func() { c.rulesFolderChanged(context.Background()) }, Agents: c.srv, Logger: log, EvidenceKey: evidenceKey, Keys: c.keys, Tokens: toks, Evidence: c.cons.Evidence(), Audits: c.audits,
 		Releases: &admin.Releases{Manager: c.rel, Push: c.releasesChanged},
 		DFE:      &admin.DFE{Service: dfeSvc, Checks: checks, Alerts: c.cons.MonitoringFigures}}
 	if c.bus != nil { // a nil *Bus in the interface would be called

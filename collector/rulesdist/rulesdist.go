@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -189,6 +190,9 @@ func (d *Distributor) loadOverrides() {
 		return
 	}
 	d.overlay = d.loadFolders(d.schoolDir, entries, d.overlay, "school", func(sc string) bool {
+		if strings.HasPrefix(sc, ".") {
+			return false // a set being swapped in (SetSchoolOverrides)
+		}
 		if !store.ValidSchoolID(sc) {
 			d.log.Error("a school rules folder is not named by a school ID; ignored", "folder", filepath.Join(d.schoolDir, sc))
 			return false
@@ -549,4 +553,72 @@ func RemoveSchoolOverrides(schoolDir, school string) (int, error) {
 		return 0, fmt.Errorf("remove the rules overrides of %s: %w", school, err)
 	}
 	return len(files), nil
+}
+
+// SetSchoolOverrides replaces school's override folder with files (by
+// relative, slash-separated path; none: the folder is removed), once they
+// validate on their own and laid over every group's pack, as a bundle
+// would be composed: a set that does not is refused whole (the errors
+// name file, line and column) and the folder is left as it was. The new
+// folder is written beside the old and swapped in by rename, so a crash
+// leaves one or the other; the bundles are rebuilt before it returns.
+func (d *Distributor) SetSchoolOverrides(school string, files map[string][]byte) error {
+	if d.schoolDir == "" {
+		return fmt.Errorf("rules overrides: this collector keeps no school overrides")
+	}
+	if !store.ValidSchoolID(school) || school == store.DefaultSchool {
+		return fmt.Errorf("rules overrides: %q: the default school's rules are the trust's pack (DATA/rules)", school)
+	}
+	if len(files) > 0 {
+		if _, errs := rules.LoadFiles(files, anyKind{}); errs != nil {
+			return fmt.Errorf("rules overrides of %s do not validate: %w", school, errs)
+		}
+		d.buildMu.Lock()
+		var bad []string
+		for g, base := range d.base {
+			merged := make(map[string][]byte, len(base)+len(files))
+			for p, b := range base {
+				merged[p] = b
+			}
+			for p, b := range files {
+				merged[p] = b
+			}
+			if _, errs := rules.LoadFiles(merged, anyKind{}); errs != nil {
+				bad = append(bad, fmt.Sprintf("over group %s: %s", g, errs.Error()))
+			}
+		}
+		d.buildMu.Unlock()
+		if len(bad) > 0 {
+			sort.Strings(bad)
+			return fmt.Errorf("rules overrides of %s do not validate %s", school, strings.Join(bad, "; "))
+		}
+	}
+	final := filepath.Join(d.schoolDir, school)
+	tmp, err := os.MkdirTemp(d.schoolDir, "."+school+".new-")
+	if err != nil {
+		return fmt.Errorf("rules overrides of %s: %w", school, err)
+	}
+	defer os.RemoveAll(tmp)
+	for p, b := range files {
+		full := filepath.Join(tmp, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			return fmt.Errorf("rules overrides of %s: %w", school, err)
+		}
+		if err := fsutil.WriteFileAtomic(full, b, 0o600); err != nil {
+			return fmt.Errorf("rules overrides of %s: write %s: %w", school, p, err)
+		}
+	}
+	old := filepath.Join(d.schoolDir, "."+school+".old")
+	os.RemoveAll(old)
+	if err := os.Rename(final, old); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("rules overrides of %s: %w", school, err)
+	}
+	if len(files) > 0 {
+		if err := os.Rename(tmp, final); err != nil {
+			os.Rename(old, final) // put the previous set back
+			return fmt.Errorf("rules overrides of %s: %w", school, err)
+		}
+	}
+	os.RemoveAll(old)
+	return d.Reload()
 }
