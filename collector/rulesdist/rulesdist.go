@@ -308,29 +308,15 @@ func (d *Distributor) compose(k key, prev *vigilv1.RulesBundle) *vigilv1.RulesBu
 	// The usual case, nothing changed: the layers merged give the bundle
 	// already composed (and validated), so it is not validated again (a
 	// refresh of 50 schools is then hashing, not parsing).
-	if prev != nil {
-		all := make(map[string][]byte, len(d.base[k.group])+len(d.overlay[k.school])+len(extra))
-		for _, l := range []map[string][]byte{d.base[k.group], d.overlay[k.school], extra} {
-			for p, b := range l {
-				all[p] = b
-			}
-		}
-		if rules.HashFiles(all) == prev.Hash {
-			return prev
-		}
+	if prev != nil && rules.HashFiles(layered(d.base[k.group], d.overlay[k.school], extra)) == prev.Hash {
+		return prev
 	}
 	files := d.base[k.group]
 	layer := func(what string, add map[string][]byte) {
 		if len(add) == 0 {
 			return
 		}
-		merged := make(map[string][]byte, len(files)+len(add))
-		for p, b := range files {
-			merged[p] = b
-		}
-		for p, b := range add {
-			merged[p] = b
-		}
+		merged := layered(files, add)
 		if _, errs := rules.LoadFiles(merged, anyKind{}); errs != nil {
 			d.log.Error(what+" do not validate over the group's rules; leaving them out of the bundle", "school", k.school, "group", k.group, "errors", errs.Error())
 			return
@@ -344,6 +330,22 @@ func (d *Distributor) compose(k key, prev *vigilv1.RulesBundle) *vigilv1.RulesBu
 		return prev
 	}
 	return &vigilv1.RulesBundle{Version: d.clock().UTC().Format(time.RFC3339), Hash: hash, Files: files}
+}
+
+// layered is the files of every layer, each replacing the ones before by
+// path, as a bundle is composed.
+func layered(layers ...map[string][]byte) map[string][]byte {
+	n := 0
+	for _, l := range layers {
+		n += len(l)
+	}
+	out := make(map[string][]byte, n)
+	for _, l := range layers {
+		for p, b := range l {
+			out[p] = b
+		}
+	}
+	return out
 }
 
 // recordHistory appends a change for every group whose bundle differs from
@@ -576,14 +578,7 @@ func (d *Distributor) SetSchoolOverrides(school string, files map[string][]byte)
 		d.buildMu.Lock()
 		var bad []string
 		for g, base := range d.base {
-			merged := make(map[string][]byte, len(base)+len(files))
-			for p, b := range base {
-				merged[p] = b
-			}
-			for p, b := range files {
-				merged[p] = b
-			}
-			if _, errs := rules.LoadFiles(merged, anyKind{}); errs != nil {
+			if _, errs := rules.LoadFiles(layered(base, files), anyKind{}); errs != nil {
 				bad = append(bad, fmt.Sprintf("over group %s: %s", g, errs.Error()))
 			}
 		}

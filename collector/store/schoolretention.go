@@ -62,7 +62,14 @@ func (s *Store) loadSchoolRetention() error {
 // the device's school's own retention where the school set one (a
 // category it names, else its default), else the installation's.
 func (s *Store) retentionOf(device, category string) time.Duration {
-	if school, ok := s.DeviceSchool(device); ok {
+	school, ok := s.DeviceSchool(device)
+	return s.retentionIn(school, ok, category)
+}
+
+// retentionIn is retentionOf for a device whose school was looked up
+// (known: the device is in the cache).
+func (s *Store) retentionIn(school string, known bool, category string) time.Duration {
+	if known {
 		s.retMu.RLock()
 		r := s.schoolRet[school]
 		s.retMu.RUnlock()

@@ -186,7 +186,13 @@ func (s *Store) sealFor(device string, key, plain []byte) ([]byte, error) {
 		return plain, nil
 	}
 	school, ok := s.DeviceSchool(device)
-	if !ok || school == DefaultSchool {
+	return s.sealIn(school, ok, key, plain)
+}
+
+// sealIn is sealFor for a device whose school was looked up (known: the
+// device is in the cache; unknown ones are not sealed).
+func (s *Store) sealIn(school string, known bool, key, plain []byte) ([]byte, error) {
+	if s.opts.DataKeys == nil || !known || school == DefaultSchool {
 		return plain, nil
 	}
 	a, err := s.opts.DataKeys.aead(school, true)

@@ -505,7 +505,9 @@ func (s *Store) commitGroup(group []*commitReq) {
 // stored is a no-op, one with other content is refused (returned), and the
 // finding is stored without it.
 func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, blobs []*vigilv1.EvidenceBlob) ([]EvidenceConflict, error) {
-	ttl := s.retentionOf(f.DeviceId, f.Category)
+	// One lookup of the device's school for its retention and its seal.
+	school, known := s.DeviceSchool(f.DeviceId)
+	ttl := s.retentionIn(school, known, f.Category)
 	withTTL := func(e *badger.Entry) *badger.Entry {
 		if ttl > 0 {
 			return e.WithTTL(ttl)
@@ -513,7 +515,7 @@ func (s *Store) writeFinding(txn **badger.Txn, f *vigilv1.Finding, val []byte, b
 		return e
 	}
 	fk := findingKey(f.DeviceId, f.Seq)
-	val, err := s.sealFor(f.DeviceId, fk, val)
+	val, err := s.sealIn(school, known, fk, val)
 	if err != nil {
 		return nil, fmt.Errorf("store: seal finding seq %d: %w", f.Seq, err)
 	}
